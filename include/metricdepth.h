@@ -1,0 +1,258 @@
+/*
+ * metricdepth: metric depth from one RGB image, in C.
+ *
+ * Conventions that hold for the whole API:
+ *  - Every fallible function returns md_status and, on failure, fills the
+ *    caller's md_error (which may be NULL) with a message naming the file and
+ *    the problem. Nothing prints, exits or aborts.
+ *  - Structs returned through out-parameters own their memory; release them
+ *    with the matching *_free function (safe on zeroed structs).
+ *  - Depth is float metres. A depth pixel is valid when it is finite, > 0 and,
+ *    if the map carries a mask, mask[i] != 0. Readers store invalid pixels as 0.
+ *  - Every file writer writes a temporary file beside the target and renames it,
+ *    so a failure never leaves a partial output.
+ *  - No global mutable state: all state lives in the objects you pass.
+ */
+#ifndef METRICDEPTH_H
+#define METRICDEPTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MD_VERSION_STRING "0.1.0"
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum {
+    MD_OK = 0,
+    MD_ERR_ARG = 1,         /* the caller passed an invalid argument */
+    MD_ERR_IO = 2,          /* a file could not be opened, read or written */
+    MD_ERR_FORMAT = 3,      /* a file is corrupt, truncated or not of the expected format */
+    MD_ERR_UNSUPPORTED = 4, /* a well-formed input uses a feature we do not support */
+    MD_ERR_NOMEM = 5,       /* out of memory, or a size beyond our limits */
+    MD_ERR_DATA = 6         /* data unusable: no valid pixel, size mismatch, NaN */
+} md_status;
+
+typedef struct {
+    md_status code;
+    char message[512];
+} md_error;
+
+/* "ok", "invalid argument", "i/o error", ... */
+const char *md_status_name(md_status status);
+
+/* ---------------------------------------------------------------- images */
+
+/* 8-bit RGB, interleaved, row-major, no padding. */
+typedef struct {
+    int width, height;
+    uint8_t *pixels; /* width*height*3 */
+} md_image;
+
+/* Reads PNG (8/16-bit, grey/RGB/palette/alpha: converted to 8-bit RGB), JPEG,
+ * PPM/PGM (P5/P6, maxval up to 65535). The format is detected from the bytes. */
+md_status md_image_load(const char *path, md_image *out, md_error *err);
+/* Writes an 8-bit RGB PNG. */
+md_status md_image_save_png(const char *path, const md_image *img, md_error *err);
+void md_image_free(md_image *img);
+
+/* ----------------------------------------------------------- depth maps */
+
+typedef struct {
+    int width, height;
+    float *data;   /* width*height metres; invalid = 0 */
+    uint8_t *mask; /* optional: 1 = valid; NULL = every finite positive pixel is valid */
+} md_depth;
+
+typedef enum {
+    MD_DEPTH_PLAIN = 0,      /* metres = raw / divisor */
+    MD_DEPTH_SUN_ROTATED = 1 /* SUN RGB-D: mm = (v >> 3) | (v << 13), 16 bits, then / divisor */
+} md_depth_encoding;
+
+typedef struct {
+    double divisor;             /* raw integer / divisor = metres; 0 = 1000 (mm). Ignored for float files */
+    md_depth_encoding encoding;
+    int keep_65535;             /* 0 (default): raw 65535 is invalid (7-Scenes saturation marker) */
+} md_depth_read_options;
+
+/* Reads a depth map: 16-bit PNG, 16-bit PGM (P5, big-endian), .npy
+ * (float32/float64/uint16, 2-D or with singleton leading dims, C order), PFM.
+ * Integer formats are divided by opts->divisor; float formats are metres.
+ * Non-finite or negative values become 0 (invalid). opts may be NULL. */
+md_status md_depth_load(const char *path, const md_depth_read_options *opts, md_depth *out,
+                        md_error *err);
+/* Writes by extension: .png (16-bit, millimetres, rounded, 0 = invalid, clipped
+ * to 65.535 m), .npy (float32), .pfm (float32, little-endian). */
+md_status md_depth_save(const char *path, const md_depth *depth, md_error *err);
+md_status md_depth_alloc(md_depth *d, int width, int height, md_error *err);
+void md_depth_free(md_depth *d);
+static inline int md_depth_valid_at(const md_depth *d, size_t i)
+{
+    float v = d->data[i];
+    return v > 0.0f && v < 3.0e38f && (d->mask == NULL || d->mask[i] != 0);
+}
+
+typedef enum { MD_COLORMAP_TURBO = 0, MD_COLORMAP_INFERNO = 1 } md_colormap;
+
+/* Colourised preview PNG: invalid pixels black. vmin == vmax == 0 picks the
+ * range automatically (2nd..98th percentile of valid pixels). Near = low end. */
+md_status md_depth_save_preview(const char *path, const md_depth *depth, md_colormap cmap,
+                                float vmin, float vmax, md_error *err);
+/* Maps t in [0,1] to 8-bit RGB. */
+void md_colormap_lookup(md_colormap cmap, float t, uint8_t rgb[3]);
+
+/* ------------------------------------------------------ generic tensors */
+
+/* A dense float32 array, C order. Used for .npy I/O and raw network runs. */
+typedef struct {
+    int ndim;
+    int64_t shape[8];
+    float *data;
+} md_tensor;
+
+/* .npy reader: float32, float64, uint16 (and int/uint 8..64, bool) converted to float32. */
+md_status md_npy_load(const char *path, md_tensor *out, md_error *err);
+md_status md_npy_save(const char *path, const md_tensor *t, md_error *err);
+size_t md_tensor_numel(const md_tensor *t);
+void md_tensor_free(md_tensor *t);
+
+/* --------------------------------------------------------- point clouds */
+
+typedef struct {
+    double fx, fy, cx, cy;
+} md_intrinsics;
+
+/* NYU Depth V2 colour camera: 518.8579, 519.4696, 325.5824, 253.7362. */
+md_intrinsics md_intrinsics_nyu(void);
+
+/* Back-projects valid pixels (every stride-th row and column, depth <= max_depth
+ * when max_depth > 0) to a binary little-endian PLY: float x y z in metres
+ * (camera frame: x right, y down, z forward) and uchar red green blue from rgb
+ * (grey when rgb is NULL; rgb must match the depth size). */
+md_status md_pointcloud_save_ply(const char *path, const md_depth *depth, const md_image *rgb,
+                                 const md_intrinsics *K, int stride, float max_depth,
+                                 md_error *err);
+
+/* ------------------------------------------------------------- datasets */
+
+typedef struct {
+    char *rgb_path;
+    char *depth_path;
+    double depth_divisor;       /* metres = raw / divisor */
+    md_depth_encoding encoding; /* written as divisor token "sun" in pair lists */
+    int has_intrinsics;
+    md_intrinsics K;
+} md_pair;
+
+typedef struct {
+    md_pair *items;
+    size_t count;
+} md_pair_list;
+
+/* Pair list file: one pair per line, "rgb_path depth_path [divisor|sun] [fx fy cx cy]",
+ * '#' starts a comment. Relative paths are relative to the list file's folder. Appends. */
+md_status md_pairs_read_list(const char *path, md_pair_list *list, md_error *err);
+/* Detects the known dataset layouts below dir (NYU BTS, DenseDepth, 3DMatch/7-Scenes,
+ * KITTI/Metric3D, TUM, slambook, Open3D test data) and appends the pairs in a stable order. */
+md_status md_pairs_detect(const char *dir, md_pair_list *list, md_error *err);
+/* Writes the list in the pair-list format (with a header comment). */
+md_status md_pairs_write(FILE *f, const md_pair_list *list, md_error *err);
+md_status md_pair_list_append(md_pair_list *list, const md_pair *pair, md_error *err);
+void md_pair_list_free(md_pair_list *list);
+/* Loads the pair's ground-truth depth with its divisor and encoding. */
+md_status md_pair_load_depth(const md_pair *pair, md_depth *out, md_error *err);
+
+/* Renders the built-in sample scene (a furnished room, procedurally textured)
+ * with exact metric depth: the embedded default input of `metricdepth demo` and
+ * a ground truth for tests. variant picks the camera pose (0..3). */
+md_status md_render_sample_scene(int width, int height, int variant, md_image *rgb,
+                                 md_depth *depth, md_intrinsics *K, md_error *err);
+
+/* -------------------------------------------------------- optimal scale */
+
+typedef enum {
+    MD_SCALE_W1 = 0,     /* argmin W1(s*pred, gt): exact weighted median, O(n log n) */
+    MD_SCALE_W2 = 1,     /* argmin W2(s*pred, gt): closed form on sorted values */
+    MD_SCALE_MEDIAN = 2, /* median(gt) / median(pred) */
+    MD_SCALE_LSQ = 3,    /* argmin sum (s*p - g)^2 */
+    MD_SCALE_LOGLSQ = 4  /* argmin sum (log s + log p - log g)^2 */
+} md_scale_method;
+
+/* Parses "w1", "w2", "median", "lsq", "loglsq". Returns -1 if unknown. */
+int md_scale_method_parse(const char *name);
+const char *md_scale_method_name(md_scale_method m);
+
+/* Fits s over n paired samples (already filtered: all finite and > 0), clamped
+ * to [lo, hi]. Fails with MD_ERR_DATA when n == 0. */
+md_status md_scale_fit(const float *pred, const float *gt, size_t n, md_scale_method method,
+                       double lo, double hi, double *scale, md_error *err);
+/* W1 distance between the empirical distributions of scale*pred and gt (equal counts:
+ * the mean |scale*p_(i) - g_(i)| over sorted values). */
+double md_w1_distance(const float *pred, const float *gt, size_t n, double scale);
+
+/* Collects the pixels valid in both maps (same size required) into new arrays. */
+md_status md_depth_valid_samples(const md_depth *pred, const md_depth *gt, float **pred_out,
+                                 float **gt_out, size_t *n_out, md_error *err);
+
+/* --------------------------------------------------------------- metrics */
+
+typedef enum {
+    MD_PROTOCOL_SEED = 0, /* valid = gt > 0 and pred > 0, whole image */
+    MD_PROTOCOL_EIGEN = 1 /* crop rows 45..470, cols 41..600 of 480x640 (scaled for other
+                             sizes), gt in (1e-3, 10), pred clipped to [1e-3, 10] */
+} md_protocol;
+
+int md_protocol_parse(const char *name); /* "seed" | "eigen", -1 if unknown */
+
+typedef struct {
+    double abs_rel, sq_rel, rmse, rmse_log, log10, silog;
+    double delta1, delta2, delta3; /* fractions in [0,1] */
+    size_t n_valid;
+} md_metrics;
+
+/* Per-image metrics. SILog = sqrt(mean(e^2) - 0.5 mean(e)^2), e = ln pred - ln gt
+ * (Depth Anything V2's definition, unscaled). Fails with MD_ERR_DATA if no pixel is valid. */
+md_status md_metrics_compute(const md_depth *pred, const md_depth *gt, md_protocol protocol,
+                             md_metrics *out, md_error *err);
+/* Mean of per-image metrics (n_valid summed). */
+void md_metrics_mean(const md_metrics *items, size_t n, md_metrics *out);
+
+/* ---------------------------------------------------------------- models */
+
+typedef struct md_model md_model;
+
+typedef struct {
+    int threads;       /* 0 = all cores */
+    int input_size;    /* DA2: shorter side target (default 518); 0 = model default */
+    double max_depth;  /* DA2 metric head: 0 = from file name (20 indoor, 80 outdoor) */
+    int relative;      /* DA2: 1 = relative head (ReLU), 0 = metric (sigmoid x max_depth) */
+} md_model_options;
+
+/* Opens a depth network; the backend is chosen by the file (ONNX, .pth, .safetensors). */
+md_status md_model_load(const char *path, const md_model_options *opts, md_model **out,
+                        md_error *err);
+/* Full pipeline: preprocess, run, map back to the image size. out->mask marks the
+ * pixels the network actually saw (e.g. FastDepth's centre crop). */
+md_status md_model_predict(md_model *model, const md_image *img, md_depth *out, md_error *err);
+/* Raw network on an already preprocessed NCHW (or CHW) tensor. */
+md_status md_model_run_tensor(md_model *model, const md_tensor *input, md_tensor *output,
+                              md_error *err);
+/* Arithmetic of one forward pass at this image size in GFLOP (multiply-add = 2),
+ * 0 if the backend cannot tell. For benchmarks. */
+double md_model_gflop(const md_model *model, int width, int height);
+/* "fastdepth (onnx)", "depth-anything-v2 vits metric", ... */
+const char *md_model_describe(const md_model *model);
+void md_model_free(md_model *model);
+/* Default model path: $METRICDEPTH_MODEL, else $METRICDEPTH_MODELS_DIR/fastdepth_7.onnx,
+ * else models/fastdepth_7.onnx beside the executable's source tree install. */
+md_status md_default_model_path(char *buf, size_t size, md_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
