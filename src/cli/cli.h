@@ -1,0 +1,82 @@
+/* Shared pieces of the command-line tool: option parsing, exit codes,
+ * progress bars. Each subcommand lives in its own cmd_*.c file. */
+#ifndef MD_CLI_H
+#define MD_CLI_H
+
+#include "metricdepth.h"
+
+#include <stdbool.h>
+
+/* Exit codes (documented in the README). */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAILURE = 1, /* bad input or a failed operation */
+    CLI_EXIT_USAGE = 2,   /* wrong flags or arguments */
+    CLI_EXIT_PARTIAL = 3  /* a batch finished but some items failed */
+};
+
+typedef struct {
+    const char *name;   /* long name without "--" */
+    char short_name;    /* 0 if none */
+    bool takes_value;
+    const char **value; /* set for options with a value */
+    bool *flag;         /* set for boolean flags */
+} cli_option;
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    const char *usage; /* full --help text */
+    int (*run)(int argc, char **argv);
+} cli_command;
+
+/* Parses argv[1..] (argv[0] is the command name). Positional arguments are
+ * collected in order into positional (which must hold argc entries).
+ * Returns -1 when --help was asked for (help already printed), CLI_EXIT_USAGE
+ * on a bad flag (message printed), 0 otherwise. */
+int cli_parse(const cli_command *cmd, int argc, char **argv, const cli_option *options,
+              char **positional, int *n_positional);
+
+/* Prints "metricdepth CMD: message" to stderr and returns CLI_EXIT_USAGE. */
+int cli_usage_error(const cli_command *cmd, const char *fmt, ...);
+/* Prints "metricdepth: error: <err.message>" and returns the exit code for it. */
+int cli_report(const md_error *err);
+int cli_exit_code(md_status st);
+
+bool cli_parse_double(const char *s, double *out);
+bool cli_parse_int(const char *s, int *out);
+/* "a,b" -> two doubles. */
+bool cli_parse_pair(const char *s, double *a, double *b);
+/* "fx,fy,cx,cy" */
+bool cli_parse_intrinsics(const char *s, md_intrinsics *K);
+/* "480x640" (height x width) */
+bool cli_parse_size(const char *s, int *height, int *width);
+
+/* Loads a depth map for pred/gt flags: integer formats use divisor
+ * (0 = 1000), float formats are metres. */
+md_status cli_load_depth(const char *path, double divisor, md_depth *out, md_error *err);
+
+/* A one-line progress bar on stderr with ETA; silent when stderr is not a
+ * terminal except for a final summary line. */
+typedef struct {
+    const char *label;
+    size_t total, done;
+    double start;
+    bool tty;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *label, size_t total);
+void cli_progress_step(cli_progress *p, const char *item);
+void cli_progress_finish(cli_progress *p);
+
+/* Joins dir and name into buf ("dir/name"). */
+void cli_path_join(char *buf, size_t size, const char *dir, const char *name);
+/* File name without folder and extension ("a/b/rgb_1.jpg" -> "rgb_1"). */
+void cli_stem(char *buf, size_t size, const char *path);
+/* mkdir -p */
+md_status cli_make_dirs(const char *path, md_error *err);
+
+/* Subcommands. */
+extern const cli_command cmd_predict, cmd_demo, cmd_run_model, cmd_bench, cmd_pairs, cmd_scale,
+    cmd_metrics, cmd_pointcloud, cmd_convert, cmd_preview;
+
+#endif

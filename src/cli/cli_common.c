@@ -1,0 +1,280 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const cli_option *find_option(const cli_option *options, const char *name, size_t len,
+                                     char short_name)
+{
+    for (const cli_option *o = options; o && o->name; o++) {
+        if (short_name ? o->short_name == short_name
+                       : (strlen(o->name) == len && strncmp(o->name, name, len) == 0))
+            return o;
+    }
+    return NULL;
+}
+
+int cli_parse(const cli_command *cmd, int argc, char **argv, const cli_option *options,
+              char **positional, int *n_positional)
+{
+    *n_positional = 0;
+    bool only_positional = false;
+    for (int i = 1; i < argc; i++) {
+        char *arg = argv[i];
+        if (only_positional || arg[0] != '-' || arg[1] == '\0') {
+            positional[(*n_positional)++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            only_positional = true;
+            continue;
+        }
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            printf("%s", cmd->usage);
+            return -1;
+        }
+        const cli_option *opt;
+        const char *inline_value = NULL;
+        if (arg[1] == '-') {
+            const char *name = arg + 2;
+            const char *eq = strchr(name, '=');
+            size_t len = eq ? (size_t)(eq - name) : strlen(name);
+            opt = find_option(options, name, len, 0);
+            if (eq)
+                inline_value = eq + 1;
+        } else {
+            if (arg[2] != '\0')
+                return cli_usage_error(cmd, "unknown option '%s'", arg);
+            opt = find_option(options, NULL, 0, arg[1]);
+        }
+        if (!opt)
+            return cli_usage_error(cmd, "unknown option '%s' (see 'metricdepth %s --help')", arg,
+                                   cmd->name);
+        if (opt->takes_value) {
+            if (inline_value) {
+                *opt->value = inline_value;
+            } else if (i + 1 < argc) {
+                *opt->value = argv[++i];
+            } else {
+                return cli_usage_error(cmd, "option '--%s' needs a value", opt->name);
+            }
+        } else {
+            if (inline_value)
+                return cli_usage_error(cmd, "option '--%s' takes no value", opt->name);
+            *opt->flag = true;
+        }
+    }
+    return 0;
+}
+
+int cli_usage_error(const cli_command *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "metricdepth %s: ", cmd->name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_exit_code(md_status st)
+{
+    switch (st) {
+    case MD_OK: return CLI_EXIT_OK;
+    case MD_ERR_ARG: return CLI_EXIT_USAGE;
+    default: return CLI_EXIT_FAILURE;
+    }
+}
+
+int cli_report(const md_error *err)
+{
+    fprintf(stderr, "metricdepth: error: %s\n",
+            err->message[0] ? err->message : md_status_name(err->code));
+    return cli_exit_code(err->code);
+}
+
+bool cli_parse_double(const char *s, double *out)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end != '\0' || errno != 0 || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_int(const char *s, int *out)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (*end != '\0' || errno != 0 || v < -1000000000L || v > 1000000000L)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+static bool parse_list(const char *s, double *vals, int n)
+{
+    char buf[256];
+    if (!s || strlen(s) >= sizeof buf)
+        return false;
+    strcpy(buf, s);
+    char *p = buf;
+    for (int i = 0; i < n; i++) {
+        char *comma = strchr(p, ',');
+        if ((i < n - 1) != (comma != NULL))
+            return false;
+        if (comma)
+            *comma = '\0';
+        if (!cli_parse_double(p, &vals[i]))
+            return false;
+        p = comma + 1;
+    }
+    return true;
+}
+
+bool cli_parse_pair(const char *s, double *a, double *b)
+{
+    double v[2];
+    if (!parse_list(s, v, 2))
+        return false;
+    *a = v[0];
+    *b = v[1];
+    return true;
+}
+
+bool cli_parse_intrinsics(const char *s, md_intrinsics *K)
+{
+    double v[4];
+    if (!parse_list(s, v, 4) || v[0] <= 0 || v[1] <= 0)
+        return false;
+    K->fx = v[0];
+    K->fy = v[1];
+    K->cx = v[2];
+    K->cy = v[3];
+    return true;
+}
+
+bool cli_parse_size(const char *s, int *height, int *width)
+{
+    int h, w;
+    char tail;
+    if (!s || sscanf(s, "%dx%d%c", &h, &w, &tail) != 2 || h <= 0 || w <= 0 || h > 16384 ||
+        w > 16384)
+        return false;
+    *height = h;
+    *width = w;
+    return true;
+}
+
+md_status cli_load_depth(const char *path, double divisor, md_depth *out, md_error *err)
+{
+    md_depth_read_options o = {.divisor = divisor};
+    return md_depth_load(path, &o, out, err);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_progress_start(cli_progress *p, const char *label, size_t total)
+{
+    p->label = label;
+    p->total = total;
+    p->done = 0;
+    p->start = now();
+    p->tty = isatty(STDERR_FILENO) != 0;
+}
+
+void cli_progress_step(cli_progress *p, const char *item)
+{
+    p->done++;
+    if (!p->tty)
+        return;
+    double elapsed = now() - p->start;
+    double eta = p->done ? elapsed / (double)p->done * (double)(p->total - p->done) : 0.0;
+    int width = 28;
+    int filled = p->total ? (int)((double)width * (double)p->done / (double)p->total) : width;
+    char bar[64];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < filled ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "\r%s [%s] %zu/%zu  %.1fs elapsed, ETA %.1fs  %-30.30s", p->label, bar,
+            p->done, p->total, elapsed, eta, item ? item : "");
+    fflush(stderr);
+}
+
+void cli_progress_finish(cli_progress *p)
+{
+    if (p->tty)
+        fputc('\n', stderr);
+    fprintf(stderr, "%s: %zu/%zu done in %.2f s\n", p->label, p->done, p->total, now() - p->start);
+}
+
+void cli_path_join(char *buf, size_t size, const char *dir, const char *name)
+{
+    size_t n = strlen(dir);
+    if (n > 0 && dir[n - 1] == '/')
+        snprintf(buf, size, "%s%s", dir, name);
+    else
+        snprintf(buf, size, "%s/%s", dir, name);
+}
+
+void cli_stem(char *buf, size_t size, const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    snprintf(buf, size, "%s", base);
+    char *dot = strrchr(buf, '.');
+    if (dot && dot != buf)
+        *dot = '\0';
+}
+
+md_status cli_make_dirs(const char *path, md_error *err)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        err->code = MD_ERR_ARG;
+        snprintf(err->message, sizeof err->message, "%.200s...: path too long", path);
+        return MD_ERR_ARG;
+    }
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+                err->code = MD_ERR_IO;
+                snprintf(err->message, sizeof err->message, "%s: cannot create folder: %s", buf,
+                         strerror(errno));
+                return MD_ERR_IO;
+            }
+            *p = saved;
+            if (saved == '\0')
+                break;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        err->code = MD_ERR_IO;
+        snprintf(err->message, sizeof err->message, "%s: not a folder", path);
+        return MD_ERR_IO;
+    }
+    return MD_OK;
+}
