@@ -1,12 +1,264 @@
+/* The ONNX backend: a CNN graph (onnx_graph.c) behind md_model, with
+ * FastDepth's preprocessing for md_model_predict.
+ *
+ * predict works for "FastDepth-like" graphs only: one float input of shape
+ * 1x3xHxW (RGB in [0,1]) and a first output of 1x1xHoxWo or 1xHoxWo (depth in
+ * metres). Other graphs load and run through md_model_run_tensor, and predict
+ * returns MD_ERR_UNSUPPORTED.
+ *
+ * Preprocessing, as FastDepth was trained (dwofk/fast-depth, NYU loader:
+ * Resize(250/h), CenterCrop(228, 304), Resize(224x224) via scipy.misc.imresize,
+ * i.e. PIL BILINEAR on 8-bit RGB, then /255, no mean/std):
+ *  1. resize to height 250 keeping the aspect ratio (width floor(w*250/h));
+ *     images so narrow that the width would fall below 304 are resized to
+ *     width 304 instead;
+ *  2. centre crop 228x304, offsets round-half-even((size - crop)/2) as Python 3;
+ *  3. resize the crop to the network input HxW;
+ *  4. divide by 255.
+ * Both resizes are PIL's antialiased bilinear (triangle filter widened by the
+ * shrink factor, centres at +0.5, horizontal then vertical pass), each pass
+ * rounded to 8 bits as PIL does (computed in float, not PIL's 22-bit fixed
+ * point, so an occasional value may differ by one level).
+ * Map back: every image pixel centre is carried through steps 1-3 (a pure
+ * scale and offset per axis) into network-output coordinates and sampled
+ * bilinearly (half-pixel centres), coordinates clamped to the output. This
+ * equals bilinear resizing of the output onto the 228x304 crop and then onto
+ * the image, in one sampling step. Pixels whose centre falls outside the crop
+ * get the nearest edge value (edge extension) and mask 0. */
 #include "backend.h"
 #include "core/core.h"
+#include "formats/onnx.h"
+#include "models/onnx_graph.h"
+#include "tensor/cnn_ops.h"
+#include "tensor/tensor_ops.h"
 
-/* Placeholder until the backend lands. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FD_RESIZE_H 250
+#define FD_CROP_H 228
+#define FD_CROP_W 304
+
+typedef struct {
+    md_onnx_graph *graph;
+    int threads;
+    bool depth_like; /* FastDepth-like input/output shapes */
+    int in_h, in_w, out_h, out_w;
+    char desc[256];
+} onnx_impl;
+
+static void set_threads(const onnx_impl *m)
+{
+    md_gemm_set_threads(m->threads);
+}
+
+static int round_half_even(double v)
+{
+    double r = floor(v + 0.5);
+    if (r - v == 0.5 && fmod(r, 2.0) != 0.0)
+        r -= 1.0;
+    return (int)r;
+}
+
+static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md_error *err)
+{
+    onnx_impl *m = impl;
+    if (!m->depth_like)
+        return md_fail(err, MD_ERR_UNSUPPORTED,
+                       "%s: predict needs a depth network with a 1x3xHxW input and a 1x1xHxW "
+                       "output; use run_tensor for other graphs",
+                       m->desc);
+    int w = img->width, h = img->height;
+    if (w > MD_MAX_DIM || h > MD_MAX_DIM)
+        return md_fail(err, MD_ERR_ARG, "predict: image %dx%d too large", w, h);
+    /* Step 1 sizes (Python: int(size * scale) in double). */
+    double s = (double)FD_RESIZE_H / h;
+    int rh = (int)(h * s), rw = (int)(w * s);
+    if (rw < FD_CROP_W) {
+        s = (double)FD_CROP_W / w;
+        rh = (int)(h * s);
+        rw = (int)(w * s);
+    }
+    if (rh < FD_CROP_H)
+        rh = FD_CROP_H;
+    if (rw < FD_CROP_W)
+        rw = FD_CROP_W;
+    int cy = round_half_even((rh - FD_CROP_H) / 2.0), cx = round_half_even((rw - FD_CROP_W) / 2.0);
+    size_t npix = (size_t)w * h;
+    size_t n_res = (size_t)3 * rh * rw;
+    size_t n_scr = (size_t)3 * (h > FD_CROP_H ? h : FD_CROP_H) * (rw > m->in_w ? rw : m->in_w);
+    size_t n_crop = (size_t)3 * FD_CROP_H * FD_CROP_W, n_net = (size_t)3 * m->in_h * m->in_w;
+    float *planar = malloc(sizeof(float) * 3 * npix);
+    float *res = malloc(sizeof(float) * n_res);
+    float *scr = malloc(sizeof(float) * n_scr);
+    float *crop = malloc(sizeof(float) * n_crop);
+    float *net = malloc(sizeof(float) * n_net);
+    md_status st = MD_OK;
+    if (!planar || !res || !scr || !crop || !net) {
+        st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for a %dx%d image", w, h);
+        goto done;
+    }
+    for (size_t i = 0; i < npix; i++)
+        for (int c = 0; c < 3; c++)
+            planar[c * npix + i] = img->pixels[3 * i + (size_t)c];
+    md_resize_pil_bilinear(planar, 3, h, w, res, rh, rw, true, scr);
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < FD_CROP_H; y++)
+            memcpy(crop + ((size_t)c * FD_CROP_H + y) * FD_CROP_W,
+                   res + ((size_t)c * rh + cy + y) * rw + cx, sizeof(float) * FD_CROP_W);
+    md_resize_pil_bilinear(crop, 3, FD_CROP_H, FD_CROP_W, net, m->in_h, m->in_w, true, scr);
+    for (size_t i = 0; i < n_net; i++)
+        net[i] *= 1.0f / 255.0f;
+    set_threads(m);
+    const float *d = md_onnx_graph_run(m->graph, net);
+    if ((st = md_depth_alloc(out, w, h, err)) != MD_OK)
+        goto done;
+    out->mask = calloc(npix, 1);
+    if (!out->mask) {
+        md_depth_free(out);
+        st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for the mask");
+        goto done;
+    }
+    /* Image pixel centre -> resized (x sx) -> crop (- cx) -> output (x Wo/304). */
+    double sx = (double)rw / w, sy = (double)rh / h;
+    double ox = (double)m->out_w / FD_CROP_W, oy = (double)m->out_h / FD_CROP_H;
+    for (int y = 0; y < h; y++) {
+        double v = (y + 0.5) * sy - cy;
+        bool in_y = v >= 0.0 && v < FD_CROP_H;
+        double fy = v * oy - 0.5;
+        fy = fy < 0 ? 0 : fy > m->out_h - 1 ? m->out_h - 1 : fy;
+        int y0 = (int)fy, y1 = y0 + 1 < m->out_h ? y0 + 1 : y0;
+        float wy = (float)(fy - y0);
+        for (int x = 0; x < w; x++) {
+            double u = (x + 0.5) * sx - cx;
+            bool in_x = u >= 0.0 && u < FD_CROP_W;
+            double fx = u * ox - 0.5;
+            fx = fx < 0 ? 0 : fx > m->out_w - 1 ? m->out_w - 1 : fx;
+            int x0 = (int)fx, x1 = x0 + 1 < m->out_w ? x0 + 1 : x0;
+            float wx = (float)(fx - x0);
+            const float *r0 = d + (size_t)y0 * m->out_w, *r1 = d + (size_t)y1 * m->out_w;
+            float top = r0[x0] + (r0[x1] - r0[x0]) * wx;
+            float bot = r1[x0] + (r1[x1] - r1[x0]) * wx;
+            float val = top + (bot - top) * wy;
+            size_t i = (size_t)y * w + x;
+            out->data[i] = isfinite(val) && val > 0.0f ? val : 0.0f;
+            out->mask[i] = in_x && in_y;
+        }
+    }
+done:
+    free(planar);
+    free(res);
+    free(scr);
+    free(crop);
+    free(net);
+    return st;
+}
+
+static md_status onnx_run_tensor(void *impl, const md_tensor *in, md_tensor *out, md_error *err)
+{
+    onnx_impl *m = impl;
+    const md_onnx_graph_info *info = md_onnx_graph_get_info(m->graph);
+    /* Accept the graph's shape, or it without a leading 1 (CHW for NCHW). */
+    bool ok = false;
+    if (in->ndim == info->in_ndim) {
+        ok = true;
+        for (int i = 0; i < in->ndim; i++)
+            ok = ok && in->shape[i] == info->in_dims[i];
+    } else if (in->ndim == info->in_ndim - 1 && info->in_dims[0] == 1) {
+        ok = true;
+        for (int i = 0; i < in->ndim; i++)
+            ok = ok && in->shape[i] == info->in_dims[i + 1];
+    }
+    if (!ok) {
+        char want[128] = "";
+        size_t len = 0;
+        for (int i = 0; i < info->in_ndim && len < sizeof want - 24; i++)
+            len += (size_t)snprintf(want + len, sizeof want - len, "%s%lld", i ? "x" : "",
+                                    (long long)info->in_dims[i]);
+        return md_fail(err, MD_ERR_ARG, "%s: input tensor shape does not match the network (%s)",
+                       m->desc, want);
+    }
+    out->data = malloc(sizeof(float) * info->out_numel);
+    if (!out->data)
+        return md_fail(err, MD_ERR_NOMEM, "run: out of memory for the output");
+    set_threads(m);
+    const float *r = md_onnx_graph_run(m->graph, in->data);
+    memcpy(out->data, r, sizeof(float) * info->out_numel);
+    out->ndim = info->out_ndim;
+    for (int i = 0; i < info->out_ndim; i++)
+        out->shape[i] = info->out_dims[i];
+    return MD_OK;
+}
+
+static const char *onnx_describe(const void *impl)
+{
+    return ((const onnx_impl *)impl)->desc;
+}
+
+/* The network always runs at its fixed input size, whatever the image size. */
+static double onnx_gflop(const void *impl, int width, int height)
+{
+    (void)width;
+    (void)height;
+    return md_onnx_graph_get_info(((const onnx_impl *)impl)->graph)->flop * 1e-9;
+}
+
+static void onnx_destroy(void *impl)
+{
+    onnx_impl *m = impl;
+    if (!m)
+        return;
+    md_onnx_graph_free(m->graph);
+    free(m);
+}
+
+static const md_model_backend onnx_backend = {"onnx",         onnx_predict, onnx_run_tensor,
+                                              onnx_describe, onnx_gflop,   onnx_destroy};
+
 md_status md_onnx_model_open(const char *path, const md_model_options *opts,
                              const md_model_backend **backend, void **impl, md_error *err)
 {
-    (void)opts;
     *backend = NULL;
     *impl = NULL;
-    return md_fail(err, MD_ERR_UNSUPPORTED, "%s: the onnx backend is not built yet", path);
+    md_onnx_model om;
+    md_status st = md_onnx_load(path, &om, err);
+    if (st != MD_OK)
+        return st;
+    onnx_impl *m = calloc(1, sizeof *m);
+    if (!m) {
+        md_onnx_free(&om);
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
+    }
+    st = md_onnx_graph_build(&om, path, 0, &m->graph, err);
+    md_onnx_free(&om);
+    if (st != MD_OK) {
+        free(m);
+        return st;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    m->threads = opts && opts->threads > 0 ? opts->threads : (cores > 0 ? (int)cores : 1);
+    const md_onnx_graph_info *info = md_onnx_graph_get_info(m->graph);
+    if (info->in_ndim == 4 && info->in_dims[0] == 1 && info->in_dims[1] == 3 &&
+        ((info->out_ndim == 4 && info->out_dims[0] == 1 && info->out_dims[1] == 1) ||
+         (info->out_ndim == 3 && info->out_dims[0] == 1))) {
+        m->depth_like = true;
+        m->in_h = (int)info->in_dims[2];
+        m->in_w = (int)info->in_dims[3];
+        m->out_h = (int)info->out_dims[info->out_ndim - 2];
+        m->out_w = (int)info->out_dims[info->out_ndim - 1];
+    }
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    char shape[96] = "";
+    size_t len = 0;
+    for (int i = 0; i < info->in_ndim && len < sizeof shape - 24; i++)
+        len += (size_t)snprintf(shape + len, sizeof shape - len, "%s%lld", i ? "x" : "",
+                                (long long)info->in_dims[i]);
+    snprintf(m->desc, sizeof m->desc, "%.100s: ONNX opset %lld CNN, %d conv, %.2f M params, input %s",
+             base, (long long)info->opset, info->n_conv, (double)info->n_params * 1e-6, shape);
+    *backend = &onnx_backend;
+    *impl = m;
+    return MD_OK;
 }

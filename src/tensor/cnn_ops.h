@@ -1,0 +1,88 @@
+/* CNN kernels beside tensor_ops.h: activations, element-wise broadcasting,
+ * pooling, resizes (ONNX Resize/Upsample semantics and a PIL-style
+ * antialiased bilinear for image preprocessing) and transposes. Planar CHW
+ * float32, single image, like tensor_ops.h. */
+#ifndef MD_TENSOR_CNN_OPS_H
+#define MD_TENSOR_CNN_OPS_H
+
+#include "tensor/tensor_ops.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* x[i] = min(max(x[i], lo), hi). ReLU is lo = 0, hi = +inf. */
+void md_clamp_inplace(float *x, size_t n, float lo, float hi);
+/* x[c][i] = clamp(x[c][i] + bias[c], lo, hi) over channels of hw values (bias may be NULL). */
+void md_bias_clamp_inplace(float *x, int channels, size_t hw, const float *bias, float lo,
+                           float hi);
+void md_sigmoid_inplace(float *x, size_t n);
+/* x[c][i] = x[c][i] * scale[c] + shift[c]. */
+void md_channel_affine_inplace(float *x, int channels, size_t hw, const float *scale,
+                               const float *shift);
+
+typedef enum { MD_BIN_ADD, MD_BIN_SUB, MD_BIN_MUL, MD_BIN_DIV } md_binary_op;
+
+/* NumPy-style broadcasting: out_dims has ndim entries; a_dims and b_dims are
+ * already right-aligned to ndim with 1 where broadcast. ndim <= 8. */
+void md_binary_broadcast(md_binary_op op, int ndim, const int64_t *out_dims, const float *a,
+                         const int64_t *a_dims, const float *b, const int64_t *b_dims,
+                         float *out);
+
+typedef struct {
+    int kernel_h, kernel_w;
+    int stride_h, stride_w;
+    int pad_top, pad_left, pad_bottom, pad_right;
+    int count_include_pad; /* average pool only */
+} md_pool2d_params;
+
+/* out (C, out_h, out_w); padded cells are ignored by max and by average unless
+ * count_include_pad (then they count as zeros, as ONNX AveragePool). Windows
+ * that fall wholly into padding (possible with ceil_mode) give 0. */
+void md_maxpool2d(const md_pool2d_params *p, const float *in, int channels, int in_h, int in_w,
+                  float *out, int out_h, int out_w);
+void md_avgpool2d(const md_pool2d_params *p, const float *in, int channels, int in_h, int in_w,
+                  float *out, int out_h, int out_w);
+void md_global_avgpool(const float *in, int channels, size_t hw, float *out);
+void md_global_maxpool(const float *in, int channels, size_t hw, float *out);
+
+/* ONNX Resize coordinate transformation modes (Upsample = asymmetric). */
+typedef enum {
+    MD_COORD_HALF_PIXEL,
+    MD_COORD_PYTORCH_HALF_PIXEL,
+    MD_COORD_ALIGN_CORNERS,
+    MD_COORD_ASYMMETRIC
+} md_coord_mode;
+
+typedef enum {
+    MD_NEAREST_ROUND_PREFER_FLOOR,
+    MD_NEAREST_ROUND_PREFER_CEIL,
+    MD_NEAREST_FLOOR,
+    MD_NEAREST_CEIL
+} md_nearest_mode;
+
+typedef struct {
+    bool linear; /* false = nearest */
+    md_coord_mode coord;
+    md_nearest_mode nearest;
+    float scale_h, scale_w; /* output/input; used by half_pixel and asymmetric */
+} md_resize_params;
+
+/* Resizes each of channels planes from (in_h, in_w) to (out_h, out_w) with
+ * ONNX Resize semantics (linear: bilinear, source coordinates clamped to the
+ * image). */
+void md_resize2d(const md_resize_params *p, const float *in, int channels, int in_h, int in_w,
+                 float *out, int out_h, int out_w);
+
+/* Antialiased bilinear resize as PIL's Image.resize(BILINEAR) computes it (and
+ * so scipy.misc.imresize): a triangle filter widened by the scale factor when
+ * shrinking, pixel centres at +0.5, horizontal pass then vertical pass. With
+ * round_u8 each pass rounds and clamps to 0..255 as PIL does on 8-bit images.
+ * scratch holds channels * in_h * out_w floats. */
+void md_resize_pil_bilinear(const float *in, int channels, int in_h, int in_w, float *out,
+                            int out_h, int out_w, bool round_u8, float *scratch);
+
+/* out = in with axes permuted: out dim i = in dim perm[i]. ndim <= 8. */
+void md_transpose(const float *in, int ndim, const int64_t *dims, const int *perm, float *out);
+
+#endif

@@ -1,0 +1,571 @@
+/* ONNX reader, graph executor and the FastDepth backend.
+ * Truth comes from outside the code: the official FastDepth output for a
+ * reference input (pred.npy), hand-computed convolutions on hand-encoded
+ * protobuf bytes, and NYU ground-truth depth. */
+#include "check.h"
+#include "core/core.h"
+#include "formats/onnx.h"
+#include "metricdepth.h"
+#include "models/onnx_graph.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ------------------------------------------------ a tiny protobuf writer */
+
+typedef struct {
+    uint8_t *d;
+    size_t n, cap;
+} buf;
+
+static void put(buf *b, const void *p, size_t n)
+{
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->d = realloc(b->d, b->cap);
+        if (!b->d)
+            abort();
+    }
+    memcpy(b->d + b->n, p, n);
+    b->n += n;
+}
+
+static void varint(buf *b, uint64_t v)
+{
+    do {
+        uint8_t c = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v)
+            c |= 0x80;
+        put(b, &c, 1);
+    } while (v);
+}
+
+static void key(buf *b, int field, int wire) { varint(b, (uint64_t)field << 3 | (uint64_t)wire); }
+static void f_int(buf *b, int field, int64_t v)
+{
+    key(b, field, 0);
+    varint(b, (uint64_t)v);
+}
+static void f_bytes(buf *b, int field, const void *p, size_t n)
+{
+    key(b, field, 2);
+    varint(b, n);
+    put(b, p, n);
+}
+static void f_str(buf *b, int field, const char *s) { f_bytes(b, field, s, strlen(s)); }
+static void f_msg(buf *b, int field, buf *sub)
+{
+    f_bytes(b, field, sub->d, sub->n);
+    free(sub->d);
+    memset(sub, 0, sizeof *sub);
+}
+static void f_float(buf *b, int field, float f)
+{
+    key(b, field, 5);
+    put(b, &f, 4); /* little-endian host */
+}
+
+/* AttributeProto with INTS. */
+static void attr_ints(buf *node, const char *name, const int64_t *v, int n)
+{
+    buf a = {0};
+    f_str(&a, 1, name);
+    for (int i = 0; i < n; i++)
+        f_int(&a, 8, v[i]);
+    f_int(&a, 20, 7);
+    f_msg(node, 5, &a);
+}
+
+/* ValueInfoProto for a float tensor. */
+static void value_info(buf *g, int field, const char *name, const int64_t *dims, int nd)
+{
+    buf vi = {0}, tp = {0}, tt = {0}, shp = {0};
+    for (int i = 0; i < nd; i++) {
+        buf dim = {0};
+        f_int(&dim, 1, dims[i]);
+        f_msg(&shp, 1, &dim);
+    }
+    f_int(&tt, 1, 1);
+    f_msg(&tt, 2, &shp);
+    f_msg(&tp, 1, &tt);
+    f_str(&vi, 1, name);
+    f_msg(&vi, 2, &tp);
+    f_msg(g, field, &vi);
+}
+
+/* Model: Y = Relu?(Conv(X[1,1,3,3], W[1,1,2,2] (raw_data), B[1] (packed float_data)))
+ * followed by op_type (a unary op) when given. */
+static buf tiny_model(int64_t opset, const char *extra_op)
+{
+    buf m = {0}, g = {0}, node = {0}, w = {0}, bias = {0}, ops = {0};
+    f_int(&m, 1, 3);
+    f_str(&m, 2, "hand");
+    /* Conv node */
+    f_str(&node, 1, "X");
+    f_str(&node, 1, "W");
+    f_str(&node, 1, "B");
+    f_str(&node, 2, extra_op ? "C" : "Y");
+    f_str(&node, 3, "conv0");
+    f_str(&node, 4, "Conv");
+    int64_t ks[2] = {2, 2};
+    attr_ints(&node, "kernel_shape", ks, 2);
+    f_msg(&g, 1, &node);
+    if (extra_op) {
+        f_str(&node, 1, "C");
+        f_str(&node, 2, "Y");
+        f_str(&node, 4, extra_op);
+        if (strcmp(extra_op, "Clip") == 0) { /* opset 7 form: float attributes */
+            buf a = {0};
+            f_str(&a, 1, "max");
+            f_float(&a, 2, 40.0f);
+            f_int(&a, 20, 1);
+            f_msg(&node, 5, &a);
+            f_str(&a, 1, "min");
+            f_float(&a, 2, 0.0f);
+            f_int(&a, 20, 1);
+            f_msg(&node, 5, &a);
+        }
+        f_msg(&g, 1, &node);
+    }
+    f_str(&g, 2, "tiny");
+    /* W: dims packed, data_type FLOAT, raw_data */
+    int64_t wd[4] = {1, 1, 2, 2};
+    buf packed = {0};
+    for (int i = 0; i < 4; i++)
+        varint(&packed, (uint64_t)wd[i]);
+    f_bytes(&w, 1, packed.d, packed.n);
+    free(packed.d);
+    f_int(&w, 2, 1);
+    f_str(&w, 8, "W");
+    float wv[4] = {1, 2, 3, 4};
+    f_bytes(&w, 9, wv, sizeof wv);
+    f_msg(&g, 5, &w);
+    /* B: one unpacked dim, packed float_data */
+    f_int(&bias, 1, 1);
+    f_int(&bias, 2, 1);
+    float bv = 0.5f;
+    f_bytes(&bias, 4, &bv, 4);
+    f_str(&bias, 8, "B");
+    f_msg(&g, 5, &bias);
+    int64_t xd[4] = {1, 1, 3, 3}, yd[4] = {1, 1, 2, 2};
+    value_info(&g, 11, "X", xd, 4);
+    value_info(&g, 12, "Y", yd, 4);
+    /* an unknown field (number 99, varint) the reader must skip */
+    f_int(&g, 99, 12345);
+    f_msg(&m, 7, &g);
+    f_str(&ops, 1, "");
+    f_int(&ops, 2, opset);
+    f_msg(&m, 8, &ops);
+    return m;
+}
+
+static const char *shared_path(char *out, size_t size, const char *rel)
+{
+    snprintf(out, size, "%s/%s", check_shared_dir(), rel);
+    return out;
+}
+
+static bool write_file(const char *path, const uint8_t *d, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    if (!fp)
+        return false;
+    bool ok = fwrite(d, 1, n, fp) == n;
+    return fclose(fp) == 0 && ok;
+}
+
+/* --------------------------------------------------------------- tests */
+
+static void test_varints(void)
+{
+    struct {
+        uint8_t bytes[11];
+        size_t n;
+        bool ok;
+        uint64_t value;
+    } cases[] = {
+        {{0x00}, 1, true, 0},
+        {{0x01}, 1, true, 1},
+        {{0xac, 0x02}, 2, true, 300},
+        {{0xff, 0xff, 0xff, 0xff, 0x0f}, 5, true, 0xffffffffu},
+        {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 10, true, UINT64_MAX},
+        {{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}, 10, true, 1ull << 63},
+        {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}, 10, false, 0},
+        {{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00}, 11, false, 0},
+        {{0x80}, 1, false, 0},
+        {{0xac}, 1, false, 0},
+        {{0}, 0, false, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const uint8_t *p = cases[i].bytes;
+        uint64_t v = 0;
+        bool ok = md_pb_read_varint(&p, cases[i].bytes + cases[i].n, &v);
+        CHECK_MSG(ok == cases[i].ok, "varint case %zu", i);
+        if (ok && cases[i].ok) {
+            CHECK(v == cases[i].value);
+            CHECK(p == cases[i].bytes + cases[i].n);
+        }
+    }
+    /* -1 as int64 is ten bytes: our writer and reader agree with the spec. */
+    buf b = {0};
+    varint(&b, (uint64_t)(int64_t)-1);
+    CHECK(b.n == 10);
+    free(b.d);
+}
+
+static void test_tiny_model(void)
+{
+    md_error err = {0};
+    buf m = tiny_model(7, NULL);
+    md_onnx_model om;
+    CHECK_OK(md_onnx_parse(m.d, m.n, "tiny", &om, &err), &err);
+    if (err.code == MD_OK) {
+        CHECK(om.ir_version == 3);
+        CHECK(om.opset == 7);
+        CHECK(om.n_nodes == 1 && strcmp(om.nodes[0].op_type, "Conv") == 0);
+        CHECK(om.n_initializers == 2);
+        const md_onnx_tensor *w = md_onnx_find_initializer(&om, "W");
+        CHECK(w && w->ndim == 4 && w->dims[2] == 2 && w->numel == 4 && w->f32 &&
+              w->f32[3] == 4.0f);
+        const md_onnx_tensor *bt = md_onnx_find_initializer(&om, "B");
+        CHECK(bt && bt->ndim == 1 && bt->f32 && bt->f32[0] == 0.5f);
+        CHECK(om.n_inputs == 1 && om.inputs[0].ndim == 4 && om.inputs[0].dims[3] == 3);
+        const md_onnx_attr *ks = md_onnx_node_attr(&om.nodes[0], "kernel_shape");
+        CHECK(ks && ks->n_ints == 2 && ks->ints[1] == 2);
+        md_onnx_graph *g = NULL;
+        CHECK_OK(md_onnx_graph_build(&om, "tiny", 0, &g, &err), &err);
+        if (g) {
+            float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+            const float *y = md_onnx_graph_run(g, x);
+            /* by hand: windows (1 2 4 5), (2 3 5 6), (4 5 7 8), (5 6 8 9) . (1 2 3 4) + 0.5 */
+            CHECK_NEAR(y[0], 37.5, 1e-5);
+            CHECK_NEAR(y[1], 47.5, 1e-5);
+            CHECK_NEAR(y[2], 67.5, 1e-5);
+            CHECK_NEAR(y[3], 77.5, 1e-5);
+            CHECK(md_onnx_graph_get_info(g)->flop == 2.0 * 4 * 4);
+            md_onnx_graph_free(g);
+        }
+        md_onnx_free(&om);
+    }
+    /* Clip (opset 7 attributes) fused into the conv */
+    buf mc = tiny_model(7, "Clip");
+    CHECK_OK(md_onnx_parse(mc.d, mc.n, "clip", &om, &err), &err);
+    if (err.code == MD_OK) {
+        md_onnx_graph *g = NULL;
+        CHECK_OK(md_onnx_graph_build(&om, "clip", 0, &g, &err), &err);
+        if (g) {
+            float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+            const float *y = md_onnx_graph_run(g, x);
+            CHECK_NEAR(y[0], 37.5, 1e-5);
+            CHECK_NEAR(y[1], 40.0, 1e-5);
+            CHECK_NEAR(y[3], 40.0, 1e-5);
+            md_onnx_graph_free(g);
+        }
+        md_onnx_free(&om);
+    }
+    free(mc.d);
+    /* Through the public API, with a Sigmoid after the conv: negative inputs. */
+    buf m2 = tiny_model(7, "Sigmoid");
+    char path[] = "/tmp/md_test_onnx_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    char onnx_path[64];
+    snprintf(onnx_path, sizeof onnx_path, "%s.onnx", path);
+    CHECK(write_file(onnx_path, m2.d, m2.n));
+    md_model *model = NULL;
+    CHECK_OK(md_model_load(onnx_path, NULL, &model, &err), &err);
+    if (model) {
+        float x[9] = {-1, 0, 0, 0, 0, 0, 0, 0, 0};
+        md_tensor in = {3, {1, 3, 3}, x}, out = {0};
+        CHECK_OK(md_model_run_tensor(model, &in, &out, &err), &err);
+        if (out.data) {
+            CHECK(out.ndim == 4 && out.shape[2] == 2 && out.shape[3] == 2);
+            /* conv = -1*1 + 0.5 = -0.5 at (0,0), 0.5 elsewhere */
+            CHECK_NEAR(out.data[0], 1.0 / (1.0 + exp(0.5)), 1e-6);
+            CHECK_NEAR(out.data[3], 1.0 / (1.0 + exp(-0.5)), 1e-6);
+        }
+        md_tensor_free(&out);
+        md_tensor bad = {2, {3, 3}, x};
+        CHECK(md_model_run_tensor(model, &bad, &out, &err) == MD_ERR_ARG);
+        md_depth d = {0};
+        uint8_t px[12] = {0};
+        md_image img = {2, 2, px};
+        CHECK(md_model_predict(model, &img, &d, &err) == MD_ERR_UNSUPPORTED);
+        md_model_free(model);
+    }
+    unlink(onnx_path);
+    unlink(path);
+    free(m.d);
+    free(m2.d);
+}
+
+static void test_errors(void)
+{
+    md_error err = {0};
+    md_onnx_model om;
+    md_onnx_graph *g = NULL;
+    /* unsupported op named in the message */
+    buf m = tiny_model(7, "Softmax");
+    CHECK_OK(md_onnx_parse(m.d, m.n, "soft", &om, &err), &err);
+    if (err.code == MD_OK) {
+        md_status st = md_onnx_graph_build(&om, "soft", 0, &g, &err);
+        CHECK(st == MD_ERR_UNSUPPORTED);
+        CHECK_MSG(strstr(err.message, "Softmax") != NULL, "%s", err.message);
+        md_onnx_free(&om);
+    }
+    free(m.d);
+    /* unsupported opset */
+    m = tiny_model(6, NULL);
+    CHECK_OK(md_onnx_parse(m.d, m.n, "old", &om, &err), &err);
+    if (err.code == MD_OK) {
+        CHECK(md_onnx_graph_build(&om, "old", 0, &g, &err) == MD_ERR_UNSUPPORTED);
+        CHECK_MSG(strstr(err.message, "opset 6") != NULL, "%s", err.message);
+        md_onnx_free(&om);
+    }
+    /* every truncation of the hand-made model fails cleanly */
+    int truncated_failures = 0;
+    for (size_t cut = 0; cut < m.n; cut++) {
+        md_status st = md_onnx_parse(m.d, cut, "cut", &om, &err);
+        if (st != MD_OK)
+            truncated_failures++;
+        else
+            md_onnx_free(&om);
+    }
+    /* cut == 0 .. : only cuts at top-level field boundaries before the graph
+     * (no graph) also fail; a cut after the graph but inside opset_import fails
+     * as truncated, exactly at its start leaves a model without opset. */
+    CHECK_MSG(truncated_failures >= (int)m.n - 1, "%d of %zu", truncated_failures, m.n);
+    /* a length that runs past the end */
+    buf c = {0};
+    put(&c, m.d, m.n);
+    for (size_t i = 0; i + 1 < c.n; i++) {
+        if (c.d[i] == (7 << 3 | 2)) { /* graph field tag: bump its length */
+            c.d[i + 1] = (uint8_t)(c.d[i + 1] + 5);
+            break;
+        }
+    }
+    CHECK(md_onnx_parse(c.d, c.n, "flip", &om, &err) == MD_ERR_FORMAT);
+    CHECK_MSG(strstr(err.message, "flip") != NULL, "%s", err.message);
+    /* wire type 3 (group) is rejected */
+    uint8_t group[] = {(1 << 3) | 3, 0};
+    CHECK(md_onnx_parse(group, sizeof group, "grp", &om, &err) == MD_ERR_FORMAT);
+    /* field number 0 is rejected */
+    uint8_t zero[] = {0x00, 0x01};
+    CHECK(md_onnx_parse(zero, sizeof zero, "zero", &om, &err) == MD_ERR_FORMAT);
+    /* unsupported tensor data type named */
+    buf bad = {0}, gr = {0}, t = {0};
+    f_int(&t, 1, 2);
+    f_int(&t, 2, 10); /* FLOAT16 */
+    f_str(&t, 8, "half");
+    f_bytes(&t, 9, "abcd", 4);
+    f_msg(&gr, 5, &t);
+    f_msg(&bad, 7, &gr);
+    CHECK(md_onnx_parse(bad.d, bad.n, "f16", &om, &err) == MD_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(err.message, "FLOAT16") != NULL, "%s", err.message);
+    free(bad.d);
+    free(c.d);
+    free(m.d);
+}
+
+static void test_real_model_corrupt(void)
+{
+    char path[512];
+    shared_path(path, sizeof path, "models/fastdepth/fastdepth_7.onnx");
+    uint8_t *data;
+    size_t size;
+    md_error err = {0};
+    if (md_read_file(path, (size_t)1 << 30, &data, &size, &err) != MD_OK) {
+        CHECK_MSG(0, "%s", err.message);
+        return;
+    }
+    md_onnx_model om;
+    size_t cuts[] = {1, 2, 7, 50, 1000, 100000, size / 3, size / 2, size - 10000, size - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        md_status st = md_onnx_parse(data, cuts[i], "cut", &om, &err);
+        CHECK_MSG(st == MD_ERR_FORMAT, "cut at %zu -> %d", cuts[i], (int)st);
+        if (st == MD_OK)
+            md_onnx_free(&om);
+    }
+    /* random byte flips: any outcome but a crash; count how many load */
+    uint8_t *copy = malloc(size);
+    uint32_t rng = 12345;
+    int loaded = 0;
+    for (int trial = 0; trial < 40 && copy; trial++) {
+        memcpy(copy, data, size);
+        for (int k = 0; k < 4; k++) {
+            rng = rng * 1664525u + 1013904223u;
+            /* bias towards the graph structure at the start and end of the file */
+            size_t pos = (trial & 1) ? rng % 4096 : size - 1 - rng % 8192;
+            copy[pos] ^= (uint8_t)(1u << (rng >> 29));
+        }
+        if (md_onnx_parse(copy, size, "flip", &om, &err) == MD_OK) {
+            md_onnx_graph *g = NULL;
+            if (md_onnx_graph_build(&om, "flip", (size_t)256 << 20, &g, &err) == MD_OK) {
+                loaded++;
+                md_onnx_graph_free(g);
+            }
+            md_onnx_free(&om);
+        }
+    }
+    fprintf(stderr, "  corrupted copies that still built: %d of 40\n", loaded);
+    free(copy);
+    free(data);
+}
+
+static void test_reference_output(void)
+{
+    char mpath[512], rpath[512], ppath[512];
+    md_error err = {0};
+    md_model *model = NULL;
+    md_model_options opts = {0};
+    opts.threads = 1;
+    CHECK_OK(md_model_load(shared_path(mpath, sizeof mpath, "models/fastdepth/fastdepth_7.onnx"),
+                           &opts, &model, &err),
+             &err);
+    if (!model)
+        return;
+    const char *desc = md_model_describe(model);
+    fprintf(stderr, "  %s, %.3f GFLOP\n", desc, md_model_gflop(model, 640, 480));
+    CHECK(strstr(desc, "38 conv") != NULL);
+    CHECK(strstr(desc, "1.38 M params") != NULL);
+    md_tensor rgb = {0}, pred = {0};
+    CHECK_OK(md_npy_load(shared_path(rpath, sizeof rpath, "models/fastdepth/rgb.npy"), &rgb, &err),
+             &err);
+    CHECK_OK(md_npy_load(shared_path(ppath, sizeof ppath, "models/fastdepth/pred.npy"), &pred,
+                         &err),
+             &err);
+    if (rgb.data && pred.data && rgb.ndim == 3 && rgb.shape[2] == 3) {
+        /* HWC -> NCHW */
+        int h = (int)rgb.shape[0], w = (int)rgb.shape[1];
+        float *nchw = malloc(sizeof(float) * 3 * (size_t)h * w);
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < h * w; i++)
+                nchw[(size_t)c * h * w + i] = rgb.data[(size_t)i * 3 + c];
+        md_tensor in = {4, {1, 3, h, w}, nchw}, out = {0};
+        CHECK_OK(md_model_run_tensor(model, &in, &out, &err), &err);
+        if (out.data) {
+            CHECK(md_tensor_numel(&out) == md_tensor_numel(&pred));
+            double maxd = 0;
+            for (size_t i = 0; i < md_tensor_numel(&pred); i++) {
+                double d = fabs((double)out.data[i] - pred.data[i]);
+                maxd = d > maxd ? d : maxd;
+            }
+            fprintf(stderr, "  max |ours - pred.npy| = %.3g\n", maxd);
+            CHECK_MSG(maxd <= 1e-4, "max abs diff %g", maxd);
+            /* timing, for the report */
+            int runs = getenv("MD_ONNX_BENCH") ? 100 : 5;
+            for (int threads = 1; threads <= 2; threads++) {
+                md_model *mt = NULL;
+                opts.threads = threads;
+                if (md_model_load(mpath, &opts, &mt, &err) != MD_OK)
+                    break;
+                double t[100];
+                md_tensor o2 = {0};
+                md_model_run_tensor(mt, &in, &o2, &err);
+                md_tensor_free(&o2);
+                for (int r = 0; r < runs; r++) {
+                    double t0 = md_now_seconds();
+                    md_model_run_tensor(mt, &in, &o2, &err);
+                    t[r] = md_now_seconds() - t0;
+                    md_tensor_free(&o2);
+                }
+                for (int i = 1; i < runs; i++)
+                    for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+                        double s = t[j];
+                        t[j] = t[j - 1];
+                        t[j - 1] = s;
+                    }
+                fprintf(stderr, "  run_tensor median %.2f ms over %d runs, %d thread(s)\n",
+                        t[runs / 2] * 1e3, runs, threads);
+                md_model_free(mt);
+            }
+        }
+        md_tensor_free(&out);
+        free(nchw);
+    }
+    md_tensor_free(&rgb);
+    md_tensor_free(&pred);
+    md_model_free(model);
+}
+
+static void test_nyu_predict(void)
+{
+    char mpath[512], ipath[512], dpath[512];
+    md_error err = {0};
+    md_model *model = NULL;
+    CHECK_OK(md_model_load(shared_path(mpath, sizeof mpath, "models/fastdepth/fastdepth_7.onnx"),
+                           NULL, &model, &err),
+             &err);
+    if (!model)
+        return;
+    const char *ids[] = {"00000", "00050", "00100"};
+    double sum = 0;
+    int count = 0;
+    for (int k = 0; k < 3; k++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "data/nyu_demo_metric3d/rgb/rgb_%s.jpg", ids[k]);
+        shared_path(ipath, sizeof ipath, rel);
+        snprintf(rel, sizeof rel, "data/nyu_demo_metric3d/depth/sync_depth_%s.png", ids[k]);
+        shared_path(dpath, sizeof dpath, rel);
+        md_image img = {0};
+        md_depth gt = {0}, pred = {0};
+        md_depth_read_options ro = {1000.0, MD_DEPTH_PLAIN, 0};
+        if (md_image_load(ipath, &img, &err) != MD_OK || md_depth_load(dpath, &ro, &gt, &err)) {
+            CHECK_MSG(k > 0, "%s", err.message); /* 00000 must exist */
+            md_image_free(&img);
+            continue;
+        }
+        CHECK_OK(md_model_predict(model, &img, &pred, &err), &err);
+        if (pred.data && pred.width == gt.width && pred.height == gt.height) {
+            /* AbsRel over gt in (1e-3, 10) and inside the crop mask, by hand. */
+            double acc = 0;
+            size_t n = 0, in_mask = 0;
+            for (size_t i = 0; i < (size_t)gt.width * gt.height; i++) {
+                in_mask += pred.mask[i] != 0;
+                float g = gt.data[i], p = pred.data[i];
+                if (!pred.mask[i] || !(g > 1e-3f && g < 10.0f))
+                    continue;
+                acc += fabs((double)p - g) / g;
+                n++;
+            }
+            double absrel = n ? acc / (double)n : 1e9;
+            fprintf(stderr, "  NYU %s: AbsRel %.4f over %zu pixels (%zu in the crop)\n", ids[k],
+                    absrel, n, in_mask);
+            /* crop 228x304 of 250x333 covers about 83% of the image */
+            CHECK(in_mask > (size_t)(0.75 * 640 * 480) && in_mask < (size_t)(0.9 * 640 * 480));
+            CHECK(pred.mask[0] == 0 && pred.mask[240 * 640 + 320] == 1);
+            CHECK_MSG(absrel > 0.02 && absrel < 0.2, "AbsRel %.4f", absrel);
+            sum += absrel;
+            count++;
+        }
+        md_image_free(&img);
+        md_depth_free(&gt);
+        md_depth_free(&pred);
+    }
+    if (count == 3) {
+        fprintf(stderr, "  NYU mean AbsRel %.4f (README: 0.094)\n", sum / 3);
+        CHECK_MSG(fabs(sum / 3 - 0.094) < 0.02, "mean AbsRel %.4f", sum / 3);
+    }
+    md_model_free(model);
+}
+
+int main(void)
+{
+    RUN_TEST(test_varints);
+    RUN_TEST(test_tiny_model);
+    RUN_TEST(test_errors);
+    char probe[512];
+    if (access(shared_path(probe, sizeof probe, "models/fastdepth/fastdepth_7.onnx"), R_OK) != 0) {
+        fprintf(stderr, "shared data absent (%s): skipping the FastDepth tests\n", probe);
+        check_finish();
+        return check_failed ? 1 : 77;
+    }
+    RUN_TEST(test_real_model_corrupt);
+    RUN_TEST(test_reference_output);
+    RUN_TEST(test_nyu_predict);
+    return check_finish();
+}
