@@ -1,0 +1,602 @@
+/* Weight containers: the shared md_weights helpers and the safetensors
+ * reader (8-byte little-endian header length, a JSON header mapping tensor
+ * names to dtype, shape and [begin, end) byte offsets into the data area). */
+#include "formats/weights.h"
+
+#include "core/core.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------- md_weights basics */
+
+size_t md_wdtype_size(md_wdtype t)
+{
+    return t == MD_WDT_F32 ? 4 : 2;
+}
+
+const char *md_wdtype_name(md_wdtype t)
+{
+    switch (t) {
+    case MD_WDT_F32: return "F32";
+    case MD_WDT_F16: return "F16";
+    case MD_WDT_BF16: return "BF16";
+    }
+    return "?";
+}
+
+int64_t md_weight_numel(const md_weight *t)
+{
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++)
+        n *= t->shape[i];
+    return n;
+}
+
+md_status md_weights_add(md_weights *w, const char *name, size_t name_len, const md_weight *t,
+                         const char *path, md_error *err)
+{
+    if (t->ndim < 0 || t->ndim > MD_WEIGHT_MAX_DIMS)
+        return md_fail(err, MD_ERR_UNSUPPORTED, "%s: tensor '%.*s' has %d dimensions", path,
+                       (int)(name_len > 200 ? 200 : name_len), name, t->ndim);
+    /* Extent: last element index must stay inside the storage. */
+    size_t esize = md_wdtype_size(t->dtype);
+    uint64_t numel = 1, last = (uint64_t)t->offset;
+    bool empty = false;
+    if (t->offset < 0)
+        return md_fail(err, MD_ERR_FORMAT, "%s: tensor '%.*s' has a negative offset", path,
+                       (int)(name_len > 200 ? 200 : name_len), name);
+    for (int i = 0; i < t->ndim; i++) {
+        if (t->shape[i] < 0 || t->stride[i] < 0 || t->shape[i] > (int64_t)MD_MAX_ELEMENTS ||
+            t->stride[i] > (int64_t)MD_MAX_ELEMENTS)
+            return md_fail(err, MD_ERR_FORMAT, "%s: tensor '%.*s' has a bad shape or stride",
+                           path, (int)(name_len > 200 ? 200 : name_len), name);
+        if (t->shape[i] == 0)
+            empty = true;
+        numel *= (uint64_t)t->shape[i];
+        if (numel > MD_MAX_ELEMENTS)
+            return md_fail(err, MD_ERR_NOMEM, "%s: tensor '%.*s' is too large", path,
+                           (int)(name_len > 200 ? 200 : name_len), name);
+        if (t->shape[i] > 0)
+            last += (uint64_t)(t->shape[i] - 1) * (uint64_t)t->stride[i];
+    }
+    if (!empty && (last >= (uint64_t)MD_MAX_ELEMENTS * 4 ||
+                   (last + 1) * esize > (uint64_t)t->avail_bytes))
+        return md_fail(err, MD_ERR_FORMAT, "%s: tensor '%.*s' extends past the end of its data",
+                       path, (int)(name_len > 200 ? 200 : name_len), name);
+    for (size_t i = 0; i < w->count; i++) {
+        if (strlen(w->items[i].name) == name_len && memcmp(w->items[i].name, name, name_len) == 0)
+            return md_fail(err, MD_ERR_FORMAT, "%s: tensor '%.*s' appears twice", path,
+                           (int)(name_len > 200 ? 200 : name_len), name);
+    }
+    if (w->count == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 64;
+        md_weight *items = realloc(w->items, cap * sizeof *items);
+        if (!items)
+            return md_fail(err, MD_ERR_NOMEM, "%s: out of memory for the tensor list", path);
+        w->items = items;
+        w->cap = cap;
+    }
+    char *copy = md_malloc(name_len + 1, "tensor name", err);
+    if (!copy)
+        return MD_ERR_NOMEM;
+    memcpy(copy, name, name_len);
+    copy[name_len] = '\0';
+    md_weight *dst = &w->items[w->count++];
+    *dst = *t;
+    dst->name = copy;
+    return MD_OK;
+}
+
+md_status md_weights_own(md_weights *w, uint8_t *buf, const char *path, md_error *err)
+{
+    if (w->n_owned == w->cap_owned) {
+        size_t cap = w->cap_owned ? w->cap_owned * 2 : 16;
+        uint8_t **o = realloc(w->owned, cap * sizeof *o);
+        if (!o) {
+            free(buf);
+            return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
+        }
+        w->owned = o;
+        w->cap_owned = cap;
+    }
+    w->owned[w->n_owned++] = buf;
+    return MD_OK;
+}
+
+void md_weights_free(md_weights *w)
+{
+    if (!w)
+        return;
+    for (size_t i = 0; i < w->count; i++)
+        free(w->items[i].name);
+    free(w->items);
+    for (size_t i = 0; i < w->n_owned; i++)
+        free(w->owned[i]);
+    free(w->owned);
+    if (w->map)
+        munmap(w->map, w->map_size);
+    memset(w, 0, sizeof *w);
+}
+
+const md_weight *md_weights_find(const md_weights *w, const char *name)
+{
+    for (size_t i = 0; i < w->count; i++)
+        if (strcmp(w->items[i].name, name) == 0)
+            return &w->items[i];
+    return NULL;
+}
+
+static float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t man = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: renormalise */
+            int e = -1;
+            do {
+                e++;
+                man <<= 1;
+            } while ((man & 0x400u) == 0);
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static float load_elem(const uint8_t *p, md_wdtype dt)
+{
+    if (dt == MD_WDT_F32) {
+        float f;
+        memcpy(&f, p, 4); /* little-endian hosts only (checked by the build's target) */
+        return f;
+    }
+    uint16_t h = (uint16_t)(p[0] | (p[1] << 8));
+    if (dt == MD_WDT_F16)
+        return half_to_float(h);
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+void md_weight_to_f32(const md_weight *t, float *dst)
+{
+    int64_t n = md_weight_numel(t);
+    if (n <= 0)
+        return;
+    size_t es = md_wdtype_size(t->dtype);
+    int64_t idx[MD_WEIGHT_MAX_DIMS] = {0};
+    int nd = t->ndim;
+    int64_t inner = nd > 0 ? t->shape[nd - 1] : 1;
+    int64_t inner_stride = nd > 0 ? t->stride[nd - 1] : 1;
+    for (int64_t done = 0; done < n; done += inner) {
+        int64_t off = t->offset;
+        for (int i = 0; i < nd - 1; i++)
+            off += idx[i] * t->stride[i];
+        const uint8_t *src = t->data + (size_t)off * es;
+        if (t->dtype == MD_WDT_F32 && inner_stride == 1) {
+            memcpy(dst + done, src, (size_t)inner * 4);
+        } else {
+            for (int64_t j = 0; j < inner; j++)
+                dst[done + j] = load_elem(src + (size_t)(j * inner_stride) * es, t->dtype);
+        }
+        for (int i = nd - 2; i >= 0; i--) {
+            if (++idx[i] < t->shape[i])
+                break;
+            idx[i] = 0;
+        }
+    }
+}
+
+md_status md_weights_open(const char *path, md_weights *w, md_error *err)
+{
+    memset(w, 0, sizeof *w);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return md_fail(err, MD_ERR_IO, "%s: cannot open weights file", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return md_fail(err, MD_ERR_IO, "%s: not a regular file", path);
+    }
+    size_t size = (size_t)st.st_size;
+    if (size < 9) {
+        close(fd);
+        return md_fail(err, MD_ERR_FORMAT, "%s: file too short for a weights file", path);
+    }
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED)
+        return md_fail(err, MD_ERR_IO, "%s: cannot map the file", path);
+    const uint8_t *buf = map;
+    md_status s;
+    if (memcmp(buf, "PK\x03\x04", 4) == 0 || memcmp(buf, "PK\x05\x06", 4) == 0)
+        s = md_pth_parse(buf, size, path, w, err);
+    else
+        s = md_safetensors_parse(buf, size, path, w, err);
+    w->map = map;
+    w->map_size = size;
+    if (s != MD_OK)
+        md_weights_free(w);
+    return s;
+}
+
+/* ------------------------------------------------ strict JSON for headers */
+
+typedef struct {
+    const char *p, *end;
+    const char *path;
+    md_error *err;
+    int depth;
+} json_cur;
+
+static void json_ws(json_cur *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+static md_status json_bad(json_cur *c, const char *what)
+{
+    return md_fail(c->err, MD_ERR_FORMAT, "%s: safetensors header: %s at byte %ld", c->path, what,
+                   (long)(c->end - c->p));
+}
+
+static bool json_lit(json_cur *c, char ch)
+{
+    json_ws(c);
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return true;
+    }
+    return false;
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Parses a string into a new buffer (UTF-8, escapes decoded). */
+static md_status json_string(json_cur *c, char **out, size_t *len)
+{
+    json_ws(c);
+    if (c->p >= c->end || *c->p != '"')
+        return json_bad(c, "expected a string");
+    c->p++;
+    const char *s = c->p;
+    while (c->p < c->end && *c->p != '"') {
+        if (*c->p == '\\')
+            c->p++;
+        c->p++;
+    }
+    if (c->p >= c->end)
+        return json_bad(c, "unterminated string");
+    size_t cap = (size_t)(c->p - s) + 1;
+    char *buf = malloc(cap);
+    if (!buf)
+        return md_fail(c->err, MD_ERR_NOMEM, "%s: out of memory", c->path);
+    size_t n = 0;
+    for (const char *q = s; q < c->p; q++) {
+        unsigned char ch = (unsigned char)*q;
+        if (ch < 0x20) {
+            free(buf);
+            return json_bad(c, "control character in string");
+        }
+        if (ch != '\\') {
+            buf[n++] = (char)ch;
+            continue;
+        }
+        q++;
+        switch (*q) {
+        case '"': buf[n++] = '"'; break;
+        case '\\': buf[n++] = '\\'; break;
+        case '/': buf[n++] = '/'; break;
+        case 'b': buf[n++] = '\b'; break;
+        case 'f': buf[n++] = '\f'; break;
+        case 'n': buf[n++] = '\n'; break;
+        case 'r': buf[n++] = '\r'; break;
+        case 't': buf[n++] = '\t'; break;
+        case 'u': {
+            if (c->p - q < 5) {
+                free(buf);
+                return json_bad(c, "short \\u escape");
+            }
+            unsigned v = 0;
+            for (int i = 1; i <= 4; i++) {
+                int h = hexval(q[i]);
+                if (h < 0) {
+                    free(buf);
+                    return json_bad(c, "bad \\u escape");
+                }
+                v = v * 16 + (unsigned)h;
+            }
+            q += 4;
+            /* 6 escape bytes always cover the <= 3 UTF-8 bytes we write
+               (surrogates are kept as-is: names are ASCII in practice). */
+            if (v < 0x80) {
+                buf[n++] = (char)v;
+            } else if (v < 0x800) {
+                buf[n++] = (char)(0xc0 | (v >> 6));
+                buf[n++] = (char)(0x80 | (v & 0x3f));
+            } else {
+                buf[n++] = (char)(0xe0 | (v >> 12));
+                buf[n++] = (char)(0x80 | ((v >> 6) & 0x3f));
+                buf[n++] = (char)(0x80 | (v & 0x3f));
+            }
+            break;
+        }
+        default:
+            free(buf);
+            return json_bad(c, "bad escape");
+        }
+    }
+    buf[n] = '\0';
+    c->p++;
+    *out = buf;
+    *len = n;
+    return MD_OK;
+}
+
+static md_status json_int(json_cur *c, int64_t *v)
+{
+    json_ws(c);
+    const char *s = c->p;
+    if (c->p < c->end && *c->p == '-')
+        return json_bad(c, "negative integer");
+    uint64_t x = 0;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+        if (x > (UINT64_MAX / 4) / 10)
+            return json_bad(c, "integer too large");
+        x = x * 10 + (uint64_t)(*c->p - '0');
+        c->p++;
+    }
+    if (c->p == s)
+        return json_bad(c, "expected an integer");
+    if (c->p < c->end && (*c->p == '.' || *c->p == 'e' || *c->p == 'E'))
+        return json_bad(c, "expected an integer");
+    *v = (int64_t)x;
+    return MD_OK;
+}
+
+/* Skips any JSON value (used for __metadata__). */
+static md_status json_skip(json_cur *c)
+{
+    json_ws(c);
+    if (c->p >= c->end)
+        return json_bad(c, "unexpected end");
+    if (++c->depth > 32)
+        return json_bad(c, "nesting too deep");
+    md_status s = MD_OK;
+    char ch = *c->p;
+    if (ch == '"') {
+        char *tmp;
+        size_t n;
+        s = json_string(c, &tmp, &n);
+        if (s == MD_OK)
+            free(tmp);
+    } else if (ch == '{' || ch == '[') {
+        char close_ch = ch == '{' ? '}' : ']';
+        c->p++;
+        if (!json_lit(c, close_ch)) {
+            for (;;) {
+                if (ch == '{') {
+                    char *tmp;
+                    size_t n;
+                    if ((s = json_string(c, &tmp, &n)) != MD_OK)
+                        break;
+                    free(tmp);
+                    if (!json_lit(c, ':')) {
+                        s = json_bad(c, "expected ':'");
+                        break;
+                    }
+                }
+                if ((s = json_skip(c)) != MD_OK)
+                    break;
+                if (json_lit(c, ','))
+                    continue;
+                if (json_lit(c, close_ch))
+                    break;
+                s = json_bad(c, "expected ',' or a closing bracket");
+                break;
+            }
+        }
+    } else {
+        const char *st = c->p;
+        while (c->p < c->end && (strchr("+-.eE", *c->p) || (*c->p >= '0' && *c->p <= '9') ||
+                                 (*c->p >= 'a' && *c->p <= 'z')))
+            c->p++;
+        size_t n = (size_t)(c->p - st);
+        bool ok = (n == 4 && memcmp(st, "true", 4) == 0) || (n == 5 && memcmp(st, "false", 5) == 0) ||
+                  (n == 4 && memcmp(st, "null", 4) == 0) ||
+                  (n > 0 && (st[0] == '-' || (st[0] >= '0' && st[0] <= '9')));
+        if (!ok)
+            s = json_bad(c, "bad value");
+    }
+    c->depth--;
+    return s;
+}
+
+static md_status parse_tensor_entry(json_cur *c, const char *name, size_t name_len,
+                                    const uint8_t *data, size_t data_size, md_weights *w)
+{
+    const char *path = c->path;
+    md_weight t;
+    memset(&t, 0, sizeof t);
+    bool have_dtype = false, have_shape = false, have_off = false;
+    int64_t begin = 0, end = 0;
+    if (!json_lit(c, '{'))
+        return json_bad(c, "expected a tensor object");
+    if (!json_lit(c, '}')) {
+        for (;;) {
+            char *key;
+            size_t klen;
+            md_status s = json_string(c, &key, &klen);
+            if (s != MD_OK)
+                return s;
+            if (!json_lit(c, ':')) {
+                free(key);
+                return json_bad(c, "expected ':'");
+            }
+            if (strcmp(key, "dtype") == 0) {
+                char *dt;
+                size_t dlen;
+                free(key);
+                if ((s = json_string(c, &dt, &dlen)) != MD_OK)
+                    return s;
+                if (strcmp(dt, "F32") == 0)
+                    t.dtype = MD_WDT_F32;
+                else if (strcmp(dt, "F16") == 0)
+                    t.dtype = MD_WDT_F16;
+                else if (strcmp(dt, "BF16") == 0)
+                    t.dtype = MD_WDT_BF16;
+                else {
+                    md_status r = md_fail(c->err, MD_ERR_UNSUPPORTED,
+                                          "%s: tensor '%.200s' has unsupported dtype %.20s "
+                                          "(F32, F16 and BF16 are supported)",
+                                          path, name, dt);
+                    free(dt);
+                    return r;
+                }
+                free(dt);
+                have_dtype = true;
+            } else if (strcmp(key, "shape") == 0) {
+                free(key);
+                if (!json_lit(c, '['))
+                    return json_bad(c, "expected a shape array");
+                t.ndim = 0;
+                if (!json_lit(c, ']')) {
+                    for (;;) {
+                        if (t.ndim == MD_WEIGHT_MAX_DIMS)
+                            return md_fail(c->err, MD_ERR_UNSUPPORTED,
+                                           "%s: tensor '%.200s' has too many dimensions", path,
+                                           name);
+                        if ((s = json_int(c, &t.shape[t.ndim])) != MD_OK)
+                            return s;
+                        t.ndim++;
+                        if (json_lit(c, ','))
+                            continue;
+                        if (json_lit(c, ']'))
+                            break;
+                        return json_bad(c, "expected ',' or ']'");
+                    }
+                }
+                have_shape = true;
+            } else if (strcmp(key, "data_offsets") == 0) {
+                free(key);
+                if (!json_lit(c, '[') || (s = json_int(c, &begin)) != MD_OK || !json_lit(c, ',') ||
+                    (s = json_int(c, &end)) != MD_OK || !json_lit(c, ']'))
+                    return s != MD_OK ? s : json_bad(c, "bad data_offsets");
+                have_off = true;
+            } else {
+                free(key);
+                if ((s = json_skip(c)) != MD_OK)
+                    return s;
+            }
+            if (json_lit(c, ','))
+                continue;
+            if (json_lit(c, '}'))
+                break;
+            return json_bad(c, "expected ',' or '}'");
+        }
+    }
+    if (!have_dtype || !have_shape || !have_off)
+        return md_fail(c->err, MD_ERR_FORMAT,
+                       "%s: tensor '%.200s' lacks dtype, shape or data_offsets", path, name);
+    if (begin > end || (uint64_t)end > data_size)
+        return md_fail(c->err, MD_ERR_FORMAT,
+                       "%s: tensor '%.200s' data offsets [%lld, %lld] outside the %zu data bytes "
+                       "(truncated file?)",
+                       path, name, (long long)begin, (long long)end, data_size);
+    uint64_t numel = 1;
+    for (int i = 0; i < t.ndim; i++) {
+        if ((uint64_t)t.shape[i] > MD_MAX_ELEMENTS)
+            return md_fail(c->err, MD_ERR_FORMAT, "%s: tensor '%.200s' is too large", path, name);
+        numel *= (uint64_t)t.shape[i];
+        if (numel > MD_MAX_ELEMENTS)
+            return md_fail(c->err, MD_ERR_FORMAT, "%s: tensor '%.200s' is too large", path, name);
+    }
+    if (numel * md_wdtype_size(t.dtype) != (uint64_t)(end - begin))
+        return md_fail(c->err, MD_ERR_FORMAT,
+                       "%s: tensor '%.200s' has %lld data bytes, its shape needs %llu", path, name,
+                       (long long)(end - begin),
+                       (unsigned long long)(numel * md_wdtype_size(t.dtype)));
+    int64_t st = 1;
+    for (int i = t.ndim - 1; i >= 0; i--) {
+        t.stride[i] = st;
+        st *= t.shape[i] > 0 ? t.shape[i] : 1;
+    }
+    t.data = data + begin;
+    t.avail_bytes = (size_t)(end - begin);
+    return md_weights_add(w, name, name_len, &t, path, c->err);
+}
+
+md_status md_safetensors_parse(const uint8_t *buf, size_t size, const char *path, md_weights *w,
+                               md_error *err)
+{
+    if (size < 8)
+        return md_fail(err, MD_ERR_FORMAT, "%s: too short for a safetensors file", path);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | buf[i];
+    if (hlen < 2 || hlen > size - 8)
+        return md_fail(err, MD_ERR_FORMAT,
+                       "%s: safetensors header length %llu does not fit the %zu-byte file "
+                       "(not a safetensors file, or truncated)",
+                       path, (unsigned long long)hlen, size);
+    json_cur c = {(const char *)buf + 8, (const char *)buf + 8 + hlen, path, err, 0};
+    const uint8_t *data = buf + 8 + hlen;
+    size_t data_size = size - 8 - (size_t)hlen;
+    if (!json_lit(&c, '{'))
+        return md_fail(err, MD_ERR_FORMAT, "%s: safetensors header is not a JSON object", path);
+    if (!json_lit(&c, '}')) {
+        for (;;) {
+            char *name;
+            size_t nlen;
+            md_status s = json_string(&c, &name, &nlen);
+            if (s != MD_OK)
+                return s;
+            if (!json_lit(&c, ':')) {
+                free(name);
+                return json_bad(&c, "expected ':'");
+            }
+            if (strcmp(name, "__metadata__") == 0)
+                s = json_skip(&c);
+            else
+                s = parse_tensor_entry(&c, name, nlen, data, data_size, w);
+            free(name);
+            if (s != MD_OK)
+                return s;
+            if (json_lit(&c, ','))
+                continue;
+            if (json_lit(&c, '}'))
+                break;
+            return json_bad(&c, "expected ',' or '}'");
+        }
+    }
+    json_ws(&c);
+    if (c.p != c.end)
+        return json_bad(&c, "trailing bytes after the header object");
+    return MD_OK;
+}

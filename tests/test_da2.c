@@ -1,0 +1,312 @@
+/* Depth Anything V2 against the reference tensors in shared/reference/da2
+ * (computed by the official PyTorch code): preprocessing, the four encoder
+ * features, network-resolution depth and the final resized depth, for the
+ * tiny model (from .safetensors and .pth) and the real ViT-S shape. */
+#include "check.h"
+
+#include "core/core.h"
+#include "models/backend.h"
+#include "models/da2_model.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char ref_dir[1024];
+
+static const char *ref(const char *model, const char *file)
+{
+    static char buf[1200];
+    snprintf(buf, sizeof buf, "%s/%s/%s", ref_dir, model, file);
+    return buf;
+}
+
+/* max|a-b| / max|b| */
+static double rel_err(const float *a, const float *b, size_t n)
+{
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= md))
+            md = d; /* NaN propagates as a failure */
+        if (fabs(b[i]) > mr)
+            mr = fabs(b[i]);
+    }
+    return mr > 0 ? md / mr : md;
+}
+
+static void abs_err(const float *a, const float *b, size_t n, double *max_abs, double *mean_abs)
+{
+    double mx = 0, sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= mx))
+            mx = d;
+        sum += d;
+    }
+    *max_abs = mx;
+    *mean_abs = n ? sum / n : 0;
+}
+
+typedef struct {
+    const md_model_backend *be;
+    void *impl;
+} opened;
+
+static bool open_model(const char *path, opened *o)
+{
+    md_error err = {0};
+    md_model_options opts = {0};
+    md_status s = md_da2_model_open(path, &opts, &o->be, &o->impl, &err);
+    CHECK_MSG(s == MD_OK, "open %s: %s", path, err.message);
+    return s == MD_OK;
+}
+
+static void check_model(const char *name, const char *weights_file)
+{
+    md_error err = {0};
+    opened o;
+    if (!open_model(ref(name, weights_file), &o))
+        return;
+    fprintf(stderr, "  %s/%s: %s, %.1f GFLOP at 640x480\n", name, weights_file,
+            o.be->describe(o.impl), o.be->gflop(o.impl, 640, 480));
+    md_tensor pre = {0};
+    CHECK_OK(md_npy_load(ref(name, "preprocessed.npy"), &pre, &err), &err);
+    if (!pre.data || pre.ndim != 3) {
+        o.be->destroy(o.impl);
+        md_tensor_free(&pre);
+        return;
+    }
+    int H = (int)pre.shape[1], W = (int)pre.shape[2];
+
+    /* Encoder features and class tokens. */
+    float *feats[4];
+    int T = 0, C = 0;
+    CHECK_OK(md_da2_encode(o.impl, pre.data, H, W, feats, &T, &C, &err), &err);
+    if (feats[0]) {
+        for (int k = 0; k < 4; k++) {
+            char fname[32];
+            snprintf(fname, sizeof fname, "feature%d.npy", k);
+            md_tensor f = {0}, cls = {0};
+            CHECK_OK(md_npy_load(ref(name, fname), &f, &err), &err);
+            snprintf(fname, sizeof fname, "cls%d.npy", k);
+            CHECK_OK(md_npy_load(ref(name, fname), &cls, &err), &err);
+            if (f.data && cls.data) {
+                CHECK(md_tensor_numel(&f) == (size_t)(T - 1) * C);
+                CHECK(md_tensor_numel(&cls) == (size_t)C);
+                double e = rel_err(feats[k] + C, f.data, (size_t)(T - 1) * C);
+                double ec = rel_err(feats[k], cls.data, (size_t)C);
+                fprintf(stderr, "  %s/%s feature%d rel err %.3g, cls %.3g\n", name, weights_file,
+                        k, e, ec);
+                CHECK_MSG(e < 1e-3, "feature%d relative error %g", k, e);
+                CHECK_MSG(ec < 1e-3, "cls%d relative error %g", k, ec);
+            }
+            md_tensor_free(&f);
+            md_tensor_free(&cls);
+            free(feats[k]);
+        }
+    }
+
+    /* Network-resolution depth from the preprocessed tensor. */
+    md_tensor out = {0}, dn = {0};
+    CHECK_OK(o.be->run_tensor(o.impl, &pre, &out, &err), &err);
+    CHECK_OK(md_npy_load(ref(name, "depth_net.npy"), &dn, &err), &err);
+    if (out.data && dn.data) {
+        CHECK(md_tensor_numel(&out) == md_tensor_numel(&dn));
+        double mx, mean;
+        abs_err(out.data, dn.data, md_tensor_numel(&dn), &mx, &mean);
+        fprintf(stderr, "  %s/%s depth_net max abs %.3g m, mean %.3g m\n", name, weights_file, mx,
+                mean);
+        CHECK_MSG(mx < 5e-3 && mean < 5e-4, "depth_net max %g mean %g", mx, mean);
+    }
+    md_tensor_free(&out);
+    md_tensor_free(&dn);
+
+    /* The whole pipeline from the PNG. */
+    md_image img = {0};
+    CHECK_OK(md_image_load(ref(name, "input.png"), &img, &err), &err);
+    if (img.pixels) {
+        float *chw = NULL;
+        int ph = 0, pw = 0;
+        CHECK_OK(md_da2_preprocess(&img, H == 140 ? 140 : 518, &chw, &ph, &pw, &err), &err);
+        if (chw) {
+            CHECK(ph == H && pw == W);
+            if (ph == H && pw == W) {
+                double mx, mean;
+                abs_err(chw, pre.data, md_tensor_numel(&pre), &mx, &mean);
+                fprintf(stderr, "  %s preprocessing max abs %.3g\n", name, mx);
+                CHECK_MSG(mx < 1e-4, "preprocessing max abs err %g", mx);
+            }
+            free(chw);
+        }
+        /* predict uses the model's input size: reopen with the reference's */
+        md_model_options opts = {0};
+        opts.input_size = H < W ? H : W;
+        opened o2;
+        CHECK_OK(md_da2_model_open(ref(name, weights_file), &opts, &o2.be, &o2.impl, &err), &err);
+        md_depth d = {0};
+        md_tensor dref = {0};
+        CHECK_OK(o2.be->predict(o2.impl, &img, &d, &err), &err);
+        CHECK_OK(md_npy_load(ref(name, "depth.npy"), &dref, &err), &err);
+        if (d.data && dref.data) {
+            CHECK(d.width == img.width && d.height == img.height && d.mask == NULL);
+            CHECK(md_tensor_numel(&dref) == (size_t)d.width * d.height);
+            double mx, mean;
+            abs_err(d.data, dref.data, md_tensor_numel(&dref), &mx, &mean);
+            fprintf(stderr, "  %s/%s depth max abs %.3g m, mean %.3g m\n", name, weights_file, mx,
+                    mean);
+            CHECK_MSG(mx < 5e-3 && mean < 5e-4, "depth max %g mean %g", mx, mean);
+        }
+        md_tensor_free(&dref);
+        free(d.data);
+        o2.be->destroy(o2.impl);
+        md_image_free(&img);
+    }
+    md_tensor_free(&pre);
+    o.be->destroy(o.impl);
+}
+
+static void test_tiny_safetensors(void)
+{
+    check_model("tiny", "model.safetensors");
+}
+
+static void test_tiny_pth(void)
+{
+    check_model("tiny", "model.pth");
+}
+
+static void test_vits(void)
+{
+    if (getenv("MD_SKIP_VITS")) {
+        fprintf(stderr, "  vits skipped (MD_SKIP_VITS)\n");
+        return;
+    }
+    check_model("vits", "model.safetensors");
+}
+
+/* Writes a copy of the tiny safetensors file with `from` replaced by `to`
+ * (same length) in its header and expects the error to name `expect`. */
+static void expect_header_edit_fails(const char *from, const char *to, const char *expect)
+{
+    md_error err = {0};
+    uint8_t *data = NULL;
+    size_t size = 0;
+    CHECK_OK(md_read_file(ref("tiny", "model.safetensors"), (size_t)1 << 30, &data, &size, &err),
+             &err);
+    if (!data)
+        return;
+    size_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | data[i];
+    char *hdr = (char *)data + 8;
+    char *hit = NULL;
+    for (size_t i = 0; i + strlen(from) <= hlen && !hit; i++)
+        if (memcmp(hdr + i, from, strlen(from)) == 0)
+            hit = hdr + i;
+    CHECK(hit != NULL && strlen(from) == strlen(to));
+    if (hit) {
+        memcpy(hit, to, strlen(to));
+        char path[] = "/tmp/md_da2_testXXXXXX";
+        int fd = mkstemp(path);
+        CHECK(fd >= 0);
+        if (fd >= 0) {
+            CHECK(write(fd, data, size) == (ssize_t)size);
+            close(fd);
+            opened o = {0};
+            md_model_options opts = {0};
+            md_status s = md_da2_model_open(path, &opts, &o.be, &o.impl, &err);
+            CHECK_MSG(s != MD_OK && strstr(err.message, expect), "%s -> %d: %s", to, (int)s,
+                      err.message);
+            if (s == MD_OK)
+                o.be->destroy(o.impl);
+            unlink(path);
+        }
+    }
+    free(data);
+}
+
+static void test_bad_checkpoints(void)
+{
+    /* a missing tensor is named */
+    expect_header_edit_fails("\"pretrained.norm.weight\"", "\"pretrained.norm.weighx\"",
+                             "'pretrained.norm.weight' is missing");
+    /* a mis-shaped one too, with both shapes */
+    expect_header_edit_fails("blocks.3.attn.qkv.weight\":{\"dtype\":\"F32\",\"shape\":[384,128]",
+                             "blocks.3.attn.qkv.weight\":{\"dtype\":\"F32\",\"shape\":[128,384]",
+                             "'pretrained.blocks.3.attn.qkv.weight' has shape [128, 384], "
+                             "expected [384, 128]");
+    /* through the public API: a truncated file */
+    md_error err = {0};
+    uint8_t *data = NULL;
+    size_t size = 0;
+    CHECK_OK(md_read_file(ref("tiny", "model.pth"), (size_t)1 << 30, &data, &size, &err), &err);
+    if (data) {
+        char path[] = "/tmp/md_da2_truncXXXXXX";
+        int fd = mkstemp(path);
+        if (fd >= 0) {
+            CHECK(write(fd, data, size / 2) == (ssize_t)(size / 2));
+            close(fd);
+            md_model *m = NULL;
+            md_status s = md_model_load(path, NULL, &m, &err);
+            CHECK_MSG(s == MD_ERR_FORMAT, "truncated pth -> %d: %s", (int)s, err.message);
+            md_model_free(m);
+            unlink(path);
+        }
+        free(data);
+    }
+}
+
+static void test_public_api(void)
+{
+    md_error err = {0};
+    md_model *m = NULL;
+    md_model_options opts = {0};
+    opts.input_size = 140;
+    CHECK_OK(md_model_load(ref("tiny", "model.safetensors"), &opts, &m, &err), &err);
+    if (!m)
+        return;
+    CHECK(strstr(md_model_describe(m), "depth-anything-v2") != NULL);
+    CHECK(md_model_gflop(m, 160, 120) > 0.0);
+    md_image img = {0};
+    CHECK_OK(md_image_load(ref("tiny", "input.png"), &img, &err), &err);
+    md_depth d = {0};
+    if (img.pixels) {
+        CHECK_OK(md_model_predict(m, &img, &d, &err), &err);
+        CHECK(d.width == 160 && d.height == 120 && d.data);
+        /* metric head: every value in (0, max_depth) */
+        bool in_range = d.data != NULL;
+        for (size_t i = 0; d.data && i < (size_t)d.width * d.height; i++)
+            in_range = in_range && d.data[i] > 0.0f && d.data[i] < 20.0f;
+        CHECK(in_range);
+    }
+    md_depth_free(&d);
+    md_image_free(&img);
+    /* a wrong tensor layout is refused, not run */
+    md_tensor bad = {0}, out = {0};
+    float zero[4 * 20 * 20] = {0};
+    bad.ndim = 3;
+    bad.shape[0] = 4;
+    bad.shape[1] = 20;
+    bad.shape[2] = 20;
+    bad.data = zero;
+    CHECK(md_model_run_tensor(m, &bad, &out, &err) == MD_ERR_ARG);
+    md_model_free(m);
+}
+
+int main(void)
+{
+    snprintf(ref_dir, sizeof ref_dir, "%s/reference/da2", check_shared_dir());
+    if (access(ref("tiny", "model.safetensors"), R_OK) != 0) {
+        printf("skipped: %s not found\n", ref_dir);
+        return 77;
+    }
+    RUN_TEST(test_tiny_safetensors);
+    RUN_TEST(test_tiny_pth);
+    RUN_TEST(test_bad_checkpoints);
+    RUN_TEST(test_public_api);
+    RUN_TEST(test_vits);
+    return check_finish();
+}
