@@ -1,0 +1,527 @@
+/* Weight containers from hand-built bytes: safetensors (F32/F16/BF16,
+ * corrupt and truncated headers), zip (stored, deflated, truncated), the
+ * restricted unpickler (a state dict, forbidden globals, unknown opcodes,
+ * out-of-range strides) and a whole .pth, plus the shared reference files. */
+#include "check.h"
+
+#include "core/core.h"
+#include "formats/weights.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+} bytes;
+
+static void put(bytes *b, const void *data, size_t n)
+{
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, data, n);
+    b->n += n;
+}
+
+static void put_str(bytes *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+static void put_u8(bytes *b, unsigned v)
+{
+    uint8_t x = (uint8_t)v;
+    put(b, &x, 1);
+}
+
+static void put_u16(bytes *b, unsigned v)
+{
+    uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    put(b, x, 2);
+}
+
+static void put_u32(bytes *b, uint32_t v)
+{
+    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    put(b, x, 4);
+}
+
+/* ----------------------------------------------------------- safetensors */
+
+static bytes safetensors(const char *header, const void *data, size_t n)
+{
+    bytes b = {0};
+    uint64_t len = strlen(header);
+    uint8_t l[8];
+    for (int i = 0; i < 8; i++)
+        l[i] = (uint8_t)(len >> (8 * i));
+    put(&b, l, 8);
+    put_str(&b, header);
+    put(&b, data, n);
+    return b;
+}
+
+static void test_safetensors_ok(void)
+{
+    uint8_t data[16 + 6 + 4];
+    float f[4] = {1.0f, -2.5f, 3.25f, 1e-3f};
+    memcpy(data, f, 16);
+    uint16_t h[3] = {0x3c00, 0xc000, 0x0001}; /* 1, -2, smallest subnormal */
+    memcpy(data + 16, h, 6);
+    uint16_t bf[2] = {0x3f80, 0xc140}; /* 1, -12 */
+    memcpy(data + 22, bf, 4);
+    bytes b = safetensors("{\"__metadata__\":{\"format\":\"pt\",\"n\":[1,{\"x\":null}]},"
+                          " \"a.w\" : {\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
+                          "\"h\":{\"shape\":[3],\"dtype\":\"F16\",\"data_offsets\":[16,22]},"
+                          "\"b\\u0041\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[22,26]},"
+                          "\"s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]}}",
+                          data, sizeof data);
+    md_weights w = {0};
+    md_error err = {0};
+    CHECK_OK(md_safetensors_parse(b.p, b.n, "mem", &w, &err), &err);
+    CHECK(w.count == 4);
+    const md_weight *a = md_weights_find(&w, "a.w");
+    CHECK(a && a->ndim == 2 && a->shape[0] == 2 && a->shape[1] == 2 && a->dtype == MD_WDT_F32);
+    float out[4] = {0};
+    if (a) {
+        md_weight_to_f32(a, out);
+        CHECK(memcmp(out, f, 16) == 0);
+    }
+    const md_weight *t = md_weights_find(&w, "h");
+    if (t) {
+        md_weight_to_f32(t, out);
+        CHECK(out[0] == 1.0f && out[1] == -2.0f);
+        CHECK_NEAR(out[2], 5.9604645e-8, 1e-14);
+    }
+    CHECK(t != NULL);
+    t = md_weights_find(&w, "bA");
+    CHECK(t != NULL);
+    if (t) {
+        md_weight_to_f32(t, out);
+        CHECK(out[0] == 1.0f && out[1] == -12.0f);
+    }
+    t = md_weights_find(&w, "s");
+    CHECK(t && t->ndim == 0 && md_weight_numel(t) == 1);
+    md_weights_free(&w);
+    free(b.p);
+}
+
+static void expect_st_fail(const char *header, size_t data_bytes, md_status code,
+                           const char *needle)
+{
+    uint8_t data[64] = {0};
+    bytes b = safetensors(header, data, data_bytes);
+    md_weights w = {0};
+    md_error err = {0};
+    md_status s = md_safetensors_parse(b.p, b.n, "bad.safetensors", &w, &err);
+    CHECK_MSG(s == code && strstr(err.message, needle) && strstr(err.message, "bad.safetensors"),
+              "%s -> %d: %s", header, (int)s, err.message);
+    md_weights_free(&w);
+    free(b.p);
+}
+
+static void test_safetensors_bad(void)
+{
+    /* data offsets past the end (a truncated file) */
+    expect_st_fail("{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8,
+                   MD_ERR_FORMAT, "'x'");
+    /* byte count does not match the shape */
+    expect_st_fail("{\"x\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,16]}}", 16,
+                   MD_ERR_FORMAT, "shape needs 12");
+    expect_st_fail("{\"x\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", 16,
+                   MD_ERR_UNSUPPORTED, "I64");
+    expect_st_fail("{\"x\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4,
+                   MD_ERR_FORMAT, "negative");
+    expect_st_fail("{\"x\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, MD_ERR_FORMAT, "data_offsets");
+    expect_st_fail("{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                   "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+                   4, MD_ERR_FORMAT, "twice");
+    expect_st_fail("{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", 4,
+                   MD_ERR_FORMAT, "header");
+    expect_st_fail("{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}} x", 4,
+                   MD_ERR_FORMAT, "trailing");
+    expect_st_fail("[1]", 0, MD_ERR_FORMAT, "not a JSON object");
+    expect_st_fail("{\"x\":{\"dtype\":\"F32\",\"shape\":[1e3],\"data_offsets\":[0,4]}}", 4,
+                   MD_ERR_FORMAT, "integer");
+    /* header length larger than the file */
+    uint8_t tiny[12] = {0xff, 0xff, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' '};
+    md_weights w = {0};
+    md_error err = {0};
+    CHECK(md_safetensors_parse(tiny, sizeof tiny, "t", &w, &err) == MD_ERR_FORMAT);
+    CHECK(strstr(err.message, "header length") != NULL);
+    md_weights_free(&w);
+    CHECK(md_safetensors_parse(tiny, 5, "t", &w, &err) == MD_ERR_FORMAT);
+    md_weights_free(&w);
+}
+
+/* ------------------------------------------------------------------- zip */
+
+typedef struct {
+    const char *name;
+    const uint8_t *data;
+    size_t size;
+    bool deflate;
+} zip_item;
+
+static bytes make_zip(const zip_item *items, int n)
+{
+    bytes b = {0}, cd = {0};
+    for (int i = 0; i < n; i++) {
+        uint8_t *payload = (uint8_t *)items[i].data;
+        size_t psize = items[i].size;
+        uint8_t *comp = NULL;
+        if (items[i].deflate) {
+            z_stream zs;
+            memset(&zs, 0, sizeof zs);
+            deflateInit2(&zs, 9, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
+            comp = malloc(psize + 128);
+            zs.next_in = payload;
+            zs.avail_in = (uInt)psize;
+            zs.next_out = comp;
+            zs.avail_out = (uInt)psize + 128;
+            deflate(&zs, Z_FINISH);
+            psize = zs.total_out;
+            deflateEnd(&zs);
+            payload = comp;
+        }
+        uint32_t off = (uint32_t)b.n;
+        uint32_t crc = (uint32_t)crc32(0, items[i].data, (uInt)items[i].size);
+        put_str(&b, "PK\x03\x04");
+        put_u16(&b, 20);
+        put_u16(&b, 0);
+        put_u16(&b, items[i].deflate ? 8 : 0);
+        put_u32(&b, 0);
+        put_u32(&b, crc);
+        put_u32(&b, (uint32_t)psize);
+        put_u32(&b, (uint32_t)items[i].size);
+        put_u16(&b, (unsigned)strlen(items[i].name));
+        put_u16(&b, 4); /* an extra field, as torch's alignment padding */
+        put_str(&b, items[i].name);
+        put(&b, "FB\0\0", 4);
+        put(&b, payload, psize);
+        put_str(&cd, "PK\x01\x02");
+        put_u16(&cd, 20);
+        put_u16(&cd, 20);
+        put_u16(&cd, 0);
+        put_u16(&cd, items[i].deflate ? 8 : 0);
+        put_u32(&cd, 0);
+        put_u32(&cd, crc);
+        put_u32(&cd, (uint32_t)psize);
+        put_u32(&cd, (uint32_t)items[i].size);
+        put_u16(&cd, (unsigned)strlen(items[i].name));
+        put_u16(&cd, 0);
+        put_u16(&cd, 0);
+        put_u16(&cd, 0);
+        put_u16(&cd, 0);
+        put_u32(&cd, 0);
+        put_u32(&cd, off);
+        put_str(&cd, items[i].name);
+        free(comp);
+    }
+    uint32_t cd_off = (uint32_t)b.n;
+    put(&b, cd.p, cd.n);
+    put_str(&b, "PK\x05\x06");
+    put_u16(&b, 0);
+    put_u16(&b, 0);
+    put_u16(&b, (unsigned)n);
+    put_u16(&b, (unsigned)n);
+    put_u32(&b, (uint32_t)cd.n);
+    put_u32(&b, cd_off);
+    put_u16(&b, 0);
+    free(cd.p);
+    return b;
+}
+
+static void test_zip(void)
+{
+    uint8_t big[3000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)(i % 7);
+    zip_item items[2] = {{"a/stored", (const uint8_t *)"hello", 5, false},
+                         {"a/deflated", big, sizeof big, true}};
+    bytes b = make_zip(items, 2);
+    md_zip z;
+    md_error err = {0};
+    CHECK_OK(md_zip_open(b.p, b.n, "z.zip", &z, &err), &err);
+    CHECK(z.count == 2);
+    const md_zip_entry *e = md_zip_find(&z, "a/stored");
+    const uint8_t *d;
+    uint8_t *owned;
+    size_t n;
+    CHECK(e != NULL);
+    if (e) {
+        CHECK_OK(md_zip_read(&z, e, "z.zip", &d, &owned, &n, &err), &err);
+        CHECK(n == 5 && memcmp(d, "hello", 5) == 0 && owned == NULL);
+    }
+    e = md_zip_find(&z, "a/deflated");
+    CHECK(e != NULL && e->method == 8);
+    if (e) {
+        CHECK_OK(md_zip_read(&z, e, "z.zip", &d, &owned, &n, &err), &err);
+        CHECK(n == sizeof big && owned && memcmp(d, big, sizeof big) == 0);
+        free(owned);
+    }
+    CHECK(md_zip_find(&z, "nope") == NULL);
+    md_zip_close(&z);
+    /* truncations: every prefix fails cleanly (no end record) */
+    for (size_t cut = 0; cut < b.n; cut += 7) {
+        md_status s = md_zip_open(b.p, cut, "z.zip", &z, &err);
+        CHECK(s == MD_ERR_FORMAT);
+        if (s == MD_OK)
+            md_zip_close(&z);
+    }
+    /* a corrupted deflate stream is refused */
+    for (size_t i = 0; i + 4 < b.n; i++) {
+        if (memcmp(b.p + i, "PK\x03\x04", 4) == 0 && b.p[i + 8] == 8) {
+            size_t data_at = i + 30 + strlen("a/deflated") + 4;
+            b.p[data_at] ^= 0xff;
+            b.p[data_at + 1] ^= 0x55;
+            break;
+        }
+    }
+    CHECK_OK(md_zip_open(b.p, b.n, "z.zip", &z, &err), &err);
+    e = md_zip_find(&z, "a/deflated");
+    if (e) {
+        md_status s = md_zip_read(&z, e, "z.zip", &d, &owned, &n, &err);
+        CHECK(s == MD_ERR_FORMAT);
+        if (s == MD_OK)
+            free(owned);
+    }
+    md_zip_close(&z);
+    free(b.p);
+}
+
+/* ---------------------------------------------------------------- pickle */
+
+static void put_unicode(bytes *b, const char *s)
+{
+    put_u8(b, 'X');
+    put_u32(b, (uint32_t)strlen(s));
+    put_str(b, s);
+}
+
+/* OrderedDict with one tensor `name`: storage "0" (float, 6 elements),
+ * offset 1, size [2, 2], stride [1, 2]. */
+static bytes state_dict_pickle(const char *name, const char *bad_global, int stride1)
+{
+    bytes b = {0};
+    put_u8(&b, 0x80);
+    put_u8(&b, 2);
+    put_str(&b, "ccollections\nOrderedDict\n");
+    put(&b, "q\x00)R", 4); /* BINPUT 0, EMPTY_TUPLE, REDUCE */
+    put_u8(&b, 'q');
+    put_u8(&b, 1);
+    put_u8(&b, '(');
+    put_unicode(&b, name);
+    put_str(&b, bad_global ? bad_global : "ctorch._utils\n_rebuild_tensor_v2\n");
+    put_u8(&b, 'r');
+    put_u32(&b, 70000); /* LONG_BINPUT */
+    put_u8(&b, '(');
+    put_u8(&b, '(');
+    put_unicode(&b, "storage");
+    put_str(&b, "ctorch\nFloatStorage\n");
+    put_unicode(&b, "0");
+    put_unicode(&b, "cpu");
+    put_str(&b, "K\x06t");
+    put_u8(&b, 'Q');              /* BINPERSID */
+    put_str(&b, "K\x01");         /* offset */
+    put_str(&b, "K\x02K\x02\x86"); /* size */
+    put_str(&b, "K\x01");
+    put_u8(&b, 'K');
+    put_u8(&b, (unsigned)stride1);
+    put_u8(&b, 0x86); /* stride */
+    put_u8(&b, 0x89); /* NEWFALSE */
+    put(&b, "h\x00)R", 4); /* BINGET 0: OrderedDict, (), REDUCE */
+    put_str(&b, "tR");
+    put_str(&b, "u"); /* SETITEMS */
+    put_str(&b, "}b"); /* BUILD with an empty state */
+    put_u8(&b, '.');
+    return b;
+}
+
+static md_status storage_cb(void *ctx, const char *key, const uint8_t **data, size_t *size,
+                            md_error *err)
+{
+    static const float st[6] = {0, 1, 2, 3, 4, 5};
+    (void)ctx;
+    if (strcmp(key, "0") != 0)
+        return md_fail(err, MD_ERR_FORMAT, "no storage %s", key);
+    *data = (const uint8_t *)st;
+    *size = sizeof st;
+    return MD_OK;
+}
+
+static void test_pickle(void)
+{
+    bytes b = state_dict_pickle("layer.weight", NULL, 2);
+    md_weights w = {0};
+    md_error err = {0};
+    CHECK_OK(md_pickle_load_state_dict(b.p, b.n, "p.pkl", storage_cb, NULL, &w, &err), &err);
+    const md_weight *t = md_weights_find(&w, "layer.weight");
+    CHECK(t && t->ndim == 2 && t->shape[0] == 2 && t->shape[1] == 2);
+    if (t) {
+        float out[4];
+        md_weight_to_f32(t, out);
+        /* [i][j] = storage[1 + i + 2 j] */
+        CHECK(out[0] == 1 && out[1] == 3 && out[2] == 2 && out[3] == 4);
+    }
+    md_weights_free(&w);
+    free(b.p);
+
+    /* a stride that leaves the storage */
+    b = state_dict_pickle("w", NULL, 5);
+    md_status s = md_pickle_load_state_dict(b.p, b.n, "p.pkl", storage_cb, NULL, &w, &err);
+    CHECK_MSG(s == MD_ERR_FORMAT && strstr(err.message, "'w'"), "%d %s", (int)s, err.message);
+    md_weights_free(&w);
+    free(b.p);
+
+    /* forbidden globals are refused by name, before anything else happens */
+    const char *bad[] = {"cos\nsystem\n", "cbuiltins\neval\n", "ctorch\nload\n",
+                         "ccollections\nOrderedDictX\n"};
+    const char *names[] = {"os.system", "builtins.eval", "torch.load",
+                           "collections.OrderedDictX"};
+    for (int i = 0; i < 4; i++) {
+        b = state_dict_pickle("w", bad[i], 2);
+        s = md_pickle_load_state_dict(b.p, b.n, "p.pkl", storage_cb, NULL, &w, &err);
+        CHECK_MSG(s == MD_ERR_UNSUPPORTED && strstr(err.message, names[i]) &&
+                      strstr(err.message, "forbidden global"),
+                  "%d %s", (int)s, err.message);
+        md_weights_free(&w);
+        free(b.p);
+    }
+    /* STACK_GLOBAL with a forbidden name, an unknown opcode, truncation */
+    const uint8_t sg[] = {0x80, 4, 0x8c, 2, 'o', 's', 0x8c, 6, 's', 'y', 's', 't', 'e', 'm', 0x93, '.'};
+    s = md_pickle_load_state_dict(sg, sizeof sg, "p.pkl", storage_cb, NULL, &w, &err);
+    CHECK(s == MD_ERR_UNSUPPORTED && strstr(err.message, "os.system"));
+    md_weights_free(&w);
+    const uint8_t inst[] = {0x80, 2, 'i', 'o', 's', '\n', 's', 'y', 's', 't', 'e', 'm', '\n', '.'};
+    s = md_pickle_load_state_dict(inst, sizeof inst, "p.pkl", storage_cb, NULL, &w, &err);
+    CHECK(s == MD_ERR_UNSUPPORTED && strstr(err.message, "opcode 0x69"));
+    md_weights_free(&w);
+    b = state_dict_pickle("w", NULL, 2);
+    for (size_t cut = 0; cut < b.n; cut++) {
+        s = md_pickle_load_state_dict(b.p, cut, "p.pkl", storage_cb, NULL, &w, &err);
+        CHECK(s != MD_OK);
+        md_weights_free(&w);
+    }
+    free(b.p);
+    /* REDUCE on a storage class, and a non-dict result */
+    const uint8_t call_storage[] = {0x80, 2, 'c', 't', 'o', 'r', 'c', 'h', '\n', 'F', 'l', 'o',
+                                    'a', 't', 'S', 't', 'o', 'r', 'a', 'g', 'e', '\n', ')', 'R', '.'};
+    s = md_pickle_load_state_dict(call_storage, sizeof call_storage, "p.pkl", storage_cb, NULL, &w,
+                                  &err);
+    CHECK(s == MD_ERR_FORMAT);
+    md_weights_free(&w);
+    const uint8_t list[] = {0x80, 2, ']', 'K', 1, 'a', '.'};
+    s = md_pickle_load_state_dict(list, sizeof list, "p.pkl", storage_cb, NULL, &w, &err);
+    CHECK(s == MD_ERR_FORMAT && strstr(err.message, "state dict"));
+    md_weights_free(&w);
+}
+
+static void test_pth(void)
+{
+    bytes pk = state_dict_pickle("enc.w", NULL, 2);
+    float st[6] = {10, 11, 12, 13, 14, 15};
+    zip_item items[4] = {{"archive/data.pkl", pk.p, pk.n, false},
+                         {"archive/byteorder", (const uint8_t *)"little", 6, false},
+                         {"archive/data/0", (const uint8_t *)st, sizeof st, true},
+                         {"archive/version", (const uint8_t *)"3\n", 2, false}};
+    bytes z = make_zip(items, 4);
+    md_weights w = {0};
+    md_error err = {0};
+    CHECK_OK(md_pth_parse(z.p, z.n, "m.pth", &w, &err), &err);
+    const md_weight *t = md_weights_find(&w, "enc.w");
+    CHECK(t != NULL);
+    if (t) {
+        float out[4];
+        md_weight_to_f32(t, out);
+        CHECK(out[0] == 11 && out[1] == 13 && out[2] == 12 && out[3] == 14);
+    }
+    md_weights_free(&w);
+
+    /* the same file through md_weights_open */
+    char path[] = "/tmp/md_formats_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(write(fd, z.p, z.n) == (ssize_t)z.n);
+        close(fd);
+        CHECK_OK(md_weights_open(path, &w, &err), &err);
+        CHECK(md_weights_find(&w, "enc.w") != NULL);
+        md_weights_free(&w);
+        /* truncated */
+        CHECK(truncate(path, (off_t)(z.n - 10)) == 0);
+        CHECK(md_weights_open(path, &w, &err) == MD_ERR_FORMAT);
+        unlink(path);
+    }
+    CHECK(md_weights_open("/nonexistent/x.pth", &w, &err) == MD_ERR_IO);
+    free(z.p);
+
+    /* storage entry missing */
+    zip_item no_data[1] = {{"archive/data.pkl", pk.p, pk.n, false}};
+    z = make_zip(no_data, 1);
+    md_status s = md_pth_parse(z.p, z.n, "m.pth", &w, &err);
+    CHECK(s == MD_ERR_FORMAT && strstr(err.message, "archive/data/0"));
+    md_weights_free(&w);
+    free(z.p);
+    /* storage shorter than the pickle claims */
+    zip_item short_data[2] = {{"archive/data.pkl", pk.p, pk.n, false},
+                              {"archive/data/0", (const uint8_t *)st, 8, false}};
+    z = make_zip(short_data, 2);
+    s = md_pth_parse(z.p, z.n, "m.pth", &w, &err);
+    CHECK(s == MD_ERR_FORMAT);
+    md_weights_free(&w);
+    free(z.p);
+    free(pk.p);
+}
+
+static void test_reference_files(void)
+{
+    char st_path[1024], pth_path[1024];
+    snprintf(st_path, sizeof st_path, "%s/reference/da2/tiny/model.safetensors", check_shared_dir());
+    snprintf(pth_path, sizeof pth_path, "%s/reference/da2/tiny/model.pth", check_shared_dir());
+    if (access(st_path, R_OK) != 0) {
+        fprintf(stderr, "  (shared data absent: reference files skipped)\n");
+        return;
+    }
+    md_weights a = {0}, b = {0};
+    md_error err = {0};
+    CHECK_OK(md_weights_open(st_path, &a, &err), &err);
+    CHECK_OK(md_weights_open(pth_path, &b, &err), &err);
+    CHECK(a.count == 239 && b.count == 239);
+    /* the two files hold the same tensors */
+    size_t same = 0;
+    for (size_t i = 0; i < a.count; i++) {
+        const md_weight *x = &a.items[i], *y = md_weights_find(&b, x->name);
+        if (!y || y->ndim != x->ndim || md_weight_numel(x) != md_weight_numel(y))
+            continue;
+        size_t n = (size_t)md_weight_numel(x);
+        float *fx = malloc(n * 4 + 4), *fy = malloc(n * 4 + 4);
+        md_weight_to_f32(x, fx);
+        md_weight_to_f32(y, fy);
+        same += memcmp(fx, fy, n * 4) == 0;
+        free(fx);
+        free(fy);
+    }
+    CHECK(same == a.count);
+    const md_weight *pe = md_weights_find(&a, "pretrained.pos_embed");
+    CHECK(pe && pe->ndim == 3 && pe->shape[1] == 1370 && pe->shape[2] == 128);
+    md_weights_free(&a);
+    md_weights_free(&b);
+}
+
+int main(void)
+{
+    RUN_TEST(test_safetensors_ok);
+    RUN_TEST(test_safetensors_bad);
+    RUN_TEST(test_zip);
+    RUN_TEST(test_pickle);
+    RUN_TEST(test_pth);
+    RUN_TEST(test_reference_files);
+    return check_finish();
+}
