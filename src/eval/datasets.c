@@ -725,6 +725,15 @@ static int json_number(json_reader *j, double *v)
     return 1;
 }
 
+/* Consumes c if it is next (never steps over the terminating NUL). */
+static int json_expect(json_reader *j, char c)
+{
+    if (*j->p != c)
+        return 0;
+    j->p++;
+    return 1;
+}
+
 static int json_skip(json_reader *j);
 
 static int json_skip_container(json_reader *j, char open, char close)
@@ -744,7 +753,7 @@ static int json_skip_container(json_reader *j, char open, char close)
             if (!json_string(j, NULL, 0))
                 return 0;
             json_ws(j);
-            if (*j->p++ != ':')
+            if (!json_expect(j, ':'))
                 return 0;
         }
         if (!json_skip(j))
@@ -802,7 +811,7 @@ static int json_annotation(json_reader *j, annotation *a)
         if (!json_string(j, key, sizeof key))
             return 0;
         json_ws(j);
-        if (*j->p++ != ':')
+        if (!json_expect(j, ':'))
             return 0;
         json_ws(j);
         if ((strcmp(key, "rgb") == 0 || strcmp(key, "depth") == 0) && *j->p == '"') {
@@ -884,7 +893,7 @@ static md_status read_annotations(const char *path, annotation_set *set, md_erro
                 break;
             }
             json_ws(&j);
-            if (*j.p++ != ':') {
+            if (!json_expect(&j, ':')) {
                 ok = 0;
                 break;
             }
