@@ -158,6 +158,40 @@ static void test_preview_written(void)
     remove_temp(path);
 }
 
+/* No valid pixel at all: an all-black preview, not an error. A constant map
+ * gets the middle colour of the map. */
+static void test_preview_degenerate(void)
+{
+    md_error err = {0};
+    md_depth d = {0};
+    float zeros[6] = {0, 0, NAN, -1, 0, 0};
+    d.width = 3;
+    d.height = 2;
+    d.data = zeros;
+    char *path = temp_path("black.png");
+    if (!path)
+        return;
+    CHECK_OK(md_depth_save_preview(path, &d, MD_COLORMAP_TURBO, 0, 0, &err), &err);
+    md_image img = {0};
+    if (md_image_load(path, &img, &err) == MD_OK) {
+        int all_black = 1;
+        for (int i = 0; i < 18; i++)
+            all_black &= img.pixels[i] == 0;
+        CHECK(all_black);
+        md_image_free(&img);
+    } else {
+        CHECK_MSG(0, "%s", err.message);
+    }
+    float flat[6] = {2, 2, 2, 2, 2, 2};
+    d.data = flat;
+    CHECK_OK(md_depth_save_preview(path, &d, MD_COLORMAP_INFERNO, 0, 0, &err), &err);
+    if (md_image_load(path, &img, &err) == MD_OK) {
+        CHECK(near_rgb(img.pixels, 187, 55, 85, 3)); /* inferno(0.5) */
+        md_image_free(&img);
+    }
+    remove_temp(path);
+}
+
 static void test_preview_errors(void)
 {
     md_error err = {0};
@@ -183,6 +217,7 @@ int main(void)
     RUN_TEST(test_inferno_monotone_luminance);
     RUN_TEST(test_turbo_is_continuous);
     RUN_TEST(test_preview_written);
+    RUN_TEST(test_preview_degenerate);
     RUN_TEST(test_preview_errors);
     return check_finish();
 }
