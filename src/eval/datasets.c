@@ -817,8 +817,12 @@ static int json_annotation(json_reader *j, annotation *a)
         if ((strcmp(key, "rgb") == 0 || strcmp(key, "depth") == 0) && *j->p == '"') {
             if (!json_string(j, val, sizeof val))
                 return 0;
+            /* Too long a name cannot match a file we list: keep it empty. */
             char *dst = key[0] == 'r' ? a->rgb : a->depth;
-            snprintf(dst, sizeof a->rgb, "%s", base_name(val));
+            const char *b = base_name(val);
+            size_t len = strlen(b);
+            if (len < sizeof a->rgb)
+                memcpy(dst, b, len + 1);
         } else if (strcmp(key, "depth_scale") == 0 && *j->p != '"' && *j->p != '[' &&
                    *j->p != '{' && *j->p != 'n') {
             if (!json_number(j, &a->scale))
