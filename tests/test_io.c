@@ -677,6 +677,53 @@ static void test_png_handmade(void)
     md_image_free(&img);
     free(png);
 
+    /* Palette with a tRNS chunk (transparency is dropped, colours kept), and
+     * 8-bit grey and RGB with tRNS. */
+    {
+        uint8_t trns_png[256];
+        size_t tn = 0;
+        uint8_t *base = png_build(4, 1, 2, 3, idx, sizeof idx, pal, sizeof pal, &n);
+        /* insert tRNS (alpha of entries 0 and 1) before IDAT: after IHDR (33) + PLTE (24) */
+        size_t cut = 8 + 25 + 12 + sizeof pal;
+        memcpy(trns_png, base, cut);
+        tn = cut + png_chunk(trns_png + cut, "tRNS", (const uint8_t *)"\x00\x80", 2);
+        memcpy(trns_png + tn, base + cut, n - cut);
+        tn += n - cut;
+        free(base);
+        tmp_path(path, sizeof path, "pal_trns.png");
+        CHECK(write_bytes(path, trns_png, tn));
+        CHECK_OK(md_image_load(path, &img, &err), &err);
+        CHECK(img.width == 4 && img.height == 1 && img.pixels && memcmp(img.pixels, pal, 12) == 0);
+        md_image_free(&img);
+
+        const uint8_t g2[] = {0, 5, 6};
+        base = png_build(2, 1, 8, 0, g2, sizeof g2, NULL, 0, &n);
+        cut = 8 + 25;
+        memcpy(trns_png, base, cut);
+        tn = cut + png_chunk(trns_png + cut, "tRNS", (const uint8_t *)"\x00\x05", 2);
+        memcpy(trns_png + tn, base + cut, n - cut);
+        tn += n - cut;
+        free(base);
+        tmp_path(path, sizeof path, "g_trns.png");
+        CHECK(write_bytes(path, trns_png, tn));
+        CHECK_OK(md_image_load(path, &img, &err), &err);
+        CHECK(img.pixels && img.pixels[0] == 5 && img.pixels[3] == 6 && img.pixels[5] == 6);
+        md_image_free(&img);
+
+        base = png_build(2, 2, 8, 2, rgb, sizeof rgb, NULL, 0, &n);
+        memcpy(trns_png, base, cut);
+        tn = cut + png_chunk(trns_png + cut, "tRNS", (const uint8_t *)"\x00\xff\x00\x00\x00\x00", 6);
+        memcpy(trns_png + tn, base + cut, n - cut);
+        tn += n - cut;
+        free(base);
+        tmp_path(path, sizeof path, "rgb_trns.png");
+        CHECK(write_bytes(path, trns_png, tn));
+        CHECK_OK(md_image_load(path, &img, &err), &err);
+        const uint8_t want[12] = {255, 0, 0, 0, 0, 255, 10, 20, 30, 15, 25, 35};
+        CHECK(img.pixels && memcmp(img.pixels, want, 12) == 0);
+        md_image_free(&img);
+    }
+
     /* Grey+alpha 8-bit (alpha dropped) and RGBA 16-bit (scaled, alpha dropped). */
     const uint8_t ga[] = {0, 77, 0, 99, 255};
     png = png_build(2, 1, 8, 4, ga, sizeof ga, NULL, 0, &n);
@@ -714,8 +761,10 @@ static void test_png_handmade(void)
 /* ----------------------------------------------------------------- JPEG */
 
 /* The test's own JPEG encoder: a solid colour through libjpeg's compressor. */
-static uint8_t *jpeg_solid(int w, int h, const uint8_t rgb[3], unsigned long *n)
+static uint8_t *jpeg_solid(int w, int h, const uint8_t rgb[3], int progressive, int cmyk,
+                           unsigned long *n)
 {
+    int comps = cmyk ? 4 : 3;
     struct jpeg_compress_struct c;
     struct jpeg_error_mgr e;
     c.err = jpeg_std_error(&e);
@@ -724,14 +773,19 @@ static uint8_t *jpeg_solid(int w, int h, const uint8_t rgb[3], unsigned long *n)
     jpeg_mem_dest(&c, &out, n);
     c.image_width = (JDIMENSION)w;
     c.image_height = (JDIMENSION)h;
-    c.input_components = 3;
-    c.in_color_space = JCS_RGB;
+    c.input_components = comps;
+    c.in_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     jpeg_set_defaults(&c);
     jpeg_set_quality(&c, 100, TRUE);
+    if (progressive)
+        jpeg_simple_progression(&c);
     jpeg_start_compress(&c, TRUE);
-    uint8_t *row = malloc((size_t)w * 3);
-    for (int x = 0; x < w; x++)
-        memcpy(row + 3 * x, rgb, 3);
+    uint8_t *row = malloc((size_t)w * (size_t)comps);
+    for (int x = 0; x < w; x++) {
+        memcpy(row + comps * x, rgb, 3);
+        if (cmyk)
+            row[comps * x + 3] = 0;
+    }
     while (c.next_scanline < c.image_height) {
         JSAMPROW r = row;
         jpeg_write_scanlines(&c, &r, 1);
@@ -749,19 +803,32 @@ static void test_jpeg(void)
     md_image img = {0};
     const uint8_t colour[3] = {200, 100, 50};
     unsigned long n = 0;
-    uint8_t *jpg = jpeg_solid(37, 21, colour, &n);
-    tmp_path(path, sizeof path, "solid.jpg");
-    CHECK(write_bytes(path, jpg, n));
-    CHECK_OK(md_image_load(path, &img, &err), &err);
-    CHECK(img.width == 37 && img.height == 21);
-    int worst = 0;
-    for (size_t i = 0; img.pixels && i < 37 * 21 * 3; i++) {
-        int diff = abs((int)img.pixels[i] - colour[i % 3]);
-        worst = diff > worst ? diff : worst;
+    uint8_t *jpg;
+    for (int prog = 1; prog >= 0; prog--) { /* progressive, then baseline (kept) */
+        jpg = jpeg_solid(37, 21, colour, prog, 0, &n);
+        tmp_path(path, sizeof path, "solid.jpg");
+        CHECK(write_bytes(path, jpg, n));
+        CHECK_OK(md_image_load(path, &img, &err), &err);
+        CHECK(img.width == 37 && img.height == 21);
+        int worst = 0;
+        for (size_t i = 0; img.pixels && i < 37 * 21 * 3; i++) {
+            int diff = abs((int)img.pixels[i] - colour[i % 3]);
+            worst = diff > worst ? diff : worst;
+        }
+        CHECK_MSG(worst <= 3, "worst JPEG error %d", worst);
+        md_image_free(&img);
+        expect_truncations_fail(try_image, jpg, n, prog ? "jpegprog" : "jpeg");
+        if (prog)
+            free(jpg);
     }
-    CHECK_MSG(worst <= 3, "worst JPEG error %d", worst);
-    md_image_free(&img);
-    expect_truncations_fail(try_image, jpg, n, "jpeg");
+    /* CMYK: a clear "unsupported", not a crash or a wrong colour. */
+    uint8_t *cmyk = jpeg_solid(8, 8, colour, 0, 1, &n);
+    tmp_path(path, sizeof path, "cmyk.jpg");
+    CHECK(write_bytes(path, cmyk, n));
+    CHECK(md_image_load(path, &img, &err) == MD_ERR_UNSUPPORTED);
+    CHECK(strstr(err.message, path) && strstr(err.message, "CMYK"));
+    free(cmyk);
+    tmp_path(path, sizeof path, "solid.jpg");
     /* A JPEG is never depth. */
     md_depth d = {0};
     CHECK(md_depth_load(path, NULL, &d, &err) == MD_ERR_UNSUPPORTED);

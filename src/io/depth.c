@@ -10,18 +10,25 @@ typedef struct {
     int keep_65535;
 } depth_opts;
 
+static float clean_float(double x);
+
 static float raw_to_metres(uint32_t v, const depth_opts *o)
 {
     if (o->encoding == MD_DEPTH_SUN_ROTATED)
         v = ((v >> 3) | (v << 13)) & 0xFFFFu;
     if (v == 0 || (v == 65535u && !o->keep_65535))
         return 0.0f;
-    return (float)((double)v / o->divisor);
+    return clean_float((double)v / o->divisor); /* a tiny divisor can overflow float */
 }
 
+/* NaN, inf, <= 0 and beyond float range: invalid (0). The float test matches
+ * md_depth_valid_at, so every value stored here is valid by that rule. */
 static float clean_float(double x)
 {
-    return x > 0.0 && x < 3.0e38 ? (float)x : 0.0f; /* NaN, inf, <= 0: invalid */
+    if (!(x > 0.0 && x < 3.0e38))
+        return 0.0f;
+    float f = (float)x;
+    return f > 0.0f && f < 3.0e38f ? f : 0.0f;
 }
 
 static md_status from_pnm(const char *path, const uint8_t *data, size_t size, const depth_opts *o,

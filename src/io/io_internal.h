@@ -5,6 +5,7 @@
 
 #include "core/core.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -80,6 +81,17 @@ md_status md_io_npy_parse(const char *path, const uint8_t *data, size_t size, md
                           md_error *err);
 /* Element i of the view as double. */
 double md_io_npy_get(const md_npy_view *v, size_t i);
+
+/* double to float without undefined behaviour: out-of-range values saturate
+ * to +-inf, NaN stays NaN. */
+static inline float md_io_to_float(double x)
+{
+    if (x > 3.4028234663852886e38)
+        return (float)INFINITY;
+    if (x < -3.4028234663852886e38)
+        return -(float)INFINITY;
+    return (float)x;
+}
 
 /* Little-endian float32 encoding, independent of the host byte order. */
 static inline void md_io_put_f32le(uint8_t *p, float f)

@@ -80,6 +80,11 @@ static int decode(jpeg_read_ctx *c)
                  (unsigned)cinfo->image_width, (unsigned)cinfo->image_height, MD_MAX_DIM);
         return -1;
     }
+    if (cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK) {
+        c->status = MD_ERR_UNSUPPORTED;
+        snprintf(c->jerr.msg, sizeof c->jerr.msg, "CMYK/YCCK JPEGs are not supported");
+        return -1;
+    }
     cinfo->out_color_space = JCS_RGB;
     jpeg_start_decompress(cinfo);
     if (cinfo->output_components != 3) {

@@ -274,7 +274,7 @@ md_status md_npy_load(const char *path, md_tensor *out, md_error *err)
             for (int i = 0; i < v.ndim; i++)
                 out->shape[i] = v.shape[i];
             for (size_t i = 0; i < v.numel; i++)
-                out->data[i] = (float)md_io_npy_get(&v, i);
+                out->data[i] = md_io_to_float(md_io_npy_get(&v, i));
         }
     }
     free(data);

@@ -92,7 +92,8 @@ static int decode(png_structp png, png_infop info, png_read_ctx *c)
             png_set_expand_gray_1_2_4_to_8(png);
         if (bit_depth == 16)
             png_set_scale_16(png);
-        if (color_type & PNG_COLOR_MASK_ALPHA)
+        /* Palette expansion also turns a tRNS chunk into alpha: drop it too. */
+        if ((color_type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS))
             png_set_strip_alpha(png);
         if (color_type == PNG_COLOR_TYPE_GRAY || color_type == PNG_COLOR_TYPE_GRAY_ALPHA)
             png_set_gray_to_rgb(png);

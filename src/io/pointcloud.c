@@ -57,8 +57,8 @@ md_status md_pointcloud_save_ply(const char *path, const md_depth *depth, const 
             if (!keep(depth, i, max_depth))
                 continue;
             double z = depth->data[i];
-            md_io_put_f32le(rec, (float)(((double)u - K->cx) * z / K->fx));
-            md_io_put_f32le(rec + 4, (float)(((double)v - K->cy) * z / K->fy));
+            md_io_put_f32le(rec, md_io_to_float(((double)u - K->cx) * z / K->fx));
+            md_io_put_f32le(rec + 4, md_io_to_float(((double)v - K->cy) * z / K->fy));
             md_io_put_f32le(rec + 8, (float)z);
             if (rgb) {
                 memcpy(rec + 12, rgb->pixels + 3 * i, 3);
