@@ -52,6 +52,7 @@ typedef struct {
     /* Conv (+ folded BN and activation) */
     md_conv2d_params cp;
     float *w, *b; /* owned */
+    float *packed; /* pointwise convs: w packed for md_gemm_packed */
     bool has_act;
     float lo, hi;
     /* standalone BN */
@@ -1375,6 +1376,23 @@ md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t m
         if (i == 0)
             g->output = e->value;
     }
+    /* Pointwise convolutions run on packed weights (after BN folding). */
+    for (int i = 0; i < g->n_ops; i++) {
+        gop *op = &g->ops[i];
+        const md_conv2d_params *p = &op->cp;
+        if (op->kind != OP_CONV || p->groups != 1 || p->kernel_h != 1 || p->kernel_w != 1 ||
+            p->stride_h != 1 || p->stride_w != 1 || p->pad_top || p->pad_left || p->pad_bottom ||
+            p->pad_right)
+            continue;
+        op->packed = md_malloc(sizeof(float) * md_gemm_packed_floats(p->out_channels,
+                                                                     p->in_channels),
+                               "packed weights", err);
+        if (!op->packed) {
+            st = MD_ERR_NOMEM;
+            goto done;
+        }
+        md_gemm_pack_a(op->w, p->out_channels, p->in_channels, op->packed);
+    }
     if ((st = plan_memory(&b)) != MD_OK)
         goto done;
     const gval *iv = &g->vals[g->input], *ov = &g->vals[g->output];
@@ -1410,6 +1428,7 @@ void md_onnx_graph_free(md_onnx_graph *g)
     for (int i = 0; i < g->n_ops; i++) {
         free(g->ops[i].in);
         free(g->ops[i].w);
+        free(g->ops[i].packed);
         free(g->ops[i].b);
         free(g->ops[i].scale);
         free(g->ops[i].shift);
@@ -1434,9 +1453,19 @@ static void run_op(md_onnx_graph *g, const gop *op)
     switch (op->kind) {
     case OP_CONV: {
         int h = (int)x->dims[2], w = (int)x->dims[3];
-        md_conv2d(&op->cp, x->data, h, w, op->w, op->b, o->data, g->scratch);
-        if (op->has_act)
-            md_clamp_inplace(o->data, o->numel, op->lo, op->hi);
+        const md_conv2d_params *p = &op->cp;
+        if (p->groups == p->in_channels && p->groups == p->out_channels) {
+            md_depthwise_conv2d(p, x->data, h, w, op->w, op->b, op->lo, op->hi, o->data, 0,
+                                p->in_channels);
+        } else if (op->packed) {
+            int N = h * w;
+            md_gemm_packed(p->out_channels, N, p->in_channels, op->packed, x->data, (size_t)N,
+                           op->b, op->lo, op->hi, o->data, (size_t)N, 0, N);
+        } else {
+            md_conv2d(p, x->data, h, w, op->w, op->b, o->data, g->scratch);
+            if (op->has_act)
+                md_clamp_inplace(o->data, o->numel, op->lo, op->hi);
+        }
         break;
     }
     case OP_AFFINE:
@@ -1520,9 +1549,43 @@ static void run_op(md_onnx_graph *g, const gop *op)
 
 const float *md_onnx_graph_run(md_onnx_graph *g, const float *in)
 {
+    return md_onnx_graph_run_timed(g, in, NULL);
+}
+
+const float *md_onnx_graph_run_timed(md_onnx_graph *g, const float *in, double *op_seconds)
+{
     gval *iv = &g->vals[g->input];
     memcpy(iv->data, in, iv->numel * sizeof(float));
-    for (int i = 0; i < g->n_ops; i++)
+    for (int i = 0; i < g->n_ops; i++) {
+        double t0 = op_seconds ? md_now_seconds() : 0.0;
         run_op(g, &g->ops[i]);
+        if (op_seconds)
+            op_seconds[i] += md_now_seconds() - t0;
+    }
     return g->vals[g->output].data;
+}
+
+int md_onnx_graph_op_count(const md_onnx_graph *g)
+{
+    return g->n_ops;
+}
+
+void md_onnx_graph_op_describe(const md_onnx_graph *g, int i, char *buf, size_t size)
+{
+    static const char *const names[] = {"Conv",    "BatchNorm", "Clamp",   "Sigmoid",
+                                        "Binary",  "Concat",    "MaxPool", "AveragePool",
+                                        "GAP",     "GMP",       "Resize",  "Gemm",
+                                        "MatMul",  "Copy",      "Transpose"};
+    const gop *op = &g->ops[i];
+    const gval *x = &g->vals[op->in[0]], *o = &g->vals[op->out];
+    int len = snprintf(buf, size, "%s", names[op->kind]);
+    if (op->kind == OP_CONV && len >= 0 && (size_t)len < size)
+        snprintf(buf + len, size - (size_t)len, " %dx%d g%d s%d", op->cp.kernel_h,
+                 op->cp.kernel_w, op->cp.groups, op->cp.stride_h);
+    len = (int)strlen(buf);
+    if ((size_t)len < size)
+        snprintf(buf + len, size - (size_t)len, " %lldx%lldx%lld -> %lldx%lldx%lld",
+                 (long long)(x->ndim > 1 ? x->dims[1] : 0), (long long)(x->ndim > 2 ? x->dims[2] : 0),
+                 (long long)(x->ndim > 3 ? x->dims[3] : 0), (long long)(o->ndim > 1 ? o->dims[1] : 0),
+                 (long long)(o->ndim > 2 ? o->dims[2] : 0), (long long)(o->ndim > 3 ? o->dims[3] : 0));
 }

@@ -34,4 +34,10 @@ const md_onnx_graph_info *md_onnx_graph_get_info(const md_onnx_graph *g);
 const float *md_onnx_graph_run(md_onnx_graph *g, const float *in);
 void md_onnx_graph_free(md_onnx_graph *g);
 
+/* Profiling: as run, adding each op's seconds to op_seconds[i] (may be NULL). */
+const float *md_onnx_graph_run_timed(md_onnx_graph *g, const float *in, double *op_seconds);
+int md_onnx_graph_op_count(const md_onnx_graph *g);
+/* "Conv 3x3 g16 s1 16x112x112 -> 16x112x112" */
+void md_onnx_graph_op_describe(const md_onnx_graph *g, int i, char *buf, size_t size);
+
 #endif

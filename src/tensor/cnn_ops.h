@@ -11,6 +11,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Depthwise convolution (groups == in_channels == out_channels) of channels
+ * [c_begin, c_end), with bias (may be NULL) and the result clamped to [lo, hi]
+ * (pass -FLT_MAX, FLT_MAX for none). Fast paths: 3x3 and 5x5, stride 1 or 2,
+ * no dilation; anything else runs a bounds-checked direct loop. */
+void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, int in_w,
+                         const float *weight, const float *bias, float lo, float hi, float *out,
+                         int c_begin, int c_end);
+
+/* Convolution GEMM: C (M x N, row stride ldc) = clamp(A . B + bias, lo, hi)
+ * over columns [n_begin, n_end), A (M x K) packed once by md_gemm_pack_a into
+ * md_gemm_packed_floats(M, K) floats, B row-major K x N with row stride ldb.
+ * bias (M) may be NULL. Single-threaded: callers split columns among threads. */
+size_t md_gemm_packed_floats(int M, int K);
+void md_gemm_pack_a(const float *A, int M, int K, float *packed);
+void md_gemm_packed(int M, int N, int K, const float *packed, const float *B, size_t ldb,
+                    const float *bias, float lo, float hi, float *C, size_t ldc, int n_begin,
+                    int n_end);
+
 /* x[i] = min(max(x[i], lo), hi). ReLU is lo = 0, hi = +inf. */
 void md_clamp_inplace(float *x, size_t n, float lo, float hi);
 /* x[c][i] = clamp(x[c][i] + bias[c], lo, hi) over channels of hw values (bias may be NULL). */

@@ -1,4 +1,7 @@
 #include "tensor_ops.h"
+#include "cnn_ops.h"
+
+#include <float.h>
 
 #include <string.h>
 
@@ -72,36 +75,6 @@ static void im2col(const md_conv2d_params *p, const float *in, int channels, int
     }
 }
 
-static void conv_depthwise(const md_conv2d_params *p, const float *in, int in_h, int in_w,
-                           const float *weight, const float *bias, float *out, int out_h,
-                           int out_w)
-{
-    int kh = p->kernel_h, kw = p->kernel_w;
-    for (int c = 0; c < p->in_channels; c++) {
-        const float *plane = in + (size_t)c * in_h * in_w;
-        const float *w = weight + (size_t)c * kh * kw;
-        float b = bias ? bias[c] : 0.0f;
-        float *o = out + (size_t)c * out_h * out_w;
-        for (int oy = 0; oy < out_h; oy++) {
-            for (int ox = 0; ox < out_w; ox++) {
-                float acc = b;
-                for (int ky = 0; ky < kh; ky++) {
-                    int iy = oy * p->stride_h - p->pad_top + ky * p->dilation_h;
-                    if (iy < 0 || iy >= in_h)
-                        continue;
-                    const float *src = plane + (size_t)iy * in_w;
-                    for (int kx = 0; kx < kw; kx++) {
-                        int ix = ox * p->stride_w - p->pad_left + kx * p->dilation_w;
-                        if (ix >= 0 && ix < in_w)
-                            acc += src[ix] * w[ky * kw + kx];
-                    }
-                }
-                o[(size_t)oy * out_w + ox] = acc;
-            }
-        }
-    }
-}
-
 void md_conv2d(const md_conv2d_params *p, const float *in, int in_h, int in_w,
                const float *weight, const float *bias, float *out, float *scratch)
 {
@@ -109,7 +82,8 @@ void md_conv2d(const md_conv2d_params *p, const float *in, int in_h, int in_w,
     if (!md_conv2d_output_size(p, in_h, in_w, &out_h, &out_w))
         return;
     if (is_depthwise(p)) {
-        conv_depthwise(p, in, in_h, in_w, weight, bias, out, out_h, out_w);
+        md_depthwise_conv2d(p, in, in_h, in_w, weight, bias, -FLT_MAX, FLT_MAX, out, 0,
+                            p->in_channels);
         return;
     }
     int cin_g = p->in_channels / p->groups;
