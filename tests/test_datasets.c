@@ -252,6 +252,30 @@ static void test_append_copies(void)
     CHECK(md_pair_list_append(&l, &p, &err) == MD_ERR_ARG);
     CHECK(l.count == 2);
     md_pair_list_free(&l);
+
+    /* Many appends keep every pair. */
+    p.rgb_path = rgb;
+    int ok = 1;
+    for (int i = 0; i < 5000 && ok; i++) {
+        snprintf(rgb, sizeof rgb, "%05d", i % 100000);
+        ok = md_pair_list_append(&l, &p, &err) == MD_OK;
+    }
+    CHECK(ok && l.count == 5000);
+    CHECK(l.count == 5000 && strcmp(l.items[4999].rgb_path, "04999") == 0 &&
+          strcmp(l.items[1234].rgb_path, "01234") == 0);
+    md_pair_list_free(&l);
+
+    /* A list whose items array was allocated by the caller, exactly sized. */
+    l.items = calloc(3, sizeof *l.items);
+    l.count = 3;
+    for (int i = 0; i < 3; i++) {
+        l.items[i].rgb_path = strdup("r.png");
+        l.items[i].depth_path = strdup("d.png");
+        l.items[i].depth_divisor = 1000;
+    }
+    CHECK_OK(md_pair_list_append(&l, &p, &err), &err);
+    CHECK(l.count == 4 && strcmp(l.items[3].rgb_path, "04999") == 0);
+    md_pair_list_free(&l);
 }
 
 static void test_write_read_round_trip(void)

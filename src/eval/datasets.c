@@ -172,8 +172,13 @@ md_status md_pair_list_append(md_pair_list *list, const md_pair *pair, md_error 
                        (int)pair->encoding);
     if (pair->has_intrinsics && !valid_intrinsics(&pair->K))
         return md_fail(err, MD_ERR_ARG, "%s: invalid intrinsics", pair->rgb_path);
-    size_t bytes;
-    if (list->count >= SIZE_MAX / 2 || !md_mul_size(list->count + 1, sizeof *list->items, &bytes))
+    /* md_pair_list has no capacity field: ask realloc for the next power of
+     * two every time. A same-size realloc is cheap, growth is geometric, and a
+     * list whose items were allocated elsewhere is still grown correctly. */
+    size_t cap = 16, bytes;
+    while (cap < list->count + 1 && cap <= SIZE_MAX / 4)
+        cap *= 2;
+    if (cap < list->count + 1 || !md_mul_size(cap, sizeof *list->items, &bytes))
         return md_fail(err, MD_ERR_NOMEM, "pair list too long");
     md_pair copy = *pair;
     copy.rgb_path = dup_str(pair->rgb_path, err);
@@ -186,7 +191,6 @@ md_status md_pair_list_append(md_pair_list *list, const md_pair *pair, md_error 
         copy.depth_divisor = 1000.0;
     if (!copy.has_intrinsics)
         memset(&copy.K, 0, sizeof copy.K);
-    /* No capacity field in md_pair_list: grow by one (lists are short). */
     md_pair *items = realloc(list->items, bytes);
     if (!items) {
         pair_clear(&copy);
