@@ -261,7 +261,7 @@ md_status cli_make_dirs(const char *path, md_error *err)
             *p = '\0';
             if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
                 err->code = MD_ERR_IO;
-                snprintf(err->message, sizeof err->message, "%s: cannot create folder: %s", buf,
+                snprintf(err->message, sizeof err->message, "%.400s: cannot create folder: %s", buf,
                          strerror(errno));
                 return MD_ERR_IO;
             }
@@ -273,7 +273,7 @@ md_status cli_make_dirs(const char *path, md_error *err)
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
         err->code = MD_ERR_IO;
-        snprintf(err->message, sizeof err->message, "%s: not a folder", path);
+        snprintf(err->message, sizeof err->message, "%.400s: not a folder", path);
         return MD_ERR_IO;
     }
     return MD_OK;
