@@ -25,7 +25,8 @@ const cli_command cmd_demo = {
     run};
 
 int cli_write_depth_outputs(const char *outdir, const char *stem, const md_depth *depth,
-                            const md_image *img, const md_intrinsics *K, bool ply, md_error *err);
+                            const md_image *img, const md_intrinsics *K, bool ply,
+                            const float preview_range[2], md_error *err);
 int cli_open_model(const char *path, const md_model_options *opts, md_model **model);
 
 static double seconds(void)
@@ -86,8 +87,13 @@ static int run(int argc, char **argv)
     cli_path_join(path, sizeof path, outdir, "sample.gt.png");
     if (md_depth_save(path, &gt, &err) != MD_OK)
         goto fail;
+    /* Both previews share the true depth's range, so their colours compare. */
+    float range[2] = {0.0f, 0.0f};
+    for (size_t i = 0; i < (size_t)width * (size_t)height; i++)
+        if (gt.data[i] > range[1])
+            range[1] = gt.data[i];
     cli_path_join(path, sizeof path, outdir, "sample.gt.preview.png");
-    if (md_depth_save_preview(path, &gt, MD_COLORMAP_TURBO, 0, 0, &err) != MD_OK)
+    if (md_depth_save_preview(path, &gt, MD_COLORMAP_TURBO, range[0], range[1], &err) != MD_OK)
         goto fail;
     printf("sample scene: %dx%d, variant %d, fx %.1f fy %.1f cx %.1f cy %.1f\n", width, height,
            variant, K.fx, K.fy, K.cx, K.cy);
@@ -103,7 +109,7 @@ static int run(int argc, char **argv)
     if (md_model_predict(model, &rgb, &pred, &err) != MD_OK)
         goto fail;
     printf("predict: %.1f ms\n", 1e3 * (seconds() - t0));
-    if (cli_write_depth_outputs(outdir, "sample", &pred, &rgb, &K, true, &err) != 0)
+    if (cli_write_depth_outputs(outdir, "sample", &pred, &rgb, &K, true, range, &err) != 0)
         goto fail;
 
     md_metrics raw, scaled;

@@ -64,11 +64,14 @@ typedef struct {
 } predict_config;
 
 int cli_write_depth_outputs(const char *outdir, const char *stem, const md_depth *depth,
-                            const md_image *img, const md_intrinsics *K, bool ply, md_error *err);
+                            const md_image *img, const md_intrinsics *K, bool ply,
+                            const float preview_range[2], md_error *err);
 
-/* Writes STEM.depth.png/.npy, STEM.preview.png and optionally STEM.ply. */
+/* Writes STEM.depth.png/.npy, STEM.preview.png (preview_range NULL = automatic)
+ * and optionally STEM.ply. */
 int cli_write_depth_outputs(const char *outdir, const char *stem, const md_depth *depth,
-                            const md_image *img, const md_intrinsics *K, bool ply, md_error *err)
+                            const md_image *img, const md_intrinsics *K, bool ply,
+                            const float preview_range[2], md_error *err)
 {
     char name[1024], path[4096];
     snprintf(name, sizeof name, "%s.depth.png", stem);
@@ -81,7 +84,9 @@ int cli_write_depth_outputs(const char *outdir, const char *stem, const md_depth
         return -1;
     snprintf(name, sizeof name, "%s.preview.png", stem);
     cli_path_join(path, sizeof path, outdir, name);
-    if (md_depth_save_preview(path, depth, MD_COLORMAP_TURBO, 0, 0, err) != MD_OK)
+    if (md_depth_save_preview(path, depth, MD_COLORMAP_TURBO,
+                              preview_range ? preview_range[0] : 0.0f,
+                              preview_range ? preview_range[1] : 0.0f, err) != MD_OK)
         return -1;
     if (ply) {
         snprintf(name, sizeof name, "%s.ply", stem);
@@ -127,7 +132,7 @@ static int predict_one(md_model *model, const char *image_path, const predict_co
         goto done;
     char stem[1024];
     cli_stem(stem, sizeof stem, image_path);
-    if (cli_write_depth_outputs(c->outdir, stem, &depth, &img, c->K, c->ply, err) != 0)
+    if (cli_write_depth_outputs(c->outdir, stem, &depth, &img, c->K, c->ply, NULL, err) != 0)
         goto done;
     if (c->oracle)
         fprintf(stderr, "%s: oracle scale %.4f\n", image_path, scale);
