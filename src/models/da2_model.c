@@ -10,6 +10,7 @@
 #include "formats/weights.h"
 #include "models/da2_model.h"
 #include "tensor/resize_ops.h"
+#include "tensor/parallel.h"
 #include "tensor/tensor_ops.h"
 #include "tensor/transformer_ops.h"
 
@@ -335,16 +336,70 @@ static void add_scaled(float *x, const float *y, const float *gamma, int rows, i
     }
 }
 
+/* Work shared by the encoder's parallel phases. Token-local work (LayerNorm,
+ * the linear layers, GELU, residuals) is split by rows; attention by (block
+ * of query rows, head). */
+typedef struct {
+    const da2_model *m;
+    float *X, *Y, *A, *P, *QKV, *Hid, *S; /* S: one score block per worker */
+    int T, C, M, chunk;
+    int finish;  /* block whose MLP half runs in this row phase, or -1 */
+    int start;   /* block whose attention input is prepared, or -1 */
+    float *feat; /* LayerNorm'd copy of X after `finish`, or NULL */
+} enc_ctx;
+
+/* Rows [r0, r1): the second half of block `finish` (projection, residual,
+ * MLP, residual), then the first half of block `start` (LayerNorm, qkv). */
+static void enc_rows_task(void *vctx, int task, int worker)
+{
+    enc_ctx *c = vctx;
+    (void)worker;
+    int r0 = task * c->chunk, r1 = r0 + c->chunk < c->T ? r0 + c->chunk : c->T, n = r1 - r0;
+    if (n <= 0)
+        return;
+    int C = c->C, M = c->M;
+    size_t o = (size_t)r0 * C;
+    float *X = c->X + o, *Y = c->Y + o, *A = c->A + o, *P = c->P + o;
+    if (c->finish >= 0) {
+        const da2_block *b = &c->m->blocks[c->finish];
+        float *Hid = c->Hid + (size_t)r0 * M;
+        linear(A, n, C, b->proj_w, b->proj_b, C, P);
+        add_scaled(X, P, b->ls1, n, C);
+        md_layernorm(X, n, C, b->norm2_w, b->norm2_b, DA2_LN_EPS, Y);
+        linear(Y, n, C, b->fc1_w, b->fc1_b, M, Hid);
+        md_gelu_erf(Hid, (size_t)n * M);
+        linear(Hid, n, M, b->fc2_w, b->fc2_b, C, P);
+        add_scaled(X, P, b->ls2, n, C);
+        if (c->feat)
+            md_layernorm(X, n, C, c->m->norm_w, c->m->norm_b, DA2_LN_EPS, c->feat + o);
+    }
+    if (c->start >= 0) {
+        const da2_block *b = &c->m->blocks[c->start];
+        md_layernorm(X, n, C, b->norm1_w, b->norm1_b, DA2_LN_EPS, Y);
+        linear(Y, n, C, b->qkv_w, b->qkv_b, 3 * C, c->QKV + (size_t)r0 * 3 * C);
+    }
+}
+
+static void enc_attn_task(void *vctx, int task, int worker)
+{
+    enc_ctx *c = vctx;
+    int heads = c->m->heads;
+    int r0 = (task / heads) * MD_ATTENTION_BLOCK, h = task % heads;
+    int r1 = r0 + MD_ATTENTION_BLOCK < c->T ? r0 + MD_ATTENTION_BLOCK : c->T;
+    md_attention_rows(c->QKV, c->T, heads, c->C / heads, h, r0, r1, c->A,
+                      c->S + (size_t)worker * MD_ATTENTION_BLOCK * c->T);
+}
+
 static md_status encode(const da2_model *m, const float *img, int H, int W, float *feats[4],
                         md_error *err)
 {
     int ph = H / DA2_PATCH, pw = W / DA2_PATCH, np = ph * pw, T = np + 1;
-    int C = m->embed, M = m->mlp, G = m->pos_grid;
+    int C = m->embed, M = m->mlp, G = m->pos_grid, nt = m->threads;
     size_t TC = (size_t)T * C;
     md_conv2d_params pe = {3, C, DA2_PATCH, DA2_PATCH, DA2_PATCH, DA2_PATCH, 0, 0, 0, 0, 1, 1, 1};
     size_t patch_scratch = md_conv2d_scratch_floats(&pe, H, W);
     size_t pos_tmp = (size_t)G * pw;
-    size_t big = (size_t)T * T;
+    size_t big = (size_t)nt * MD_ATTENTION_BLOCK * T;
     size_t small = (size_t)C * np + patch_scratch + (size_t)C * np + pos_tmp + (size_t)C * G * G;
     if (small > big)
         big = small;
@@ -358,7 +413,9 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
     /* Patch embedding [C, np] and (interpolated) position embedding. */
     float *patches = S, *scratch = S + (size_t)C * np, *posi = scratch + patch_scratch;
     float *postmp = posi + (size_t)C * np;
+    md_gemm_set_threads(nt);
     md_conv2d(&pe, img, H, W, m->patch_w, m->patch_b, patches, scratch);
+    md_gemm_set_threads(1);
     bool same_grid = np == G * G && H == W;
     if (!same_grid) {
         /* pos_embed[1:] as planar [C, G, G], bicubic with DINOv2's offset of
@@ -379,24 +436,20 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
                      (same_grid ? m->pos_embed[(size_t)(1 + i) * C + c] : posi[(size_t)c * np + i]);
     }
 
-    int next = 0;
-    for (int l = 0; l < m->depth && next < 4; l++) {
-        const da2_block *b = &m->blocks[l];
-        md_layernorm(X, T, C, b->norm1_w, b->norm1_b, DA2_LN_EPS, Y);
-        linear(Y, T, C, b->qkv_w, b->qkv_b, 3 * C, QKV);
-        md_attention(QKV, T, m->heads, C / m->heads, A, S);
-        linear(A, T, C, b->proj_w, b->proj_b, C, P);
-        add_scaled(X, P, b->ls1, T, C);
-        md_layernorm(X, T, C, b->norm2_w, b->norm2_b, DA2_LN_EPS, Y);
-        linear(Y, T, C, b->fc1_w, b->fc1_b, M, Hid);
-        md_gelu_erf(Hid, (size_t)T * M);
-        linear(Hid, T, M, b->fc2_w, b->fc2_b, C, P);
-        add_scaled(X, P, b->ls2, T, C);
-        if (l == m->layers[next]) {
-            md_layernorm(X, T, C, m->norm_w, m->norm_b, DA2_LN_EPS, feats[next]);
+    /* Each worker runs its GEMMs single-threaded: the split is ours. */
+    enc_ctx c = {m, X, Y, A, P, QKV, Hid, S, T, C, M, (T + nt - 1) / nt, -1, 0, NULL};
+    int last = m->layers[3], next = 0;
+    int n_attn = ((T + MD_ATTENTION_BLOCK - 1) / MD_ATTENTION_BLOCK) * m->heads;
+    for (int l = 0; l <= last; l++) {
+        md_parallel_for(nt, nt, enc_rows_task, &c);
+        md_parallel_for(nt, n_attn, enc_attn_task, &c);
+        c.finish = l;
+        c.start = l < last ? l + 1 : -1;
+        c.feat = l == m->layers[next] ? feats[next] : NULL;
+        if (c.feat)
             next++;
-        }
     }
+    md_parallel_for(nt, nt, enc_rows_task, &c);
     free(buf);
     return MD_OK;
 }

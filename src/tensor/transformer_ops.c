@@ -71,45 +71,84 @@ void md_gelu_erf(float *x, size_t n)
     }
 }
 
-void md_softmax_rows(float *x, int rows, int cols)
+/* Softmax numerators of each row (e^(x - max)) in place; returns 1 / sum in inv[r]. */
+static void softmax_unnormalised(float *x, int rows, int cols, float *inv)
 {
     for (int r = 0; r < rows; r++) {
         float *row = x + (size_t)r * cols;
-        float m = row[0];
-        for (int i = 1; i < cols; i++)
-            m = row[i] > m ? row[i] : m;
-        for (int i = 0; i < cols; i++)
-            row[i] = exp_approx(row[i] - m);
-        /* 16 partial sums: a vectorisable reduction without reassociation flags */
-        float part[16] = {0};
+        /* 16 partial maxima / sums: vectorisable without reassociation flags */
+        float part[16];
         int i = 0;
-        for (; i + 16 <= cols; i += 16)
+        float m = row[0];
+        if (cols >= 16) {
             for (int j = 0; j < 16; j++)
-                part[j] += row[i + j];
-        float sum = 0.0f;
+                part[j] = row[j];
+            for (i = 16; i + 16 <= cols; i += 16)
+                for (int j = 0; j < 16; j++)
+                    part[j] = row[i + j] > part[j] ? row[i + j] : part[j];
+            for (int j = 0; j < 16; j++)
+                m = part[j] > m ? part[j] : m;
+        }
         for (; i < cols; i++)
+            m = row[i] > m ? row[i] : m;
+        for (int j = 0; j < 16; j++)
+            part[j] = 0.0f;
+        for (i = 0; i + 16 <= cols; i += 16)
+            for (int j = 0; j < 16; j++) {
+                float e = exp_approx(row[i + j] - m);
+                row[i + j] = e;
+                part[j] += e;
+            }
+        float sum = 0.0f;
+        for (; i < cols; i++) {
+            row[i] = exp_approx(row[i] - m);
             sum += row[i];
+        }
         for (int j = 0; j < 16; j++)
             sum += part[j];
-        float inv = 1.0f / sum;
-        for (i = 0; i < cols; i++)
+        inv[r] = 1.0f / sum;
+    }
+}
+
+void md_softmax_rows(float *x, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++) {
+        float inv;
+        float *row = x + (size_t)r * cols;
+        softmax_unnormalised(row, 1, cols, &inv);
+        for (int i = 0; i < cols; i++)
             row[i] *= inv;
+    }
+}
+
+void md_attention_rows(const float *qkv, int tokens, int heads, int head_dim, int head, int r0,
+                       int r1, float *out, float *scores)
+{
+    int dim = heads * head_dim, ld = 3 * dim, rows = r1 - r0;
+    if (rows <= 0)
+        return;
+    float scale = 1.0f / sqrtf((float)head_dim);
+    const float *q = qkv + (size_t)r0 * ld + (size_t)head * head_dim;
+    const float *k = qkv + dim + (size_t)head * head_dim;
+    const float *v = qkv + 2 * (size_t)dim + (size_t)head * head_dim;
+    float *o = out + (size_t)r0 * dim + (size_t)head * head_dim;
+    float inv[MD_ATTENTION_BLOCK];
+    for (int b0 = 0; b0 < rows; b0 += MD_ATTENTION_BLOCK) {
+        int n = rows - b0 < MD_ATTENTION_BLOCK ? rows - b0 : MD_ATTENTION_BLOCK;
+        md_sgemm(false, true, n, tokens, head_dim, scale, q + (size_t)b0 * ld, ld, k, ld, 0.0f,
+                 scores, tokens);
+        softmax_unnormalised(scores, n, tokens, inv);
+        float *ob = o + (size_t)b0 * dim;
+        md_sgemm(false, false, n, head_dim, tokens, 1.0f, scores, tokens, v, ld, 0.0f, ob, dim);
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < head_dim; j++)
+                ob[(size_t)r * dim + j] *= inv[r];
     }
 }
 
 void md_attention(const float *qkv, int tokens, int heads, int head_dim, float *out,
                   float *scores)
 {
-    int dim = heads * head_dim;
-    int ld = 3 * dim;
-    float scale = 1.0f / sqrtf((float)head_dim);
-    for (int h = 0; h < heads; h++) {
-        const float *q = qkv + (size_t)h * head_dim;
-        const float *k = qkv + dim + (size_t)h * head_dim;
-        const float *v = qkv + 2 * (size_t)dim + (size_t)h * head_dim;
-        md_sgemm(false, true, tokens, tokens, head_dim, scale, q, ld, k, ld, 0.0f, scores, tokens);
-        md_softmax_rows(scores, tokens, tokens);
-        md_sgemm(false, false, tokens, head_dim, tokens, 1.0f, scores, tokens, v, ld, 0.0f,
-                 out + (size_t)h * head_dim, dim);
-    }
+    for (int h = 0; h < heads; h++)
+        md_attention_rows(qkv, tokens, heads, head_dim, h, 0, tokens, out, scores);
 }

@@ -20,10 +20,19 @@ void md_exp_inplace(float *x, size_t n);
 /* Softmax of each row of `cols` values, in place. */
 void md_softmax_rows(float *x, int rows, int cols);
 
+/* Query rows handled per score block by md_attention_rows. */
+#define MD_ATTENTION_BLOCK 64
+
+/* One head's attention for query rows [r0, r1): writes those rows of the
+ * head's columns of out. scores needs MD_ATTENTION_BLOCK * tokens floats
+ * (the score matrix is built one block of rows at a time, kept in cache). */
+void md_attention_rows(const float *qkv, int tokens, int heads, int head_dim, int head, int r0,
+                       int r1, float *out, float *scores);
+
 /* Self-attention over qkv [tokens, 3*heads*head_dim] laid out as q | k | v,
  * each split into heads of head_dim columns: out [tokens, heads*head_dim]
  * = concat_h softmax(q_h k_h^T / sqrt(head_dim)) v_h. scores needs
- * tokens*tokens floats: one head's score matrix at a time. */
+ * MD_ATTENTION_BLOCK * tokens floats. */
 void md_attention(const float *qkv, int tokens, int heads, int head_dim, float *out,
                   float *scores);
 
