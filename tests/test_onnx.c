@@ -177,6 +177,355 @@ static bool write_file(const char *path, const uint8_t *d, size_t n)
     return fclose(fp) == 0 && ok;
 }
 
+
+/* ----------------------------------------- one-node models, hand results */
+
+static void a_int(buf *node, const char *name, int64_t v)
+{
+    buf a = {0};
+    f_str(&a, 1, name);
+    f_int(&a, 3, v);
+    f_int(&a, 20, 2);
+    f_msg(node, 5, &a);
+}
+
+static void a_float(buf *node, const char *name, float v)
+{
+    buf a = {0};
+    f_str(&a, 1, name);
+    f_float(&a, 2, v);
+    f_int(&a, 20, 1);
+    f_msg(node, 5, &a);
+}
+
+static void a_str(buf *node, const char *name, const char *v)
+{
+    buf a = {0};
+    f_str(&a, 1, name);
+    f_str(&a, 4, v);
+    f_int(&a, 20, 3);
+    f_msg(node, 5, &a);
+}
+
+static void a_floats(buf *node, const char *name, const float *v, int n)
+{
+    buf a = {0};
+    f_str(&a, 1, name);
+    f_bytes(&a, 7, v, sizeof(float) * (size_t)n); /* packed */
+    f_int(&a, 20, 6);
+    f_msg(node, 5, &a);
+}
+
+typedef struct {
+    const char *name;
+    int nd;
+    int64_t dims[4];
+    const float *f;     /* float data, or */
+    const int64_t *i64; /* int64 data */
+} tinit;
+
+static size_t dims_numel(int nd, const int64_t *d)
+{
+    size_t n = 1;
+    for (int i = 0; i < nd; i++)
+        n *= (size_t)d[i];
+    return n;
+}
+
+static int seed_counter;
+
+/* Model with one node op(inputs) -> "Y"; node_attrs holds encoded attribute
+ * fields. Graph input "X" of xdims. */
+static buf one_node(int64_t opset, const char *op, const char *const *inputs, int n_in,
+                    buf *node_attrs, const tinit *inits, int n_inits, const int64_t *xdims,
+                    int xnd)
+{
+    buf m = {0}, g = {0}, node = {0}, ops = {0};
+    f_int(&m, 1, 7);
+    for (int i = 0; i < n_in; i++)
+        f_str(&node, 1, inputs[i]);
+    f_str(&node, 2, "Y");
+    f_str(&node, 4, op);
+    if (node_attrs && node_attrs->n) {
+        put(&node, node_attrs->d, node_attrs->n);
+        free(node_attrs->d);
+        memset(node_attrs, 0, sizeof *node_attrs);
+    }
+    f_msg(&g, 1, &node);
+    for (int k = 0; k < n_inits; k++) {
+        buf t = {0}, packed = {0};
+        for (int d = 0; d < inits[k].nd; d++)
+            varint(&packed, (uint64_t)inits[k].dims[d]);
+        if (packed.n)
+            f_bytes(&t, 1, packed.d, packed.n);
+        free(packed.d);
+        size_t n = dims_numel(inits[k].nd, inits[k].dims);
+        if (inits[k].f) {
+            f_int(&t, 2, 1);
+            for (size_t i = 0; i < n; i++) /* unpacked float_data */
+                f_float(&t, 4, inits[k].f[i]);
+        } else {
+            f_int(&t, 2, 7);
+            buf pi = {0};
+            for (size_t i = 0; i < n; i++)
+                varint(&pi, (uint64_t)inits[k].i64[i]);
+            f_bytes(&t, 7, pi.d, pi.n);
+            free(pi.d);
+        }
+        f_str(&t, 8, inits[k].name);
+        f_msg(&g, 5, &t);
+    }
+    value_info(&g, 11, "X", xdims, xnd);
+    value_info(&g, 12, "Y", NULL, 0);
+    f_msg(&m, 7, &g);
+    f_str(&ops, 1, "");
+    f_int(&ops, 2, opset);
+    f_msg(&m, 8, &ops);
+    const char *dir = getenv("MD_ONNX_SEED_DIR"); /* fuzz seeds */
+    if (dir) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/seed-%02d-%s.onnx", dir, seed_counter++, op);
+        write_file(path, m.d, m.n);
+    }
+    return m;
+}
+
+/* Builds and runs the model on x; checks shape and values against want. */
+static void expect_run(const char *what, buf *m, const float *x, int ynd, const int64_t *ydims,
+                       const float *want, double tol)
+{
+    md_error err = {0};
+    md_onnx_model om;
+    md_onnx_graph *g = NULL;
+    md_status st = md_onnx_parse(m->d, m->n, what, &om, &err);
+    CHECK_MSG(st == MD_OK, "%s: %s", what, err.message);
+    if (st == MD_OK) {
+        st = md_onnx_graph_build(&om, what, 0, &g, &err);
+        CHECK_MSG(st == MD_OK, "%s: %s", what, err.message);
+        md_onnx_free(&om);
+    }
+    if (g) {
+        const md_onnx_graph_info *info = md_onnx_graph_get_info(g);
+        bool same = info->out_ndim == ynd;
+        for (int i = 0; same && i < ynd; i++)
+            same = info->out_dims[i] == ydims[i];
+        CHECK_MSG(same, "%s: output shape", what);
+        if (same) {
+            const float *y = md_onnx_graph_run(g, x);
+            size_t n = dims_numel(ynd, ydims);
+            for (size_t i = 0; i < n; i++)
+                CHECK_MSG(fabs((double)y[i] - want[i]) <= tol, "%s: y[%zu] = %g, want %g", what,
+                          i, (double)y[i], (double)want[i]);
+        }
+        md_onnx_graph_free(g);
+    }
+    free(m->d);
+}
+
+static void test_ops_by_hand(void)
+{
+    const float x16[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    const float x9[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    const char *X[] = {"X"};
+    buf at = {0}, m;
+    int64_t d4x4[4] = {1, 1, 4, 4}, d3x3[4] = {1, 1, 3, 3};
+
+    /* MaxPool 2x2 stride 2 */
+    int64_t k2[2] = {2, 2};
+    attr_ints(&at, "kernel_shape", k2, 2);
+    attr_ints(&at, "strides", k2, 2);
+    m = one_node(7, "MaxPool", X, 1, &at, NULL, 0, d4x4, 4);
+    expect_run("maxpool", &m, x16, 4, (int64_t[]){1, 1, 2, 2}, (float[]){6, 8, 14, 16}, 0);
+
+    /* AveragePool 3x3 stride 1 pad 1: padding excluded, then included */
+    int64_t k3[2] = {3, 3}, p1[4] = {1, 1, 1, 1};
+    for (int cip = 0; cip < 2; cip++) {
+        attr_ints(&at, "kernel_shape", k3, 2);
+        attr_ints(&at, "pads", p1, 4);
+        a_int(&at, "count_include_pad", cip);
+        m = one_node(7, "AveragePool", X, 1, &at, NULL, 0, d3x3, 4);
+        /* corner (1+2+4+5) / 4 or / 9; centre 45 / 9; edge (1+2+3+4+5+6) / 6 or / 9 */
+        float want[9] = {3, 3.5f, 4, 4.5f, 5, 5.5f, 6, 6.5f, 7};
+        float want_inc[9] = {12 / 9.f, 21 / 9.f, 16 / 9.f, 27 / 9.f, 5, 33 / 9.f,
+                             24 / 9.f, 39 / 9.f, 28 / 9.f};
+        expect_run(cip ? "avgpool-incl" : "avgpool", &m, x9, 4, d3x3, cip ? want_inc : want,
+                   1e-6);
+    }
+
+    /* GlobalAveragePool over two channels */
+    int64_t d2c[4] = {1, 2, 2, 2};
+    m = one_node(7, "GlobalAveragePool", X, 1, NULL, NULL, 0, d2c, 4);
+    expect_run("gap", &m, (float[]){1, 2, 3, 4, 5, 6, 7, 8}, 4, (int64_t[]){1, 2, 1, 1},
+               (float[]){2.5f, 6.5f}, 1e-6);
+
+    /* Concat (axis 1) of X and a constant */
+    float cst[4] = {-1, -2, -3, -4};
+    tinit ci = {"K", 4, {1, 1, 2, 2}, cst, NULL};
+    a_int(&at, "axis", 1);
+    m = one_node(7, "Concat", (const char *[]){"X", "K"}, 2, &at, &ci, 1,
+                 (int64_t[]){1, 1, 2, 2}, 4);
+    expect_run("concat", &m, x16, 4, (int64_t[]){1, 2, 2, 2}, (float[]){1, 2, 3, 4, -1, -2, -3, -4},
+               0);
+
+    /* Add with a per-channel bias (2,1,1), Mul by a scalar */
+    float bias2[2] = {10, 20};
+    tinit bi = {"B", 3, {2, 1, 1}, bias2, NULL};
+    m = one_node(7, "Add", (const char *[]){"X", "B"}, 2, NULL, &bi, 1, d2c, 4);
+    expect_run("add-bcast", &m, x16, 4, d2c, (float[]){11, 12, 13, 14, 25, 26, 27, 28}, 0);
+    float three = 3;
+    tinit sc = {"S", 0, {0}, &three, NULL};
+    m = one_node(7, "Mul", (const char *[]){"S", "X"}, 2, NULL, &sc, 1, (int64_t[]){1, 1, 1, 2}, 4);
+    expect_run("mul-scalar", &m, x16, 4, (int64_t[]){1, 1, 1, 2}, (float[]){3, 6}, 0);
+
+    /* Upsample (opset 7) nearest x2 */
+    float up[4] = {1, 1, 2, 2};
+    a_floats(&at, "scales", up, 4);
+    a_str(&at, "mode", "nearest");
+    m = one_node(7, "Upsample", X, 1, &at, NULL, 0, (int64_t[]){1, 1, 2, 2}, 4);
+    expect_run("upsample-nearest", &m, x16, 4, (int64_t[]){1, 1, 4, 4},
+               (float[]){1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4}, 0);
+    /* Upsample (opset 7) linear x2 along W: asymmetric, x_in = x_out / 2 */
+    float upw[4] = {1, 1, 1, 2};
+    a_floats(&at, "scales", upw, 4);
+    a_str(&at, "mode", "linear");
+    m = one_node(7, "Upsample", X, 1, &at, NULL, 0, (int64_t[]){1, 1, 1, 2}, 4);
+    expect_run("upsample-linear", &m, (float[]){0, 1}, 4, (int64_t[]){1, 1, 1, 4},
+               (float[]){0, 0.5f, 1, 1}, 1e-6);
+
+    /* Resize (opset 11) linear half_pixel x2: x_in = (x + .5) / 2 - .5, clamped */
+    float rs[4] = {1, 1, 1, 2};
+    tinit ri = {"scales", 1, {4}, rs, NULL};
+    a_str(&at, "mode", "linear");
+    m = one_node(11, "Resize", (const char *[]){"X", "", "scales"}, 3, &at, &ri, 1,
+                 (int64_t[]){1, 1, 1, 2}, 4);
+    expect_run("resize-linear", &m, (float[]){0, 1}, 4, (int64_t[]){1, 1, 1, 4},
+               (float[]){0, 0.25f, 0.75f, 1}, 1e-6);
+    /* Resize (opset 13) align_corners to sizes 1x1x1x3 */
+    int64_t sz[4] = {1, 1, 1, 3};
+    tinit zi = {"sizes", 1, {4}, NULL, sz};
+    a_str(&at, "mode", "linear");
+    a_str(&at, "coordinate_transformation_mode", "align_corners");
+    m = one_node(13, "Resize", (const char *[]){"X", "", "", "sizes"}, 4, &at, &zi, 1,
+                 (int64_t[]){1, 1, 1, 2}, 4);
+    expect_run("resize-ac", &m, (float[]){0, 2}, 4, (int64_t[]){1, 1, 1, 3}, (float[]){0, 1, 2},
+               1e-6);
+    /* Resize (opset 11) nearest, asymmetric, floor, x3 on W */
+    float r3[4] = {1, 1, 1, 3};
+    tinit r3i = {"scales", 1, {4}, r3, NULL};
+    a_str(&at, "coordinate_transformation_mode", "asymmetric");
+    a_str(&at, "nearest_mode", "floor");
+    m = one_node(11, "Resize", (const char *[]){"X", "", "scales"}, 3, &at, &r3i, 1,
+                 (int64_t[]){1, 1, 1, 2}, 4);
+    expect_run("resize-nearest", &m, (float[]){5, 7}, 4, (int64_t[]){1, 1, 1, 6},
+               (float[]){5, 5, 5, 7, 7, 7}, 0);
+
+    /* Gemm: X (1x4) . B (4x2) * 2 + 0.5 * C (2) */
+    float bm[8] = {1, 0, 0, 1, 1, 0, 0, 1}, cv[2] = {2, 4};
+    tinit gi[2] = {{"B", 2, {4, 2}, bm, NULL}, {"C", 1, {2}, cv, NULL}};
+    a_float(&at, "alpha", 2);
+    a_float(&at, "beta", 0.5f);
+    m = one_node(7, "Gemm", (const char *[]){"X", "B", "C"}, 3, &at, gi, 2, (int64_t[]){1, 4}, 2);
+    /* X.B = (1+3, 2+4) = (4, 6) -> (9, 14) */
+    expect_run("gemm", &m, x16, 2, (int64_t[]){1, 2}, (float[]){9, 14}, 1e-6);
+    /* Gemm transB: B given as (2x4) */
+    float bt[8] = {1, 0, 1, 0, 0, 1, 0, 1};
+    tinit gt = {"B", 2, {2, 4}, bt, NULL};
+    a_int(&at, "transB", 1);
+    m = one_node(7, "Gemm", (const char *[]){"X", "B"}, 2, &at, &gt, 1, (int64_t[]){1, 4}, 2);
+    expect_run("gemm-transB", &m, x16, 2, (int64_t[]){1, 2}, (float[]){4, 6}, 1e-6);
+    /* MatMul (2x2) . (2x3) */
+    float mb[6] = {1, 2, 3, 4, 5, 6};
+    tinit mi = {"B", 2, {2, 3}, mb, NULL};
+    m = one_node(9, "MatMul", (const char *[]){"X", "B"}, 2, NULL, &mi, 1, (int64_t[]){2, 2}, 2);
+    /* [1 2; 3 4] . [1 2 3; 4 5 6] = [9 12 15; 19 26 33] */
+    expect_run("matmul", &m, x16, 2, (int64_t[]){2, 3}, (float[]){9, 12, 15, 19, 26, 33}, 1e-6);
+
+    /* Flatten, Reshape (with 0 and -1), Transpose */
+    m = one_node(7, "Flatten", X, 1, NULL, NULL, 0, (int64_t[]){1, 2, 2, 2}, 4);
+    expect_run("flatten", &m, x16, 2, (int64_t[]){1, 8}, x16, 0);
+    int64_t shp[3] = {0, -1, 2};
+    tinit si = {"shape", 1, {3}, NULL, shp};
+    m = one_node(7, "Reshape", (const char *[]){"X", "shape"}, 2, NULL, &si, 1,
+                 (int64_t[]){1, 2, 2, 2}, 4);
+    expect_run("reshape", &m, x16, 3, (int64_t[]){1, 4, 2}, x16, 0);
+    int64_t perm[3] = {0, 2, 1};
+    attr_ints(&at, "perm", perm, 3);
+    m = one_node(7, "Transpose", X, 1, &at, NULL, 0, (int64_t[]){1, 2, 3}, 3);
+    expect_run("transpose", &m, x16, 3, (int64_t[]){1, 3, 2}, (float[]){1, 4, 2, 5, 3, 6}, 0);
+
+    /* Sigmoid, Relu, Clip (opset 11 inputs) */
+    m = one_node(7, "Sigmoid", X, 1, NULL, NULL, 0, (int64_t[]){1, 2}, 2);
+    expect_run("sigmoid", &m, (float[]){0, 2}, 2, (int64_t[]){1, 2},
+               (float[]){0.5f, (float)(1 / (1 + exp(-2.0)))}, 1e-6);
+    m = one_node(7, "Relu", X, 1, NULL, NULL, 0, (int64_t[]){1, 2}, 2);
+    expect_run("relu", &m, (float[]){-3, 2}, 2, (int64_t[]){1, 2}, (float[]){0, 2}, 0);
+    float lo = -1, hi = 1;
+    tinit clip_in[2] = {{"lo", 0, {0}, &lo, NULL}, {"hi", 0, {0}, &hi, NULL}};
+    m = one_node(11, "Clip", (const char *[]){"X", "lo", "hi"}, 3, NULL, clip_in, 2,
+                 (int64_t[]){1, 3}, 2);
+    expect_run("clip11", &m, (float[]){-3, 0.5f, 2}, 2, (int64_t[]){1, 3}, (float[]){-1, 0.5f, 1},
+               0);
+
+    /* Standalone BatchNormalization: (x - 1) / sqrt(0.25 + 0.75) * 2 + 0.5 */
+    float g2[2] = {2, 2}, b2[2] = {0.5f, 0.5f}, m2[2] = {1, 1}, v2[2] = {0.25f, 0.25f};
+    tinit bn[4] = {{"g", 1, {2}, g2, NULL},
+                   {"b", 1, {2}, b2, NULL},
+                   {"m", 1, {2}, m2, NULL},
+                   {"v", 1, {2}, v2, NULL}};
+    a_float(&at, "epsilon", 0.75f);
+    m = one_node(7, "BatchNormalization", (const char *[]){"X", "g", "b", "m", "v"}, 5, &at, bn,
+                 4, (int64_t[]){1, 2, 1, 1}, 4);
+    expect_run("batchnorm", &m, (float[]){1, 3}, 4, (int64_t[]){1, 2, 1, 1}, (float[]){0.5f, 4.5f},
+               1e-6);
+
+    /* Conv 3x3 all-ones, pads 1, stride 2 on 1..9 */
+    float ones[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    tinit wi = {"W", 4, {1, 1, 3, 3}, ones, NULL};
+    attr_ints(&at, "pads", p1, 4);
+    attr_ints(&at, "strides", k2, 2);
+    m = one_node(7, "Conv", (const char *[]){"X", "W"}, 2, &at, &wi, 1, d3x3, 4);
+    expect_run("conv-pad-stride", &m, x9, 4, (int64_t[]){1, 1, 2, 2}, (float[]){12, 16, 24, 28},
+               1e-5);
+    /* Conv 3x3 dilation 2 on 0..24 (5x5): samples rows/cols 0, 2, 4 */
+    float x25[25];
+    for (int i = 0; i < 25; i++)
+        x25[i] = (float)i;
+    attr_ints(&at, "dilations", k2, 2);
+    m = one_node(7, "Conv", (const char *[]){"X", "W"}, 2, &at, &wi, 1, (int64_t[]){1, 1, 5, 5}, 4);
+    expect_run("conv-dilation", &m, x25, 4, (int64_t[]){1, 1, 1, 1}, (float[]){108}, 1e-5);
+    /* Conv group 2: 4 -> 2 channels, 1x1 */
+    float wg[4] = {1, 1, 1, -1};
+    tinit wgi = {"W", 4, {2, 2, 1, 1}, wg, NULL};
+    a_int(&at, "group", 2);
+    m = one_node(7, "Conv", (const char *[]){"X", "W"}, 2, &at, &wgi, 1, (int64_t[]){1, 4, 1, 1},
+                 4);
+    expect_run("conv-group", &m, x16, 4, (int64_t[]){1, 2, 1, 1}, (float[]){3, -1}, 1e-6);
+    /* Depthwise 5x5 pad 2 on a 2-channel 1x20 row (vector + tail paths): each
+     * output is the sum of the 5 inputs centred on it (weights: middle row 1). */
+    float w5[50] = {0};
+    for (int c = 0; c < 2; c++)
+        for (int k = 0; k < 5; k++)
+            w5[c * 25 + 10 + k] = c ? 2.0f : 1.0f;
+    tinit w5i = {"W", 4, {2, 1, 5, 5}, w5, NULL};
+    int64_t p2[4] = {2, 2, 2, 2};
+    attr_ints(&at, "pads", p2, 4);
+    a_int(&at, "group", 2);
+    float x40[40], want40[40];
+    for (int i = 0; i < 40; i++)
+        x40[i] = (float)(i % 20) + (i >= 20 ? 100.0f : 0.0f);
+    for (int i = 0; i < 40; i++) {
+        int c = i / 20, x = i % 20;
+        float acc = 0;
+        for (int k = -2; k <= 2; k++)
+            if (x + k >= 0 && x + k < 20)
+                acc += x40[c * 20 + x + k];
+        want40[i] = acc * (c ? 2.0f : 1.0f);
+    }
+    m = one_node(7, "Conv", (const char *[]){"X", "W"}, 2, &at, &w5i, 1, (int64_t[]){1, 2, 1, 20},
+                 4);
+    expect_run("conv-depthwise5", &m, x40, 4, (int64_t[]){1, 2, 1, 20}, want40, 1e-4);
+}
+
 /* --------------------------------------------------------------- tests */
 
 static void test_varints(void)
@@ -558,6 +907,7 @@ int main(void)
     RUN_TEST(test_varints);
     RUN_TEST(test_tiny_model);
     RUN_TEST(test_errors);
+    RUN_TEST(test_ops_by_hand);
     char probe[512];
     if (access(shared_path(probe, sizeof probe, "models/fastdepth/fastdepth_7.onnx"), R_OK) != 0) {
         fprintf(stderr, "shared data absent (%s): skipping the FastDepth tests\n", probe);

@@ -1178,6 +1178,111 @@ static md_status build_node(builder *b, const md_onnx_node *n, int64_t opset)
                    b->path, op, n->name ? n->name : "");
 }
 
+static bool is_pointwise(const md_conv2d_params *p)
+{
+    return p->groups == 1 && p->kernel_h == 1 && p->kernel_w == 1 && p->stride_h == 1 &&
+           p->stride_w == 1 && !p->pad_top && !p->pad_left && !p->pad_bottom && !p->pad_right;
+}
+
+/* Exact graph rewrites, after folding and once the outputs are known:
+ *  - a pointwise Conv (with its folded BN/activation) right after a nearest
+ *    Resize moves before it: every output pixel copies one input pixel and a
+ *    pointwise conv acts per pixel, so the values are identical, computed on
+ *    fewer pixels (FastDepth's last layer runs at 112x112 instead of 224x224);
+ *  - Add(Resize(x), s) with s the same shape as the sum becomes one Resize
+ *    that adds s as it writes. */
+static md_status optimise(builder *b)
+{
+    md_onnx_graph *g = b->g;
+    int nv = g->n_vals;
+    int *uses = calloc((size_t)nv + 1, sizeof(int));
+    int *prod = malloc(sizeof(int) * ((size_t)nv + 1));
+    if (!uses || !prod) {
+        free(uses);
+        free(prod);
+        return md_fail(b->err, MD_ERR_NOMEM, "%s: out of memory", b->path);
+    }
+    for (int i = 0; i < g->n_ops; i++)
+        for (int j = 0; j < g->ops[i].n_in; j++)
+            uses[g->ops[i].in[j]]++;
+    for (int i = 0; i + 1 < g->n_ops; i++) {
+        gop *A = &g->ops[i], *B = &g->ops[i + 1];
+        if (A->kind != OP_RESIZE || A->rp.linear || A->n_in != 1 || B->kind != OP_CONV ||
+            !is_pointwise(&B->cp) || B->in[0] != A->out || uses[A->out] != 1 ||
+            g->vals[A->out].is_output)
+            continue;
+        int t = new_value(b); /* conv output at the small size */
+        if (t < 0) {
+            free(uses);
+            free(prod);
+            return MD_ERR_NOMEM;
+        }
+        gval *small = &g->vals[A->in[0]], *tv = &g->vals[t], *big = &g->vals[B->out];
+        tv->ndim = 4;
+        tv->dims[0] = 1;
+        tv->dims[1] = big->dims[1];
+        tv->dims[2] = small->dims[2];
+        tv->dims[3] = small->dims[3];
+        tv->numel = (size_t)tv->dims[1] * (size_t)tv->dims[2] * (size_t)tv->dims[3];
+        g->info.flop -= 2.0 * (double)B->cp.in_channels * (double)(big->numel - tv->numel);
+        int big_out = B->out;
+        B->in[0] = A->in[0];
+        B->out = t;
+        A->in[0] = t;
+        A->out = big_out;
+        gop tmp = *A;
+        *A = *B;
+        *B = tmp;
+        i++;
+    }
+    for (int v = 0; v <= nv && v < g->n_vals; v++)
+        prod[v] = -1;
+    for (int i = 0; i < g->n_ops; i++)
+        if (g->ops[i].out < nv)
+            prod[g->ops[i].out] = i;
+    /* Mark fused Adds first (A stays at its index), then compact. */
+    for (int i = 0; i < g->n_ops; i++) {
+        gop *B = &g->ops[i];
+        if (B->kind != OP_BINARY || B->bop != MD_BIN_ADD)
+            continue;
+        for (int k = 0; k < 2; k++) {
+            int r = B->in[k], s2 = B->in[1 - k];
+            int ai = r < nv ? prod[r] : -1;
+            if (ai < 0 || ai >= i)
+                continue;
+            gop *A = &g->ops[ai];
+            const gval *sv = &g->vals[s2], *ov = &g->vals[B->out];
+            int sp = s2 < nv ? prod[s2] : -1;
+            if (A->kind != OP_RESIZE || A->n_in != 1 || uses[r] != 1 || g->vals[r].is_output ||
+                sv->ndim != ov->ndim || sv->numel != ov->numel ||
+                memcmp(sv->dims, ov->dims, sizeof(int64_t) * (size_t)ov->ndim) != 0 ||
+                sp >= ai || s2 == r)
+                continue;
+            int *in2 = realloc(A->in, 2 * sizeof(int));
+            if (!in2)
+                continue;
+            A->in = in2;
+            A->in[1] = s2;
+            A->n_in = 2;
+            A->out = B->out;
+            B->out = -1; /* removed */
+            break;
+        }
+    }
+    int kept = 0;
+    for (int i = 0; i < g->n_ops; i++) {
+        if (g->ops[i].out < 0) {
+            free(g->ops[i].in);
+            continue;
+        }
+        g->ops[kept++] = g->ops[i];
+    }
+    g->n_ops = kept;
+    free(uses);
+    free(prod);
+    return MD_OK;
+}
+
 /* ---------------------------------------------------- memory planning */
 
 static int take_slot(md_onnx_graph *g, bool *busy, size_t need)
@@ -1376,22 +1481,23 @@ md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t m
         if (i == 0)
             g->output = e->value;
     }
-    /* Pointwise convolutions run on packed weights (after BN folding). */
+    if ((st = optimise(&b)) != MD_OK)
+        goto done;
+    /* Ungrouped convolutions run on packed weights (after BN folding):
+     * pointwise ones straight on the activation, others after im2col. */
     for (int i = 0; i < g->n_ops; i++) {
         gop *op = &g->ops[i];
         const md_conv2d_params *p = &op->cp;
-        if (op->kind != OP_CONV || p->groups != 1 || p->kernel_h != 1 || p->kernel_w != 1 ||
-            p->stride_h != 1 || p->stride_w != 1 || p->pad_top || p->pad_left || p->pad_bottom ||
-            p->pad_right)
+        if (op->kind != OP_CONV || p->groups != 1)
             continue;
-        op->packed = md_malloc(sizeof(float) * md_gemm_packed_floats(p->out_channels,
-                                                                     p->in_channels),
+        int K = p->in_channels * p->kernel_h * p->kernel_w;
+        op->packed = md_malloc(sizeof(float) * md_gemm_packed_floats(p->out_channels, K),
                                "packed weights", err);
         if (!op->packed) {
             st = MD_ERR_NOMEM;
             goto done;
         }
-        md_gemm_pack_a(op->w, p->out_channels, p->in_channels, op->packed);
+        md_gemm_pack_a(op->w, p->out_channels, K, op->packed);
     }
     if ((st = plan_memory(&b)) != MD_OK)
         goto done;
@@ -1458,9 +1564,16 @@ static void run_op(md_onnx_graph *g, const gop *op)
             md_depthwise_conv2d(p, x->data, h, w, op->w, op->b, op->lo, op->hi, o->data, 0,
                                 p->in_channels);
         } else if (op->packed) {
-            int N = h * w;
-            md_gemm_packed(p->out_channels, N, p->in_channels, op->packed, x->data, (size_t)N,
-                           op->b, op->lo, op->hi, o->data, (size_t)N, 0, N);
+            int N = (int)(o->dims[2] * o->dims[3]);
+            int K = p->in_channels * p->kernel_h * p->kernel_w;
+            const float *B = x->data;
+            if (!is_pointwise(p)) {
+                md_im2col(p, x->data, p->in_channels, h, w, (int)o->dims[2], (int)o->dims[3],
+                          g->scratch);
+                B = g->scratch;
+            }
+            md_gemm_packed(p->out_channels, N, K, op->packed, B, (size_t)N, op->b, op->lo, op->hi,
+                           o->data, (size_t)N, 0, N);
         } else {
             md_conv2d(p, x->data, h, w, op->w, op->b, o->data, g->scratch);
             if (op->has_act)
@@ -1522,7 +1635,8 @@ static void run_op(md_onnx_graph *g, const gop *op)
         break;
     case OP_RESIZE:
         md_resize2d(&op->rp, x->data, (int)x->dims[1], (int)x->dims[2], (int)x->dims[3], o->data,
-                    (int)o->dims[2], (int)o->dims[3]);
+                    (int)o->dims[2], (int)o->dims[3],
+                    op->n_in > 1 ? g->vals[op->in[1]].data : NULL, 0, (int)x->dims[1]);
         break;
     case OP_GEMM:
     case OP_MATMUL: {

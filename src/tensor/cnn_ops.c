@@ -218,8 +218,9 @@ static int nearest_index(md_nearest_mode mode, double v, int in_len)
 }
 
 void md_resize2d(const md_resize_params *p, const float *in, int channels, int in_h, int in_w,
-                 float *out, int out_h, int out_w)
+                 float *out, int out_h, int out_w, const float *addend, int c_begin, int c_end)
 {
+    (void)channels;
     double sh = p->scale_h > 0 ? p->scale_h : (double)out_h / in_h;
     double sw = p->scale_w > 0 ? p->scale_w : (double)out_w / in_w;
     /* Per-axis tables, small enough for the stack in every practical case. */
@@ -228,7 +229,8 @@ void md_resize2d(const md_resize_params *p, const float *in, int channels, int i
     if (!iy0 || !fy) {
         free(iy0);
         free(fy);
-        memset(out, 0, sizeof(float) * (size_t)channels * out_h * out_w);
+        memset(out + (size_t)c_begin * out_h * out_w, 0,
+               sizeof(float) * (size_t)(c_end - c_begin) * out_h * out_w);
         return;
     }
     int *iy1 = iy0 + out_h, *ix0 = iy1 + out_h, *ix1 = ix0 + out_w;
@@ -255,16 +257,41 @@ void md_resize2d(const md_resize_params *p, const float *in, int channels, int i
             fr[i] = (float)(v - lo);
         }
     }
-    for (int c = 0; c < channels; c++) {
+    /* Integer nearest upscales (the common x2) copy runs of equal values. */
+    int fx_int = 0;
+    if (!p->linear && out_w % in_w == 0) {
+        fx_int = out_w / in_w;
+        for (int x = 0; x < out_w && fx_int; x++)
+            if (ix0[x] != x / fx_int)
+                fx_int = 0;
+    }
+    for (int c = c_begin; c < c_end; c++) {
         const float *plane = in + (size_t)c * in_h * in_w;
         float *o = out + (size_t)c * out_h * out_w;
+        const float *add = addend ? addend + (size_t)c * out_h * out_w : NULL;
         for (int y = 0; y < out_h; y++) {
             const float *r0 = plane + (size_t)iy0[y] * in_w;
             const float *r1 = plane + (size_t)iy1[y] * in_w;
             float *orow = o + (size_t)y * out_w;
+            const float *arow = add ? add + (size_t)y * out_w : NULL;
+            if (fx_int == 2) {
+                if (arow)
+                    for (int x = 0; x < in_w; x++) {
+                        orow[2 * x] = r0[x] + arow[2 * x];
+                        orow[2 * x + 1] = r0[x] + arow[2 * x + 1];
+                    }
+                else
+                    for (int x = 0; x < in_w; x++)
+                        orow[2 * x] = orow[2 * x + 1] = r0[x];
+                continue;
+            }
             if (!p->linear) {
-                for (int x = 0; x < out_w; x++)
-                    orow[x] = r0[ix0[x]];
+                if (arow)
+                    for (int x = 0; x < out_w; x++)
+                        orow[x] = r0[ix0[x]] + arow[x];
+                else
+                    for (int x = 0; x < out_w; x++)
+                        orow[x] = r0[ix0[x]];
                 continue;
             }
             float wy = fy[y];
@@ -272,7 +299,8 @@ void md_resize2d(const md_resize_params *p, const float *in, int channels, int i
                 float wx = fx[x];
                 float top = r0[ix0[x]] + (r0[ix1[x]] - r0[ix0[x]]) * wx;
                 float bot = r1[ix0[x]] + (r1[ix1[x]] - r1[ix0[x]]) * wx;
-                orow[x] = top + (bot - top) * wy;
+                float v = top + (bot - top) * wy;
+                orow[x] = arow ? v + arow[x] : v;
             }
         }
     }
@@ -386,8 +414,8 @@ void md_transpose(const float *in, int ndim, const int64_t *dims, const int *per
         in_stride[i] = acc;
         acc *= (size_t)dims[i];
     }
-    int64_t odims[8];
-    size_t ostr[8]; /* input stride for each output axis */
+    int64_t odims[8] = {0};
+    size_t ostr[8] = {0}; /* input stride for each output axis */
     for (int i = 0; i < ndim; i++) {
         odims[i] = dims[perm[i]];
         ostr[i] = in_stride[perm[i]];

@@ -19,6 +19,12 @@ void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, i
                          const float *weight, const float *bias, float lo, float hi, float *out,
                          int c_begin, int c_end);
 
+/* Unfolds channels of one group into rows (c, ky, kx) x columns (oy, ox) of
+ * col (channels*kh*kw x out_h*out_w), zeros where the kernel hits padding:
+ * the B operand of a convolution GEMM. (The im2col of md_conv2d.) */
+void md_im2col(const md_conv2d_params *p, const float *in, int channels, int in_h, int in_w,
+               int out_h, int out_w, float *col);
+
 /* Convolution GEMM: C (M x N, row stride ldc) = clamp(A . B + bias, lo, hi)
  * over columns [n_begin, n_end), A (M x K) packed once by md_gemm_pack_a into
  * md_gemm_packed_floats(M, K) floats, B row-major K x N with row stride ldb.
@@ -88,9 +94,10 @@ typedef struct {
 
 /* Resizes each of channels planes from (in_h, in_w) to (out_h, out_w) with
  * ONNX Resize semantics (linear: bilinear, source coordinates clamped to the
- * image). */
+ * image). addend (channels x out_h x out_w, may be NULL) is added to the
+ * result (a fused "Add(Resize(x), skip)"). Channels [c_begin, c_end). */
 void md_resize2d(const md_resize_params *p, const float *in, int channels, int in_h, int in_w,
-                 float *out, int out_h, int out_w);
+                 float *out, int out_h, int out_w, const float *addend, int c_begin, int c_end);
 
 /* Antialiased bilinear resize as PIL's Image.resize(BILINEAR) computes it (and
  * so scipy.misc.imresize): a triangle filter widened by the scale factor when

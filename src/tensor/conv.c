@@ -43,8 +43,8 @@ size_t md_conv2d_scratch_floats(const md_conv2d_params *p, int in_h, int in_w)
 }
 
 /* Unfolds one group's input channels into rows (c, ky, kx) x columns (oy, ox). */
-static void im2col(const md_conv2d_params *p, const float *in, int channels, int in_h, int in_w,
-                   int out_h, int out_w, float *col)
+void md_im2col(const md_conv2d_params *p, const float *in, int channels, int in_h, int in_w,
+               int out_h, int out_w, float *col)
 {
     for (int c = 0; c < channels; c++) {
         const float *plane = in + (size_t)c * in_h * in_w;
@@ -94,7 +94,7 @@ void md_conv2d(const md_conv2d_params *p, const float *in, int in_h, int in_w,
         const float *in_g = in + (size_t)g * cin_g * in_h * in_w;
         const float *cols = in_g; /* a 1x1 stride-1 unpadded conv needs no unfolding */
         if (!is_pointwise(p)) {
-            im2col(p, in_g, cin_g, in_h, in_w, out_h, out_w, scratch);
+            md_im2col(p, in_g, cin_g, in_h, in_w, out_h, out_w, scratch);
             cols = scratch;
         }
         float *out_g = out + (size_t)g * cout_g * N;

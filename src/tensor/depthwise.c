@@ -45,12 +45,15 @@ static inline float dw_point(const md_conv2d_params *p, const float *plane, int 
 
 typedef float vf16 __attribute__((vector_size(64)));
 
-static inline vf16 load16(const float *p)
+/* Vectors never cross a function boundary by value (that would depend on
+ * the target's ABI); loads and stores go through memcpy. */
+static inline vf16 *vload(vf16 *v, const float *p)
 {
-    vf16 v;
-    memcpy(&v, p, sizeof v);
+    memcpy(v, p, sizeof *v);
     return v;
 }
+#define LOAD16(p) (*vload(&(vf16){0}, (p)))
+#define STORE16(p, v) memcpy((p), &(v), sizeof(vf16))
 
 /* Stride 1: explicit 16-wide vectors (rows must be readable 16 + K floats past
  * x_hi + x0: the caller's padded rows have that slack), one partial sum per kernel row and two
@@ -67,8 +70,8 @@ static inline vf16 load16(const float *p)
                 const float *r = rows[ky] + ox + x0;                                        \
                 vf16 a = (vf16){0}, c = (vf16){0};                                          \
                 for (int kx = 0; kx < K; kx++) {                                            \
-                    a += load16(r + kx) * w[ky * K + kx];                                   \
-                    c += load16(r + 16 + kx) * w[ky * K + kx];                              \
+                    a += LOAD16(r + kx) * w[ky * K + kx];                                   \
+                    c += LOAD16(r + 16 + kx) * w[ky * K + kx];                              \
                 }                                                                           \
                 s0[ky] = a;                                                                 \
                 s1[ky] = c;                                                                 \
@@ -88,7 +91,7 @@ static inline vf16 load16(const float *p)
                 const float *r = rows[ky] + ox + x0;                                        \
                 vf16 a = (vf16){0};                                                         \
                 for (int kx = 0; kx < K; kx++)                                              \
-                    a += load16(r + kx) * w[ky * K + kx];                                   \
+                    a += LOAD16(r + kx) * w[ky * K + kx];                                   \
                 t += a;                                                                     \
             }                                                                               \
             memcpy(o + ox, &t, sizeof(float) * (size_t)(x_hi - ox < 16 ? x_hi - ox : 16));  \

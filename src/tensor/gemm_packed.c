@@ -22,17 +22,15 @@
 
 typedef float vf16 __attribute__((vector_size(64)));
 
-static inline vf16 load16(const float *p)
+/* Vectors never cross a function boundary by value (that would depend on
+ * the target's ABI); loads and stores go through memcpy. */
+static inline vf16 *vload(vf16 *v, const float *p)
 {
-    vf16 v;
-    memcpy(&v, p, sizeof v);
+    memcpy(v, p, sizeof *v);
     return v;
 }
-
-static inline void store16(float *p, vf16 v)
-{
-    memcpy(p, &v, sizeof v);
-}
+#define LOAD16(p) (*vload(&(vf16){0}, (p)))
+#define STORE16(p, v) memcpy((p), &(v), sizeof(vf16))
 
 size_t md_gemm_packed_floats(int M, int K)
 {
@@ -60,7 +58,7 @@ static void kernel_8x32(int K, const float *a, const float *b, size_t ldb, float
         c1[i] = (vf16){0};
     }
     for (int k = 0; k < K; k++) {
-        vf16 b0 = load16(b + (size_t)k * ldb), b1 = load16(b + (size_t)k * ldb + 16);
+        vf16 b0 = LOAD16(b + (size_t)k * ldb), b1 = LOAD16(b + (size_t)k * ldb + 16);
         const float *ak = a + (size_t)k * MR;
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
@@ -71,8 +69,8 @@ static void kernel_8x32(int K, const float *a, const float *b, size_t ldb, float
     }
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) {
-        store16(tile + i * NR, c0[i]);
-        store16(tile + i * NR + 16, c1[i]);
+        STORE16(tile + i * NR, c0[i]);
+        STORE16(tile + i * NR + 16, c1[i]);
     }
 }
 
@@ -83,7 +81,7 @@ static void kernel_8x16(int K, const float *a, const float *b, size_t ldb, float
     for (int i = 0; i < MR; i++)
         c0[i] = (vf16){0};
     for (int k = 0; k < K; k++) {
-        vf16 b0 = load16(b + (size_t)k * ldb);
+        vf16 b0 = LOAD16(b + (size_t)k * ldb);
         const float *ak = a + (size_t)k * MR;
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++)
@@ -91,7 +89,7 @@ static void kernel_8x16(int K, const float *a, const float *b, size_t ldb, float
     }
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
-        store16(tile + i * NR, c0[i]);
+        STORE16(tile + i * NR, c0[i]);
 }
 
 /* Writes rows [0, rows) x cols [0, cols) of the tile to C with bias and clamp. */
@@ -114,6 +112,7 @@ void md_gemm_packed(int M, int N, int K, const float *packed, const float *B, si
                     const float *bias, float lo, float hi, float *C, size_t ldc, int n_begin,
                     int n_end)
 {
+    (void)N; /* columns come from [n_begin, n_end) */
     float tile[MR * NR] __attribute__((aligned(64)));
     float *bpad = NULL; /* zero-padded copy of the last columns when fewer than 16 remain */
     int panels = (M + MR - 1) / MR;
