@@ -1,6 +1,7 @@
 #include "models/onnx_graph.h"
 #include "core/core.h"
 #include "tensor/cnn_ops.h"
+#include "tensor/pool.h"
 #include "tensor/tensor_ops.h"
 
 #include <float.h>
@@ -87,6 +88,7 @@ struct md_onnx_graph {
     int n_slots;
     float *scratch;
     size_t scratch_floats;
+    md_pool *pool; /* NULL: single-threaded */
     md_onnx_graph_info info;
 };
 
@@ -1545,6 +1547,7 @@ void md_onnx_graph_free(md_onnx_graph *g)
     free(g->slots);
     free(g->slot_cap);
     free(g->scratch);
+    md_pool_destroy(g->pool);
     free(g->vals);
     free(g->ops);
     free(g);
@@ -1552,28 +1555,103 @@ void md_onnx_graph_free(md_onnx_graph *g)
 
 /* ---------------------------------------------------------------- run */
 
+/* ---------------------------------------------- parallel kernel slices */
+
+typedef struct {
+    const md_onnx_graph *g;
+    const gop *op;
+    const float *in;  /* conv: activation or im2col columns */
+    int h, w, N, K;
+    int n_tasks;
+    bool split_m;     /* GEMM: tasks take row panels instead of column blocks */
+} slice_ctx;
+
+static void range_of(int total, int tasks, int t, int align, int *begin, int *end)
+{
+    int units = (total + align - 1) / align;
+    int b = (int)((long)units * t / tasks), e = (int)((long)units * (t + 1) / tasks);
+    *begin = b * align < total ? b * align : total;
+    *end = e * align < total ? e * align : total;
+}
+
+static void depthwise_task(void *arg, int t, int worker)
+{
+    (void)worker;
+    const slice_ctx *c = arg;
+    const gop *op = c->op;
+    int c0, c1;
+    range_of(op->cp.in_channels, c->n_tasks, t, 1, &c0, &c1);
+    if (c0 < c1)
+        md_depthwise_conv2d(&op->cp, c->in, c->h, c->w, op->w, op->b, op->lo, op->hi,
+                            c->g->vals[op->out].data, c0, c1);
+}
+
+static void gemm_task(void *arg, int t, int worker)
+{
+    (void)worker;
+    const slice_ctx *c = arg;
+    const gop *op = c->op;
+    float *out = c->g->vals[op->out].data;
+    int M = op->cp.out_channels;
+    if (c->split_m) {
+        int m0, m1;
+        range_of(M, c->n_tasks, t, 8, &m0, &m1); /* 8 = the packed panel height */
+        if (m0 < m1)
+            md_gemm_packed(m1 - m0, c->N, c->K, op->packed + (size_t)m0 * c->K, c->in,
+                           (size_t)c->N, op->b + m0, op->lo, op->hi, out + (size_t)m0 * c->N,
+                           (size_t)c->N, 0, c->N);
+    } else {
+        int n0, n1;
+        range_of(c->N, c->n_tasks, t, 32, &n0, &n1);
+        if (n0 < n1)
+            md_gemm_packed(M, c->N, c->K, op->packed, c->in, (size_t)c->N, op->b, op->lo, op->hi,
+                           out, (size_t)c->N, n0, n1);
+    }
+}
+
+static void resize_task(void *arg, int t, int worker)
+{
+    (void)worker;
+    const slice_ctx *c = arg;
+    const gop *op = c->op;
+    const gval *x = &c->g->vals[op->in[0]], *o = &c->g->vals[op->out];
+    int c0, c1;
+    range_of((int)x->dims[1], c->n_tasks, t, 1, &c0, &c1);
+    if (c0 < c1)
+        md_resize2d(&op->rp, x->data, (int)x->dims[1], (int)x->dims[2], (int)x->dims[3], o->data,
+                    (int)o->dims[2], (int)o->dims[3],
+                    op->n_in > 1 ? c->g->vals[op->in[1]].data : NULL, c0, c1);
+}
+
 static void run_op(md_onnx_graph *g, const gop *op)
 {
+    int threads = md_pool_threads(g->pool);
     gval *o = &g->vals[op->out];
     const gval *x = &g->vals[op->in[0]];
     switch (op->kind) {
     case OP_CONV: {
         int h = (int)x->dims[2], w = (int)x->dims[3];
         const md_conv2d_params *p = &op->cp;
+        slice_ctx sc = {g, op, x->data, h, w, 0, 0, 1, false};
         if (p->groups == p->in_channels && p->groups == p->out_channels) {
-            md_depthwise_conv2d(p, x->data, h, w, op->w, op->b, op->lo, op->hi, o->data, 0,
-                                p->in_channels);
+            sc.n_tasks = threads > 1 ? 4 * threads : 1;
+            if (sc.n_tasks > p->in_channels)
+                sc.n_tasks = p->in_channels;
+            md_pool_run(g->pool, sc.n_tasks, depthwise_task, &sc);
         } else if (op->packed) {
-            int N = (int)(o->dims[2] * o->dims[3]);
-            int K = p->in_channels * p->kernel_h * p->kernel_w;
-            const float *B = x->data;
+            sc.N = (int)(o->dims[2] * o->dims[3]);
+            sc.K = p->in_channels * p->kernel_h * p->kernel_w;
             if (!is_pointwise(p)) {
                 md_im2col(p, x->data, p->in_channels, h, w, (int)o->dims[2], (int)o->dims[3],
                           g->scratch);
-                B = g->scratch;
+                sc.in = g->scratch;
             }
-            md_gemm_packed(p->out_channels, N, K, op->packed, B, (size_t)N, op->b, op->lo, op->hi,
-                           o->data, (size_t)N, 0, N);
+            /* Wide outputs split by column blocks, narrow ones by row panels. */
+            int col_blocks = (sc.N + 31) / 32, panels = (p->out_channels + 7) / 8;
+            sc.split_m = col_blocks < 4 * threads && panels > col_blocks;
+            int units = sc.split_m ? panels : col_blocks;
+            sc.n_tasks = threads > 1 ? (units < 4 * threads ? units : 4 * threads) : 1;
+            md_pool_run(g->pool, sc.n_tasks, gemm_task, &sc);
         } else {
             md_conv2d(p, x->data, h, w, op->w, op->b, o->data, g->scratch);
             if (op->has_act)
@@ -1633,11 +1711,14 @@ static void run_op(md_onnx_graph *g, const gop *op)
         (op->kind == OP_GAP ? md_global_avgpool : md_global_maxpool)(
             x->data, (int)x->dims[1], (size_t)x->dims[2] * (size_t)x->dims[3], o->data);
         break;
-    case OP_RESIZE:
-        md_resize2d(&op->rp, x->data, (int)x->dims[1], (int)x->dims[2], (int)x->dims[3], o->data,
-                    (int)o->dims[2], (int)o->dims[3],
-                    op->n_in > 1 ? g->vals[op->in[1]].data : NULL, 0, (int)x->dims[1]);
+    case OP_RESIZE: {
+        slice_ctx sc = {g, op, x->data, 0, 0, 0, 0, 1, false};
+        sc.n_tasks = threads > 1 ? 2 * threads : 1;
+        if (sc.n_tasks > (int)x->dims[1])
+            sc.n_tasks = (int)x->dims[1];
+        md_pool_run(g->pool, sc.n_tasks, resize_task, &sc);
         break;
+    }
     case OP_GEMM:
     case OP_MATMUL: {
         const gval *B = &g->vals[op->in[1]];
@@ -1677,6 +1758,14 @@ const float *md_onnx_graph_run_timed(md_onnx_graph *g, const float *in, double *
             op_seconds[i] += md_now_seconds() - t0;
     }
     return g->vals[g->output].data;
+}
+
+void md_onnx_graph_set_threads(md_onnx_graph *g, int threads)
+{
+    if (md_pool_threads(g->pool) == (threads > 1 ? threads : 1))
+        return;
+    md_pool_destroy(g->pool);
+    g->pool = md_pool_create(threads);
 }
 
 int md_onnx_graph_op_count(const md_onnx_graph *g)

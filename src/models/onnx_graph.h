@@ -33,6 +33,9 @@ const md_onnx_graph_info *md_onnx_graph_get_info(const md_onnx_graph *g);
  * (out_numel floats), valid until the next run or free. */
 const float *md_onnx_graph_run(md_onnx_graph *g, const float *in);
 void md_onnx_graph_free(md_onnx_graph *g);
+/* Threads for the convolution, GEMM and resize kernels (the caller counts as
+ * one; 1 = none started). Keeps its own persistent team. */
+void md_onnx_graph_set_threads(md_onnx_graph *g, int threads);
 
 /* Profiling: as run, adding each op's seconds to op_seconds[i] (may be NULL). */
 const float *md_onnx_graph_run_timed(md_onnx_graph *g, const float *in, double *op_seconds);

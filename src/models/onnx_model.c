@@ -239,6 +239,7 @@ md_status md_onnx_model_open(const char *path, const md_model_options *opts,
     }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     m->threads = opts && opts->threads > 0 ? opts->threads : (cores > 0 ? (int)cores : 1);
+    md_onnx_graph_set_threads(m->graph, m->threads);
     const md_onnx_graph_info *info = md_onnx_graph_get_info(m->graph);
     if (info->in_ndim == 4 && info->in_dims[0] == 1 && info->in_dims[1] == 3 &&
         ((info->out_ndim == 4 && info->out_dims[0] == 1 && info->out_dims[1] == 1) ||
