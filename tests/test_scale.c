@@ -310,6 +310,9 @@ static void test_names_and_errors(void)
     /* an infinite upper bound is allowed */
     CHECK(md_scale_fit(p, g, 2, MD_SCALE_W1, 0.1, INFINITY, &s, &err) == MD_OK && s == 2.0);
     CHECK(isnan(md_w1_distance(p, g, 0, 1.0)));
+    CHECK(isnan(md_w1_distance(bad_p, g, 2, 1.0)));
+    CHECK(isnan(md_w1_distance(p, bad_g, 2, 1.0)));
+    CHECK(isnan(md_w1_distance(neg, g, 2, 1.0)));
 }
 
 /* ------------------------------------------------------- random cases */
@@ -497,6 +500,39 @@ static void test_full_frame(void)
     free(g);
 }
 
+/* Large inputs with exact answers by counting: stress the three-way
+ * partition (huge runs of equal ratios) and the radix sort's value range. */
+static void test_large_ties(void)
+{
+    const size_t n = 300000;
+    float *p = malloc(n * sizeof *p), *g = malloc(n * sizeof *g);
+    /* p = 1, g = 1 + i % 10: 30,000 copies of each of 1..10. Equal weights,
+     * so the weighted median is the median; the weight up to 5 is exactly
+     * 150,000 = half, so W1 is flat on [5, 6] -> 5.5. */
+    for (size_t i = 0; i < n; i++) {
+        p[i] = 1.0f;
+        g[i] = (float)(1 + i % 10);
+    }
+    CHECK_NEAR(fit(p, g, n, MD_SCALE_W1, 0.1, 10), 5.5, 0);
+    /* one more unit of weight below 5.5 breaks the tie: g[5] 6 -> 1 makes
+     * the weight up to 5 exceed half -> unique minimiser 5 */
+    g[5] = 1.0f;
+    CHECK_NEAR(fit(p, g, n, MD_SCALE_W1, 0.1, 10), 5.0, 0);
+    /* p = i + 1 (descending order in memory), g = 1.5 p: every ratio is
+     * exactly 1.5 */
+    for (size_t i = 0; i < n; i++) {
+        p[i] = (float)(n - i);
+        g[i] = 1.5f * p[i];
+    }
+    for (int m = 0; m <= MD_SCALE_LOGLSQ; m++)
+        CHECK_NEAR(fit(p, g, n, (md_scale_method)m, 0.1, 10), 1.5, 1e-12);
+    CHECK_NEAR(md_w1_distance(p, g, n, 1.5), 0.0, 0);
+    /* mean of |p - 1.5 p| = 0.5 mean(p) = 0.5 (n + 1) / 2 */
+    CHECK_NEAR(md_w1_distance(p, g, n, 1.0), 0.25 * (double)(n + 1), 1e-9 * (double)n);
+    free(p);
+    free(g);
+}
+
 static void test_valid_samples(void)
 {
     md_error err = {0};
@@ -536,6 +572,7 @@ int main(void)
     RUN_TEST(test_names_and_errors);
     RUN_TEST(test_random_vs_brute_force);
     RUN_TEST(test_full_frame);
+    RUN_TEST(test_large_ties);
     RUN_TEST(test_valid_samples);
     return check_finish();
 }

@@ -50,6 +50,11 @@ typedef union {
     uint32_t u;
 } f32bits;
 
+/* Long sums are accumulated in blocks of this many terms, then the block
+ * sums added: the rounding error grows like (SUM_BLOCK + n / SUM_BLOCK) eps
+ * instead of n eps, at no measurable cost. */
+#define SUM_BLOCK ((size_t)1024)
+
 /* A ratio and its weight, for the weighted quickselect. */
 typedef struct {
     double r, w;
@@ -307,10 +312,16 @@ static md_status fit_w2(const float *pred, const float *gt, size_t n, double *s,
     if (st != MD_OK)
         return st;
     double pg = 0.0, pp = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double p = ps[i].f, g = gs[i].f;
-        pg += p * g;
-        pp += p * p;
+    for (size_t start = 0; start < n; start += SUM_BLOCK) {
+        size_t end = n - start < SUM_BLOCK ? n : start + SUM_BLOCK;
+        double bpg = 0.0, bpp = 0.0;
+        for (size_t i = start; i < end; i++) {
+            double p = ps[i].f, g = gs[i].f;
+            bpg += p * g;
+            bpp += p * p;
+        }
+        pg += bpg;
+        pp += bpp;
     }
     free(ps);
     free(gs);
@@ -340,10 +351,16 @@ static md_status fit_median(const float *pred, const float *gt, size_t n, double
 static double fit_lsq(const float *pred, const float *gt, size_t n)
 {
     double pg = 0.0, pp = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double p = pred[i], g = gt[i];
-        pg += p * g;
-        pp += p * p;
+    for (size_t start = 0; start < n; start += SUM_BLOCK) {
+        size_t end = n - start < SUM_BLOCK ? n : start + SUM_BLOCK;
+        double bpg = 0.0, bpp = 0.0;
+        for (size_t i = start; i < end; i++) {
+            double p = pred[i], g = gt[i];
+            bpg += p * g;
+            bpp += p * p;
+        }
+        pg += bpg;
+        pp += bpp;
     }
     return pg / pp;
 }
@@ -436,14 +453,22 @@ md_status md_scale_fit(const float *pred, const float *gt, size_t n, md_scale_me
 
 double md_w1_distance(const float *pred, const float *gt, size_t n, double scale)
 {
-    if (n == 0 || !pred || !gt)
+    /* NaN when undefined: no sample, a sample that is not finite and
+     * positive (the sort below relies on it), or no memory. */
+    if (n == 0 || !pred || !gt || check_samples(pred, n, "pred", NULL) != MD_OK ||
+        check_samples(gt, n, "gt", NULL) != MD_OK)
         return NAN;
     f32bits *ps, *gs;
     if (sorted_pair(pred, gt, n, &ps, &gs, NULL) != MD_OK)
         return NAN;
     double sum = 0.0;
-    for (size_t i = 0; i < n; i++)
-        sum += fabs(scale * (double)ps[i].f - (double)gs[i].f);
+    for (size_t start = 0; start < n; start += SUM_BLOCK) {
+        size_t end = n - start < SUM_BLOCK ? n : start + SUM_BLOCK;
+        double block = 0.0;
+        for (size_t i = start; i < end; i++)
+            block += fabs(scale * (double)ps[i].f - (double)gs[i].f);
+        sum += block;
+    }
     free(ps);
     free(gs);
     return sum / (double)n;
