@@ -311,9 +311,13 @@ static md_status load_weights(const md_weights *w, const char *path, da2_model *
 
 /* ------------------------------------------------------------- encoder */
 
+/* All parallelism is ours (md_parallel_for); the GEMM library runs
+ * single-threaded inside each worker. Its own pool would compete with ours
+ * (and idle pool threads spin). */
 static void set_threads(const da2_model *m)
 {
-    md_gemm_set_threads(m->threads);
+    (void)m;
+    md_gemm_set_threads(1);
 }
 
 /* y[rows, out] = x[rows, in] W^T + b, W [out, in]. */
@@ -413,9 +417,7 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
     /* Patch embedding [C, np] and (interpolated) position embedding. */
     float *patches = S, *scratch = S + (size_t)C * np, *posi = scratch + patch_scratch;
     float *postmp = posi + (size_t)C * np;
-    md_gemm_set_threads(nt);
     md_conv2d(&pe, img, H, W, m->patch_w, m->patch_b, patches, scratch);
-    md_gemm_set_threads(1);
     bool same_grid = np == G * G && H == W;
     if (!same_grid) {
         /* pos_embed[1:] as planar [C, G, G], bicubic with DINOv2's offset of
@@ -467,17 +469,74 @@ typedef struct {
     float max_depth;
 } final_stage;
 
+typedef struct {
+    const float *in, *w, *b;
+    int cin, H, W, cout, R;
+    float *out;
+    bool relu_in;
+    const final_stage *fin;
+    float *bufs;
+    size_t per_worker;
+} conv_job;
+
+static void conv_strip_task(void *vctx, int task, int worker)
+{
+    const conv_job *j = vctx;
+    int cin = j->cin, H = j->H, W = j->W, cout = j->cout;
+    int r0 = task * j->R, r1 = r0 + j->R < H ? r0 + j->R : H, rows = r1 - r0;
+    if (rows <= 0)
+        return;
+    float *sin = j->bufs + (size_t)worker * j->per_worker;
+    float *sout = sin + (size_t)cin * (j->R + 2) * W;
+    float *scratch = sout + (size_t)cout * j->R * W;
+    int a = r0 > 0 ? r0 - 1 : 0, e = r1 < H ? r1 + 1 : H, rin = e - a;
+    for (int c = 0; c < cin; c++) {
+        const float *src = j->in + ((size_t)c * H + a) * W;
+        float *dst = sin + (size_t)c * rin * W;
+        size_t n = (size_t)rin * W;
+        if (j->relu_in)
+            for (size_t i = 0; i < n; i++)
+                dst[i] = src[i] > 0.0f ? src[i] : 0.0f;
+        else
+            memcpy(dst, src, n * sizeof(float));
+    }
+    md_conv2d_params p = {cin, cout, 3, 3, 1, 1, r0 == 0, 1, r1 == H, 1, 1, 1, 1};
+    md_conv2d(&p, sin, rin, W, j->w, j->b, sout, scratch);
+    size_t plane = (size_t)rows * W;
+    const final_stage *fin = j->fin;
+    if (!fin) {
+        for (int c = 0; c < cout; c++)
+            memcpy(j->out + ((size_t)c * H + r0) * W, sout + (size_t)c * plane,
+                   plane * sizeof(float));
+        return;
+    }
+    float *dst = j->out + (size_t)r0 * W;
+    for (size_t i = 0; i < plane; i++)
+        dst[i] = fin->b[0];
+    for (int c = 0; c < cout; c++) {
+        const float *sp = sout + (size_t)c * plane;
+        float wc = fin->w[c];
+        for (size_t i = 0; i < plane; i++)
+            dst[i] += wc * (sp[i] > 0.0f ? sp[i] : 0.0f);
+    }
+    for (size_t i = 0; i < plane; i++) {
+        float v = dst[i];
+        dst[i] = fin->relative ? (v > 0.0f ? v : 0.0f) : fin->max_depth / (1.0f + expf(-v));
+    }
+}
+
 static md_status conv3x3(const float *in, int cin, int H, int W, const float *w, const float *b,
-                         int cout, float *out, bool relu_in, const final_stage *fin,
+                         int cout, float *out, bool relu_in, const final_stage *fin, int nt,
                          md_error *err)
 {
     size_t per_row = (size_t)9 * cin * W;
     int R = (int)(DA2_CONV_SCRATCH / per_row);
+    int share = (H + nt - 1) / nt; /* at least one strip per worker */
+    if (R > share)
+        R = share;
     if (R < 1)
         R = 1;
-    if (R > H)
-        R = H;
-    if (!relu_in && !fin && R == H) {
+    if (!relu_in && !fin && R >= H) {
         md_conv2d_params p = {cin, cout, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
         float *scratch = md_malloc(md_conv2d_scratch_floats(&p, H, W) * sizeof(float),
                                    "convolution scratch", err);
@@ -487,60 +546,67 @@ static md_status conv3x3(const float *in, int cin, int H, int W, const float *w,
         free(scratch);
         return MD_OK;
     }
-    size_t n_in = (size_t)cin * (R + 2) * W, n_out = (size_t)cout * R * W;
-    float *sin = md_malloc((n_in + n_out + per_row * R) * sizeof(float), "convolution strips", err);
-    if (!sin)
+    int strips = (H + R - 1) / R;
+    int workers = nt < strips ? nt : strips;
+    size_t per_worker = (size_t)cin * (R + 2) * W + (size_t)cout * R * W + per_row * R;
+    float *bufs = md_malloc(per_worker * workers * sizeof(float), "convolution strips", err);
+    if (!bufs)
         return MD_ERR_NOMEM;
-    float *sout = sin + n_in, *scratch = sout + n_out;
-    for (int r0 = 0; r0 < H; r0 += R) {
-        int r1 = r0 + R < H ? r0 + R : H, rows = r1 - r0;
-        int a = r0 > 0 ? r0 - 1 : 0, e = r1 < H ? r1 + 1 : H, rin = e - a;
-        for (int c = 0; c < cin; c++) {
-            const float *src = in + ((size_t)c * H + a) * W;
-            float *dst = sin + (size_t)c * rin * W;
-            size_t n = (size_t)rin * W;
-            if (relu_in)
-                for (size_t i = 0; i < n; i++)
-                    dst[i] = src[i] > 0.0f ? src[i] : 0.0f;
-            else
-                memcpy(dst, src, n * sizeof(float));
-        }
-        md_conv2d_params p = {cin, cout, 3, 3, 1, 1, r0 == 0, 1, r1 == H, 1, 1, 1, 1};
-        md_conv2d(&p, sin, rin, W, w, b, sout, scratch);
-        size_t plane = (size_t)rows * W;
-        if (!fin) {
-            for (int c = 0; c < cout; c++)
-                memcpy(out + ((size_t)c * H + r0) * W, sout + (size_t)c * plane,
-                       plane * sizeof(float));
-            continue;
-        }
-        float *dst = out + (size_t)r0 * W;
-        for (size_t i = 0; i < plane; i++)
-            dst[i] = fin->b[0];
-        for (int c = 0; c < cout; c++) {
-            const float *s = sout + (size_t)c * plane;
-            float wc = fin->w[c];
-            for (size_t i = 0; i < plane; i++)
-                dst[i] += wc * (s[i] > 0.0f ? s[i] : 0.0f);
-        }
-        for (size_t i = 0; i < plane; i++) {
-            float v = dst[i];
-            dst[i] = fin->relative ? (v > 0.0f ? v : 0.0f)
-                                   : fin->max_depth / (1.0f + expf(-v));
-        }
-    }
-    free(sin);
+    conv_job j = {in, w, b, cin, H, W, cout, R, out, relu_in, fin, bufs, per_worker};
+    md_parallel_for(workers, strips, conv_strip_task, &j);
+    free(bufs);
     return MD_OK;
 }
 
-/* 1x1 convolution [cin, n] -> [cout, n]. */
-static void conv1x1(const float *in, int cin, size_t n, const float *w, const float *b, int cout,
-                    float *out)
+typedef struct {
+    const float *in, *w, *b;
+    int cin, cout, chunk;
+    size_t n;
+    float *out;
+} pw_job;
+
+static void conv1x1_task(void *vctx, int task, int worker)
 {
-    for (int c = 0; c < cout; c++)
-        for (size_t i = 0; i < n; i++)
-            out[(size_t)c * n + i] = b[c];
-    md_sgemm(false, false, cout, (int)n, cin, 1.0f, w, cin, in, (int)n, 1.0f, out, (int)n);
+    const pw_job *j = vctx;
+    (void)worker;
+    size_t c0 = (size_t)task * j->chunk, c1 = c0 + (size_t)j->chunk < j->n ? c0 + j->chunk : j->n;
+    if (c1 <= c0)
+        return;
+    for (int c = 0; c < j->cout; c++)
+        for (size_t i = c0; i < c1; i++)
+            j->out[(size_t)c * j->n + i] = j->b[c];
+    md_sgemm(false, false, j->cout, (int)(c1 - c0), j->cin, 1.0f, j->w, j->cin, j->in + c0,
+             (int)j->n, 1.0f, j->out + c0, (int)j->n);
+}
+
+/* 1x1 convolution [cin, n] -> [cout, n], columns split over the workers. */
+static void conv1x1(const float *in, int cin, size_t n, const float *w, const float *b, int cout,
+                    float *out, int nt)
+{
+    int chunk = (int)((n + (size_t)nt - 1) / (size_t)nt);
+    pw_job j = {in, w, b, cin, cout, chunk, n, out};
+    md_parallel_for(nt, nt, conv1x1_task, &j);
+}
+
+typedef struct {
+    const float *src;
+    int sh, sw, dh, dw;
+    float *dst;
+} bl_job;
+
+static void bilinear_task(void *vctx, int c, int worker)
+{
+    const bl_job *j = vctx;
+    (void)worker;
+    md_resize_bilinear_ac(j->src + (size_t)c * j->sh * j->sw, 1, j->sh, j->sw,
+                          j->dst + (size_t)c * j->dh * j->dw, j->dh, j->dw);
+}
+
+static void bilinear(const float *src, int channels, int sh, int sw, float *dst, int dh, int dw,
+                     int nt)
+{
+    bl_job j = {src, sh, sw, dh, dw, dst};
+    md_parallel_for(nt, channels, bilinear_task, &j);
 }
 
 /* ConvTranspose2d with kernel == stride == k (no overlap): in [c, h, w],
@@ -567,11 +633,11 @@ static void conv_transpose_k(const float *in, int c, int h, int w, const float *
 
 /* x + conv2(relu(conv1(relu(x)))) into out (may not alias x). t: c*H*W floats. */
 static md_status rcu(const da2_rcu *u, const float *x, int c, int H, int W, float *out, float *t,
-                     md_error *err)
+                     int nt, md_error *err)
 {
-    md_status s = conv3x3(x, c, H, W, u->conv1_w, u->conv1_b, c, t, true, NULL, err);
+    md_status s = conv3x3(x, c, H, W, u->conv1_w, u->conv1_b, c, t, true, NULL, nt, err);
     if (s == MD_OK)
-        s = conv3x3(t, c, H, W, u->conv2_w, u->conv2_b, c, out, true, NULL, err);
+        s = conv3x3(t, c, H, W, u->conv2_w, u->conv2_b, c, out, true, NULL, nt, err);
     if (s == MD_OK) {
         size_t n = (size_t)c * H * W;
         for (size_t i = 0; i < n; i++)
@@ -587,7 +653,7 @@ typedef struct {
 
 /* refinenet: out = out_conv(up(rcu2(x0 [+ rcu1(x1)]))) with up to (oh, ow). */
 static md_status fusion(const da2_fusion *f, int F, const fmap *x0, const fmap *x1, int oh, int ow,
-                        fmap *out, md_error *err)
+                        fmap *out, int nt, md_error *err)
 {
     int H = x0->h, W = x0->w;
     size_t n = (size_t)F * H * W, no = (size_t)F * oh * ow;
@@ -598,20 +664,20 @@ static md_status fusion(const da2_fusion *f, int F, const fmap *x0, const fmap *
     md_status s = MD_OK;
     const float *cur = x0->data;
     if (x1) {
-        s = rcu(&f->rcu1, x1->data, F, H, W, a, t, err);
+        s = rcu(&f->rcu1, x1->data, F, H, W, a, t, nt, err);
         for (size_t i = 0; s == MD_OK && i < n; i++)
             a[i] += x0->data[i];
         cur = a;
     }
     if (s == MD_OK)
-        s = rcu(&f->rcu2, cur, F, H, W, b, t, err);
+        s = rcu(&f->rcu2, cur, F, H, W, b, t, nt, err);
     if (s == MD_OK) {
-        md_resize_bilinear_ac(b, F, H, W, up, oh, ow);
+        bilinear(b, F, H, W, up, oh, ow, nt);
         out->data = md_malloc(no * sizeof(float), "refinenet output", err);
         if (!out->data)
             s = MD_ERR_NOMEM;
         else
-            conv1x1(up, F, (size_t)oh * ow, f->out_w, f->out_b, F, out->data);
+            conv1x1(up, F, (size_t)oh * ow, f->out_w, f->out_b, F, out->data, nt);
         out->h = oh;
         out->w = ow;
     }
@@ -622,7 +688,7 @@ static md_status fusion(const da2_fusion *f, int F, const fmap *x0, const fmap *
 static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float *depth,
                       md_error *err)
 {
-    int C = m->embed, F = m->features, np = ph * pw;
+    int C = m->embed, F = m->features, np = ph * pw, nt = m->threads;
     md_status s = MD_OK;
     fmap rn[4] = {{0}}, path[4] = {{0}};
     float *proj = NULL, *tmp = NULL, *layer = NULL;
@@ -664,7 +730,7 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
             s = MD_ERR_NOMEM;
             break;
         }
-        s = conv3x3(lay, oc, hs[i], ws[i], m->rn_w[i], NULL, F, rn[i].data, false, NULL, err);
+        s = conv3x3(lay, oc, hs[i], ws[i], m->rn_w[i], NULL, F, rn[i].data, false, NULL, nt, err);
     }
     free(proj);
     free(tmp);
@@ -672,13 +738,13 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
     proj = tmp = layer = NULL;
     if (s != MD_OK)
         goto done;
-    s = fusion(&m->fusion[3], F, &rn[3], NULL, hs[2], ws[2], &path[3], err);
+    s = fusion(&m->fusion[3], F, &rn[3], NULL, hs[2], ws[2], &path[3], nt, err);
     if (s == MD_OK)
-        s = fusion(&m->fusion[2], F, &path[3], &rn[2], hs[1], ws[1], &path[2], err);
+        s = fusion(&m->fusion[2], F, &path[3], &rn[2], hs[1], ws[1], &path[2], nt, err);
     if (s == MD_OK)
-        s = fusion(&m->fusion[1], F, &path[2], &rn[1], hs[0], ws[0], &path[1], err);
+        s = fusion(&m->fusion[1], F, &path[2], &rn[1], hs[0], ws[0], &path[1], nt, err);
     if (s == MD_OK)
-        s = fusion(&m->fusion[0], F, &path[1], &rn[0], hs[0] * 2, ws[0] * 2, &path[0], err);
+        s = fusion(&m->fusion[0], F, &path[1], &rn[0], hs[0] * 2, ws[0] * 2, &path[0], nt, err);
     if (s != MD_OK)
         goto done;
     for (int i = 0; i < 4; i++) {
@@ -696,15 +762,16 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
             s = MD_ERR_NOMEM;
             goto done;
         }
-        s = conv3x3(path[0].data, F, h1, w1, m->out1_w, m->out1_b, F2, o1, false, NULL, err);
+        s = conv3x3(path[0].data, F, h1, w1, m->out1_w, m->out1_b, F2, o1, false, NULL, nt, err);
         free(path[0].data);
         path[0].data = NULL;
         if (s == MD_OK) {
-            md_resize_bilinear_ac(o1, F2, h1, w1, up, Hn, Wn);
+            bilinear(o1, F2, h1, w1, up, Hn, Wn, nt);
             free(o1);
             o1 = NULL;
             final_stage fin = {m->out3_w, m->out3_b, m->relative, m->max_depth};
-            s = conv3x3(up, F2, Hn, Wn, m->out2_w, m->out2_b, m->head2, depth, false, &fin, err);
+            s = conv3x3(up, F2, Hn, Wn, m->out2_w, m->out2_b, m->head2, depth, false, &fin, nt,
+                        err);
         }
         free(o1);
         free(up);

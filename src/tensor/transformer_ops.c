@@ -48,14 +48,76 @@ static inline float exp_approx(float x)
     return p * scale;
 }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+/* The same range reduction and polynomial, 16 lanes at a time. */
+static inline __m512 exp512(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723212e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline __mmask16 tail_mask(size_t left)
+{
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+}
+
+static inline __m512 gelu512(__m512 v)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 z = _mm512_mul_ps(_mm512_abs_ps(v), _mm512_set1_ps(0.70710678118654752f));
+    __m512 d = _mm512_fmadd_ps(z, _mm512_set1_ps(0.3275911f), one);
+    __m512 t = _mm512_rcp14_ps(d); /* one Newton step: ~1e-8 relative */
+    t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f)));
+    __m512 poly = _mm512_set1_ps(1.061405429f);
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-1.453152027f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(1.421413741f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-0.284496736f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.254829592f));
+    poly = _mm512_mul_ps(poly, t);
+    __m512 e = _mm512_fnmadd_ps(poly, exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z)),
+                                one);
+    /* erf is odd: give e the sign of v */
+    __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u));
+    e = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(e), sign));
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(one, e));
+}
+#endif
+
 void md_exp_inplace(float *x, size_t n)
 {
+#if defined(__AVX512F__)
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, k, exp512(_mm512_maskz_loadu_ps(k, x + i)));
+    }
+#else
     for (size_t i = 0; i < n; i++)
         x[i] = exp_approx(x[i]);
+#endif
 }
 
 void md_gelu_erf(float *x, size_t n)
 {
+#if defined(__AVX512F__)
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, k, gelu512(_mm512_maskz_loadu_ps(k, x + i)));
+    }
+    return;
+#endif
     /* erf(z) = 1 - (a1 t + ... + a5 t^5) e^{-z^2}, t = 1 / (1 + p z), z >= 0
        (Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7); odd symmetry for z < 0. */
     for (size_t i = 0; i < n; i++) {
@@ -74,6 +136,26 @@ void md_gelu_erf(float *x, size_t n)
 /* Softmax numerators of each row (e^(x - max)) in place; returns 1 / sum in inv[r]. */
 static void softmax_unnormalised(float *x, int rows, int cols, float *inv)
 {
+#if defined(__AVX512F__)
+    for (int r = 0; r < rows; r++) {
+        float *row = x + (size_t)r * cols;
+        __m512 vmax = _mm512_set1_ps(-INFINITY);
+        for (int i = 0; i < cols; i += 16) {
+            __mmask16 k = tail_mask((size_t)(cols - i));
+            vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, k, row + i));
+        }
+        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+        __m512 vsum = _mm512_setzero_ps();
+        for (int i = 0; i < cols; i += 16) {
+            __mmask16 k = tail_mask((size_t)(cols - i));
+            __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), m));
+            _mm512_mask_storeu_ps(row + i, k, e);
+            vsum = _mm512_mask_add_ps(vsum, k, vsum, e);
+        }
+        inv[r] = 1.0f / _mm512_reduce_add_ps(vsum);
+    }
+    return;
+#endif
     for (int r = 0; r < rows; r++) {
         float *row = x + (size_t)r * cols;
         /* 16 partial maxima / sums: vectorisable without reassociation flags */
