@@ -204,7 +204,9 @@ md_status md_depth_valid_samples(const md_depth *pred, const md_depth *gt, float
 typedef enum {
     MD_PROTOCOL_SEED = 0, /* valid = gt > 0 and pred > 0, whole image */
     MD_PROTOCOL_EIGEN = 1 /* crop rows 45..470, cols 41..600 of 480x640 (scaled for other
-                             sizes), gt in (1e-3, 10), pred clipped to [1e-3, 10] */
+                             sizes), gt in (1e-3, 10), pred clipped to [1e-3, 10] (an
+                             unusable pred value counts as 1e-3; pixels outside pred's
+                             mask, never seen by the network, are left out) */
 } md_protocol;
 
 int md_protocol_parse(const char *name); /* "seed" | "eigen", -1 if unknown */

@@ -16,7 +16,7 @@ const cli_command cmd_predict = {
     "  STEM.preview.png   colourised depth (turbo, near = blue)\n"
     "  STEM.ply           point cloud, with --ply\n"
     "Pixels the network did not see (FastDepth's centre crop leaves a border) are\n"
-    "filled by edge extension in the depth files and left out of point clouds.\n"
+    "written as 0 (invalid) and left out of point clouds and metrics.\n"
     "A bad image is reported and skipped; the others are still written (exit 3).\n\n"
     "options:\n"
     "  --model FILE         depth network: FastDepth .onnx (default: the installed\n"

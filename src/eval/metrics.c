@@ -24,12 +24,12 @@
  *          are evaluated; pred is clipped to [1e-3, 10]. The bounds are the
  *          float32 values 1e-3f and 10.0f, as in the usual float32 numpy /
  *          PyTorch evaluation code (so a gt of exactly 1e-3f is excluded).
- *          A pred that is invalid at such a pixel (md_depth_valid_at false:
- *          0, negative, NaN, infinite or masked out) counts as 1e-3, as the
- *          standard evaluation of a dense prediction does for a zero: a
- *          missing prediction is penalised, not skipped. Note that a model
- *          whose mask covers only part of the crop (FastDepth's centre crop)
- *          is therefore scored at 1e-3 outside its mask under this protocol.
+ *          A pred value that is unusable at such a pixel (0, negative, NaN,
+ *          infinite) counts as 1e-3, as the standard evaluation of a dense
+ *          prediction does for a zero: a bad prediction is penalised, not
+ *          skipped. A pixel outside pred's mask, though, is one the network
+ *          never saw (FastDepth's centre crop): it holds no prediction at all
+ *          and is left out, as under seed.
  */
 #include "core/core.h"
 
@@ -123,6 +123,8 @@ md_status md_metrics_compute(const md_depth *pred, const md_depth *gt, md_protoc
             }
             if (!(g > EIGEN_MIN && g < EIGEN_MAX))
                 continue;
+            if (pred->mask && !pred->mask[i])
+                continue; /* never seen by the network: no prediction */
             float p = EIGEN_MIN; /* invalid prediction: bottom of the clip range */
             if (md_depth_valid_at(pred, i)) {
                 p = pred->data[i];
