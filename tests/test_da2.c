@@ -259,6 +259,55 @@ static void test_bad_checkpoints(void)
     }
 }
 
+/* Any thread count gives the reference answer (1 = everything inline). */
+static void test_thread_counts(void)
+{
+    md_error err = {0};
+    md_tensor pre = {0}, dn = {0};
+    CHECK_OK(md_npy_load(ref("tiny", "preprocessed.npy"), &pre, &err), &err);
+    CHECK_OK(md_npy_load(ref("tiny", "depth_net.npy"), &dn, &err), &err);
+    const int counts[3] = {1, 3, 7};
+    for (int i = 0; i < 3 && pre.data && dn.data; i++) {
+        md_model_options opts = {0};
+        opts.threads = counts[i];
+        opened o;
+        CHECK_OK(md_da2_model_open(ref("tiny", "model.safetensors"), &opts, &o.be, &o.impl, &err),
+                 &err);
+        md_tensor out = {0};
+        CHECK_OK(o.be->run_tensor(o.impl, &pre, &out, &err), &err);
+        if (out.data) {
+            double mx, mean;
+            abs_err(out.data, dn.data, md_tensor_numel(&dn), &mx, &mean);
+            CHECK_MSG(mx < 5e-3 && mean < 5e-4, "threads %d: max %g mean %g", counts[i], mx, mean);
+        }
+        md_tensor_free(&out);
+        o.be->destroy(o.impl);
+    }
+    /* the relative head (ReLU, no max_depth): non-negative, and not the metric map */
+    if (pre.data && dn.data) {
+        md_model_options opts = {0};
+        opts.relative = 1;
+        opened o;
+        CHECK_OK(md_da2_model_open(ref("tiny", "model.safetensors"), &opts, &o.be, &o.impl, &err),
+                 &err);
+        CHECK(strstr(o.be->describe(o.impl), "relative") != NULL);
+        md_tensor out = {0};
+        CHECK_OK(o.be->run_tensor(o.impl, &pre, &out, &err), &err);
+        if (out.data) {
+            bool nonneg = true, differs = false;
+            for (size_t i = 0; i < md_tensor_numel(&out); i++) {
+                nonneg = nonneg && out.data[i] >= 0.0f;
+                differs = differs || fabsf(out.data[i] - dn.data[i]) > 1e-3f;
+            }
+            CHECK(nonneg && differs);
+        }
+        md_tensor_free(&out);
+        o.be->destroy(o.impl);
+    }
+    md_tensor_free(&pre);
+    md_tensor_free(&dn);
+}
+
 static void test_public_api(void)
 {
     md_error err = {0};
@@ -307,6 +356,7 @@ int main(void)
     RUN_TEST(test_tiny_pth);
     RUN_TEST(test_bad_checkpoints);
     RUN_TEST(test_public_api);
+    RUN_TEST(test_thread_counts);
     RUN_TEST(test_vits);
     return check_finish();
 }
