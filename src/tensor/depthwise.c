@@ -1,9 +1,16 @@
 /* Depthwise 2-D convolution (groups == in == out channels) with bias and a
- * fused clamp. Rows are processed as: left border (scalar, bounds-checked),
- * interior (all taps inside the row, kernel size and stride known at compile
- * time for 3x3 and 5x5 at stride 1 and 2, so the compiler unrolls the taps and
- * vectorises over output columns), right border. Rows above or below the
- * image come from a zero-bordered copy of each plane. */
+ * fused clamp.
+ *
+ * Fast path (3x3 and 5x5, stride 1 or 2, no dilation): each channel plane is
+ * copied into a zero-bordered buffer, so no output column needs bounds
+ * checks. Stride 1: each output row is a sum over K*K taps of
+ * (row pointer + kx + ox) * weight in 16-float vectors (GCC/Clang vector
+ * extensions: one zmm register with AVX-512), one partial sum per kernel row
+ * and two blocks in flight so the multiply-adds form independent chains; full
+ * vectors go to a row buffer with slack and the clamp copies the valid
+ * columns out. Stride 2: a scalar loop the compiler vectorises with stride-2
+ * loads (measured faster here than splitting rows into even and odd
+ * columns). Anything else runs a bounds-checked direct loop. */
 /* -std=c11 turns off a*b+c contraction; these loops want fused multiply-adds. */
 #if defined(__clang__)
 #pragma clang fp contract(fast)
@@ -17,14 +24,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 static inline float clampf(float v, float lo, float hi)
 {
     v = v < lo ? lo : v;
     return v > hi ? hi : v;
 }
 
-/* One output column with every bounds check (borders and generic shapes). */
+/* One output with every bounds check (generic shapes). */
 static inline float dw_point(const md_conv2d_params *p, const float *plane, int in_h, int in_w,
                              const float *w, int oy, int ox, float b)
 {
@@ -55,23 +61,24 @@ static inline vf16 *vload(vf16 *v, const float *p)
 #define LOAD16(p) (*vload(&(vf16){0}, (p)))
 #define STORE16(p, v) memcpy((p), &(v), sizeof(vf16))
 
-/* Stride 1: explicit 16-wide vectors (rows must be readable 16 + K floats past
- * x_hi + x0: the caller's padded rows have that slack), one partial sum per kernel row and two
- * column blocks in flight, so the multiply-adds form 2K independent chains
- * instead of one long dependent chain. Results are clamped afterwards. */
-#define DW_INTERIOR_S1(K)                                                                   \
-    static void dw_rows_k##K##_s1(const float *const *rows, const float *w, float b,        \
-                                  float lo, float hi, float *o, int x_lo, int x_hi, int x0) \
+/* Stride 1: row[ox] = b + sum_ky,kx rows[ky][ox + kx] * w[ky][kx] for ox in
+ * [0, round_up(n, 16)); rows must be readable that far (buffers have slack). */
+#define DW_ROW(K)                                                                        \
+    static void dw_row_k##K##_s1(const float *const *rows, const float *w, float b,         \
+                                 float *row, int n)                                         \
     {                                                                                       \
-        int ox = x_lo;                                                                      \
-        for (; ox + 32 <= x_hi; ox += 32) {                                                 \
+        const float *r0[K];                                                                 \
+        for (int ky = 0; ky < K; ky++)                                                      \
+            r0[ky] = rows[ky];                                                              \
+        int ox = 0;                                                                         \
+        for (; ox + 16 < n; ox += 32) {                                                     \
             vf16 s0[K], s1[K];                                                              \
             for (int ky = 0; ky < K; ky++) {                                                \
-                const float *r = rows[ky] + ox + x0;                                        \
                 vf16 a = (vf16){0}, c = (vf16){0};                                          \
                 for (int kx = 0; kx < K; kx++) {                                            \
-                    a += LOAD16(r + kx) * w[ky * K + kx];                                   \
-                    c += LOAD16(r + 16 + kx) * w[ky * K + kx];                              \
+                    const float *t = (r0[ky] + kx) + ox;                                   \
+                    a += LOAD16(t) * w[ky * K + kx];                                        \
+                    c += LOAD16(t + 16) * w[ky * K + kx];                                   \
                 }                                                                           \
                 s0[ky] = a;                                                                 \
                 s1[ky] = c;                                                                 \
@@ -81,41 +88,45 @@ static inline vf16 *vload(vf16 *v, const float *p)
                 t0 += s0[ky];                                                               \
                 t1 += s1[ky];                                                               \
             }                                                                               \
-            memcpy(o + ox, &t0, sizeof t0);                                                 \
-            memcpy(o + ox + 16, &t1, sizeof t1);                                            \
+            STORE16(row + ox, t0);                                                          \
+            STORE16(row + ox + 16, t1);                                                     \
         }                                                                                   \
-        for (; ox < x_hi; ox += 16) {                                                       \
-            /* the last block may be partial: rows carry slack, extra lanes dropped */     \
-            vf16 t = (vf16){0} + b;                                                         \
+        if (ox < n) {                                                                       \
+            vf16 s0[K];                                                                     \
             for (int ky = 0; ky < K; ky++) {                                                \
-                const float *r = rows[ky] + ox + x0;                                        \
                 vf16 a = (vf16){0};                                                         \
                 for (int kx = 0; kx < K; kx++)                                              \
-                    a += LOAD16(r + kx) * w[ky * K + kx];                                   \
-                t += a;                                                                     \
+                    a += LOAD16((r0[ky] + kx) + ox) * w[ky * K + kx];                      \
+                s0[ky] = a;                                                                 \
             }                                                                               \
-            memcpy(o + ox, &t, sizeof(float) * (size_t)(x_hi - ox < 16 ? x_hi - ox : 16));  \
+            vf16 t0 = s0[0] + b;                                                            \
+            for (int ky = 1; ky < K; ky++)                                                  \
+                t0 += s0[ky];                                                               \
+            STORE16(row + ox, t0);                                                          \
         }                                                                                   \
-        for (int i = x_lo; i < x_hi; i++)                                                   \
-            o[i] = clampf(o[i], lo, hi);                                                    \
     }
 
-/* Stride 2: left to the vectoriser (strided loads), with one partial sum per
- * kernel row to shorten the dependency chain. */
-#define DW_INTERIOR_S2(K)                                                                   \
-    static void dw_rows_k##K##_s2(const float *const *rows, const float *w, float b,        \
-                                  float lo, float hi, float *o, int x_lo, int x_hi, int x0) \
+DW_ROW(3)
+DW_ROW(5)
+
+typedef void (*dw_row_fn)(const float *const *, const float *, float, float *, int);
+
+/* Stride 2: left to the vectoriser (stride-2 loads from the padded rows),
+ * with one partial sum per kernel row to shorten the dependency chain; this
+ * measured faster here than splitting the rows into even and odd columns. */
+#define DW_ROW_S2(K)                                                                        \
+    static void dw_row_k##K##_s2(const float *const *rows, const float *w, float b,         \
+                                 float lo, float hi, float *o, int n)                       \
     {                                                                                       \
         float wk[K * K];                                                                    \
         for (int i = 0; i < K * K; i++)                                                     \
             wk[i] = w[i];                                                                   \
-        for (int ox = x_lo; ox < x_hi; ox++) {                                              \
-            int ix = ox * 2 + x0;                                                           \
+        for (int ox = 0; ox < n; ox++) {                                                    \
             float part[K];                                                                  \
             for (int ky = 0; ky < K; ky++) {                                                \
                 float a = 0.0f;                                                             \
                 for (int kx = 0; kx < K; kx++)                                              \
-                    a += rows[ky][ix + kx] * wk[ky * K + kx];                               \
+                    a += rows[ky][2 * ox + kx] * wk[ky * K + kx];                           \
                 part[ky] = a;                                                               \
             }                                                                               \
             float acc = b;                                                                  \
@@ -125,13 +136,10 @@ static inline vf16 *vload(vf16 *v, const float *p)
         }                                                                                   \
     }
 
-DW_INTERIOR_S1(3)
-DW_INTERIOR_S1(5)
-DW_INTERIOR_S2(3)
-DW_INTERIOR_S2(5)
+DW_ROW_S2(3)
+DW_ROW_S2(5)
 
-typedef void (*dw_rows_fn)(const float *const *, const float *, float, float, float, float *,
-                           int, int, int);
+#define SLACK 64 /* floats readable past any row start + its width */
 
 void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, int in_w,
                          const float *weight, const float *bias, float lo, float hi, float *out,
@@ -140,41 +148,45 @@ void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, i
     int out_h, out_w;
     if (!md_conv2d_output_size(p, in_h, in_w, &out_h, &out_w))
         return;
-    int kh = p->kernel_h, kw = p->kernel_w;
-    dw_rows_fn fast = NULL;
-    if (kh == kw && p->stride_h == p->stride_w && p->dilation_h == 1 && p->dilation_w == 1) {
-        if (kh == 3)
-            fast = p->stride_w == 1 ? dw_rows_k3_s1 : p->stride_w == 2 ? dw_rows_k3_s2 : NULL;
-        else if (kh == 5)
-            fast = p->stride_w == 1 ? dw_rows_k5_s1 : p->stride_w == 2 ? dw_rows_k5_s2 : NULL;
-    }
-    /* With a fast kernel, copy each plane into a zero-bordered buffer (with
-     * slack after the last row for the vector kernels' partial blocks) so that
-     * every output column is interior. Without memory, the direct loop. */
+    int kh = p->kernel_h, kw = p->kernel_w, sx = p->stride_w, sy = p->stride_h;
+    bool fast = kh == kw && (kh == 3 || kh == 5) && (sx == 1 || sx == 2) && (sy == 1 || sy == 2) &&
+                p->dilation_h == 1 && p->dilation_w == 1;
     int pt = p->pad_top, pl = p->pad_left;
     int ph = in_h + pt + p->pad_bottom, pw = in_w + pl + p->pad_right;
-    float *padded = fast ? calloc((size_t)ph * pw + 64, sizeof(float)) : NULL;
+    /* padded plane | output row */
+    int row_w = (out_w + 31) / 32 * 32;
+    size_t n_pad = (size_t)ph * pw + SLACK;
+    dw_row_fn kernel = kh == 3 ? dw_row_k3_s1 : dw_row_k5_s1;
+    float *buf = fast ? calloc(n_pad + (size_t)row_w + SLACK, sizeof(float)) : NULL;
     for (int c = c_begin; c < c_end; c++) {
         const float *plane = in + (size_t)c * in_h * in_w;
         const float *w = weight + (size_t)c * kh * kw;
         float b = bias ? bias[c] : 0.0f;
         float *o = out + (size_t)c * out_h * out_w;
-        if (padded) {
-            for (int y = 0; y < in_h; y++)
-                memcpy(padded + (size_t)(y + pt) * pw + pl, plane + (size_t)y * in_w,
-                       sizeof(float) * (size_t)in_w);
-            for (int oy = 0; oy < out_h; oy++) {
-                const float *rows[5];
-                for (int ky = 0; ky < kh; ky++)
-                    rows[ky] = padded + (size_t)(oy * p->stride_h + ky) * pw;
-                fast(rows, w, b, lo, hi, o + (size_t)oy * out_w, 0, out_w, 0);
-            }
+        if (!buf) {
+            for (int oy = 0; oy < out_h; oy++)
+                for (int ox = 0; ox < out_w; ox++)
+                    o[(size_t)oy * out_w + ox] =
+                        clampf(dw_point(p, plane, in_h, in_w, w, oy, ox, b), lo, hi);
             continue;
         }
-        for (int oy = 0; oy < out_h; oy++)
-            for (int ox = 0; ox < out_w; ox++)
-                o[(size_t)oy * out_w + ox] =
-                    clampf(dw_point(p, plane, in_h, in_w, w, oy, ox, b), lo, hi);
+        float *padded = buf, *row = buf + n_pad;
+        for (int y = 0; y < in_h; y++)
+            memcpy(padded + (size_t)(y + pt) * pw + pl, plane + (size_t)y * in_w,
+                   sizeof(float) * (size_t)in_w);
+        for (int oy = 0; oy < out_h; oy++) {
+            const float *rows[5];
+            for (int ky = 0; ky < kh; ky++)
+                rows[ky] = padded + (size_t)(oy * sy + ky) * pw;
+            float *orow = o + (size_t)oy * out_w;
+            if (sx == 2) {
+                (kh == 3 ? dw_row_k3_s2 : dw_row_k5_s2)(rows, w, b, lo, hi, orow, out_w);
+                continue;
+            }
+            kernel(rows, w, b, row, out_w);
+            for (int x = 0; x < out_w; x++)
+                orow[x] = clampf(row[x], lo, hi);
+        }
     }
-    free(padded);
+    free(buf);
 }
