@@ -296,6 +296,100 @@ static void test_zip(void)
     free(b.p);
 }
 
+static void put_u64(bytes *b, uint64_t v)
+{
+    put_u32(b, (uint32_t)v);
+    put_u32(b, (uint32_t)(v >> 32));
+}
+
+/* One stored entry whose sizes and offset live in zip64 extra fields, with a
+ * zip64 end-of-central-directory record and locator. */
+static void test_zip64(void)
+{
+    bytes b = {0};
+    const char *name = "big/data/0";
+    put_str(&b, "PK\x03\x04");
+    put_u16(&b, 45);
+    put_u16(&b, 0);
+    put_u16(&b, 0);
+    put_u32(&b, 0);
+    put_u32(&b, 0);
+    put_u32(&b, 0xffffffffu);
+    put_u32(&b, 0xffffffffu);
+    put_u16(&b, (unsigned)strlen(name));
+    put_u16(&b, 20);
+    put_str(&b, name);
+    put_u16(&b, 1);
+    put_u16(&b, 16);
+    put_u64(&b, 4);
+    put_u64(&b, 4);
+    put_str(&b, "abcd");
+    uint64_t cd_off = b.n;
+    put_str(&b, "PK\x01\x02");
+    put_u16(&b, 45);
+    put_u16(&b, 45);
+    put_u16(&b, 0);
+    put_u16(&b, 0);
+    put_u32(&b, 0);
+    put_u32(&b, 0);
+    put_u32(&b, 0xffffffffu);
+    put_u32(&b, 0xffffffffu);
+    put_u16(&b, (unsigned)strlen(name));
+    put_u16(&b, 28);
+    put_u16(&b, 0);
+    put_u16(&b, 0);
+    put_u16(&b, 0);
+    put_u32(&b, 0);
+    put_u32(&b, 0xffffffffu);
+    put_str(&b, name);
+    put_u16(&b, 1);
+    put_u16(&b, 24);
+    put_u64(&b, 4); /* size */
+    put_u64(&b, 4); /* compressed size */
+    put_u64(&b, 0); /* local header offset */
+    uint64_t cd_size = b.n - cd_off, z64 = b.n;
+    put_str(&b, "PK\x06\x06");
+    put_u64(&b, 44);
+    put_u16(&b, 45);
+    put_u16(&b, 45);
+    put_u32(&b, 0);
+    put_u32(&b, 0);
+    put_u64(&b, 1);
+    put_u64(&b, 1);
+    put_u64(&b, cd_size);
+    put_u64(&b, cd_off);
+    put_str(&b, "PK\x06\x07");
+    put_u32(&b, 0);
+    put_u64(&b, z64);
+    put_u32(&b, 1);
+    put_str(&b, "PK\x05\x06");
+    put_u16(&b, 0);
+    put_u16(&b, 0);
+    put_u16(&b, 0xffff);
+    put_u16(&b, 0xffff);
+    put_u32(&b, 0xffffffffu);
+    put_u32(&b, 0xffffffffu);
+    put_u16(&b, 0);
+    md_zip z;
+    md_error err = {0};
+    CHECK_OK(md_zip_open(b.p, b.n, "z64.zip", &z, &err), &err);
+    const md_zip_entry *e = md_zip_find(&z, name);
+    CHECK(e && e->size == 4 && e->comp_size == 4 && e->local_offset == 0);
+    if (e) {
+        const uint8_t *d;
+        uint8_t *owned;
+        size_t n;
+        CHECK_OK(md_zip_read(&z, e, "z64.zip", &d, &owned, &n, &err), &err);
+        CHECK(n == 4 && d && memcmp(d, "abcd", 4) == 0);
+        free(owned);
+    }
+    md_zip_close(&z);
+    /* a broken locator is refused */
+    b.p[z64 + 1] = 'X';
+    CHECK(md_zip_open(b.p, b.n, "z64.zip", &z, &err) == MD_ERR_FORMAT);
+    free(b.p);
+}
+
 /* ---------------------------------------------------------------- pickle */
 
 static void put_unicode(bytes *b, const char *s)
@@ -520,6 +614,7 @@ int main(void)
     RUN_TEST(test_safetensors_ok);
     RUN_TEST(test_safetensors_bad);
     RUN_TEST(test_zip);
+    RUN_TEST(test_zip64);
     RUN_TEST(test_pickle);
     RUN_TEST(test_pth);
     RUN_TEST(test_reference_files);

@@ -1060,6 +1060,8 @@ md_status md_da2_model_open(const char *path, const md_model_options *opts,
     m->input_size_opt = o.input_size > 0 ? o.input_size : 518;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     m->threads = o.threads > 0 ? o.threads : (ncpu > 0 ? (int)ncpu : 1);
+    if (m->threads > 64)
+        m->threads = 64; /* md_parallel_for's limit */
     const char *enc = encoder_name(m->embed);
     char encbuf[32];
     if (!enc) {
