@@ -472,6 +472,7 @@ typedef struct {
 typedef struct {
     const float *in, *w, *b;
     int cin, H, W, cout, R;
+    int up_h, up_w; /* > 0: `in` is [cin, up_h, up_w], bilinearly upsampled to H x W on the fly */
     float *out;
     bool relu_in;
     const final_stage *fin;
@@ -490,15 +491,19 @@ static void conv_strip_task(void *vctx, int task, int worker)
     float *sout = sin + (size_t)cin * (j->R + 2) * W;
     float *scratch = sout + (size_t)cout * j->R * W;
     int a = r0 > 0 ? r0 - 1 : 0, e = r1 < H ? r1 + 1 : H, rin = e - a;
-    for (int c = 0; c < cin; c++) {
-        const float *src = j->in + ((size_t)c * H + a) * W;
-        float *dst = sin + (size_t)c * rin * W;
-        size_t n = (size_t)rin * W;
-        if (j->relu_in)
-            for (size_t i = 0; i < n; i++)
-                dst[i] = src[i] > 0.0f ? src[i] : 0.0f;
-        else
-            memcpy(dst, src, n * sizeof(float));
+    if (j->up_h > 0) {
+        md_resize_bilinear_ac_rows(j->in, cin, j->up_h, j->up_w, sin, H, W, a, e);
+    } else {
+        for (int c = 0; c < cin; c++) {
+            const float *src = j->in + ((size_t)c * H + a) * W;
+            float *dst = sin + (size_t)c * rin * W;
+            size_t n = (size_t)rin * W;
+            if (j->relu_in)
+                for (size_t i = 0; i < n; i++)
+                    dst[i] = src[i] > 0.0f ? src[i] : 0.0f;
+            else
+                memcpy(dst, src, n * sizeof(float));
+        }
     }
     md_conv2d_params p = {cin, cout, 3, 3, 1, 1, r0 == 0, 1, r1 == H, 1, 1, 1, 1};
     md_conv2d(&p, sin, rin, W, j->w, j->b, sout, scratch);
@@ -525,9 +530,22 @@ static void conv_strip_task(void *vctx, int task, int worker)
     }
 }
 
+static md_status conv3x3_up(const float *in, int up_h, int up_w, int cin, int H, int W,
+                            const float *w, const float *b, int cout, float *out, bool relu_in,
+                            const final_stage *fin, int nt, md_error *err);
+
 static md_status conv3x3(const float *in, int cin, int H, int W, const float *w, const float *b,
                          int cout, float *out, bool relu_in, const final_stage *fin, int nt,
                          md_error *err)
+{
+    return conv3x3_up(in, 0, 0, cin, H, W, w, b, cout, out, relu_in, fin, nt, err);
+}
+
+/* As conv3x3; with up_h > 0 the input is [cin, up_h, up_w] and is upsampled
+ * (bilinear, align_corners) to H x W strip by strip, never in full. */
+static md_status conv3x3_up(const float *in, int up_h, int up_w, int cin, int H, int W,
+                            const float *w, const float *b, int cout, float *out, bool relu_in,
+                            const final_stage *fin, int nt, md_error *err)
 {
     size_t per_row = (size_t)9 * cin * W;
     int R = (int)(DA2_CONV_SCRATCH / per_row);
@@ -536,7 +554,7 @@ static md_status conv3x3(const float *in, int cin, int H, int W, const float *w,
         R = share;
     if (R < 1)
         R = 1;
-    if (!relu_in && !fin && R >= H) {
+    if (!relu_in && !fin && up_h <= 0 && R >= H) {
         md_conv2d_params p = {cin, cout, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
         float *scratch = md_malloc(md_conv2d_scratch_floats(&p, H, W) * sizeof(float),
                                    "convolution scratch", err);
@@ -552,7 +570,7 @@ static md_status conv3x3(const float *in, int cin, int H, int W, const float *w,
     float *bufs = md_malloc(per_worker * workers * sizeof(float), "convolution strips", err);
     if (!bufs)
         return MD_ERR_NOMEM;
-    conv_job j = {in, w, b, cin, H, W, cout, R, out, relu_in, fin, bufs, per_worker};
+    conv_job j = {in, w, b, cin, H, W, cout, R, up_h, up_w, out, relu_in, fin, bufs, per_worker};
     md_parallel_for(workers, strips, conv_strip_task, &j);
     free(bufs);
     return MD_OK;
@@ -651,16 +669,19 @@ typedef struct {
     int h, w;
 } fmap;
 
-/* refinenet: out = out_conv(up(rcu2(x0 [+ rcu1(x1)]))) with up to (oh, ow). */
+/* refinenet: out = out_conv(up(rcu2(x0 [+ rcu1(x1)]))) with up to (oh, ow).
+ * The 1x1 out_conv commutes with the bilinear upsampling (both linear, the
+ * interpolation weights sum to 1, so the bias passes through): it runs at
+ * the lower resolution, up(out_conv(.)), a quarter of the work. */
 static md_status fusion(const da2_fusion *f, int F, const fmap *x0, const fmap *x1, int oh, int ow,
                         fmap *out, int nt, md_error *err)
 {
     int H = x0->h, W = x0->w;
     size_t n = (size_t)F * H * W, no = (size_t)F * oh * ow;
-    float *buf = md_malloc((3 * n + no) * sizeof(float), "refinenet", err);
+    float *buf = md_malloc(3 * n * sizeof(float), "refinenet", err);
     if (!buf)
         return MD_ERR_NOMEM;
-    float *a = buf, *b = a + n, *t = b + n, *up = t + n;
+    float *a = buf, *b = a + n, *t = b + n;
     md_status s = MD_OK;
     const float *cur = x0->data;
     if (x1) {
@@ -672,12 +693,12 @@ static md_status fusion(const da2_fusion *f, int F, const fmap *x0, const fmap *
     if (s == MD_OK)
         s = rcu(&f->rcu2, cur, F, H, W, b, t, nt, err);
     if (s == MD_OK) {
-        bilinear(b, F, H, W, up, oh, ow, nt);
+        conv1x1(b, F, (size_t)H * W, f->out_w, f->out_b, F, t, nt);
         out->data = md_malloc(no * sizeof(float), "refinenet output", err);
         if (!out->data)
             s = MD_ERR_NOMEM;
         else
-            conv1x1(up, F, (size_t)oh * ow, f->out_w, f->out_b, F, out->data, nt);
+            bilinear(t, F, H, W, out->data, oh, ow, nt);
         out->h = oh;
         out->w = ow;
     }
@@ -755,10 +776,7 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
         int h1 = path[0].h, w1 = path[0].w, Hn = ph * DA2_PATCH, Wn = pw * DA2_PATCH;
         int F2 = F / 2;
         float *o1 = md_malloc((size_t)F2 * h1 * w1 * sizeof(float), "output_conv1", err);
-        float *up = o1 ? md_malloc((size_t)F2 * Hn * Wn * sizeof(float), "output upsample", err)
-                       : NULL;
-        if (!o1 || !up) {
-            free(o1);
+        if (!o1) {
             s = MD_ERR_NOMEM;
             goto done;
         }
@@ -766,15 +784,13 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
         free(path[0].data);
         path[0].data = NULL;
         if (s == MD_OK) {
-            bilinear(o1, F2, h1, w1, up, Hn, Wn, nt);
-            free(o1);
-            o1 = NULL;
+            /* upsample to the network size, output_conv2 (3x3, ReLU, 1x1) and
+               the final activation, one strip at a time */
             final_stage fin = {m->out3_w, m->out3_b, m->relative, m->max_depth};
-            s = conv3x3(up, F2, Hn, Wn, m->out2_w, m->out2_b, m->head2, depth, false, &fin, nt,
-                        err);
+            s = conv3x3_up(o1, h1, w1, F2, Hn, Wn, m->out2_w, m->out2_b, m->head2, depth, false,
+                           &fin, nt, err);
         }
         free(o1);
-        free(up);
     }
 done:
     free(proj);

@@ -108,20 +108,27 @@ void md_resize_bicubic_torch(const float *src, int channels, int sh, int sw, flo
 void md_resize_bilinear_ac(const float *src, int channels, int sh, int sw, float *dst, int dh,
                            int dw)
 {
+    md_resize_bilinear_ac_rows(src, channels, sh, sw, dst, dh, dw, 0, dh);
+}
+
+void md_resize_bilinear_ac_rows(const float *src, int channels, int sh, int sw, float *dst, int dh,
+                                int dw, int y0, int y1)
+{
     float sy = dh > 1 ? (float)(sh - 1) / (float)(dh - 1) : 0.0f;
     float sx = dw > 1 ? (float)(sw - 1) / (float)(dw - 1) : 0.0f;
+    int rows = y1 - y0;
     for (int c = 0; c < channels; c++) {
         const float *p = src + (size_t)c * sh * sw;
-        for (int y = 0; y < dh; y++) {
+        for (int y = y0; y < y1; y++) {
             float fy = sy * (float)y;
-            int y0 = (int)fy;
-            if (y0 > sh - 1)
-                y0 = sh - 1;
-            int y1 = y0 + (y0 < sh - 1);
-            float ly = fy - (float)y0;
+            int ya = (int)fy;
+            if (ya > sh - 1)
+                ya = sh - 1;
+            int yb = ya + (ya < sh - 1);
+            float ly = fy - (float)ya;
             ly = ly < 0.0f ? 0.0f : (ly > 1.0f ? 1.0f : ly);
-            const float *r0 = p + (size_t)y0 * sw, *r1 = p + (size_t)y1 * sw;
-            float *o = dst + ((size_t)c * dh + y) * dw;
+            const float *r0 = p + (size_t)ya * sw, *r1 = p + (size_t)yb * sw;
+            float *o = dst + ((size_t)c * rows + (y - y0)) * dw;
             for (int x = 0; x < dw; x++) {
                 float fx = sx * (float)x;
                 int a = (int)fx;

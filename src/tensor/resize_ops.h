@@ -26,4 +26,8 @@ void md_resize_bicubic_torch(const float *src, int channels, int sh, int sw, flo
 void md_resize_bilinear_ac(const float *src, int channels, int sh, int sw, float *dst, int dh,
                            int dw);
 
+/* Rows [y0, y1) of that output only, into dst [channels, y1 - y0, dw]. */
+void md_resize_bilinear_ac_rows(const float *src, int channels, int sh, int sw, float *dst, int dh,
+                                int dw, int y0, int y1);
+
 #endif
