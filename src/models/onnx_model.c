@@ -49,10 +49,6 @@ typedef struct {
     char desc[256];
 } onnx_impl;
 
-static void set_threads(const onnx_impl *m)
-{
-    md_gemm_set_threads(m->threads);
-}
 
 static int round_half_even(double v)
 {
@@ -111,7 +107,6 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
     md_resize_pil_bilinear(crop, 3, FD_CROP_H, FD_CROP_W, net, m->in_h, m->in_w, true, scr);
     for (size_t i = 0; i < n_net; i++)
         net[i] *= 1.0f / 255.0f;
-    set_threads(m);
     const float *d = md_onnx_graph_run(m->graph, net);
     if ((st = md_depth_alloc(out, w, h, err)) != MD_OK)
         goto done;
@@ -121,32 +116,54 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
         st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for the mask");
         goto done;
     }
-    /* Image pixel centre -> resized (x sx) -> crop (- cx) -> output (x Wo/304). */
+    /* Image pixel centre -> resized (x sx) -> crop (- cx) -> output (x Wo/304),
+     * per column and per row once: x0, x1, weight, inside-the-crop flag. */
     double sx = (double)rw / w, sy = (double)rh / h;
     double ox = (double)m->out_w / FD_CROP_W, oy = (double)m->out_h / FD_CROP_H;
+    int *cx0 = malloc(sizeof(int) * (size_t)w * 2);
+    float *cwx = malloc(sizeof(float) * (size_t)w);
+    uint8_t *cin = malloc((size_t)w);
+    if (!cx0 || !cwx || !cin) {
+        free(cx0);
+        free(cwx);
+        free(cin);
+        md_depth_free(out);
+        st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory");
+        goto done;
+    }
+    int *cx1 = cx0 + w;
+    for (int x = 0; x < w; x++) {
+        double u = (x + 0.5) * sx - cx;
+        double fx = u * ox - 0.5;
+        fx = fx < 0 ? 0 : fx > m->out_w - 1 ? m->out_w - 1 : fx;
+        cx0[x] = (int)fx;
+        cx1[x] = cx0[x] + 1 < m->out_w ? cx0[x] + 1 : cx0[x];
+        cwx[x] = (float)(fx - cx0[x]);
+        cin[x] = u >= 0.0 && u < FD_CROP_W;
+    }
     for (int y = 0; y < h; y++) {
         double v = (y + 0.5) * sy - cy;
-        bool in_y = v >= 0.0 && v < FD_CROP_H;
+        uint8_t in_y = v >= 0.0 && v < FD_CROP_H;
         double fy = v * oy - 0.5;
         fy = fy < 0 ? 0 : fy > m->out_h - 1 ? m->out_h - 1 : fy;
         int y0 = (int)fy, y1 = y0 + 1 < m->out_h ? y0 + 1 : y0;
         float wy = (float)(fy - y0);
+        const float *r0 = d + (size_t)y0 * m->out_w, *r1 = d + (size_t)y1 * m->out_w;
+        float *drow = out->data + (size_t)y * w;
+        uint8_t *mrow = out->mask + (size_t)y * w;
         for (int x = 0; x < w; x++) {
-            double u = (x + 0.5) * sx - cx;
-            bool in_x = u >= 0.0 && u < FD_CROP_W;
-            double fx = u * ox - 0.5;
-            fx = fx < 0 ? 0 : fx > m->out_w - 1 ? m->out_w - 1 : fx;
-            int x0 = (int)fx, x1 = x0 + 1 < m->out_w ? x0 + 1 : x0;
-            float wx = (float)(fx - x0);
-            const float *r0 = d + (size_t)y0 * m->out_w, *r1 = d + (size_t)y1 * m->out_w;
+            int x0 = cx0[x], x1 = cx1[x];
+            float wx = cwx[x];
             float top = r0[x0] + (r0[x1] - r0[x0]) * wx;
             float bot = r1[x0] + (r1[x1] - r1[x0]) * wx;
             float val = top + (bot - top) * wy;
-            size_t i = (size_t)y * w + x;
-            out->data[i] = isfinite(val) && val > 0.0f ? val : 0.0f;
-            out->mask[i] = in_x && in_y;
+            drow[x] = isfinite(val) && val > 0.0f ? val : 0.0f;
+            mrow[x] = cin[x] & in_y;
         }
     }
+    free(cx0);
+    free(cwx);
+    free(cin);
 done:
     free(planar);
     free(res);
@@ -183,7 +200,6 @@ static md_status onnx_run_tensor(void *impl, const md_tensor *in, md_tensor *out
     out->data = malloc(sizeof(float) * info->out_numel);
     if (!out->data)
         return md_fail(err, MD_ERR_NOMEM, "run: out of memory for the output");
-    set_threads(m);
     const float *r = md_onnx_graph_run(m->graph, in->data);
     memcpy(out->data, r, sizeof(float) * info->out_numel);
     out->ndim = info->out_ndim;
@@ -239,7 +255,11 @@ md_status md_onnx_model_open(const char *path, const md_model_options *opts,
     }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     m->threads = opts && opts->threads > 0 ? opts->threads : (cores > 0 ? (int)cores : 1);
+    /* Convolutions, resizes and the packed GEMM run on the graph's own team;
+     * OpenBLAS (process-wide, only used by Gemm/MatMul and grouped convs) is
+     * set once here rather than on every run. */
     md_onnx_graph_set_threads(m->graph, m->threads);
+    md_gemm_set_threads(m->threads);
     const md_onnx_graph_info *info = md_onnx_graph_get_info(m->graph);
     if (info->in_ndim == 4 && info->in_dims[0] == 1 && info->in_dims[1] == 3 &&
         ((info->out_ndim == 4 && info->out_dims[0] == 1 && info->out_dims[1] == 1) ||

@@ -383,21 +383,28 @@ void md_resize_pil_bilinear(const float *in, int channels, int in_h, int in_w, f
             for (int x = 0; x < out_w; x++) {
                 const float *w = kx.w + (size_t)x * kx.ksize;
                 const float *src = row + kx.start[x];
-                double acc = 0.0;
+                float acc = 0.0f;
                 for (int i = 0; i < kx.len[x]; i++)
-                    acc += (double)src[i] * w[i];
-                mid[(size_t)y * out_w + x] = round_u8_flag ? round_u8((float)acc) : (float)acc;
+                    acc += src[i] * w[i];
+                mid[(size_t)y * out_w + x] = round_u8_flag ? round_u8(acc) : acc;
             }
         }
+        /* Vertical pass row by row (taps outer, columns inner: unit stride). */
         float *o = out + (size_t)c * out_h * out_w;
         for (int y = 0; y < out_h; y++) {
             const float *w = ky.w + (size_t)y * ky.ksize;
-            for (int x = 0; x < out_w; x++) {
-                double acc = 0.0;
-                for (int i = 0; i < ky.len[y]; i++)
-                    acc += (double)mid[(size_t)(ky.start[y] + i) * out_w + x] * w[i];
-                o[(size_t)y * out_w + x] = round_u8_flag ? round_u8((float)acc) : (float)acc;
+            float *orow = o + (size_t)y * out_w;
+            for (int x = 0; x < out_w; x++)
+                orow[x] = 0.0f;
+            for (int i = 0; i < ky.len[y]; i++) {
+                const float *src = mid + (size_t)(ky.start[y] + i) * out_w;
+                float wi = w[i];
+                for (int x = 0; x < out_w; x++)
+                    orow[x] += src[x] * wi;
             }
+            if (round_u8_flag)
+                for (int x = 0; x < out_w; x++)
+                    orow[x] = round_u8(orow[x]);
         }
     }
     free(kx.start);
