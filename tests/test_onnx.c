@@ -884,9 +884,16 @@ static void test_nyu_predict(void)
             double absrel = n ? acc / (double)n : 1e9;
             fprintf(stderr, "  NYU %s: AbsRel %.4f over %zu pixels (%zu in the crop)\n", ids[k],
                     absrel, n, in_mask);
-            /* crop 228x304 of 250x333 covers about 83% of the image */
-            CHECK(in_mask > (size_t)(0.75 * 640 * 480) && in_mask < (size_t)(0.9 * 640 * 480));
-            CHECK(pred.mask[0] == 0 && pred.mask[240 * 640 + 320] == 1);
+            /* By hand: 640x480 -> 333x250, crop 304x228 at column 14, row 11
+             * (round-half-even of 14.5 and 11). A pixel is in when its centre
+             * maps inside: 14 <= (x + .5) * 333/640 < 318 -> x in [27, 610];
+             * 11 <= (y + .5) * 250/480 < 239 -> y in [21, 458]. */
+            CHECK_MSG(in_mask == (size_t)584 * 438, "%zu pixels in the mask", in_mask);
+            CHECK(pred.mask[21 * 640 + 27] == 1 && pred.mask[458 * 640 + 610] == 1);
+            CHECK(pred.mask[20 * 640 + 27] == 0 && pred.mask[21 * 640 + 26] == 0);
+            CHECK(pred.mask[459 * 640 + 610] == 0 && pred.mask[458 * 640 + 611] == 0);
+            /* outside the crop: edge extension, still a positive depth */
+            CHECK(pred.data[0] > 0.0f && pred.data[0] == pred.data[1]);
             CHECK_MSG(absrel > 0.02 && absrel < 0.2, "AbsRel %.4f", absrel);
             sum += absrel;
             count++;
@@ -896,8 +903,10 @@ static void test_nyu_predict(void)
         md_depth_free(&pred);
     }
     if (count == 3) {
-        fprintf(stderr, "  NYU mean AbsRel %.4f (README: 0.094)\n", sum / 3);
-        CHECK_MSG(fabs(sum / 3 - 0.094) < 0.02, "mean AbsRel %.4f", sum / 3);
+        /* shared/README.md gives 0.094 for a bilinear preprocessing; FastDepth's
+         * own (nearest) preprocessing measured 0.086 here. */
+        fprintf(stderr, "  NYU mean AbsRel %.4f (README, bilinear resizes: 0.094)\n", sum / 3);
+        CHECK_MSG(sum / 3 > 0.06 && sum / 3 < 0.11, "mean AbsRel %.4f", sum / 3);
     }
     md_model_free(model);
 }

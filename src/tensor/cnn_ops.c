@@ -413,6 +413,34 @@ void md_resize_pil_bilinear(const float *in, int channels, int in_h, int in_w, f
     free(ky.w);
 }
 
+void md_resize_pil_nearest(const float *in, int channels, int in_h, int in_w, float *out,
+                           int out_h, int out_w)
+{
+    int *xs = malloc(sizeof(int) * (size_t)out_w);
+    if (!xs) {
+        memset(out, 0, sizeof(float) * (size_t)channels * out_h * out_w);
+        return;
+    }
+    double sx = (double)in_w / out_w, sy = (double)in_h / out_h;
+    for (int x = 0; x < out_w; x++) {
+        int v = (int)floor((x + 0.5) * sx);
+        xs[x] = v < 0 ? 0 : v >= in_w ? in_w - 1 : v;
+    }
+    for (int c = 0; c < channels; c++) {
+        const float *plane = in + (size_t)c * in_h * in_w;
+        float *o = out + (size_t)c * out_h * out_w;
+        for (int y = 0; y < out_h; y++) {
+            int v = (int)floor((y + 0.5) * sy);
+            v = v < 0 ? 0 : v >= in_h ? in_h - 1 : v;
+            const float *src = plane + (size_t)v * in_w;
+            float *dst = o + (size_t)y * out_w;
+            for (int x = 0; x < out_w; x++)
+                dst[x] = src[xs[x]];
+        }
+    }
+    free(xs);
+}
+
 void md_transpose(const float *in, int ndim, const int64_t *dims, const int *perm, float *out)
 {
     size_t in_stride[8], total = 1;

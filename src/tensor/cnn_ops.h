@@ -107,6 +107,12 @@ void md_resize2d(const md_resize_params *p, const float *in, int channels, int i
 void md_resize_pil_bilinear(const float *in, int channels, int in_h, int in_w, float *out,
                             int out_h, int out_w, bool round_u8, float *scratch);
 
+/* Nearest-neighbour resize as PIL's Image.resize(NEAREST) computes it (and so
+ * scipy.misc.imresize(..., 'nearest')): out[y][x] = in[floor((y + 0.5) *
+ * in_h / out_h)][floor((x + 0.5) * in_w / out_w)]. */
+void md_resize_pil_nearest(const float *in, int channels, int in_h, int in_w, float *out,
+                           int out_h, int out_w);
+
 /* out = in with axes permuted: out dim i = in dim perm[i]. ndim <= 8. */
 void md_transpose(const float *in, int ndim, const int64_t *dims, const int *perm, float *out);
 
