@@ -24,7 +24,7 @@
 #define DA2_LN_EPS 1e-6f
 #define DA2_MAX_SIDE 8192
 /* Largest im2col scratch of one convolution strip (floats). */
-#define DA2_CONV_SCRATCH ((size_t)1 << 22)
+#define DA2_CONV_SCRATCH ((size_t)1 << 20)
 
 typedef struct {
     const float *norm1_w, *norm1_b; /* [C] */
@@ -719,9 +719,15 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
     for (int i = 0; i < 4; i++)
         if ((size_t)m->out_ch[i] > maxc)
             maxc = (size_t)m->out_ch[i];
+    /* resize_layers: ConvTranspose x4 (layer 0), x2 (layer 1), Conv 3x3 s2 (layer 3) */
+    size_t oc0 = (size_t)m->out_ch[0], oc1 = (size_t)m->out_ch[1], oc3 = (size_t)m->out_ch[3];
+    size_t n3 = (size_t)hs[3] * ws[3];
+    size_t n_up = oc0 * 16 * np > oc1 * 4 * np ? oc0 * 16 * np : oc1 * 4 * np;
+    size_t n_layer = n_up > oc3 * n3 ? n_up : oc3 * n3;
+    size_t n_tmp = n_up > oc3 * 9 * n3 ? n_up : oc3 * 9 * n3;
     proj = md_malloc(maxc * np * sizeof(float), "projection", err);
-    tmp = md_malloc(maxc * 16 * np * sizeof(float), "resize", err);
-    layer = md_malloc(maxc * 16 * np * sizeof(float), "resized layer", err);
+    tmp = md_malloc(n_tmp * sizeof(float), "resize", err);
+    layer = md_malloc(n_layer * sizeof(float), "resized layer", err);
     if (!proj || !tmp || !layer) {
         s = MD_ERR_NOMEM;
         goto done;
