@@ -16,11 +16,11 @@
 #include <jpeglib.h>
 #include <zlib.h>
 
-static char tmpdir[256];
+static char tmpdir[64];
 
 static const char *tmp_path(char *buf, size_t cap, const char *name)
 {
-    snprintf(buf, cap, "%s/%s", tmpdir, name);
+    snprintf(buf, cap, "%s/%.200s", tmpdir, name);
     return buf;
 }
 
