@@ -10,8 +10,10 @@ static md_status pnm_to_rgb(const char *path, const uint8_t *data, size_t size, 
     md_status st = md_io_pnm_parse(path, data, size, &h, err);
     if (st != MD_OK)
         return st;
-    size_t n = (size_t)h.width * (size_t)h.height;
-    uint8_t *px = md_malloc(n * 3, path, err);
+    size_t n = (size_t)h.width * (size_t)h.height, bytes;
+    if (!md_mul_size(n, 3, &bytes))
+        return md_fail(err, MD_ERR_NOMEM, "%s: image too large for this machine", path);
+    uint8_t *px = md_malloc(bytes, path, err);
     if (!px)
         return MD_ERR_NOMEM;
     const uint8_t *s = data + h.data_offset;

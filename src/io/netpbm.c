@@ -107,7 +107,10 @@ md_status md_io_pnm_parse(const char *path, const uint8_t *d, size_t n, md_pnm_h
     h->maxval = (unsigned)maxval;
     h->bytes_per_sample = maxval > 255 ? 2 : 1;
     h->data_offset = pos;
-    size_t need = (size_t)w * (size_t)hh * (size_t)h->channels * (size_t)h->bytes_per_sample;
+    size_t need;
+    if (!md_mul_size((size_t)w * (size_t)hh, (size_t)h->channels * (size_t)h->bytes_per_sample,
+                     &need))
+        return md_fail(err, MD_ERR_UNSUPPORTED, "%s: %s is too large for this machine", path, what);
     if (n - pos < need)
         return md_fail(err, MD_ERR_FORMAT,
                        "%s: truncated %s: %zu bytes of pixel data, %lux%lu needs %zu", path, what,
@@ -148,7 +151,9 @@ md_status md_io_pfm_parse(const char *path, const uint8_t *d, size_t n, md_pfm_h
     h->height = (int)hh;
     h->scale = scale;
     h->data_offset = pos;
-    size_t need = (size_t)w * (size_t)hh * (size_t)h->channels * 4;
+    size_t need;
+    if (!md_mul_size((size_t)w * (size_t)hh, (size_t)h->channels * 4, &need))
+        return md_fail(err, MD_ERR_UNSUPPORTED, "%s: PFM is too large for this machine", path);
     if (n - pos < need)
         return md_fail(err, MD_ERR_FORMAT,
                        "%s: truncated PFM: %zu bytes of pixel data, %lux%lu needs %zu", path,

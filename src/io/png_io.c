@@ -106,7 +106,12 @@ static int decode(png_structp png, png_infop info, png_read_ctx *c)
         c->status = MD_ERR_FORMAT;
         png_error(png, "unexpected row layout after conversion");
     }
-    c->pixels = malloc((size_t)w * (size_t)h * bpp);
+    size_t bytes;
+    if (!md_mul_size((size_t)w * (size_t)h, bpp, &bytes)) {
+        c->status = MD_ERR_NOMEM;
+        png_error(png, "image too large for this machine");
+    }
+    c->pixels = malloc(bytes);
     c->rows = malloc((size_t)h * sizeof *c->rows);
     if (!c->pixels || !c->rows) {
         c->status = MD_ERR_NOMEM;
