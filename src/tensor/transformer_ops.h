@@ -21,7 +21,7 @@ void md_exp_inplace(float *x, size_t n);
 void md_softmax_rows(float *x, int rows, int cols);
 
 /* Query rows handled per score block by md_attention_rows. */
-#define MD_ATTENTION_BLOCK 64
+#define MD_ATTENTION_BLOCK 128
 
 /* One head's attention for query rows [r0, r1): writes those rows of the
  * head's columns of out. scores needs MD_ATTENTION_BLOCK * tokens floats
