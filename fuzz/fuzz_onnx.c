@@ -4,8 +4,9 @@
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
  *         -D_POSIX_C_SOURCE=200809L fuzz/fuzz_onnx.c src/formats/onnx.c \
  *         src/models/onnx_graph.c src/tensor/\*.c src/core/\*.c \
- *         $(pkg-config --cflags --libs openblas) -lm -o fuzz_onnx
+ *         $(pkg-config --cflags --libs openblas) -lm -lpthread -o fuzz_onnx
  *   mkdir -p fuzz/corpus-onnx && cp ../shared/models/fastdepth/fastdepth_7.onnx fuzz/corpus-onnx/
+ *   MD_ONNX_SEED_DIR=$PWD/fuzz/corpus-onnx build/tests/test_onnx   # small hand-made models
  *   ./fuzz_onnx -max_total_time=60 -max_len=6000000 fuzz/corpus-onnx
  *
  * Every input goes through md_onnx_parse; a model that parses is built into

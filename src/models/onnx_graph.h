@@ -30,7 +30,8 @@ md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t m
                               md_onnx_graph **out, md_error *err);
 const md_onnx_graph_info *md_onnx_graph_get_info(const md_onnx_graph *g);
 /* Runs on in (in_numel floats, C order); returns the first graph output
- * (out_numel floats), valid until the next run or free. */
+ * (out_numel floats), valid until the next run or free. One run at a time
+ * per graph: activations live in the graph. */
 const float *md_onnx_graph_run(md_onnx_graph *g, const float *in);
 void md_onnx_graph_free(md_onnx_graph *g);
 /* Threads for the convolution, GEMM and resize kernels (the caller counts as
