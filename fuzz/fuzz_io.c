@@ -24,6 +24,13 @@ static char output_pfm[80];
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static void remove_temp_files(void)
+{
+    unlink(input_path);
+    unlink(output_png);
+    unlink(output_pfm);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
@@ -35,6 +42,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     close(fd);
     snprintf(output_png, sizeof output_png, "%s.out.png", input_path);
     snprintf(output_pfm, sizeof output_pfm, "%s.out.pfm", input_path);
+    atexit(remove_temp_files);
     return 0;
 }
 
