@@ -676,6 +676,8 @@ md_status md_pickle_load_state_dict(const uint8_t *pkl, size_t size, const char 
         }
         if (s == MD_OK && n == 0)
             s = md_fail(err, MD_ERR_FORMAT, "%s: the state dict holds no tensors", path);
+        if (s == MD_OK)
+            s = md_weights_finish(w, path, err);
     }
     for (size_t i = 0; i < u.n_all; i++) {
         free(u.all[i]->s);
@@ -697,6 +699,8 @@ typedef struct {
     size_t prefix_len;
     const char *path;
     md_weights *w;
+    const uint8_t **cache; /* per zip entry: its bytes once read (storages are shared) */
+    size_t *cache_size;
 } pth_ctx;
 
 static md_status pth_storage(void *vctx, const char *key, const uint8_t **data, size_t *size,
@@ -712,10 +716,20 @@ static md_status pth_storage(void *vctx, const char *key, const uint8_t **data, 
     if (!e)
         return md_fail(err, MD_ERR_FORMAT, "%s: storage '%s' missing from the archive", c->path,
                        name);
+    size_t idx = (size_t)(e - c->zip->entries);
+    if (c->cache[idx]) {
+        *data = c->cache[idx];
+        *size = c->cache_size[idx];
+        return MD_OK;
+    }
     uint8_t *owned = NULL;
     md_status s = md_zip_read(c->zip, e, c->path, data, &owned, size, err);
     if (s == MD_OK && owned)
         s = md_weights_own(c->w, owned, c->path, err);
+    if (s == MD_OK) {
+        c->cache[idx] = *data;
+        c->cache_size[idx] = *size;
+    }
     return s;
 }
 
@@ -743,7 +757,15 @@ md_status md_pth_parse(const uint8_t *buf, size_t size, const char *path, md_wei
                        "%s: zip archive without <name>/data.pkl (not a torch.save checkpoint)",
                        path);
     }
-    pth_ctx ctx = {&z, pk->name, strlen(pk->name) - 8, path, w};
+    pth_ctx ctx = {&z, pk->name, strlen(pk->name) - 8, path, w, NULL, NULL};
+    ctx.cache = calloc(z.count, sizeof *ctx.cache);
+    ctx.cache_size = calloc(z.count, sizeof *ctx.cache_size);
+    if (!ctx.cache || !ctx.cache_size) {
+        free(ctx.cache);
+        free(ctx.cache_size);
+        md_zip_close(&z);
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
+    }
     char bo_name[1100];
     snprintf(bo_name, sizeof bo_name, "%.*sbyteorder", (int)ctx.prefix_len, ctx.prefix);
     const md_zip_entry *bo = md_zip_find(&z, bo_name);
@@ -757,6 +779,8 @@ md_status md_pth_parse(const uint8_t *buf, size_t size, const char *path, md_wei
                         path);
         free(owned);
         if (s != MD_OK) {
+            free(ctx.cache);
+            free(ctx.cache_size);
             md_zip_close(&z);
             return s;
         }
@@ -768,6 +792,8 @@ md_status md_pth_parse(const uint8_t *buf, size_t size, const char *path, md_wei
     if (s == MD_OK)
         s = md_pickle_load_state_dict(pkl, pkl_size, path, pth_storage, &ctx, w, err);
     free(pkl_owned);
+    free(ctx.cache);
+    free(ctx.cache_size);
     md_zip_close(&z);
     return s;
 }

@@ -68,11 +68,6 @@ md_status md_weights_add(md_weights *w, const char *name, size_t name_len, const
                    (last + 1) * esize > (uint64_t)t->avail_bytes))
         return md_fail(err, MD_ERR_FORMAT, "%s: tensor '%.*s' extends past the end of its data",
                        path, (int)(name_len > 200 ? 200 : name_len), name);
-    for (size_t i = 0; i < w->count; i++) {
-        if (strlen(w->items[i].name) == name_len && memcmp(w->items[i].name, name, name_len) == 0)
-            return md_fail(err, MD_ERR_FORMAT, "%s: tensor '%.*s' appears twice", path,
-                           (int)(name_len > 200 ? 200 : name_len), name);
-    }
     if (w->count == w->cap) {
         size_t cap = w->cap ? w->cap * 2 : 64;
         md_weight *items = realloc(w->items, cap * sizeof *items);
@@ -123,11 +118,42 @@ void md_weights_free(md_weights *w)
     memset(w, 0, sizeof *w);
 }
 
+static int cmp_weight(const void *a, const void *b)
+{
+    return strcmp(((const md_weight *)a)->name, ((const md_weight *)b)->name);
+}
+
+md_status md_weights_finish(md_weights *w, const char *path, md_error *err)
+{
+    if (w->count > 1)
+        qsort(w->items, w->count, sizeof *w->items, cmp_weight);
+    for (size_t i = 1; i < w->count; i++)
+        if (strcmp(w->items[i - 1].name, w->items[i].name) == 0)
+            return md_fail(err, MD_ERR_FORMAT, "%s: tensor '%.200s' appears twice", path,
+                           w->items[i].name);
+    w->sorted = true;
+    return MD_OK;
+}
+
 const md_weight *md_weights_find(const md_weights *w, const char *name)
 {
-    for (size_t i = 0; i < w->count; i++)
-        if (strcmp(w->items[i].name, name) == 0)
-            return &w->items[i];
+    if (!w->sorted) {
+        for (size_t i = 0; i < w->count; i++)
+            if (strcmp(w->items[i].name, name) == 0)
+                return &w->items[i];
+        return NULL;
+    }
+    size_t lo = 0, hi = w->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(w->items[mid].name, name);
+        if (c == 0)
+            return &w->items[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
@@ -598,5 +624,5 @@ md_status md_safetensors_parse(const uint8_t *buf, size_t size, const char *path
     json_ws(&c);
     if (c.p != c.end)
         return json_bad(&c, "trailing bytes after the header object");
-    return MD_OK;
+    return md_weights_finish(w, path, err);
 }

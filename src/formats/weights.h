@@ -35,6 +35,7 @@ typedef struct {
     size_t map_size;
     uint8_t **owned;    /* buffers we allocated (inflated zip entries) */
     size_t n_owned, cap_owned;
+    bool sorted;        /* items sorted by name (md_weights_finish) */
 } md_weights;
 
 size_t md_wdtype_size(md_wdtype t);
@@ -58,6 +59,8 @@ void md_weight_to_f32(const md_weight *t, float *dst);
 md_status md_weights_add(md_weights *w, const char *name, size_t name_len, const md_weight *t,
                          const char *path, md_error *err);
 md_status md_weights_own(md_weights *w, uint8_t *buf, const char *path, md_error *err);
+/* Internal: sorts by name (for binary-search lookups) and rejects duplicates. */
+md_status md_weights_finish(md_weights *w, const char *path, md_error *err);
 
 /* ------------------------------------------------------------------ zip */
 

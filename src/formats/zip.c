@@ -74,6 +74,11 @@ static bool zip64_extra(const uint8_t *extra, size_t len, md_zip_entry *e, bool 
     return !(need_size || need_comp || need_off);
 }
 
+static int cmp_entry(const void *a, const void *b)
+{
+    return strcmp(((const md_zip_entry *)a)->name, ((const md_zip_entry *)b)->name);
+}
+
 md_status md_zip_open(const uint8_t *buf, size_t size, const char *path, md_zip *z, md_error *err)
 {
     memset(z, 0, sizeof *z);
@@ -159,14 +164,25 @@ md_status md_zip_open(const uint8_t *buf, size_t size, const char *path, md_zip 
         z->count++;
         p += 46 + nlen + xlen + clen;
     }
+    /* sorted by name: lookups are binary searches */
+    if (z->count > 1)
+        qsort(z->entries, z->count, sizeof *z->entries, cmp_entry);
     return MD_OK;
 }
 
 const md_zip_entry *md_zip_find(const md_zip *z, const char *name)
 {
-    for (size_t i = 0; i < z->count; i++)
-        if (strcmp(z->entries[i].name, name) == 0)
-            return &z->entries[i];
+    size_t lo = 0, hi = z->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(z->entries[mid].name, name);
+        if (c == 0)
+            return &z->entries[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
