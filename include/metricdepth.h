@@ -87,7 +87,7 @@ typedef struct {
 md_status md_depth_load(const char *path, const md_depth_read_options *opts, md_depth *out,
                         md_error *err);
 /* Writes by extension: .png (16-bit, millimetres, rounded, 0 = invalid, clipped
- * to 65.535 m), .npy (float32), .pfm (float32, little-endian). */
+ * to 65.534 m because readers take 65535 as invalid), .npy (float32), .pfm (float32, little-endian). */
 md_status md_depth_save(const char *path, const md_depth *depth, md_error *err);
 md_status md_depth_alloc(md_depth *d, int width, int height, md_error *err);
 void md_depth_free(md_depth *d);

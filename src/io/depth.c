@@ -217,7 +217,9 @@ static md_status save_png(const char *path, const md_depth *d, md_error *err)
         uint32_t mm = 0;
         if (md_depth_valid_at(d, i)) {
             double r = floor((double)d->data[i] * 1000.0 + 0.5);
-            mm = r >= 65535.0 ? 65535u : (uint32_t)r;
+            /* 65534, not 65535: readers treat 65535 as the 7-Scenes
+             * "invalid" marker, so a far depth must not turn into it. */
+            mm = r >= 65534.0 ? 65534u : (uint32_t)r;
         }
         buf[2 * i] = (uint8_t)(mm >> 8);
         buf[2 * i + 1] = (uint8_t)mm;
