@@ -526,6 +526,31 @@ static void test_ops_by_hand(void)
     m = one_node(7, "Conv", (const char *[]){"X", "W"}, 2, &at, &w5i, 1, (int64_t[]){1, 2, 1, 20},
                  4);
     expect_run("conv-depthwise5", &m, x40, 4, (int64_t[]){1, 2, 1, 20}, want40, 1e-4);
+    /* Depthwise 3x3 pad 1 on 3 channels of 5x7 (odd height: row pairs and a
+     * last single row), weight (c + 1) * (ky * 3 + kx + 1); brute force. */
+    float w3[27], x105[105], want105[105];
+    for (int i = 0; i < 27; i++)
+        w3[i] = (float)((i / 9 + 1) * (i % 9 + 1));
+    for (int i = 0; i < 105; i++)
+        x105[i] = (float)((i * 37) % 11) - 5.0f;
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < 5; y++)
+            for (int x = 0; x < 7; x++) {
+                float acc = 0;
+                for (int ky = 0; ky < 3; ky++)
+                    for (int kx = 0; kx < 3; kx++) {
+                        int iy = y + ky - 1, ix = x + kx - 1;
+                        if (iy >= 0 && iy < 5 && ix >= 0 && ix < 7)
+                            acc += x105[c * 35 + iy * 7 + ix] * w3[c * 9 + ky * 3 + kx];
+                    }
+                want105[c * 35 + y * 7 + x] = acc;
+            }
+    tinit w3i = {"W", 4, {3, 1, 3, 3}, w3, NULL};
+    attr_ints(&at, "pads", p1, 4);
+    a_int(&at, "group", 3);
+    m = one_node(7, "Conv", (const char *[]){"X", "W"}, 2, &at, &w3i, 1, (int64_t[]){1, 3, 5, 7},
+                 4);
+    expect_run("conv-depthwise3", &m, x105, 4, (int64_t[]){1, 3, 5, 7}, want105, 1e-3);
 }
 
 /* --------------------------------------------------------------- tests */
