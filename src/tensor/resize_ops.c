@@ -117,28 +117,39 @@ void md_resize_bilinear_ac_rows(const float *src, int channels, int sh, int sw, 
     float sy = dh > 1 ? (float)(sh - 1) / (float)(dh - 1) : 0.0f;
     float sx = dw > 1 ? (float)(sw - 1) / (float)(dw - 1) : 0.0f;
     int rows = y1 - y0;
-    for (int c = 0; c < channels; c++) {
-        const float *p = src + (size_t)c * sh * sw;
-        for (int y = y0; y < y1; y++) {
-            float fy = sy * (float)y;
-            int ya = (int)fy;
-            if (ya > sh - 1)
-                ya = sh - 1;
-            int yb = ya + (ya < sh - 1);
-            float ly = fy - (float)ya;
-            ly = ly < 0.0f ? 0.0f : (ly > 1.0f ? 1.0f : ly);
-            const float *r0 = p + (size_t)ya * sw, *r1 = p + (size_t)yb * sw;
-            float *o = dst + ((size_t)c * rows + (y - y0)) * dw;
-            for (int x = 0; x < dw; x++) {
-                float fx = sx * (float)x;
-                int a = (int)fx;
-                if (a > sw - 1)
-                    a = sw - 1;
-                int b = a + (a < sw - 1);
-                float l = fx - (float)a;
-                l = l < 0.0f ? 0.0f : (l > 1.0f ? 1.0f : l);
-                o[x] = (1.0f - ly) * ((1.0f - l) * r0[a] + l * r0[b]) +
-                       ly * ((1.0f - l) * r1[a] + l * r1[b]);
+    enum { CHUNK = 512 };
+    int xa[CHUNK], xb[CHUNK];
+    float xl[CHUNK];
+    /* Column tables per chunk of output columns, shared by every row and channel. */
+    for (int x0 = 0; x0 < dw; x0 += CHUNK) {
+        int nx = dw - x0 < CHUNK ? dw - x0 : CHUNK;
+        for (int k = 0; k < nx; k++) {
+            float fx = sx * (float)(x0 + k);
+            int a = (int)fx;
+            if (a > sw - 1)
+                a = sw - 1;
+            float l = fx - (float)a;
+            xa[k] = a;
+            xb[k] = a + (a < sw - 1);
+            xl[k] = l < 0.0f ? 0.0f : (l > 1.0f ? 1.0f : l);
+        }
+        for (int c = 0; c < channels; c++) {
+            const float *p = src + (size_t)c * sh * sw;
+            for (int y = y0; y < y1; y++) {
+                float fy = sy * (float)y;
+                int ya = (int)fy;
+                if (ya > sh - 1)
+                    ya = sh - 1;
+                int yb = ya + (ya < sh - 1);
+                float ly = fy - (float)ya;
+                ly = ly < 0.0f ? 0.0f : (ly > 1.0f ? 1.0f : ly);
+                const float *r0 = p + (size_t)ya * sw, *r1 = p + (size_t)yb * sw;
+                float *o = dst + ((size_t)c * rows + (y - y0)) * dw + x0;
+                for (int k = 0; k < nx; k++) {
+                    float l = xl[k];
+                    o[k] = (1.0f - ly) * ((1.0f - l) * r0[xa[k]] + l * r0[xb[k]]) +
+                           ly * ((1.0f - l) * r1[xa[k]] + l * r1[xb[k]]);
+                }
             }
         }
     }
