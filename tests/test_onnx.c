@@ -551,6 +551,31 @@ static void test_ops_by_hand(void)
     m = one_node(7, "Conv", (const char *[]){"X", "W"}, 2, &at, &w3i, 1, (int64_t[]){1, 3, 5, 7},
                  4);
     expect_run("conv-depthwise3", &m, x105, 4, (int64_t[]){1, 3, 5, 7}, want105, 1e-3);
+    /* Depthwise 5x5 pad 2 on 2 channels of 3x37 (row pair + single row, two
+     * 32-column blocks with a ragged end); brute force. */
+    float w25[50], x222[222], want222[222];
+    for (int i = 0; i < 50; i++)
+        w25[i] = (float)((i * 7) % 9) - 4.0f;
+    for (int i = 0; i < 222; i++)
+        x222[i] = (float)((i * 13) % 17) * 0.5f - 4.0f;
+    for (int c = 0; c < 2; c++)
+        for (int y = 0; y < 3; y++)
+            for (int x = 0; x < 37; x++) {
+                float acc = 0;
+                for (int ky = 0; ky < 5; ky++)
+                    for (int kx = 0; kx < 5; kx++) {
+                        int iy = y + ky - 2, ix = x + kx - 2;
+                        if (iy >= 0 && iy < 3 && ix >= 0 && ix < 37)
+                            acc += x222[c * 111 + iy * 37 + ix] * w25[c * 25 + ky * 5 + kx];
+                    }
+                want222[c * 111 + y * 37 + x] = acc;
+            }
+    tinit w25i = {"W", 4, {2, 1, 5, 5}, w25, NULL};
+    attr_ints(&at, "pads", p2, 4);
+    a_int(&at, "group", 2);
+    m = one_node(7, "Conv", (const char *[]){"X", "W"}, 2, &at, &w25i, 1,
+                 (int64_t[]){1, 2, 3, 37}, 4);
+    expect_run("conv-depthwise5-wide", &m, x222, 4, (int64_t[]){1, 2, 3, 37}, want222, 1e-3);
 }
 
 /* --------------------------------------------------------------- tests */
