@@ -167,7 +167,6 @@ static const float *take(loader *L, int ndim, const int64_t *dims, const char *f
 #define DIMS(...) ((const int64_t[]){__VA_ARGS__})
 #define NDIMS(...) ((int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
 #define TAKE(L, name_fmt, ...) take(L, NDIMS(__VA_ARGS__), DIMS(__VA_ARGS__), name_fmt)
-#define TAKEF(L, dims_list, ndim, ...) take(L, ndim, dims_list, __VA_ARGS__)
 
 static md_status read_config(const md_weights *w, const char *path, da2_model *m, md_error *err)
 {
