@@ -1609,6 +1609,37 @@ static void gemm_task(void *arg, int t, int worker)
     }
 }
 
+/* A non-pointwise ungrouped conv in bands of output rows: each band unfolds
+ * its own columns (im2col of the input rows it needs, kept small enough for
+ * L2) into its slice of the scratch, then multiplies. */
+static void im2col_gemm_task(void *arg, int t, int worker)
+{
+    (void)worker;
+    const slice_ctx *c = arg;
+    const gop *op = c->op;
+    const md_conv2d_params *p = &op->cp;
+    const gval *o = &c->g->vals[op->out];
+    int oh = (int)o->dims[2], ow = (int)o->dims[3];
+    int y0, y1;
+    range_of(oh, c->n_tasks, t, 1, &y0, &y1);
+    if (y0 >= y1)
+        return;
+    int rows = y1 - y0, n = rows * ow;
+    int kk = p->kernel_h * p->kernel_w;
+    float *col = c->g->scratch + (size_t)c->K * y0 * ow;
+    /* This band reads input rows from base = y0*stride - pad_top on. */
+    int base = y0 * p->stride_h - p->pad_top;
+    md_conv2d_params band = *p;
+    band.pad_top = base < 0 ? -base : 0;
+    int skip = base > 0 ? base : 0;
+    for (int ch = 0; ch < p->in_channels; ch++) {
+        const float *plane = c->in + ((size_t)ch * c->h + skip) * c->w;
+        md_im2col(&band, plane, 1, c->h - skip, c->w, rows, ow, col + (size_t)ch * kk * n);
+    }
+    md_gemm_packed(p->out_channels, n, c->K, op->packed, col, (size_t)n, op->b, op->lo, op->hi,
+                   o->data + (size_t)y0 * ow, (size_t)c->N, 0, n);
+}
+
 static void resize_task(void *arg, int t, int worker)
 {
     (void)worker;
@@ -1642,9 +1673,17 @@ static void run_op(md_onnx_graph *g, const gop *op)
             sc.N = (int)(o->dims[2] * o->dims[3]);
             sc.K = p->in_channels * p->kernel_h * p->kernel_w;
             if (!is_pointwise(p)) {
-                md_im2col(p, x->data, p->in_channels, h, w, (int)o->dims[2], (int)o->dims[3],
-                          g->scratch);
-                sc.in = g->scratch;
+                /* bands whose unfolded columns stay near 256 KB (L2) */
+                int oh = (int)o->dims[2], ow = (int)o->dims[3];
+                long band_cols = 65536 / (sc.K > 0 ? sc.K : 1);
+                if (band_cols < ow)
+                    band_cols = ow;
+                int bands = (int)((sc.N + band_cols - 1) / band_cols);
+                if (bands < 4 * threads && threads > 1)
+                    bands = 4 * threads;
+                sc.n_tasks = bands < oh ? bands : oh;
+                md_pool_run(g->pool, sc.n_tasks, im2col_gemm_task, &sc);
+                break;
             }
             /* Wide outputs split by column blocks, narrow ones by row panels. */
             int col_blocks = (sc.N + 31) / 32, panels = (p->out_channels + 7) / 8;
