@@ -224,6 +224,78 @@ md_status md_metrics_compute(const md_depth *pred, const md_depth *gt, md_protoc
 /* Mean of per-image metrics (n_valid summed). */
 void md_metrics_mean(const md_metrics *items, size_t n, md_metrics *out);
 
+/* ------------------------------------------ adaptive scale (scale CNN) */
+
+/* A small CNN that predicts log(s*) from the RGB image alone, so that
+ * exp(prediction) * base depth is metric (the seed report's method). */
+typedef struct md_scale_model md_scale_model;
+
+typedef enum {
+    MD_SCALE_ARCH_PAPER = 0,  /* the seed's: conv3x3 3->64, ReLU, maxpool2, conv3x3 64->128, ReLU,
+                                 maxpool2, FC 128*56*56 -> 512, ReLU, FC 512 -> 1 (205.6 M params) */
+    MD_SCALE_ARCH_COMPACT = 1 /* conv stages + global average pooling + small MLP (< 1 M params) */
+} md_scale_arch;
+
+int md_scale_arch_parse(const char *name); /* "paper" | "compact", -1 if unknown */
+const char *md_scale_arch_name(md_scale_arch arch);
+
+typedef struct {
+    int epoch, epochs;     /* 1-based epoch being run */
+    int batch, batches;    /* 1-based batch within the epoch */
+    double train_loss;     /* running mean MSE of this epoch so far */
+    double val_loss;       /* last validation MSE, NaN before the first */
+    double elapsed_s, eta_s;
+} md_train_progress;
+
+typedef struct {
+    md_scale_arch arch;
+    int input_size;        /* square network input (default 224) */
+    int epochs;            /* default 30 */
+    int batch_size;        /* default 30 */
+    double lr;             /* Adam learning rate, default 1e-3 */
+    double beta1, beta2, eps; /* default 0.9, 0.999, 1e-8 */
+    int step_size;         /* learning-rate decay every step_size epochs (default 10) */
+    double gamma;          /* by this factor (default 0.5) */
+    double val_fraction;   /* held out for validation (default 0.2) */
+    int val_every;         /* validate every N epochs (default 5) */
+    uint64_t seed;         /* split, init and shuffling (default 0) */
+    int threads;           /* 0 = all cores */
+    const char *base_model;   /* recorded in the saved model's metadata */
+    const char *list_hash;    /* hash of the training list, recorded too */
+    void (*progress)(void *user, const md_train_progress *p); /* may be NULL */
+    void *progress_user;
+} md_train_options;
+
+md_train_options md_train_defaults(void);
+
+/* Per-epoch record: train_loss[e] for every epoch, val_loss[e] NaN where no
+ * validation ran. Free with md_train_log_free. */
+typedef struct {
+    int epochs;
+    double *train_loss;
+    double *val_loss;
+    size_t n_train, n_val;
+} md_train_log;
+
+/* Trains on n images with target log scales (PyTorch default init, MSE on
+ * log s, Adam, step decay). Deterministic for a seed and thread count. */
+md_status md_scale_model_train(const md_image *images, const double *log_scales, size_t n,
+                               const md_train_options *opts, md_scale_model **out,
+                               md_train_log *log, md_error *err);
+void md_train_log_free(md_train_log *log);
+
+/* Predicted log(scale) for one image (any size: resized as in training). */
+md_status md_scale_model_predict(md_scale_model *model, const md_image *img, double *log_scale,
+                                 md_error *err);
+/* .safetensors with metadata (arch, input size, normalisation, base model, list hash). */
+md_status md_scale_model_save(const md_scale_model *model, const char *path, md_error *err);
+md_status md_scale_model_load(const char *path, md_scale_model **out, md_error *err);
+/* "compact scale CNN, 224x224, 0.41 M params, trained for fastdepth_7.onnx on 100 pairs" */
+const char *md_scale_model_describe(const md_scale_model *model);
+/* The base model name recorded at training time ("" if none). */
+const char *md_scale_model_base(const md_scale_model *model);
+void md_scale_model_free(md_scale_model *model);
+
 /* ---------------------------------------------------------------- models */
 
 typedef struct md_model md_model;
