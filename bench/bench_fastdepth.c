@@ -1,11 +1,9 @@
 /* FastDepth (ONNX backend) speed: median milliseconds per md_model_run_tensor
  * on a 1x3x224x224 input, per thread count, plus one md_model_predict on a
- * 640x480 image. Not wired into bench/CMakeLists.txt yet; by hand:
+ * 640x480 image:
  *
- *   cmake --build build --target metricdepth_static
- *   cc -O2 -Iinclude bench/bench_fastdepth.c build/libmetricdepth.a \
- *      $(pkg-config --libs openblas libpng libjpeg zlib cairo) -lm -lpthread -o bench_fastdepth
- *   ./bench_fastdepth [model.onnx] [runs] [max_threads]
+ *   cmake --build build --target bench_fastdepth
+ *   ./build/bench/bench_fastdepth [model.onnx] [runs] [max_threads]
  *
  * The model defaults to md_default_model_path() (scripts/install-models). */
 #include "metricdepth.h"
