@@ -207,6 +207,11 @@ static int encode(png_structp png, png_infop info, FILE *fp, int w, int h, int c
     png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, bit_depth,
                  channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    /* zlib level 6 with adaptive filtering made writing a 640x480 depth PNG
+     * cost 3x the network itself; level 2 with the Sub filter (depth and
+     * previews vary smoothly along rows) is ~5x faster for a few % in size. */
+    png_set_compression_level(png, 2);
+    png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_SUB);
     png_write_info(png, info);
     size_t rowbytes = (size_t)w * (size_t)channels * (size_t)(bit_depth / 8);
     for (int y = 0; y < h; y++)
