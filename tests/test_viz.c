@@ -158,6 +158,40 @@ static void test_preview_written(void)
     remove_temp(path);
 }
 
+/* Automatic range on a scrambled 1..1001 (a permutation: 37 is coprime to
+ * 1001): numpy's p2 = 1 + 0.02 * 1000 = 21 and p98 = 981 exactly, so 501 m
+ * sits at t = 0.5 and everything at or below 21 m at turbo(0). */
+static void test_preview_percentiles_large(void)
+{
+    md_error err = {0};
+    enum { N = 1001 };
+    float v[N];
+    size_t at501 = 0, at21 = 0, at5 = 0, at990 = 0;
+    for (size_t i = 0; i < N; i++) {
+        v[i] = (float)(1 + (i * 37) % N);
+        at501 = v[i] == 501.0f ? i : at501;
+        at21 = v[i] == 21.0f ? i : at21;
+        at5 = v[i] == 5.0f ? i : at5;
+        at990 = v[i] == 990.0f ? i : at990;
+    }
+    md_depth d = {N, 1, v, NULL};
+    char *path = temp_path("perc.png");
+    if (!path)
+        return;
+    CHECK_OK(md_depth_save_preview(path, &d, MD_COLORMAP_TURBO, 0, 0, &err), &err);
+    md_image img = {0};
+    if (md_image_load(path, &img, &err) == MD_OK) {
+        CHECK(near_rgb(img.pixels + 3 * at501, 163, 252, 60, 3)); /* turbo(0.5) */
+        CHECK(near_rgb(img.pixels + 3 * at21, 48, 18, 59, 2));    /* p2 -> turbo(0) */
+        CHECK(near_rgb(img.pixels + 3 * at5, 48, 18, 59, 2));     /* below p2 */
+        CHECK(near_rgb(img.pixels + 3 * at990, 122, 4, 3, 2));    /* above p98 */
+        md_image_free(&img);
+    } else {
+        CHECK_MSG(0, "%s", err.message);
+    }
+    remove_temp(path);
+}
+
 /* No valid pixel at all: an all-black preview, not an error. A constant map
  * gets the middle colour of the map. */
 static void test_preview_degenerate(void)
@@ -217,6 +251,7 @@ int main(void)
     RUN_TEST(test_inferno_monotone_luminance);
     RUN_TEST(test_turbo_is_continuous);
     RUN_TEST(test_preview_written);
+    RUN_TEST(test_preview_percentiles_large);
     RUN_TEST(test_preview_degenerate);
     RUN_TEST(test_preview_errors);
     return check_finish();
