@@ -2,9 +2,7 @@
 #include "cli.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const cli_command *const commands[] = {
     &cmd_demo,  &cmd_predict, &cmd_run_model, &cmd_bench,   &cmd_pairs,
@@ -26,34 +24,8 @@ static void print_help(void)
            "            3 batch finished with some items failed\n");
 }
 
-/* OpenBLAS picks its kernels when it loads, from the CPU it recognises.
- * Debian 12's OpenBLAS 0.3.21 predates AMD Zen 4 and falls back to its AVX2
- * (Haswell) kernels there, although the CPU has AVX-512; newer OpenBLAS
- * releases use the SkylakeX kernels on Zen 4, which run Depth Anything V2
- * about 1.5x faster. OPENBLAS_CORETYPE is only read at load time, so when the
- * CPU has the AVX-512 subsets those kernels need and the user has not chosen,
- * the tool runs itself again once with the variable set. */
-static void select_blas_kernels(char **argv)
-{
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (getenv("OPENBLAS_CORETYPE") || getenv("METRICDEPTH_NO_REEXEC"))
-        return;
-    __builtin_cpu_init();
-    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")))
-        return;
-    if (setenv("OPENBLAS_CORETYPE", "SKYLAKEX", 1) != 0)
-        return;
-    execv("/proc/self/exe", argv);
-    /* exec failed (no /proc): carry on with the kernels already loaded */
-#else
-    (void)argv;
-#endif
-}
-
 int main(int argc, char **argv)
 {
-    select_blas_kernels(argv);
     if (argc < 2) {
         print_help();
         return CLI_EXIT_USAGE;
