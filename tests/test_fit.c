@@ -1,0 +1,325 @@
+/* fit-scales library side (src/eval/fit.c): percentiles and trimming, the
+ * prediction cache key, the scales CSV, per-pair scale and metrics. Expected
+ * values are worked out by hand in the comments. */
+#include "check.h"
+#include "eval/fit.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static void path_in_tmp(char *buf, size_t size, const char *name)
+{
+    snprintf(buf, size, "%s/%s", tmpdir, name);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static void test_fnv(void)
+{
+    /* FNV-1a 64 published test vectors */
+    CHECK(md_fnv1a64(MD_FNV1A64_INIT, "", 0) == 0xcbf29ce484222325ULL);
+    CHECK(md_fnv1a64(MD_FNV1A64_INIT, "a", 1) == 0xaf63dc4c8601ec8cULL);
+    CHECK(md_fnv1a64(MD_FNV1A64_INIT, "foobar", 6) == 0x85944171f73967e8ULL);
+    /* chaining = hashing the concatenation */
+    CHECK(md_fnv1a64(md_fnv1a64(MD_FNV1A64_INIT, "foo", 3), "bar", 3) == 0x85944171f73967e8ULL);
+}
+
+static void test_percentiles(void)
+{
+    md_error err = {0};
+    const double v[5] = {5, 1, 4, 2, 3};
+    double p;
+    /* sorted 1 2 3 4 5, rank = pct/100 * 4 */
+    CHECK_OK(md_percentile(v, 5, 50, &p, &err), &err);
+    CHECK_NEAR(p, 3.0, 1e-12);
+    CHECK_OK(md_percentile(v, 5, 10, &p, &err), &err); /* rank 0.4: 1 + 0.4 */
+    CHECK_NEAR(p, 1.4, 1e-12);
+    CHECK_OK(md_percentile(v, 5, 95, &p, &err), &err); /* rank 3.8: 4 + 0.8 */
+    CHECK_NEAR(p, 4.8, 1e-12);
+    CHECK_OK(md_percentile(v, 5, 0, &p, &err), &err);
+    CHECK_NEAR(p, 1.0, 0);
+    CHECK_OK(md_percentile(v, 5, 100, &p, &err), &err);
+    CHECK_NEAR(p, 5.0, 0);
+    CHECK(md_percentile(v, 0, 50, &p, &err) == MD_ERR_DATA);
+    CHECK(md_percentile(v, 5, 101, &p, &err) == MD_ERR_ARG);
+
+    /* trim 10,90: keep values in [1.4, 4.6] -> 4, 2, 3 (v[2], v[3], v[4]) */
+    unsigned char keep[5];
+    size_t k = 0;
+    CHECK_OK(md_fit_trim(v, 5, 10, 90, keep, &k, &err), &err);
+    CHECK(k == 3);
+    CHECK(keep[0] == 0 && keep[1] == 0 && keep[2] == 1 && keep[3] == 1 && keep[4] == 1);
+    CHECK_OK(md_fit_trim(v, 5, 0, 100, keep, &k, &err), &err);
+    CHECK(k == 5);
+    CHECK(md_fit_trim(v, 5, 60, 40, keep, &k, &err) == MD_ERR_ARG);
+}
+
+static void test_cache_key(void)
+{
+    md_error err = {0};
+    char model[512], rgb[512], rgb2[512];
+    path_in_tmp(model, sizeof model, "model.onnx");
+    path_in_tmp(rgb, sizeof rgb, "a.png");
+    path_in_tmp(rgb2, sizeof rgb2, "b.png");
+    write_text(model, "model bytes");
+    write_text(rgb, "image one");
+    write_text(rgb2, "image one");
+    /* pin both mtimes so only what the test changes differs */
+    struct timespec t[2] = {{1000000000, 0}, {1000000000, 0}};
+    utimensat(AT_FDCWD, rgb, t, 0);
+    utimensat(AT_FDCWD, rgb2, t, 0);
+    char k1[17], k2[17], k3[17], k4[17], k5[17];
+    CHECK_OK(md_fit_cache_key(model, rgb, k1, &err), &err);
+    CHECK_OK(md_fit_cache_key(model, rgb, k2, &err), &err);
+    CHECK(strlen(k1) == 16 && strcmp(k1, k2) == 0); /* stable */
+    CHECK_OK(md_fit_cache_key(model, rgb2, k3, &err), &err);
+    CHECK(strcmp(k1, k3) != 0); /* same content and time, other path */
+    write_text(rgb, "image one, edited");
+    utimensat(AT_FDCWD, rgb, t, 0);
+    CHECK_OK(md_fit_cache_key(model, rgb, k4, &err), &err);
+    CHECK(strcmp(k1, k4) != 0); /* size changed */
+    struct timespec t2[2] = {{1000000000, 0}, {1000000001, 0}};
+    utimensat(AT_FDCWD, rgb, t2, 0);
+    CHECK_OK(md_fit_cache_key(model, rgb, k5, &err), &err);
+    CHECK(strcmp(k4, k5) != 0); /* only the mtime changed */
+    write_text(model, "model bytes, retrained");
+    CHECK_OK(md_fit_cache_key(model, rgb, k2, &err), &err);
+    CHECK(strcmp(k5, k2) != 0); /* the model changed */
+    char missing[512];
+    path_in_tmp(missing, sizeof missing, "missing.png");
+    CHECK(md_fit_cache_key(model, missing, k1, &err) == MD_ERR_IO);
+    CHECK(strstr(err.message, "missing.png") != NULL);
+}
+
+static void test_cache_store(void)
+{
+    md_error err = {0};
+    md_depth d = {0}, back = {0};
+    char path[512];
+    path_in_tmp(path, sizeof path, "cache.npy");
+    CHECK_OK(md_depth_alloc(&d, 3, 1, &err), &err);
+    d.data[0] = 1.5f;
+    d.data[1] = 2.0f; /* masked out: must come back invalid */
+    d.data[2] = 0.25f;
+    uint8_t mask[3] = {1, 0, 1};
+    d.mask = mask;
+    md_depth miss = {0};
+    CHECK(md_fit_cache_load(path, &miss, &err) == MD_ERR_IO);
+    CHECK_OK(md_fit_cache_store(path, &d, &err), &err);
+    d.mask = NULL;
+    CHECK_OK(md_fit_cache_load(path, &back, &err), &err);
+    CHECK(back.width == 3 && back.height == 1);
+    if (back.data) {
+        CHECK(back.data[0] == 1.5f && back.data[1] == 0.0f && back.data[2] == 0.25f);
+    }
+    md_depth_free(&d);
+    md_depth_free(&back);
+}
+
+static const char *header =
+    "rgb,depth,divisor,scale,log_scale,w1_before,w1_after,abs_rel_before,rmse_before,"
+    "delta1_before,abs_rel_after,rmse_after,delta1_after";
+
+static void test_csv_round_trip(void)
+{
+    md_error err = {0};
+    char path[512], path2[512], buf[2048];
+    path_in_tmp(path, sizeof path, "hand.csv");
+    path_in_tmp(path2, sizeof path2, "again.csv");
+    /* ln 2 = 0.693147181, ln 0.5 = -0.693147181 */
+    snprintf(buf, sizeof buf,
+             "%s\r\n"
+             "rgb/a.jpg,depth/a.png,1000,2,0.693147181,0.5,0.1,0.3,1.2,0.4,0.1,0.5,0.9\r\n"
+             "\n"
+             "/abs/b.jpg,/abs/b.png,sun,0.5,-0.693147181,1,0.2,0.5,2,0.1,0.2,1,0.6\n",
+             header);
+    write_text(path, buf);
+    md_fit_table t = {0};
+    CHECK_OK(md_fit_csv_read(path, &t, &err), &err);
+    CHECK(t.count == 2);
+    if (t.count == 2) {
+        char want[512];
+        snprintf(want, sizeof want, "%s/rgb/a.jpg", tmpdir); /* relative to the CSV */
+        CHECK(strcmp(t.items[0].rgb, want) == 0);
+        CHECK(strcmp(t.items[1].rgb, "/abs/b.jpg") == 0);
+        CHECK(strcmp(t.items[1].depth, "/abs/b.png") == 0);
+        CHECK_NEAR(t.items[0].divisor, 1000, 0);
+        CHECK(t.items[0].encoding == MD_DEPTH_PLAIN);
+        CHECK(t.items[1].encoding == MD_DEPTH_SUN_ROTATED);
+        CHECK_NEAR(t.items[0].scale, 2, 0);
+        CHECK_NEAR(t.items[1].log_scale, -0.693147181, 1e-12);
+        CHECK_NEAR(t.items[0].before.rmse, 1.2, 1e-12);
+        CHECK_NEAR(t.items[1].after.delta1, 0.6, 1e-12);
+        CHECK(!t.items[0].has_adaptive);
+    }
+    /* with the adaptive columns written and read back */
+    for (size_t i = 0; i < t.count; i++) {
+        t.items[i].has_adaptive = 1;
+        t.items[i].pred_log_scale = 0.25 * (double)(i + 1);
+        t.items[i].adaptive.abs_rel = 0.125;
+    }
+    CHECK_OK(md_fit_csv_write(path2, &t, &err), &err);
+    FILE *f = fopen(path2, "rb");
+    char line[1024] = "";
+    if (f) {
+        if (!fgets(line, sizeof line, f))
+            line[0] = '\0';
+        fclose(f);
+    }
+    char want_header[1024];
+    snprintf(want_header, sizeof want_header,
+             "%s,pred_log_scale,abs_rel_adaptive,rmse_adaptive,delta1_adaptive\n", header);
+    CHECK(strcmp(line, want_header) == 0);
+    md_fit_table u = {0};
+    CHECK_OK(md_fit_csv_read(path2, &u, &err), &err);
+    CHECK(u.count == 2);
+    if (u.count == 2 && t.count == 2) {
+        CHECK(strcmp(u.items[0].rgb, t.items[0].rgb) == 0);
+        CHECK(u.items[1].encoding == MD_DEPTH_SUN_ROTATED);
+        CHECK(u.items[0].has_adaptive && u.items[1].has_adaptive);
+        CHECK_NEAR(u.items[1].pred_log_scale, 0.5, 0);
+        CHECK_NEAR(u.items[0].adaptive.abs_rel, 0.125, 0);
+        CHECK_NEAR(u.items[0].w1_before, 0.5, 1e-12);
+    }
+    /* the training-list hash follows the log scales */
+    uint64_t h1 = md_fit_list_hash(&u);
+    if (u.count)
+        u.items[0].log_scale += 0.01;
+    CHECK(md_fit_list_hash(&u) != h1);
+    /* a path with a comma cannot be written */
+    if (t.count) {
+        free(t.items[0].rgb);
+        t.items[0].rgb = strdup("a,b.jpg");
+        CHECK(md_fit_csv_write(path2, &t, &err) == MD_ERR_DATA);
+        CHECK(strstr(err.message, "a,b.jpg") != NULL);
+    }
+    md_fit_table_free(&t);
+    md_fit_table_free(&u);
+}
+
+/* Each bad file must fail with "name:line:" and leave the table untouched. */
+static void expect_bad(const char *name, const char *text, const char *where, const char *what)
+{
+    char path[512];
+    path_in_tmp(path, sizeof path, name);
+    write_text(path, text);
+    md_fit_table t = {0};
+    md_error err = {0};
+    CHECK(md_fit_csv_read(path, &t, &err) == MD_ERR_FORMAT);
+    CHECK_MSG(strstr(err.message, where) != NULL, "'%s' lacks '%s'", err.message, where);
+    CHECK_MSG(strstr(err.message, what) != NULL, "'%s' lacks '%s'", err.message, what);
+    CHECK(t.count == 0);
+    md_fit_table_free(&t);
+}
+
+static void test_csv_errors(void)
+{
+    char buf[2048];
+    const char *good = "a.jpg,a.png,1000,1,0,0,0,0,0,0,0,0,0\n";
+    snprintf(buf, sizeof buf, "%s\n%s%s", header, good,
+             "b.jpg,b.png,1000,1,0,0,0,0,0,0,0,0\n"); /* 12 fields */
+    expect_bad("fields.csv", buf, "fields.csv:3:", "12 fields");
+    snprintf(buf, sizeof buf, "%s\n%s", header, "b.jpg,b.png,1000,abc,0,0,0,0,0,0,0,0,0\n");
+    expect_bad("number.csv", buf, "number.csv:2:", "scale 'abc'");
+    snprintf(buf, sizeof buf, "%s\n%s%s%s", header, good, good,
+             "b.jpg,b.png,1000,2,0,0,0,0,0,0,0,0,0\n"); /* ln 2 != 0 */
+    expect_bad("logscale.csv", buf, "logscale.csv:4:", "log_scale");
+    snprintf(buf, sizeof buf, "%s\n%s", header, "b.jpg,b.png,zero,1,0,0,0,0,0,0,0,0,0\n");
+    expect_bad("divisor.csv", buf, "divisor.csv:2:", "divisor");
+    snprintf(buf, sizeof buf, "%s\n%s", header, "b.jpg,b.png,1000,-1,0,0,0,0,0,0,0,0,0\n");
+    expect_bad("negative.csv", buf, "negative.csv:2:", "not positive");
+    expect_bad("header.csv", "rgb,depth,scale\na,b,1\n", "header.csv:1:", "header");
+    expect_bad("empty.csv", "", "empty.csv:1:", "empty");
+}
+
+static md_depth make_depth(int w, int h, const float *v)
+{
+    md_depth d = {0};
+    md_error err = {0};
+    if (md_depth_alloc(&d, w, h, &err) == MD_OK)
+        memcpy(d.data, v, (size_t)w * (size_t)h * sizeof *v);
+    return d;
+}
+
+static void test_fit_pair(void)
+{
+    md_error err = {0};
+    const float p[4] = {1, 2, 3, 4}, g[4] = {2, 4, 6, 8};
+    md_depth pred = make_depth(2, 2, p), gt = make_depth(2, 2, g);
+    md_fit_row r;
+    memset(&r, 0, sizeof r);
+    CHECK_OK(md_fit_pair(&pred, &gt, MD_SCALE_W1, 0.1, 3, &r, &err), &err);
+    /* gt = 2 pred exactly: s* = 2, W1 before = mean(1,2,3,4) = 2.5, after 0;
+     * AbsRel before = mean(|p-g|/g) = 0.5, RMSE = sqrt((1+4+9+16)/4) = sqrt(7.5),
+     * every ratio is 2 > 1.25 so delta1 = 0; after: exact. */
+    CHECK_NEAR(r.scale, 2.0, 1e-9);
+    CHECK_NEAR(r.log_scale, 0.69314718056, 1e-9);
+    CHECK_NEAR(r.w1_before, 2.5, 1e-9);
+    CHECK_NEAR(r.w1_after, 0.0, 1e-9);
+    CHECK_NEAR(r.before.abs_rel, 0.5, 1e-9);
+    CHECK_NEAR(r.before.rmse, sqrt(7.5), 1e-6);
+    CHECK_NEAR(r.before.delta1, 0.0, 0);
+    CHECK_NEAR(r.after.abs_rel, 0.0, 1e-7);
+    CHECK_NEAR(r.after.delta1, 1.0, 0);
+    /* clamped to the range: s* = 1.5 at most; AbsRel = mean(|1.5p-2p|/2p) = 0.25 */
+    CHECK_OK(md_fit_pair(&pred, &gt, MD_SCALE_W1, 0.1, 1.5, &r, &err), &err);
+    CHECK_NEAR(r.scale, 1.5, 1e-12);
+    CHECK_NEAR(r.after.abs_rel, 0.25, 1e-7);
+    /* scaled metrics at s = 4: |4p - 2p|/2p = 1 */
+    md_metrics m;
+    CHECK_OK(md_fit_scaled_metrics(&pred, &gt, 4.0, &m, &err), &err);
+    CHECK_NEAR(m.abs_rel, 1.0, 1e-7);
+    /* size mismatch and no valid pixel are data errors */
+    md_depth small = make_depth(1, 1, p);
+    CHECK(md_fit_pair(&small, &gt, MD_SCALE_W1, 0.1, 2, &r, &err) == MD_ERR_DATA);
+    CHECK(strstr(err.message, "size") != NULL);
+    const float z[4] = {0, 0, 0, 0};
+    md_depth zeros = make_depth(2, 2, z);
+    CHECK(md_fit_pair(&pred, &zeros, MD_SCALE_W1, 0.1, 2, &r, &err) == MD_ERR_DATA);
+    md_depth_free(&pred);
+    md_depth_free(&gt);
+    md_depth_free(&small);
+    md_depth_free(&zeros);
+}
+
+static void remove_tmp(void)
+{
+    const char *names[] = {"model.onnx", "a.png",     "b.png",       "cache.npy",  "hand.csv",
+                           "again.csv",  "fields.csv", "number.csv", "logscale.csv",
+                           "divisor.csv", "negative.csv", "header.csv", "empty.csv"};
+    char p[512];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        path_in_tmp(p, sizeof p, names[i]);
+        unlink(p);
+    }
+    rmdir(tmpdir);
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/md_test_fit_XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN_TEST(test_fnv);
+    RUN_TEST(test_percentiles);
+    RUN_TEST(test_cache_key);
+    RUN_TEST(test_cache_store);
+    RUN_TEST(test_csv_round_trip);
+    RUN_TEST(test_csv_errors);
+    RUN_TEST(test_fit_pair);
+    remove_tmp();
+    return check_finish();
+}
