@@ -626,3 +626,115 @@ md_status md_safetensors_parse(const uint8_t *buf, size_t size, const char *path
         return json_bad(&c, "trailing bytes after the header object");
     return md_weights_finish(w, path, err);
 }
+
+/* ------------------------------------------ safetensors __metadata__ map */
+/* Added for the scale CNN's model files (src/scale/scale_cnn.c), which keep
+ * their architecture and provenance in the header's string map. */
+
+void md_safetensors_metadata_free(md_meta_entry *items, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        free(items[i].key);
+        free(items[i].value);
+    }
+    free(items);
+}
+
+static md_status meta_object(json_cur *c, md_meta_entry **out, size_t *count)
+{
+    size_t cap = 0;
+    if (!json_lit(c, '{'))
+        return json_bad(c, "__metadata__ is not an object");
+    if (json_lit(c, '}'))
+        return MD_OK;
+    for (;;) {
+        char *key = NULL, *val = NULL;
+        size_t klen, vlen;
+        md_status s = json_string(c, &key, &klen);
+        if (s != MD_OK)
+            return s;
+        if (!json_lit(c, ':')) {
+            free(key);
+            return json_bad(c, "expected ':'");
+        }
+        json_ws(c);
+        if (c->p >= c->end || *c->p != '"') {
+            free(key);
+            return json_bad(c, "__metadata__ values must be strings");
+        }
+        if ((s = json_string(c, &val, &vlen)) != MD_OK) {
+            free(key);
+            return s;
+        }
+        if (*count == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            md_meta_entry *items = realloc(*out, ncap * sizeof *items);
+            if (!items) {
+                free(key);
+                free(val);
+                return md_fail(c->err, MD_ERR_NOMEM, "%s: out of memory for metadata", c->path);
+            }
+            *out = items;
+            cap = ncap;
+        }
+        (*out)[*count].key = key;
+        (*out)[*count].value = val;
+        (*count)++;
+        if (json_lit(c, ','))
+            continue;
+        if (json_lit(c, '}'))
+            return MD_OK;
+        return json_bad(c, "expected ',' or '}'");
+    }
+}
+
+md_status md_safetensors_metadata(const uint8_t *buf, size_t size, const char *path,
+                                  md_meta_entry **items, size_t *count, md_error *err)
+{
+    *items = NULL;
+    *count = 0;
+    if (size < 8)
+        return md_fail(err, MD_ERR_FORMAT, "%s: too short for a safetensors file", path);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | buf[i];
+    if (hlen < 2 || hlen > size - 8)
+        return md_fail(err, MD_ERR_FORMAT, "%s: safetensors header length %llu does not fit",
+                       path, (unsigned long long)hlen);
+    json_cur c = {(const char *)buf + 8, (const char *)buf + 8 + hlen, path, err, 0};
+    md_status s = MD_OK;
+    if (!json_lit(&c, '{'))
+        return md_fail(err, MD_ERR_FORMAT, "%s: safetensors header is not a JSON object", path);
+    if (!json_lit(&c, '}')) {
+        for (;;) {
+            char *name;
+            size_t nlen;
+            if ((s = json_string(&c, &name, &nlen)) != MD_OK)
+                break;
+            if (!json_lit(&c, ':')) {
+                free(name);
+                s = json_bad(&c, "expected ':'");
+                break;
+            }
+            if (strcmp(name, "__metadata__") == 0 && *count == 0)
+                s = meta_object(&c, items, count);
+            else
+                s = json_skip(&c);
+            free(name);
+            if (s != MD_OK)
+                break;
+            if (json_lit(&c, ','))
+                continue;
+            if (json_lit(&c, '}'))
+                break;
+            s = json_bad(&c, "expected ',' or '}'");
+            break;
+        }
+    }
+    if (s != MD_OK) {
+        md_safetensors_metadata_free(*items, *count);
+        *items = NULL;
+        *count = 0;
+    }
+    return s;
+}

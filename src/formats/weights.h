@@ -62,6 +62,15 @@ md_status md_weights_own(md_weights *w, uint8_t *buf, const char *path, md_error
 /* Internal: sorts by name (for binary-search lookups) and rejects duplicates. */
 md_status md_weights_finish(md_weights *w, const char *path, md_error *err);
 
+/* The safetensors header's "__metadata__" string map, in file order (none:
+ * count 0). Free with md_safetensors_metadata_free. */
+typedef struct {
+    char *key, *value;
+} md_meta_entry;
+md_status md_safetensors_metadata(const uint8_t *buf, size_t size, const char *path,
+                                  md_meta_entry **items, size_t *count, md_error *err);
+void md_safetensors_metadata_free(md_meta_entry *items, size_t count);
+
 /* ------------------------------------------------------------------ zip */
 
 typedef struct {
