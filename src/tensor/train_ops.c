@@ -1,0 +1,243 @@
+/* Training kernels: see train_ops.h. */
+#include "tensor/train_ops.h"
+
+#include "tensor/cnn_ops.h"
+#include "tensor/parallel.h"
+
+#include <math.h>
+#include <string.h>
+
+void md_col2im_add(const md_conv2d_params *p, const float *col, int channels, int in_h, int in_w,
+                   int out_h, int out_w, float *img)
+{
+    size_t ohw = (size_t)out_h * out_w;
+    for (int c = 0; c < channels; c++) {
+        float *plane = img + (size_t)c * in_h * in_w;
+        for (int ky = 0; ky < p->kernel_h; ky++) {
+            for (int kx = 0; kx < p->kernel_w; kx++) {
+                const float *row =
+                    col + (((size_t)c * p->kernel_h + ky) * p->kernel_w + kx) * ohw;
+                int x0 = -p->pad_left + kx * p->dilation_w;
+                int s = p->stride_w;
+                /* Output columns whose source column lies inside the row. */
+                int lo = x0 >= 0 ? 0 : (-x0 + s - 1) / s;
+                int hi = in_w - 1 - x0 >= 0 ? (in_w - 1 - x0) / s + 1 : 0;
+                if (hi > out_w)
+                    hi = out_w;
+                for (int oy = 0; oy < out_h; oy++) {
+                    int iy = oy * p->stride_h - p->pad_top + ky * p->dilation_h;
+                    if (iy < 0 || iy >= in_h)
+                        continue;
+                    float *dst = plane + (size_t)iy * in_w + x0;
+                    const float *src = row + (size_t)oy * out_w;
+                    if (s == 1) {
+                        for (int ox = lo; ox < hi; ox++)
+                            dst[ox] += src[ox];
+                    } else {
+                        for (int ox = lo; ox < hi; ox++)
+                            dst[ox * s] += src[ox];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void md_train_conv_forward(const md_conv2d_params *p, const float *in, int in_h, int in_w,
+                           const float *weight, const float *bias, bool relu, float *out,
+                           int out_h, int out_w, float *col)
+{
+    int K = p->in_channels * p->kernel_h * p->kernel_w;
+    int N = out_h * out_w;
+    md_im2col(p, in, p->in_channels, in_h, in_w, out_h, out_w, col);
+    md_sgemm(false, false, p->out_channels, N, K, 1.0f, weight, K, col, N, 0.0f, out, N);
+    md_bias_clamp_inplace(out, p->out_channels, (size_t)N, bias, relu ? 0.0f : -INFINITY,
+                          INFINITY);
+}
+
+void md_train_conv_backward(const md_conv2d_params *p, const float *in, int in_h, int in_w,
+                            const float *weight, const float *dout, int out_h, int out_w,
+                            float *dweight, float *dbias, float *din, float *col, float *dcol)
+{
+    int K = p->in_channels * p->kernel_h * p->kernel_w;
+    int N = out_h * out_w;
+    int M = p->out_channels;
+    md_im2col(p, in, p->in_channels, in_h, in_w, out_h, out_w, col);
+    md_sgemm(false, true, M, K, N, 1.0f, dout, N, col, N, 1.0f, dweight, K);
+    for (int o = 0; o < M; o++) {
+        const float *r = dout + (size_t)o * N;
+        double s = 0.0;
+        for (int i = 0; i < N; i++)
+            s += r[i];
+        dbias[o] += (float)s;
+    }
+    if (din) {
+        md_sgemm(true, false, K, N, M, 1.0f, weight, K, dout, N, 0.0f, dcol, N);
+        memset(din, 0, sizeof(float) * (size_t)p->in_channels * in_h * in_w);
+        md_col2im_add(p, dcol, p->in_channels, in_h, in_w, out_h, out_w, din);
+    }
+}
+
+void md_relu_backward(const float *y, float *dy, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void md_maxpool_forward(const float *in, size_t planes, int in_h, int in_w, int k, int s,
+                        float *out, int out_h, int out_w, int32_t *argmax)
+{
+    size_t ihw = (size_t)in_h * in_w, ohw = (size_t)out_h * out_w;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *ip = in + pl * ihw;
+        float *op = out + pl * ohw;
+        int32_t *ap = argmax + pl * ohw;
+        for (int oy = 0; oy < out_h; oy++) {
+            for (int ox = 0; ox < out_w; ox++) {
+                int y0 = oy * s, x0 = ox * s;
+                int32_t best = y0 * in_w + x0;
+                float bv = ip[best];
+                for (int ky = 0; ky < k; ky++) {
+                    for (int kx = 0; kx < k; kx++) {
+                        int32_t idx = (y0 + ky) * in_w + x0 + kx;
+                        float v = ip[idx];
+                        if (v > bv || isnan(v)) {
+                            bv = v;
+                            best = idx;
+                        }
+                    }
+                }
+                op[oy * out_w + ox] = bv;
+                ap[oy * out_w + ox] = best;
+            }
+        }
+    }
+}
+
+void md_maxpool_backward(const float *dout, const int32_t *argmax, size_t planes, int in_h,
+                         int in_w, int out_h, int out_w, float *din)
+{
+    size_t ihw = (size_t)in_h * in_w, ohw = (size_t)out_h * out_w;
+    memset(din, 0, sizeof(float) * planes * ihw);
+    for (size_t pl = 0; pl < planes; pl++) {
+        float *dp = din + pl * ihw;
+        const float *gp = dout + pl * ohw;
+        const int32_t *ap = argmax + pl * ohw;
+        for (size_t j = 0; j < ohw; j++)
+            dp[ap[j]] += gp[j];
+    }
+}
+
+void md_gap_forward(const float *in, size_t planes, size_t hw, float *out)
+{
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *ip = in + pl * hw;
+        double s = 0.0;
+        for (size_t i = 0; i < hw; i++)
+            s += ip[i];
+        out[pl] = (float)(s / (double)hw);
+    }
+}
+
+void md_gap_backward(const float *dout, size_t planes, size_t hw, float *din)
+{
+    for (size_t pl = 0; pl < planes; pl++) {
+        float g = dout[pl] / (float)hw;
+        float *dp = din + pl * hw;
+        for (size_t i = 0; i < hw; i++)
+            dp[i] = g;
+    }
+}
+
+void md_linear_forward(const float *x, int batch, int in_f, int out_f, const float *weight,
+                       const float *bias, bool relu, float *y)
+{
+    md_sgemm(false, true, batch, out_f, in_f, 1.0f, x, in_f, weight, in_f, 0.0f, y, out_f);
+    for (int b = 0; b < batch; b++) {
+        float *r = y + (size_t)b * out_f;
+        for (int o = 0; o < out_f; o++) {
+            float v = r[o] + (bias ? bias[o] : 0.0f);
+            r[o] = relu && !(v > 0.0f) ? 0.0f : v;
+        }
+    }
+}
+
+void md_linear_backward(const float *x, int batch, int in_f, int out_f, const float *weight,
+                        const float *dy, float *dweight, float *dbias, float *din)
+{
+    md_sgemm(true, false, out_f, in_f, batch, 1.0f, dy, out_f, x, in_f, 0.0f, dweight, in_f);
+    for (int o = 0; o < out_f; o++) {
+        double s = 0.0;
+        for (int b = 0; b < batch; b++)
+            s += dy[(size_t)b * out_f + o];
+        dbias[o] = (float)s;
+    }
+    if (din)
+        md_sgemm(false, false, batch, in_f, out_f, 1.0f, dy, out_f, weight, in_f, 0.0f, din,
+                 in_f);
+}
+
+double md_mse_loss(const float *pred, const float *target, int n, float *grad)
+{
+    double s = 0.0;
+    for (int i = 0; i < n; i++) {
+        double d = (double)pred[i] - (double)target[i];
+        s += d * d;
+        if (grad)
+            grad[i] = (float)(2.0 * d / n);
+    }
+    return n > 0 ? s / n : 0.0;
+}
+
+void md_adam_update(float *param, const float *grad, float *m, float *v, size_t begin,
+                    size_t end, double lr, double beta1, double beta2, double eps, int t)
+{
+    /* The scalars as torch.optim.Adam (1.13, single-tensor path) forms them:
+     * Python floats (double), rounded to float where the kernel uses them. */
+    double bc1 = 1.0 - pow(beta1, t), bc2 = 1.0 - pow(beta2, t);
+    float step = (float)(lr / bc1);
+    float bc2_sqrt = (float)sqrt(bc2);
+    float b1 = (float)beta1, b2 = (float)beta2, e = (float)eps;
+    float c1 = (float)(1.0 - beta1), c2 = (float)(1.0 - beta2);
+    for (size_t i = begin; i < end; i++) {
+        float g = grad[i];
+        float mi = b1 * m[i] + c1 * g;
+        float vi = b2 * v[i] + c2 * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        float denom = sqrtf(vi) / bc2_sqrt + e;
+        param[i] -= step * (mi / denom);
+    }
+}
+
+typedef struct {
+    float *param;
+    const float *grad;
+    float *m, *v;
+    size_t n, chunk;
+    double lr, beta1, beta2, eps;
+    int t;
+} adam_job;
+
+static void adam_task(void *ctx, int task, int worker)
+{
+    (void)worker;
+    adam_job *j = ctx;
+    size_t b = (size_t)task * j->chunk;
+    size_t e = b + j->chunk < j->n ? b + j->chunk : j->n;
+    md_adam_update(j->param, j->grad, j->m, j->v, b, e, j->lr, j->beta1, j->beta2, j->eps, j->t);
+}
+
+void md_adam_step(float *param, const float *grad, float *m, float *v, size_t n, double lr,
+                  double beta1, double beta2, double eps, int t, int threads)
+{
+    /* 1 Mi-element chunks: element-wise, so any split gives the same bits. */
+    size_t chunk = (size_t)1 << 20;
+    adam_job j = {param, grad, m, v, n, chunk, lr, beta1, beta2, eps, t};
+    size_t tasks = (n + chunk - 1) / chunk;
+    if (tasks <= 1 || threads <= 1) {
+        md_adam_update(param, grad, m, v, 0, n, lr, beta1, beta2, eps, t);
+        return;
+    }
+    md_parallel_for(threads, (int)tasks, adam_task, &j);
+}
