@@ -105,5 +105,78 @@ if [ -n "$SHARED" ] && [ -d "$SHARED/data" ]; then
   fi
 fi
 
+# --- adaptive scaling: fit-scales, train, predict --scale-model (issue 5)
+for c in fit-scales train; do
+  expect 0 "$MD" "$c" --help
+  contains "usage: metricdepth $c"
+done
+expect 2 "$MD" fit-scales --data "$T" 
+contains "-o FILE"
+expect 2 "$MD" fit-scales --data "$T" -o "$T/x.csv" --trim 90,10
+contains "--trim"
+expect 2 "$MD" train --scales "$T/x.csv"
+expect 2 "$MD" train --scales "$T/x.csv" -o "$T/x.safetensors" --arch huge
+printf 'rgb,depth,divisor,scale,log_scale,w1_before,w1_after,abs_rel_before,rmse_before,delta1_before,abs_rel_after,rmse_after,delta1_after\na.jpg,a.png,1000,2,0.6931,0,0,0,0,0,0,0,0\nb.jpg,b.png,1000,x,0,0,0,0,0,0,0,0,0\n' >"$T/badscales.csv"
+expect 1 "$MD" train --scales "$T/badscales.csv" -o "$T/never.safetensors"
+contains "badscales.csv:3:"
+[ ! -e "$T/never.safetensors" ] && ok || bad "model written from a bad CSV"
+if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
+   [ -d "$SHARED/data/nyu_demo_metric3d" ]; then
+  model="$SHARED/models/fastdepth/fastdepth_7.onnx"
+  nyu="$SHARED/data/nyu_demo_metric3d"
+  mkdir -p "$T/fit"
+  for n in 00000 00050 00100; do
+    echo "$nyu/rgb/rgb_$n.jpg $nyu/depth/sync_depth_$n.png 1000"
+  done >"$T/fit/pairs.txt"
+  expect 0 "$MD" fit-scales --data "$T/fit/pairs.txt" --model "$model" -o "$T/fit/scales.csv"
+  contains "oracle scale s\*: median"
+  rows=$(tail -n +2 "$T/fit/scales.csv" | grep -c .)
+  [ "$rows" -eq 3 ] && ok || bad "scales.csv has $rows rows, wanted 3"
+  if awk -F, 'NR > 1 && !($4 >= 0.1 && $4 <= 2) { exit 1 }' "$T/fit/scales.csv"; then ok
+  else bad "a scale outside [0.1, 2]"; fi
+  if awk -F, 'NR > 1 && ($4 < 0.1 || $5 < -2.31 || $5 > 0.7) { exit 1 }' "$T/fit/scales.csv"; then ok
+  else bad "log_scale outside [ln 0.1, ln 2]"; fi
+  n=$(ls "$T/fit/.metricdepth-cache" | grep -c '\.npy$')
+  [ "$n" -eq 3 ] && ok || bad "cache has $n predictions, wanted 3"
+  expect 0 "$MD" fit-scales --data "$T/fit/pairs.txt" --model "$model" -o "$T/fit/again.csv" --jobs 2
+  contains "3 of 3 predictions from the cache"
+  cmp -s "$T/fit/scales.csv" "$T/fit/again.csv" && ok || bad "the cached re-run wrote another CSV"
+  # one corrupt image, one depth of another size: both reported and skipped, exit 3
+  head -c 2000 "$nyu/rgb/rgb_00050.jpg" >"$T/fit/broken.jpg"
+  { echo "$nyu/rgb/rgb_00000.jpg $nyu/depth/sync_depth_00000.png"
+    echo "broken.jpg $nyu/depth/sync_depth_00050.png"
+    echo "$nyu/rgb/rgb_00100.jpg $nyu/depth/sync_depth_00100.png"
+    echo "$nyu/rgb/rgb_00050.jpg $SHARED/data/kitti_demo_metric3d/depth/$(ls "$SHARED/data/kitti_demo_metric3d/depth" | head -1) 256"
+  } >"$T/fit/bad.txt"
+  expect 3 "$MD" fit-scales --data "$T/fit/bad.txt" --model "$model" -o "$T/fit/partial.csv"
+  contains "broken.jpg"
+  contains "size mismatch"
+  rows=$(tail -n +2 "$T/fit/partial.csv" | grep -c .)
+  [ "$rows" -eq 2 ] && ok || bad "partial.csv has $rows rows, wanted 2"
+  grep -q "rgb_00000.jpg" "$T/fit/partial.csv" && grep -q "rgb_00100.jpg" "$T/fit/partial.csv" && ok ||
+    bad "the good pairs are missing from partial.csv"
+  # train two epochs on the three pairs
+  expect 0 "$MD" train --scales "$T/fit/scales.csv" --arch compact --epochs 2 --model "$model" \
+    --threads 2 -o "$T/fit/scale.safetensors"
+  contains "MAE"
+  [ -s "$T/fit/scale.safetensors" ] && ok || bad "no model file"
+  rows=$(tail -n +2 "$T/fit/scale.log.csv" | grep -c .)
+  [ "$rows" -eq 2 ] && ok || bad "scale.log.csv has $rows rows, wanted 2"
+  head -1 "$T/fit/scale.log.csv" | grep -qx "epoch,train_loss,val_loss" && ok || bad "log header"
+  [ "$(head -c 4 "$T/fit/scale.loss.png" | tail -c 3)" = "PNG" ] && ok || bad "no loss PNG"
+  expect 0 "$MD" predict --model "$model" --scale-model "$T/fit/scale.safetensors" \
+    "$nyu/rgb/rgb_00000.jpg" -o "$T/adaptive"
+  contains "adaptive scale"
+  [ -s "$T/adaptive/rgb_00000.depth.npy" ] && ok || bad "no adaptive depth"
+  expect 2 "$MD" predict --model "$model" --scale none --scale-model "$T/fit/scale.safetensors" \
+    "$nyu/rgb/rgb_00000.jpg" -o "$T/adaptive"
+  # the test-set summary with the scale CNN: the adaptive columns
+  expect 0 "$MD" fit-scales --data "$T/fit/pairs.txt" --model "$model" \
+    --scale-model "$T/fit/scale.safetensors" -o "$T/fit/eval.csv"
+  contains "gap closed"
+  head -1 "$T/fit/eval.csv" | grep -q ",pred_log_scale,abs_rel_adaptive,rmse_adaptive,delta1_adaptive$" &&
+    ok || bad "eval.csv lacks the adaptive columns"
+fi
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

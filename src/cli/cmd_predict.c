@@ -26,8 +26,19 @@ const cli_command cmd_predict = {
     "  --intrinsics FX,FY,CX,CY\n"
     "                       camera for the point cloud (default: NYU's, scaled to\n"
     "                       the image width)\n"
-    "  --scale MODE         none (default): the network's metric output;\n"
-    "                       oracle: the exact W1-optimal scale against --gt\n"
+    "  --scale MODE         how the network's depth is scaled:\n"
+    "                       adaptive: times exp(ln s) predicted by a scale CNN\n"
+    "                       (--scale-model, else the default one below);\n"
+    "                       oracle: the exact W1-optimal scale against --gt;\n"
+    "                       none: the network's metric output as it is.\n"
+    "                       Default: adaptive with the default scale model when\n"
+    "                       it exists and was trained for the base model in use\n"
+    "                       (same file name), else none. The default scale model\n"
+    "                       is $METRICDEPTH_SCALE_MODEL, else\n"
+    "                       data/scale_models/fastdepth_compact.safetensors of\n"
+    "                       the source tree (trained for fastdepth_7.onnx).\n"
+    "  --scale-model FILE   scale CNN from 'metricdepth train' (implies adaptive;\n"
+    "                       warns if it was trained for another base model)\n"
     "  --gt FILE            ground truth for --scale oracle (one image only)\n"
     "  --gt-divisor D       raw/D = metres for integer gt files (default 1000)\n"
     "  --range LO,HI        allowed oracle scale range (default 0.1,2)\n"
@@ -39,7 +50,9 @@ const cli_command cmd_predict = {
     "  -h, --help           this text\n\n"
     "examples:\n"
     "  metricdepth predict photo.jpg --ply -o out\n"
-    "  metricdepth predict --model depth_anything_v2_metric_hypersim_vits.pth *.jpg\n",
+    "  metricdepth predict --model depth_anything_v2_metric_hypersim_vits.pth *.jpg\n"
+    "  metricdepth predict --scale-model scale.safetensors photo.jpg -o out\n"
+    "  metricdepth predict --scale none photo.jpg -o out   # raw network depth\n",
     run};
 
 /* NYU's camera scaled to an image of this size (a sensible guess when the
@@ -58,6 +71,7 @@ static md_intrinsics guess_intrinsics(int width, int height)
 typedef struct {
     const char *outdir;
     bool ply, oracle;
+    md_scale_model *scale_model; /* adaptive scaling when not NULL */
     const md_intrinsics *K;
     const char *gt_path;
     double gt_divisor, lo, hi;
@@ -127,20 +141,104 @@ static int predict_one(md_model *model, const char *image_path, const predict_co
     if (md_image_load(image_path, &img, err) != MD_OK ||
         md_model_predict(model, &img, &depth, err) != MD_OK)
         goto done;
-    double scale = 1.0;
+    double scale = 1.0, log_scale = 0.0;
     if (c->oracle && oracle_scale(&depth, c, &scale, err) != MD_OK)
         goto done;
+    if (c->scale_model) {
+        if (md_scale_model_predict(c->scale_model, &img, &log_scale, err) != MD_OK)
+            goto done;
+        scale = exp(log_scale);
+        for (size_t i = 0; i < (size_t)depth.width * (size_t)depth.height; i++)
+            depth.data[i] *= (float)scale;
+    }
     char stem[1024];
     cli_stem(stem, sizeof stem, image_path);
     if (cli_write_depth_outputs(c->outdir, stem, &depth, &img, c->K, c->ply, NULL, err) != 0)
         goto done;
     if (c->oracle)
         fprintf(stderr, "%s: oracle scale %.4f\n", image_path, scale);
+    if (c->scale_model)
+        fprintf(stderr, "%s: adaptive scale %.4f (ln s = %+.4f)\n", image_path, scale, log_scale);
     rc = 0;
 done:
     md_image_free(&img);
     md_depth_free(&depth);
     return rc;
+}
+
+/* The default scale model: $METRICDEPTH_SCALE_MODEL, else the one shipped in
+ * the source tree's data/scale_models. 0 if none exists. */
+static int default_scale_model_path(char *buf, size_t size)
+{
+    const char *env = getenv("METRICDEPTH_SCALE_MODEL");
+    if (env && *env)
+        snprintf(buf, size, "%s", env);
+    else
+#ifdef MD_DATA_DIR
+        snprintf(buf, size, "%s/scale_models/fastdepth_compact.safetensors", MD_DATA_DIR);
+#else
+        snprintf(buf, size, "%s/../data/scale_models/fastdepth_compact.safetensors",
+                 MD_MODELS_DIR);
+#endif
+    FILE *f = fopen(buf, "rb");
+    if (!f)
+        return 0;
+    fclose(f);
+    return 1;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* Opens the scale model the options ask for (or the default one when it fits
+ * the base model), into *out (NULL: no adaptive scaling). */
+static int open_scale_model(const char *scale_s, const char *scale_model_path,
+                            const char *base_path, md_scale_model **out)
+{
+    *out = NULL;
+    if (strcmp(scale_s, "none") == 0 || strcmp(scale_s, "oracle") == 0)
+        return CLI_EXIT_OK;
+    bool explicit_mode = strcmp(scale_s, "adaptive") == 0;
+    char buf[4096];
+    const char *path = scale_model_path;
+    if (!path) {
+        if (!default_scale_model_path(buf, sizeof buf)) {
+            if (!explicit_mode)
+                return CLI_EXIT_OK;
+            fprintf(stderr, "metricdepth: error: --scale adaptive: no scale model: %s does not "
+                            "exist (give --scale-model FILE)\n", buf);
+            return CLI_EXIT_FAILURE;
+        }
+        path = buf;
+    }
+    md_error err = {0};
+    md_scale_model *sm = NULL;
+    if (md_scale_model_load(path, &sm, &err) != MD_OK) {
+        if (scale_model_path || explicit_mode)
+            return cli_report(&err);
+        fprintf(stderr, "warning: default scale model unusable, no scaling: %s\n", err.message);
+        return CLI_EXIT_OK;
+    }
+    const char *trained_for = md_scale_model_base(sm);
+    bool match = trained_for && strcmp(trained_for, base_name(base_path)) == 0;
+    if (!match && !scale_model_path && !explicit_mode) {
+        fprintf(stderr, "note: default scale model %s was trained for '%s', not %s: no scaling "
+                        "(use --scale-model or --scale adaptive to force it)\n",
+                path, trained_for ? trained_for : "", base_name(base_path));
+        md_scale_model_free(sm);
+        return CLI_EXIT_OK;
+    }
+    if (!match)
+        fprintf(stderr, "warning: scale model %s was trained for base model '%s', not %s; "
+                        "its scales may be wrong for this model\n",
+                path, trained_for && *trained_for ? trained_for : "(unknown)",
+                base_name(base_path));
+    fprintf(stderr, "scale model: %s (%s)\n", md_scale_model_describe(sm), path);
+    *out = sm;
+    return CLI_EXIT_OK;
 }
 
 int cli_open_model(const char *path, const md_model_options *opts, md_model **model);
@@ -162,7 +260,8 @@ int cli_open_model(const char *path, const md_model_options *opts, md_model **mo
 
 static int run(int argc, char **argv)
 {
-    const char *model_path = NULL, *outdir = "out", *k_s = NULL, *scale_s = "none";
+    const char *model_path = NULL, *outdir = "out", *k_s = NULL, *scale_s = "auto";
+    const char *scale_model_s = NULL;
     const char *gt_path = NULL, *gt_div_s = "1000", *range_s = "0.1,2";
     const char *input_size_s = "0", *max_depth_s = "0", *threads_s = "0";
     bool ply = false, relative = false;
@@ -171,6 +270,7 @@ static int run(int argc, char **argv)
                             {"ply", 0, false, NULL, &ply},
                             {"intrinsics", 0, true, &k_s, NULL},
                             {"scale", 0, true, &scale_s, NULL},
+                            {"scale-model", 0, true, &scale_model_s, NULL},
                             {"gt", 0, true, &gt_path, NULL},
                             {"gt-divisor", 0, true, &gt_div_s, NULL},
                             {"range", 0, true, &range_s, NULL},
@@ -193,8 +293,13 @@ static int run(int argc, char **argv)
         rc = cli_usage_error(&cmd_predict, "give at least one image");
     else if (k_s && !cli_parse_intrinsics(k_s, &K))
         rc = cli_usage_error(&cmd_predict, "--intrinsics wants FX,FY,CX,CY");
-    else if (strcmp(scale_s, "none") != 0 && strcmp(scale_s, "oracle") != 0)
-        rc = cli_usage_error(&cmd_predict, "--scale is none or oracle (got '%s')", scale_s);
+    else if (strcmp(scale_s, "none") != 0 && strcmp(scale_s, "oracle") != 0 &&
+             strcmp(scale_s, "adaptive") != 0 && strcmp(scale_s, "auto") != 0)
+        rc = cli_usage_error(&cmd_predict, "--scale is adaptive, oracle or none (got '%s')",
+                             scale_s);
+    else if (scale_model_s && (strcmp(scale_s, "none") == 0 || strcmp(scale_s, "oracle") == 0))
+        rc = cli_usage_error(&cmd_predict, "--scale-model goes with --scale adaptive, not %s",
+                             scale_s);
     else if (strcmp(scale_s, "oracle") == 0 && (!gt_path || npos != 1))
         rc = cli_usage_error(&cmd_predict, "--scale oracle needs --gt and exactly one image");
     else if (!cli_parse_double(gt_div_s, &c.gt_divisor) || c.gt_divisor <= 0)
@@ -218,9 +323,20 @@ static int run(int argc, char **argv)
         free(pos);
         return cli_report(&err);
     }
+    char model_buf[4096];
+    if (!model_path) {
+        if (md_default_model_path(model_buf, sizeof model_buf, &err) != MD_OK) {
+            free(pos);
+            return cli_report(&err);
+        }
+        model_path = model_buf;
+    }
     md_model *model = NULL;
     rc = cli_open_model(model_path, &mo, &model);
+    if (rc == CLI_EXIT_OK)
+        rc = open_scale_model(scale_s, scale_model_s, model_path, &c.scale_model);
     if (rc != CLI_EXIT_OK) {
+        md_model_free(model);
         free(pos);
         return rc;
     }
@@ -240,6 +356,7 @@ static int run(int argc, char **argv)
     cli_progress_finish(&progress);
     fprintf(stderr, "wrote %d of %d images to %s/\n", npos - failed, npos, outdir);
     md_model_free(model);
+    md_scale_model_free(c.scale_model);
     free(pos);
     if (failed == 0)
         return CLI_EXIT_OK;

@@ -1,0 +1,492 @@
+/* metricdepth fit-scales: the oracle scale s* of every pair of a dataset, the
+ * training list of the scale CNN (seed report, step 1). */
+#include "cli.h"
+#include "eval/fit.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int run(int argc, char **argv);
+
+const cli_command cmd_fit_scales = {
+    "fit-scales", "oracle scale s* per RGB-D pair: the scale CNN's training list (CSV)",
+    "usage: metricdepth fit-scales [--data] DIR|LIST... [options] -o scales.csv\n\n"
+    "Runs the base depth model on every pair of the datasets (folders are detected\n"
+    "like 'metricdepth pairs', files are pair lists), finds the optimal scale s* of\n"
+    "each prediction against its ground truth (s* = argmin over [LO,HI] of\n"
+    "W1(s*pred, gt) by default), and writes one CSV row per pair:\n"
+    "  " MD_FIT_CSV_HEADER "\n"
+    "(metrics: seed protocol, pixels with gt > 0 and pred > 0). With --scale-model\n"
+    "the CSV also has pred_log_scale,abs_rel_adaptive,rmse_adaptive,delta1_adaptive\n"
+    "and the summary compares unscaled, oracle and adaptive depth (a test set).\n\n"
+    "Predictions are cached as float32 .npy files, keyed by the model file (path,\n"
+    "size, mtime) and the RGB file (path, size, mtime): a re-run is instant and an\n"
+    "interrupted run resumes. A bad pair (missing or corrupt file, no valid pixel,\n"
+    "image and depth of different sizes) is reported and skipped (exit 3).\n\n"
+    "options:\n"
+    "  --data DIR|LIST      a dataset folder or pair list (more may follow as\n"
+    "                       plain arguments)\n"
+    "  -o, --output FILE    the CSV to write (required)\n"
+    "  --model FILE         base depth model (default: the installed FastDepth)\n"
+    "  --method M           w1 (default, the seed's), w2, median, lsq, loglsq\n"
+    "  --range LO,HI        allowed scale range (default 0.1,2)\n"
+    "  --trim LO,HI         keep only pairs whose s* lies within these percentiles\n"
+    "                       of all s* (e.g. 5,95; default: keep all)\n"
+    "  --jobs N             parallel workers, one model each (default 1)\n"
+    "  --threads N          threads per model (default: all cores with one job,\n"
+    "                       1 with several)\n"
+    "  --cache DIR          prediction cache (default: .metricdepth-cache/ beside\n"
+    "                       the output)\n"
+    "  --no-cache           neither read nor write the cache\n"
+    "  --scale-model FILE   also evaluate this scale CNN (adaptive columns)\n"
+    "  -h, --help           this text\n\n"
+    "examples:\n"
+    "  metricdepth fit-scales --data ../shared/data/sun3d_studyroom -o sun3d.csv\n"
+    "  metricdepth fit-scales --data pairs.txt --jobs 2 --trim 5,95 -o scales.csv\n"
+    "  metricdepth fit-scales --data test_pairs.txt --scale-model scale.safetensors \\\n"
+    "      -o test_eval.csv\n",
+    run};
+
+typedef struct {
+    md_pair *pair;
+    md_fit_row row;
+    int ok;
+    int cached;
+} fit_item;
+
+typedef struct {
+    /* shared, read-only */
+    const char *model_path, *scale_model_path, *cache_dir;
+    md_model_options mo;
+    md_scale_method method;
+    double lo, hi;
+    fit_item *items;
+    size_t n;
+    /* shared, under lock */
+    pthread_mutex_t lock;
+    size_t next;
+    size_t failed;
+    int need_model; /* some prediction is not cached: open the model up front */
+    int fatal;
+    md_error fatal_err;
+    cli_progress progress;
+} fit_job;
+
+static void item_error(fit_job *job, fit_item *it, const md_error *err)
+{
+    pthread_mutex_lock(&job->lock);
+    if (job->progress.tty)
+        fputc('\n', stderr);
+    fprintf(stderr, "metricdepth: error: %s: %s (skipped)\n", it->pair->rgb_path,
+            err->message[0] ? err->message : md_status_name(err->code));
+    job->failed++;
+    pthread_mutex_unlock(&job->lock);
+}
+
+/* One pair: cached or fresh prediction, gt, oracle scale, metrics, and the
+ * scale CNN's prediction when asked. */
+static md_status fit_one(fit_job *job, md_model **model, md_scale_model **smodel, fit_item *it,
+                         md_error *err)
+{
+    md_image img = {0};
+    md_depth pred = {0}, gt = {0};
+    char key[17], cache_path[4096] = "";
+    md_status st = MD_OK;
+    int have_pred = 0;
+    if (job->cache_dir) {
+        st = md_fit_cache_key(job->model_path, it->pair->rgb_path, key, err);
+        if (st != MD_OK)
+            goto done;
+        char name[64];
+        snprintf(name, sizeof name, "%s.npy", key);
+        cli_path_join(cache_path, sizeof cache_path, job->cache_dir, name);
+        md_error ignored = {0};
+        have_pred = md_fit_cache_load(cache_path, &pred, &ignored) == MD_OK;
+        it->cached = have_pred;
+    }
+    if (!have_pred || job->scale_model_path) {
+        st = md_image_load(it->pair->rgb_path, &img, err);
+        if (st != MD_OK)
+            goto done;
+    }
+    if (!have_pred) {
+        if (!*model) {
+            st = md_model_load(job->model_path, &job->mo, model, err);
+            if (st != MD_OK)
+                goto done;
+        }
+        st = md_model_predict(*model, &img, &pred, err);
+        if (st == MD_OK && job->cache_dir)
+            st = md_fit_cache_store(cache_path, &pred, err);
+        if (st != MD_OK)
+            goto done;
+    }
+    st = md_pair_load_depth(it->pair, &gt, err);
+    if (st == MD_OK)
+        st = md_fit_pair(&pred, &gt, job->method, job->lo, job->hi, &it->row, err);
+    if (st == MD_OK && job->scale_model_path) {
+        if (!*smodel)
+            st = md_scale_model_load(job->scale_model_path, smodel, err);
+        if (st == MD_OK)
+            st = md_scale_model_predict(*smodel, &img, &it->row.pred_log_scale, err);
+        if (st == MD_OK)
+            st = md_fit_scaled_metrics(&pred, &gt, exp(it->row.pred_log_scale), &it->row.adaptive,
+                                       err);
+        it->row.has_adaptive = st == MD_OK;
+    }
+done:
+    md_image_free(&img);
+    md_depth_free(&pred);
+    md_depth_free(&gt);
+    return st;
+}
+
+static void set_fatal(fit_job *job, const md_error *err)
+{
+    pthread_mutex_lock(&job->lock);
+    if (!job->fatal) {
+        job->fatal = 1;
+        job->fatal_err = *err;
+    }
+    pthread_mutex_unlock(&job->lock);
+}
+
+static void *worker(void *arg)
+{
+    fit_job *job = arg;
+    md_model *model = NULL;
+    md_scale_model *smodel = NULL;
+    md_error err = {0};
+    /* open the models first: if one cannot be opened every pair would fail */
+    if (job->need_model && md_model_load(job->model_path, &job->mo, &model, &err) != MD_OK)
+        set_fatal(job, &err);
+    else if (job->scale_model_path &&
+             md_scale_model_load(job->scale_model_path, &smodel, &err) != MD_OK)
+        set_fatal(job, &err);
+    for (;;) {
+        pthread_mutex_lock(&job->lock);
+        size_t i = job->next++;
+        int stop = job->fatal;
+        pthread_mutex_unlock(&job->lock);
+        if (i >= job->n || stop)
+            break;
+        fit_item *it = &job->items[i];
+        memset(&err, 0, sizeof err);
+        if (fit_one(job, &model, &smodel, it, &err) == MD_OK)
+            it->ok = 1;
+        else
+            item_error(job, it, &err);
+        pthread_mutex_lock(&job->lock);
+        cli_progress_step(&job->progress, it->pair->rgb_path);
+        pthread_mutex_unlock(&job->lock);
+    }
+    md_model_free(model);
+    md_scale_model_free(smodel);
+    return NULL;
+}
+
+/* Whether some pair's prediction is not in the cache yet. */
+static int cache_misses(const fit_job *job)
+{
+    if (!job->cache_dir)
+        return 1;
+    for (size_t i = 0; i < job->n; i++) {
+        char key[17], name[64], path[4096];
+        md_error e = {0};
+        struct stat sb;
+        if (md_fit_cache_key(job->model_path, job->items[i].pair->rgb_path, key, &e) != MD_OK)
+            continue; /* reported when the pair is processed */
+        snprintf(name, sizeof name, "%s.npy", key);
+        cli_path_join(path, sizeof path, job->cache_dir, name);
+        if (stat(path, &sb) != 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int collect_pairs(const char *src, md_pair_list *pairs, md_error *err)
+{
+    struct stat sb;
+    if (stat(src, &sb) != 0) {
+        snprintf(err->message, sizeof err->message, "%s: %s", src, strerror(errno));
+        err->code = MD_ERR_IO;
+        return -1;
+    }
+    md_status st = S_ISDIR(sb.st_mode) ? md_pairs_detect(src, pairs, err)
+                                       : md_pairs_read_list(src, pairs, err);
+    return st == MD_OK ? 0 : -1;
+}
+
+/* Absolute path of p (not canonical), into buf. */
+static void absolute(char *buf, size_t size, const char *p)
+{
+    char cwd[4096];
+    if (p[0] == '/' || !getcwd(cwd, sizeof cwd))
+        snprintf(buf, size, "%s", p);
+    else
+        cli_path_join(buf, size, cwd, p[0] == '.' && p[1] == '/' ? p + 2 : p);
+}
+
+static double mean_of(const fit_item *items, size_t n, const unsigned char *keep,
+                      size_t offset)
+{
+    double s = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!items[i].ok || !keep[i])
+            continue;
+        s += *(const double *)((const char *)&items[i].row + offset);
+        k++;
+    }
+    return k ? s / (double)k : NAN;
+}
+
+static void print_summary(const fit_item *items, size_t n, const unsigned char *keep,
+                          size_t n_kept, const double *scales, size_t n_ok, int adaptive)
+{
+    double med = NAN, p5 = NAN, p95 = NAN;
+    md_error e = {0};
+    md_percentile(scales, n_ok, 50, &med, &e);
+    md_percentile(scales, n_ok, 5, &p5, &e);
+    md_percentile(scales, n_ok, 95, &p95, &e);
+    printf("pairs: %zu fitted, %zu kept in the CSV\n", n_ok, n_kept);
+    printf("oracle scale s*: median %.4f [p5 %.4f, p95 %.4f] (all fitted pairs)\n", med, p5, p95);
+    printf("mean metrics over the kept pairs (seed protocol):\n");
+    printf("  %-10s %8s %8s %8s %8s\n", "", "AbsRel", "RMSE", "delta1", "W1");
+#define M(field) mean_of(items, n, keep, offsetof(md_fit_row, field))
+    double ab = M(before.abs_rel), ao = M(after.abs_rel);
+    printf("  %-10s %8.4f %8.4f %8.4f %8.4f\n", "unscaled", ab, M(before.rmse), M(before.delta1),
+           M(w1_before));
+    printf("  %-10s %8.4f %8.4f %8.4f %8.4f\n", "oracle", ao, M(after.rmse), M(after.delta1),
+           M(w1_after));
+    if (adaptive) {
+        double aa = M(adaptive.abs_rel);
+        printf("  %-10s %8.4f %8.4f %8.4f %8s\n", "adaptive", aa, M(adaptive.rmse),
+               M(adaptive.delta1), "");
+        double mae = 0, mse = 0;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!items[i].ok || !keep[i])
+                continue;
+            double d = items[i].row.pred_log_scale - items[i].row.log_scale;
+            mae += fabs(d);
+            mse += d * d;
+            k++;
+        }
+        if (k)
+            printf("scale CNN on these pairs: log-scale MAE %.4f, RMSE %.4f\n", mae / (double)k,
+                   sqrt(mse / (double)k));
+        printf("gap closed (AbsRel): %.1f %%\n",
+               ab != ao ? 100.0 * (ab - aa) / (ab - ao) : 0.0);
+    }
+#undef M
+}
+
+static int run(int argc, char **argv)
+{
+    const char *data_s = NULL, *out_s = NULL, *model_s = NULL, *method_s = "w1";
+    const char *range_s = "0.1,2", *trim_s = NULL, *jobs_s = "1", *threads_s = NULL;
+    const char *cache_s = NULL, *scale_model_s = NULL;
+    bool no_cache = false;
+    cli_option options[] = {{"data", 0, true, &data_s, NULL},
+                            {"output", 'o', true, &out_s, NULL},
+                            {"model", 0, true, &model_s, NULL},
+                            {"method", 0, true, &method_s, NULL},
+                            {"range", 0, true, &range_s, NULL},
+                            {"trim", 0, true, &trim_s, NULL},
+                            {"jobs", 'j', true, &jobs_s, NULL},
+                            {"threads", 0, true, &threads_s, NULL},
+                            {"cache", 0, true, &cache_s, NULL},
+                            {"no-cache", 0, false, NULL, &no_cache},
+                            {"scale-model", 0, true, &scale_model_s, NULL},
+                            {NULL, 0, false, NULL, NULL}};
+    char **pos = calloc((size_t)argc + 1, sizeof *pos);
+    if (!pos)
+        return CLI_EXIT_FAILURE;
+    int npos = 0;
+    int rc = cli_parse(&cmd_fit_scales, argc, argv, options, pos, &npos);
+    if (rc != 0) {
+        free(pos);
+        return rc < 0 ? CLI_EXIT_OK : rc;
+    }
+    int method = md_scale_method_parse(method_s);
+    double lo, hi, tlo = 0, thi = 100;
+    int jobs = 1, threads = 0;
+    if (!data_s && npos == 0)
+        rc = cli_usage_error(&cmd_fit_scales, "give at least one dataset (--data DIR|LIST)");
+    else if (!out_s)
+        rc = cli_usage_error(&cmd_fit_scales, "give the output CSV with -o FILE");
+    else if (method < 0)
+        rc = cli_usage_error(&cmd_fit_scales,
+                             "--method is w1, w2, median, lsq or loglsq (got '%s')", method_s);
+    else if (!cli_parse_pair(range_s, &lo, &hi) || lo <= 0 || lo > hi)
+        rc = cli_usage_error(&cmd_fit_scales, "--range wants LO,HI with 0 < LO <= HI");
+    else if (trim_s &&
+             (!cli_parse_pair(trim_s, &tlo, &thi) || tlo < 0 || tlo > thi || thi > 100))
+        rc = cli_usage_error(&cmd_fit_scales, "--trim wants LO,HI percentiles, 0 <= LO <= HI <= 100");
+    else if (!cli_parse_int(jobs_s, &jobs) || jobs < 1 || jobs > 64)
+        rc = cli_usage_error(&cmd_fit_scales, "--jobs wants a number in 1..64");
+    else if (threads_s && (!cli_parse_int(threads_s, &threads) || threads < 0))
+        rc = cli_usage_error(&cmd_fit_scales, "--threads wants a number >= 0");
+    if (rc != 0) {
+        free(pos);
+        return rc;
+    }
+    if (!threads_s)
+        threads = jobs > 1 ? 1 : 0;
+
+    /* pairs */
+    md_error err = {0};
+    md_pair_list pairs = {0};
+    if (data_s && collect_pairs(data_s, &pairs, &err) != 0)
+        rc = cli_report(&err);
+    for (int i = 0; rc == 0 && i < npos; i++)
+        if (collect_pairs(pos[i], &pairs, &err) != 0)
+            rc = cli_report(&err);
+    free(pos);
+    if (rc == 0 && pairs.count == 0) {
+        fprintf(stderr, "metricdepth: error: no RGB-D pairs found in the given datasets\n");
+        rc = CLI_EXIT_FAILURE;
+    }
+    if (rc != 0) {
+        md_pair_list_free(&pairs);
+        return rc;
+    }
+
+    /* model and cache folder */
+    char model_buf[4096], cache_buf[4096];
+    if (!model_s) {
+        if (md_default_model_path(model_buf, sizeof model_buf, &err) != MD_OK) {
+            md_pair_list_free(&pairs);
+            return cli_report(&err);
+        }
+        model_s = model_buf;
+    }
+    if (!no_cache) {
+        if (!cache_s) {
+            const char *slash = strrchr(out_s, '/');
+            if (slash)
+                snprintf(cache_buf, sizeof cache_buf, "%.*s/.metricdepth-cache",
+                         (int)(slash - out_s), out_s);
+            else
+                snprintf(cache_buf, sizeof cache_buf, ".metricdepth-cache");
+            cache_s = cache_buf;
+        }
+        if (cli_make_dirs(cache_s, &err) != MD_OK) {
+            md_pair_list_free(&pairs);
+            return cli_report(&err);
+        }
+    }
+
+    fit_item *items = calloc(pairs.count, sizeof *items);
+    if (!items) {
+        md_pair_list_free(&pairs);
+        fprintf(stderr, "metricdepth: error: out of memory\n");
+        return CLI_EXIT_FAILURE;
+    }
+    for (size_t i = 0; i < pairs.count; i++)
+        items[i].pair = &pairs.items[i];
+
+    fit_job job = {.model_path = model_s,
+                   .scale_model_path = scale_model_s,
+                   .cache_dir = no_cache ? NULL : cache_s,
+                   .mo = {.threads = threads},
+                   .method = (md_scale_method)method,
+                   .lo = lo,
+                   .hi = hi,
+                   .items = items,
+                   .n = pairs.count};
+    pthread_mutex_init(&job.lock, NULL);
+    job.need_model = cache_misses(&job);
+    fprintf(stderr, "fit-scales: %zu pairs, model %s, %d job%s%s%s\n", pairs.count, model_s, jobs,
+            jobs > 1 ? "s" : "", job.cache_dir ? ", cache " : "",
+            job.cache_dir ? job.cache_dir : "");
+    cli_progress_start(&job.progress, "fit-scales", pairs.count);
+    pthread_t tids[64];
+    int started = 0;
+    for (int j = 1; j < jobs; j++) {
+        if (pthread_create(&tids[started], NULL, worker, &job) != 0)
+            break;
+        started++;
+    }
+    worker(&job);
+    for (int j = 0; j < started; j++)
+        pthread_join(tids[j], NULL);
+    pthread_mutex_destroy(&job.lock);
+    if (job.fatal) {
+        if (job.progress.tty)
+            fputc('\n', stderr);
+        free(items);
+        md_pair_list_free(&pairs);
+        return cli_report(&job.fatal_err);
+    }
+    cli_progress_finish(&job.progress);
+
+    /* trim, write, summarise */
+    size_t n = pairs.count, n_ok = 0, n_cached = 0;
+    double *scales = malloc((n ? n : 1) * sizeof *scales);
+    unsigned char *keep = calloc(n ? n : 1, 1), *keep_ok = calloc(n ? n : 1, 1);
+    md_fit_table table = {0};
+    rc = CLI_EXIT_OK;
+    if (!scales || !keep || !keep_ok) {
+        fprintf(stderr, "metricdepth: error: out of memory\n");
+        rc = CLI_EXIT_FAILURE;
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].ok)
+            scales[n_ok++] = items[i].row.scale;
+        n_cached += items[i].cached;
+    }
+    if (n_ok == 0) {
+        fprintf(stderr, "metricdepth: error: no pair could be fitted; nothing written\n");
+        rc = CLI_EXIT_FAILURE;
+        goto done;
+    }
+    size_t n_kept = n_ok;
+    if (md_fit_trim(scales, n_ok, tlo, thi, keep_ok, &n_kept, &err) != MD_OK) {
+        rc = cli_report(&err);
+        goto done;
+    }
+    for (size_t i = 0, k = 0; i < n; i++)
+        if (items[i].ok)
+            keep[i] = keep_ok[k++];
+    for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++) {
+        if (!items[i].ok || !keep[i])
+            continue;
+        char rgb_abs[4096], depth_abs[4096];
+        absolute(rgb_abs, sizeof rgb_abs, items[i].pair->rgb_path);
+        absolute(depth_abs, sizeof depth_abs, items[i].pair->depth_path);
+        md_fit_row r = items[i].row;
+        r.rgb = rgb_abs;
+        r.depth = depth_abs;
+        r.divisor = items[i].pair->depth_divisor;
+        r.encoding = items[i].pair->encoding;
+        if (md_fit_table_append(&table, &r, &err) != MD_OK)
+            rc = cli_report(&err);
+    }
+    if (rc == CLI_EXIT_OK && md_fit_csv_write(out_s, &table, &err) != MD_OK)
+        rc = cli_report(&err);
+    if (rc != CLI_EXIT_OK)
+        goto done;
+    print_summary(items, n, keep, n_kept, scales, n_ok, scale_model_s != NULL);
+    fprintf(stderr, "wrote %zu rows to %s (%zu of %zu predictions from the cache, %zu failed%s)\n",
+            n_kept, out_s, n_cached, n, job.failed,
+            n_kept < n_ok ? ", some trimmed" : "");
+    rc = job.failed ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
+done:
+    md_fit_table_free(&table);
+    free(scales);
+    free(keep);
+    free(keep_ok);
+    free(items);
+    md_pair_list_free(&pairs);
+    return rc;
+}
