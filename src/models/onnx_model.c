@@ -108,6 +108,9 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
     md_resize_pil_nearest(crop, 3, FD_CROP_H, FD_CROP_W, net, m->in_h, m->in_w);
     for (size_t i = 0; i < n_net; i++)
         net[i] *= 1.0f / 255.0f;
+    /* OpenBLAS's thread count is process-wide and other backends (DA2) set
+     * their own, so claim ours for every run rather than once at open. */
+    md_gemm_set_threads(m->threads);
     const float *d = md_onnx_graph_run(m->graph, net);
     if ((st = md_depth_alloc(out, w, h, err)) != MD_OK)
         goto done;
@@ -200,6 +203,7 @@ static md_status onnx_run_tensor(void *impl, const md_tensor *in, md_tensor *out
     out->data = malloc(sizeof(float) * info->out_numel);
     if (!out->data)
         return md_fail(err, MD_ERR_NOMEM, "run: out of memory for the output");
+    md_gemm_set_threads(m->threads);
     const float *r = md_onnx_graph_run(m->graph, in->data);
     memcpy(out->data, r, sizeof(float) * info->out_numel);
     out->ndim = info->out_ndim;
