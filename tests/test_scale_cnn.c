@@ -210,25 +210,26 @@ typedef struct {
     float *in, *out, *r;
     int32_t *arg;
     size_t planes;
-    int h, w, oh, ow;
+    int h, w, oh, ow, threads;
 } pool_ctx;
 
 static double pool_loss(void *v)
 {
     pool_ctx *c = v;
-    md_maxpool_forward(c->in, c->planes, c->h, c->w, 2, 2, c->out, c->oh, c->ow, c->arg);
+    md_maxpool_forward(c->in, c->planes, c->h, c->w, 2, 2, c->out, c->oh, c->ow, c->arg, c->threads);
     return dot(c->out, c->r, c->planes * (size_t)c->oh * c->ow);
 }
 
-static void test_maxpool(void)
+static void maxpool_case(int h, int threads)
 {
     pool_ctx c;
     c.planes = 3;
-    c.h = 5; /* odd: floor mode drops the last row */
+    c.h = h; /* 5: floor mode drops the last row; 4: windows tile the plane */
     c.w = 6;
     c.oh = 2;
     c.ow = 3;
-    size_t ni = c.planes * 30, no = c.planes * 6;
+    c.threads = threads;
+    size_t ni = c.planes * (size_t)h * 6, no = c.planes * 6;
     c.in = malloc(ni * 4);
     c.out = malloc(no * 4);
     c.r = malloc(no * 4);
@@ -237,6 +238,8 @@ static void test_maxpool(void)
     /* Distinct values at least 0.05 apart so +-h never changes the argmax. */
     for (size_t i = 0; i < ni; i++)
         c.in[i] = 0.05f * (float)((i * 37) % ni) - 1.0f;
+    for (size_t i = 0; i < ni; i++)
+        din[i] = NAN; /* every entry must be written */
     fill(c.r, no, -1, 1);
     pool_loss(&c);
     int wrong = 0;
@@ -246,22 +249,28 @@ static void test_maxpool(void)
                 float m = -INFINITY;
                 for (int ky = 0; ky < 2; ky++)
                     for (int kx = 0; kx < 2; kx++)
-                        m = fmaxf(m, c.in[p * 30 + (size_t)(oy * 2 + ky) * 6 + ox * 2 + kx]);
+                        m = fmaxf(m, c.in[p * (size_t)h * 6 + (size_t)(oy * 2 + ky) * 6 + ox * 2 + kx]);
                 wrong += c.out[p * 6 + (size_t)oy * 3 + ox] != m;
             }
     CHECK_MSG(wrong == 0, "maxpool forward: %d wrong", wrong);
-    md_maxpool_backward(c.r, c.arg, c.planes, c.h, c.w, c.oh, c.ow, din);
+    md_maxpool_backward(c.r, c.arg, c.planes, c.h, c.w, 2, 2, c.oh, c.ow, din, threads);
     grad_check("maxpool dX", c.in, din, ni, ni, 1e-2f, 1e-3, 1e-5, pool_loss, &c);
-    /* Ties go to the first maximum in scan order, as PyTorch. */
-    float tie[4] = {1, 1, 1, 1}, o;
-    int32_t a;
-    md_maxpool_forward(tie, 1, 2, 2, 2, 2, &o, 1, 1, &a);
-    CHECK(a == 0 && o == 1.0f);
     free(c.in);
     free(c.out);
     free(c.r);
     free(c.arg);
     free(din);
+}
+
+static void test_maxpool(void)
+{
+    maxpool_case(5, 1);
+    maxpool_case(4, 2);
+    /* Ties go to the first maximum in scan order, as PyTorch. */
+    float tie[4] = {1, 1, 1, 1}, o;
+    int32_t a;
+    md_maxpool_forward(tie, 1, 2, 2, 2, 2, &o, 1, 1, &a, 1);
+    CHECK(a == 0 && o == 1.0f);
 }
 
 typedef struct {

@@ -249,6 +249,7 @@ md_status md_cnn_work_init(md_cnn_work *w, const md_cnn_spec *s, int batch, bool
         return md_fail(err, MD_ERR_ARG, "scale CNN: batch size %d", batch);
     w->batch = batch;
     w->training = training;
+    w->threads = 1;
     size_t nb = (size_t)batch, max_act = 0, max_col = 0;
     w->act[0] = md_malloc(sizeof(float) * nb * md_cnn_layer_in_size(&s->layers[0]),
                           "scale CNN input batch", err);
@@ -331,7 +332,7 @@ const float *md_cnn_forward(const md_cnn_spec *s, const float *params, md_cnn_wo
         }
         case MD_CNN_MAXPOOL:
             md_maxpool_forward(in, (size_t)n * l->in_c, l->in_h, l->in_w, l->k, l->stride, out,
-                               l->out_h, l->out_w, w->argmax[i]);
+                               l->out_h, l->out_w, w->argmax[i], w->threads);
             break;
         case MD_CNN_GAP:
             md_gap_forward(in, (size_t)n * l->in_c, (size_t)l->in_h * l->in_w, out);
@@ -370,8 +371,8 @@ void md_cnn_backward(const md_cnn_spec *s, const float *params, md_cnn_work *w, 
             break;
         }
         case MD_CNN_MAXPOOL:
-            md_maxpool_backward(g, w->argmax[i], (size_t)n * l->in_c, l->in_h, l->in_w, l->out_h,
-                                l->out_w, gn);
+            md_maxpool_backward(g, w->argmax[i], (size_t)n * l->in_c, l->in_h, l->in_w, l->k,
+                                l->stride, l->out_h, l->out_w, gn, w->threads);
             break;
         case MD_CNN_GAP:
             md_gap_backward(g, (size_t)n * l->in_c, (size_t)l->in_h * l->in_w, gn);
@@ -665,6 +666,7 @@ md_status md_scale_model_train(const md_image *images, const double *log_scales,
     }
     if ((st = md_cnn_work_init(&t.work, &t.spec, B, true, err)) != MD_OK)
         goto done;
+    t.work.threads = threads;
     md_cnn_init_params(&t.spec, model->params, o.seed);
 
     /* Split: a seeded permutation; its first n_val samples validate. */

@@ -51,6 +51,7 @@ static inline size_t md_cnn_layer_out_size(const md_cnn_layer *l)
 typedef struct {
     int batch;
     bool training;
+    int threads;     /* for the element-wise passes (GEMMs use OpenBLAS's); 1 after init */
     float *act[MD_CNN_MAX_LAYERS + 1];
     int32_t *argmax[MD_CNN_MAX_LAYERS];
     float *grad[2];  /* ping-pong gradient buffers (largest activation) */

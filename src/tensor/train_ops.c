@@ -6,6 +6,9 @@
 
 #include <math.h>
 #include <string.h>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 void md_col2im_add(const md_conv2d_params *p, const float *col, int channels, int in_h, int in_w,
                    int out_h, int out_w, float *img)
@@ -84,11 +87,12 @@ void md_relu_backward(const float *y, float *dy, size_t n)
         dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
-void md_maxpool_forward(const float *in, size_t planes, int in_h, int in_w, int k, int s,
-                        float *out, int out_h, int out_w, int32_t *argmax)
+static void maxpool_forward_planes(const float *in, size_t p0, size_t p1, int in_h, int in_w,
+                                   int k, int s, float *out, int out_h, int out_w,
+                                   int32_t *argmax)
 {
     size_t ihw = (size_t)in_h * in_w, ohw = (size_t)out_h * out_w;
-    for (size_t pl = 0; pl < planes; pl++) {
+    for (size_t pl = p0; pl < p1; pl++) {
         const float *ip = in + pl * ihw;
         float *op = out + pl * ohw;
         int32_t *ap = argmax + pl * ohw;
@@ -114,18 +118,88 @@ void md_maxpool_forward(const float *in, size_t planes, int in_h, int in_w, int 
     }
 }
 
-void md_maxpool_backward(const float *dout, const int32_t *argmax, size_t planes, int in_h,
-                         int in_w, int out_h, int out_w, float *din)
+static void maxpool_backward_planes(const float *dout, const int32_t *argmax, size_t p0,
+                                    size_t p1, int in_h, int in_w, int k, int s, int out_h,
+                                    int out_w, float *din)
 {
     size_t ihw = (size_t)in_h * in_w, ohw = (size_t)out_h * out_w;
-    memset(din, 0, sizeof(float) * planes * ihw);
-    for (size_t pl = 0; pl < planes; pl++) {
+    /* Windows that tile the plane exactly (k == s, sizes divisible): each
+     * input is written once, no clearing pass. */
+    bool tiled = k == s && in_h == out_h * s && in_w == out_w * s;
+    for (size_t pl = p0; pl < p1; pl++) {
         float *dp = din + pl * ihw;
         const float *gp = dout + pl * ohw;
         const int32_t *ap = argmax + pl * ohw;
-        for (size_t j = 0; j < ohw; j++)
-            dp[ap[j]] += gp[j];
+        if (tiled) {
+            for (int oy = 0; oy < out_h; oy++)
+                for (int ky = 0; ky < s; ky++) {
+                    float *row = dp + (size_t)(oy * s + ky) * in_w;
+                    for (int ox = 0; ox < out_w; ox++) {
+                        int32_t a = ap[oy * out_w + ox];
+                        float gv = gp[oy * out_w + ox];
+                        int32_t base = (oy * s + ky) * in_w + ox * s;
+                        for (int kx = 0; kx < s; kx++)
+                            row[ox * s + kx] = a == base + kx ? gv : 0.0f;
+                    }
+                }
+        } else {
+            memset(dp, 0, sizeof(float) * ihw);
+            for (size_t j = 0; j < ohw; j++)
+                dp[ap[j]] += gp[j];
+        }
     }
+}
+
+typedef struct {
+    const float *in;
+    const int32_t *argmax_in;
+    float *out;
+    int32_t *argmax;
+    size_t planes, chunk;
+    int in_h, in_w, k, s, out_h, out_w;
+    bool backward;
+} pool_job;
+
+static void pool_task(void *ctx, int task, int worker)
+{
+    (void)worker;
+    pool_job *j = ctx;
+    size_t p0 = (size_t)task * j->chunk;
+    size_t p1 = p0 + j->chunk < j->planes ? p0 + j->chunk : j->planes;
+    if (j->backward)
+        maxpool_backward_planes(j->in, j->argmax_in, p0, p1, j->in_h, j->in_w, j->k, j->s,
+                                j->out_h, j->out_w, j->out);
+    else
+        maxpool_forward_planes(j->in, p0, p1, j->in_h, j->in_w, j->k, j->s, j->out, j->out_h,
+                               j->out_w, j->argmax);
+}
+
+static void pool_run(pool_job *j, int threads)
+{
+    if (threads <= 1 || j->planes < 2) {
+        pool_task(j, 0, 0);
+        return;
+    }
+    int tasks = threads * 4;
+    if ((size_t)tasks > j->planes)
+        tasks = (int)j->planes;
+    j->chunk = (j->planes + (size_t)tasks - 1) / (size_t)tasks;
+    tasks = (int)((j->planes + j->chunk - 1) / j->chunk);
+    md_parallel_for(threads, tasks, pool_task, j);
+}
+
+void md_maxpool_forward(const float *in, size_t planes, int in_h, int in_w, int k, int s,
+                        float *out, int out_h, int out_w, int32_t *argmax, int threads)
+{
+    pool_job j = {in, NULL, out, argmax, planes, planes, in_h, in_w, k, s, out_h, out_w, false};
+    pool_run(&j, threads);
+}
+
+void md_maxpool_backward(const float *dout, const int32_t *argmax, size_t planes, int in_h,
+                         int in_w, int k, int s, int out_h, int out_w, float *din, int threads)
+{
+    pool_job j = {dout, argmax, din, NULL, planes, planes, in_h, in_w, k, s, out_h, out_w, true};
+    pool_run(&j, threads);
 }
 
 void md_gap_forward(const float *in, size_t planes, size_t hw, float *out)
@@ -199,7 +273,29 @@ void md_adam_update(float *param, const float *grad, float *m, float *v, size_t 
     float bc2_sqrt = (float)sqrt(bc2);
     float b1 = (float)beta1, b2 = (float)beta2, e = (float)eps;
     float c1 = (float)(1.0 - beta1), c2 = (float)(1.0 - beta2);
-    for (size_t i = begin; i < end; i++) {
+    size_t i = begin;
+#if defined(__AVX__)
+    /* GCC will not vectorise sqrtf without -fno-math-errno: 8 lanes by hand,
+     * the same correctly rounded operations as the scalar loop (which the
+     * compiler may contract to FMAs; an element always takes the same path,
+     * whatever the thread count, since chunks start at multiples of 8). */
+    __m256 vb1 = _mm256_set1_ps(b1), vb2 = _mm256_set1_ps(b2), vc1 = _mm256_set1_ps(c1),
+           vc2 = _mm256_set1_ps(c2), vstep = _mm256_set1_ps(step),
+           vbc2 = _mm256_set1_ps(bc2_sqrt), veps = _mm256_set1_ps(e);
+    for (; i + 8 <= end; i += 8) {
+        __m256 g = _mm256_loadu_ps(grad + i);
+        __m256 mi = _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(vc1, g));
+        __m256 vi = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_loadu_ps(v + i)),
+                                  _mm256_mul_ps(_mm256_mul_ps(vc2, g), g));
+        _mm256_storeu_ps(m + i, mi);
+        _mm256_storeu_ps(v + i, vi);
+        __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), vbc2), veps);
+        __m256 p = _mm256_sub_ps(_mm256_loadu_ps(param + i),
+                                 _mm256_mul_ps(vstep, _mm256_div_ps(mi, denom)));
+        _mm256_storeu_ps(param + i, p);
+    }
+#endif
+    for (; i < end; i++) {
         float g = grad[i];
         float mi = b1 * m[i] + c1 * g;
         float vi = b2 * v[i] + c2 * g * g;

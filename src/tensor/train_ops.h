@@ -37,13 +37,15 @@ void md_train_conv_backward(const md_conv2d_params *p, const float *in, int in_h
 void md_relu_backward(const float *y, float *dy, size_t n);
 
 /* Max pooling, kernel k, stride s, no padding, floor mode, over planes
- * (planes = batch * channels) of in_h x in_w. argmax[j] is the index inside
- * the plane of the first maximum of window j (row-major scan, as PyTorch). */
+ * (planes = batch * channels) of in_h x in_w, on `threads` threads (planes
+ * split among them; results do not depend on the count). argmax[j] is the
+ * index inside the plane of the first maximum of window j (row-major scan,
+ * NaN wins, as PyTorch). */
 void md_maxpool_forward(const float *in, size_t planes, int in_h, int in_w, int k, int s,
-                        float *out, int out_h, int out_w, int32_t *argmax);
+                        float *out, int out_h, int out_w, int32_t *argmax, int threads);
 /* din (planes, in_h, in_w) = scatter of dout through argmax (overwritten). */
 void md_maxpool_backward(const float *dout, const int32_t *argmax, size_t planes, int in_h,
-                         int in_w, int out_h, int out_w, float *din);
+                         int in_w, int k, int s, int out_h, int out_w, float *din, int threads);
 
 /* out[p] = mean of plane p (hw values); backward: din[p][i] = dout[p] / hw. */
 void md_gap_forward(const float *in, size_t planes, size_t hw, float *out);
