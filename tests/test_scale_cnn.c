@@ -580,6 +580,24 @@ static void test_adam(void)
     CHECK_NEAR(p[1], -1.9203978, 2e-6);
     CHECK_NEAR(p[2], 0.3680643, 2e-6);
 
+    /* The same three steps on 19 elements (the 8-lane path for 16, the scalar
+     * tail for 3): element i follows case i % 3 of the hand values above. */
+    {
+        float P[19], M[19] = {0}, V[19] = {0}, G1[19], G2[19], G3[19];
+        const float want[3] = {0.8075649f, -1.9203978f, 0.3680643f}, p0[3] = {1, -2, 0.5f};
+        for (int i = 0; i < 19; i++) {
+            P[i] = p0[i % 3];
+            G1[i] = g1[i % 3];
+            G2[i] = g2[i % 3];
+            G3[i] = g3[i % 3];
+        }
+        md_adam_step(P, G1, M, V, 19, 0.1, 0.9, 0.999, 1e-8, 1, 1);
+        md_adam_step(P, G2, M, V, 19, 0.1, 0.9, 0.999, 1e-8, 2, 1);
+        md_adam_step(P, G3, M, V, 19, 0.1, 0.9, 0.999, 1e-8, 3, 1);
+        for (int i = 0; i < 19; i++)
+            CHECK_NEAR(P[i], want[i % 3], 2e-6);
+    }
+
     /* Threads split elements: bit-identical to one thread on a vector of 3 Mi + 5. */
     size_t n = ((size_t)3 << 20) + 5;
     float *pa = malloc(n * 4), *pb = malloc(n * 4), *g = malloc(n * 4), *ma = calloc(n, 4),
