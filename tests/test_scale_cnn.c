@@ -210,26 +210,29 @@ typedef struct {
     float *in, *out, *r;
     int32_t *arg;
     size_t planes;
-    int h, w, oh, ow, threads;
+    int h, w, oh, ow, threads, k, s;
 } pool_ctx;
 
 static double pool_loss(void *v)
 {
     pool_ctx *c = v;
-    md_maxpool_forward(c->in, c->planes, c->h, c->w, 2, 2, c->out, c->oh, c->ow, c->arg, c->threads);
+    md_maxpool_forward(c->in, c->planes, c->h, c->w, c->k, c->s, c->out, c->oh, c->ow, c->arg,
+                       c->threads);
     return dot(c->out, c->r, c->planes * (size_t)c->oh * c->ow);
 }
 
-static void maxpool_case(int h, int threads)
+static void maxpool_case(int h, int k, int st, int threads)
 {
     pool_ctx c;
     c.planes = 3;
     c.h = h; /* 5: floor mode drops the last row; 4: windows tile the plane */
     c.w = 6;
-    c.oh = 2;
-    c.ow = 3;
+    c.k = k;
+    c.s = st;
+    c.oh = (h - k) / st + 1;
+    c.ow = (6 - k) / st + 1;
     c.threads = threads;
-    size_t ni = c.planes * (size_t)h * 6, no = c.planes * 6;
+    size_t ni = c.planes * (size_t)h * 6, no = c.planes * (size_t)c.oh * c.ow;
     c.in = malloc(ni * 4);
     c.out = malloc(no * 4);
     c.r = malloc(no * 4);
@@ -247,13 +250,14 @@ static void maxpool_case(int h, int threads)
         for (int oy = 0; oy < c.oh; oy++)
             for (int ox = 0; ox < c.ow; ox++) {
                 float m = -INFINITY;
-                for (int ky = 0; ky < 2; ky++)
-                    for (int kx = 0; kx < 2; kx++)
-                        m = fmaxf(m, c.in[p * (size_t)h * 6 + (size_t)(oy * 2 + ky) * 6 + ox * 2 + kx]);
-                wrong += c.out[p * 6 + (size_t)oy * 3 + ox] != m;
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++)
+                        m = fmaxf(m, c.in[p * (size_t)h * 6 + (size_t)(oy * st + ky) * 6 +
+                                          ox * st + kx]);
+                wrong += c.out[(p * (size_t)c.oh + oy) * c.ow + ox] != m;
             }
     CHECK_MSG(wrong == 0, "maxpool forward: %d wrong", wrong);
-    md_maxpool_backward(c.r, c.arg, c.planes, c.h, c.w, 2, 2, c.oh, c.ow, din, threads);
+    md_maxpool_backward(c.r, c.arg, c.planes, c.h, c.w, k, st, c.oh, c.ow, din, threads);
     grad_check("maxpool dX", c.in, din, ni, ni, 1e-2f, 1e-3, 1e-5, pool_loss, &c);
     free(c.in);
     free(c.out);
@@ -264,8 +268,9 @@ static void maxpool_case(int h, int threads)
 
 static void test_maxpool(void)
 {
-    maxpool_case(5, 1);
-    maxpool_case(4, 2);
+    maxpool_case(5, 2, 2, 1); /* 2x2 fast path, last row dropped: scatter backward */
+    maxpool_case(4, 2, 2, 2); /* 2x2 tiling the plane: branch-free backward, 2 threads */
+    maxpool_case(5, 3, 2, 2); /* overlapping 3x3 windows: the general loops */
     /* Ties go to the first maximum in scan order, as PyTorch. */
     float tie[4] = {1, 1, 1, 1}, o;
     int32_t a;

@@ -96,6 +96,34 @@ static void maxpool_forward_planes(const float *in, size_t p0, size_t p1, int in
         const float *ip = in + pl * ihw;
         float *op = out + pl * ohw;
         int32_t *ap = argmax + pl * ohw;
+        if (k == 2 && s == 2) {
+            /* Branch-free 2x2 windows (on real data the comparisons are coin
+             * flips; branches on them mispredict half the time). Scan order
+             * and NaN rule as below. */
+            for (int oy = 0; oy < out_h; oy++) {
+                const float *r0 = ip + (size_t)(2 * oy) * in_w, *r1 = r0 + in_w;
+                float *orow = op + (size_t)oy * out_w;
+                int32_t *arow = ap + (size_t)oy * out_w;
+                int32_t base0 = 2 * oy * in_w;
+                for (int ox = 0; ox < out_w; ox++) {
+                    float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+                    float bv = a;
+                    int32_t bi = base0 + 2 * ox;
+                    bool u = b > bv || b != b;
+                    bv = u ? b : bv;
+                    bi = u ? base0 + 2 * ox + 1 : bi;
+                    u = c > bv || c != c;
+                    bv = u ? c : bv;
+                    bi = u ? base0 + in_w + 2 * ox : bi;
+                    u = d > bv || d != d;
+                    bv = u ? d : bv;
+                    bi = u ? base0 + in_w + 2 * ox + 1 : bi;
+                    orow[ox] = bv;
+                    arow[ox] = bi;
+                }
+            }
+            continue;
+        }
         for (int oy = 0; oy < out_h; oy++) {
             for (int ox = 0; ox < out_w; ox++) {
                 int y0 = oy * s, x0 = ox * s;
@@ -123,25 +151,28 @@ static void maxpool_backward_planes(const float *dout, const int32_t *argmax, si
                                     int out_w, float *din)
 {
     size_t ihw = (size_t)in_h * in_w, ohw = (size_t)out_h * out_w;
-    /* Windows that tile the plane exactly (k == s, sizes divisible): each
-     * input is written once, no clearing pass. */
-    bool tiled = k == s && in_h == out_h * s && in_w == out_w * s;
+    /* 2x2 windows that tile the plane exactly: each input is written once,
+     * branch-free, no clearing pass. */
+    bool tiled = k == 2 && s == 2 && in_h == out_h * 2 && in_w == out_w * 2;
     for (size_t pl = p0; pl < p1; pl++) {
         float *dp = din + pl * ihw;
         const float *gp = dout + pl * ohw;
         const int32_t *ap = argmax + pl * ohw;
         if (tiled) {
-            for (int oy = 0; oy < out_h; oy++)
-                for (int ky = 0; ky < s; ky++) {
-                    float *row = dp + (size_t)(oy * s + ky) * in_w;
-                    for (int ox = 0; ox < out_w; ox++) {
-                        int32_t a = ap[oy * out_w + ox];
-                        float gv = gp[oy * out_w + ox];
-                        int32_t base = (oy * s + ky) * in_w + ox * s;
-                        for (int kx = 0; kx < s; kx++)
-                            row[ox * s + kx] = a == base + kx ? gv : 0.0f;
-                    }
+            for (int oy = 0; oy < out_h; oy++) {
+                float *r0 = dp + (size_t)(2 * oy) * in_w, *r1 = r0 + in_w;
+                const float *grow = gp + (size_t)oy * out_w;
+                const int32_t *arow = ap + (size_t)oy * out_w;
+                int32_t base0 = 2 * oy * in_w;
+                for (int ox = 0; ox < out_w; ox++) {
+                    int32_t a = arow[ox] - (base0 + 2 * ox);
+                    float gv = grow[ox];
+                    r0[2 * ox] = a == 0 ? gv : 0.0f;
+                    r0[2 * ox + 1] = a == 1 ? gv : 0.0f;
+                    r1[2 * ox] = a == in_w ? gv : 0.0f;
+                    r1[2 * ox + 1] = a == in_w + 1 ? gv : 0.0f;
                 }
+            }
         } else {
             memset(dp, 0, sizeof(float) * ihw);
             for (size_t j = 0; j < ohw; j++)
