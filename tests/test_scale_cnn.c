@@ -456,13 +456,13 @@ static double ref_loss(ref_ctx *c)
 
 /* Analytic float gradients of the MSE against double central differences
  * (h = 1e-6: far below any ReLU/max kink spacing, rounding ~1e-10). */
-static void net_case(md_scale_arch arch, int size, int n)
+static void net_case(md_scale_arch arch, int size, int n, int threads)
 {
     md_cnn_spec spec;
     md_cnn_work w;
     md_error err = {0};
     CHECK_OK(md_cnn_spec_init(&spec, arch, size, &err), &err);
-    CHECK_OK(md_cnn_work_init(&w, &spec, n, true, &err), &err);
+    CHECK_OK(md_cnn_work_init(&w, &spec, n, true, threads, &err), &err);
     size_t isz = md_cnn_layer_in_size(&spec.layers[0]), np = spec.n_params;
     float *params = malloc(sizeof(float) * np), *grads = malloc(sizeof(float) * np);
     float target[8], dout[8];
@@ -528,8 +528,11 @@ static void net_case(md_scale_arch arch, int size, int n)
 
 static void test_network_gradients(void)
 {
-    net_case(MD_SCALE_ARCH_COMPACT, 16, 3);
-    net_case(MD_SCALE_ARCH_PAPER, 8, 2);
+    net_case(MD_SCALE_ARCH_COMPACT, 16, 3, 1);
+    net_case(MD_SCALE_ARCH_PAPER, 8, 2, 1);
+    /* Images split over 2 tasks (3 images: ranges of 1 and 2), partial sums. */
+    net_case(MD_SCALE_ARCH_COMPACT, 16, 3, 2);
+    net_case(MD_SCALE_ARCH_PAPER, 8, 3, 2);
 }
 
 static void test_specs(void)
@@ -898,6 +901,27 @@ static void test_determinism(void)
     /* Validation at epochs 2, 4, 6 only (1-based). */
     CHECK(isnan(la.val_loss[0]) && !isnan(la.val_loss[1]) && isnan(la.val_loss[2]) &&
           !isnan(la.val_loss[3]) && isnan(la.val_loss[4]) && !isnan(la.val_loss[5]));
+    /* Two threads (images split over tasks, pooling split): repeatable too. */
+    {
+        md_train_options o2 = small_opts(5);
+        o2.epochs = 4;
+        o2.threads = 2;
+        md_scale_model *x = NULL, *y = NULL;
+        md_train_log lx = {0}, ly = {0};
+        CHECK_OK(md_scale_model_train(g_imgs, g_targets, NIMG, &o2, &x, &lx, &err), &err);
+        CHECK_OK(md_scale_model_train(g_imgs, g_targets, NIMG, &o2, &y, &ly, &err), &err);
+        if (x && y) {
+            CHECK(memcmp(lx.train_loss, ly.train_loss, 4 * sizeof(double)) == 0);
+            double px, py;
+            md_scale_model_predict(x, &g_imgs[1], &px, &err);
+            md_scale_model_predict(y, &g_imgs[1], &py, &err);
+            CHECK(px == py);
+        }
+        md_scale_model_free(x);
+        md_scale_model_free(y);
+        md_train_log_free(&lx);
+        md_train_log_free(&ly);
+    }
     double pa, pb, pc;
     md_scale_model_predict(a, &g_imgs[0], &pa, &err);
     md_scale_model_predict(b, &g_imgs[0], &pb, &err);

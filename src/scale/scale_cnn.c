@@ -12,6 +12,7 @@
 #include "core/core.h"
 #include "formats/weights.h"
 #include "tensor/cnn_ops.h"
+#include "tensor/parallel.h"
 #include "tensor/train_ops.h"
 
 #include <errno.h>
@@ -238,19 +239,24 @@ void md_cnn_work_free(md_cnn_work *w)
     free(w->grad[1]);
     free(w->col);
     free(w->dcol);
+    free(w->partial);
     memset(w, 0, sizeof *w);
 }
 
 md_status md_cnn_work_init(md_cnn_work *w, const md_cnn_spec *s, int batch, bool training,
-                           md_error *err)
+                           int threads, md_error *err)
 {
     memset(w, 0, sizeof *w);
     if (batch < 1)
         return md_fail(err, MD_ERR_ARG, "scale CNN: batch size %d", batch);
+    if (threads < 1)
+        threads = 1;
+    if (threads > 64)
+        threads = 64;
     w->batch = batch;
     w->training = training;
-    w->threads = 1;
-    size_t nb = (size_t)batch, max_act = 0, max_col = 0;
+    w->threads = threads;
+    size_t nb = (size_t)batch, nt = (size_t)threads, max_act = 0, max_col = 1, max_par = 1;
     w->act[0] = md_malloc(sizeof(float) * nb * md_cnn_layer_in_size(&s->layers[0]),
                           "scale CNN input batch", err);
     if (!w->act[0])
@@ -274,16 +280,21 @@ md_status md_cnn_work_init(md_cnn_work *w, const md_cnn_spec *s, int batch, bool
             size_t col = (size_t)l->in_c * l->k * l->k * l->out_h * l->out_w;
             if (col > max_col)
                 max_col = col;
+            if (l->w_n + l->b_n > max_par)
+                max_par = l->w_n + l->b_n;
         }
     }
-    w->col = md_malloc(sizeof(float) * (max_col ? max_col : 1), "scale CNN im2col buffer", err);
+    w->col_floats = max_col;
+    w->col = md_malloc(sizeof(float) * nt * max_col, "scale CNN im2col buffers", err);
     if (!w->col)
         goto fail;
     if (training) {
-        w->dcol = md_malloc(sizeof(float) * (max_col ? max_col : 1), "scale CNN col gradient", err);
+        w->partial_floats = max_par;
+        w->dcol = md_malloc(sizeof(float) * nt * max_col, "scale CNN col gradients", err);
+        w->partial = md_malloc(sizeof(float) * nt * max_par, "scale CNN partial gradients", err);
         w->grad[0] = md_malloc(sizeof(float) * nb * max_act, "scale CNN gradients", err);
         w->grad[1] = md_malloc(sizeof(float) * nb * max_act, "scale CNN gradients", err);
-        if (!w->dcol || !w->grad[0] || !w->grad[1])
+        if (!w->dcol || !w->partial || !w->grad[0] || !w->grad[1])
             goto fail;
     }
     return MD_OK;
@@ -314,20 +325,76 @@ void md_cnn_init_params(const md_cnn_spec *s, float *params, uint64_t seed)
 
 /* ------------------------------------------------------------ forward / backward */
 
+/* One convolution layer over the images of a batch, split into w->threads
+ * tasks of fixed image ranges. */
+typedef struct {
+    const md_cnn_layer *l;
+    const float *params;
+    md_cnn_work *w;
+    int n, tasks, layer;
+    const float *in;
+    float *out;     /* forward: output; backward: output gradient (ReLU applied here) */
+    float *din;     /* backward: input gradient or NULL */
+    bool backward;
+} conv_job;
+
+static void conv_task(void *ctx, int task, int worker)
+{
+    (void)worker;
+    conv_job *j = ctx;
+    const md_cnn_layer *l = j->l;
+    md_cnn_work *w = j->w;
+    md_conv2d_params p = conv_params(l);
+    size_t isz = md_cnn_layer_in_size(l), osz = md_cnn_layer_out_size(l);
+    int b0 = (int)((long)j->n * task / j->tasks), b1 = (int)((long)j->n * (task + 1) / j->tasks);
+    float *col = w->col + (size_t)task * w->col_floats;
+    if (!j->backward) {
+        for (int b = b0; b < b1; b++)
+            md_train_conv_forward(&p, j->in + (size_t)b * isz, l->in_h, l->in_w,
+                                  j->params + l->w_off, j->params + l->b_off, l->relu,
+                                  j->out + (size_t)b * osz, l->out_h, l->out_w, col);
+        return;
+    }
+    float *dcol = w->dcol + (size_t)task * w->col_floats;
+    float *part = w->partial + (size_t)task * w->partial_floats;
+    memset(part, 0, sizeof(float) * (l->w_n + l->b_n));
+    const float *y = w->act[j->layer + 1];
+    for (int b = b0; b < b1; b++) {
+        float *g = j->out + (size_t)b * osz;
+        if (l->relu)
+            md_relu_backward(y + (size_t)b * osz, g, osz);
+        md_train_conv_backward(&p, j->in + (size_t)b * isz, l->in_h, l->in_w,
+                               j->params + l->w_off, g, l->out_h, l->out_w, part,
+                               part + l->w_n, j->din ? j->din + (size_t)b * isz : NULL, col,
+                               dcol);
+    }
+}
+
+static void run_conv(conv_job *j)
+{
+    j->tasks = j->w->threads < j->n ? j->w->threads : j->n;
+    if (j->tasks <= 1) {
+        j->tasks = 1;
+        conv_task(j, 0, 0);
+        return;
+    }
+    /* Our workers each run single-threaded GEMMs; OpenBLAS's own pool would
+     * compete with them. */
+    md_gemm_set_threads(1);
+    md_parallel_for(j->tasks, j->tasks, conv_task, j);
+    md_gemm_set_threads(j->w->threads);
+}
+
 const float *md_cnn_forward(const md_cnn_spec *s, const float *params, md_cnn_work *w, int n)
 {
     for (int i = 0; i < s->n_layers; i++) {
         const md_cnn_layer *l = &s->layers[i];
         const float *in = w->act[i];
         float *out = w->act[i + 1];
-        size_t isz = md_cnn_layer_in_size(l), osz = md_cnn_layer_out_size(l);
         switch (l->kind) {
         case MD_CNN_CONV: {
-            md_conv2d_params p = conv_params(l);
-            for (int b = 0; b < n; b++)
-                md_train_conv_forward(&p, in + (size_t)b * isz, l->in_h, l->in_w,
-                                      params + l->w_off, params + l->b_off, l->relu,
-                                      out + (size_t)b * osz, l->out_h, l->out_w, w->col);
+            conv_job j = {l, params, w, n, 0, i, in, out, NULL, false};
+            run_conv(&j);
             break;
         }
         case MD_CNN_MAXPOOL:
@@ -355,19 +422,21 @@ void md_cnn_backward(const md_cnn_spec *s, const float *params, md_cnn_work *w, 
     memcpy(g, dout, sizeof(float) * nout);
     for (int i = s->n_layers - 1; i >= 0; i--) {
         const md_cnn_layer *l = &s->layers[i];
-        size_t isz = md_cnn_layer_in_size(l), osz = md_cnn_layer_out_size(l);
-        if (l->relu)
-            md_relu_backward(w->act[i + 1], g, (size_t)n * osz);
+        size_t osz = md_cnn_layer_out_size(l);
         bool need_in = i > 0;
         switch (l->kind) {
         case MD_CNN_CONV: {
-            md_conv2d_params p = conv_params(l);
-            memset(grads + l->w_off, 0, sizeof(float) * (l->w_n + l->b_n));
-            for (int b = 0; b < n; b++)
-                md_train_conv_backward(&p, w->act[i] + (size_t)b * isz, l->in_h, l->in_w,
-                                       params + l->w_off, g + (size_t)b * osz, l->out_h, l->out_w,
-                                       grads + l->w_off, grads + l->b_off,
-                                       need_in ? gn + (size_t)b * isz : NULL, w->col, w->dcol);
+            conv_job j = {l, params, w, n, 0, i, w->act[i], g, need_in ? gn : NULL, true};
+            run_conv(&j);
+            /* Per-task sums added in task order: independent of scheduling. */
+            size_t np = l->w_n + l->b_n;
+            float *dst = grads + l->w_off;
+            memcpy(dst, w->partial, sizeof(float) * np);
+            for (int t = 1; t < j.tasks; t++) {
+                const float *src = w->partial + (size_t)t * w->partial_floats;
+                for (size_t k = 0; k < np; k++)
+                    dst[k] += src[k];
+            }
             break;
         }
         case MD_CNN_MAXPOOL:
@@ -378,6 +447,8 @@ void md_cnn_backward(const md_cnn_spec *s, const float *params, md_cnn_work *w, 
             md_gap_backward(g, (size_t)n * l->in_c, (size_t)l->in_h * l->in_w, gn);
             break;
         case MD_CNN_FC:
+            if (l->relu)
+                md_relu_backward(w->act[i + 1], g, (size_t)n * osz);
             md_linear_backward(w->act[i], n, l->in_c, l->out_c, params + l->w_off, g,
                                grads + l->w_off, grads + l->b_off, need_in ? gn : NULL);
             break;
@@ -492,7 +563,7 @@ md_status md_scale_model_predict(md_scale_model *m, const md_image *img, double 
     if (!img->pixels || img->width < 1 || img->height < 1 || img->width > MD_MAX_DIM ||
         img->height > MD_MAX_DIM)
         return md_fail(err, MD_ERR_ARG, "scale CNN predict: empty or invalid image");
-    if (!m->infer.act[0] && md_cnn_work_init(&m->infer, &m->spec, 1, false, err) != MD_OK)
+    if (!m->infer.act[0] && md_cnn_work_init(&m->infer, &m->spec, 1, false, 1, err) != MD_OK)
         return err ? err->code : MD_ERR_NOMEM;
     size_t need = (size_t)3 * img->width * img->height;
     if (need > m->tmp_cap) {
@@ -664,9 +735,8 @@ md_status md_scale_model_train(const md_image *images, const double *log_scales,
         st = MD_ERR_NOMEM;
         goto done;
     }
-    if ((st = md_cnn_work_init(&t.work, &t.spec, B, true, err)) != MD_OK)
+    if ((st = md_cnn_work_init(&t.work, &t.spec, B, true, threads, err)) != MD_OK)
         goto done;
-    t.work.threads = threads;
     md_cnn_init_params(&t.spec, model->params, o.seed);
 
     /* Split: a seeded permutation; its first n_val samples validate. */

@@ -47,19 +47,26 @@ static inline size_t md_cnn_layer_out_size(const md_cnn_layer *l)
 
 /* Activations and scratch for up to `batch` samples, allocated once. act[0]
  * is the input (batch x 3 x S x S), act[l + 1] the output of layer l (after
- * its fused ReLU); with training, the gradient and argmax buffers too. */
+ * its fused ReLU); with training, the gradient and argmax buffers too.
+ * threads > 1: convolutions run images in parallel (fixed image ranges per
+ * task, OpenBLAS single-threaded inside them; weight gradients summed over
+ * the tasks in order), fully connected layers use OpenBLAS's own threads.
+ * Results then depend on the thread count but not on scheduling. */
 typedef struct {
     int batch;
     bool training;
-    int threads;     /* for the element-wise passes (GEMMs use OpenBLAS's); 1 after init */
+    int threads;
     float *act[MD_CNN_MAX_LAYERS + 1];
     int32_t *argmax[MD_CNN_MAX_LAYERS];
     float *grad[2];  /* ping-pong gradient buffers (largest activation) */
-    float *col, *dcol;
+    float *col, *dcol; /* threads x col_floats each */
+    size_t col_floats;
+    float *partial;  /* threads x partial_floats: per-task conv weight gradients */
+    size_t partial_floats;
 } md_cnn_work;
 
 md_status md_cnn_work_init(md_cnn_work *w, const md_cnn_spec *spec, int batch, bool training,
-                           md_error *err);
+                           int threads, md_error *err);
 void md_cnn_work_free(md_cnn_work *w);
 
 /* PyTorch's default Conv2d / Linear init: weights and biases uniform in
