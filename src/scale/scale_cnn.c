@@ -19,6 +19,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SCALE_FORMAT "metricdepth-scale-cnn"
 
@@ -536,18 +537,20 @@ static md_status model_new(const md_cnn_spec *spec, const char *base, const char
     return MD_OK;
 }
 
-const char *md_scale_model_describe(const md_scale_model *m)
+/* Fills m->desc from the model's fields (after training or loading). */
+static void update_desc(md_scale_model *m)
 {
-    if (!m)
-        return "";
-    md_scale_model *mm = (md_scale_model *)m; /* desc is a cache of constant fields */
-    int k = snprintf(mm->desc, sizeof mm->desc, "%s scale CNN, %dx%d input, %.2f M params",
+    int k = snprintf(m->desc, sizeof m->desc, "%s scale CNN, %dx%d input, %.2f M params",
                      md_scale_arch_name(m->spec.arch), m->spec.input_size, m->spec.input_size,
                      (double)m->spec.n_params / 1e6);
-    if (k > 0 && (size_t)k < sizeof mm->desc && m->base_model[0])
-        snprintf(mm->desc + k, sizeof mm->desc - (size_t)k, ", trained for %.200s on %zu images",
+    if (k > 0 && (size_t)k < sizeof m->desc && m->base_model[0])
+        snprintf(m->desc + k, sizeof m->desc - (size_t)k, ", trained for %.200s on %zu images",
                  m->base_model, m->n_train);
-    return mm->desc;
+}
+
+const char *md_scale_model_describe(const md_scale_model *m)
+{
+    return m ? m->desc : "";
 }
 
 const char *md_scale_model_base(const md_scale_model *m)
@@ -678,7 +681,11 @@ md_status md_scale_model_train(const md_image *images, const double *log_scales,
     if (n_val >= n)
         n_val = n - 1;
     size_t n_train = n - n_val;
-    int threads = o.threads > 0 ? o.threads : 2;
+    int threads = o.threads;
+    if (threads <= 0) { /* all cores */
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = ncpu > 0 ? (ncpu > 64 ? 64 : (int)ncpu) : 2;
+    }
     md_gemm_set_threads(threads);
 
     /* Preprocess every image once. */
@@ -727,6 +734,7 @@ md_status md_scale_model_train(const md_image *images, const double *log_scales,
         goto done;
     model->n_train = n_train;
     model->epochs = o.epochs;
+    update_desc(model);
     size_t np = t.spec.n_params;
     t.grads = md_malloc(sizeof(float) * np, "parameter gradients", err);
     t.m = md_calloc(np, sizeof(float), "Adam first moments", err);
@@ -1063,6 +1071,7 @@ md_status md_scale_model_load(const char *path, md_scale_model **out, md_error *
         goto done;
     m->n_train = (size_t)n_train;
     m->epochs = (int)epochs;
+    update_desc(m);
     size_t expected = 0;
     for (int i = 0; i < spec.n_layers; i++) {
         const md_cnn_layer *l = &spec.layers[i];
