@@ -159,8 +159,10 @@ static int run(int argc, char **argv)
 
     md_error err = {0};
     md_fit_table table = {0}, used = {0};
-    if (md_fit_csv_read(scales_s, &table, &err) != MD_OK)
+    if (md_fit_csv_read(scales_s, &table, &err) != MD_OK) {
+        md_fit_table_free(&table);
         return cli_report(&err);
+    }
     if (table.count == 0) {
         md_fit_table_free(&table);
         fprintf(stderr, "metricdepth: error: %s: no rows\n", scales_s);
