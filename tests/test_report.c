@@ -203,6 +203,31 @@ static void test_cloud_figure(void)
     md_image_free(&img);
 }
 
+static void test_view_framing(void)
+{
+    /* 101 points on a line at z = 4, x_i = 0.0002 i^2 (0..2 m, denser near 0):
+     * the view must put the 1st and 99th percentile of the projection (points
+     * i = 1 and i = 99) at 5 % and 95 % of a 200 px wide panel, u = 10 and 190 */
+    float xyz[101 * 3];
+    for (int i = 0; i <= 100; i++) {
+        xyz[3 * i] = (float)(0.0002 * i * i);
+        xyz[3 * i + 1] = 0.0f;
+        xyz[3 * i + 2] = 4.0f;
+    }
+    md_cloud c = {xyz, NULL, 101};
+    md_view v = md_view_for_cloud(&c, NULL, 0, 200, 100, 0, 0);
+    double p1[3] = {xyz[3], 0, 4}, p99[3] = {xyz[3 * 99], 0, 4}, u, w, z;
+    CHECK(md_view_project(&v, p1, &u, &w, &z));
+    CHECK_NEAR(u, 10, 1e-6);
+    CHECK_NEAR(w, 50, 1e-6);
+    CHECK(md_view_project(&v, p99, &u, &w, &z));
+    CHECK_NEAR(u, 190, 1e-6);
+    /* the centroid x = 0.0002 * sum(i^2)/101 = 0.0002 * 338350/101 = 0.67, from
+     * 1.6 * |(0.67, 0, 4)| away along z */
+    CHECK_NEAR(v.center[0], 0.67, 1e-6);
+    CHECK_NEAR(v.distance, 1.6 * sqrt(0.67 * 0.67 + 16), 1e-6);
+}
+
 /* ----------------------------------------------------------- colour bar */
 
 static void test_colorbar_ends(void)
@@ -480,6 +505,7 @@ int main(void)
     RUN_TEST(test_cloud_from_depth);
     RUN_TEST(test_raster_zbuffer);
     RUN_TEST(test_cloud_figure);
+    RUN_TEST(test_view_framing);
     RUN_TEST(test_colorbar_ends);
     RUN_TEST(test_depth_panel);
     RUN_TEST(test_scatter);

@@ -470,3 +470,87 @@ md_status md_eval_write_html(const char *path, const md_report_info *info,
 {
     return write_file(path, FMT_HTML, info, sums, err);
 }
+
+md_status md_eval_read_loss_log(const char *path, double **train_loss, double **val_loss,
+                                int *epochs, md_error *err)
+{
+    *train_loss = *val_loss = NULL;
+    *epochs = 0;
+    uint8_t *data;
+    size_t size;
+    md_status st = md_read_file(path, (size_t)1 << 24, &data, &size, err);
+    if (st != MD_OK)
+        return st;
+    char *text = md_malloc(size + 1, "loss log", err);
+    if (!text) {
+        free(data);
+        return err ? err->code : MD_ERR_NOMEM;
+    }
+    memcpy(text, data, size);
+    text[size] = '\0';
+    free(data);
+    size_t lines = 1;
+    for (size_t i = 0; i < size; i++)
+        lines += text[i] == '\n';
+    double *tr = md_malloc(lines * sizeof *tr, "loss log", err);
+    double *va = tr ? md_malloc(lines * sizeof *va, "loss log", err) : NULL;
+    if (!tr || !va) {
+        free(tr);
+        free(text);
+        return err ? err->code : MD_ERR_NOMEM;
+    }
+    int n = 0, line_no = 0;
+    char *save = NULL;
+    st = MD_OK;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        line_no++;
+        size_t len = strlen(line);
+        if (len && line[len - 1] == '\r')
+            line[--len] = '\0';
+        if (len == 0)
+            continue;
+        if (line_no == 1) {
+            if (strcmp(line, "epoch,train_loss,val_loss") != 0) {
+                st = md_fail(err, MD_ERR_FORMAT, "%s:1: expected the header "
+                             "epoch,train_loss,val_loss", path);
+                break;
+            }
+            continue;
+        }
+        char *end;
+        long e = strtol(line, &end, 10);
+        if (*end != ',' || e != n + 1) {
+            st = md_fail(err, MD_ERR_FORMAT, "%s:%d: expected epoch %d", path, line_no, n + 1);
+            break;
+        }
+        char *p = end + 1;
+        tr[n] = strtod(p, &end);
+        if (end == p || *end != ',') {
+            st = md_fail(err, MD_ERR_FORMAT, "%s:%d: bad train_loss", path, line_no);
+            break;
+        }
+        p = end + 1;
+        if (*p == '\0') {
+            va[n] = NAN;
+        } else {
+            va[n] = strtod(p, &end);
+            if (end == p || *end != '\0') {
+                st = md_fail(err, MD_ERR_FORMAT, "%s:%d: bad val_loss", path, line_no);
+                break;
+            }
+        }
+        n++;
+    }
+    free(text);
+    if (st == MD_OK && n == 0)
+        st = md_fail(err, MD_ERR_FORMAT, "%s: no epochs", path);
+    if (st != MD_OK) {
+        free(tr);
+        free(va);
+        return st;
+    }
+    *train_loss = tr;
+    *val_loss = va;
+    *epochs = n;
+    return MD_OK;
+}

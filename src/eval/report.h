@@ -67,4 +67,9 @@ md_status md_eval_write_markdown(const char *path, const md_report_info *info,
 md_status md_eval_write_html(const char *path, const md_report_info *info,
                              const md_eval_summary sums[2], md_error *err);
 
+/* Reads a training log "epoch,train_loss,val_loss" (val empty where none ran,
+ * read as NaN; epochs 1..N in order). Fills new arrays of *epochs entries. */
+md_status md_eval_read_loss_log(const char *path, double **train_loss, double **val_loss,
+                                int *epochs, md_error *err);
+
 #endif

@@ -34,11 +34,12 @@ void md_cloud_centroid(const md_cloud *c, double out[3]);
 
 typedef struct {
     int width, height;  /* raster size in pixels */
-    double focal;       /* pixels; principal point at (width/2, height/2) */
+    double focal;       /* pixels; principal point (width/2 + shift_u, height/2 + shift_v) */
     double yaw_deg;     /* about the vertical axis, positive turns forward towards +x */
     double pitch_deg;   /* positive looks down (towards +y) */
     double center[3];   /* looked-at point */
     double distance;    /* from the virtual camera to center */
+    double shift_u, shift_v; /* principal point offset from the panel centre, pixels */
 } md_view;
 
 /* Projects p: pixel coordinates (u, v) (pixel i covers [i, i+1)) and depth
@@ -68,7 +69,10 @@ md_status md_fig_point_clouds(const char *path, const md_cloud *gt, const md_clo
                               const uint8_t (*colors)[3], const char *const *titles, int n_panels,
                               const md_view *view, md_error *err);
 /* A view for gt: yaw, pitch as given, looking at its centroid from 1.6 times the
- * centroid's distance, focal from K scaled to a panel of width x height. */
+ * centroid's distance; focal length and principal point shift put the 1st..99th
+ * percentile of gt's projection on each axis in the middle 90 % of a
+ * width x height panel (K's fx scaled to the panel and no shift when gt has a
+ * single point or none). */
 md_view md_view_for_cloud(const md_cloud *gt, const md_intrinsics *K, int image_width,
                           int width, int height, double yaw_deg, double pitch_deg);
 

@@ -97,8 +97,8 @@ int md_view_project(const md_view *view, const double p[3], double *u, double *v
     *z = zc;
     if (!(zc > 1e-6))
         return 0;
-    *u = view->focal * xc / zc + 0.5 * view->width;
-    *v = view->focal * yc / zc + 0.5 * view->height;
+    *u = view->focal * xc / zc + 0.5 * view->width + view->shift_u;
+    *v = view->focal * yc / zc + 0.5 * view->height + view->shift_v;
     return 1;
 }
 
@@ -159,6 +159,12 @@ void md_raster_splat(md_raster *r, const md_view *view, const md_cloud *c, const
     }
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 md_view md_view_for_cloud(const md_cloud *gt, const md_intrinsics *K, int image_width,
                           int width, int height, double yaw_deg, double pitch_deg)
 {
@@ -172,6 +178,42 @@ md_view md_view_for_cloud(const md_cloud *gt, const md_intrinsics *K, int image_
                     v.center[2] * v.center[2]);
     v.distance = d > 0 ? 1.6 * d : 3.0;
     v.focal = K && image_width > 0 ? K->fx * (double)width / (double)image_width : width;
+    /* frame the ground truth: 1st..99th percentile of its projection along
+     * each axis fills the middle 90 % of the panel (the principal point moves
+     * to centre it); keep the camera's focal when that is degenerate */
+    size_t n = gt->n, step = n > 20000 ? n / 20000 : 1, k = 0;
+    double *ax = n ? malloc(2 * (n / step + 1) * sizeof *ax) : NULL;
+    if (!ax)
+        return v;
+    double *ay = ax + n / step + 1;
+    md_view unit = v;
+    unit.focal = 1.0;
+    unit.width = unit.height = 0;
+    for (size_t i = 0; i < n; i += step) {
+        double p[3] = {gt->xyz[3 * i], gt->xyz[3 * i + 1], gt->xyz[3 * i + 2]}, u, w, z;
+        if (md_view_project(&unit, p, &u, &w, &z)) {
+            ax[k] = u;
+            ay[k] = w;
+            k++;
+        }
+    }
+    if (k) {
+        qsort(ax, k, sizeof *ax, cmp_double);
+        qsort(ay, k, sizeof *ay, cmp_double);
+        size_t lo = (size_t)(0.01 * (double)(k - 1)), hi = (size_t)(0.99 * (double)(k - 1));
+        double sx = ax[hi] - ax[lo], sy = ay[hi] - ay[lo];
+        double f = INFINITY;
+        if (sx > 1e-9)
+            f = fmin(f, 0.9 * width / sx);
+        if (sy > 1e-9)
+            f = fmin(f, 0.9 * height / sy);
+        if (isfinite(f)) {
+            v.focal = f;
+            v.shift_u = -f * 0.5 * (ax[lo] + ax[hi]);
+            v.shift_v = -f * 0.5 * (ay[lo] + ay[hi]);
+        }
+    }
+    free(ax);
     return v;
 }
 
