@@ -494,6 +494,35 @@ static void test_writers(void)
     md_eval_set_free(&s);
 }
 
+static void test_loss_log(void)
+{
+    md_error err = {0};
+    char path[128];
+    path_in(path, sizeof path, "model.log.csv");
+    FILE *f = fopen(path, "w");
+    fputs("epoch,train_loss,val_loss\n1,0.5,\n2,0.25,0.3\n3,0.125,\n", f);
+    fclose(f);
+    double *tr = NULL, *va = NULL;
+    int n = 0;
+    CHECK_OK(md_eval_read_loss_log(path, &tr, &va, &n, &err), &err);
+    CHECK(n == 3);
+    if (n == 3) {
+        CHECK_NEAR(tr[0], 0.5, 0);
+        CHECK_NEAR(tr[2], 0.125, 0);
+        CHECK(isnan(va[0]) && isnan(va[2]));
+        CHECK_NEAR(va[1], 0.3, 0);
+    }
+    free(tr);
+    free(va);
+    /* an epoch out of order is a format error naming the line */
+    f = fopen(path, "w");
+    fputs("epoch,train_loss,val_loss\n1,0.5,\n3,0.25,\n", f);
+    fclose(f);
+    CHECK(md_eval_read_loss_log(path, &tr, &va, &n, &err) == MD_ERR_FORMAT);
+    CHECK(strstr(err.message, ":3:") != NULL);
+    unlink(path);
+}
+
 int main(void)
 {
     snprintf(g_dir, sizeof g_dir, "/tmp/md_test_report_XXXXXX");
@@ -511,6 +540,7 @@ int main(void)
     RUN_TEST(test_scatter);
     RUN_TEST(test_summary);
     RUN_TEST(test_writers);
+    RUN_TEST(test_loss_log);
     const char *names[] = {"clouds.png", "panel.png", "scatter.png", "per_image.csv",
                            "report.md", "index.html"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
