@@ -178,5 +178,72 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
     ok || bad "eval.csv lacks the adaptive columns"
 fi
 
+# --- eval: the evaluation report (issue 6)
+expect 0 "$MD" eval --help
+contains "usage: metricdepth eval"
+expect 2 "$MD" eval -o "$T/ev"
+contains "give the data"
+expect 2 "$MD" eval --data "$T" --split half -o "$T/ev"
+contains "fraction:F:SEED"
+expect 2 "$MD" eval --data "$T" --test "$T" --split fraction:0.5:1 -o "$T/ev"
+expect 2 "$MD" eval --data "$T" --test "$T" --protocol kitti -o "$T/ev"
+if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
+   [ -d "$SHARED/data/nyu_demo_metric3d" ]; then
+  model="$SHARED/models/fastdepth/fastdepth_7.onnx"
+  nyu="$SHARED/data/nyu_demo_metric3d"
+  mkdir -p "$T/ev"
+  K="518.8579 519.46961 325.58245 253.73617"
+  for n in 00050 00100; do echo "$nyu/rgb/rgb_$n.jpg $nyu/depth/sync_depth_$n.png 1000 $K"; done >"$T/ev/train.txt"
+  echo "$nyu/rgb/rgb_00000.jpg $nyu/depth/sync_depth_00000.png 1000 $K" >"$T/ev/test.txt"
+  smodel=""
+  [ -f "$T/fit/scale.safetensors" ] && smodel="$T/fit/scale.safetensors"
+  [ -z "$smodel" ] && [ -f "$(dirname "$0")/../data/scale_models/fastdepth_compact.safetensors" ] &&
+    smodel="$(dirname "$0")/../data/scale_models/fastdepth_compact.safetensors"
+  if [ -n "$smodel" ]; then
+    expect 0 "$MD" eval --data "$T/ev/train.txt" --test "$T/ev/test.txt" --model "$model" \
+      --scale-model "$smodel" --panels 1 --threads 2 -o "$T/ev/r1"
+    contains "gap closed"
+    for f in report.md index.html per_image.csv summary.json fig/panel_train_1.png \
+             fig/panel_test_1.png fig/clouds_test.png fig/scatter.png; do
+      [ "$(head -c 4 "$T/ev/r1/$f" | wc -c)" -eq 4 ] && ok || bad "eval did not write $f"
+    done
+    [ ! -e "$T/ev/r1/fig/panel_train_2.png" ] && ok || bad "--panels 1 wrote a second panel"
+    [ "$(head -c 4 "$T/ev/r1/fig/clouds_test.png" | tail -c 3)" = "PNG" ] && ok || bad "clouds not a PNG"
+    if [ -f "${smodel%.safetensors}.log.csv" ]; then
+      [ -s "$T/ev/r1/fig/loss.png" ] && ok || bad "no loss figure from the training log"
+    fi
+    grep -q "^| Training set | 2 |" "$T/ev/r1/report.md" && ok || bad "Table 1 lacks the train row"
+    grep -q "^| adaptive scale |" "$T/ev/r1/report.md" && ok || bad "Table 2 lacks the adaptive rows"
+    grep -q '<img src="fig/scatter.png"' "$T/ev/r1/index.html" && ok || bad "index.html lacks the scatter"
+    [ "$(grep -c '^train,' "$T/ev/r1/per_image.csv")" -eq 2 ] && ok || bad "per_image.csv train rows"
+    [ "$(grep -c '^test,' "$T/ev/r1/per_image.csv")" -eq 1 ] && ok || bad "per_image.csv test rows"
+    # the oracle scale of the test pair agrees with 'metricdepth scale' on the same prediction
+    "$MD" predict --model "$model" --scale none "$nyu/rgb/rgb_00000.jpg" -o "$T/ev/pred" >/dev/null 2>&1
+    want=$("$MD" scale --pred "$T/ev/pred/rgb_00000.depth.npy" --gt "$nyu/depth/sync_depth_00000.png" |
+           awk '/^scale/ { print $2 }')
+    got=$(awk -F, '/^test,/ { print $4 }' "$T/ev/r1/per_image.csv")
+    if awk -v a="$want" -v b="$got" 'BEGIN { d = a - b; exit !(a > 0 && d < 1e-4 && d > -1e-4) }'; then ok
+    else bad "oracle scale $got in per_image.csv, 'scale' says $want"; fi
+    # a re-run takes every base prediction from the cache
+    expect 0 "$MD" eval --data "$T/ev/train.txt" --test "$T/ev/test.txt" --model "$model" \
+      --scale-model "$smodel" --panels 0 -o "$T/ev/r1"
+    grep -q "3 base predictions from the cache" "$T/ev/r1/report.md" && ok || bad "re-run missed the cache"
+  fi
+  # no scale model: no adaptive columns, and the report says so; a random split
+  expect 0 "$MD" eval --data "$T/ev/train.txt" "$T/ev/test.txt" --split fraction:0.34:7 \
+    --model "$model" --panels 0 -o "$T/ev/r2"
+  grep -q "adaptive columns are omitted" "$T/ev/r2/report.md" && ok || bad "report does not say adaptive is omitted"
+  ! grep -q "adaptive" "$T/ev/r2/per_image.csv" && ok || bad "adaptive columns without a scale model"
+  [ "$(grep -c '^test,' "$T/ev/r2/per_image.csv")" -eq 1 ] && ok || bad "split: one test pair wanted"
+  [ ! -e "$T/ev/r2/fig/scatter.png" ] && ok || bad "scatter without a scale model"
+  # a bad pair is reported and skipped: exit 3, the rest evaluated
+  head -c 2000 "$nyu/rgb/rgb_00050.jpg" >"$T/ev/broken.jpg"
+  { cat "$T/ev/train.txt"; echo "broken.jpg $nyu/depth/sync_depth_00050.png"; } >"$T/ev/bad.txt"
+  expect 3 "$MD" eval --data "$T/ev/bad.txt" --test "$T/ev/test.txt" --model "$model" --panels 0 \
+    -o "$T/ev/r3"
+  contains "broken.jpg"
+  [ "$(grep -c '^train,' "$T/ev/r3/per_image.csv")" -eq 2 ] && ok || bad "bad pair: the good ones are missing"
+fi
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
