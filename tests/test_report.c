@@ -11,6 +11,15 @@
 #include <string.h>
 #include <unistd.h>
 
+/* LeakSanitizer (ASan builds): cairo's text API loads fontconfig, whose
+ * process-wide pattern caches are never freed; those third-party allocations
+ * are not ours to free. Only consulted when LSan is linked in. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:libfontconfig.so\n";
+}
+
 static char g_dir[64];
 
 static void path_in(char *buf, size_t size, const char *name)
