@@ -165,9 +165,9 @@ static md_intrinsics intrinsics_for(const md_pair *p, int width, int height)
     return K;
 }
 
-static md_status write_clouds(eval_job *job, const md_pair *pair, const md_image *img,
-                              const md_depth *gt, const md_depth *pred, double s_oracle,
-                              int has_adaptive, double s_adaptive, md_error *err)
+static md_status write_clouds(eval_job *job, const md_pair *pair, const md_depth *gt,
+                              const md_depth *pred, double s_oracle, int has_adaptive,
+                              double s_adaptive, md_error *err)
 {
     md_intrinsics K = intrinsics_for(pair, gt->width, gt->height);
     int stride = gt->width > 320 ? 2 : 1;
@@ -216,7 +216,6 @@ static md_status write_clouds(eval_job *job, const md_pair *pair, const md_image
             add_figure(job, "fig/clouds_test.png", cap);
         }
     }
-    (void)img;
     md_cloud_free(&gtc);
     for (int i = 0; i < 3; i++)
         md_cloud_free(&preds[i]);
@@ -328,7 +327,7 @@ static md_status eval_one(eval_job *job, const eval_pair *ep, md_error *err)
     }
     if (ep->split == MD_SPLIT_TEST && !job->clouds_done) {
         job->clouds_done = 1;
-        if (write_clouds(job, ep->pair, &img, &gt, &pred, row.scale, it.has_adaptive,
+        if (write_clouds(job, ep->pair, &gt, &pred, row.scale, it.has_adaptive,
                          exp(it.pred_log_scale), &ferr) != MD_OK)
             fprintf(stderr, "\nmetricdepth: warning: %s\n", ferr.message);
     }
