@@ -31,8 +31,7 @@ md_status md_fig_write_surface(cairo_surface_t *surf, const char *path, md_error
     return md_atomic_commit(&af, err);
 }
 
-/* Text with its ink box anchored: ax, ay in [0,1] (0.5 = centred). */
-static void text_at(cairo_t *cr, const char *s, double x, double y, double ax, double ay)
+void md_fig_text_at(cairo_t *cr, const char *s, double x, double y, double ax, double ay)
 {
     cairo_text_extents_t te;
     cairo_text_extents(cr, s, &te);
@@ -94,11 +93,11 @@ void md_fig_draw_colorbar(cairo_t *cr, int x, int y, int w, int h, md_colormap c
         cairo_line_to(cr, px, y + h + 5);
         cairo_stroke(cr);
         tick_label(buf, sizeof buf, t, step);
-        text_at(cr, buf, px, y + h + 7, 0.5, 0.0);
+        md_fig_text_at(cr, buf, px, y + h + 7, 0.5, 0.0);
     }
     if (label) {
         cairo_set_font_size(cr, 12);
-        text_at(cr, label, x + 0.5 * w, y + h + 22, 0.5, 0.0);
+        md_fig_text_at(cr, label, x + 0.5 * w, y + h + 22, 0.5, 0.0);
     }
 }
 
@@ -240,12 +239,12 @@ md_status md_fig_depth_panel(const char *path, const md_depth_panel *p, md_error
     cairo_set_source_rgb(cr, 0, 0, 0);
     cairo_set_font_size(cr, 15);
     if (p->title)
-        text_at(cr, p->title, PANEL_GAP, 10, 0.0, 0.0);
+        md_fig_text_at(cr, p->title, PANEL_GAP, 10, 0.0, 0.0);
     cairo_set_font_size(cr, 12.5);
     for (int i = 0; i < t; i++) {
         int x0 = PANEL_GAP + i * (PANEL_W + PANEL_GAP) + (i == t - 1 ? PANEL_GAP : 0);
         cairo_set_source_rgb(cr, 0, 0, 0);
-        text_at(cr, titles[i], x0 + 0.5 * PANEL_W, PANEL_TOP - 6, 0.5, 1.0);
+        md_fig_text_at(cr, titles[i], x0 + 0.5 * PANEL_W, PANEL_TOP - 6, 0.5, 1.0);
     }
     /* depth bar under the ground truth .. oracle tiles, error bar under the last */
     int bx = PANEL_GAP + (PANEL_W + PANEL_GAP) + 20;
@@ -338,8 +337,8 @@ md_status md_fig_scatter(const char *path, const double *oracle_log, const doubl
         cairo_line_to(cr, xl, py);
         cairo_stroke(cr);
         tick_label(buf, sizeof buf, t, step);
-        text_at(cr, buf, px, yb + 9, 0.5, 0.0);
-        text_at(cr, buf, xl - 9, py, 1.0, 0.5);
+        md_fig_text_at(cr, buf, px, yb + 9, 0.5, 0.0);
+        md_fig_text_at(cr, buf, xl - 9, py, 1.0, 0.5);
     }
     cairo_save(cr);
     cairo_rectangle(cr, xl, yt, xr - xl, yb - yt);
@@ -376,14 +375,14 @@ md_status md_fig_scatter(const char *path, const double *oracle_log, const doubl
     cairo_rectangle(cr, xl, yt, xr - xl, yb - yt);
     cairo_stroke(cr);
     cairo_set_font_size(cr, 14);
-    text_at(cr, "oracle ln s*", 0.5 * (xl + xr), MD_SCATTER_H - 22, 0.5, 0.5);
+    md_fig_text_at(cr, "oracle ln s*", 0.5 * (xl + xr), MD_SCATTER_H - 22, 0.5, 0.5);
     cairo_save(cr);
     cairo_translate(cr, 22, 0.5 * (yt + yb));
     cairo_rotate(cr, -FIG_PI / 2);
-    text_at(cr, "predicted ln s", 0, 0, 0.5, 0.5);
+    md_fig_text_at(cr, "predicted ln s", 0, 0, 0.5, 0.5);
     cairo_restore(cr);
     cairo_set_font_size(cr, 16);
-    text_at(cr, title ? title : "scale CNN: predicted vs oracle log scale", 0.5 * (xl + xr), 25,
+    md_fig_text_at(cr, title ? title : "scale CNN: predicted vs oracle log scale", 0.5 * (xl + xr), 25,
             0.5, 0.5);
     /* legend, top left inside the frame */
     cairo_set_font_size(cr, 13);
@@ -401,7 +400,7 @@ md_status md_fig_scatter(const char *path, const double *oracle_log, const doubl
         cairo_fill(cr);
         cairo_set_source_rgb(cr, 0, 0, 0);
         snprintf(buf, sizeof buf, "%s (%zu)", g ? "test" : "train", count[g]);
-        text_at(cr, buf, lx + 26, y, 0.0, 0.5);
+        md_fig_text_at(cr, buf, lx + 26, y, 0.0, 0.5);
     }
     double y = ly + 54;
     cairo_set_source_rgb(cr, 0.35, 0.35, 0.35);
@@ -411,7 +410,7 @@ md_status md_fig_scatter(const char *path, const double *oracle_log, const doubl
     cairo_stroke(cr);
     cairo_set_dash(cr, NULL, 0, 0);
     cairo_set_source_rgb(cr, 0, 0, 0);
-    text_at(cr, "identity", lx + 26, y, 0.0, 0.5);
+    md_fig_text_at(cr, "identity", lx + 26, y, 0.0, 0.5);
 
     md_status st = MD_OK;
     if (cairo_status(cr) != CAIRO_STATUS_SUCCESS)

@@ -128,5 +128,8 @@ md_status md_fig_scatter(const char *path, const double *oracle_log, const doubl
 
 /* Writes a cairo image surface as PNG through the atomic writer. */
 md_status md_fig_write_surface(cairo_surface_t *surf, const char *path, md_error *err);
+/* Text (current cairo font) with its ink box anchored: (ax, ay) in [0,1] of the
+ * box lands on (x, y); 0.5 = centred. */
+void md_fig_text_at(cairo_t *cr, const char *s, double x, double y, double ax, double ay);
 
 #endif
