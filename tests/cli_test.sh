@@ -214,6 +214,7 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
     fi
     grep -q "^| Training set | 2 |" "$T/ev/r1/report.md" && ok || bad "Table 1 lacks the train row"
     grep -q "^| adaptive scale |" "$T/ev/r1/report.md" && ok || bad "Table 2 lacks the adaptive rows"
+    grep -q "^| constant scale [0-9.]* |" "$T/ev/r1/report.md" && ok || bad "Table 2 lacks the constant-scale baseline"
     grep -q '<img src="fig/scatter.png"' "$T/ev/r1/index.html" && ok || bad "index.html lacks the scatter"
     [ "$(grep -c '^train,' "$T/ev/r1/per_image.csv")" -eq 2 ] && ok || bad "per_image.csv train rows"
     [ "$(grep -c '^test,' "$T/ev/r1/per_image.csv")" -eq 1 ] && ok || bad "per_image.csv test rows"

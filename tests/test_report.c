@@ -399,19 +399,22 @@ static void fill_set(md_eval_set *s)
     /* train: unscaled AbsRel 0.3/0.2/0.1 (mean 0.2), oracle 0.1 each, adaptive
      * 0.2/0.15/0.1 (mean 0.15): gap closed (0.2-0.15)/(0.2-0.1) = 0.5.
      * ln s* = 0.1, 0.2, 0.3; predicted 0.0, 0.4, 0.3: errors -0.1, 0.2, 0:
-     * MAE 0.1, RMSE sqrt(0.05/3) = 0.1290994. Median s* = e^0.2 = 1.2214028. */
+     * MAE 0.1, RMSE sqrt(0.05/3) = 0.1290994. Median s* = e^0.2 = 1.2214028.
+     * Constant-scale baseline: AbsRel 0.25/0.2/0.09 (mean 0.18): gap closed
+     * (0.2-0.18)/(0.2-0.1) = 0.2. Test: (0.4-0.3)/(0.4-0.2) = 0.5. */
     double ab_u[3] = {0.3, 0.2, 0.1}, ab_a[3] = {0.2, 0.15, 0.1}, ls[3] = {0.1, 0.2, 0.3},
-           pl[3] = {0.0, 0.4, 0.3};
+           pl[3] = {0.0, 0.4, 0.3}, ab_c[3] = {0.25, 0.2, 0.09};
     const char *names[3] = {"a.png", "b,with comma.png", "c.png"};
     for (int i = 0; i < 3; i++) {
         md_eval_item it = {(char *)names[i], "d.png", MD_SPLIT_TRAIN, exp(ls[i]), 1, pl[i],
                            metrics_with(ab_u[i], 1.0, 0.5), metrics_with(0.1, 0.5, 0.9),
-                           metrics_with(ab_a[i], 0.7, 0.8)};
+                           metrics_with(ab_a[i], 0.7, 0.8), 1, metrics_with(ab_c[i], 0.9, 0.6)};
         CHECK_OK(md_eval_set_append(s, &it, &err), &err);
     }
     /* test: one image without the adaptive columns */
     md_eval_item t = {"t.png", "td.png", MD_SPLIT_TEST, 2.0, 0, 0, metrics_with(0.4, 2, 0.3),
-                      metrics_with(0.2, 1, 0.6), metrics_with(0, 0, 0)};
+                      metrics_with(0.2, 1, 0.6), metrics_with(0, 0, 0), 1,
+                      metrics_with(0.3, 1.5, 0.4)};
     CHECK_OK(md_eval_set_append(s, &t, &err), &err);
 }
 
@@ -430,11 +433,16 @@ static void test_summary(void)
     CHECK_NEAR(tr.log_mae, 0.1, 1e-12);
     CHECK_NEAR(tr.log_rmse, 0.1290994449, 1e-9);
     CHECK_NEAR(tr.scale_median, 1.2214027582, 1e-9);
+    CHECK(tr.has_constant);
+    CHECK_NEAR(tr.constant.abs_rel, 0.18, 1e-12);
+    CHECK_NEAR(tr.gap_closed_constant, 0.2, 1e-9);
     CHECK_OK(md_eval_summarize(&s, MD_SPLIT_TEST, &te, &err), &err);
     CHECK(te.n == 1 && !te.has_adaptive);
     CHECK(isnan(te.gap_closed) && isnan(te.log_mae));
     CHECK_NEAR(te.unscaled.abs_rel, 0.4, 1e-12);
     CHECK_NEAR(te.scale_median, 2.0, 1e-12);
+    CHECK(te.has_constant);
+    CHECK_NEAR(te.gap_closed_constant, 0.5, 1e-9);
     md_eval_set_free(&s);
 }
 
@@ -464,7 +472,7 @@ static void test_writers(void)
     }
     md_report_figure figs[1] = {{"fig/panel 1.png", "depth <panel>"}};
     md_report_info info = {"Eval", "SUN3D fragment 1", "SUN3D fragment 2", "fastdepth_7.onnx",
-                           "scale.safetensors", "seed", NULL, figs, 1};
+                           "scale.safetensors", "seed", NULL, figs, 1, 1.25};
     path_in(path, sizeof path, "report.md");
     CHECK_OK(md_eval_write_markdown(path, &info, sums, &err), &err);
     char *md = slurp(path);
@@ -477,6 +485,8 @@ static void test_writers(void)
         CHECK(strstr(md, "train 50.0 %") != NULL);
         CHECK(strstr(md, "](fig/panel%201.png)") != NULL);
         CHECK(strstr(md, "fastdepth\\_7.onnx") != NULL);
+        CHECK(strstr(md, "| constant scale 1.250 | 0.1800 | 0.9000 | 60.00 |") != NULL);
+        CHECK(strstr(md, "20.0 % of the AbsRel gap on the training set and 50.0 %") != NULL);
         free(md);
     }
     path_in(path, sizeof path, "index.html");

@@ -47,6 +47,8 @@ const cli_command cmd_eval = {
     "  fig/loss.png           the scale CNN's loss curves (when MODEL.log.csv exists\n"
     "                         beside the scale model, as 'metricdepth train' writes)\n"
     "Without --scale-model the adaptive columns are left out and the report says so.\n"
+    "A baseline row, one constant scale exp(mean ln s* of the training set) for\n"
+    "every image, shows what a predictor that ignores the image achieves.\n"
     "A bad pair is reported and skipped, the rest are evaluated (exit 3).\n\n"
     "options:\n"
     "  --data DIR|LIST      training set: dataset folders or pair lists (plain\n"
@@ -91,6 +93,7 @@ typedef struct {
     int clouds_done;
     int fatal; /* the base model cannot be opened */
     md_eval_set results;
+    const md_pair **result_pair; /* the pair of each result */
     size_t failed, cached;
     /* figures written, relative to outdir */
     md_report_figure figs[64];
@@ -222,41 +225,75 @@ static md_status write_clouds(eval_job *job, const md_pair *pair, const md_depth
     return st;
 }
 
-static md_status eval_one(eval_job *job, const eval_pair *ep, md_error *err)
+/* The base model's depth for a pair: from the cache when there, else predicted
+ * (and cached). img is loaded here when NULL is passed and a prediction is due. */
+static md_status base_prediction(eval_job *job, const md_pair *pair, const md_image *img,
+                                 md_depth *pred, md_error *err)
 {
-    md_image img = {0};
-    md_depth pred = {0}, gt = {0}, sc_o = {0}, sc_a = {0};
     char key[17], cache_path[4096] = "";
     md_status st = MD_OK;
-    int have_pred = 0;
     if (job->cache_dir) {
-        st = md_fit_cache_key(job->model_path, ep->pair->rgb_path, key, err);
+        st = md_fit_cache_key(job->model_path, pair->rgb_path, key, err);
         if (st != MD_OK)
-            goto done;
+            return st;
         char name[64];
         snprintf(name, sizeof name, "%s.npy", key);
         cli_path_join(cache_path, sizeof cache_path, job->cache_dir, name);
         md_error ignored = {0};
-        have_pred = md_fit_cache_load(cache_path, &pred, &ignored) == MD_OK;
-        job->cached += have_pred;
+        if (md_fit_cache_load(cache_path, pred, &ignored) == MD_OK) {
+            job->cached++;
+            return MD_OK;
+        }
     }
-    st = md_image_load(ep->pair->rgb_path, &img, err);
+    md_image own = {0};
+    if (!img) {
+        st = md_image_load(pair->rgb_path, &own, err);
+        if (st != MD_OK)
+            return st;
+        img = &own;
+    }
+    if (!job->model) {
+        st = md_model_load(job->model_path, &job->mo, &job->model, err);
+        if (st != MD_OK)
+            job->fatal = 1; /* every pair would fail the same way */
+    }
+    if (st == MD_OK)
+        st = md_model_predict(job->model, img, pred, err);
+    if (st == MD_OK && job->cache_dir)
+        st = md_fit_cache_store(cache_path, pred, err);
+    md_image_free(&own);
+    return st;
+}
+
+/* The constant-scale baseline of one evaluated pair: metrics of scale*pred. */
+static md_status constant_metrics(eval_job *job, const md_pair *pair, double scale,
+                                  md_metrics *out, md_error *err)
+{
+    md_depth pred = {0}, gt = {0}, sc = {0};
+    size_t cached = job->cached;
+    md_status st = base_prediction(job, pair, NULL, &pred, err);
+    job->cached = cached; /* counted once, in the main pass */
+    if (st == MD_OK)
+        st = md_pair_load_depth(pair, &gt, err);
+    if (st == MD_OK)
+        st = scaled_copy(&pred, scale, &sc, err);
+    if (st == MD_OK)
+        st = md_metrics_compute(&sc, &gt, job->protocol, out, err);
+    md_depth_free(&pred);
+    md_depth_free(&gt);
+    md_depth_free(&sc);
+    return st;
+}
+
+static md_status eval_one(eval_job *job, const eval_pair *ep, md_error *err)
+{
+    md_image img = {0};
+    md_depth pred = {0}, gt = {0}, sc_o = {0}, sc_a = {0};
+    md_status st = md_image_load(ep->pair->rgb_path, &img, err);
+    if (st == MD_OK)
+        st = base_prediction(job, ep->pair, &img, &pred, err);
     if (st != MD_OK)
         goto done;
-    if (!have_pred) {
-        if (!job->model) {
-            st = md_model_load(job->model_path, &job->mo, &job->model, err);
-            if (st != MD_OK) {
-                job->fatal = 1; /* every pair would fail the same way */
-                goto done;
-            }
-        }
-        st = md_model_predict(job->model, &img, &pred, err);
-        if (st == MD_OK && job->cache_dir)
-            st = md_fit_cache_store(cache_path, &pred, err);
-        if (st != MD_OK)
-            goto done;
-    }
     st = md_pair_load_depth(ep->pair, &gt, err);
     if (st != MD_OK)
         goto done;
@@ -291,6 +328,7 @@ static md_status eval_one(eval_job *job, const eval_pair *ep, md_error *err)
     st = md_eval_set_append(&job->results, &it, err);
     if (st != MD_OK)
         goto done;
+    job->result_pair[job->results.count - 1] = ep->pair;
 
     /* figures: errors here are reported but do not drop the pair */
     md_error ferr = {0};
@@ -411,6 +449,7 @@ static md_status write_json(const char *path, const md_report_info *info,
     cJSON_AddItemToArray(r, cJSON_CreateNumber(lo));
     cJSON_AddItemToArray(r, cJSON_CreateNumber(hi));
     cJSON_AddNumberToObject(root, "failed_pairs", (double)failed);
+    add_number_or_null(root, "constant_scale", info->constant_scale);
     cJSON *splits = cJSON_AddObjectToObject(root, "splits");
     for (int s = 0; s < 2; s++) {
         cJSON *o = cJSON_AddObjectToObject(splits, sn[s]);
@@ -420,6 +459,10 @@ static md_status write_json(const char *path, const md_report_info *info,
             continue;
         cJSON_AddItemToObject(o, "unscaled", metrics_json(&sums[s].unscaled));
         cJSON_AddItemToObject(o, "oracle", metrics_json(&sums[s].oracle));
+        if (sums[s].has_constant) {
+            cJSON_AddItemToObject(o, "constant", metrics_json(&sums[s].constant));
+            add_number_or_null(o, "gap_closed_constant", sums[s].gap_closed_constant);
+        }
         if (sums[s].has_adaptive) {
             cJSON_AddItemToObject(o, "adaptive", metrics_json(&sums[s].adaptive));
             add_number_or_null(o, "log_scale_mae", sums[s].log_mae);
@@ -635,6 +678,12 @@ static int run(int argc, char **argv)
         job.scale_model_path = scale_model_s;
     }
 
+    job.result_pair = calloc(n, sizeof *job.result_pair);
+    if (!job.result_pair) {
+        fprintf(stderr, "metricdepth: error: out of memory\n");
+        rc = CLI_EXIT_FAILURE;
+        goto done;
+    }
     /* the train set first, then the test set (figure numbering follows) */
     size_t n_split[2] = {0, 0};
     for (size_t i = 0; i < n; i++)
@@ -671,6 +720,28 @@ static int run(int argc, char **argv)
     }
     if (rc != 0)
         goto done;
+
+    /* baseline: one constant scale for every image, exp(mean ln s*) of the
+     * training set (what a predictor that ignores the image would learn) */
+    double s_const = NAN, sum_log = 0;
+    size_t n_log = 0;
+    for (size_t i = 0; i < job.results.count; i++) {
+        if (job.results.items[i].split == MD_SPLIT_TRAIN) {
+            sum_log += log(job.results.items[i].oracle_scale);
+            n_log++;
+        }
+    }
+    if (n_log) {
+        s_const = exp(sum_log / (double)n_log);
+        for (size_t i = 0; i < job.results.count; i++) {
+            md_error e = {0};
+            md_eval_item *it = &job.results.items[i];
+            it->has_constant =
+                constant_metrics(&job, job.result_pair[i], s_const, &it->constant, &e) == MD_OK;
+            if (!it->has_constant)
+                fprintf(stderr, "metricdepth: warning: constant-scale baseline: %s\n", e.message);
+        }
+    }
 
     md_eval_summary sums[2];
     for (int s = 0; s < 2 && rc == 0; s++)
@@ -766,7 +837,8 @@ static int run(int argc, char **argv)
                            protocol == MD_PROTOCOL_EIGEN ? "eigen" : "seed",
                            notes,
                            job.figs,
-                           job.n_figs};
+                           job.n_figs,
+                           s_const};
     cli_path_join(path, sizeof path, out_s, "per_image.csv");
     if (md_eval_write_csv(path, &job.results, &err) != MD_OK) {
         rc = cli_report(&err);
@@ -796,11 +868,16 @@ static int run(int argc, char **argv)
     for (int s = 0; s < 2; s++) {
         if (sums[s].n == 0)
             continue;
-        const md_metrics *ms[3] = {&sums[s].unscaled, &sums[s].oracle, &sums[s].adaptive};
-        static const char *mn[3] = {"unscaled", "oracle", "adaptive"};
-        for (int m = 0; m < (sums[s].has_adaptive ? 3 : 2); m++)
-            printf("%-6s %-9s %5zu %8.4f %8.4f %8.4f %8.4f\n", sname[s], mn[m], sums[s].n,
-                   ms[m]->abs_rel, ms[m]->rmse, ms[m]->delta1, ms[m]->silog);
+        const md_metrics *ms[4] = {&sums[s].unscaled, &sums[s].oracle, &sums[s].adaptive,
+                                   &sums[s].constant};
+        static const char *mn[4] = {"unscaled", "oracle", "adaptive", "constant"};
+        for (int m = 0; m < 4; m++)
+            if ((m < 2) || (m == 2 && sums[s].has_adaptive) || (m == 3 && sums[s].has_constant))
+                printf("%-6s %-9s %5zu %8.4f %8.4f %8.4f %8.4f\n", sname[s], mn[m], sums[s].n,
+                       ms[m]->abs_rel, ms[m]->rmse, ms[m]->delta1, ms[m]->silog);
+        if (sums[s].has_constant)
+            printf("%-6s baseline: constant scale %.4f, gap closed %.1f %%\n", sname[s], s_const,
+                   100 * sums[s].gap_closed_constant);
         if (sums[s].has_adaptive)
             printf("%-6s ln s MAE %.4f RMSE %.4f, gap closed %.1f %%\n", sname[s], sums[s].log_mae,
                    sums[s].log_rmse, 100 * sums[s].gap_closed);
@@ -812,6 +889,7 @@ done:
     md_model_free(job.model);
     md_scale_model_free(job.smodel);
     md_eval_set_free(&job.results);
+    free(job.result_pair);
     free(eps);
     md_pair_list_free(&lists[0]);
     md_pair_list_free(&lists[1]);

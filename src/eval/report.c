@@ -65,7 +65,7 @@ md_status md_eval_summarize(const md_eval_set *s, int split, md_eval_summary *ou
     out->n = n;
     if (n == 0)
         return MD_OK;
-    md_metrics *m = md_malloc(3 * n * sizeof *m, "summary", err);
+    md_metrics *m = md_malloc(4 * n * sizeof *m, "summary", err);
     double *scales = md_malloc(n * sizeof *scales, "summary", err);
     if (!m || !scales) {
         free(m);
@@ -73,7 +73,7 @@ md_status md_eval_summarize(const md_eval_set *s, int split, md_eval_summary *ou
         return err ? err->code : MD_ERR_NOMEM;
     }
     size_t k = 0;
-    int adaptive = 1;
+    int adaptive = 1, constant = 1;
     double mae = 0, mse = 0;
     for (size_t i = 0; i < s->count; i++) {
         const md_eval_item *it = &s->items[i];
@@ -82,6 +82,8 @@ md_status md_eval_summarize(const md_eval_set *s, int split, md_eval_summary *ou
         m[k] = it->unscaled;
         m[n + k] = it->oracle;
         m[2 * n + k] = it->adaptive;
+        m[3 * n + k] = it->constant;
+        constant &= it->has_constant != 0;
         scales[k] = it->oracle_scale;
         if (!it->has_adaptive) {
             adaptive = 0;
@@ -97,6 +99,14 @@ md_status md_eval_summarize(const md_eval_set *s, int split, md_eval_summary *ou
     qsort(scales, n, sizeof *scales, cmp_double);
     out->scale_median = n % 2 ? scales[n / 2] : 0.5 * (scales[n / 2 - 1] + scales[n / 2]);
     out->has_adaptive = adaptive;
+    out->has_constant = constant;
+    out->gap_closed_constant = NAN;
+    if (constant) {
+        md_metrics_mean(m + 3 * n, n, &out->constant);
+        double den = out->unscaled.abs_rel - out->oracle.abs_rel;
+        out->gap_closed_constant =
+            den != 0 ? (out->unscaled.abs_rel - out->constant.abs_rel) / den : NAN;
+    }
     if (adaptive) {
         md_metrics_mean(m + 2 * n, n, &out->adaptive);
         out->log_mae = mae / (double)n;
@@ -293,6 +303,7 @@ static void write_report(FILE *f, report_fmt fmt, const md_report_info *info,
 {
     static const char *split_name[2] = {"Training set", "Test set"};
     int adaptive = info->scale_model != NULL;
+    int constant = sums[0].has_constant || sums[1].has_constant;
     char line[2048];
     heading(f, fmt, 1, info->title ? info->title : "metricdepth evaluation report");
     if (fmt == FMT_HTML)
@@ -352,9 +363,9 @@ static void write_report(FILE *f, report_fmt fmt, const md_report_info *info,
     enum { COLS = 10 };
     const char *hdr[COLS] = {"Method", "AbsRel", "RMSE", "delta1 (%)", "SqRel",
                              "RMSE-log", "log10", "SILog", "delta2 (%)", "delta3 (%)"};
-    cell c[8][COLS];
-    const char *p[9 * COLS];
-    int section[9] = {0};
+    cell c[10][COLS];
+    const char *p[11 * COLS];
+    int section[11] = {0};
     int rows = 1;
     for (int k = 0; k < COLS; k++)
         p[k] = hdr[k];
@@ -368,13 +379,20 @@ static void write_report(FILE *f, report_fmt fmt, const md_report_info *info,
             p[rows * COLS + k] = c[r][k];
         r++;
         rows++;
-        for (int m = 0; m < (adaptive ? 3 : 2); m++) {
-            static const char *mname[3] = {"unscaled", "oracle scale", "adaptive scale"};
-            const md_metrics *mm = m == 0 ? &sums[s].unscaled
+        for (int m = 0; m < 4; m++) {
+            static const char *mname[4] = {"unscaled", "oracle scale", "adaptive scale", ""};
+            if ((m == 2 && !adaptive) || (m == 3 && !constant))
+                continue;
+            const md_metrics *mm = m == 0   ? &sums[s].unscaled
                                    : m == 1 ? &sums[s].oracle
-                                            : &sums[s].adaptive;
-            int ok = sums[s].n > 0 && (m < 2 || sums[s].has_adaptive);
-            snprintf(c[r][0], sizeof(cell), "%s", mname[m]);
+                                   : m == 2 ? &sums[s].adaptive
+                                            : &sums[s].constant;
+            int ok = sums[s].n > 0 && (m < 2 || (m == 2 && sums[s].has_adaptive) ||
+                                       (m == 3 && sums[s].has_constant));
+            if (m == 3)
+                snprintf(c[r][0], sizeof(cell), "constant scale %.3f", info->constant_scale);
+            else
+                snprintf(c[r][0], sizeof(cell), "%s", mname[m]);
             double v[COLS] = {0, mm->abs_rel, mm->rmse, 100 * mm->delta1, mm->sq_rel,
                               mm->rmse_log, mm->log10, mm->silog, 100 * mm->delta2,
                               100 * mm->delta3};
@@ -394,7 +412,16 @@ static void write_report(FILE *f, report_fmt fmt, const md_report_info *info,
                  100 * sums[0].gap_closed, 100 * sums[1].gap_closed);
         para(f, fmt, line);
     } else {
-        para(f, fmt, "No scale model was given: only the unscaled and oracle rows are shown.");
+        para(f, fmt, "No scale model was given: no adaptive rows.");
+    }
+    if (constant) {
+        snprintf(line, sizeof line,
+                 "Baseline: one constant scale for every image, %.4f = exp(mean ln s* over the "
+                 "training set); it closes %.1f %% of the AbsRel gap on the training set and "
+                 "%.1f %% on the test set.",
+                 info->constant_scale, 100 * sums[0].gap_closed_constant,
+                 100 * sums[1].gap_closed_constant);
+        para(f, fmt, line);
     }
 
     if (info->n_figures) {

@@ -15,6 +15,8 @@ typedef struct {
     int has_adaptive;
     double pred_log_scale; /* the scale CNN's ln s */
     md_metrics unscaled, oracle, adaptive;
+    int has_constant;      /* baseline: one scale for every image (the training mean) */
+    md_metrics constant;   /* metrics of that constant scale times pred */
 } md_eval_item;
 
 typedef struct {
@@ -33,6 +35,9 @@ typedef struct {
     double log_mae, log_rmse;    /* Table 1: |pred ln s − ln s*| over the split */
     double gap_closed;           /* (AbsRel_u − AbsRel_a) / (AbsRel_u − AbsRel_o); NaN if 0/0 */
     double scale_median;         /* median s* */
+    int has_constant;            /* every image has the constant-scale baseline */
+    md_metrics constant;         /* its md_metrics_mean */
+    double gap_closed_constant;  /* the gap closed by the constant scale */
 } md_eval_summary;
 
 /* Summarises the items of one split (n = 0 leaves the rest NaN). */
@@ -57,6 +62,7 @@ typedef struct {
     const char *notes;                    /* optional paragraph (markdown-safe plain text) */
     const md_report_figure *figures;
     size_t n_figures;
+    double constant_scale; /* the constant-scale baseline's scale (shown when items have it) */
 } md_report_info;
 
 /* report.md and index.html: data, models, protocol, Table 1 (when a scale
