@@ -16,17 +16,6 @@
 
 static int run(int argc, char **argv);
 
-/* LeakSanitizer (ASan builds): cairo's text API loads fontconfig, whose
- * process-wide pattern caches are never freed; those third-party allocations
- * are not ours to free. Only consulted when LSan is linked in
- * (this executable's figures and plots all draw text with cairo). */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:libfontconfig.so\n";
-}
-
-
 const cli_command cmd_eval = {
     "eval", "evaluation report: unscaled / oracle / adaptive depth, tables and figures",
     "usage: metricdepth eval --data DIR|LIST... [--test DIR|LIST...] [options] -o REPORT_DIR\n\n"
