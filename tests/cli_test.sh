@@ -246,5 +246,18 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   [ "$(grep -c '^train,' "$T/ev/r3/per_image.csv")" -eq 2 ] && ok || bad "bad pair: the good ones are missing"
 fi
 
+# --- bad-data semantics (docs/robustness.md): empty datasets, mismatched sizes
+mkdir -p "$T/empty"
+expect 0 "$MD" pairs "$T/empty"
+contains "total: 0 pairs"
+expect 1 "$MD" fit-scales --data "$T/empty" -o "$T/empty.csv"
+contains "no RGB-D pairs"
+[ ! -e "$T/empty.csv" ] && ok || bad "fit-scales wrote a CSV for an empty dataset"
+pgm "$T/five.pgm" 1000 2000 3000 4000 5000
+expect 1 "$MD" metrics --pred "$T/pred.pgm" --gt "$T/five.pgm"
+contains "4x1"
+contains "5x1"
+expect 1 "$MD" scale --pred "$T/pred.pgm" --gt "$T/five.pgm"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
