@@ -75,6 +75,12 @@ void cli_stem(char *buf, size_t size, const char *path);
 /* mkdir -p */
 md_status cli_make_dirs(const char *path, md_error *err);
 
+/* The scale CNN that --scale MODE and --scale-model FILE ask for, or the
+ * shipped default when it was trained for the base model at base_path; *out is
+ * NULL when no adaptive scaling applies. Returns an exit code. */
+int cli_open_scale_model(const char *scale_mode, const char *scale_model_path,
+                         const char *base_path, md_scale_model **out);
+
 /* Subcommands. */
 extern const cli_command cmd_predict, cmd_demo, cmd_run_model, cmd_bench, cmd_pairs, cmd_scale,
     cmd_metrics, cmd_pointcloud, cmd_convert, cmd_preview, cmd_fit_scales, cmd_train, cmd_eval;

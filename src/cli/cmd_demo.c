@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,9 @@ const cli_command cmd_demo = {
     "Renders the built-in sample scene (a furnished room with exact metric depth),\n"
     "runs the depth network on it, and writes into DIR:\n"
     "  sample.rgb.png, sample.gt.png, sample.gt.preview.png   the scene and its true depth\n"
-    "  sample.depth.png/.npy, sample.preview.png, sample.ply  the network's depth\n"
-    "then prints the accuracy of the raw and of the oracle-scaled depth.\n\n"
+    "  sample.depth.png/.npy, sample.preview.png, sample.ply  the network's own depth\n"
+    "then prints the accuracy of the network's depth, of the depth scaled by the\n"
+    "shipped scale CNN (as 'predict' does by default) and of the oracle-scaled depth.\n\n"
     "options:\n"
     "  --model FILE         depth network (default: the installed FastDepth)\n"
     "  -o, --output DIR     output folder (default: out/demo)\n"
@@ -38,7 +40,7 @@ static double seconds(void)
 
 static void print_row(const char *label, const md_metrics *m)
 {
-    printf("  %-24s %7.4f %7.4f %7.3f %7.3f\n", label, m->abs_rel, m->rmse, m->delta1, m->silog);
+    printf("  %-32s %7.4f %7.4f %7.3f %7.3f\n", label, m->abs_rel, m->rmse, m->delta1, m->silog);
 }
 
 static int run(int argc, char **argv)
@@ -74,6 +76,7 @@ static int run(int argc, char **argv)
     md_depth gt = {0}, pred = {0};
     md_intrinsics K;
     md_model *model = NULL;
+    md_scale_model *scale_model = NULL;
     float *p = NULL, *g = NULL;
     int status = CLI_EXIT_FAILURE;
     char path[4096];
@@ -98,8 +101,17 @@ static int run(int argc, char **argv)
     printf("sample scene: %dx%d, variant %d, fx %.1f fy %.1f cx %.1f cy %.1f\n", width, height,
            variant, K.fx, K.fy, K.cx, K.cy);
 
+    char model_buf[4096];
+    if (!model_path) {
+        if (md_default_model_path(model_buf, sizeof model_buf, &err) != MD_OK)
+            goto fail;
+        model_path = model_buf;
+    }
     rc = cli_open_model(model_path, &mo, &model);
+    if (rc == CLI_EXIT_OK)
+        rc = cli_open_scale_model("auto", NULL, model_path, &scale_model);
     if (rc != CLI_EXIT_OK) {
+        md_model_free(model);
         md_image_free(&rgb);
         md_depth_free(&gt);
         return rc;
@@ -112,21 +124,36 @@ static int run(int argc, char **argv)
     if (cli_write_depth_outputs(outdir, "sample", &pred, &rgb, &K, true, range, &err) != 0)
         goto fail;
 
-    md_metrics raw, scaled;
+    md_metrics raw, adaptive, scaled;
     size_t n;
-    double s;
+    double s, log_s = 0.0;
     if (md_metrics_compute(&pred, &gt, MD_PROTOCOL_SEED, &raw, &err) != MD_OK ||
         md_depth_valid_samples(&pred, &gt, &p, &g, &n, &err) != MD_OK ||
         md_scale_fit(p, g, n, MD_SCALE_W1, 0.1, 2.0, &s, &err) != MD_OK)
         goto fail;
-    for (size_t i = 0; i < (size_t)pred.width * (size_t)pred.height; i++)
+    size_t npix = (size_t)pred.width * (size_t)pred.height;
+    if (scale_model) {
+        if (md_scale_model_predict(scale_model, &rgb, &log_s, &err) != MD_OK)
+            goto fail;
+        for (size_t i = 0; i < npix; i++)
+            pred.data[i] *= (float)exp(log_s);
+        if (md_metrics_compute(&pred, &gt, MD_PROTOCOL_SEED, &adaptive, &err) != MD_OK)
+            goto fail;
+        for (size_t i = 0; i < npix; i++)
+            pred.data[i] /= (float)exp(log_s);
+    }
+    for (size_t i = 0; i < npix; i++)
         pred.data[i] *= (float)s;
     if (md_metrics_compute(&pred, &gt, MD_PROTOCOL_SEED, &scaled, &err) != MD_OK)
         goto fail;
     printf("\naccuracy against the exact depth (%zu pixels the network saw):\n", n);
-    printf("  %-24s %7s %7s %7s %7s\n", "", "AbsRel", "RMSE", "delta1", "SILog");
+    printf("  %-32s %7s %7s %7s %7s\n", "", "AbsRel", "RMSE", "delta1", "SILog");
     print_row("network output", &raw);
     char label[64];
+    if (scale_model) {
+        snprintf(label, sizeof label, "adaptive, scale CNN (x%.3f)", exp(log_s));
+        print_row(label, &adaptive);
+    }
     snprintf(label, sizeof label, "oracle W1 scale (x%.3f)", s);
     print_row(label, &scaled);
     printf("\nwrote %s/: sample.rgb.png sample.gt.png sample.gt.preview.png\n"
@@ -140,6 +167,7 @@ done:
     free(p);
     free(g);
     md_model_free(model);
+    md_scale_model_free(scale_model);
     md_image_free(&rgb);
     md_depth_free(&gt);
     md_depth_free(&pred);

@@ -174,12 +174,7 @@ static int default_scale_model_path(char *buf, size_t size)
     if (env && *env)
         snprintf(buf, size, "%s", env);
     else
-#ifdef MD_DATA_DIR
         snprintf(buf, size, "%s/scale_models/fastdepth_compact.safetensors", MD_DATA_DIR);
-#else
-        snprintf(buf, size, "%s/../data/scale_models/fastdepth_compact.safetensors",
-                 MD_MODELS_DIR);
-#endif
     FILE *f = fopen(buf, "rb");
     if (!f)
         return 0;
@@ -195,7 +190,7 @@ static const char *base_name(const char *path)
 
 /* Opens the scale model the options ask for (or the default one when it fits
  * the base model), into *out (NULL: no adaptive scaling). */
-static int open_scale_model(const char *scale_s, const char *scale_model_path,
+int cli_open_scale_model(const char *scale_s, const char *scale_model_path,
                             const char *base_path, md_scale_model **out)
 {
     *out = NULL;
@@ -334,7 +329,7 @@ static int run(int argc, char **argv)
     md_model *model = NULL;
     rc = cli_open_model(model_path, &mo, &model);
     if (rc == CLI_EXIT_OK)
-        rc = open_scale_model(scale_s, scale_model_s, model_path, &c.scale_model);
+        rc = cli_open_scale_model(scale_s, scale_model_s, model_path, &c.scale_model);
     if (rc != CLI_EXIT_OK) {
         md_model_free(model);
         free(pos);
