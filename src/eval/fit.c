@@ -183,7 +183,7 @@ md_status md_fit_csv_read(const char *path, md_fit_table *t, md_error *err)
                 st = md_fail(err, MD_ERR_FORMAT,
                              "%s:1: not a scales CSV: the header must be '%s' (optionally with "
                              "'%s')",
-                             path, MD_FIT_CSV_HEADER, MD_FIT_CSV_ADAPTIVE + 1);
+                             path, MD_FIT_CSV_HEADER, &MD_FIT_CSV_ADAPTIVE[1]); /* without its leading comma */
             line = next;
             continue;
         }
