@@ -81,6 +81,14 @@ md_status cli_make_dirs(const char *path, md_error *err);
 int cli_open_scale_model(const char *scale_mode, const char *scale_model_path,
                          const char *base_path, md_scale_model **out);
 
+/* Appends the pairs of a dataset folder (detected) or a pair-list file to
+ * list; 0 on success, -1 with err filled. */
+int cli_collect_pairs(const char *source, md_pair_list *list, md_error *err);
+
+/* The metrics as a new cJSON object (keys abs_rel ... delta3). */
+struct cJSON;
+struct cJSON *cli_metrics_json(const md_metrics *m);
+
 /* Subcommands. */
 extern const cli_command cmd_predict, cmd_demo, cmd_run_model, cmd_bench, cmd_pairs, cmd_scale,
     cmd_metrics, cmd_pointcloud, cmd_convert, cmd_preview, cmd_fit_scales, cmd_train, cmd_eval;

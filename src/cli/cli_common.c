@@ -278,3 +278,16 @@ md_status cli_make_dirs(const char *path, md_error *err)
     }
     return MD_OK;
 }
+
+int cli_collect_pairs(const char *source, md_pair_list *list, md_error *err)
+{
+    struct stat sb;
+    if (stat(source, &sb) != 0) {
+        snprintf(err->message, sizeof err->message, "%.400s: %s", source, strerror(errno));
+        err->code = MD_ERR_IO;
+        return -1;
+    }
+    md_status st = S_ISDIR(sb.st_mode) ? md_pairs_detect(source, list, err)
+                                       : md_pairs_read_list(source, list, err);
+    return st == MD_OK ? 0 : -1;
+}

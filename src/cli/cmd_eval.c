@@ -367,19 +367,6 @@ done:
     return st;
 }
 
-static int collect(const char *src, md_pair_list *pairs, md_error *err)
-{
-    struct stat sb;
-    if (stat(src, &sb) != 0) {
-        snprintf(err->message, sizeof err->message, "%s: %s", src, strerror(errno));
-        err->code = MD_ERR_IO;
-        return -1;
-    }
-    md_status st = S_ISDIR(sb.st_mode) ? md_pairs_detect(src, pairs, err)
-                                       : md_pairs_read_list(src, pairs, err);
-    return st == MD_OK ? 0 : -1;
-}
-
 /* splitmix64: a small deterministic generator for the random split. */
 static uint64_t splitmix64(uint64_t *s)
 {
@@ -387,21 +374,6 @@ static uint64_t splitmix64(uint64_t *s)
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
-}
-
-static cJSON *metrics_json(const md_metrics *m)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "abs_rel", m->abs_rel);
-    cJSON_AddNumberToObject(o, "sq_rel", m->sq_rel);
-    cJSON_AddNumberToObject(o, "rmse", m->rmse);
-    cJSON_AddNumberToObject(o, "rmse_log", m->rmse_log);
-    cJSON_AddNumberToObject(o, "log10", m->log10);
-    cJSON_AddNumberToObject(o, "silog", m->silog);
-    cJSON_AddNumberToObject(o, "delta1", m->delta1);
-    cJSON_AddNumberToObject(o, "delta2", m->delta2);
-    cJSON_AddNumberToObject(o, "delta3", m->delta3);
-    return o;
 }
 
 static void add_number_or_null(cJSON *o, const char *name, double v)
@@ -446,14 +418,14 @@ static md_status write_json(const char *path, const md_report_info *info,
         add_number_or_null(o, "oracle_scale_median", sums[s].scale_median);
         if (sums[s].n == 0)
             continue;
-        cJSON_AddItemToObject(o, "unscaled", metrics_json(&sums[s].unscaled));
-        cJSON_AddItemToObject(o, "oracle", metrics_json(&sums[s].oracle));
+        cJSON_AddItemToObject(o, "unscaled", cli_metrics_json(&sums[s].unscaled));
+        cJSON_AddItemToObject(o, "oracle", cli_metrics_json(&sums[s].oracle));
         if (sums[s].has_constant) {
-            cJSON_AddItemToObject(o, "constant", metrics_json(&sums[s].constant));
+            cJSON_AddItemToObject(o, "constant", cli_metrics_json(&sums[s].constant));
             add_number_or_null(o, "gap_closed_constant", sums[s].gap_closed_constant);
         }
         if (sums[s].has_adaptive) {
-            cJSON_AddItemToObject(o, "adaptive", metrics_json(&sums[s].adaptive));
+            cJSON_AddItemToObject(o, "adaptive", cli_metrics_json(&sums[s].adaptive));
             add_number_or_null(o, "log_scale_mae", sums[s].log_mae);
             add_number_or_null(o, "log_scale_rmse", sums[s].log_rmse);
             add_number_or_null(o, "gap_closed", sums[s].gap_closed);
@@ -588,7 +560,7 @@ static int run(int argc, char **argv)
     md_pair_list lists[2] = {{0}, {0}};
     for (int s = 0; s < 2 && rc == 0; s++)
         for (int i = 0; i < nsrc[s] && rc == 0; i++)
-            if (collect(src[s][i], &lists[s], &err) != 0)
+            if (cli_collect_pairs(src[s][i], &lists[s], &err) != 0)
                 rc = cli_report(&err);
     size_t total = lists[0].count + lists[1].count;
     if (rc == 0 && total == 0) {

@@ -211,19 +211,6 @@ static int cache_misses(const fit_job *job)
     return 0;
 }
 
-static int collect_pairs(const char *src, md_pair_list *pairs, md_error *err)
-{
-    struct stat sb;
-    if (stat(src, &sb) != 0) {
-        snprintf(err->message, sizeof err->message, "%s: %s", src, strerror(errno));
-        err->code = MD_ERR_IO;
-        return -1;
-    }
-    md_status st = S_ISDIR(sb.st_mode) ? md_pairs_detect(src, pairs, err)
-                                       : md_pairs_read_list(src, pairs, err);
-    return st == MD_OK ? 0 : -1;
-}
-
 /* Absolute path of p (not canonical), into buf. */
 static void absolute(char *buf, size_t size, const char *p)
 {
@@ -345,10 +332,10 @@ static int run(int argc, char **argv)
     /* pairs */
     md_error err = {0};
     md_pair_list pairs = {0};
-    if (data_s && collect_pairs(data_s, &pairs, &err) != 0)
+    if (data_s && cli_collect_pairs(data_s, &pairs, &err) != 0)
         rc = cli_report(&err);
     for (int i = 0; rc == 0 && i < npos; i++)
-        if (collect_pairs(pos[i], &pairs, &err) != 0)
+        if (cli_collect_pairs(pos[i], &pairs, &err) != 0)
             rc = cli_report(&err);
     free(pos);
     if (rc == 0 && pairs.count == 0) {

@@ -28,21 +28,25 @@ const cli_command cmd_metrics = {
     "      --gt ../shared/data/nyu_demo_metric3d/depth/sync_depth_00000.png\n",
     run};
 
-void cli_print_metrics(const md_metrics *m, bool json);
+cJSON *cli_metrics_json(const md_metrics *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "abs_rel", m->abs_rel);
+    cJSON_AddNumberToObject(o, "sq_rel", m->sq_rel);
+    cJSON_AddNumberToObject(o, "rmse", m->rmse);
+    cJSON_AddNumberToObject(o, "rmse_log", m->rmse_log);
+    cJSON_AddNumberToObject(o, "log10", m->log10);
+    cJSON_AddNumberToObject(o, "silog", m->silog);
+    cJSON_AddNumberToObject(o, "delta1", m->delta1);
+    cJSON_AddNumberToObject(o, "delta2", m->delta2);
+    cJSON_AddNumberToObject(o, "delta3", m->delta3);
+    return o;
+}
 
-void cli_print_metrics(const md_metrics *m, bool json)
+static void print_metrics(const md_metrics *m, bool json)
 {
     if (json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "abs_rel", m->abs_rel);
-        cJSON_AddNumberToObject(o, "sq_rel", m->sq_rel);
-        cJSON_AddNumberToObject(o, "rmse", m->rmse);
-        cJSON_AddNumberToObject(o, "rmse_log", m->rmse_log);
-        cJSON_AddNumberToObject(o, "log10", m->log10);
-        cJSON_AddNumberToObject(o, "silog", m->silog);
-        cJSON_AddNumberToObject(o, "delta1", m->delta1);
-        cJSON_AddNumberToObject(o, "delta2", m->delta2);
-        cJSON_AddNumberToObject(o, "delta3", m->delta3);
+        cJSON *o = cli_metrics_json(m);
         cJSON_AddNumberToObject(o, "valid_pixels", (double)m->n_valid);
         char *text = cJSON_Print(o);
         printf("%s\n", text);
@@ -111,7 +115,7 @@ static int run(int argc, char **argv)
         status = cli_report(&err);
         goto done;
     }
-    cli_print_metrics(&m, json);
+    print_metrics(&m, json);
 done:
     md_depth_free(&pred);
     md_depth_free(&gt);

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static int run(int argc, char **argv);
 
@@ -47,17 +46,8 @@ static int run(int argc, char **argv)
     md_error err = {0};
     int status = CLI_EXIT_OK;
     for (int i = 0; i < npos; i++) {
-        struct stat st;
         size_t before = list.count;
-        md_status s;
-        if (stat(pos[i], &st) != 0) {
-            fprintf(stderr, "metricdepth: error: %s: no such file or folder\n", pos[i]);
-            status = CLI_EXIT_FAILURE;
-            continue;
-        }
-        s = S_ISDIR(st.st_mode) ? md_pairs_detect(pos[i], &list, &err)
-                                : md_pairs_read_list(pos[i], &list, &err);
-        if (s != MD_OK) {
+        if (cli_collect_pairs(pos[i], &list, &err) != 0) {
             cli_report(&err);
             status = CLI_EXIT_FAILURE;
             continue;
