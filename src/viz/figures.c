@@ -31,6 +31,36 @@ md_status md_fig_write_surface(cairo_surface_t *surf, const char *path, md_error
     return md_atomic_commit(&af, err);
 }
 
+md_status md_fig_begin(int width, int height, const char *path, cairo_surface_t **surf,
+                       cairo_t **cr, md_error *err)
+{
+    *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height);
+    if (cairo_surface_status(*surf) != CAIRO_STATUS_SUCCESS) {
+        cairo_surface_destroy(*surf);
+        *surf = NULL;
+        *cr = NULL;
+        return md_fail(err, MD_ERR_NOMEM, "%s: cannot create a %dx%d figure", path, width, height);
+    }
+    *cr = cairo_create(*surf);
+    cairo_set_source_rgb(*cr, 1, 1, 1);
+    cairo_paint(*cr);
+    cairo_select_font_face(*cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    return MD_OK;
+}
+
+md_status md_fig_finish(cairo_surface_t *surf, cairo_t *cr, const char *path, md_status st,
+                        md_error *err)
+{
+    if (st == MD_OK && cairo_status(cr) != CAIRO_STATUS_SUCCESS)
+        st = md_fail(err, MD_ERR_NOMEM, "%s: drawing failed: %s", path,
+                     cairo_status_to_string(cairo_status(cr)));
+    cairo_destroy(cr);
+    if (st == MD_OK)
+        st = md_fig_write_surface(surf, path, err);
+    cairo_surface_destroy(surf);
+    return st;
+}
+
 void md_fig_text_at(cairo_t *cr, const char *s, double x, double y, double ax, double ay)
 {
     cairo_text_extents_t te;
@@ -194,14 +224,11 @@ md_status md_fig_depth_panel(const char *path, const md_depth_panel *p, md_error
     int n_tiles = p->adaptive ? 6 : 5;
     int W = n_tiles * PANEL_W + (n_tiles + 1) * PANEL_GAP + PANEL_GAP;
     int H = PANEL_TOP + PANEL_H + 70;
-    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
-    if (cairo_surface_status(surf) != CAIRO_STATUS_SUCCESS) {
-        cairo_surface_destroy(surf);
-        return md_fail(err, MD_ERR_NOMEM, "%s: cannot create the figure surface", path);
-    }
-    cairo_t *cr = cairo_create(surf);
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_paint(cr);
+    cairo_surface_t *surf;
+    cairo_t *cr;
+    md_status st = md_fig_begin(W, H, path, &surf, &cr, err);
+    if (st != MD_OK)
+        return st;
     cairo_surface_flush(surf);
     unsigned char *data = cairo_image_surface_get_data(surf);
     int stride = cairo_image_surface_get_stride(surf);
@@ -255,15 +282,7 @@ md_status md_fig_depth_panel(const char *path, const md_depth_panel *p, md_error
     int ex = PANEL_GAP + (t - 1) * (PANEL_W + PANEL_GAP) + PANEL_GAP + 16;
     md_fig_draw_colorbar(cr, ex, by, PANEL_W - 32, PANEL_BAR_H, MD_COLORMAP_INFERNO, 0, emax,
                          "relative error (clipped at 0.5)");
-    md_status st = MD_OK;
-    if (cairo_status(cr) != CAIRO_STATUS_SUCCESS)
-        st = md_fail(err, MD_ERR_NOMEM, "%s: drawing failed: %s", path,
-                     cairo_status_to_string(cairo_status(cr)));
-    cairo_destroy(cr);
-    if (st == MD_OK)
-        st = md_fig_write_surface(surf, path, err);
-    cairo_surface_destroy(surf);
-    return st;
+    return md_fig_finish(surf, cr, path, st, err);
 }
 
 /* ----------------------------------------------------------------- scatter */
@@ -304,16 +323,11 @@ md_status md_fig_scatter(const char *path, const double *oracle_log, const doubl
         return md_fail(err, MD_ERR_ARG, "md_fig_scatter: invalid argument");
     md_scatter_frame f;
     md_scatter_frame_for(oracle_log, pred_log, n, &f);
-    cairo_surface_t *surf =
-        cairo_image_surface_create(CAIRO_FORMAT_RGB24, MD_SCATTER_W, MD_SCATTER_H);
-    if (cairo_surface_status(surf) != CAIRO_STATUS_SUCCESS) {
-        cairo_surface_destroy(surf);
-        return md_fail(err, MD_ERR_NOMEM, "%s: cannot create the figure surface", path);
-    }
-    cairo_t *cr = cairo_create(surf);
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_paint(cr);
-    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_surface_t *surf;
+    cairo_t *cr;
+    md_status st = md_fig_begin(MD_SCATTER_W, MD_SCATTER_H, path, &surf, &cr, err);
+    if (st != MD_OK)
+        return st;
     double xl = MD_SCATTER_LEFT, xr = MD_SCATTER_W - MD_SCATTER_RIGHT;
     double yt = MD_SCATTER_TOP, yb = MD_SCATTER_H - MD_SCATTER_BOTTOM;
     /* grid, ticks and numbers on both axes */
@@ -412,13 +426,5 @@ md_status md_fig_scatter(const char *path, const double *oracle_log, const doubl
     cairo_set_source_rgb(cr, 0, 0, 0);
     md_fig_text_at(cr, "identity", lx + 26, y, 0.0, 0.5);
 
-    md_status st = MD_OK;
-    if (cairo_status(cr) != CAIRO_STATUS_SUCCESS)
-        st = md_fail(err, MD_ERR_NOMEM, "%s: drawing failed: %s", path,
-                     cairo_status_to_string(cairo_status(cr)));
-    cairo_destroy(cr);
-    if (st == MD_OK)
-        st = md_fig_write_surface(surf, path, err);
-    cairo_surface_destroy(surf);
-    return st;
+    return md_fig_finish(surf, cr, path, st, err);
 }

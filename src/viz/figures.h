@@ -128,6 +128,13 @@ md_status md_fig_scatter(const char *path, const double *oracle_log, const doubl
 
 /* Writes a cairo image surface as PNG through the atomic writer. */
 md_status md_fig_write_surface(cairo_surface_t *surf, const char *path, md_error *err);
+/* A white width x height figure with a sans-serif font selected. */
+md_status md_fig_begin(int width, int height, const char *path, cairo_surface_t **surf,
+                       cairo_t **cr, md_error *err);
+/* Ends a figure begun with md_fig_begin: turns a cairo failure into an error,
+ * writes the PNG (atomically) when st is still MD_OK, releases both. */
+md_status md_fig_finish(cairo_surface_t *surf, cairo_t *cr, const char *path, md_status st,
+                        md_error *err);
 /* Text (current cairo font) with its ink box anchored: (ax, ay) in [0,1] of the
  * box lands on (x, y); 0.5 = centred. */
 void md_fig_text_at(cairo_t *cr, const char *s, double x, double y, double ax, double ay);

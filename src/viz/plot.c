@@ -88,15 +88,11 @@ md_status md_plot_loss_curves(const char *path, const double *train_loss,
     if (f.y1 <= f.y0)
         f.y1 = f.y0 + 1.0;
 
-    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, PLOT_W, PLOT_H);
-    if (cairo_surface_status(surf) != CAIRO_STATUS_SUCCESS) {
-        cairo_surface_destroy(surf);
-        return md_fail(err, MD_ERR_NOMEM, "%s: cannot create the plot surface", path);
-    }
-    cairo_t *cr = cairo_create(surf);
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_paint(cr);
-    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_surface_t *surf;
+    cairo_t *cr;
+    md_status st = md_fig_begin(PLOT_W, PLOT_H, path, &surf, &cr, err);
+    if (st != MD_OK)
+        return st;
     cairo_set_font_size(cr, 13.0);
 
     double xl = M_LEFT, xr = PLOT_W - M_RIGHT, yt = M_TOP, yb = PLOT_H - M_BOTTOM;
@@ -190,14 +186,5 @@ md_status md_plot_loss_curves(const char *path, const double *train_loss,
         md_fig_text_at(cr, k ? "validation" : "train", lx + 46, y, 0.0, 0.5);
     }
 
-    cairo_surface_flush(surf);
-    md_status st = MD_OK;
-    if (cairo_status(cr) != CAIRO_STATUS_SUCCESS)
-        st = md_fail(err, MD_ERR_NOMEM, "%s: drawing failed: %s", path,
-                     cairo_status_to_string(cairo_status(cr)));
-    cairo_destroy(cr);
-    if (st == MD_OK)
-        st = md_fig_write_surface(surf, path, err);
-    cairo_surface_destroy(surf);
-    return st;
+    return md_fig_finish(surf, cr, path, st, err);
 }

@@ -227,18 +227,13 @@ md_status md_fig_point_clouds(const char *path, const md_cloud *gt, const md_clo
         return md_fail(err, MD_ERR_ARG, "md_fig_point_clouds: invalid argument");
     int pw = view->width, ph = view->height, gap = 10;
     int W = n_panels * pw + (n_panels + 1) * gap, H = ph + CLOUD_TITLE_H + gap;
-    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
-    if (cairo_surface_status(surf) != CAIRO_STATUS_SUCCESS) {
-        cairo_surface_destroy(surf);
-        return md_fail(err, MD_ERR_NOMEM, "%s: cannot create the figure surface", path);
-    }
-    cairo_t *cr = cairo_create(surf);
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_paint(cr);
-    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_surface_t *surf;
+    cairo_t *cr;
+    md_status st = md_fig_begin(W, H, path, &surf, &cr, err);
+    if (st != MD_OK)
+        return st;
     cairo_set_font_size(cr, 15);
     static const uint8_t bg[3] = {255, 255, 255}, grey[3] = {175, 175, 175};
-    md_status st = MD_OK;
     for (int i = 0; i < n_panels && st == MD_OK; i++) {
         md_raster r;
         st = md_raster_init(&r, pw, ph, bg, err);
@@ -272,12 +267,5 @@ md_status md_fig_point_clouds(const char *path, const md_cloud *gt, const md_clo
             cairo_show_text(cr, titles[i]);
         }
     }
-    if (st == MD_OK && cairo_status(cr) != CAIRO_STATUS_SUCCESS)
-        st = md_fail(err, MD_ERR_NOMEM, "%s: drawing failed: %s", path,
-                     cairo_status_to_string(cairo_status(cr)));
-    cairo_destroy(cr);
-    if (st == MD_OK)
-        st = md_fig_write_surface(surf, path, err);
-    cairo_surface_destroy(surf);
-    return st;
+    return md_fig_finish(surf, cr, path, st, err);
 }
