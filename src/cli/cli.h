@@ -70,6 +70,10 @@ void cli_progress_finish(cli_progress *p);
 
 /* Joins dir and name into buf ("dir/name"). */
 void cli_path_join(char *buf, size_t size, const char *dir, const char *name);
+/* path without its extension + suffix ("m/scale.safetensors", ".log.csv" ->
+ * "m/scale.log.csv"): how train names the files beside a model, and how eval
+ * finds them. */
+void cli_sibling_path(char *buf, size_t size, const char *path, const char *suffix);
 /* File name without folder and extension ("a/b/rgb_1.jpg" -> "rgb_1"). */
 void cli_stem(char *buf, size_t size, const char *path);
 /* mkdir -p */

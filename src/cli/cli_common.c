@@ -237,6 +237,14 @@ void cli_path_join(char *buf, size_t size, const char *dir, const char *name)
         snprintf(buf, size, "%s/%s", dir, name);
 }
 
+void cli_sibling_path(char *buf, size_t size, const char *path, const char *suffix)
+{
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(path, '.');
+    size_t n = dot && (!slash || dot > slash + 1) ? (size_t)(dot - path) : strlen(path);
+    snprintf(buf, size, "%.*s%s", (int)n, path, suffix);
+}
+
 void cli_stem(char *buf, size_t size, const char *path)
 {
     const char *base = strrchr(path, '/');

@@ -735,11 +735,7 @@ static int run(int argc, char **argv)
         free(ys);
         free(gs);
         char log_path[4096];
-        const char *slash = strrchr(scale_model_s, '/');
-        const char *dot = strrchr(scale_model_s, '.');
-        size_t len = dot && (!slash || dot > slash + 1) ? (size_t)(dot - scale_model_s)
-                                                         : strlen(scale_model_s);
-        snprintf(log_path, sizeof log_path, "%.*s.log.csv", (int)len, scale_model_s);
+        cli_sibling_path(log_path, sizeof log_path, scale_model_s, ".log.csv"); /* as train names it */
         struct stat sb;
         if (stat(log_path, &sb) == 0) {
             double *tr = NULL, *va = NULL;

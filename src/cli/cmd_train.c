@@ -74,15 +74,6 @@ static void on_progress(void *user, const md_train_progress *p)
         ui->last_epoch = p->epoch;
 }
 
-/* OUT without extension + suffix. */
-static void sibling(char *buf, size_t size, const char *out, const char *suffix)
-{
-    const char *slash = strrchr(out, '/');
-    const char *dot = strrchr(out, '.');
-    size_t n = dot && (!slash || dot > slash + 1) ? (size_t)(dot - out) : strlen(out);
-    snprintf(buf, size, "%.*s%s", (int)n, out, suffix);
-}
-
 static md_status write_log(const char *path, const md_train_log *log, md_error *err)
 {
     md_atomic_file af;
@@ -222,8 +213,8 @@ static int run(int argc, char **argv)
         goto done;
     }
     char log_path[4096], png_path[4096];
-    sibling(log_path, sizeof log_path, out_s, ".log.csv");
-    sibling(png_path, sizeof png_path, out_s, ".loss.png");
+    cli_sibling_path(log_path, sizeof log_path, out_s, ".log.csv");
+    cli_sibling_path(png_path, sizeof png_path, out_s, ".loss.png");
     char title[128];
     snprintf(title, sizeof title, "%s scale CNN: training and validation loss",
              md_scale_arch_name(o.arch));
