@@ -64,6 +64,7 @@ typedef struct {
     int axis;
     md_pool2d_params pp;
     md_resize_params rp;
+    md_resize_tables rt; /* built once the shapes are final */
     /* Gemm */
     float alpha, beta;
     bool trans_a, trans_b;
@@ -1501,6 +1502,17 @@ md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t m
         }
         md_gemm_pack_a(op->w, p->out_channels, K, op->packed);
     }
+    for (int i = 0; i < g->n_ops; i++) {
+        gop *op = &g->ops[i];
+        if (op->kind != OP_RESIZE)
+            continue;
+        const gval *x = &g->vals[op->in[0]], *o = &g->vals[op->out];
+        if (!md_resize_tables_init(&op->rt, &op->rp, (int)x->dims[2], (int)x->dims[3],
+                                   (int)o->dims[2], (int)o->dims[3])) {
+            st = md_fail(err, MD_ERR_NOMEM, "%s: out of memory for resize tables", path);
+            goto done;
+        }
+    }
     if ((st = plan_memory(&b)) != MD_OK)
         goto done;
     const gval *iv = &g->vals[g->input], *ov = &g->vals[g->output];
@@ -1540,6 +1552,7 @@ void md_onnx_graph_free(md_onnx_graph *g)
         free(g->ops[i].b);
         free(g->ops[i].scale);
         free(g->ops[i].shift);
+        md_resize_tables_free(&g->ops[i].rt);
     }
     if (g->slots)
         for (int i = 0; i < g->n_slots; i++)
@@ -1649,8 +1662,7 @@ static void resize_task(void *arg, int t, int worker)
     int c0, c1;
     range_of((int)x->dims[1], c->n_tasks, t, 1, &c0, &c1);
     if (c0 < c1)
-        md_resize2d(&op->rp, x->data, (int)x->dims[1], (int)x->dims[2], (int)x->dims[3], o->data,
-                    (int)o->dims[2], (int)o->dims[3],
+        md_resize2d(&op->rt, x->data, (int)x->dims[2], (int)x->dims[3], o->data,
                     op->n_in > 1 ? c->g->vals[op->in[1]].data : NULL, c0, c1);
 }
 

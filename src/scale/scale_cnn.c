@@ -475,7 +475,11 @@ md_status md_cnn_preprocess(const md_image *img, int size, float *out, float *tm
     memset(&rp, 0, sizeof rp);
     rp.linear = true;
     rp.coord = MD_COORD_HALF_PIXEL;
-    md_resize2d(&rp, tmp, 3, img->height, img->width, out, size, size, NULL, 0, 3);
+    md_resize_tables rt;
+    if (!md_resize_tables_init(&rt, &rp, img->height, img->width, size, size))
+        return md_fail(err, MD_ERR_NOMEM, "scale CNN: out of memory for the resize tables");
+    md_resize2d(&rt, tmp, img->height, img->width, out, NULL, 0, 3);
+    md_resize_tables_free(&rt);
     size_t n = (size_t)3 * size * size;
     for (size_t i = 0; i < n; i++)
         out[i] = (out[i] / 255.0f - 0.5f) / 0.5f;

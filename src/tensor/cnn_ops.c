@@ -217,29 +217,30 @@ static int nearest_index(md_nearest_mode mode, double v, int in_len)
     return (int)r;
 }
 
-void md_resize2d(const md_resize_params *p, const float *in, int channels, int in_h, int in_w,
-                 float *out, int out_h, int out_w, const float *addend, int c_begin, int c_end)
+bool md_resize_tables_init(md_resize_tables *t, const md_resize_params *p, int in_h, int in_w,
+                           int out_h, int out_w)
 {
-    (void)channels;
+    memset(t, 0, sizeof *t);
     double sh = p->scale_h > 0 ? p->scale_h : (double)out_h / in_h;
     double sw = p->scale_w > 0 ? p->scale_w : (double)out_w / in_w;
-    /* Per-axis tables, small enough for the stack in every practical case. */
-    int *iy0 = malloc(sizeof(int) * (size_t)(2 * out_h + 2 * out_w));
-    float *fy = malloc(sizeof(float) * (size_t)(out_h + out_w));
-    if (!iy0 || !fy) {
-        free(iy0);
-        free(fy);
-        memset(out + (size_t)c_begin * out_h * out_w, 0,
-               sizeof(float) * (size_t)(c_end - c_begin) * out_h * out_w);
-        return;
+    t->iy0 = malloc(sizeof(int) * (size_t)(2 * out_h + 2 * out_w));
+    t->fy = malloc(sizeof(float) * (size_t)(out_h + out_w));
+    if (!t->iy0 || !t->fy) {
+        md_resize_tables_free(t);
+        return false;
     }
-    int *iy1 = iy0 + out_h, *ix0 = iy1 + out_h, *ix1 = ix0 + out_w;
-    float *fx = fy + out_h;
+    t->linear = p->linear;
+    t->out_h = out_h;
+    t->out_w = out_w;
+    t->iy1 = t->iy0 + out_h;
+    t->ix0 = t->iy1 + out_h;
+    t->ix1 = t->ix0 + out_w;
+    t->fx = t->fy + out_h;
     for (int a = 0; a < 2; a++) {
         int n = a ? out_w : out_h, len = a ? in_w : in_h;
         double s = a ? sw : sh;
-        int *i0 = a ? ix0 : iy0, *i1 = a ? ix1 : iy1;
-        float *fr = a ? fx : fy;
+        int *i0 = a ? t->ix0 : t->iy0, *i1 = a ? t->ix1 : t->iy1;
+        float *fr = a ? t->fx : t->fy;
         for (int i = 0; i < n; i++) {
             double v = src_coord(p->coord, i, len, n, s);
             if (!p->linear) {
@@ -258,13 +259,28 @@ void md_resize2d(const md_resize_params *p, const float *in, int channels, int i
         }
     }
     /* Integer nearest upscales (the common x2) copy runs of equal values. */
-    int fx_int = 0;
     if (!p->linear && out_w % in_w == 0) {
-        fx_int = out_w / in_w;
-        for (int x = 0; x < out_w && fx_int; x++)
-            if (ix0[x] != x / fx_int)
-                fx_int = 0;
+        t->fx_int = out_w / in_w;
+        for (int x = 0; x < out_w && t->fx_int; x++)
+            if (t->ix0[x] != x / t->fx_int)
+                t->fx_int = 0;
     }
+    return true;
+}
+
+void md_resize_tables_free(md_resize_tables *t)
+{
+    free(t->iy0);
+    free(t->fy);
+    memset(t, 0, sizeof *t);
+}
+
+void md_resize2d(const md_resize_tables *t, const float *in, int in_h, int in_w, float *out,
+                 const float *addend, int c_begin, int c_end)
+{
+    int out_h = t->out_h, out_w = t->out_w, fx_int = t->fx_int;
+    const int *iy0 = t->iy0, *iy1 = t->iy1, *ix0 = t->ix0, *ix1 = t->ix1;
+    const float *fy = t->fy, *fx = t->fx;
     for (int c = c_begin; c < c_end; c++) {
         const float *plane = in + (size_t)c * in_h * in_w;
         float *o = out + (size_t)c * out_h * out_w;
@@ -285,7 +301,7 @@ void md_resize2d(const md_resize_params *p, const float *in, int channels, int i
                         orow[2 * x] = orow[2 * x + 1] = r0[x];
                 continue;
             }
-            if (!p->linear) {
+            if (!t->linear) {
                 if (arow)
                     for (int x = 0; x < out_w; x++)
                         orow[x] = r0[ix0[x]] + arow[x];
@@ -304,8 +320,6 @@ void md_resize2d(const md_resize_params *p, const float *in, int channels, int i
             }
         }
     }
-    free(iy0);
-    free(fy);
 }
 
 /* One PIL-style pass: coefficient windows for each output index. */

@@ -92,12 +92,27 @@ typedef struct {
     float scale_h, scale_w; /* output/input; used by half_pixel and asymmetric */
 } md_resize_params;
 
-/* Resizes each of channels planes from (in_h, in_w) to (out_h, out_w) with
- * ONNX Resize semantics (linear: bilinear, source coordinates clamped to the
- * image). addend (channels x out_h x out_w, may be NULL) is added to the
- * result (a fused "Add(Resize(x), skip)"). Channels [c_begin, c_end). */
-void md_resize2d(const md_resize_params *p, const float *in, int channels, int in_h, int in_w,
-                 float *out, int out_h, int out_w, const float *addend, int c_begin, int c_end);
+/* Source indices and weights of a resize from (in_h, in_w) to (out_h, out_w)
+ * with ONNX Resize semantics (linear: bilinear, source coordinates clamped to
+ * the image). They depend only on the shapes, so a graph builds them once. */
+typedef struct {
+    bool linear;
+    int out_h, out_w;
+    int fx_int;              /* > 0: nearest upscale by this integer factor along x */
+    int *iy0, *iy1, *ix0, *ix1;
+    float *fy, *fx;
+} md_resize_tables;
+
+/* false when out of memory (t is then empty). */
+bool md_resize_tables_init(md_resize_tables *t, const md_resize_params *p, int in_h, int in_w,
+                           int out_h, int out_w);
+void md_resize_tables_free(md_resize_tables *t);
+
+/* Resizes planes [c_begin, c_end) of in (in_h x in_w each) into out with t.
+ * addend (same layout as out, may be NULL) is added to the result (a fused
+ * "Add(Resize(x), skip)"). */
+void md_resize2d(const md_resize_tables *t, const float *in, int in_h, int in_w, float *out,
+                 const float *addend, int c_begin, int c_end);
 
 /* Antialiased bilinear resize as PIL's Image.resize(BILINEAR) computes it (and
  * so scipy.misc.imresize): a triangle filter widened by the scale factor when
