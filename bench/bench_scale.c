@@ -7,7 +7,7 @@
  * call for each method over the runs, plus md_w1_distance.
  *
  * usage: bench_scale [runs]   (default 50) */
-#include "core/core.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdint.h>

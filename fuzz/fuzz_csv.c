@@ -3,7 +3,7 @@
  * What the scales reader accepts must write back and read back to the same
  * table. Built and run by scripts/fuzz. */
 #include "eval/fit.h"
-#include "eval/report.h"
+#include "report/report.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -1,7 +1,7 @@
 /* libFuzzer harness for the I/O readers. Not built by default:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
- *         -D_POSIX_C_SOURCE=200809L fuzz/fuzz_io.c src/io/\*.c src/core/\*.c \
+ *         -D_POSIX_C_SOURCE=200809L fuzz/fuzz_io.c src/io/\*.c src/base/\*.c \
  *         -lpng -ljpeg -lz -lm -o fuzz_io
  *   ./fuzz_io -max_total_time=60 corpus/
  *

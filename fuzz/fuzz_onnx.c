@@ -3,7 +3,7 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
  *         -D_POSIX_C_SOURCE=200809L fuzz/fuzz_onnx.c src/formats/onnx.c \
- *         src/models/onnx_graph.c src/tensor/\*.c src/core/\*.c \
+ *         src/nets/onnx_graph.c src/ops/\*.c src/base/\*.c \
  *         $(pkg-config --cflags --libs openblas) -lm -lpthread -o fuzz_onnx
  *   mkdir -p fuzz/corpus-onnx && cp ../shared/models/fastdepth/fastdepth_7.onnx fuzz/corpus-onnx/
  *   MD_ONNX_SEED_DIR=$PWD/fuzz/corpus-onnx build/tests/test_onnx   # small hand-made models
@@ -13,9 +13,9 @@
  * an executor (activation memory capped at 64 MiB) and, when the input is
  * small (at most 4096 values), run once on a ramp so the kernels see the
  * shapes the builder accepted. */
-#include "core/core.h"
+#include "base/base.h"
 #include "formats/onnx.h"
-#include "models/onnx_graph.h"
+#include "nets/onnx_graph.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -4,10 +4,10 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
  *     fuzz/fuzz_weights.c src/formats/safetensors.c src/formats/zip.c \
- *     src/formats/pickle.c src/core/core.c -lz -lm -o fuzz_weights
+ *     src/formats/pickle.c src/base/base.c -lz -lm -o fuzz_weights
  *   ./fuzz_weights -max_total_time=60 fuzz/corpus-weights seeds/
  */
-#include "core/core.h"
+#include "base/base.h"
 #include "formats/weights.h"
 
 #include <stdint.h>

@@ -296,15 +296,6 @@ const char *md_scale_model_describe(const md_scale_model *model);
 const char *md_scale_model_base(const md_scale_model *model);
 void md_scale_model_free(md_scale_model *model);
 
-/* ----------------------------------------------------------------- plots */
-
-/* Training curves as a PNG (cairo): train and val loss per epoch (1-based x)
- * on a logarithmic y axis, with axes, ticks, labels and a legend. val may be
- * NULL; NaN or non-positive values are left out (val is drawn where it ran). */
-md_status md_plot_loss_curves(const char *path, const double *train_loss,
-                              const double *val_loss, int epochs, const char *title,
-                              md_error *err);
-
 /* ---------------------------------------------------------------- models */
 
 typedef struct md_model md_model;

@@ -4,9 +4,9 @@
  * tiny model (from .safetensors and .pth) and the real ViT-S shape. */
 #include "check.h"
 
-#include "core/core.h"
-#include "models/backend.h"
-#include "models/da2_model.h"
+#include "base/base.h"
+#include "nets/backend.h"
+#include "nets/da2_model.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -4,7 +4,7 @@
  * tree built here with known names, the counts, names, units and intrinsics
  * stated in ../shared/README.md and each data folder's PROVENANCE.txt, and
  * hand-computed ray geometry for the sample scene (poses as documented in
- * src/eval/sample_scene.c). Exits 77 (skipped) when ../shared is missing and
+ * src/scene/sample_scene.c). Exits 77 (skipped) when ../shared is missing and
  * everything else passed. */
 #include "check.h"
 #include "metricdepth.h"

@@ -4,7 +4,7 @@
  * out-of-range strides) and a whole .pth, plus the shared reference files. */
 #include "check.h"
 
-#include "core/core.h"
+#include "base/base.h"
 #include "formats/weights.h"
 
 #include <stdint.h>

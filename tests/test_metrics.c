@@ -2,7 +2,7 @@
  * memory (no file I/O). Expected values are written out from the metric
  * definitions over a handful of pixel categories, never taken from the code. */
 #include "check.h"
-#include "core/core.h"
+#include "base/base.h"
 
 #include <stdint.h>
 #include <string.h>

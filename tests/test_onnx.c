@@ -3,10 +3,10 @@
  * reference input (pred.npy), hand-computed convolutions on hand-encoded
  * protobuf bytes, and NYU ground-truth depth. */
 #include "check.h"
-#include "core/core.h"
+#include "base/base.h"
 #include "formats/onnx.h"
 #include "metricdepth.h"
-#include "models/onnx_graph.h"
+#include "nets/onnx_graph.h"
 
 #include <stdint.h>
 #include <stdlib.h>

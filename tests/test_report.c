@@ -2,9 +2,9 @@
  * are worked out by hand in the comments (geometry of a pinhole camera, the
  * documented plot frame, arithmetic means), not taken from the code's output. */
 #include "check.h"
-#include "eval/report.h"
+#include "report/report.h"
 #include "metricdepth.h"
-#include "viz/figures.h"
+#include "report/figures.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
  *    breakpoint or a bound; evaluating all of them (O(n^2)) gives the exact
  *    minimum and tells whether the minimiser is unique or an interval. */
 #include "check.h"
-#include "core/core.h"
+#include "base/base.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -9,10 +9,10 @@
  *  - a small training run that must fit 6 images, save/load round trips,
  *    malformed model files, determinism, and PyTorch's init ranges. */
 #include "check.h"
-#include "core/core.h"
+#include "base/base.h"
 #include "formats/weights.h"
 #include "scale/scale_cnn.h"
-#include "tensor/train_ops.h"
+#include "ops/train_ops.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -1,10 +1,10 @@
 /* metricdepth eval: the seed report's evaluation end to end (Tables 1 and 2,
  * Figs. 1-3, the scale scatter) on a train and a test set. */
 #include "cli.h"
-#include "core/core.h"
+#include "base/base.h"
 #include "eval/fit.h"
-#include "eval/report.h"
-#include "viz/figures.h"
+#include "report/report.h"
+#include "report/figures.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 #include "cli.h"
-#include "core/core.h"
+#include "base/base.h"
 
 #include <stdio.h>
 #include <stdlib.h>

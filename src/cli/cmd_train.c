@@ -1,6 +1,7 @@
 /* metricdepth train: the scale CNN from a scales CSV (seed report, step 2). */
 #include "cli.h"
-#include "core/core.h"
+#include "metricdepth_report.h"
+#include "base/base.h"
 #include "eval/fit.h"
 
 #include <math.h>

@@ -1,7 +1,7 @@
 /* Per-pair oracle scales, the prediction cache, trimming and the scales CSV. */
 #include "eval/fit.h"
 
-#include "core/core.h"
+#include "base/base.h"
 
 #include <errno.h>
 #include <limits.h>

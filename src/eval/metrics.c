@@ -31,7 +31,7 @@
  *          never saw (FastDepth's centre crop): it holds no prediction at all
  *          and is left out, as under seed.
  */
-#include "core/core.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * those of onnx.proto (ModelProto, GraphProto, NodeProto, AttributeProto,
  * TensorProto, ValueInfoProto, TypeProto, TensorShapeProto). */
 #include "formats/onnx.h"
-#include "core/core.h"
+#include "base/base.h"
 
 #include <stdlib.h>
 #include <string.h>

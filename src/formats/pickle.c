@@ -9,7 +9,7 @@
  * Any other global or opcode is rejected with its name. */
 #include "formats/weights.h"
 
-#include "core/core.h"
+#include "base/base.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * names to dtype, shape and [begin, end) byte offsets into the data area). */
 #include "formats/weights.h"
 
-#include "core/core.h"
+#include "base/base.h"
 
 #include <fcntl.h>
 #include <stdlib.h>

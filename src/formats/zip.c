@@ -4,7 +4,7 @@
  * length is checked against the buffer before use. */
 #include "formats/weights.h"
 
-#include "core/core.h"
+#include "base/base.h"
 
 #include <stdlib.h>
 #include <string.h>

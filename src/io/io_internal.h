@@ -3,7 +3,7 @@
 #ifndef MD_IO_INTERNAL_H
 #define MD_IO_INTERNAL_H
 
-#include "core/core.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdint.h>

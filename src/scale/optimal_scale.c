@@ -36,7 +36,7 @@
  * exponent sums plus a product of mantissas (no per-pixel log).
  * All are clamped to [lo, hi].
  */
-#include "core/core.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -9,11 +9,11 @@
  * StepLR. Weights are saved as .safetensors with a metadata map. */
 #include "scale/scale_cnn.h"
 
-#include "core/core.h"
+#include "base/base.h"
 #include "formats/weights.h"
-#include "tensor/cnn_ops.h"
-#include "tensor/parallel.h"
-#include "tensor/train_ops.h"
+#include "ops/cnn_ops.h"
+#include "base/parallel.h"
+#include "ops/train_ops.h"
 
 #include <errno.h>
 #include <math.h>

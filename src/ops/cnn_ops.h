@@ -1,0 +1,134 @@
+/* CNN kernels beside tensor_ops.h: activations, element-wise broadcasting,
+ * pooling, resizes (ONNX Resize/Upsample semantics and a PIL-style
+ * antialiased bilinear for image preprocessing) and transposes. Planar CHW
+ * float32, single image, like tensor_ops.h. */
+#ifndef MD_TENSOR_CNN_OPS_H
+#define MD_TENSOR_CNN_OPS_H
+
+#include "ops/tensor_ops.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Depthwise convolution (groups == in_channels == out_channels) of channels
+ * [c_begin, c_end), with bias (may be NULL) and the result clamped to [lo, hi]
+ * (pass -FLT_MAX, FLT_MAX for none). Fast paths: 3x3 and 5x5, stride 1 or 2,
+ * no dilation; anything else runs a bounds-checked direct loop. */
+void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, int in_w,
+                         const float *weight, const float *bias, float lo, float hi, float *out,
+                         int c_begin, int c_end);
+
+/* Unfolds channels of one group into rows (c, ky, kx) x columns (oy, ox) of
+ * col (channels*kh*kw x out_h*out_w), zeros where the kernel hits padding:
+ * the B operand of a convolution GEMM. (The im2col of md_conv2d.) */
+void md_im2col(const md_conv2d_params *p, const float *in, int channels, int in_h, int in_w,
+               int out_h, int out_w, float *col);
+
+/* Convolution GEMM: C (M x N, row stride ldc) = clamp(A . B + bias, lo, hi)
+ * over columns [n_begin, n_end), A (M x K) packed once by md_gemm_pack_a into
+ * md_gemm_packed_floats(M, K) floats, B row-major K x N with row stride ldb.
+ * bias (M) may be NULL. Single-threaded: callers split columns among threads. */
+size_t md_gemm_packed_floats(int M, int K);
+void md_gemm_pack_a(const float *A, int M, int K, float *packed);
+void md_gemm_packed(int M, int N, int K, const float *packed, const float *B, size_t ldb,
+                    const float *bias, float lo, float hi, float *C, size_t ldc, int n_begin,
+                    int n_end);
+
+/* x[i] = min(max(x[i], lo), hi). ReLU is lo = 0, hi = +inf. */
+void md_clamp_inplace(float *x, size_t n, float lo, float hi);
+/* x[c][i] = clamp(x[c][i] + bias[c], lo, hi) over channels of hw values (bias may be NULL). */
+void md_bias_clamp_inplace(float *x, int channels, size_t hw, const float *bias, float lo,
+                           float hi);
+void md_sigmoid_inplace(float *x, size_t n);
+/* x[c][i] = x[c][i] * scale[c] + shift[c]. */
+void md_channel_affine_inplace(float *x, int channels, size_t hw, const float *scale,
+                               const float *shift);
+
+typedef enum { MD_BIN_ADD, MD_BIN_SUB, MD_BIN_MUL, MD_BIN_DIV } md_binary_op;
+
+/* NumPy-style broadcasting: out_dims has ndim entries; a_dims and b_dims are
+ * already right-aligned to ndim with 1 where broadcast. ndim <= 8. */
+void md_binary_broadcast(md_binary_op op, int ndim, const int64_t *out_dims, const float *a,
+                         const int64_t *a_dims, const float *b, const int64_t *b_dims,
+                         float *out);
+
+typedef struct {
+    int kernel_h, kernel_w;
+    int stride_h, stride_w;
+    int pad_top, pad_left, pad_bottom, pad_right;
+    int count_include_pad; /* average pool only */
+} md_pool2d_params;
+
+/* out (C, out_h, out_w); padded cells are ignored by max and by average unless
+ * count_include_pad (then they count as zeros, as ONNX AveragePool). Windows
+ * that fall wholly into padding (possible with ceil_mode) give 0. */
+void md_maxpool2d(const md_pool2d_params *p, const float *in, int channels, int in_h, int in_w,
+                  float *out, int out_h, int out_w);
+void md_avgpool2d(const md_pool2d_params *p, const float *in, int channels, int in_h, int in_w,
+                  float *out, int out_h, int out_w);
+void md_global_avgpool(const float *in, int channels, size_t hw, float *out);
+void md_global_maxpool(const float *in, int channels, size_t hw, float *out);
+
+/* ONNX Resize coordinate transformation modes (Upsample = asymmetric). */
+typedef enum {
+    MD_COORD_HALF_PIXEL,
+    MD_COORD_PYTORCH_HALF_PIXEL,
+    MD_COORD_ALIGN_CORNERS,
+    MD_COORD_ASYMMETRIC
+} md_coord_mode;
+
+typedef enum {
+    MD_NEAREST_ROUND_PREFER_FLOOR,
+    MD_NEAREST_ROUND_PREFER_CEIL,
+    MD_NEAREST_FLOOR,
+    MD_NEAREST_CEIL
+} md_nearest_mode;
+
+typedef struct {
+    bool linear; /* false = nearest */
+    md_coord_mode coord;
+    md_nearest_mode nearest;
+    float scale_h, scale_w; /* output/input; used by half_pixel and asymmetric */
+} md_resize_params;
+
+/* Source indices and weights of a resize from (in_h, in_w) to (out_h, out_w)
+ * with ONNX Resize semantics (linear: bilinear, source coordinates clamped to
+ * the image). They depend only on the shapes, so a graph builds them once. */
+typedef struct {
+    bool linear;
+    int out_h, out_w;
+    int fx_int;              /* > 0: nearest upscale by this integer factor along x */
+    int *iy0, *iy1, *ix0, *ix1;
+    float *fy, *fx;
+} md_resize_tables;
+
+/* false when out of memory (t is then empty). */
+bool md_resize_tables_init(md_resize_tables *t, const md_resize_params *p, int in_h, int in_w,
+                           int out_h, int out_w);
+void md_resize_tables_free(md_resize_tables *t);
+
+/* Resizes planes [c_begin, c_end) of in (in_h x in_w each) into out with t.
+ * addend (same layout as out, may be NULL) is added to the result (a fused
+ * "Add(Resize(x), skip)"). */
+void md_resize2d(const md_resize_tables *t, const float *in, int in_h, int in_w, float *out,
+                 const float *addend, int c_begin, int c_end);
+
+/* Antialiased bilinear resize as PIL's Image.resize(BILINEAR) computes it (and
+ * so scipy.misc.imresize): a triangle filter widened by the scale factor when
+ * shrinking, pixel centres at +0.5, horizontal pass then vertical pass. With
+ * round_u8 each pass rounds and clamps to 0..255 as PIL does on 8-bit images.
+ * scratch holds channels * in_h * out_w floats. */
+void md_resize_pil_bilinear(const float *in, int channels, int in_h, int in_w, float *out,
+                            int out_h, int out_w, bool round_u8, float *scratch);
+
+/* Nearest-neighbour resize as PIL's Image.resize(NEAREST) computes it (and so
+ * scipy.misc.imresize(..., 'nearest')): out[y][x] = in[floor((y + 0.5) *
+ * in_h / out_h)][floor((x + 0.5) * in_w / out_w)]. */
+void md_resize_pil_nearest(const float *in, int channels, int in_h, int in_w, float *out,
+                           int out_h, int out_w);
+
+/* out = in with axes permuted: out dim i = in dim perm[i]. ndim <= 8. */
+void md_transpose(const float *in, int ndim, const int64_t *dims, const int *perm, float *out);
+
+#endif

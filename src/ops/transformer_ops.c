@@ -1,0 +1,236 @@
+#include "ops/transformer_ops.h"
+
+#include "ops/tensor_ops.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+void md_layernorm(const float *x, int rows, int dim, const float *gamma, const float *beta,
+                  float eps, float *out)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * dim;
+        float *o = out + (size_t)r * dim;
+        double sum = 0.0;
+        for (int i = 0; i < dim; i++)
+            sum += xr[i];
+        float mean = (float)(sum / dim);
+        double var = 0.0;
+        for (int i = 0; i < dim; i++) {
+            double d = (double)xr[i] - mean;
+            var += d * d;
+        }
+        float inv = (float)(1.0 / sqrt(var / dim + (double)eps));
+        for (int i = 0; i < dim; i++)
+            o[i] = (xr[i] - mean) * inv * gamma[i] + beta[i];
+    }
+}
+
+/* e^x as 2^n * p(r), x = n ln2 + r, |r| <= ln2/2; p a degree-6 Taylor
+ * polynomial. Written branch-free so the compiler vectorises the loops. */
+static inline float exp_approx(float x)
+{
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693145751953125f;   /* ln2 split in a high part ... */
+    r = r - n * 1.42860682030941723212e-6f; /* ... and the rest */
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+/* The same range reduction and polynomial, 16 lanes at a time. */
+static inline __m512 exp512(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723212e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline __mmask16 tail_mask(size_t left)
+{
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+}
+
+static inline __m512 gelu512(__m512 v)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 z = _mm512_mul_ps(_mm512_abs_ps(v), _mm512_set1_ps(0.70710678118654752f));
+    __m512 d = _mm512_fmadd_ps(z, _mm512_set1_ps(0.3275911f), one);
+    __m512 t = _mm512_rcp14_ps(d); /* one Newton step: ~1e-8 relative */
+    t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f)));
+    __m512 poly = _mm512_set1_ps(1.061405429f);
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-1.453152027f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(1.421413741f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-0.284496736f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.254829592f));
+    poly = _mm512_mul_ps(poly, t);
+    __m512 e = _mm512_fnmadd_ps(poly, exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z)),
+                                one);
+    /* erf is odd: give e the sign of v */
+    __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u));
+    e = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(e), sign));
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(one, e));
+}
+#endif
+
+void md_exp_inplace(float *x, size_t n)
+{
+#if defined(__AVX512F__)
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, k, exp512(_mm512_maskz_loadu_ps(k, x + i)));
+    }
+#else
+    for (size_t i = 0; i < n; i++)
+        x[i] = exp_approx(x[i]);
+#endif
+}
+
+void md_gelu_erf(float *x, size_t n)
+{
+#if defined(__AVX512F__)
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, k, gelu512(_mm512_maskz_loadu_ps(k, x + i)));
+    }
+    return;
+#endif
+    /* erf(z) = 1 - (a1 t + ... + a5 t^5) e^{-z^2}, t = 1 / (1 + p z), z >= 0
+       (Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7); odd symmetry for z < 0. */
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float z = fabsf(v) * 0.70710678118654752f;
+        float t = 1.0f / (1.0f + 0.3275911f * z);
+        float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
+                      0.254829592f) *
+                     t;
+        float e = 1.0f - poly * exp_approx(-z * z);
+        e = v < 0.0f ? -e : e;
+        x[i] = 0.5f * v * (1.0f + e);
+    }
+}
+
+/* Softmax numerators of each row (e^(x - max)) in place; returns 1 / sum in inv[r]. */
+static void softmax_unnormalised(float *x, int rows, int cols, float *inv)
+{
+#if defined(__AVX512F__)
+    for (int r = 0; r < rows; r++) {
+        float *row = x + (size_t)r * cols;
+        __m512 vmax = _mm512_set1_ps(-INFINITY);
+        for (int i = 0; i < cols; i += 16) {
+            __mmask16 k = tail_mask((size_t)(cols - i));
+            vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, k, row + i));
+        }
+        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+        __m512 vsum = _mm512_setzero_ps();
+        for (int i = 0; i < cols; i += 16) {
+            __mmask16 k = tail_mask((size_t)(cols - i));
+            __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), m));
+            _mm512_mask_storeu_ps(row + i, k, e);
+            vsum = _mm512_mask_add_ps(vsum, k, vsum, e);
+        }
+        inv[r] = 1.0f / _mm512_reduce_add_ps(vsum);
+    }
+    return;
+#endif
+    for (int r = 0; r < rows; r++) {
+        float *row = x + (size_t)r * cols;
+        /* 16 partial maxima / sums: vectorisable without reassociation flags */
+        float part[16];
+        int i = 0;
+        float m = row[0];
+        if (cols >= 16) {
+            for (int j = 0; j < 16; j++)
+                part[j] = row[j];
+            for (i = 16; i + 16 <= cols; i += 16)
+                for (int j = 0; j < 16; j++)
+                    part[j] = row[i + j] > part[j] ? row[i + j] : part[j];
+            for (int j = 0; j < 16; j++)
+                m = part[j] > m ? part[j] : m;
+        }
+        for (; i < cols; i++)
+            m = row[i] > m ? row[i] : m;
+        for (int j = 0; j < 16; j++)
+            part[j] = 0.0f;
+        for (i = 0; i + 16 <= cols; i += 16)
+            for (int j = 0; j < 16; j++) {
+                float e = exp_approx(row[i + j] - m);
+                row[i + j] = e;
+                part[j] += e;
+            }
+        float sum = 0.0f;
+        for (; i < cols; i++) {
+            row[i] = exp_approx(row[i] - m);
+            sum += row[i];
+        }
+        for (int j = 0; j < 16; j++)
+            sum += part[j];
+        inv[r] = 1.0f / sum;
+    }
+}
+
+void md_softmax_rows(float *x, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++) {
+        float inv;
+        float *row = x + (size_t)r * cols;
+        softmax_unnormalised(row, 1, cols, &inv);
+        for (int i = 0; i < cols; i++)
+            row[i] *= inv;
+    }
+}
+
+void md_attention_rows(const float *qkv, int tokens, int heads, int head_dim, int head, int r0,
+                       int r1, float *out, float *scores)
+{
+    int dim = heads * head_dim, ld = 3 * dim, rows = r1 - r0;
+    if (rows <= 0)
+        return;
+    float scale = 1.0f / sqrtf((float)head_dim);
+    const float *q = qkv + (size_t)r0 * ld + (size_t)head * head_dim;
+    const float *k = qkv + dim + (size_t)head * head_dim;
+    const float *v = qkv + 2 * (size_t)dim + (size_t)head * head_dim;
+    float *o = out + (size_t)r0 * dim + (size_t)head * head_dim;
+    float inv[MD_ATTENTION_BLOCK];
+    for (int b0 = 0; b0 < rows; b0 += MD_ATTENTION_BLOCK) {
+        int n = rows - b0 < MD_ATTENTION_BLOCK ? rows - b0 : MD_ATTENTION_BLOCK;
+        md_sgemm(false, true, n, tokens, head_dim, scale, q + (size_t)b0 * ld, ld, k, ld, 0.0f,
+                 scores, tokens);
+        softmax_unnormalised(scores, n, tokens, inv);
+        float *ob = o + (size_t)b0 * dim;
+        md_sgemm(false, false, n, head_dim, tokens, 1.0f, scores, tokens, v, ld, 0.0f, ob, dim);
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < head_dim; j++)
+                ob[(size_t)r * dim + j] *= inv[r];
+    }
+}
+
+void md_attention(const float *qkv, int tokens, int heads, int head_dim, float *out,
+                  float *scores)
+{
+    for (int h = 0; h < heads; h++)
+        md_attention_rows(qkv, tokens, heads, head_dim, h, 0, tokens, out, scores);
+}
