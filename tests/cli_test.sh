@@ -101,7 +101,11 @@ if [ -n "$SHARED" ] && [ -d "$SHARED/data" ]; then
     contains "oracle W1 scale"
     expect 0 "$MD" predict --model "$model" "$T/good.jpg" -o "$T/oracle" --scale oracle \
       --gt "$SHARED/data/nyu_demo_metric3d/depth/sync_depth_00000.png"
-    contains "oracle scale"
+    contains "good.jpg: scale [0-9.]* (oracle"
+    grep -q '"source":[[:space:]]*"oracle"' "$T/oracle/good.json" && ok || bad "sidecar lacks the oracle source"
+    expect 2 "$MD" predict --model "$model" "$T/good.jpg" -o "$T/oracle" \
+      --gt "$SHARED/data/nyu_demo_metric3d/depth/sync_depth_00000.png"
+    contains "--gt goes with --scale oracle"
   fi
 fi
 
@@ -166,7 +170,8 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   [ "$(head -c 4 "$T/fit/scale.loss.png" | tail -c 3)" = "PNG" ] && ok || bad "no loss PNG"
   expect 0 "$MD" predict --model "$model" --scale-model "$T/fit/scale.safetensors" \
     "$nyu/rgb/rgb_00000.jpg" -o "$T/adaptive"
-  contains "adaptive scale"
+  contains "rgb_00000.jpg: scale [0-9.]* (adaptive"
+  grep -q '"source":[[:space:]]*"adaptive"' "$T/adaptive/rgb_00000.json" && ok || bad "sidecar lacks the adaptive source"
   [ -s "$T/adaptive/rgb_00000.depth.npy" ] && ok || bad "no adaptive depth"
   expect 2 "$MD" predict --model "$model" --scale none --scale-model "$T/fit/scale.safetensors" \
     "$nyu/rgb/rgb_00000.jpg" -o "$T/adaptive"
