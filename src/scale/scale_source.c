@@ -2,6 +2,7 @@
  * adaptive predictor through its confidence gate, the oracle fit against
  * ground truth). One function applies them, for predict and evaluation alike. */
 #include "base/base.h"
+#include "scale/anchors.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -35,6 +36,7 @@ md_scale_options md_scale_options_default(void)
     memset(&o, 0, sizeof o);
     o.source = MD_SCALE_SOURCE_AUTO;
     o.oracle_method = MD_SCALE_W1;
+    o.anchor_fit = MD_ANCHOR_FIT_ROBUST;
     o.lo = 0.1;
     o.hi = 2.0;
     return o;
@@ -161,7 +163,7 @@ md_status md_scale_depth(const md_image *img, md_depth *depth, const md_scale_op
         st = adaptive(img, depth, o, rec, err);
         break;
     case MD_SCALE_SOURCE_ANCHORS:
-        return md_fail(err, MD_ERR_UNSUPPORTED, "anchors scale source: not available yet");
+        return md_scale_anchors_apply(depth, o, rec, err); /* applies itself (maps, shifts) */
     default:
         return md_fail(err, MD_ERR_ARG, "scale: unknown source %d", (int)src);
     }
