@@ -540,7 +540,7 @@ md_status md_depth_apply_cell_scales(md_depth *depth, int cells_x, int cells_y,
 typedef struct md_scale_filter md_scale_filter;
 
 typedef struct {
-    double time_constant_s; /* tau, seconds; default 1 */
+    double time_constant_s; /* tau, seconds; default 0.2 */
     double gate;            /* outlier gate in standard deviations; default 3 */
     int use_level;          /* 1: use the base depth level input (when finite); default 1 */
 } md_scale_filter_options;

@@ -31,7 +31,7 @@ static md_scale_filter *new_filter(double tau, int use_level)
 static void test_defaults_and_errors(void)
 {
     md_scale_filter_options o = md_scale_filter_defaults();
-    CHECK(o.time_constant_s == 1.0 && o.gate == 3.0 && o.use_level == 1);
+    CHECK(o.time_constant_s == 0.2 && o.gate == 3.0 && o.use_level == 1);
     md_error err = {0};
     md_scale_filter *f = NULL;
     o.time_constant_s = 0;

@@ -58,7 +58,7 @@ const cli_command cmd_eval_anchors = {
     "  --sequences LIST    dataset names to run as videos too\n"
     "  --seq-k LIST        anchor counts for the videos (default 4,16,64)\n"
     "  --fps F             frame rate of the frame numbers (default 30)\n"
-    "  --time-constant S   the scale filter's time constant (default 1 s)\n"
+    "  --time-constant S   the scale filter's time constant (default 0.2 s)\n"
     "  --model FILE        base depth model (default: the installed FastDepth)\n"
     "  --range LO,HI       oracle scale range (default 0.1,2)\n"
     "  --cache DIR         prediction cache (default OUT_DIR/.metricdepth-cache)\n"
@@ -1031,7 +1031,7 @@ static int run(int argc, char **argv)
 {
     const char *out_s = NULL, *model_s = NULL, *k_s = "1,4,16,64,256", *noise_s = "0,0.02,0.05";
     const char *out_rate_s = "0,0.1", *seeds_s = "3", *main_s = "0.02,0.1", *cells_s = "4x4";
-    const char *seq_s = NULL, *seq_k_s = "4,16,64", *fps_s = "30", *tau_s = "1";
+    const char *seq_s = NULL, *seq_k_s = "4,16,64", *fps_s = "30", *tau_s = NULL;
     const char *range_s = "0.1,2", *cache_s = NULL, *threads_s = "0";
     bool no_cache = false;
     cli_option options[] = {{"output", 'o', true, &out_s, NULL},
@@ -1065,6 +1065,7 @@ static int run(int argc, char **argv)
         free(pos);
         return CLI_EXIT_FAILURE;
     }
+    j->tau = md_scale_filter_defaults().time_constant_s;
     bool lists_ok = parse_num_list(k_s, &j->ks) && parse_num_list(noise_s, &j->noises) &&
                     parse_num_list(out_rate_s, &j->outs) && parse_num_list(seq_k_s, &j->seq_ks);
     for (int i = 0; lists_ok && i < j->ks.n; i++)
@@ -1094,7 +1095,7 @@ static int run(int argc, char **argv)
         rc = cli_usage_error(&cmd_eval_anchors, "--cells wants CXxCY, e.g. 4x4");
     else if (!cli_parse_double(fps_s, &j->fps) || j->fps <= 0)
         rc = cli_usage_error(&cmd_eval_anchors, "--fps wants a positive number");
-    else if (!cli_parse_double(tau_s, &j->tau) || j->tau <= 0)
+    else if (tau_s && (!cli_parse_double(tau_s, &j->tau) || j->tau <= 0))
         rc = cli_usage_error(&cmd_eval_anchors, "--time-constant wants seconds > 0");
     else if (!cli_parse_pair(range_s, &j->lo, &j->hi) || j->lo <= 0 || j->lo > j->hi)
         rc = cli_usage_error(&cmd_eval_anchors, "--range wants LO,HI with 0 < LO <= HI");

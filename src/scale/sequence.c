@@ -51,7 +51,10 @@ struct md_scale_filter {
 
 md_scale_filter_options md_scale_filter_defaults(void)
 {
-    md_scale_filter_options o = {.time_constant_s = 1.0, .gate = 3.0, .use_level = 1};
+    /* 0.2 s: a camera moving at walking pace through a room changes the depth
+     * level of its view by tens of percent per second, so a filter on the
+     * metric level must follow within a fraction of a second */
+    md_scale_filter_options o = {.time_constant_s = 0.2, .gate = 3.0, .use_level = 1};
     return o;
 }
 
