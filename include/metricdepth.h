@@ -167,6 +167,8 @@ md_status md_pairs_read_list(const char *path, md_pair_list *list, md_error *err
 md_status md_pairs_detect(const char *dir, md_pair_list *list, md_error *err);
 /* Writes the list in the pair-list format (with a header comment). */
 md_status md_pairs_write(FILE *f, const md_pair_list *list, md_error *err);
+/* The same into a file, atomically. */
+md_status md_pairs_save(const char *path, const md_pair_list *list, md_error *err);
 md_status md_pair_list_append(md_pair_list *list, const md_pair *pair, md_error *err);
 void md_pair_list_free(md_pair_list *list);
 /* Loads the pair's ground-truth depth with its divisor and encoding. */
@@ -209,9 +211,9 @@ md_status md_depth_valid_samples(const md_depth *pred, const md_depth *gt, float
 typedef enum {
     MD_PROTOCOL_SEED = 0, /* valid = gt > 0 and pred > 0, whole image */
     MD_PROTOCOL_EIGEN = 1 /* crop rows 45..470, cols 41..600 of 480x640 (scaled for other
-                             sizes), gt in (1e-3, 10), pred clipped to [1e-3, 10] (an
-                             unusable pred value counts as 1e-3; pixels outside pred's
-                             mask, never seen by the network, are left out) */
+                             sizes), gt in (1e-3, 10), pred clipped to [1e-3, 10]; under
+                             both protocols a pixel without a valid prediction (<= 0,
+                             non-finite, or outside pred's mask) is left out */
 } md_protocol;
 
 int md_protocol_parse(const char *name); /* "seed" | "eigen", -1 if unknown */

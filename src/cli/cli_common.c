@@ -399,3 +399,59 @@ int cli_write_json(const char *path, cJSON *root, md_error *err)
     free(text);
     return st == MD_OK ? 0 : -1;
 }
+
+int cli_parse_sets(const cli_command *cmd, int argc, char **argv, const cli_option *options,
+                   const char *name_a, const char *name_b, const char **sets[2], int n[2])
+{
+    sets[0] = sets[1] = NULL;
+    n[0] = n[1] = 0;
+    char **pos = calloc((size_t)argc + 1, sizeof *pos);
+    sets[0] = calloc((size_t)argc + 1, sizeof(char *));
+    sets[1] = calloc((size_t)argc + 1, sizeof(char *));
+    if (!pos || !sets[0] || !sets[1]) {
+        free(pos);
+        free(sets[0]);
+        free(sets[1]);
+        sets[0] = sets[1] = NULL;
+        fprintf(stderr, "metricdepth: error: out of memory\n");
+        return CLI_EXIT_FAILURE;
+    }
+    int npos = 0;
+    int rc = cli_parse(cmd, argc, argv, options, pos, &npos);
+    if (rc == 0) {
+        size_t la = strlen(name_a), lb = name_b ? strlen(name_b) : 0;
+        int set = 0, p = 0;
+        for (int i = 1; i < argc; i++) {
+            const char *a = argv[i];
+            if (p < npos && a == pos[p]) {
+                sets[set][n[set]++] = a;
+                p++;
+                continue;
+            }
+            if (strncmp(a, "--", 2) != 0)
+                continue;
+            const char *flag = a + 2;
+            int which = -1;
+            size_t len = 0;
+            if (strncmp(flag, name_a, la) == 0 && (flag[la] == '\0' || flag[la] == '='))
+                which = 0, len = la;
+            else if (name_b && strncmp(flag, name_b, lb) == 0 &&
+                     (flag[lb] == '\0' || flag[lb] == '='))
+                which = 1, len = lb;
+            if (which < 0)
+                continue;
+            set = which;
+            if (flag[len] == '=')
+                sets[set][n[set]++] = flag + len + 1;
+            else if (i + 1 < argc)
+                sets[set][n[set]++] = argv[++i];
+        }
+    }
+    free(pos);
+    if (rc != 0) {
+        free(sets[0]);
+        free(sets[1]);
+        sets[0] = sets[1] = NULL;
+    }
+    return rc;
+}
