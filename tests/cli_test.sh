@@ -242,6 +242,28 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   ! grep -q "adaptive" "$T/ev/r2/per_image.csv" && ok || bad "adaptive columns without a scale model"
   [ "$(grep -c '^test,' "$T/ev/r2/per_image.csv")" -eq 1 ] && ok || bad "split: one test pair wanted"
   [ ! -e "$T/ev/r2/fig/scatter.png" ] && ok || bad "scatter without a scale model"
+  # eigen: the same numbers with and without the cache, and 'metrics' on the
+  # .npy that predict writes agrees with eval (the unseen border is left out,
+  # not counted as 1e-3 m)
+  expect 0 "$MD" eval --data "$T/ev/train.txt" --test "$T/ev/test.txt" --model "$model" \
+    --protocol eigen --panels 0 -o "$T/ev/e1"
+  expect 0 "$MD" eval --data "$T/ev/train.txt" --test "$T/ev/test.txt" --model "$model" \
+    --protocol eigen --panels 0 -o "$T/ev/e2" --cache "$T/ev/e1/.metricdepth-cache"
+  grep -q "3 base predictions from the cache" "$T/ev/e2/report.md" && ok || bad "eigen re-run missed the cache"
+  expect 0 "$MD" eval --data "$T/ev/train.txt" --test "$T/ev/test.txt" --model "$model" \
+    --protocol eigen --panels 0 --no-cache -o "$T/ev/e3"
+  for r in e2 e3; do
+    cmp -s "$T/ev/e1/per_image.csv" "$T/ev/$r/per_image.csv" && ok || bad "eigen per_image.csv differs in $r"
+  done
+  [ -s "$T/ev/pred/rgb_00000.depth.npy" ] ||
+    "$MD" predict --model "$model" --scale none "$nyu/rgb/rgb_00000.jpg" -o "$T/ev/pred" >/dev/null 2>&1
+  expect 0 "$MD" metrics --pred "$T/ev/pred/rgb_00000.depth.npy" \
+    --gt "$nyu/depth/sync_depth_00000.png" --protocol eigen --json
+  want=$(awk -F'[:,]' '/"abs_rel"/ { gsub(/[ \t]/, "", $2); print $2 }' "$T/out")
+  col=$(head -1 "$T/ev/e1/per_image.csv" | tr , '\n' | grep -nx abs_rel_unscaled | cut -d: -f1)
+  got=$(awk -F, -v c="$col" '/^test,/ { print $c }' "$T/ev/e1/per_image.csv")
+  if awk -v a="$want" -v b="$got" 'BEGIN { d = a - b; exit !(a > 0 && d < 1e-6 && d > -1e-6) }'; then ok
+  else bad "eigen AbsRel: metrics on the .npy says $want, eval says $got"; fi
   # a bad pair is reported and skipped: exit 3, the rest evaluated
   head -c 2000 "$nyu/rgb/rgb_00050.jpg" >"$T/ev/broken.jpg"
   { cat "$T/ev/train.txt"; echo "broken.jpg $nyu/depth/sync_depth_00050.png"; } >"$T/ev/bad.txt"
@@ -249,6 +271,83 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
     -o "$T/ev/r3"
   contains "broken.jpg"
   [ "$(grep -c '^train,' "$T/ev/r3/per_image.csv")" -eq 2 ] && ok || bad "bad pair: the good ones are missing"
+fi
+
+# --- anchors, scale maps, sequences (issue 12)
+expect 0 "$MD" eval-anchors --help
+contains "usage: metricdepth eval-anchors"
+expect 2 "$MD" eval-anchors -o "$T/ea"
+contains "give at least one dataset"
+expect 2 "$MD" eval-anchors --k 0,4 "$T" -o "$T/ea"
+contains "whole counts"
+expect 2 "$MD" eval-anchors --main 0.5,0.1 "$T" -o "$T/ea"
+contains "not one of the"
+expect 2 "$MD" predict --scale anchors "$T/x.jpg"
+contains "needs --anchors"
+expect 2 "$MD" predict --anchors "$T/a.txt" --anchor-fit ransac "$T/x.jpg"
+contains "anchor-fit is robust"
+expect 2 "$MD" predict --anchors "$T/a.txt" --anchor-fit scale-shift --scale-map "$T/x.jpg"
+contains "scale-only"
+expect 2 "$MD" predict --anchors "$T/a.txt" --scale none "$T/x.jpg"
+contains "go with --scale anchors"
+expect 2 "$MD" predict --fps 10 "$T/x.jpg"
+contains "go with --sequence"
+if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ]; then
+  model="$SHARED/models/fastdepth/fastdepth_7.onnx"
+  cp "$SHARED/data/nyu_demo_metric3d/rgb/rgb_00000.jpg" "$T/anc.jpg"
+  expect 0 "$MD" predict --model "$model" --scale none "$T/anc.jpg" -o "$T/anc0"
+  # every valid pixel an anchor at exactly 1.5 x the network's depth: the
+  # depth PNG (mm) read with divisor 1000/1.5 is 1.5 x the depth in metres
+  expect 0 "$MD" convert "$T/anc0/anc.depth.png" --divisor 666.6666666667 -o "$T/anchors.npy"
+  for fit in robust median w1 lsq; do
+    expect 0 "$MD" predict --model "$model" --anchors "$T/anchors.npy" --anchor-fit "$fit" \
+      "$T/anc.jpg" -o "$T/anc1"
+    contains "anc.jpg: scale 1.50[0-9]* (anchors $fit"
+  done
+  grep -q '"fit":[[:space:]]*"lsq"' "$T/anc1/anc.json" && ok || bad "sidecar lacks the anchor fit"
+  expect 0 "$MD" predict --model "$model" --anchors "$T/anchors.npy" --anchor-fit scale-shift \
+    "$T/anc.jpg" -o "$T/anc2"
+  contains "scale 1.50[0-9]* (anchors scale-shift, inverse-depth shift [-+]0.000"
+  expect 0 "$MD" predict --model "$model" --anchors "$T/anchors.npy" --scale-map \
+    "$T/anc.jpg" -o "$T/anc3"
+  contains "pixel-wise scale map"
+  grep -q '"log_scale_median":[[:space:]]*0.405' "$T/anc3/anc.json" && ok || bad "scale map median is not ln 1.5"
+  # text anchors: errors name the file and line, nothing is written
+  printf '# u v depth\n10 10 2.0\n640 10 2.0\n' >"$T/out.txt"
+  expect 1 "$MD" predict --model "$model" --anchors "$T/out.txt" "$T/anc.jpg" -o "$T/anc4"
+  contains "out.txt:3: anchor at (640, 10) lies outside the 640x480 image"
+  [ ! -e "$T/anc4/anc.depth.png" ] && ok || bad "output written despite bad anchors"
+  printf '10 10 -2\n' >"$T/neg.txt"
+  expect 1 "$MD" predict --model "$model" --anchors "$T/neg.txt" "$T/anc.jpg" -o "$T/anc4"
+  contains "neg.txt:1: depth -2 m is not positive"
+  printf '300 200 2\n320 240 2\n' >"$T/two.txt"
+  expect 1 "$MD" predict --model "$model" --anchors "$T/two.txt" --anchor-fit scale-shift \
+    "$T/anc.jpg" -o "$T/anc4"
+  contains "needs at least 3"
+  # a sequence: one anchor file per frame in a folder; equal frames, equal scales
+  mkdir -p "$T/frames" "$T/fanc"
+  for i in 1 2 3; do
+    cp "$T/anc.jpg" "$T/frames/f$i.jpg"
+    printf '320 240 %s\n300 200 %s\n340 260 %s\n' 2.0 2.0 2.0 >"$T/fanc/f$i.txt"
+  done
+  expect 0 "$MD" predict --model "$model" --sequence --fps 10 --anchors "$T/fanc" \
+    "$T/frames/f1.jpg" "$T/frames/f2.jpg" "$T/frames/f3.jpg" -o "$T/seq"
+  contains "f3.jpg: scale [0-9.]* (anchors robust, filtered from"
+  grep -q '"raw_scale"' "$T/seq/f2.json" && ok || bad "sequence sidecar lacks the raw scale"
+  rm "$T/fanc/f2.txt"
+  expect 3 "$MD" predict --model "$model" --sequence --anchors "$T/fanc" \
+    "$T/frames/f1.jpg" "$T/frames/f2.jpg" "$T/frames/f3.jpg" -o "$T/seq2"
+  contains "no anchors for"
+  # eval-anchors end to end on three NYU pairs: every file of the report
+  expect 0 "$MD" eval-anchors --model "$model" --k 4,16 --noise 0 --outliers 0,0.1 --main 0,0.1 \
+    --seeds 1 --seq-k 4 --sequences nyu nyu="$SHARED/data/nyu_demo_metric3d" -o "$T/ea"
+  for f in report.md results.csv sequences.csv cells.csv summary.json fig/abs_rel_vs_k_nyu.png; do
+    [ -s "$T/ea/$f" ] && ok || bad "eval-anchors did not write $f"
+  done
+  # the reference rows once per dataset, the fit rows once per condition, K and seed
+  [ "$(grep -c '^nyu,,,,oracle,,3,' "$T/ea/results.csv")" -eq 1 ] && ok || bad "eval-anchors: no oracle row"
+  [ "$(grep -c '^nyu,0,0.1,16,robust,0,3,' "$T/ea/results.csv")" -eq 1 ] && ok || bad "eval-anchors: no robust row"
+  [ "$(wc -l <"$T/ea/cells.csv")" -eq 4 ] && ok || bad "cells.csv: want a header and 3 rows"
 fi
 
 # --- bad-data semantics (docs/robustness.md): empty datasets, mismatched sizes

@@ -461,7 +461,7 @@ static void test_scale_source(void)
     md_depth d = {0};
     CHECK_OK(md_depth_alloc(&d, 10, 4, &err), &err);
     memcpy(d.data, base.data, 40 * sizeof *d.data);
-    CHECK_OK(md_scale_depth(NULL, &d, &so, &rec, &err), &err);
+    CHECK_OK(md_scale_depth(NULL, NULL, &d, &so, &rec, &err), &err);
     CHECK(rec.source == MD_SCALE_SOURCE_ANCHORS && rec.applied && rec.confidence == 1.0);
     CHECK_NEAR(rec.scale, 2.5, 1e-6);
     CHECK(rec.anchors_total == 5 && rec.anchors_used == 4 && rec.anchors_inliers == 4);
@@ -476,7 +476,7 @@ static void test_scale_source(void)
         a[i].depth = 1.0f / (ta / base.data[idx[i]] + tb);
     so.anchor_fit = MD_ANCHOR_FIT_SCALE_SHIFT;
     memcpy(d.data, base.data, 40 * sizeof *d.data);
-    CHECK_OK(md_scale_depth(NULL, &d, &so, &rec, &err), &err);
+    CHECK_OK(md_scale_depth(NULL, NULL, &d, &so, &rec, &err), &err);
     CHECK_NEAR(rec.scale, 1.0 / ta, 1e-5);
     CHECK_NEAR(rec.shift, tb, 1e-6);
     CHECK_NEAR(d.data[10], 1.0 / (ta / base.data[10] + tb), 1e-5);
@@ -484,27 +484,27 @@ static void test_scale_source(void)
 
     /* errors name the anchors */
     so.scale_map = 1;
-    CHECK(md_scale_depth(NULL, &d, &so, &rec, &err) == MD_ERR_ARG);
+    CHECK(md_scale_depth(NULL, NULL, &d, &so, &rec, &err) == MD_ERR_ARG);
     CHECK(strstr(err.message, "a.txt") && strstr(err.message, "scale-only"));
     so.scale_map = 0;
     a[2].u = 10.0f;
-    CHECK(md_scale_depth(NULL, &d, &so, &rec, &err) == MD_ERR_DATA);
+    CHECK(md_scale_depth(NULL, NULL, &d, &so, &rec, &err) == MD_ERR_DATA);
     CHECK(strstr(err.message, "a.txt: anchor 3 at (10, 1.7) lies outside the 10x4 image"));
     a[2].u = 5.2f;
     a[3].depth = -1.0f;
-    CHECK(md_scale_depth(NULL, &d, &so, &rec, &err) == MD_ERR_DATA);
+    CHECK(md_scale_depth(NULL, NULL, &d, &so, &rec, &err) == MD_ERR_DATA);
     CHECK(strstr(err.message, "anchor 4 has depth -1"));
     set.count = 3; /* anchors 1..3, one on an invalid pixel: 2 usable, scale-shift needs 3 */
     a[3].depth = 1.0f;
-    CHECK(md_scale_depth(NULL, &d, &so, &rec, &err) == MD_ERR_DATA);
+    CHECK(md_scale_depth(NULL, NULL, &d, &so, &rec, &err) == MD_ERR_DATA);
     CHECK(strstr(err.message, "2 of 3 anchors") && strstr(err.message, "at least 3"));
     set.count = 1; /* only the invalid pixel */
     so.anchor_fit = MD_ANCHOR_FIT_ROBUST;
-    CHECK(md_scale_depth(NULL, &d, &so, &rec, &err) == MD_ERR_DATA);
+    CHECK(md_scale_depth(NULL, NULL, &d, &so, &rec, &err) == MD_ERR_DATA);
     CHECK(strstr(err.message, "none of the 1 anchors"));
     so.anchors = NULL;
-    CHECK(md_scale_depth(NULL, &d, &so, &rec, &err) == MD_ERR_ARG);
-    CHECK(md_scale_depth(NULL, &d, &so, &rec, NULL) == MD_ERR_ARG);
+    CHECK(md_scale_depth(NULL, NULL, &d, &so, &rec, &err) == MD_ERR_ARG);
+    CHECK(md_scale_depth(NULL, NULL, &d, &so, &rec, NULL) == MD_ERR_ARG);
     md_depth_free(&d);
     md_depth_free(&base);
 

@@ -199,6 +199,52 @@ static void test_log_level(void)
     CHECK(isnan(md_depth_log_level(NULL)));
 }
 
+/* md_scale_filter_apply on frames scaled by md_scale_depth: the depth ends
+ * up at the filtered scale, the record keeps both. */
+static void test_apply(void)
+{
+    md_error err = {0};
+    md_scale_filter *f = new_filter(0.1, 0);
+    md_depth d = {0};
+    CHECK_OK(md_depth_alloc(&d, 4, 3, &err), &err);
+    md_anchor a[3] = {{0.5f, 0.5f, 0, 1}, {2.5f, 1.5f, 0, 1}, {3.5f, 2.5f, 0, 1}};
+    md_anchor_set set = {a, 3};
+    md_scale_options so = md_scale_options_default();
+    so.source = MD_SCALE_SOURCE_ANCHORS;
+    so.anchors = &set;
+    const double raw[2] = {2.0, 2.01};
+    double filtered = 0;
+    for (int t = 0; t < 2; t++) {
+        for (int i = 0; i < 12; i++)
+            d.data[i] = 1.0f + 0.25f * (float)i;
+        a[0].depth = (float)(raw[t] * d.data[0]);
+        a[1].depth = (float)(raw[t] * d.data[6]);
+        a[2].depth = (float)(raw[t] * d.data[11]);
+        md_scale_record rec;
+        CHECK_OK(md_scale_depth(NULL, NULL, &d, &so, &rec, &err), &err);
+        CHECK_OK(md_scale_filter_apply(f, t / 30.0, &d, &rec, &err), &err);
+        CHECK(rec.filtered && !rec.filter_rejected);
+        CHECK_NEAR(rec.raw_scale, raw[t], 1e-6);
+        /* exact anchors: each frame's sd is the 1 % floor over 3 anchors, R;
+         * first frame: the raw scale with P = R; second: the Kalman step with
+         * P- = R + Q, Q = R alpha^2 / (1 - alpha), gain P- / (P- + R) */
+        double alpha = 1 - exp(-(1 / 30.0) / 0.1), r = 0.01 * 0.01 / 3;
+        CHECK_NEAR(rec.log_scale_sd, sqrt(r), 1e-12);
+        double pm = r + r * alpha * alpha / (1 - alpha), k = pm / (pm + r);
+        filtered = t == 0 ? log(raw[0]) : log(raw[0]) + k * (log(raw[1]) - log(raw[0]));
+        CHECK_NEAR(log(rec.scale), filtered, 1e-6);
+        CHECK_NEAR(d.data[5], exp(filtered) * (1.0 + 0.25 * 5), 1e-5);
+    }
+    /* a scale-shift record is refused */
+    md_scale_record rec = {0};
+    rec.source = MD_SCALE_SOURCE_ANCHORS;
+    rec.anchor_fit = MD_ANCHOR_FIT_SCALE_SHIFT;
+    rec.scale = 1.0;
+    CHECK(md_scale_filter_apply(f, 1.0, &d, &rec, &err) == MD_ERR_UNSUPPORTED);
+    md_depth_free(&d);
+    md_scale_filter_free(f);
+}
+
 int main(void)
 {
     RUN_TEST(test_defaults_and_errors);
@@ -207,5 +253,6 @@ int main(void)
     RUN_TEST(test_outliers_and_restart);
     RUN_TEST(test_level_input);
     RUN_TEST(test_log_level);
+    RUN_TEST(test_apply);
     return check_finish();
 }

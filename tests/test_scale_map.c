@@ -29,7 +29,7 @@ static md_status map_of(const md_depth *base, md_anchor_set *set, md_scale_recor
     so.source = MD_SCALE_SOURCE_ANCHORS;
     so.anchors = set;
     so.scale_map = 1;
-    st = md_scale_depth(NULL, &d, &so, rec, err);
+    st = md_scale_depth(NULL, NULL, &d, &so, rec, err);
     if (st == MD_OK && rec->log_scale_map) {
         /* the map is what was applied */
         size_t n = (size_t)base->width * base->height, bad = 0;

@@ -38,6 +38,12 @@ typedef struct {
 int cli_parse(const cli_command *cmd, int argc, char **argv, const cli_option *options,
               char **positional, int *n_positional);
 
+/* cli_parse, then the values of --NAME_A and --NAME_B (each may repeat) with
+ * the plain arguments after each (before either: A's) gathered into sets[0]
+ * and sets[1] (new arrays of argv pointers: free them; NULL on failure). */
+int cli_parse_sets(const cli_command *cmd, int argc, char **argv, const cli_option *options,
+                   const char *name_a, const char *name_b, const char **sets[2], int n[2]);
+
 /* Prints "metricdepth CMD: message" to stderr and returns CLI_EXIT_USAGE. */
 int cli_usage_error(const cli_command *cmd, const char *fmt, ...);
 /* Prints "metricdepth: error: <err.message>" and returns the exit code for it. */
@@ -75,6 +81,8 @@ void cli_path_join(char *buf, size_t size, const char *dir, const char *name);
  * "m/scale.log.csv"): how train names the files beside a model, and how eval
  * finds them. */
 void cli_sibling_path(char *buf, size_t size, const char *path, const char *suffix);
+/* name in the folder of path ("d/scales.csv", ".cache" -> "d/.cache"). */
+void cli_sibling_dir(char *buf, size_t size, const char *path, const char *name);
 /* File name without folder and extension ("a/b/rgb_1.jpg" -> "rgb_1"). */
 void cli_stem(char *buf, size_t size, const char *path);
 /* mkdir -p */
@@ -100,6 +108,14 @@ struct cJSON *cli_scale_record_json(const md_scale_record *rec);
 void cli_print_scale_record(FILE *f, const char *item, const md_scale_record *rec);
 /* Writes root as pretty JSON to path atomically; -1 with err filled on failure. */
 int cli_write_json(const char *path, struct cJSON *root, md_error *err);
+
+/* The anchors of image_path (width x height) for --anchors ARG: ARG itself
+ * when it is a file, else ARG/STEM.txt, .png or .npy (STEM: the image's file
+ * name without extension). name gets the file used (for messages). 0, or -1
+ * with err filled. */
+int cli_anchors_for_image(const char *arg, double divisor, const char *image_path, int width,
+                          int height, md_anchor_set *out, char *name, size_t name_size,
+                          md_error *err);
 
 /* Subcommands. */
 extern const cli_command cmd_predict, cmd_demo, cmd_run_model, cmd_bench, cmd_pairs, cmd_scale,

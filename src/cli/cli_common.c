@@ -247,6 +247,15 @@ void cli_sibling_path(char *buf, size_t size, const char *path, const char *suff
     snprintf(buf, size, "%.*s%s", (int)n, path, suffix);
 }
 
+void cli_sibling_dir(char *buf, size_t size, const char *path, const char *name)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash)
+        snprintf(buf, size, "%.*s/%s", (int)(slash - path), path, name);
+    else
+        snprintf(buf, size, "%s", name);
+}
+
 void cli_stem(char *buf, size_t size, const char *path)
 {
     const char *base = strrchr(path, '/');
@@ -353,6 +362,42 @@ static void add_number_or_null(cJSON *o, const char *name, double v)
         cJSON_AddNullToObject(o, name);
 }
 
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The anchors' part of a record: the fit, the counts and, for a scale map,
+ * its size and the spread of its ln s (the map itself is in the record). */
+static cJSON *anchors_json(const md_scale_record *rec)
+{
+    cJSON *a = cJSON_CreateObject();
+    cJSON_AddStringToObject(a, "fit", md_anchor_fit_name(rec->anchor_fit));
+    cJSON_AddNumberToObject(a, "given", rec->anchors_total);
+    cJSON_AddNumberToObject(a, "used", rec->anchors_used);
+    cJSON_AddNumberToObject(a, "inliers", rec->anchors_inliers);
+    add_number_or_null(a, "residual_sd", rec->anchor_residual_sd);
+    if (rec->anchor_fit == MD_ANCHOR_FIT_SCALE_SHIFT)
+        cJSON_AddNumberToObject(a, "inverse_depth_shift", rec->shift);
+    if (rec->log_scale_map) {
+        cJSON *m = cJSON_AddObjectToObject(a, "scale_map");
+        cJSON_AddNumberToObject(m, "width", rec->map_width);
+        cJSON_AddNumberToObject(m, "height", rec->map_height);
+        size_t n = (size_t)rec->map_width * (size_t)rec->map_height;
+        float *v = malloc(n * sizeof *v);
+        if (v && n) {
+            memcpy(v, rec->log_scale_map, n * sizeof *v);
+            qsort(v, n, sizeof *v, cmp_float);
+            cJSON_AddNumberToObject(m, "log_scale_p5", v[n / 20]);
+            cJSON_AddNumberToObject(m, "log_scale_median", v[n / 2]);
+            cJSON_AddNumberToObject(m, "log_scale_p95", v[n - 1 - n / 20]);
+        }
+        free(v);
+    }
+    return a;
+}
+
 cJSON *cli_scale_record_json(const md_scale_record *rec)
 {
     cJSON *o = cJSON_CreateObject();
@@ -365,6 +410,16 @@ cJSON *cli_scale_record_json(const md_scale_record *rec)
     add_number_or_null(o, "distance", rec->distance);
     if (rec->source == MD_SCALE_SOURCE_ORACLE)
         cJSON_AddBoolToObject(o, "at_range_limit", rec->at_range_limit != 0);
+    if (rec->source == MD_SCALE_SOURCE_ANCHORS)
+        cJSON_AddItemToObject(o, "anchors", anchors_json(rec));
+    if (rec->filtered) {
+        cJSON *q = cJSON_AddObjectToObject(o, "sequence");
+        cJSON_AddNumberToObject(q, "raw_scale", rec->raw_scale);
+        cJSON_AddNumberToObject(q, "raw_log_scale", log(rec->raw_scale));
+        cJSON_AddNumberToObject(q, "filtered_scale", rec->scale);
+        cJSON_AddNumberToObject(q, "filtered_log_scale", log(rec->scale));
+        cJSON_AddBoolToObject(q, "rejected", rec->filter_rejected != 0);
+    }
     cJSON_AddStringToObject(o, "note", rec->note);
     return o;
 }
@@ -382,6 +437,14 @@ void cli_print_scale_record(FILE *f, const char *item, const md_scale_record *re
                 rec->applied ? (rec->confidence < 1.0 ? "partly applied" : "applied")
                              : "not applied");
     }
+    if (rec->source == MD_SCALE_SOURCE_ANCHORS) {
+        fprintf(f, " %s", md_anchor_fit_name(rec->anchor_fit));
+        if (rec->anchor_fit == MD_ANCHOR_FIT_SCALE_SHIFT)
+            fprintf(f, ", inverse-depth shift %+.4f /m", rec->shift);
+    }
+    if (rec->filtered)
+        fprintf(f, ", filtered from %.4f%s", rec->raw_scale,
+                rec->filter_rejected ? " (rejected as an outlier)" : "");
     fprintf(f, ")%s%s\n", rec->note[0] ? ": " : "", rec->note);
 }
 
@@ -398,4 +461,60 @@ int cli_write_json(const char *path, cJSON *root, md_error *err)
     md_status st = md_file_write_atomic(path, text, n + 1, err);
     free(text);
     return st == MD_OK ? 0 : -1;
+}
+
+int cli_parse_sets(const cli_command *cmd, int argc, char **argv, const cli_option *options,
+                   const char *name_a, const char *name_b, const char **sets[2], int n[2])
+{
+    sets[0] = sets[1] = NULL;
+    n[0] = n[1] = 0;
+    char **pos = calloc((size_t)argc + 1, sizeof *pos);
+    sets[0] = calloc((size_t)argc + 1, sizeof(char *));
+    sets[1] = calloc((size_t)argc + 1, sizeof(char *));
+    if (!pos || !sets[0] || !sets[1]) {
+        free(pos);
+        free(sets[0]);
+        free(sets[1]);
+        sets[0] = sets[1] = NULL;
+        fprintf(stderr, "metricdepth: error: out of memory\n");
+        return CLI_EXIT_FAILURE;
+    }
+    int npos = 0;
+    int rc = cli_parse(cmd, argc, argv, options, pos, &npos);
+    if (rc == 0) {
+        size_t la = strlen(name_a), lb = name_b ? strlen(name_b) : 0;
+        int set = 0, p = 0;
+        for (int i = 1; i < argc; i++) {
+            const char *a = argv[i];
+            if (p < npos && a == pos[p]) {
+                sets[set][n[set]++] = a;
+                p++;
+                continue;
+            }
+            if (strncmp(a, "--", 2) != 0)
+                continue;
+            const char *flag = a + 2;
+            int which = -1;
+            size_t len = 0;
+            if (strncmp(flag, name_a, la) == 0 && (flag[la] == '\0' || flag[la] == '='))
+                which = 0, len = la;
+            else if (name_b && strncmp(flag, name_b, lb) == 0 &&
+                     (flag[lb] == '\0' || flag[lb] == '='))
+                which = 1, len = lb;
+            if (which < 0)
+                continue;
+            set = which;
+            if (flag[len] == '=')
+                sets[set][n[set]++] = flag + len + 1;
+            else if (i + 1 < argc)
+                sets[set][n[set]++] = argv[++i];
+        }
+    }
+    free(pos);
+    if (rc != 0) {
+        free(sets[0]);
+        free(sets[1]);
+        sets[0] = sets[1] = NULL;
+    }
+    return rc;
 }

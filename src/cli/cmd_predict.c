@@ -39,7 +39,8 @@ const cli_command cmd_predict = {
     "                       adaptive: the scale model's prediction through its\n"
     "                       gate, whatever base model it was trained for;\n"
     "                       oracle: the exact W1-optimal scale against --gt;\n"
-    "                       none: the network's metric output as it is.\n"
+    "                       none: the network's metric output as it is;\n"
+    "                       anchors: fitted to metric measurements (--anchors).\n"
     "                       The gate keeps the base network's output (or shrinks\n"
     "                       towards it) where the scale model is unsure.\n"
     "  --scale-model FILE   scale model from 'metricdepth train' (default:\n"
@@ -49,6 +50,23 @@ const cli_command cmd_predict = {
     "  --gt FILE            ground truth for --scale oracle (one image only)\n"
     "  --gt-divisor D       raw/D = metres for integer gt files (default 1000)\n"
     "  --range LO,HI        allowed oracle scale range (default 0.1,2)\n"
+    "  --anchors FILE|DIR   metric measurements (implies --scale anchors): a text\n"
+    "                       list 'u v depth_m [weight]' per line (pixel column and\n"
+    "                       row of the input image, '#' comments) or a sparse depth\n"
+    "                       image of the image's size (16-bit PNG in mm, .npy in m;\n"
+    "                       0 = no measurement); a folder holds one per image,\n"
+    "                       named like the image (STEM.txt, STEM.png or STEM.npy)\n"
+    "  --anchors-divisor D  raw/D = metres for an integer sparse image (default 1000)\n"
+    "  --anchor-fit F       robust (default: median with outlier rejection), w1,\n"
+    "                       median, lsq, or scale-shift (scale and shift in inverse\n"
+    "                       depth; the default for a --relative network)\n"
+    "  --scale-map          a pixel-wise scale map from the anchors instead of one\n"
+    "                       scale (needs 8 anchors to depart from the global scale)\n"
+    "  --sequence           the images are consecutive video frames, in the order\n"
+    "                       given: the scale is filtered over time so that it does\n"
+    "                       not flicker (the sidecar keeps each frame's raw scale)\n"
+    "  --fps F              frame rate of the sequence (default 30)\n"
+    "  --time-constant S    the filter's time constant (default 0.2 s)\n"
     "  --input-size N       DA2: network input's shorter side (default 518)\n"
     "  --max-depth M        DA2 metric head: max depth (default from file name: 20\n"
     "                       indoor, 80 for vkitti)\n"
@@ -59,7 +77,9 @@ const cli_command cmd_predict = {
     "  metricdepth predict photo.jpg --ply -o out\n"
     "  metricdepth predict --model depth_anything_v2_metric_hypersim_vits.pth *.jpg\n"
     "  metricdepth predict --scale-model scale.safetensors photo.jpg -o out\n"
-    "  metricdepth predict --scale none photo.jpg -o out   # raw network depth\n",
+    "  metricdepth predict --scale none photo.jpg -o out   # raw network depth\n"
+    "  metricdepth predict --anchors lidar.png --scale-map photo.jpg -o out\n"
+    "  metricdepth predict --sequence --anchors anchors/ frames/*.png -o out\n",
     run};
 
 /* NYU's camera scaled to an image of this size (a sensible guess when the
@@ -82,6 +102,11 @@ typedef struct {
     md_scale_options scale;
     const char *gt_path; /* --scale oracle */
     double gt_divisor;
+    const char *anchors; /* --anchors FILE|DIR */
+    double anchors_divisor;
+    md_scale_filter *filter; /* --sequence */
+    double fps;
+    int frame;
 } predict_config;
 
 int cli_write_depth_outputs(const char *outdir, const char *stem, const md_depth *depth,
@@ -135,7 +160,7 @@ static int write_sidecar(const char *outdir, const char *stem, const char *image
     return rc;
 }
 
-static int predict_one(md_model *model, const char *image_path, const predict_config *c,
+static int predict_one(md_model *model, const char *image_path, predict_config *c,
                        md_error *err)
 {
     md_image img = {0};
@@ -144,13 +169,28 @@ static int predict_one(md_model *model, const char *image_path, const predict_co
     int rc = -1;
     md_depth gt = {0};
     md_scale_options so = c->scale;
+    md_anchor_set anchors = {0};
+    char anchors_name[4096];
+    memset(&rec, 0, sizeof rec);
     if (so.source == MD_SCALE_SOURCE_ORACLE) {
         if (cli_load_depth(c->gt_path, c->gt_divisor, &gt, err) != MD_OK)
             goto done;
         so.gt = &gt;
     }
-    if (md_image_load(image_path, &img, err) != MD_OK ||
-        md_predict_metric(model, &img, &so, &depth, &rec, err) != MD_OK)
+    if (md_image_load(image_path, &img, err) != MD_OK)
+        goto done;
+    if (c->anchors) {
+        if (cli_anchors_for_image(c->anchors, c->anchors_divisor, image_path, img.width,
+                                  img.height, &anchors, anchors_name, sizeof anchors_name,
+                                  err) != 0)
+            goto done;
+        so.anchors = &anchors;
+        so.anchors_name = anchors_name;
+    }
+    if (md_predict_metric(model, &img, &so, &depth, &rec, err) != MD_OK)
+        goto done;
+    if (c->filter &&
+        md_scale_filter_apply(c->filter, c->frame / c->fps, &depth, &rec, err) != MD_OK)
         goto done;
     char stem[1024];
     cli_stem(stem, sizeof stem, image_path);
@@ -163,6 +203,8 @@ done:
     md_image_free(&img);
     md_depth_free(&depth);
     md_depth_free(&gt);
+    md_anchor_set_free(&anchors);
+    md_scale_record_free(&rec);
     return rc;
 }
 
@@ -185,8 +227,10 @@ int cli_open_model(const char *path, const md_model_options *opts, md_model **mo
 
 static int run(int argc, char **argv)
 {
-    const char *model_path = NULL, *outdir = "out", *k_s = NULL, *scale_s = "auto";
-    const char *scale_model_s = NULL;
+    const char *model_path = NULL, *outdir = "out", *k_s = NULL, *scale_s = NULL;
+    const char *scale_model_s = NULL, *anchors_s = NULL, *anchors_div_s = "1000";
+    const char *anchor_fit_s = NULL, *fps_s = NULL, *tau_s = NULL;
+    bool scale_map = false, sequence = false;
     const char *gt_path = NULL, *gt_div_s = "1000", *range_s = "0.1,2";
     const char *input_size_s = "0", *max_depth_s = "0", *threads_s = "0";
     bool ply = false, relative = false, ungated = false;
@@ -204,6 +248,13 @@ static int run(int argc, char **argv)
                             {"max-depth", 0, true, &max_depth_s, NULL},
                             {"relative", 0, false, NULL, &relative},
                             {"threads", 0, true, &threads_s, NULL},
+                            {"anchors", 0, true, &anchors_s, NULL},
+                            {"anchors-divisor", 0, true, &anchors_div_s, NULL},
+                            {"anchor-fit", 0, true, &anchor_fit_s, NULL},
+                            {"scale-map", 0, false, NULL, &scale_map},
+                            {"sequence", 0, false, NULL, &sequence},
+                            {"fps", 0, true, &fps_s, NULL},
+                            {"time-constant", 0, true, &tau_s, NULL},
                             {NULL, 0, false, NULL, NULL}};
     char **pos = calloc((size_t)argc + 1, sizeof *pos);
     int npos = 0;
@@ -212,18 +263,49 @@ static int run(int argc, char **argv)
         free(pos);
         return rc < 0 ? CLI_EXIT_OK : rc;
     }
-    predict_config c = {.outdir = outdir, .ply = ply, .gt_path = gt_path};
+    predict_config c = {.outdir = outdir, .ply = ply, .gt_path = gt_path, .fps = 30.0};
     c.scale = md_scale_options_default();
+    if (!scale_s) /* --anchors alone means anchors */
+        scale_s = anchors_s ? "anchors" : "auto";
     int source = md_scale_source_parse(scale_s);
+    int fit = anchor_fit_s ? md_anchor_fit_parse(anchor_fit_s)
+                           : relative ? MD_ANCHOR_FIT_SCALE_SHIFT : MD_ANCHOR_FIT_ROBUST;
+    md_scale_filter_options fo = md_scale_filter_defaults();
     md_intrinsics K;
     md_model_options mo = {0};
     if (npos == 0)
         rc = cli_usage_error(&cmd_predict, "give at least one image");
     else if (k_s && !cli_parse_intrinsics(k_s, &K))
         rc = cli_usage_error(&cmd_predict, "--intrinsics wants FX,FY,CX,CY");
-    else if (source < 0 || source == MD_SCALE_SOURCE_ANCHORS)
-        rc = cli_usage_error(&cmd_predict, "--scale is auto, adaptive, oracle or none (got '%s')",
+    else if (source < 0)
+        rc = cli_usage_error(&cmd_predict,
+                             "--scale is auto, adaptive, oracle, anchors or none (got '%s')",
                              scale_s);
+    else if (source == MD_SCALE_SOURCE_ANCHORS && !anchors_s)
+        rc = cli_usage_error(&cmd_predict, "--scale anchors needs --anchors FILE|DIR");
+    else if ((anchors_s || anchor_fit_s || scale_map) && source != MD_SCALE_SOURCE_ANCHORS)
+        rc = cli_usage_error(&cmd_predict, "--anchors, --anchor-fit and --scale-map go with "
+                                           "--scale anchors, not %s", scale_s);
+    else if (fit < 0)
+        rc = cli_usage_error(&cmd_predict,
+                             "--anchor-fit is robust, w1, median, lsq or scale-shift (got '%s')",
+                             anchor_fit_s);
+    else if (relative && source == MD_SCALE_SOURCE_ANCHORS && fit != MD_ANCHOR_FIT_SCALE_SHIFT)
+        rc = cli_usage_error(&cmd_predict, "a --relative network gives disparity: its anchors "
+                                           "need --anchor-fit scale-shift");
+    else if (scale_map && fit == MD_ANCHOR_FIT_SCALE_SHIFT)
+        rc = cli_usage_error(&cmd_predict, "--scale-map refines a scale-only fit, not scale-shift");
+    else if (!cli_parse_double(anchors_div_s, &c.anchors_divisor) || c.anchors_divisor <= 0)
+        rc = cli_usage_error(&cmd_predict, "--anchors-divisor must be positive");
+    else if ((fps_s || tau_s) && !sequence)
+        rc = cli_usage_error(&cmd_predict, "--fps and --time-constant go with --sequence");
+    else if (sequence && source == MD_SCALE_SOURCE_ANCHORS && fit == MD_ANCHOR_FIT_SCALE_SHIFT)
+        rc = cli_usage_error(&cmd_predict,
+                             "--sequence filters one scale; a scale-shift fit has two");
+    else if (fps_s && (!cli_parse_double(fps_s, &c.fps) || c.fps <= 0))
+        rc = cli_usage_error(&cmd_predict, "--fps wants a positive number");
+    else if (tau_s && (!cli_parse_double(tau_s, &fo.time_constant_s) || fo.time_constant_s <= 0))
+        rc = cli_usage_error(&cmd_predict, "--time-constant wants seconds > 0");
     else if (scale_model_s && (source == MD_SCALE_SOURCE_NONE || source == MD_SCALE_SOURCE_ORACLE))
         rc = cli_usage_error(&cmd_predict, "--scale-model goes with --scale auto or adaptive, not %s",
                              scale_s);
@@ -249,6 +331,10 @@ static int run(int argc, char **argv)
     }
     c.scale.source = (md_scale_source)source;
     c.scale.ungated = ungated;
+    c.scale.anchor_fit = (md_anchor_fit)fit;
+    c.scale.scale_map = scale_map;
+    c.scale.base_is_disparity = relative && source == MD_SCALE_SOURCE_ANCHORS;
+    c.anchors = anchors_s;
     c.K = k_s ? &K : NULL;
     mo.relative = relative;
 
@@ -262,6 +348,8 @@ static int run(int argc, char **argv)
     rc = cli_open_model(model_path, &mo, &model);
     if (rc == CLI_EXIT_OK)
         rc = cli_scale_setup(&c.scale, scale_model_s, model, &scale_model);
+    if (rc == CLI_EXIT_OK && sequence && md_scale_filter_new(&fo, &c.filter, &err) != MD_OK)
+        rc = cli_report(&err);
     if (rc != CLI_EXIT_OK) {
         md_model_free(model);
         free(pos);
@@ -272,6 +360,7 @@ static int run(int argc, char **argv)
     cli_progress_start(&progress, "predict", (size_t)npos);
     int failed = 0;
     for (int i = 0; i < npos; i++) {
+        c.frame = i; /* a failed frame keeps the others' times */
         if (predict_one(model, pos[i], &c, &err) != 0) {
             if (progress.tty)
                 fputc('\n', stderr);
@@ -284,6 +373,7 @@ static int run(int argc, char **argv)
     fprintf(stderr, "wrote %d of %d images to %s/\n", npos - failed, npos, outdir);
     md_model_free(model);
     md_scale_model_free(scale_model);
+    md_scale_filter_free(c.filter);
     free(pos);
     if (failed == 0)
         return CLI_EXIT_OK;

@@ -1,27 +1,9 @@
-/* Library side of `metricdepth eval-anchors`: anchors simulated from ground
- * truth (sampled, noisy, with gross outliers), fast AbsRel/delta1, and the
- * frame-to-frame jitter of a sequence of ln s. Internal: the CLI includes it. */
+/* Internals of the anchor experiment (src/eval/anchor_eval.c) that tests and
+ * the report writer use: the generator, fast AbsRel/delta1, jitter, mean/sd. */
 #ifndef MD_EVAL_ANCHOR_EVAL_H
 #define MD_EVAL_ANCHOR_EVAL_H
 
-#include "metricdepth.h"
-
-/* How anchors are drawn from a ground-truth map. */
-typedef struct {
-    int k;           /* anchors per image */
-    double noise;    /* relative sd of the depth noise: g (1 + noise N(0,1)) */
-    double outliers; /* probability that an anchor is a gross outlier */
-    uint64_t seed;   /* the draw is a function of seed alone */
-} md_anchor_sim;
-
-/* K distinct pixels drawn uniformly from those valid in both pred and gt (the
- * pixels a sensor and the network both see), each given gt's depth times
- * (1 + noise e), e ~ N(0, 1); with probability `outliers` the depth is instead
- * multiplied by a gross error factor f, |ln f| uniform in [ln 1.5, ln 4] and
- * either sign (a wrong return or a mismatched feature: off by 50 % to 4x).
- * Fewer valid pixels than K: all of them. MD_ERR_DATA when there is none. */
-md_status md_anchor_simulate(const md_depth *pred, const md_depth *gt, const md_anchor_sim *sim,
-                             md_anchor_set *out, md_error *err);
+#include "metricdepth_eval.h"
 
 /* AbsRel and delta1 of pred against gt under the seed protocol (pixels valid
  * in both), as md_metrics_compute computes them, without the other metrics. */

@@ -242,3 +242,40 @@ double md_depth_log_level(const md_depth *depth)
     free(v);
     return level;
 }
+
+md_status md_scale_filter_apply(md_scale_filter *f, double t_s, md_depth *depth,
+                                md_scale_record *rec, md_error *err)
+{
+    if (!f || !depth || !depth->data || !rec)
+        return md_fail(err, MD_ERR_ARG, "scale filter: NULL argument");
+    if (rec->source == MD_SCALE_SOURCE_ANCHORS && rec->anchor_fit == MD_ANCHOR_FIT_SCALE_SHIFT)
+        return md_fail(err, MD_ERR_UNSUPPORTED,
+                       "scale filter: a scale-shift fit is not one scale to filter (use a "
+                       "scale-only fit for sequences)");
+    if (!(rec->scale > 0.0) || !isfinite(rec->scale))
+        return md_fail(err, MD_ERR_DATA, "scale filter: the frame's scale %g is not positive",
+                       rec->scale);
+    double raw = log(rec->scale);
+    double level = md_depth_log_level(depth) - raw;
+    md_scale_filter_output out;
+    md_status st = md_scale_filter_update(f, t_s, raw, rec->log_scale_sd, level, &out, err);
+    if (st != MD_OK)
+        return st;
+    double shift = out.log_scale - raw;
+    if (shift != 0.0) {
+        size_t n = (size_t)depth->width * (size_t)depth->height;
+        float g = (float)exp(shift);
+        for (size_t i = 0; i < n; i++)
+            depth->data[i] *= g;
+        if (rec->log_scale_map) {
+            size_t m = (size_t)rec->map_width * (size_t)rec->map_height;
+            for (size_t i = 0; i < m; i++)
+                rec->log_scale_map[i] = (float)(rec->log_scale_map[i] + shift);
+        }
+    }
+    rec->raw_scale = rec->scale;
+    rec->scale = exp(out.log_scale);
+    rec->filtered = 1;
+    rec->filter_rejected = out.rejected;
+    return MD_OK;
+}
