@@ -177,6 +177,12 @@ enum {
     MD_ANCHOR_ROW_BASE,   /* the base network as it is */
     MD_ANCHOR_ROW_ORACLE, /* the global W1 oracle */
     MD_ANCHOR_ROW_CELLS,  /* the per-cell W1 oracle */
+    MD_ANCHOR_ROW_IMAGE,  /* image only: the encoder scale model's ln s, applied whatever its
+                             confidence (trained on the other datasets) */
+    MD_ANCHOR_ROW_IMAGE_GATED,     /* ... through its gate */
+    MD_ANCHOR_ROW_IMAGE_MAP,       /* image only: one encoder scale model per cell (trained on
+                                      the per-cell oracle ln s* of the other datasets) */
+    MD_ANCHOR_ROW_IMAGE_MAP_GATED, /* ... each cell through its gate */
     MD_ANCHOR_ROW_ROBUST, /* the anchor fits through md_scale_depth ... */
     MD_ANCHOR_ROW_MEDIAN,
     MD_ANCHOR_ROW_W1,
@@ -207,6 +213,8 @@ typedef struct {
     double seq_noise, seq_outliers;
     double fps;                                      /* frame time = frame number / fps */
     md_scale_filter_options filter;                  /* its time constant and gate */
+    int image_maps;        /* keep each pair's encoder features for md_anchor_eval_image_maps
+                              (the evaluator must compute features) */
 } md_anchor_eval_options;
 
 /* k 1,4,16,64,256; noise 0,0.02,0.05; outliers 0,0.1; 3 seeds; 4x4 cells;
@@ -282,6 +290,15 @@ typedef struct {
 } md_cell_target;
 
 size_t md_anchor_eval_cells(const md_anchor_eval *ae, const md_cell_target **out);
+
+/* The image-only rows, after every dataset was evaluated (with image_maps):
+ * for each dataset, an encoder scale model for ln s* and one per cell for the
+ * per-cell ln s* are trained (md_scale_model_fit, defaults) on the pairs of
+ * all the other datasets, then applied to this dataset's pairs (base
+ * predictions through ev again). Needs two datasets and features; a cell with
+ * fewer than 10 training targets uses the global model. Progress per pair. */
+md_status md_anchor_eval_image_maps(md_anchor_eval *ae, md_evaluator *ev,
+                                    const md_eval_callbacks *cb, md_error *err);
 
 /* ---------------------------------------------------- base predictions */
 

@@ -348,6 +348,14 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ]; then
   [ "$(grep -c '^nyu,,,,oracle,,3,' "$T/ea/results.csv")" -eq 1 ] && ok || bad "eval-anchors: no oracle row"
   [ "$(grep -c '^nyu,0,0.1,16,robust,0,3,' "$T/ea/results.csv")" -eq 1 ] && ok || bad "eval-anchors: no robust row"
   [ "$(wc -l <"$T/ea/cells.csv")" -eq 4 ] && ok || bad "cells.csv: want a header and 3 rows"
+  # the image-only rows: nyu held out, the scale models trained on 12 SUN3D pairs
+  "$MD" pairs "$SHARED/data/sun3d_studyroom/fragment-1-rgbd-frames" -o "$T/sun.txt" >/dev/null 2>&1
+  { grep '^#' "$T/sun.txt"; grep -v '^#' "$T/sun.txt" | head -12; } >"$T/sun12.txt"
+  expect 0 "$MD" eval-anchors --model "$model" --k 4 --noise 0 --outliers 0 --main 0,0 --seeds 1 \
+    --cells 2x2 nyu="$SHARED/data/nyu_demo_metric3d" sun="$T/sun12.txt" -o "$T/ea2"
+  for r in image image_gated image_map image_map_gated; do
+    grep -q "^nyu,,,,$r,,3," "$T/ea2/results.csv" && ok || bad "eval-anchors: no $r row for nyu"
+  done
 fi
 
 # --- bad-data semantics (docs/robustness.md): empty datasets, mismatched sizes

@@ -28,6 +28,9 @@ const cli_command cmd_eval_anchors = {
     "  global W1 oracle         one scale per image, W1-optimal against the ground truth\n"
     "  per-cell W1 oracle       one W1-optimal scale per cell of a --cells grid: the\n"
     "                           ceiling of an image-only scale map\n"
+    "  image only               the encoder scale model (ln s from the network's\n"
+    "                           features) and one per cell (an image-only scale map),\n"
+    "                           each trained on the other datasets, ungated and gated\n"
     "  anchors robust           the default global fit (Tukey biweight on log ratios)\n"
     "  anchors median, w1, lsq  the plain global fits\n"
     "  anchors scale-shift      scale and shift in inverse depth (K >= 3)\n"
@@ -56,6 +59,8 @@ const cli_command cmd_eval_anchors = {
     "  --seq-k LIST        anchor counts for the videos (default 4,16,64)\n"
     "  --fps F             frame rate of the frame numbers (default 30)\n"
     "  --time-constant S   the scale filter's time constant (default 0.2 s)\n"
+    "  --no-image-map      leave out the image-only rows (they train 1 + cells\n"
+    "                      scale models per dataset)\n"
     "  --model FILE        base depth model (default: the installed FastDepth)\n"
     "  --range LO,HI       oracle scale range (default 0.1,2)\n"
     "  --cache DIR         prediction cache (default OUT_DIR/.metricdepth-cache)\n"
@@ -164,8 +169,9 @@ static int run(int argc, char **argv)
     const char *out_rate_s = "0,0.1", *seeds_s = "3", *main_s = "0.02,0.1", *cells_s = "4x4";
     const char *seq_s = NULL, *seq_k_s = "4,16,64", *fps_s = "30", *tau_s = NULL;
     const char *range_s = "0.1,2", *cache_s = NULL, *threads_s = "0";
-    bool no_cache = false;
+    bool no_cache = false, no_image_map = false;
     cli_option options[] = {{"output", 'o', true, &out_s, NULL},
+                            {"no-image-map", 0, false, NULL, &no_image_map},
                             {"model", 0, true, &model_s, NULL},
                             {"k", 0, true, &k_s, NULL},
                             {"noise", 0, true, &noise_s, NULL},
@@ -232,6 +238,7 @@ static int run(int argc, char **argv)
                              "--main %s is not one of the --noise x --outliers conditions", main_s);
     ao.seq_noise = main_noise;
     ao.seq_outliers = main_out;
+    ao.image_maps = !no_image_map;
 
     md_error err = {0};
     int n_sets = 0;
@@ -273,6 +280,7 @@ static int run(int argc, char **argv)
         eo.cache_dir = cache_s;
     }
     eo.model_path = model_s;
+    eo.features = ao.image_maps;
     md_evaluator *ev = NULL;
     md_anchor_eval *ae = NULL;
     if (rc == 0 && (md_evaluator_create(&eo, &ev, &err) != MD_OK ||
@@ -289,6 +297,12 @@ static int run(int argc, char **argv)
                                        seq_s && listed(seq_s, names[s]), &cb, &err) != MD_OK)
                 rc = cli_report(&err);
         cli_progress_finish(&progress);
+        if (rc == 0 && ao.image_maps && n_sets > 1) {
+            cli_progress_start(&progress, "image-only scale models", total);
+            if (md_anchor_eval_image_maps(ae, ev, &cb, &err) != MD_OK)
+                rc = cli_report(&err);
+            cli_progress_finish(&progress);
+        }
     }
     size_t failed = ae ? md_anchor_eval_failed(ae) : 0;
     if (rc == 0 && failed == total) {

@@ -152,11 +152,23 @@ void md_mean_sd(const double *v, size_t n, double *mean, double *sd)
 /* ===================================================== the experiment */
 
 static const char *const row_names[MD_ANCHOR_ROWS] = {
-    "base network",     "global W1 oracle",   "per-cell W1 oracle", "anchors robust (global)",
-    "anchors median",   "anchors w1",         "anchors lsq",        "anchors scale-shift",
+    "base network",
+    "global W1 oracle",
+    "per-cell W1 oracle",
+    "image only: encoder scale, ungated",
+    "image only: encoder scale, gated",
+    "image only: encoder scale map, ungated",
+    "image only: encoder scale map, gated",
+    "anchors robust (global)",
+    "anchors median",
+    "anchors w1",
+    "anchors lsq",
+    "anchors scale-shift",
     "anchors scale map"};
 static const char *const row_keys[MD_ANCHOR_ROWS] = {
-    "base", "oracle", "cell_oracle", "robust", "median", "w1", "lsq", "scale_shift", "map"};
+    "base",         "oracle", "cell_oracle", "image",       "image_gated", "image_map",
+    "image_map_gated", "robust", "median",   "w1",          "lsq",         "scale_shift",
+    "map"};
 
 const char *md_anchor_row_name(int row)
 {
@@ -211,6 +223,10 @@ struct md_anchor_eval {
     md_cell_target *cells;
     size_t n_cells, cap_cells;
     size_t failed;
+    /* with image_maps, beside each cell target: its pair, features and ln s* */
+    md_pair_list pairs;
+    md_features *feats;
+    double *oracle_log;
 };
 
 static size_t n_conds(const md_anchor_eval_options *o)
@@ -287,6 +303,11 @@ void md_anchor_eval_free(md_anchor_eval *ae)
     }
     free(ae->cells);
     free(ae->seqs);
+    for (size_t i = 0; ae->feats && i < ae->n_cells; i++)
+        md_features_free(&ae->feats[i]);
+    free(ae->feats);
+    free(ae->oracle_log);
+    md_pair_list_free(&ae->pairs);
     free(ae);
 }
 
@@ -593,7 +614,8 @@ static md_status run_finish(md_anchor_eval *ae, seq_run *r, md_error *err)
 /* ------------------------------------------------------------ one image */
 
 static md_status keep_cells(md_anchor_eval *ae, int set, const md_pair *pair,
-                            const double *cells, md_error *err)
+                            const double *cells, md_features *feat, double oracle_log,
+                            md_error *err)
 {
     if (ae->n_cells == ae->cap_cells) {
         size_t c = ae->cap_cells ? 2 * ae->cap_cells : 64;
@@ -601,7 +623,20 @@ static md_status keep_cells(md_anchor_eval *ae, int set, const md_pair *pair,
         if (!p)
             return md_fail(err, MD_ERR_NOMEM, "out of memory for the cell targets");
         ae->cells = p;
+        md_features *f = realloc(ae->feats, c * sizeof *f);
+        if (!f)
+            return md_fail(err, MD_ERR_NOMEM, "out of memory for the features");
+        ae->feats = f;
+        double *o = realloc(ae->oracle_log, c * sizeof *o);
+        if (!o)
+            return md_fail(err, MD_ERR_NOMEM, "out of memory for the oracle scales");
+        ae->oracle_log = o;
         ae->cap_cells = c;
+    }
+    if (ae->o.image_maps) {
+        md_status st = md_pair_list_append(&ae->pairs, pair, err);
+        if (st != MD_OK)
+            return st;
     }
     size_t n = (size_t)ae->o.cells_x * (size_t)ae->o.cells_y;
     md_cell_target t = {set, strdup(pair->rgb_path), strdup(pair->depth_path),
@@ -613,6 +648,9 @@ static md_status keep_cells(md_anchor_eval *ae, int set, const md_pair *pair,
         return md_fail(err, MD_ERR_NOMEM, "out of memory for the cell targets");
     }
     memcpy(t.log_scales, cells, n * sizeof *cells);
+    ae->feats[ae->n_cells] = *feat; /* takes the features over */
+    memset(feat, 0, sizeof *feat);
+    ae->oracle_log[ae->n_cells] = oracle_log;
     ae->cells[ae->n_cells++] = t;
     return MD_OK;
 }
@@ -622,10 +660,12 @@ static md_status eval_image(md_anchor_eval *ae, md_evaluator *ev, int set, size_
 {
     const md_anchor_eval_options *o = &ae->o;
     md_depth pred = {0}, gt = {0}, work = {0};
+    md_features feat = {0};
     float *p = NULL, *g = NULL;
     size_t ncell = (size_t)o->cells_x * (size_t)o->cells_y;
     double *cells = md_malloc(ncell * sizeof *cells, "cell scales", err);
-    md_status st = cells ? md_eval_base(ev, pair, &pred, NULL, NULL, err) : MD_ERR_NOMEM;
+    md_status st = cells ? md_eval_base(ev, pair, &pred, o->image_maps ? &feat : NULL, NULL, err)
+                         : MD_ERR_NOMEM;
     if (st == MD_OK)
         st = md_pair_load_depth(pair, &gt, err);
     if (st == MD_OK && (pred.width != gt.width || pred.height != gt.height))
@@ -721,9 +761,9 @@ static md_status eval_image(md_anchor_eval *ae, md_evaluator *ev, int set, size_
     if (st == MD_OK && run)
         st = run_frame(ae, run, image, pair, &pred, &gt, log(s_oracle), &work, err);
     if (st == MD_OK)
-        st = keep_cells(ae, set, pair, cells, err);
+        st = keep_cells(ae, set, pair, cells, &feat, log(s_oracle), err);
     if (st == MD_OK) {
-        for (int r = 0; r < MD_ANCHOR_FIRST_FIT_ROW; r++)
+        for (int r = 0; r <= MD_ANCHOR_ROW_CELLS; r++) /* the image-only rows come later */
             add(sum_at(ae, set, 0, 0, 0, r), ar[r], d1[r]);
         row_sum *all = ae->sums[set];
         for (size_t i = 0; i < per_image; i++) {
@@ -737,6 +777,7 @@ done:
     free(p);
     free(g);
     free(cells);
+    md_features_free(&feat);
     md_depth_free(&pred);
     md_depth_free(&gt);
     md_depth_free(&work);
@@ -800,5 +841,130 @@ md_status md_anchor_eval_dataset(md_anchor_eval *ae, md_evaluator *ev, const cha
             st = fs;
     }
     run_free(&run);
+    return st;
+}
+
+/* ------------------------------------------------- image-only rows */
+
+/* The folder of a path, as a new string (the group of a training sample). */
+static char *group_of(const char *path)
+{
+    char buf[4096];
+    folder_of(buf, sizeof buf, path);
+    return strdup(buf);
+}
+
+/* Trains on the kept pairs outside held_out whose target (ln s* when cell <
+ * 0, else that cell's) is finite. *out NULL when fewer than 10. */
+static md_status train_on_others(md_anchor_eval *ae, int held_out, int cell, char **groups,
+                                 md_scale_model **out, md_error *err)
+{
+    *out = NULL;
+    md_scale_sample *sm = md_calloc(ae->n_cells, sizeof *sm, "training samples", err);
+    if (!sm)
+        return MD_ERR_NOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < ae->n_cells; i++) {
+        double y = cell < 0 ? ae->oracle_log[i] : ae->cells[i].log_scales[cell];
+        if (ae->cells[i].set == held_out || !isfinite(y) || ae->feats[i].n == 0)
+            continue;
+        sm[n].features = &ae->feats[i];
+        sm[n].log_scale = y;
+        sm[n].group = groups[i];
+        n++;
+    }
+    md_status st = MD_OK;
+    if (n >= 10) {
+        md_train_options to = md_train_defaults();
+        to.arch = MD_SCALE_ARCH_ENCODER;
+        st = md_scale_model_fit(sm, n, &to, out, NULL, err);
+    }
+    free(sm);
+    return st;
+}
+
+md_status md_anchor_eval_image_maps(md_anchor_eval *ae, md_evaluator *ev,
+                                    const md_eval_callbacks *cb, md_error *err)
+{
+    if (!ae || !ev)
+        return md_fail(err, MD_ERR_ARG, "anchor evaluation: NULL argument");
+    if (!ae->o.image_maps || ae->n_sets < 2 || ae->n_cells == 0 || ae->feats[0].n == 0)
+        return MD_OK; /* nothing to train on: the rows stay empty */
+    const md_anchor_eval_options *o = &ae->o;
+    int nc = o->cells_x * o->cells_y;
+    char **groups = md_calloc(ae->n_cells, sizeof *groups, "groups", err);
+    md_scale_model **models = md_calloc((size_t)nc + 1, sizeof *models, "cell models", err);
+    double *ls = md_malloc((size_t)nc * 2 * sizeof *ls, "cell scales", err);
+    md_status st = groups && models && ls ? MD_OK : MD_ERR_NOMEM;
+    for (size_t i = 0; st == MD_OK && i < ae->n_cells; i++)
+        if (!(groups[i] = group_of(ae->cells[i].rgb)))
+            st = md_fail(err, MD_ERR_NOMEM, "out of memory for the groups");
+    size_t done = 0;
+    for (int set = 0; st == MD_OK && set < ae->n_sets; set++) {
+        /* models[0]: ln s*; models[1 + c]: cell c */
+        for (int m = 0; st == MD_OK && m <= nc; m++)
+            st = train_on_others(ae, set, m - 1, groups, &models[m], err);
+        for (size_t i = 0; st == MD_OK && i < ae->n_cells; i++) {
+            if (ae->cells[i].set != set)
+                continue;
+            const md_pair *pair = &ae->pairs.items[i];
+            md_error e = {0};
+            md_depth pred = {0}, gt = {0}, work = {0};
+            md_status ps = models[0] ? MD_OK : MD_ERR_DATA;
+            md_scale_estimate est;
+            if (ps == MD_OK)
+                ps = md_eval_base(ev, pair, &pred, NULL, NULL, &e);
+            if (ps == MD_OK)
+                ps = md_pair_load_depth(pair, &gt, &e);
+            if (ps == MD_OK)
+                ps = md_depth_alloc(&work, pred.width, pred.height, &e);
+            if (ps == MD_OK)
+                ps = md_scale_model_estimate(models[0], NULL, &ae->feats[i], &est, &e);
+            double ar[4], d1[4];
+            for (int c = 0; ps == MD_OK && c < nc; c++) {
+                md_scale_estimate ce = est;
+                if (models[1 + c])
+                    ps = md_scale_model_estimate(models[1 + c], NULL, &ae->feats[i], &ce, &e);
+                ls[c] = ce.log_scale;              /* ungated */
+                ls[nc + c] = ce.weight * ce.log_scale; /* gated */
+            }
+            for (int r = 0; ps == MD_OK && r < 4; r++) {
+                double g = r == 0 ? est.log_scale : est.weight * est.log_scale;
+                if (r < 2) {
+                    ps = scaled_metrics(&pred, &gt, exp(g), &work, &ar[r], &d1[r], &e);
+                } else {
+                    reset(&work, &pred);
+                    ps = md_depth_apply_cell_scales(&work, o->cells_x, o->cells_y,
+                                                    ls + (r == 3 ? nc : 0), 0.0, &e);
+                    if (ps == MD_OK)
+                        ps = md_abs_rel_delta1(&work, &gt, &ar[r], &d1[r], &e);
+                }
+            }
+            if (ps == MD_OK)
+                for (int r = 0; r < 4; r++)
+                    add(sum_at(ae, set, 0, 0, 0, MD_ANCHOR_ROW_IMAGE + r), ar[r], d1[r]);
+            md_depth_free(&pred);
+            md_depth_free(&gt);
+            md_depth_free(&work);
+            if (ps == MD_ERR_NOMEM) {
+                st = ps;
+                if (err)
+                    *err = e;
+            }
+            if (cb && cb->progress) {
+                md_eval_progress pr = {++done, ae->n_cells, pair->rgb_path, ps != MD_OK ? &e : NULL};
+                cb->progress(cb->user, &pr);
+            }
+        }
+        for (int m = 0; m <= nc; m++) {
+            md_scale_model_free(models[m]);
+            models[m] = NULL;
+        }
+    }
+    for (size_t i = 0; groups && i < ae->n_cells; i++)
+        free(groups[i]);
+    free(groups);
+    free(models);
+    free(ls);
     return st;
 }

@@ -364,9 +364,11 @@ static md_status figures(const char *figdir, const md_anchor_eval *ae, const rep
                          md_error *err)
 {
     const md_anchor_eval_options *o = md_anchor_eval_get_options(ae);
-    static const int order[] = {MD_ANCHOR_ROW_ROBUST, MD_ANCHOR_ROW_MEDIAN, MD_ANCHOR_ROW_LSQ,
-                                MD_ANCHOR_ROW_SHIFT,  MD_ANCHOR_ROW_MAP,    MD_ANCHOR_ROW_BASE,
-                                MD_ANCHOR_ROW_ORACLE, MD_ANCHOR_ROW_CELLS};
+    static const int order[] = {MD_ANCHOR_ROW_ROBUST,    MD_ANCHOR_ROW_MEDIAN,
+                                MD_ANCHOR_ROW_LSQ,       MD_ANCHOR_ROW_SHIFT,
+                                MD_ANCHOR_ROW_MAP,       MD_ANCHOR_ROW_BASE,
+                                MD_ANCHOR_ROW_ORACLE,    MD_ANCHOR_ROW_CELLS,
+                                MD_ANCHOR_ROW_IMAGE_MAP, MD_ANCHOR_ROW_IMAGE_MAP_GATED};
     enum { NS = sizeof order / sizeof *order };
     for (int set = 0; set < md_anchor_eval_count(ae); set++) {
         double x[MD_ANCHOR_MAX_LIST], y[NS][MD_ANCHOR_MAX_LIST], e[NS][MD_ANCHOR_MAX_LIST];
