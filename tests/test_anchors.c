@@ -128,7 +128,7 @@ static void test_fits_hand_made(void)
     g[12] *= 0.25;
     md_anchor_samples s = make_samples(p, g, NULL, 13);
     md_anchor_result r;
-    unsigned char inl[13];
+    unsigned char inl[32];
     CHECK(fit(&s, MD_ANCHOR_FIT_ROBUST, &r, inl) == 2.0);
     CHECK(r.inliers == 10);
     for (int i = 0; i < 13; i++)
