@@ -61,8 +61,19 @@ static void test_read_file_limits(void)
     CHECK(md_read_file("/tmp", 100, &data, &size, &err) == MD_ERR_IO);
 }
 
+/* splitmix64's published outputs from state 0 (Vigna's reference
+ * implementation): 0xe220a8397b1dcdaf, 0x6e789e6aa1b965f4, 0x06c45d188009454f. */
+static void test_splitmix64(void)
+{
+    uint64_t st = 0;
+    CHECK(md_splitmix64(&st) == 0xe220a8397b1dcdafull);
+    CHECK(md_splitmix64(&st) == 0x6e789e6aa1b965f4ull);
+    CHECK(md_splitmix64(&st) == 0x06c45d188009454full);
+}
+
 int main(void)
 {
+    RUN_TEST(test_splitmix64);
     RUN_TEST(test_mul_size);
     RUN_TEST(test_extension);
     RUN_TEST(test_atomic_commit_and_abort);

@@ -52,6 +52,10 @@ const char *md_path_extension(const char *path);
 /* Case-insensitive extension test: md_path_has_ext(p, "png"). */
 bool md_path_has_ext(const char *path, const char *ext);
 
+/* splitmix64 (Steele, Lea and Flood): the next value of a 64-bit state; the
+ * one small generator for seeded draws (its state is the caller's). */
+uint64_t md_splitmix64(uint64_t *state);
+
 /* Monotonic seconds, for progress and benchmarks. */
 double md_now_seconds(void);
 

@@ -10,14 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t md_splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static double unit(uint64_t *st) /* [0, 1) */
 {
     return (double)(md_splitmix64(st) >> 11) * (1.0 / 9007199254740992.0);

@@ -1,8 +1,9 @@
 /* Internals of the anchor experiment (src/eval/anchor_eval.c) that tests and
- * the report writer use: the generator, fast AbsRel/delta1, jitter, mean/sd. */
+ * the report writer use: fast AbsRel/delta1, jitter, mean/sd. */
 #ifndef MD_EVAL_ANCHOR_EVAL_H
 #define MD_EVAL_ANCHOR_EVAL_H
 
+#include "base/base.h"
 #include "metricdepth_eval.h"
 
 /* AbsRel and delta1 of pred against gt under the seed protocol (pixels valid
@@ -16,8 +17,5 @@ double md_jitter(const double *x, size_t n);
 
 /* Mean and sample standard deviation (n - 1) of n values (sd NaN for n < 2). */
 void md_mean_sd(const double *v, size_t n, double *mean, double *sd);
-
-/* splitmix64: the next value of a 64-bit state. */
-uint64_t md_splitmix64(uint64_t *state);
 
 #endif
