@@ -69,11 +69,11 @@ const cli_command cmd_eval_anchors = {
     "  -h, --help          this text\n\n"
     "example (the tables of docs/anchors.md):\n"
     "  D=../shared/data\n"
+    "  G=$D/nyu_demo_metric3d+$D/nyu_demo_unidepth+$D/slambook2_kinect+$D/open3d_testdata_rgbd\n"
     "  metricdepth eval-anchors -o anchors-report --sequences sun3d-f1,sun3d-f2,7scenes \\\n"
     "      sun3d-f1=$D/sun3d_studyroom/fragment-1-rgbd-frames \\\n"
     "      sun3d-f2=$D/sun3d_studyroom/fragment-2-rgbd-frames \\\n"
-    "      7scenes=$D/7scenes_redkitchen \\\n"
-    "      nyu-tum-kinect=$D/nyu_demo_metric3d+$D/nyu_demo_unidepth+$D/slambook2_kinect+$D/open3d_testdata_rgbd\n",
+    "      7scenes=$D/7scenes_redkitchen nyu-tum-kinect=$G\n",
     run};
 
 /* "1,4,16" into v (at most MD_ANCHOR_MAX_LIST numbers). */

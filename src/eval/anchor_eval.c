@@ -944,7 +944,8 @@ md_status md_anchor_eval_image_maps(md_anchor_eval *ae, md_evaluator *ev,
                     *err = e;
             }
             if (cb && cb->progress) {
-                md_eval_progress pr = {++done, ae->n_cells, pair->rgb_path, ps != MD_OK ? &e : NULL};
+                md_eval_progress pr = {++done, ae->n_cells, pair->rgb_path,
+                                       ps != MD_OK ? &e : NULL};
                 cb->progress(cb->user, &pr);
             }
         }

@@ -465,8 +465,8 @@ md_status md_scale_cell_oracle(const md_depth *pred, const md_depth *gt, int cel
     if (!pred || !gt || !log_scales || !pred->data || !gt->data)
         return md_fail(err, MD_ERR_ARG, "cell oracle: NULL argument");
     if (pred->width != gt->width || pred->height != gt->height)
-        return md_fail(err, MD_ERR_DATA, "cell oracle: prediction is %dx%d but ground truth is %dx%d",
-                       pred->width, pred->height, gt->width, gt->height);
+        return md_fail(err, MD_ERR_DATA,
+                       "cell oracle: prediction is %dx%d but ground truth is %dx%d", pred->width, pred->height, gt->width, gt->height);
     if (cells_x <= 0 || cells_y <= 0 || cells_x > pred->width || cells_y > pred->height)
         return md_fail(err, MD_ERR_ARG, "cell oracle: %dx%d cells do not fit a %dx%d image",
                        cells_x, cells_y, pred->width, pred->height);
