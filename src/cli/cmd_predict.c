@@ -306,10 +306,10 @@ static int run(int argc, char **argv)
         rc = cli_usage_error(&cmd_predict, "--fps wants a positive number");
     else if (tau_s && (!cli_parse_double(tau_s, &fo.time_constant_s) || fo.time_constant_s <= 0))
         rc = cli_usage_error(&cmd_predict, "--time-constant wants seconds > 0");
-    else if (scale_model_s && (source == MD_SCALE_SOURCE_NONE || source == MD_SCALE_SOURCE_ORACLE))
+    else if (scale_model_s && source != MD_SCALE_SOURCE_AUTO && source != MD_SCALE_SOURCE_ADAPTIVE)
         rc = cli_usage_error(&cmd_predict, "--scale-model goes with --scale auto or adaptive, not %s",
                              scale_s);
-    else if (ungated && (source == MD_SCALE_SOURCE_NONE || source == MD_SCALE_SOURCE_ORACLE))
+    else if (ungated && source != MD_SCALE_SOURCE_AUTO && source != MD_SCALE_SOURCE_ADAPTIVE)
         rc = cli_usage_error(&cmd_predict, "--ungated goes with --scale auto or adaptive, not %s",
                              scale_s);
     else if (source == MD_SCALE_SOURCE_ORACLE && (!gt_path || npos != 1))
