@@ -107,10 +107,12 @@ typedef struct {
 
 /* A line plot as a PNG (cairo): every series in its own colour (colour-blind
  * safe palette), markers and error bars, x ticks at the first series' x
- * values, a logarithmic x axis when log_x, the legend on the right. */
+ * values, a logarithmic x axis when log_x, the legend on the right. y_max
+ * (when inside the data's range; NaN: automatic) caps the y axis, cutting
+ * what lies above at the frame. */
 md_status md_plot_lines(const char *path, const char *title, const char *x_label,
-                        const char *y_label, int log_x, const md_plot_series *series,
-                        size_t n_series, md_error *err);
+                        const char *y_label, int log_x, double y_max,
+                        const md_plot_series *series, size_t n_series, md_error *err);
 
 /* ------------------------------------------------- the anchor experiment */
 

@@ -16,12 +16,13 @@
 #define LP_BOTTOM 70.0
 #define LP_PI 3.14159265358979323846
 
-/* Colour-blind-safe palette (Okabe and Ito), then greys. */
+/* Colour-blind-safe palette (Okabe and Ito, without its yellow, too pale
+ * on white), then black and greys for reference levels. */
 static const double palette[][3] = {
     {0.000, 0.447, 0.698}, {0.835, 0.369, 0.000}, {0.000, 0.620, 0.451},
     {0.800, 0.475, 0.655}, {0.902, 0.624, 0.000}, {0.337, 0.706, 0.914},
-    {0.941, 0.894, 0.259}, {0.000, 0.000, 0.000}, {0.500, 0.500, 0.500},
-    {0.300, 0.300, 0.300}};
+    {0.000, 0.000, 0.000}, {0.450, 0.450, 0.450}, {0.600, 0.300, 0.100},
+    {0.250, 0.250, 0.600}};
 #define N_COLORS (sizeof palette / sizeof *palette)
 
 typedef struct {
@@ -49,8 +50,8 @@ static int usable(const md_plot_series *s, size_t i, int log_x)
 }
 
 md_status md_plot_lines(const char *path, const char *title, const char *x_label,
-                        const char *y_label, int log_x, const md_plot_series *series,
-                        size_t n_series, md_error *err)
+                        const char *y_label, int log_x, double y_max,
+                        const md_plot_series *series, size_t n_series, md_error *err)
 {
     if (!path || !series || n_series == 0)
         return md_fail(err, MD_ERR_ARG, "md_plot_lines: no path or no series");
@@ -69,6 +70,8 @@ md_status md_plot_lines(const char *path, const char *title, const char *x_label
     }
     if (!(f.x0 <= f.x1) || !(f.y0 <= f.y1))
         return md_fail(err, MD_ERR_DATA, "%s: no finite point to plot", path);
+    if (y_max > f.y0 && y_max < f.y1)
+        f.y1 = y_max; /* what lies above is cut at the frame */
     if (f.x1 == f.x0) {
         f.x0 = log_x ? f.x0 / 2 : f.x0 - 1;
         f.x1 = log_x ? f.x1 * 2 : f.x1 + 1;
