@@ -419,8 +419,11 @@ double md_model_gflop(const md_model *model, int width, int height);
 /* "fastdepth (onnx)", "depth-anything-v2 vits metric", ... */
 const char *md_model_describe(const md_model *model);
 void md_model_free(md_model *model);
-/* Default model path: $METRICDEPTH_MODEL, else $METRICDEPTH_MODELS_DIR/fastdepth_7.onnx,
- * else models/fastdepth_7.onnx beside the executable's source tree install. */
+/* The default base model: $METRICDEPTH_MODEL, else
+ * $METRICDEPTH_MODELS_DIR/fastdepth_7.onnx (either, when set, is used or
+ * refused, never replaced), else models/fastdepth_7.onnx in the first data
+ * folder that has it: $METRICDEPTH_DATA_DIR, PREFIX/share/metricdepth (where
+ * this library is installed), ~/.local/share/metricdepth, the source tree. */
 md_status md_default_model_path(char *buf, size_t size, md_error *err);
 
 /* ---------------------------------------------------- metric prediction */
@@ -504,10 +507,12 @@ md_status md_predict_metric(md_model *model, const md_image *img, const md_scale
 /* The model file's name without its folder ("fastdepth_7.onnx"). */
 const char *md_model_file_name(const md_model *model);
 
-/* The default scale model for a base model: $METRICDEPTH_SCALE_MODEL, else
- * the installed data folder's scale_models/ (see md_default_model_path). Fails
- * with MD_ERR_IO when there is none. */
-md_status md_default_scale_model_path(char *buf, size_t size, md_error *err);
+/* The default scale model for a base model (its file name, e.g.
+ * "fastdepth_7.onnx"): $METRICDEPTH_SCALE_MODEL when set (an error if it
+ * cannot be read), else scale_models/STEM.scale.safetensors in the installed
+ * data folders (see md_default_model_path). MD_ERR_IO when there is none. */
+md_status md_default_scale_model_path(const char *base_model_name, char *buf, size_t size,
+                                      md_error *err);
 
 #ifdef __cplusplus
 }
