@@ -159,6 +159,16 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   [ "$rows" -eq 2 ] && ok || bad "partial.csv has $rows rows, wanted 2"
   grep -q "rgb_00000.jpg" "$T/fit/partial.csv" && grep -q "rgb_00100.jpg" "$T/fit/partial.csv" && ok ||
     bad "the good pairs are missing from partial.csv"
+  # KITTI against an indoor network: every oracle scale on the range limit,
+  # counted and warned about; a wider range shows the optimum beyond it
+  if [ -d "$SHARED/data/kitti_demo_metric3d" ]; then
+    expect 0 "$MD" fit-scales --data "$SHARED/data/kitti_demo_metric3d" --model "$model" \
+      -o "$T/fit/kitti.csv"
+    contains "range limit \[0.1, 2\] for 3 of 3 pairs"
+    expect 0 "$MD" fit-scales --data "$SHARED/data/kitti_demo_metric3d" --model "$model" \
+      --range 0.1,50 -o "$T/fit/kitti2.csv"
+    if awk -F, 'NR > 1 && $4 <= 2 { exit 1 }' "$T/fit/kitti2.csv"; then ok; else bad "KITTI s* within 2 with a wide range"; fi
+  fi
   # the default architecture: the encoder predictor (features from the cache
   # fit-scales filled, or computed)
   expect 0 "$MD" train --scales "$T/fit/scales.csv" --model "$model" -o "$T/fit/enc.safetensors"
