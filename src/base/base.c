@@ -210,3 +210,8 @@ uint64_t md_splitmix64(uint64_t *state)
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
+
+const char *md_version(void)
+{
+    return MD_VERSION_STRING;
+}
