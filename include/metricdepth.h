@@ -60,8 +60,28 @@ typedef struct {
 } md_image;
 
 /* Reads PNG (8/16-bit, grey/RGB/palette/alpha: converted to 8-bit RGB), JPEG,
- * PPM/PGM (P5/P6, maxval up to 65535). The format is detected from the bytes. */
+ * WebP, TIFF, BMP (uncompressed), PPM/PGM (P5/P6, maxval up to 65535). The
+ * format is detected from the bytes. The EXIF orientation of a JPEG (and the
+ * orientation tag of a TIFF) is applied: a portrait phone photo comes out
+ * upright. */
 md_status md_image_load(const char *path, md_image *out, md_error *err);
+
+/* What md_image_load_info found in the file. */
+typedef struct {
+    const char *format;  /* "png", "jpeg", "webp", "tiff", "bmp", "ppm", "pgm" */
+    int channels;        /* as stored: 1 grey, 2 grey + alpha, 3 colour, 4 colour + alpha */
+    int bit_depth;       /* bits per sample as stored (PNG, PNM; 8 otherwise) */
+    int orientation;     /* the EXIF/TIFF orientation applied (1 = none, 6 = rotated 90 cw, ...) */
+    int width0, height0; /* the size as stored, before the orientation */
+} md_image_info;
+
+/* md_image_load, also telling what the file held (info may be NULL). A 16-bit
+ * grey image is usually a depth map, not a photo: callers can warn. */
+md_status md_image_load_info(const char *path, md_image *out, md_image_info *info,
+                             md_error *err);
+/* Applies an EXIF orientation (1..8) in place: 2 mirror, 3 rotate 180, 4 flip,
+ * 5 transpose, 6 rotate 90 clockwise, 7 transverse, 8 rotate 90 counter-clockwise. */
+md_status md_image_orient(md_image *img, int orientation, md_error *err);
 /* Writes an 8-bit RGB PNG. */
 md_status md_image_save_png(const char *path, const md_image *img, md_error *err);
 void md_image_free(md_image *img);
@@ -94,6 +114,11 @@ md_status md_depth_load(const char *path, const md_depth_read_options *opts, md_
 /* Writes by extension: .png (16-bit, millimetres, rounded, 0 = invalid, clipped
  * to 65.534 m because readers take 65535 as invalid), .npy (float32), .pfm (float32, little-endian). */
 md_status md_depth_save(const char *path, const md_depth *depth, md_error *err);
+/* 16-bit PNG with raw = round(metres x divisor) (1000: mm, the default of
+ * md_depth_save; 256: KITTI's), 0 = invalid. Values above 65534 / divisor are
+ * written as 65534 and counted in *clipped (may be NULL). */
+md_status md_depth_save_png16(const char *path, const md_depth *depth, double divisor,
+                              size_t *clipped, md_error *err);
 md_status md_depth_alloc(md_depth *d, int width, int height, md_error *err);
 void md_depth_free(md_depth *d);
 static inline int md_depth_valid_at(const md_depth *d, size_t i)
@@ -110,6 +135,28 @@ md_status md_depth_save_preview(const char *path, const md_depth *depth, md_colo
                                 float vmin, float vmax, md_error *err);
 /* Maps t in [0,1] to 8-bit RGB. */
 void md_colormap_lookup(md_colormap cmap, float t, uint8_t rgb[3]);
+/* The automatic preview range: 2nd and 98th percentiles of the valid pixels
+ * (0, 0 when none is valid). */
+md_status md_depth_auto_range(const md_depth *depth, float *vmin, float *vmax, md_error *err);
+
+/* Previews with a colour bar. Convention: near is the left, low end of the bar
+ * (blue in turbo, black in inferno, white in grey); the bar's labels give the
+ * range ("near 0.52 m" ... "4.31 m far"). */
+typedef struct {
+    md_colormap cmap;
+    int grayscale;       /* a grey ramp instead of the colour map: near = white */
+    float vmin, vmax;    /* the range drawn (metres, or disparity); 0, 0 = automatic */
+    int colorbar;        /* draw the bar with the range under the image */
+    int disparity;       /* values are relative disparity (near = large; no unit) */
+    const md_image *rgb; /* side by side: the image on the left (same size), or NULL */
+} md_preview_options;
+
+md_preview_options md_preview_defaults(void); /* turbo, automatic range, colour bar */
+/* Renders the preview into a new image; range (may be NULL) gets the range used. */
+md_status md_depth_render_preview(const md_depth *depth, const md_preview_options *opts,
+                                  md_image *out, float range[2], md_error *err);
+md_status md_depth_save_preview_ex(const char *path, const md_depth *depth,
+                                   const md_preview_options *opts, float range[2], md_error *err);
 
 /* ------------------------------------------------------ generic tensors */
 
@@ -135,6 +182,31 @@ typedef struct {
 /* NYU Depth V2 colour camera: 518.8579, 519.4696, 325.5824, 253.7362. */
 md_intrinsics md_intrinsics_nyu(void);
 
+/* Pixel convention: pixel (u, v) has its centre at integer coordinates. */
+
+/* The field of view assumed when the camera is unknown: 60 degrees across the
+ * image's longer side. */
+#define MD_DEFAULT_FOV_DEG 60.0
+/* Square pixels (fx = fy), principal point at the image centre ((W-1)/2,
+ * (H-1)/2), focal length f = (L/2) / tan(fov/2) with L the longer side in
+ * pixels. Zeros for a bad size or fov outside (0, 180). */
+md_intrinsics md_intrinsics_from_fov(int width, int height, double fov_deg);
+/* K of a from_w x from_h image, for the same image resized to to_w x to_h:
+ * fx' = fx sx, cx' = (cx + 0.5) sx - 0.5 (and the same in y). */
+md_intrinsics md_intrinsics_resize(const md_intrinsics *K, int from_w, int from_h, int to_w,
+                                   int to_h);
+/* The field of view (degrees) across the longer side that K gives at this size. */
+double md_intrinsics_fov(const md_intrinsics *K, int width, int height);
+/* Parses "fx fy cx cy [width height]" or a 3x3 matrix "fx 0 cx 0 fy cy 0 0 1"
+ * [width height] (numbers separated by spaces, commas, semicolons or lines,
+ * '#' comments). width/height (may be NULL) get the size K was made for, 0
+ * when not given. what names the source in messages. */
+md_status md_intrinsics_parse(const char *text, const char *what, md_intrinsics *K, int *width,
+                              int *height, md_error *err);
+/* The same from a text file (e.g. a dataset's camera-intrinsics.txt). */
+md_status md_intrinsics_load(const char *path, md_intrinsics *K, int *width, int *height,
+                             md_error *err);
+
 /* Back-projects valid pixels (every stride-th row and column, depth <= max_depth
  * when max_depth > 0) to a binary little-endian PLY: float x y z in metres
  * (camera frame: x right, y down, z forward) and uchar red green blue from rgb
@@ -142,6 +214,83 @@ md_intrinsics md_intrinsics_nyu(void);
 md_status md_pointcloud_save_ply(const char *path, const md_depth *depth, const md_image *rgb,
                                  const md_intrinsics *K, int stride, float max_depth,
                                  md_error *err);
+
+/* ------------------------------------------------- batches: inputs, outputs */
+
+/* What predict reads: images and videos, from files, folders and lists. */
+typedef enum { MD_INPUT_IMAGE = 0, MD_INPUT_VIDEO = 1 } md_input_kind;
+
+typedef struct {
+    char *path;         /* the file to read */
+    char *name;         /* output name: relative path without extension ("color/1"),
+                           unique in the list after md_inputs_finish */
+    md_input_kind kind;
+} md_input;
+
+typedef struct {
+    md_input *items;
+    size_t count, cap;
+    size_t ignored;     /* files in scanned folders that are neither images nor videos */
+    size_t duplicates;  /* the same file named twice, kept once */
+    char *exclude;      /* canonical path of a folder never scanned (md_inputs_exclude) */
+} md_input_list;
+
+/* Appends arg: a file (named by its file name), a folder (every image and
+ * video below it, recursively, in sorted order, hidden entries and symbolic
+ * links to folders skipped; named by the path below the folder) or a .txt/.lst
+ * list (one path per line, '#' comments, relative to the list's folder; named
+ * by the path as written). Images are recognised by their bytes, videos by
+ * their extension. A folder with nothing usable is an error. */
+md_status md_inputs_add(md_input_list *list, const char *arg, md_error *err);
+/* Leaves dir out of every folder scan (the output folder inside an input folder). */
+md_status md_inputs_exclude(md_input_list *list, const char *dir, md_error *err);
+/* Drops repeated files, makes the names unique (colliding names keep their
+ * extension, else as many parent folders as it takes: "color/1", "tum/1") and
+ * sorts the list by name. */
+md_status md_inputs_finish(md_input_list *list, md_error *err);
+/* Keeps shard k of n (1 <= k <= n): the k-th of n contiguous blocks of the
+ * list, sizes differing by at most one, so that shards concatenated in order
+ * give the whole list. */
+md_status md_inputs_shard(md_input_list *list, int k, int n, md_error *err);
+/* The block [*begin, *end) of shard k of n over count items. */
+md_status md_shard_range(size_t count, int k, int n, size_t *begin, size_t *end, md_error *err);
+void md_input_list_free(md_input_list *list);
+/* 1 when the path's extension is a video container's (.mp4, .mkv, .avi, .mov, ...). */
+int md_path_is_video(const char *path);
+
+/* mkdir -p. */
+md_status md_make_dirs(const char *path, md_error *err);
+
+/* Output sets: all files of one image appear together or not at all, even if
+ * the process is killed; two runs writing into one folder never mix their
+ * sets; what a killed run left is finished or removed by the next run that
+ * opens the folder. Thread safety: one md_output_dir may be shared by threads;
+ * each md_output_set is used by one thread at a time. */
+typedef struct md_output_dir md_output_dir;
+typedef struct md_output_set md_output_set;
+
+typedef struct {
+    size_t recovered_sets, recovered_files; /* killed runs' sets completed from their journals */
+    size_t removed_files;                   /* killed runs' unfinished files removed */
+} md_output_dir_report;
+
+/* Creates dir if needed, checks it is writable, and cleans up after killed
+ * runs (rep may be NULL). */
+md_status md_output_dir_open(const char *dir, md_output_dir **out, md_output_dir_report *rep,
+                             md_error *err);
+const char *md_output_dir_path(const md_output_dir *od);
+/* Removes this run's unfinished files. */
+void md_output_dir_close(md_output_dir *od);
+md_status md_output_set_begin(md_output_dir *od, md_output_set **out, md_error *err);
+/* Where to write the file that will appear as rel (relative to the folder,
+ * e.g. "color/1.depth.png"): a temporary path with the same extension, valid
+ * until the set is committed or aborted. */
+md_status md_output_set_file(md_output_set *set, const char *rel, const char **path,
+                             md_error *err);
+/* Moves every file of the set into place (creating subfolders) and frees the set. */
+md_status md_output_set_commit(md_output_set *set, md_error *err);
+/* Deletes the set's files and frees it. */
+void md_output_set_abort(md_output_set *set);
 
 /* ------------------------------------------------------------- datasets */
 
