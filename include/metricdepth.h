@@ -454,12 +454,40 @@ void md_scale_model_free(md_scale_model *model);
 
 typedef struct md_model md_model;
 
+/* Depth Anything V2's head: relative and metric checkpoints hold the same
+ * tensors, so the kind is read from config.json's depth_estimation_type (the
+ * transformers layout), else the official file names
+ * (depth_anything_v2_vits.pth is relative, depth_anything_v2_metric_*.pth
+ * metric), else taken as metric. */
+enum { MD_HEAD_AUTO = 0, MD_HEAD_RELATIVE = 1, MD_HEAD_METRIC = 2 };
+
 typedef struct {
     int threads;       /* 0 = all cores */
     int input_size;    /* DA2: shorter side target (default 518); 0 = model default */
-    double max_depth;  /* DA2 metric head: 0 = from file name (20 indoor, 80 outdoor) */
-    int relative;      /* DA2: 1 = relative head (ReLU), 0 = metric (sigmoid x max_depth) */
+    double max_depth;  /* DA2 metric head: 0 = from config.json or the file name (20 indoor
+                          hypersim, 80 outdoor vkitti; 20 when neither says) */
+    int relative;      /* DA2 head: MD_HEAD_AUTO (0, from the file), MD_HEAD_RELATIVE (1:
+                          ReLU, relative disparity) or MD_HEAD_METRIC (2: sigmoid x max_depth).
+                          A kind that contradicts the file is used, with a note in md_model_info */
 } md_model_options;
+
+/* What a model outputs. */
+typedef enum {
+    MD_OUTPUT_METRIC = 0,  /* depth in metres */
+    MD_OUTPUT_RELATIVE = 1 /* relative disparity (inverse depth up to an unknown scale and
+                              shift, no unit; near = large): never metres until a scale
+                              source makes it metric */
+} md_output_kind;
+
+typedef struct {
+    md_output_kind output;
+    double max_depth;      /* the largest depth a metric head can give; 0 unknown or unbounded */
+    int indoor;            /* 1 trained on indoor scenes, 0 outdoor, -1 unknown */
+    int crop_aspect_w, crop_aspect_h; /* the network sees only a centre crop of this aspect
+                                         (FastDepth: 4:3); 0 when it sees the whole image */
+    char note[320];        /* what the loader decided and why, e.g. a flag that contradicts the
+                              checkpoint; "" when nothing to say */
+} md_model_info;
 
 /* Opens a depth network; the backend is chosen by the file (ONNX, .pth, .safetensors). */
 md_status md_model_load(const char *path, const md_model_options *opts, md_model **out,
@@ -475,6 +503,8 @@ md_status md_model_run_tensor(md_model *model, const md_tensor *input, md_tensor
 double md_model_gflop(const md_model *model, int width, int height);
 /* "fastdepth (onnx)", "depth-anything-v2 vits metric", ... */
 const char *md_model_describe(const md_model *model);
+/* What the model outputs and where it was trained (see md_model_info). */
+void md_model_get_info(const md_model *model, md_model_info *info);
 void md_model_free(md_model *model);
 /* Default model path: $METRICDEPTH_MODEL, else $METRICDEPTH_MODELS_DIR/fastdepth_7.onnx,
  * else models/fastdepth_7.onnx beside the executable's source tree install. */

@@ -12,6 +12,7 @@ typedef struct md_model_backend {
     const char *(*describe)(const void *impl);
     double (*gflop)(const void *impl, int width, int height); /* may be NULL */
     void (*destroy)(void *impl);
+    void (*info)(const void *impl, md_model_info *info); /* may be NULL */
 } md_model_backend;
 
 typedef md_status (*md_model_opener)(const char *path, const md_model_options *opts,
