@@ -292,6 +292,78 @@ md_status md_output_set_commit(md_output_set *set, md_error *err);
 /* Deletes the set's files and frees it. */
 void md_output_set_abort(md_output_set *set);
 
+/* The files written for one prediction (md_write_depth_set). */
+enum {
+    MD_OUT_PNG16 = 1,    /* NAME.depth.png: 16-bit, metres x divisor (default mm) */
+    MD_OUT_NPY = 2,      /* NAME.depth.npy: float32 metres */
+    MD_OUT_PFM = 4,      /* NAME.depth.pfm: float32 metres */
+    MD_OUT_PREVIEW = 8,  /* NAME.preview.png: colourised, with a colour bar */
+    MD_OUT_PLY = 16,     /* NAME.ply: point cloud (metric depth only) */
+    MD_OUT_JSON = 32,    /* NAME.json: the sidecar (written by the application) */
+    MD_OUT_VIDEO = 64    /* NAME.depth.mp4: colourised depth video (video inputs) */
+};
+/* Relative disparity is written as NAME.disparity.{png,npy,pfm,mp4}, never
+ * as depth: md_output_suffix(flag, relative) gives the suffix. */
+const char *md_output_suffix(unsigned flag, int relative);
+/* Parses "png16,npy,pfm,preview,ply,json,video" ("png" = png16); -1 on an
+ * unknown name (copied to bad). */
+int md_outputs_parse(const char *list, unsigned *flags, char *bad, size_t bad_size);
+
+typedef struct {
+    unsigned outputs;           /* MD_OUT_* bits; JSON and VIDEO are the caller's */
+    double png_divisor;         /* raw = metres x divisor; default 1000 (mm) */
+    md_preview_options preview; /* colour map, range, grey, colour bar */
+    int side_by_side;           /* preview: the RGB image left of the depth */
+    md_intrinsics K;            /* for the point cloud, at the depth map's size */
+    int ply_stride;             /* every stride-th row and column (default 1) */
+    float ply_max_depth;        /* points beyond are left out; 0 = no limit */
+    int relative;               /* the values are relative disparity, not metres */
+} md_write_options;
+
+typedef struct {
+    size_t clipped;             /* PNG pixels beyond 65534 / divisor, written as 65534 */
+    double png_divisor;         /* the divisor used (relative: 65534 / the largest value) */
+    float range[2];             /* the preview's range */
+} md_write_report;
+
+md_write_options md_write_defaults(void); /* png16, npy, preview, json; mm; turbo */
+/* Writes the chosen files of NAME into the set (not yet committed). img is the
+ * image the depth came from (PLY colours, side-by-side preview). */
+md_status md_write_depth_set(md_output_set *set, const char *name, const md_depth *depth,
+                             const md_image *img, const md_write_options *opts,
+                             md_write_report *rep, md_error *err);
+/* Rewrites err's message so it names the final files, not the set's temporaries. */
+void md_output_set_explain(const md_output_set *set, md_error *err);
+
+/* ---------------------------------------------------------------- video */
+
+/* Videos through FFmpeg's libraries. Frames come out as 8-bit RGB. */
+typedef struct md_video_reader md_video_reader;
+typedef struct {
+    int width, height;
+    double fps;      /* 0 when unknown */
+    int64_t frames;  /* from the container; 0 when unknown */
+    char codec[32];
+} md_video_info;
+
+md_status md_video_open(const char *path, md_video_reader **out, md_video_info *info,
+                        md_error *err);
+/* The next frame; *got = 0 (and MD_OK) at the end. */
+md_status md_video_read(md_video_reader *r, md_image *frame, int *got, md_error *err);
+void md_video_close(md_video_reader *r);
+
+/* Encodes RGB frames of one size into path; the container comes from the
+ * extension (.mp4, .mkv, .avi, .mov), the codec is H.264 where FFmpeg has an
+ * encoder for it, else MPEG-4 part 2. Odd sizes are scaled to even ones. */
+typedef struct md_video_writer md_video_writer;
+md_status md_video_writer_open(const char *path, int width, int height, double fps,
+                               md_video_writer **out, md_error *err);
+md_status md_video_write(md_video_writer *w, const md_image *frame, md_error *err);
+/* Finishes the file and frees the writer (on failure the file is removed). */
+md_status md_video_writer_close(md_video_writer *w, md_error *err);
+/* Frees the writer and removes the unfinished file. */
+void md_video_writer_abort(md_video_writer *w);
+
 /* ------------------------------------------------------------- datasets */
 
 typedef struct {
@@ -585,6 +657,14 @@ md_status md_scale_depth(const md_image *img, md_depth *depth, const md_scale_op
  * (may be NULL) gets what was applied. This is what `metricdepth predict` does. */
 md_status md_predict_metric(md_model *model, const md_image *img, const md_scale_options *opts,
                             md_depth *out, md_scale_record *rec, md_error *err);
+
+/* How much of the image got depth, and whether the network suits the scene. */
+typedef struct {
+    double coverage;  /* share of pixels the network saw (0..1) */
+    int outdoor_like; /* an indoor network on an outdoor-looking scene */
+    char note[320];   /* a warning in words; "" when all is well */
+} md_coverage;
+void md_depth_coverage(const md_model *model, const md_depth *depth, md_coverage *out);
 
 /* The model file's name without its folder ("fastdepth_7.onnx"). */
 const char *md_model_file_name(const md_model *model);

@@ -49,6 +49,10 @@ bool cli_parse_int(const char *s, int *out);
 /* "a,b" -> two doubles. */
 bool cli_parse_pair(const char *s, double *a, double *b);
 /* "fx,fy,cx,cy" */
+/* "MIN,MAX" with MIN < MAX. */
+bool cli_parse_range_f(const char *s, float *lo, float *hi);
+/* "K/N" with 1 <= K <= N. */
+bool cli_parse_shard(const char *s, int *k, int *n);
 bool cli_parse_intrinsics(const char *s, md_intrinsics *K);
 /* "480x640" (height x width) */
 bool cli_parse_size(const char *s, int *height, int *width);

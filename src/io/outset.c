@@ -252,11 +252,40 @@ static md_status clean_run(const char *dir, const char *run, md_output_dir_repor
     return st;
 }
 
+/* The commit lock. The last run to leave a folder deletes the lock file (so
+ * nothing of ours stays behind): whoever then holds the old, deleted file
+ * sees that the path no longer names it, and locks the new one instead. */
 static int commit_lock(const md_output_dir *od)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/commit.lock", od->stage);
-    return lock_file(path, 0);
+    for (int tries = 0; tries < 100; tries++) {
+        int fd = lock_file(path, 0);
+        if (fd < 0)
+            return -1;
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev)
+            return fd;
+        close(fd);
+    }
+    errno = EAGAIN;
+    return -1;
+}
+
+/* Whether a run other than this one has a lock file in the staging folder. */
+static int other_runs(const md_output_dir *od)
+{
+    DIR *d = opendir(od->stage);
+    if (!d)
+        return 0;
+    const char *mine = strrchr(od->run_lock, '/') + 1;
+    int others = 0;
+    struct dirent *e;
+    while (!others && (e = readdir(d)) != NULL)
+        others = strncmp(e->d_name, "run-", 4) == 0 && strcmp(e->d_name, mine) != 0;
+    closedir(d);
+    return others;
 }
 
 /* Finishes or removes what killed runs left in DIR/.metricdepth. */
@@ -370,18 +399,22 @@ void md_output_dir_close(md_output_dir *od)
 {
     if (!od)
         return;
-    if (od->run && od->dir) {
-        int cfd = od->stage ? commit_lock(od) : -1;
+    if (od->run && od->dir && od->lock_fd >= 0) {
+        int cfd = commit_lock(od);
         clean_run(od->dir, od->run, NULL, NULL);
+        unlink(od->run_lock);
+        if (cfd >= 0 && !other_runs(od)) {
+            /* the last one out: the folder keeps nothing of ours */
+            char path[4096];
+            snprintf(path, sizeof path, "%s/commit.lock", od->stage);
+            unlink(path);
+            rmdir(od->stage); /* fails, as it should, if anything else is there */
+        }
         if (cfd >= 0)
             close(cfd);
     }
-    if (od->run_lock && od->lock_fd >= 0)
-        unlink(od->run_lock);
     if (od->lock_fd >= 0)
         close(od->lock_fd);
-    if (od->stage)
-        rmdir(od->stage); /* fails, as it should, while another run is using it */
     pthread_mutex_destroy(&od->mu);
     free(od->dir);
     free(od->stage);
@@ -523,4 +556,25 @@ void md_output_set_abort(md_output_set *s)
 {
     if (s)
         set_free(s, 1);
+}
+
+void md_output_set_explain(const md_output_set *s, md_error *err)
+{
+    if (!s || !err)
+        return;
+    for (int i = 0; i < s->n; i++) {
+        char *hit = strstr(err->message, s->staged[i]);
+        if (!hit)
+            continue;
+        char buf[sizeof err->message];
+        size_t pre = (size_t)(hit - err->message);
+        const char *rest = hit + strlen(s->staged[i]);
+        /* the atomic writers' own ".tmp.XXXXXX" suffix goes too */
+        if (strncmp(rest, ".tmp.", 5) == 0 && strlen(rest) >= 11)
+            rest += 11;
+        snprintf(buf, sizeof buf, "%.*s%s/%s%s", (int)pre, err->message, s->d->dir, s->final[i],
+                 rest);
+        snprintf(err->message, sizeof err->message, "%s", buf);
+        return;
+    }
 }
