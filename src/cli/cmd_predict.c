@@ -105,6 +105,7 @@ const cli_command cmd_predict = {
 
 typedef struct {
     md_write_options write;      /* which files, PNG divisor, preview, PLY */
+    unsigned video_outputs;      /* the outputs of a video input (default video, json) */
     int overwrite;
     int have_K, have_fov;
     md_intrinsics K;             /* --intrinsics */
@@ -226,7 +227,8 @@ static cJSON *intrinsics_json(const md_intrinsics *K, int w, int h, const char *
 
 /* The sidecar: the scale record as the lead keeps it, and beside it what this
  * command knows (files, intrinsics, coverage, the model's kind). */
-static cJSON *sidecar(const batch *b, const char *image_path, const char *name, const item *it)
+static cJSON *sidecar(const batch *b, const char *image_path, const char *name,
+                      unsigned outputs, const item *it)
 {
     const predict_config *c = b->c;
     md_model_info info;
@@ -267,7 +269,7 @@ static cJSON *sidecar(const batch *b, const char *image_path, const char *name, 
                                      MD_OUT_PLY};
     static const char *const keys[] = {"png16", "npy", "pfm", "preview", "ply"};
     for (int k = 0; k < 5; k++) {
-        if (!(c->write.outputs & kinds[k]))
+        if (!(outputs & kinds[k]))
             continue;
         char file[2048];
         const char *base = strrchr(name, '/');
@@ -297,25 +299,25 @@ static cJSON *sidecar(const batch *b, const char *image_path, const char *name, 
 }
 
 /* Writes the set of one image (or one video frame) and commits it. */
-static int save_set(batch *b, const char *name, const char *source, item *it)
+static int save_set(batch *b, const char *name, const char *source, unsigned outputs, item *it)
 {
     const predict_config *c = b->c;
     it->K = intrinsics_for(c, it->depth.width, it->depth.height, it->K_how, sizeof it->K_how);
     md_write_options wo = c->write;
     wo.K = it->K;
     wo.relative = c->relative_model;
-    wo.outputs &= ~(unsigned)(MD_OUT_JSON | MD_OUT_VIDEO);
+    wo.outputs = outputs & ~(unsigned)(MD_OUT_JSON | MD_OUT_VIDEO);
     md_output_set *set = NULL;
     if (md_output_set_begin(b->od, &set, &it->err) != MD_OK)
         return -1;
     int rc = 0;
     if (md_write_depth_set(set, name, &it->depth, &it->img, &wo, &it->wrote, &it->err) != MD_OK)
         rc = -1;
-    if (rc == 0 && (c->write.outputs & MD_OUT_JSON)) {
+    if (rc == 0 && (outputs & MD_OUT_JSON)) {
         char rel[4096];
         const char *path;
         snprintf(rel, sizeof rel, "%s.json", name);
-        cJSON *root = sidecar(b, source, name, it);
+        cJSON *root = sidecar(b, source, name, outputs, it);
         if (md_output_set_file(set, rel, &path, &it->err) != MD_OK ||
             cli_write_json(path, root, &it->err) != 0)
             rc = -1;
@@ -337,7 +339,7 @@ static int save_image(void *user, size_t i, void *slot)
     batch *b = user;
     item *it = slot;
     const md_input *in = &b->inputs[b->todo[i]];
-    return save_set(b, in->name, in->path, it);
+    return save_set(b, in->name, in->path, b->c->write.outputs, it);
 }
 
 /* Warnings about one item: printed once, before its result line. */
@@ -417,14 +419,14 @@ static int save_frame(void *user, size_t i, void *slot)
     const predict_config *c = b->c;
     char name[4096];
     snprintf(name, sizeof name, "%s/%06zu", b->video->name, i + 1);
-    unsigned per_frame = c->write.outputs & (MD_OUT_PNG16 | MD_OUT_NPY | MD_OUT_PFM |
+    unsigned per_frame = c->video_outputs & (MD_OUT_PNG16 | MD_OUT_NPY | MD_OUT_PFM |
                                              MD_OUT_PREVIEW | MD_OUT_PLY);
-    if (per_frame && save_set(b, name, b->video->path, it) != 0)
+    if (per_frame && save_set(b, name, b->video->path, per_frame | MD_OUT_JSON, it) != 0)
         return -1;
     if (!per_frame)
         it->K = intrinsics_for(c, it->depth.width, it->depth.height, it->K_how,
                                sizeof it->K_how);
-    if (c->write.outputs & MD_OUT_VIDEO) {
+    if (c->video_outputs & MD_OUT_VIDEO) {
         md_preview_options po = c->write.preview;
         po.disparity = c->relative_model;
         if (c->write.side_by_side)
@@ -546,7 +548,7 @@ static int predict_video(batch *b, const md_input *in)
             md_video_writer_abort(b->writer);
         b->writer = NULL;
     }
-    if (rc == 0 && st == MD_OK && (c->write.outputs & MD_OUT_JSON)) {
+    if (rc == 0 && st == MD_OK && (c->video_outputs & MD_OUT_JSON)) {
         char rel[4096];
         const char *path;
         snprintf(rel, sizeof rel, "%s.json", in->name);
@@ -563,7 +565,7 @@ static int predict_video(batch *b, const md_input *in)
         md_intrinsics K = intrinsics_for(c, b->vinfo.width, b->vinfo.height, how, sizeof how);
         cJSON_AddItemToObject(root, "intrinsics",
                               intrinsics_json(&K, b->vinfo.width, b->vinfo.height, how));
-        if (c->write.outputs & MD_OUT_VIDEO) {
+        if (c->video_outputs & MD_OUT_VIDEO) {
             cJSON *v = cJSON_AddObjectToObject(root, "depth_video");
             char file[2048];
             const char *base = strrchr(in->name, '/');
@@ -610,9 +612,10 @@ static int outputs_exist(const predict_config *c, const char *dir, const md_inpu
     static const unsigned kinds[] = {MD_OUT_PNG16, MD_OUT_NPY,  MD_OUT_PFM,  MD_OUT_PREVIEW,
                                      MD_OUT_PLY,   MD_OUT_JSON, MD_OUT_VIDEO};
     int any = 0;
+    unsigned outputs = in->kind == MD_INPUT_VIDEO ? c->video_outputs : c->write.outputs;
     for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
         unsigned f = kinds[k];
-        if (!(c->write.outputs & f))
+        if (!(outputs & f))
             continue;
         if (in->kind == MD_INPUT_VIDEO && f != MD_OUT_JSON && f != MD_OUT_VIDEO)
             continue; /* frames: the video's sidecar is written last */
@@ -742,9 +745,14 @@ static int run(int argc, char **argv)
     }
     if (pred_only)
         c.write.outputs = MD_OUT_PREVIEW;
-    if (ply)
+    /* a video gives a depth video unless the outputs are chosen */
+    c.video_outputs = outputs_s ? c.write.outputs : pred_only ? MD_OUT_VIDEO
+                                                              : MD_OUT_VIDEO | MD_OUT_JSON;
+    if (ply) {
         c.write.outputs |= MD_OUT_PLY;
-    unsigned o = c.write.outputs;
+        c.video_outputs |= MD_OUT_PLY;
+    }
+    unsigned o = c.write.outputs | c.video_outputs;
     double d;
     /* flags whose output is not being written are mistakes, not no-ops */
     if (png_div_s && !(o & MD_OUT_PNG16))

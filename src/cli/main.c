@@ -1,6 +1,8 @@
 /* metricdepth: the command-line tool. Dispatches to one subcommand per file. */
 #include "cli.h"
 
+#include <libavutil/log.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -36,6 +38,9 @@ static void print_help(void)
 
 int main(int argc, char **argv)
 {
+    /* FFmpeg's libraries print to stderr by default; the tool reports their
+     * errors itself. (A process-wide setting: the application's to make.) */
+    av_log_set_level(AV_LOG_ERROR);
     if (argc < 2) {
         print_help();
         return CLI_EXIT_USAGE;

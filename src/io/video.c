@@ -30,6 +30,7 @@ struct md_video_reader {
     struct SwsContext *sws;
     int stream;
     int eof_sent;
+    int pending; /* pkt holds a packet the decoder has not taken yet */
     int sws_w, sws_h, sws_fmt;
 };
 
@@ -174,24 +175,30 @@ md_status md_video_read(md_video_reader *r, md_image *frame, int *got, md_error 
                            av_msg(rc, msg, sizeof msg));
         if (r->eof_sent)
             return MD_OK;
-        rc = av_read_frame(r->fmt, r->pkt);
-        if (rc == AVERROR_EOF) {
-            avcodec_send_packet(r->dec, NULL); /* flush the decoder's delayed frames */
-            r->eof_sent = 1;
-            continue;
-        }
-        if (rc < 0)
-            return md_fail(err, MD_ERR_IO, "%s: read error: %s", r->path,
-                           av_msg(rc, msg, sizeof msg));
-        if (r->pkt->stream_index == r->stream) {
-            rc = avcodec_send_packet(r->dec, r->pkt);
-            if (rc < 0 && rc != AVERROR(EAGAIN)) {
-                av_packet_unref(r->pkt);
-                return md_fail(err, MD_ERR_FORMAT, "%s: corrupt video data: %s", r->path,
-                               av_msg(rc, msg, sizeof msg));
+        if (!r->pending) {
+            rc = av_read_frame(r->fmt, r->pkt);
+            if (rc == AVERROR_EOF) {
+                avcodec_send_packet(r->dec, NULL); /* flush the decoder's delayed frames */
+                r->eof_sent = 1;
+                continue;
             }
+            if (rc < 0)
+                return md_fail(err, MD_ERR_IO, "%s: read error: %s", r->path,
+                               av_msg(rc, msg, sizeof msg));
+            if (r->pkt->stream_index != r->stream) {
+                av_packet_unref(r->pkt);
+                continue;
+            }
+            r->pending = 1;
         }
+        rc = avcodec_send_packet(r->dec, r->pkt);
+        if (rc == AVERROR(EAGAIN))
+            continue; /* the decoder is full: take its frames, then send again */
         av_packet_unref(r->pkt);
+        r->pending = 0;
+        if (rc < 0)
+            return md_fail(err, MD_ERR_FORMAT, "%s: corrupt video data: %s", r->path,
+                           av_msg(rc, msg, sizeof msg));
     }
 }
 
@@ -297,6 +304,9 @@ md_status md_video_writer_open(const char *path, int width, int height, double f
     w->enc->time_base = av_inv_q(rate);
     w->enc->framerate = rate;
     w->enc->gop_size = 12;
+    /* no B-frames: without reordering delay, MP4 edit lists cannot hide a
+     * frame from readers */
+    w->enc->max_b_frames = 0;
     w->enc->thread_count = 1;
     if (codec->id == AV_CODEC_ID_MPEG4) {
         w->enc->bit_rate = (int64_t)width * height * 4; /* about 4 bits a pixel a second */
@@ -359,6 +369,10 @@ static md_status encode(md_video_writer *w, AVFrame *frame, md_error *err)
         if (rc < 0)
             return md_fail(err, MD_ERR_IO, "%s: encoding failed: %s", w->path,
                            av_msg(rc, msg, sizeof msg));
+        /* a frame lasts one tick: without a duration, MP4's edit list ends
+         * at the last frame's start and readers drop that frame */
+        if (w->pkt->duration <= 0)
+            w->pkt->duration = 1;
         av_packet_rescale_ts(w->pkt, w->enc->time_base, w->stream->time_base);
         w->pkt->stream_index = w->stream->index;
         rc = av_interleaved_write_frame(w->fmt, w->pkt);
