@@ -174,6 +174,7 @@ int md_pipe_run(const md_pipe_config *c, md_pipe_stats *stats)
         while (i < p.end && !(s->index == i && s->state == SLOT_LOADED) &&
                !(stop_requested(&p) && p.next_load <= i))
             pthread_cond_wait(&p.cv, &p.mu);
+        stop_requested(&p);
         int over = i >= p.end || (p.stopping && p.next_load <= i);
         int dropped = !over && p.stopping;
         int failed = over ? 0 : s->failed;

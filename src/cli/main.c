@@ -40,7 +40,7 @@ int main(int argc, char **argv)
 {
     /* FFmpeg's libraries print to stderr by default; the tool reports their
      * errors itself. (A process-wide setting: the application's to make.) */
-    av_log_set_level(AV_LOG_ERROR);
+    av_log_set_level(AV_LOG_FATAL);
     if (argc < 2) {
         print_help();
         return CLI_EXIT_USAGE;
