@@ -251,6 +251,171 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   [ "$(grep -c '^train,' "$T/ev/r3/per_image.csv")" -eq 2 ] && ok || bad "bad pair: the good ones are missing"
 fi
 
+# --- predict as users expect it (issue 15): folders, lists, EXIF, KITTI, names, sidecars
+expect 0 "$MD" predict --help
+contains "--outputs"
+expect 2 "$MD" predict --overwirte x.png
+contains "did you mean '--overwrite'"
+expect 2 "$MD" predict x.png --outputs npy --png-divisor 256
+contains "png16 output, which is off"
+expect 2 "$MD" predict x.png --ply-stride 4
+contains "add --ply"
+expect 2 "$MD" predict x.png --fov 60 --intrinsics 500,500,320,240
+expect 2 "$MD" predict x.png --range 5,1
+expect 2 "$MD" predict x.png --outputs png16,jpeg
+contains "unknown output 'jpeg'"
+printf 'x' >"$T/notadir"
+expect 1 "$MD" predict x.png -o "$T/notadir/out"
+contains "notadir"
+if grep -q "^model:" "$T/out"; then bad "the model was loaded before the output folder was checked"; else ok; fi
+if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
+   [ -d "$SHARED/data/kitti_demo_metric3d" ] && [ -d "$SHARED/data/sun3d_studyroom" ]; then
+  model="$SHARED/models/fastdepth/fastdepth_7.onnx"
+  sun="$SHARED/data/sun3d_studyroom/fragment-1-rgbd-frames"
+  nyu="$SHARED/data/nyu_demo_metric3d/rgb/rgb_00000.jpg"
+  kitti="$SHARED/data/kitti_demo_metric3d/rgb/$(ls "$SHARED/data/kitti_demo_metric3d/rgb" | head -1)"
+  b="$T/batch"
+  mkdir -p "$b/seq" "$b/color" "$b/tum" "$T/lists/color"
+  i=0
+  for f in "$sun"/frame-*.color.png; do
+    i=$((i + 1)); [ "$i" -le 17 ] || break
+    cp "$f" "$b/seq/"
+  done
+  cp "$sun/$(ls "$sun" | grep color | sed -n 18p)" "$b/color/1.png"
+  cp "$sun/$(ls "$sun" | grep color | sed -n 19p)" "$b/tum/1.png"
+  # a portrait phone photo: the landscape JPEG with an EXIF block saying
+  # "rotate 90 degrees clockwise to display" (orientation 6) after its SOI
+  { head -c 2 "$nyu"
+    printf '\377\341\000\042Exif\000\000MM\000\052\000\000\000\010\000\001\001\022\000\003\000\000\000\001\000\006\000\000\000\000\000\000'
+    tail -c +3 "$nyu"; } >"$b/portrait.jpg"
+  # a list whose "color/1.png" collides with the folder's
+  cp "$sun/$(ls "$sun" | grep color | sed -n 20p)" "$T/lists/color/1.png"
+  cp "$nyu" "$T/lists/nyu.jpg"
+  printf '# two more\ncolor/1.png\n\nnyu.jpg\n' >"$T/lists/more.txt"
+  n_in=$(find "$b" -type f | wc -l); [ "$n_in" -eq 20 ] && ok || bad "the folder has $n_in images, not 20"
+  expect 0 "$MD" predict --model "$model" --scale none "$b" "$kitti" "$T/lists/more.txt" -o "$T/p1" --ply
+  contains "wrote 23 of 23 inputs"
+  contains "per second"
+  contains "33 % of this 1242x375 image has depth"
+  contains "outdoor"
+  contains "EXIF orientation 6 applied"
+  n=$(find "$T/p1" -name '*.json' | wc -l); [ "$n" -eq 23 ] && ok || bad "$n sidecars, wanted 23"
+  for s in batch/color/1 lists/color/1 tum/1 portrait nyu "$(basename "${kitti%.*}")" seq/frame-000935.color; do
+    for ext in depth.png depth.npy preview.png ply json; do
+      [ -s "$T/p1/$s.$ext" ] && ok || bad "missing $s.$ext"
+    done
+  done
+  grep -q '"image":.*batch/color/1.png' "$T/p1/batch/color/1.json" && grep -q '"image":.*lists/color/1.png' "$T/p1/lists/color/1.json" &&
+    ok || bad "the colliding pair's sidecars do not name their own images"
+  cmp -s "$T/p1/batch/color/1.depth.npy" "$T/p1/lists/color/1.depth.npy" && bad "the colliding pair has one depth" || ok
+  # the portrait photo is upright: 480 wide, 640 high
+  grep -q '"exif_orientation":[[:space:]]*6' "$T/p1/portrait.json" && ok || bad "orientation not recorded"
+  grep -q '"width":[[:space:]]*480,' "$T/p1/portrait.json" && grep -q '"height":[[:space:]]*640,' "$T/p1/portrait.json" &&
+    ok || bad "the portrait photo was not turned upright"
+  # square pixels, 60 degrees across 1242 pixels: f = 621 / tan(30 deg) = 1075.60 (by hand)
+  k="$T/p1/$(basename "${kitti%.*}")"
+  grep -q '"fx":[[:space:]]*1075.60' "$k.json" && grep -q '"fy":[[:space:]]*1075.60' "$k.json" &&
+    ok || bad "KITTI intrinsics are not the 60 degree default"
+  head -c 600 "$k.ply" | grep -q "comment intrinsics fx 1075.60" && ok || bad "PLY header lacks the intrinsics"
+  grep -q '"share_with_depth":[[:space:]]*0.33' "$k.json" && ok || bad "KITTI coverage not recorded"
+  [ ! -e "$T/p1/.metricdepth" ] && ok || bad "staging left behind"
+  # a re-run resumes (all done); --overwrite redoes atomically
+  expect 0 "$MD" predict --model "$model" --scale none "$b" "$kitti" "$T/lists/more.txt" -o "$T/p1" --ply
+  contains "23 inputs already done"
+  # shards: disjoint, together the whole folder
+  for k in 1 2 3; do
+    expect 0 "$MD" predict --model "$model" --scale none --shard $k/3 "$b" -o "$T/sh" --outputs json
+  done
+  n=$(find "$T/sh" -name '*.json' | wc -l); [ "$n" -eq 20 ] && ok || bad "shards wrote $n sets, wanted 20"
+  # outputs chosen: PFM and a KITTI-style 16-bit PNG, clipping counted
+  expect 0 "$MD" predict --model "$model" --scale none "$kitti" -o "$T/p2" --outputs png16,pfm,json \
+    --png-divisor 30000
+  contains "clipped"
+  ls "$T/p2" | grep -q "depth.npy" && bad "npy written though not asked" || ok
+  grep -q '"divisor":[[:space:]]*30000' "$T/p2/$(basename "${kitti%.*}").json" && ok || bad "divisor not recorded"
+  expect 0 "$MD" predict --model "$model" --scale none "$nyu" -o "$T/p3" --pred-only --grayscale --side-by-side
+  [ "$(ls "$T/p3")" = "rgb_00000.preview.png" ] && ok || bad "--pred-only wrote $(ls "$T/p3")"
+  expect 2 "$MD" predict --model "$model" "$nyu" -o "$T/p3" --input-size 518
+  contains "applies to Depth Anything V2"
+
+  # --- a killed batch: kill -9 three times, then a re-run completes it; no
+  # temporaries, only complete sets (issue 14)
+  mkdir -p "$T/kill/in"
+  for i in $(seq -w 1 30); do cp "$nyu" "$T/kill/in/img$i.jpg"; done
+  for delay in 0.6 0.9 1.3; do
+    "$MD" predict --model "$model" --scale none --threads 1 "$T/kill/in" -o "$T/kill/out" >/dev/null 2>&1 &
+    pid=$!; sleep "$delay"; kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  done
+  partial=0
+  for f in "$T"/kill/out/*.json; do
+    [ -e "$f" ] || continue
+    s="${f%.json}"
+    for ext in depth.png depth.npy preview.png; do [ -e "$s.$ext" ] || partial=1; done
+  done
+  for f in "$T"/kill/out/*.depth.png; do [ -e "$f" ] && [ ! -e "${f%.depth.png}.json" ] && partial=1; done
+  [ "$partial" -eq 0 ] && ok || bad "a killed batch left an incomplete set"
+  expect 0 "$MD" predict --model "$model" --scale none "$T/kill/in" -o "$T/kill/out"
+  n=$(ls "$T/kill/out" | grep -c '\.json$'); [ "$n" -eq 30 ] && ok || bad "after the re-run $n sets, wanted 30"
+  n=$(ls -A "$T/kill/out" | grep -vc '^img[0-9]*\.\(depth\.png\|depth\.npy\|preview\.png\|json\)$')
+  [ "$n" -eq 0 ] && ok || bad "the re-run left $n other files: $(ls -A "$T/kill/out" | grep -v '^img' | head -3)"
+  # SIGTERM and SIGINT: finish or drop the image in flight, a summary, 143 / 130
+  for sig in TERM INT; do
+    rm -rf "$T/kill/sig"
+    "$MD" predict --model "$model" --scale none --threads 1 "$T/kill/in" -o "$T/kill/sig" >/dev/null 2>"$T/out" &
+    pid=$!; sleep 1.2; kill -$sig "$pid"; wait "$pid"; got=$?
+    want=$([ $sig = TERM ] && echo 143 || echo 130)
+    [ "$got" -eq "$want" ] && ok || bad "SIG$sig: exit $got, wanted $want"
+    contains "stopped by SIG$sig"
+    [ ! -e "$T/kill/sig/.metricdepth" ] && ok || bad "SIG$sig left temporaries"
+  done
+  # two runs into one folder at once: both finish, every set complete
+  "$MD" predict --model "$model" --scale none --overwrite "$T/kill/in" -o "$T/kill/two" >/dev/null 2>&1 &
+  p1=$!
+  "$MD" predict --model "$model" --scale none --overwrite "$T/kill/in" -o "$T/kill/two" >/dev/null 2>&1
+  r2=$?; wait "$p1"; r1=$?
+  [ "$r1" -eq 0 ] && [ "$r2" -eq 0 ] && ok || bad "concurrent runs: exits $r1 and $r2"
+  n=$(ls "$T/kill/two" | grep -c '\.json$'); [ "$n" -eq 30 ] && ok || bad "concurrent runs: $n sets"
+  [ ! -e "$T/kill/two/.metricdepth" ] && ok || bad "concurrent runs left temporaries"
+
+  # --- video in and out, made here with the FFmpeg libraries from SUN3D frames
+  expect 0 "$MD" convert "$b"/seq/frame-00093[5-9]*.color.png "$b"/seq/frame-000940.color.png -o "$T/vid/clip.mp4" --fps 5
+  contains "wrote 6 frames"
+  expect 0 "$MD" predict --model "$model" --scale none "$T/vid/clip.mp4" -o "$T/vid/out"
+  contains "6 frames"
+  [ -s "$T/vid/out/clip.depth.mp4" ] && [ -s "$T/vid/out/clip.json" ] && ok || bad "no depth video"
+  expect 0 "$MD" convert "$T/vid/out/clip.depth.mp4" -o "$T/vid/frames/"
+  contains "wrote 6 frames"
+  expect 0 "$MD" predict --model "$model" --scale none "$T/vid/clip.mp4" -o "$T/vid/num" --outputs png16,json
+  n=$(ls "$T/vid/num/clip" | grep -c 'depth.png$'); [ "$n" -eq 6 ] && ok || bad "$n numbered frames, wanted 6"
+fi
+
+# --- Depth Anything V2 as users download it: transformers' layout, relative checkpoints
+da2="$SHARED/reference/da2"
+if [ -n "$SHARED" ] && [ -f "$da2/tiny_hf/model.safetensors" ] && [ -f "$da2/tiny_relative/depth_anything_v2_vits.pth" ]; then
+  expect 0 "$MD" run-model --model "$da2/tiny_hf/model.safetensors" --input "$da2/tiny/preprocessed.npy" \
+    --output "$T/hf.npy" --compare "$da2/tiny/depth_net.npy" --tol 1e-3
+  contains "transformers layout"
+  expect 0 "$MD" run-model --model "$da2/tiny_relative/depth_anything_v2_vits.pth" \
+    --input "$da2/tiny_relative/preprocessed.npy" --output "$T/rel.npy" \
+    --compare "$da2/tiny_relative/disparity_net.npy" --tol 1e-3
+  contains "relative"
+  # the metric head on the relative file differs from the reference: the check can fail
+  expect 1 "$MD" run-model --model "$da2/tiny_relative/depth_anything_v2_vits.pth" --metric \
+    --input "$da2/tiny_relative/preprocessed.npy" --output "$T/rel.npy" \
+    --compare "$da2/tiny_relative/disparity_net.npy" --tol 1e-3
+  contains "relative checkpoint by its file name"
+  expect 0 "$MD" predict --model "$da2/tiny_relative/depth_anything_v2_vits.pth" --input-size 140 \
+    "$da2/tiny_relative/input.png" -o "$T/rel" --outputs png16,npy,pfm,preview,json
+  contains "relative disparity"
+  [ -s "$T/rel/input.disparity.npy" ] && [ -s "$T/rel/input.disparity.png" ] && ok || bad "no disparity files"
+  ls "$T/rel" | grep -q depth && bad "a relative model wrote depth files: $(ls "$T/rel")" || ok
+  grep -q '"depth_unit":[[:space:]]*null' "$T/rel/input.json" && ok || bad "sidecar claims a unit"
+  grep -q '"m"' "$T/rel/input.json" && bad "sidecar of relative output says metres" || ok
+  expect 2 "$MD" predict --model "$da2/tiny_relative/depth_anything_v2_vits.pth" "$da2/tiny_relative/input.png" \
+    -o "$T/rel2" --ply
+  contains "needs metric depth"
+fi
+
 # --- bad-data semantics (docs/robustness.md): empty datasets, mismatched sizes
 mkdir -p "$T/empty"
 expect 0 "$MD" pairs "$T/empty"
