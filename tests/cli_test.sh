@@ -26,7 +26,7 @@ pgm() { local f="$1"; shift; printf 'P5\n%d 1\n65535\n' "$#" >"$f"
 # --- help and usage
 expect 0 "$MD" help
 contains "predict"
-for c in demo predict run-model bench pairs scale metrics pointcloud convert preview; do
+for c in demo predict run-model bench pairs scale metrics pointcloud convert preview merge; do
   expect 0 "$MD" "$c" --help
   contains "usage: metricdepth $c"
   expect 0 "$MD" help "$c"
@@ -414,6 +414,34 @@ if [ -n "$SHARED" ] && [ -f "$da2/tiny_hf/model.safetensors" ] && [ -f "$da2/tin
   expect 2 "$MD" predict --model "$da2/tiny_relative/depth_anything_v2_vits.pth" "$da2/tiny_relative/input.png" \
     -o "$T/rel2" --ply
   contains "needs metric depth"
+fi
+
+# --- shards for fit-scales and eval: the merged CSV is the unsharded one
+if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] && [ -d "$SHARED/data/nyu_demo_metric3d" ]; then
+  model="$SHARED/models/fastdepth/fastdepth_7.onnx"
+  for k in 1 2 3; do
+    expect 0 "$MD" fit-scales --data "$SHARED/data/nyu_demo_metric3d" --model "$model" --shard $k/3 \
+      --cache "$T/sh3/cache" -o "$T/sh3/part$k.csv"
+    contains "shard $k/3"
+  done
+  expect 0 "$MD" merge -o "$T/sh3/all.csv" "$T/sh3/part1.csv" "$T/sh3/part2.csv" "$T/sh3/part3.csv"
+  contains "wrote 3 rows from 3 files"
+  expect 0 "$MD" fit-scales --data "$SHARED/data/nyu_demo_metric3d" --model "$model" --cache "$T/sh3/cache" \
+    -o "$T/sh3/whole.csv"
+  contains "3 of 3 predictions from the cache"
+  cmp -s "$T/sh3/all.csv" "$T/sh3/whole.csv" && ok || bad "merged shards differ from the unsharded CSV"
+  printf 'other,header\n1,2\n' >"$T/sh3/odd.csv"
+  expect 1 "$MD" merge -o "$T/sh3/x.csv" "$T/sh3/part1.csv" "$T/sh3/odd.csv"
+  contains "odd.csv: its header differs"
+  [ ! -e "$T/sh3/x.csv" ] && ok || bad "merge wrote a file after an error"
+  expect 2 "$MD" fit-scales --data "$SHARED/data/nyu_demo_metric3d" --shard 1/2 --trim 5,95 -o "$T/sh3/t.csv"
+  for k in 1 2; do
+    expect 0 "$MD" eval --data "$SHARED/data/nyu_demo_metric3d" --split fraction:0.34:1 --model "$model" \
+      --shard $k/2 --cache "$T/sh3/ecache" -o "$T/sh3/ev"
+  done
+  expect 0 "$MD" eval --data "$SHARED/data/nyu_demo_metric3d" --split fraction:0.34:1 --model "$model" \
+    --cache "$T/sh3/ecache" --panels 0 -o "$T/sh3/ev"
+  grep -q "3 base predictions from the cache" "$T/sh3/ev/report.md" && ok || bad "eval shards did not fill the cache"
 fi
 
 # --- bad-data semantics (docs/robustness.md): empty datasets, mismatched sizes

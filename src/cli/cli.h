@@ -107,6 +107,7 @@ int cli_write_json(const char *path, struct cJSON *root, md_error *err);
 
 /* Subcommands. */
 extern const cli_command cmd_predict, cmd_demo, cmd_run_model, cmd_bench, cmd_pairs, cmd_scale,
-    cmd_metrics, cmd_pointcloud, cmd_convert, cmd_preview, cmd_fit_scales, cmd_train, cmd_eval;
+    cmd_metrics, cmd_pointcloud, cmd_convert, cmd_preview, cmd_fit_scales, cmd_train, cmd_eval,
+    cmd_merge;
 
 #endif
