@@ -38,6 +38,12 @@ typedef struct {
 int cli_parse(const cli_command *cmd, int argc, char **argv, const cli_option *options,
               char **positional, int *n_positional);
 
+/* cli_parse, then the values of --NAME_A and --NAME_B (each may repeat) with
+ * the plain arguments after each (before either: A's) gathered into sets[0]
+ * and sets[1] (new arrays of argv pointers: free them; NULL on failure). */
+int cli_parse_sets(const cli_command *cmd, int argc, char **argv, const cli_option *options,
+                   const char *name_a, const char *name_b, const char **sets[2], int n[2]);
+
 /* Prints "metricdepth CMD: message" to stderr and returns CLI_EXIT_USAGE. */
 int cli_usage_error(const cli_command *cmd, const char *fmt, ...);
 /* Prints "metricdepth: error: <err.message>" and returns the exit code for it. */
@@ -79,6 +85,8 @@ void cli_path_join(char *buf, size_t size, const char *dir, const char *name);
  * "m/scale.log.csv"): how train names the files beside a model, and how eval
  * finds them. */
 void cli_sibling_path(char *buf, size_t size, const char *path, const char *suffix);
+/* name in the folder of path ("d/scales.csv", ".cache" -> "d/.cache"). */
+void cli_sibling_dir(char *buf, size_t size, const char *path, const char *name);
 /* File name without folder and extension ("a/b/rgb_1.jpg" -> "rgb_1"). */
 void cli_stem(char *buf, size_t size, const char *path);
 /* mkdir -p */

@@ -332,6 +332,15 @@ void cli_sibling_path(char *buf, size_t size, const char *path, const char *suff
     snprintf(buf, size, "%.*s%s", (int)n, path, suffix);
 }
 
+void cli_sibling_dir(char *buf, size_t size, const char *path, const char *name)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash)
+        snprintf(buf, size, "%.*s/%s", (int)(slash - path), path, name);
+    else
+        snprintf(buf, size, "%s", name);
+}
+
 void cli_stem(char *buf, size_t size, const char *path)
 {
     const char *base = strrchr(path, '/');
@@ -371,7 +380,7 @@ int cli_scale_setup(md_scale_options *so, const char *scale_model_path, const md
     char buf[4096];
     const char *path = scale_model_path;
     if (!path) {
-        if (md_default_scale_model_path(buf, sizeof buf, &err) != MD_OK) {
+        if (md_default_scale_model_path(so->base_model_name, buf, sizeof buf, &err) != MD_OK) {
             if (so->source == MD_SCALE_SOURCE_AUTO)
                 return CLI_EXIT_OK; /* no scale model: auto means none */
             fprintf(stderr, "metricdepth: error: --scale adaptive: %s (give --scale-model FILE)\n",
@@ -456,4 +465,60 @@ int cli_write_json(const char *path, cJSON *root, md_error *err)
     md_status st = md_file_write_atomic(path, text, n + 1, err);
     free(text);
     return st == MD_OK ? 0 : -1;
+}
+
+int cli_parse_sets(const cli_command *cmd, int argc, char **argv, const cli_option *options,
+                   const char *name_a, const char *name_b, const char **sets[2], int n[2])
+{
+    sets[0] = sets[1] = NULL;
+    n[0] = n[1] = 0;
+    char **pos = calloc((size_t)argc + 1, sizeof *pos);
+    sets[0] = calloc((size_t)argc + 1, sizeof(char *));
+    sets[1] = calloc((size_t)argc + 1, sizeof(char *));
+    if (!pos || !sets[0] || !sets[1]) {
+        free(pos);
+        free(sets[0]);
+        free(sets[1]);
+        sets[0] = sets[1] = NULL;
+        fprintf(stderr, "metricdepth: error: out of memory\n");
+        return CLI_EXIT_FAILURE;
+    }
+    int npos = 0;
+    int rc = cli_parse(cmd, argc, argv, options, pos, &npos);
+    if (rc == 0) {
+        size_t la = strlen(name_a), lb = name_b ? strlen(name_b) : 0;
+        int set = 0, p = 0;
+        for (int i = 1; i < argc; i++) {
+            const char *a = argv[i];
+            if (p < npos && a == pos[p]) {
+                sets[set][n[set]++] = a;
+                p++;
+                continue;
+            }
+            if (strncmp(a, "--", 2) != 0)
+                continue;
+            const char *flag = a + 2;
+            int which = -1;
+            size_t len = 0;
+            if (strncmp(flag, name_a, la) == 0 && (flag[la] == '\0' || flag[la] == '='))
+                which = 0, len = la;
+            else if (name_b && strncmp(flag, name_b, lb) == 0 &&
+                     (flag[lb] == '\0' || flag[lb] == '='))
+                which = 1, len = lb;
+            if (which < 0)
+                continue;
+            set = which;
+            if (flag[len] == '=')
+                sets[set][n[set]++] = flag + len + 1;
+            else if (i + 1 < argc)
+                sets[set][n[set]++] = argv[++i];
+        }
+    }
+    free(pos);
+    if (rc != 0) {
+        free(sets[0]);
+        free(sets[1]);
+        sets[0] = sets[1] = NULL;
+    }
+    return rc;
 }

@@ -61,7 +61,8 @@ static int round_half_even(double v)
     return (int)r;
 }
 
-static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md_error *err)
+static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md_features *features,
+                              md_error *err)
 {
     onnx_impl *m = impl;
     if (!m->depth_like)
@@ -92,7 +93,14 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
     float *res = malloc(sizeof(float) * n_res);
     float *crop = malloc(sizeof(float) * n_crop);
     float *net = malloc(sizeof(float) * n_net);
+    uint64_t signature = 0;
+    size_t n_feat = md_onnx_graph_features(m->graph, &signature);
+    float *feat = features && n_feat ? malloc(sizeof(float) * n_feat) : NULL;
     md_status st = MD_OK;
+    if (features && n_feat && !feat) {
+        st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for the features");
+        goto done;
+    }
     if (!planar || !res || !crop || !net) {
         st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for a %dx%d image", w, h);
         goto done;
@@ -111,7 +119,7 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
     /* OpenBLAS's thread count is process-wide and other backends (DA2) set
      * their own, so claim ours for every run rather than once at open. */
     md_gemm_set_threads(m->threads);
-    const float *d = md_onnx_graph_run(m->graph, net);
+    const float *d = md_onnx_graph_run_ex(m->graph, net, feat, NULL);
     if ((st = md_depth_alloc(out, w, h, err)) != MD_OK)
         goto done;
     out->mask = calloc(npix, 1);
@@ -168,7 +176,14 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
     free(cx0);
     free(cwx);
     free(cin);
+    if (feat) {
+        features->values = feat;
+        features->n = n_feat;
+        features->signature = signature;
+        feat = NULL;
+    }
 done:
+    free(feat);
     free(planar);
     free(res);
     free(crop);
@@ -234,6 +249,12 @@ static void onnx_destroy(void *impl)
     free(m);
 }
 
+static size_t onnx_features(const void *impl, uint64_t *signature)
+{
+    const onnx_impl *m = impl;
+    return m->depth_like ? md_onnx_graph_features(m->graph, signature) : 0;
+}
+
 /* A FastDepth-like graph is run with NYU's preprocessing: an indoor metric
  * network (NYU Depth V2 reaches 10 m) that sees the 228x304 (3:4) centre crop. */
 static void onnx_info(const void *impl, md_model_info *info)
@@ -250,7 +271,7 @@ static void onnx_info(const void *impl, md_model_info *info)
 
 static const md_model_backend onnx_backend = {"onnx",        onnx_predict, onnx_run_tensor,
                                               onnx_describe, onnx_gflop,   onnx_destroy,
-                                              onnx_info};
+                                              onnx_features, onnx_info};
 
 md_status md_onnx_model_open(const char *path, const md_model_options *opts,
                              const md_model_backend **backend, void **impl, md_error *err)
