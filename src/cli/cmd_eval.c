@@ -273,14 +273,7 @@ static int run(int argc, char **argv)
                 "--cache for the report\n",
                 shard_k, shard_n, b + 1, e, n, e - b - fails, cache_s, hits, fails);
         rc = fails == e - b && e > b ? CLI_EXIT_FAILURE : fails ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
-        md_evaluator_free(ev);
-        md_scale_model_free(smodel);
-        md_pair_list_free(&lists[0]);
-        md_pair_list_free(&lists[1]);
-        md_pair_list_free(&given);
-        free(src[0]);
-        free(src[1]);
-        return rc;
+        goto cleanup;
     }
     char train_desc[2048], test_desc[2048], base_desc[1024], scale_desc[1024], log_path[4096];
     if (rc == 0) {
@@ -360,6 +353,7 @@ static int run(int argc, char **argv)
             rc = set.failed ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
         }
     }
+cleanup:
     md_report_free(report);
     md_evaluator_free(ev);
     md_scale_model_free(smodel);

@@ -19,6 +19,15 @@ static const char *av_msg(int code, char *buf, size_t n)
     return buf;
 }
 
+static char *copy_path(const char *path, md_error *err)
+{
+    size_t n = strlen(path);
+    char *p = md_malloc(n + 1, "path", err);
+    if (p)
+        memcpy(p, path, n + 1);
+    return p;
+}
+
 /* ------------------------------------------------------------- reading */
 
 struct md_video_reader {
@@ -59,13 +68,10 @@ md_status md_video_open(const char *path, md_video_reader **out, md_video_info *
     md_video_reader *r = md_calloc(1, sizeof *r, "video reader", err);
     if (!r)
         return MD_ERR_NOMEM;
-    size_t n = strlen(path);
-    r->path = md_malloc(n + 1, "path", err);
-    if (!r->path) {
+    if (!(r->path = copy_path(path, err))) {
         free(r);
         return MD_ERR_NOMEM;
     }
-    memcpy(r->path, path, n + 1);
     char msg[128];
     int rc = avformat_open_input(&r->fmt, path, NULL, NULL);
     md_status st = MD_OK;
@@ -258,13 +264,10 @@ md_status md_video_writer_open(const char *path, int width, int height, double f
     md_video_writer *w = md_calloc(1, sizeof *w, "video writer", err);
     if (!w)
         return MD_ERR_NOMEM;
-    size_t n = strlen(path);
-    w->path = md_malloc(n + 1, "path", err);
-    if (!w->path) {
+    if (!(w->path = copy_path(path, err))) {
         free(w);
         return MD_ERR_NOMEM;
     }
-    memcpy(w->path, path, n + 1);
     w->width = width;
     w->height = height;
     char msg[128];
