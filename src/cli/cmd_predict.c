@@ -811,6 +811,13 @@ static int run(int argc, char **argv)
     c.scale.ungated = ungated;
     mo.relative = relative ? MD_HEAD_RELATIVE : metric ? MD_HEAD_METRIC : MD_HEAD_AUTO;
 
+    /* from here a signal stops the batch cleanly (also while the model loads) */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
     /* --- the output folder first: a bad one is found before any work */
     md_output_dir *od = NULL;
     md_output_dir_report rep;
@@ -903,12 +910,6 @@ static int run(int argc, char **argv)
     if (skipped)
         fprintf(stderr, "%zu input%s already done in %s/ (use --overwrite to redo)\n", skipped,
                 skipped == 1 ? "" : "s", outdir);
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
 
     batch b;
     memset(&b, 0, sizeof b);

@@ -173,7 +173,7 @@ static md_status scan_dir(md_input_list *list, const char *dir, const char *rel,
         n++;
     }
     closedir(d);
-    if (st == MD_OK)
+    if (st == MD_OK && n > 1)
         qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n && st == MD_OK; i++) {
         char *path = join(dir, names[i], err);
@@ -493,7 +493,8 @@ md_status md_inputs_shard(md_input_list *list, int k, int n, md_error *err)
         free(list->items[i].path);
         free(list->items[i].name);
     }
-    memmove(list->items, list->items + b, (e - b) * sizeof *list->items);
+    if (e > b)
+        memmove(list->items, list->items + b, (e - b) * sizeof *list->items);
     list->count = e - b;
     return MD_OK;
 }
