@@ -5,6 +5,7 @@
  * corrupted files, and every writer an unwritable target. */
 #include "check.h"
 #include "metricdepth.h"
+#include "metricdepth_video.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -2077,6 +2078,8 @@ static void test_video_roundtrip(void)
     /* not a video: an error naming the file */
     write_bytes(tmp_path(p, sizeof p, "bad.mp4"), "nothing here", 12);
     CHECK(md_video_open(p, &r, &vi, &err) != MD_OK && strstr(err.message, "bad.mp4"));
+}
+
 /* Caller buffers: pixels in with a stride in every layout, depth out with
  * a stride and an invalid value; point clouds in memory by hand. */
 static void test_buffers(void)

@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "metricdepth_video.h"
 
 #include <stdio.h>
 #include <string.h>

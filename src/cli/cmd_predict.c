@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include "base/pipe.h"
+#include "metricdepth_video.h"
 
 #include <cjson/cJSON.h>
 

@@ -1,9 +1,10 @@
-/* Video in and out through FFmpeg's libraries (libavformat, libavcodec,
+/* libmetricdepth_video: video in and out through FFmpeg's libraries (libavformat, libavcodec,
  * libswscale): frames decoded to 8-bit RGB, and RGB frames encoded to a
  * file (H.264 when the build has an encoder for it, else MPEG-4 part 2).
  * Nothing here touches FFmpeg's process-wide settings (its log level is the
  * application's to choose). */
-#include "io_internal.h"
+#include "base/base.h"
+#include "metricdepth_video.h"
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -12,6 +13,7 @@
 #include <libswscale/swscale.h>
 
 #include <stdlib.h>
+#include <string.h>
 
 static const char *av_msg(int code, char *buf, size_t n)
 {
