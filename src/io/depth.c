@@ -207,18 +207,20 @@ static md_status check_depth(const char *path, const md_depth *d, md_error *err)
     return MD_OK;
 }
 
-static md_status save_png(const char *path, const md_depth *d, md_error *err)
+static md_status save_png(const char *path, const md_depth *d, double divisor, size_t *clipped,
+                          md_error *err)
 {
-    size_t n = (size_t)d->width * (size_t)d->height;
+    size_t n = (size_t)d->width * (size_t)d->height, nclip = 0;
     uint8_t *buf = md_malloc(n * 2, path, err);
     if (!buf)
         return MD_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
         uint32_t mm = 0;
         if (md_depth_valid_at(d, i)) {
-            double r = floor((double)d->data[i] * 1000.0 + 0.5);
+            double r = floor((double)d->data[i] * divisor + 0.5);
             /* 65534, not 65535: readers treat 65535 as the 7-Scenes
              * "invalid" marker, so a far depth must not turn into it. */
+            nclip += r > 65534.0;
             mm = r >= 65534.0 ? 65534u : (uint32_t)r;
         }
         buf[2 * i] = (uint8_t)(mm >> 8);
@@ -226,7 +228,22 @@ static md_status save_png(const char *path, const md_depth *d, md_error *err)
     }
     md_status st = md_io_png_write(path, d->width, d->height, 1, 16, buf, err);
     free(buf);
+    if (clipped)
+        *clipped = nclip;
     return st;
+}
+
+md_status md_depth_save_png16(const char *path, const md_depth *depth, double divisor,
+                              size_t *clipped, md_error *err)
+{
+    if (clipped)
+        *clipped = 0;
+    md_status st = check_depth(path, depth, err);
+    if (st != MD_OK)
+        return st;
+    if (!(divisor > 0.0) || !isfinite(divisor))
+        return md_fail(err, MD_ERR_ARG, "%s: PNG divisor must be positive, got %g", path, divisor);
+    return save_png(path, depth, divisor, clipped, err);
 }
 
 static md_status save_npy(const char *path, const md_depth *d, md_error *err)
@@ -276,7 +293,7 @@ md_status md_depth_save(const char *path, const md_depth *depth, md_error *err)
     if (st != MD_OK)
         return st;
     if (md_path_has_ext(path, "png"))
-        return save_png(path, depth, err);
+        return save_png(path, depth, 1000.0, NULL, err);
     if (md_path_has_ext(path, "npy"))
         return save_npy(path, depth, err);
     if (md_path_has_ext(path, "pfm"))

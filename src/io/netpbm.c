@@ -11,6 +11,12 @@ md_file_kind md_io_sniff(const uint8_t *d, size_t n)
         return MD_FILE_PNG;
     if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
         return MD_FILE_JPEG;
+    if (n >= 12 && memcmp(d, "RIFF", 4) == 0 && memcmp(d + 8, "WEBP", 4) == 0)
+        return MD_FILE_WEBP;
+    if (n >= 4 && (memcmp(d, "II*\0", 4) == 0 || memcmp(d, "MM\0*", 4) == 0))
+        return MD_FILE_TIFF;
+    if (n >= 14 && d[0] == 'B' && d[1] == 'M')
+        return MD_FILE_BMP;
     if (n >= 6 && memcmp(d, "\x93NUMPY", 6) == 0)
         return MD_FILE_NPY;
     if (n >= 2 && d[0] == 'P') {

@@ -121,6 +121,14 @@ size_t md_model_features(const md_model *model, uint64_t *signature)
     return model->backend->features(model->impl, signature);
 }
 
+void md_model_get_info(const md_model *model, md_model_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->indoor = -1;
+    if (model && model->backend->info)
+        model->backend->info(model->impl, info);
+}
+
 const char *md_model_file_name(const md_model *model)
 {
     return model ? model->file_name : "";

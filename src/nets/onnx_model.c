@@ -255,9 +255,23 @@ static size_t onnx_features(const void *impl, uint64_t *signature)
     return m->depth_like ? md_onnx_graph_features(m->graph, signature) : 0;
 }
 
+/* A FastDepth-like graph is run with NYU's preprocessing: an indoor metric
+ * network (NYU Depth V2 reaches 10 m) that sees the 228x304 (3:4) centre crop. */
+static void onnx_info(const void *impl, md_model_info *info)
+{
+    const onnx_impl *m = impl;
+    info->output = MD_OUTPUT_METRIC;
+    if (m->depth_like) {
+        info->max_depth = 10.0;
+        info->indoor = 1;
+        info->crop_aspect_w = FD_CROP_W;
+        info->crop_aspect_h = FD_CROP_H;
+    }
+}
+
 static const md_model_backend onnx_backend = {"onnx",        onnx_predict, onnx_run_tensor,
                                               onnx_describe, onnx_gflop,   onnx_destroy,
-                                              onnx_features};
+                                              onnx_features, onnx_info};
 
 md_status md_onnx_model_open(const char *path, const md_model_options *opts,
                              const md_model_backend **backend, void **impl, md_error *err)
