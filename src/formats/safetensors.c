@@ -5,7 +5,7 @@
 
 #include "base/base.h"
 
-#include <fcntl.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -232,15 +232,10 @@ void md_weight_to_f32(const md_weight *t, float *dst)
 md_status md_weights_open(const char *path, md_weights *w, md_error *err)
 {
     memset(w, 0, sizeof *w);
-    int fd = open(path, O_RDONLY);
+    size_t size;
+    int fd = md_open_regular(path, &size, err);
     if (fd < 0)
-        return md_fail(err, MD_ERR_IO, "%s: cannot open weights file", path);
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return md_fail(err, MD_ERR_IO, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)st.st_size;
+        return MD_ERR_IO;
     if (size < 9) {
         close(fd);
         return md_fail(err, MD_ERR_FORMAT, "%s: file too short for a weights file", path);
@@ -248,7 +243,8 @@ md_status md_weights_open(const char *path, md_weights *w, md_error *err)
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
-        return md_fail(err, MD_ERR_IO, "%s: cannot map the file", path);
+        return md_fail(err, errno == ENOMEM ? MD_ERR_NOMEM : MD_ERR_IO,
+                       "%s: cannot map the file: %s", path, strerror(errno));
     const uint8_t *buf = map;
     md_status s;
     if (memcmp(buf, "PK\x03\x04", 4) == 0 || memcmp(buf, "PK\x05\x06", 4) == 0)
