@@ -377,6 +377,182 @@ static void test_ops_by_hand(void)
 
 /* --------------------------------------------------------------- tests */
 
+/* Builds the model (err and err == NULL) and expects a failure with `code`
+ * whose message names the node ('Y', its output) and contains `what`. */
+static void expect_build_fail(const char *label, buf *m, md_status code, const char *what)
+{
+    md_error err = {0};
+    md_onnx_model om;
+    md_status st = md_onnx_parse(m->d, m->n, label, &om, &err);
+    CHECK_MSG(st == MD_OK, "%s: parse: %s", label, err.message);
+    if (st == MD_OK) {
+        md_onnx_graph *g = NULL;
+        st = md_onnx_graph_build(&om, label, 0, &g, &err);
+        CHECK_MSG(st == code, "%s: status %d (want %d): %s", label, (int)st, (int)code,
+                  err.message);
+        CHECK_MSG(g == NULL, "%s: graph built", label);
+        CHECK_MSG(strstr(err.message, label) && strstr(err.message, "node 'Y'") &&
+                      (!what || strstr(err.message, what)),
+                  "%s: message '%s' lacks the node or '%s'", label, err.message, what);
+        md_onnx_graph_free(g);
+        /* the same status without an md_error (nothing may read err) */
+        g = NULL;
+        md_status st2 = md_onnx_graph_build(&om, label, 0, &g, NULL);
+        CHECK_MSG(st2 == st, "%s: status %d without err, %d with", label, (int)st2, (int)st);
+        md_onnx_graph_free(g);
+        md_onnx_free(&om);
+    }
+    free(m->d);
+}
+
+/* Shape inference is total: every op checks its operands. The first two are
+ * the crashes of issue 14 (a 0-sized constant broadcast against size 1 made
+ * a size-1 output read from an empty buffer; a MatMul/Gemm constant with a 0
+ * last dimension divided by zero at load). */
+static void test_shape_validation(void)
+{
+    static const float one[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    const char *XK[] = {"X", "K"}, *KX[] = {"K", "X"};
+    int64_t x1[1] = {1}, x11[2] = {1, 1};
+    buf at = {0}, m;
+
+    /* Add(X[1], K[0]): broadcasting 0 against 1 is an empty result, not 1 */
+    tinit k0 = {"K", 1, {0}, one, NULL};
+    m = one_node(7, "Add", XK, 2, NULL, &k0, 1, x1, 1);
+    expect_build_fail("add-empty", &m, MD_ERR_FORMAT, "empty");
+    /* MatMul(K[2,0], X[0,2]) and Gemm: the inner size 0 of a constant */
+    tinit k20 = {"K", 2, {2, 0}, one, NULL};
+    m = one_node(9, "MatMul", KX, 2, NULL, &k20, 1, x11, 2);
+    expect_build_fail("matmul-empty", &m, MD_ERR_FORMAT, "'K' is empty");
+    m = one_node(9, "Gemm", KX, 2, NULL, &k20, 1, x11, 2);
+    expect_build_fail("gemm-empty", &m, MD_ERR_FORMAT, "'K' is empty");
+    tinit k02 = {"K", 2, {0, 2}, one, NULL};
+    m = one_node(9, "MatMul", XK, 2, NULL, &k02, 1, x11, 2);
+    expect_build_fail("matmul-empty-b", &m, MD_ERR_FORMAT, "'K' is empty");
+    /* mismatched broadcast, and inner sizes that differ */
+    tinit k3 = {"K", 1, {3}, one, NULL};
+    m = one_node(7, "Mul", XK, 2, NULL, &k3, 1, (int64_t[]){1, 2}, 2);
+    expect_build_fail("mul-mismatch", &m, MD_ERR_FORMAT, "broadcast");
+    tinit k32 = {"K", 2, {3, 2}, one, NULL};
+    m = one_node(9, "MatMul", XK, 2, NULL, &k32, 1, (int64_t[]){1, 2}, 2);
+    expect_build_fail("matmul-inner", &m, MD_ERR_FORMAT, "inner");
+
+    /* Every op, handed an empty constant as its data input, fails cleanly. */
+    static const char *const unary[] = {"Relu", "Sigmoid", "Identity", "Flatten", "Transpose",
+                                        "GlobalAveragePool", "GlobalMaxPool", "Clip", "Dropout"};
+    tinit e4 = {"K", 4, {1, 0, 2, 2}, one, NULL};
+    for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++) {
+        m = one_node(7, unary[i], (const char *[]){"K"}, 1, NULL, &e4, 1, x11, 2);
+        char label[64];
+        snprintf(label, sizeof label, "empty-%s", unary[i]);
+        expect_build_fail(label, &m, MD_ERR_FORMAT, "empty");
+    }
+    int64_t k2[2] = {2, 2};
+    attr_ints(&at, "kernel_shape", k2, 2);
+    m = one_node(7, "MaxPool", (const char *[]){"K"}, 1, &at, &e4, 1, x11, 2);
+    expect_build_fail("empty-MaxPool", &m, MD_ERR_FORMAT, "empty");
+    attr_ints(&at, "kernel_shape", k2, 2);
+    m = one_node(7, "AveragePool", (const char *[]){"K"}, 1, &at, &e4, 1, x11, 2);
+    expect_build_fail("empty-AveragePool", &m, MD_ERR_FORMAT, "empty");
+    a_int(&at, "axis", 1);
+    m = one_node(7, "Concat", (const char *[]){"X", "K"}, 2, &at, &e4, 1,
+                 (int64_t[]){1, 1, 2, 2}, 4);
+    expect_build_fail("empty-Concat", &m, MD_ERR_FORMAT, "empty");
+    float up[4] = {1, 1, 2, 2};
+    a_floats(&at, "scales", up, 4);
+    m = one_node(7, "Upsample", (const char *[]){"K"}, 1, &at, &e4, 1, x11, 2);
+    expect_build_fail("empty-Upsample", &m, MD_ERR_FORMAT, "empty");
+    tinit w0[1] = {{"W", 4, {1, 1, 0, 2}, one, NULL}};
+    m = one_node(7, "Conv", XK + 0, 1, NULL, NULL, 0, (int64_t[]){1, 1, 3, 3}, 4);
+    free(m.d);
+    m = one_node(7, "Conv", (const char *[]){"X", "W"}, 2, NULL, w0, 1, (int64_t[]){1, 1, 3, 3},
+                 4);
+    expect_build_fail("conv-empty-kernel", &m, MD_ERR_FORMAT, "'W' is empty");
+    int64_t shp[2] = {1, -1};
+    tinit rs[2] = {{"K", 4, {1, 0, 2, 2}, one, NULL}, {"S", 1, {2}, NULL, shp}};
+    m = one_node(7, "Reshape", (const char *[]){"K", "S"}, 2, NULL, rs, 2, x11, 2);
+    expect_build_fail("empty-Reshape", &m, MD_ERR_FORMAT, "empty");
+    tinit bn[5] = {{"g", 1, {0}, one, NULL},
+                   {"b", 1, {0}, one, NULL},
+                   {"m", 1, {0}, one, NULL},
+                   {"v", 1, {0}, one, NULL},
+                   {"K", 4, {1, 0, 2, 2}, one, NULL}};
+    m = one_node(7, "BatchNormalization", (const char *[]){"K", "g", "b", "m", "v"}, 5, NULL, bn,
+                 5, x11, 2);
+    expect_build_fail("empty-BatchNormalization", &m, MD_ERR_FORMAT, "empty");
+
+    /* overflowing and out-of-range shapes */
+    int64_t huge[2] = {1 << 30, 1 << 30};
+    tinit hs = {"S", 1, {2}, NULL, huge};
+    m = one_node(7, "Reshape", (const char *[]){"X", "S"}, 2, NULL, &hs, 1, x11, 2);
+    expect_build_fail("reshape-huge", &m, MD_ERR_UNSUPPORTED, "target shape");
+    int64_t sizes[4] = {1, 1, 1, 1 << 20};
+    tinit zs = {"sizes", 1, {4}, NULL, sizes};
+    m = one_node(13, "Resize", (const char *[]){"X", "", "", "sizes"}, 4, NULL, &zs, 1,
+                 (int64_t[]){1, 1, 1, 2}, 4);
+    expect_build_fail("resize-huge", &m, MD_ERR_UNSUPPORTED, "out of range");
+    float nan_scales[4] = {1, 1, NAN, 2};
+    tinit ns = {"scales", 1, {4}, nan_scales, NULL};
+    m = one_node(11, "Resize", (const char *[]){"X", "", "scales"}, 3, NULL, &ns, 1,
+                 (int64_t[]){1, 1, 1, 2}, 4);
+    expect_build_fail("resize-nan", &m, MD_ERR_FORMAT, "scales");
+    /* a pool window of padding only */
+    attr_ints(&at, "kernel_shape", k2, 2);
+    attr_ints(&at, "pads", (int64_t[]){2, 0, 0, 0}, 4);
+    m = one_node(7, "AveragePool", (const char *[]){"X"}, 1, &at, NULL, 0,
+                 (int64_t[]){1, 1, 3, 3}, 4);
+    expect_build_fail("pool-pad", &m, MD_ERR_FORMAT, "pads");
+
+    /* non-finite weights are refused at load, naming the tensor */
+    float wnan[4] = {1, NAN, 1, 1};
+    tinit wn = {"W", 4, {1, 1, 2, 2}, wnan, NULL};
+    m = one_node(7, "Conv", (const char *[]){"X", "W"}, 2, NULL, &wn, 1, (int64_t[]){1, 1, 3, 3},
+                 4);
+    expect_build_fail("conv-nan", &m, MD_ERR_FORMAT, "'W' holds a non-finite value");
+    float binf[2] = {1, INFINITY};
+    tinit bi = {"K", 1, {2}, binf, NULL};
+    m = one_node(7, "Add", XK, 2, NULL, &bi, 1, (int64_t[]){1, 2}, 2);
+    expect_build_fail("add-inf", &m, MD_ERR_FORMAT, "'K' holds a non-finite value");
+    float gg[1] = {1}, bb[1] = {0}, mm[1] = {0}, vv[1] = {-2};
+    tinit bnn[4] = {{"g", 1, {1}, gg, NULL},
+                    {"b", 1, {1}, bb, NULL},
+                    {"m", 1, {1}, mm, NULL},
+                    {"v", 1, {1}, vv, NULL}};
+    m = one_node(7, "BatchNormalization", (const char *[]){"X", "g", "b", "m", "v"}, 5, NULL, bnn,
+                 4, (int64_t[]){1, 1, 1, 1}, 4);
+    expect_build_fail("bn-negative-variance", &m, MD_ERR_FORMAT, "variance");
+}
+
+/* The crashing graphs through md_model_load (and predict's path), from files
+ * the test writes: clean errors, with and without an md_error. */
+static void test_crash_files(void)
+{
+    static const float one[4] = {1, 1, 1, 1};
+    char dir[] = "/tmp/md_onnx_crash_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    tinit k0 = {"K", 1, {0}, one, NULL};
+    tinit k20 = {"K", 2, {2, 0}, one, NULL};
+    buf models[2] = {one_node(7, "Add", (const char *[]){"X", "K"}, 2, NULL, &k0, 1,
+                              (int64_t[]){1}, 1),
+                     one_node(9, "MatMul", (const char *[]){"K", "X"}, 2, NULL, &k20, 1,
+                              (int64_t[]){1, 1}, 2)};
+    for (int i = 0; i < 2; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/crash%d.onnx", dir, i);
+        CHECK(models[i].n < 128); /* as small as the reported files */
+        CHECK(write_file(path, models[i].d, models[i].n));
+        md_error err = {0};
+        md_model *model = NULL;
+        md_status st = md_model_load(path, NULL, &model, &err);
+        CHECK_MSG(st == MD_ERR_FORMAT && model == NULL && strstr(err.message, path),
+                  "%s: %d %s", path, (int)st, err.message);
+        CHECK(md_model_load(path, NULL, &model, NULL) == st && model == NULL);
+        unlink(path);
+        free(models[i].d);
+    }
+    rmdir(dir);
+}
+
 static void test_varints(void)
 {
     struct {
@@ -770,6 +946,8 @@ int main(void)
     RUN_TEST(test_tiny_model);
     RUN_TEST(test_errors);
     RUN_TEST(test_ops_by_hand);
+    RUN_TEST(test_shape_validation);
+    RUN_TEST(test_crash_files);
     char probe[512];
     if (access(shared_path(probe, sizeof probe, "models/fastdepth/fastdepth_7.onnx"), R_OK) != 0) {
         fprintf(stderr, "shared data absent (%s): skipping the FastDepth tests\n", probe);
