@@ -197,7 +197,7 @@ static md_status onnx_run_tensor(void *impl, const md_tensor *in, md_tensor *out
         for (int i = 0; i < info->in_ndim && len < sizeof want - 24; i++)
             len += (size_t)snprintf(want + len, sizeof want - len, "%s%lld", i ? "x" : "",
                                     (long long)info->in_dims[i]);
-        return md_fail(err, MD_ERR_ARG, "%s: input tensor shape does not match the network (%s)",
+        return md_fail(err, MD_ERR_DATA, "input tensor shape does not match the network %s (%s)",
                        m->desc, want);
     }
     out->data = malloc(sizeof(float) * info->out_numel);
