@@ -19,18 +19,19 @@
 
 static void test_safetensors_ok(void)
 {
-    uint8_t data[16 + 6 + 4];
-    float f[4] = {1.0f, -2.5f, 3.25f, 1e-3f};
+    uint8_t data[16 + 6 + 4 + 4];
+    float f[4] = {1.0f, -2.5f, 3.25f, 1e-3f}, f5 = 7.5f;
     memcpy(data, f, 16);
     uint16_t h[3] = {0x3c00, 0xc000, 0x0001}; /* 1, -2, smallest subnormal */
     memcpy(data + 16, h, 6);
     uint16_t bf[2] = {0x3f80, 0xc140}; /* 1, -12 */
     memcpy(data + 22, bf, 4);
+    memcpy(data + 26, &f5, 4);
     buf b = safetensors("{\"__metadata__\":{\"format\":\"pt\",\"n\":[1,{\"x\":null}]},"
                           " \"a.w\" : {\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
                           "\"h\":{\"shape\":[3],\"dtype\":\"F16\",\"data_offsets\":[16,22]},"
                           "\"b\\u0041\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[22,26]},"
-                          "\"s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]}}",
+                          "\"s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[26,30]}}",
                           data, sizeof data);
     md_weights w = {0};
     md_error err = {0};
@@ -58,6 +59,10 @@ static void test_safetensors_ok(void)
     }
     t = md_weights_find(&w, "s");
     CHECK(t && t->ndim == 0 && md_weight_numel(t) == 1);
+    if (t) {
+        md_weight_to_f32(t, out);
+        CHECK(out[0] == 7.5f);
+    }
     md_weights_free(&w);
     free(b.d);
 }
@@ -108,6 +113,48 @@ static void test_safetensors_bad(void)
     md_weights_free(&w);
     CHECK(md_safetensors_parse(tiny, 5, "t", &w, &err) == MD_ERR_FORMAT);
     md_weights_free(&w);
+
+    /* tensors sharing bytes: the format forbids it (both would read the same
+     * values, a silently wrong model) */
+    expect_st_fail("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                   "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+                   12, MD_ERR_FORMAT, "overlap");
+    expect_st_fail("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                   "\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[8,12]}}",
+                   16, MD_ERR_FORMAT, "'a' and 'b' overlap");
+    /* touching and empty tensors are fine */
+    uint8_t d16[16] = {0};
+    buf ok = safetensors("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                         "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]},"
+                         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+                         d16, 16);
+    CHECK_OK(md_safetensors_parse(ok.d, ok.n, "ok", &w, &err), &err);
+    md_weights_free(&w);
+    free(ok.d);
+
+    /* error positions count from the start of the file: every cut of a
+     * header (and a trailing backslash) gives a position inside the file */
+    const char *hdr = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                      "\"b\\\"c\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}";
+    for (size_t cut = 1; cut < strlen(hdr); cut++) {
+        char part[256];
+        snprintf(part, sizeof part, "%.*s", (int)cut, hdr);
+        buf t = safetensors(part, NULL, 0);
+        md_status s = md_safetensors_parse(t.d, t.n, "cut", &w, &err);
+        const char *at = strstr(err.message, "at byte ");
+        long pos = at ? strtol(at + 8, NULL, 10) : 8;
+        CHECK_MSG(s == MD_ERR_FORMAT && pos >= 8 && pos <= (long)t.n, "cut %zu -> %d: %s", cut,
+                  (int)s, err.message);
+        md_weights_free(&w);
+        free(t.d);
+    }
+    buf pos = safetensors("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}  x}",
+                          d16, 8);
+    CHECK(md_safetensors_parse(pos.d, pos.n, "pos", &w, &err) == MD_ERR_FORMAT);
+    /* the stray 'x' is byte 8 + 55 of the file */
+    CHECK_MSG(strstr(err.message, "at byte 63") != NULL, "%s", err.message);
+    md_weights_free(&w);
+    free(pos.d);
 }
 
 /* ------------------------------------------------------------------- zip */
@@ -295,6 +342,18 @@ static void test_pickle(void)
     CHECK_MSG(s == MD_ERR_FORMAT && strstr(err.message, "'w'"), "%d %s", (int)s, err.message);
     md_weights_free(&w);
     free(b.d);
+    /* stride 0: 46341 x 46340 floats (8.6 GB) read from a 24-byte storage */
+    b = state_dict_pickle_shaped("w", NULL, 46341, 46340, 0, 0);
+    s = md_pickle_load_state_dict(b.d, b.n, "p.pkl", storage_cb, NULL, &w, &err);
+    CHECK_MSG(s == MD_ERR_FORMAT && strstr(err.message, "'w'") && strstr(err.message, "storage"),
+              "%d %s", (int)s, err.message);
+    md_weights_free(&w);
+    free(b.d);
+    /* a broadcast view that fits its storage stays fine (4 elements, 24 bytes) */
+    b = state_dict_pickle_shaped("w", NULL, 2, 2, 0, 1);
+    CHECK_OK(md_pickle_load_state_dict(b.d, b.n, "p.pkl", storage_cb, NULL, &w, &err), &err);
+    md_weights_free(&w);
+    free(b.d);
 
     /* forbidden globals are refused by name, before anything else happens */
     const char *bad[] = {"cos\nsystem\n", "cbuiltins\neval\n", "ctorch\nload\n",
@@ -336,6 +395,51 @@ static void test_pickle(void)
     const uint8_t list[] = {0x80, 2, ']', 'K', 1, 'a', '.'};
     s = md_pickle_load_state_dict(list, sizeof list, "p.pkl", storage_cb, NULL, &w, &err);
     CHECK(s == MD_ERR_FORMAT && strstr(err.message, "state dict"));
+    md_weights_free(&w);
+}
+
+/* Small files that once made the unpickler allocate without bound: one value
+ * per opcode (None, then POP: 2^20 values from 2 MB, 31 KB deflated), a list
+ * that appends itself (DUP, APPEND), a memo index far out. Each stops at the
+ * budget with MD_ERR_NOMEM naming the file, also inside a .pth. */
+static void test_pickle_limits(void)
+{
+    md_weights w = {0};
+    md_error err = {0};
+    buf b = {0};
+    put_str(&b, "\x80\x02");
+    for (int i = 0; i < (1 << 21); i++)
+        put_str(&b, "N0");
+    put_str(&b, "}.");
+    md_status s = md_pickle_load_state_dict(b.d, b.n, "bomb.pkl", storage_cb, NULL, &w, &err);
+    CHECK_MSG(s == MD_ERR_NOMEM && strstr(err.message, "bomb.pkl"), "%d %s", (int)s, err.message);
+    md_weights_free(&w);
+    CHECK(md_pickle_load_state_dict(b.d, b.n, "bomb.pkl", storage_cb, NULL, &w, NULL) == s);
+    md_weights_free(&w);
+    float st[6] = {0};
+    zip_item items[2] = {{"archive/data.pkl", b.d, b.n, true},
+                         {"archive/data/0", (const uint8_t *)st, sizeof st, false}};
+    buf z = make_zip(items, 2);
+    CHECK(z.n < 64 * 1024);
+    s = md_pth_parse(z.d, z.n, "bomb.pth", &w, &err);
+    CHECK_MSG(s == MD_ERR_NOMEM && strstr(err.message, "bomb.pth"), "%d %s", (int)s, err.message);
+    md_weights_free(&w);
+    free(z.d);
+    free(b.d);
+
+    memset(&b, 0, sizeof b);
+    put_str(&b, "\x80\x02]");
+    for (int i = 0; i < (1 << 23); i++)
+        put_str(&b, "2a");
+    put_str(&b, ".");
+    s = md_pickle_load_state_dict(b.d, b.n, "list.pkl", storage_cb, NULL, &w, &err);
+    CHECK_MSG(s == MD_ERR_NOMEM && strstr(err.message, "list.pkl"), "%d %s", (int)s, err.message);
+    md_weights_free(&w);
+    free(b.d);
+
+    const uint8_t memo[] = {0x80, 2, 'N', 'r', 0xff, 0xff, 0xff, 0x00, '.'};
+    s = md_pickle_load_state_dict(memo, sizeof memo, "memo.pkl", storage_cb, NULL, &w, &err);
+    CHECK_MSG(s == MD_ERR_FORMAT && strstr(err.message, "memo"), "%d %s", (int)s, err.message);
     md_weights_free(&w);
 }
 
@@ -438,6 +542,7 @@ int main(void)
     RUN_TEST(test_zip);
     RUN_TEST(test_zip64);
     RUN_TEST(test_pickle);
+    RUN_TEST(test_pickle_limits);
     RUN_TEST(test_pth);
     RUN_TEST(test_reference_files);
     return check_finish();

@@ -351,10 +351,23 @@ MDW_FN void put_unicode(buf *b, const char *s)
     put_str(b, s);
 }
 
+/* A pickle int: BININT1 below 256, else BININT (4 bytes). */
+MDW_FN void put_pickle_int(buf *b, uint32_t v)
+{
+    if (v < 256) {
+        put_u8(b, 'K');
+        put_u8(b, v);
+    } else {
+        put_u8(b, 'J');
+        put_u32(b, v);
+    }
+}
+
 /* OrderedDict with one tensor `name`: storage "0" (float, 6 elements),
- * offset 1, size [2, 2], stride [1, stride1]. bad_global replaces the
+ * offset 1, size [d0, d1], stride [s0, s1]. bad_global replaces the
  * _rebuild_tensor_v2 GLOBAL opcode when given. */
-MDW_FN buf state_dict_pickle(const char *name, const char *bad_global, int stride1)
+MDW_FN buf state_dict_pickle_shaped(const char *name, const char *bad_global, uint32_t d0,
+                                    uint32_t d1, uint32_t s0, uint32_t s1)
 {
     buf b = {0};
     put_u8(&b, 0x80);
@@ -375,12 +388,13 @@ MDW_FN buf state_dict_pickle(const char *name, const char *bad_global, int strid
     put_unicode(&b, "0");
     put_unicode(&b, "cpu");
     put_str(&b, "K\x06t");
-    put_u8(&b, 'Q');              /* BINPERSID */
-    put_str(&b, "K\x01");         /* offset */
-    put_str(&b, "K\x02K\x02\x86"); /* size */
-    put_str(&b, "K\x01");
-    put_u8(&b, 'K');
-    put_u8(&b, (unsigned)stride1);
+    put_u8(&b, 'Q');      /* BINPERSID */
+    put_str(&b, "K\x01"); /* offset */
+    put_pickle_int(&b, d0);
+    put_pickle_int(&b, d1);
+    put_u8(&b, 0x86); /* size */
+    put_pickle_int(&b, s0);
+    put_pickle_int(&b, s1);
     put_u8(&b, 0x86); /* stride */
     put_u8(&b, 0x89); /* NEWFALSE */
     put(&b, "h\x00)R", 4); /* BINGET 0: OrderedDict, (), REDUCE */
@@ -389,6 +403,12 @@ MDW_FN buf state_dict_pickle(const char *name, const char *bad_global, int strid
     put_str(&b, "}b"); /* BUILD with an empty state */
     put_u8(&b, '.');
     return b;
+}
+
+/* The same with size [2, 2] and stride [1, stride1]. */
+MDW_FN buf state_dict_pickle(const char *name, const char *bad_global, int stride1)
+{
+    return state_dict_pickle_shaped(name, bad_global, 2, 2, 1, (uint32_t)stride1);
 }
 
 /* A torch.save archive around a pickle and one float storage "0". */
