@@ -23,6 +23,10 @@ md_status md_fail(md_error *err, md_status code, const char *fmt, ...) MD_PRINTF
  * every allocation from hostile headers. */
 #define MD_MAX_DIM 32768
 #define MD_MAX_ELEMENTS ((size_t)1 << 31)
+/* Largest image or depth map area (2^27 = 134 megapixels, e.g. 16384x8192):
+ * a few bytes of compressed file can claim 32768x32768, and every pixel
+ * costs tens of bytes on its way through decoding, depth and previews. */
+#define MD_MAX_PIXELS ((size_t)1 << 27)
 
 /* a*b into *out; false on overflow. */
 bool md_mul_size(size_t a, size_t b, size_t *out);

@@ -264,7 +264,7 @@ md_status md_weights_open(const char *path, md_weights *w, md_error *err)
     w->map_size = size;
     if (s != MD_OK)
         md_weights_free(w);
-    return s;
+    return md_name_file(err, s, path);
 }
 
 /* ------------------------------------------------ strict JSON for headers */
