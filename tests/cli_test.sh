@@ -81,6 +81,27 @@ if head -c 200 "$T/p.ply" | grep -q "element vertex 4"; then ok; else bad "ply v
 expect 1 "$MD" convert "$T/trunc.pgm" -o "$T/never.npy"
 if [ ! -e "$T/never.npy" ] && ! ls "$T" | grep -q tmp; then ok; else bad "partial output left behind"; fi
 
+# A float32 .npy: npy FILE "SHAPE" COUNT zero|nan (the shape as Python writes it, "(1, 3, 8, 8)").
+npy() {
+  local f="$1" shape="$2" n="$3" fill="$4"
+  local dict="{'descr': '<f4', 'fortran_order': False, 'shape': $shape, }"
+  local total=$(( (10 + ${#dict} + 1 + 63) / 64 * 64 ))
+  local pad=$(( total - 10 - ${#dict} - 1 ))
+  { printf '\223NUMPY\001\000'; printf "\\$(printf '%03o' $(( (total - 10) & 255 )))\\$(printf '%03o' $(( (total - 10) >> 8 )))"
+    printf '%s%*s\n' "$dict" "$pad" ''
+    if [ "$fill" = nan ]; then for ((i = 0; i < n; i++)); do printf '\000\000\300\177'; done
+    else head -c $((4 * n)) /dev/zero; fi; } >"$f"
+}
+
+# --- a FIFO (or a folder) as input: refused at once, never waited on
+mkfifo "$T/fifo.pgm"
+expect 1 timeout 20 "$MD" metrics --pred "$T/fifo.pgm" --gt "$T/gt.pgm"
+contains "fifo.pgm: not a regular file (a FIFO)"
+expect 1 timeout 20 "$MD" scale --pred "$T/pred.pgm" --gt "$T"
+contains "not a regular file (a folder)"
+expect 1 timeout 20 "$MD" run-model --model "$T/fifo.pgm" --input "$T/fifo.pgm" -o "$T/never.npy"
+contains "FIFO"
+
 # --- with the shared data: pair detection and the real model
 if [ -n "$SHARED" ] && [ -d "$SHARED/data" ]; then
   expect 0 "$MD" pairs "$SHARED"/data/* -o "$T/pairs.txt"
@@ -97,12 +118,32 @@ if [ -n "$SHARED" ] && [ -d "$SHARED/data" ]; then
       [ -s "$T/pred/$f" ] && ok || bad "missing $f"
     done
     if ls "$T/pred" | grep -q broken; then bad "output written for broken image"; else ok; fi
+    # a FIFO among the inputs is skipped at once and the batch goes on
+    expect 3 timeout 60 "$MD" predict --model "$model" "$T/fifo.pgm" "$T/good.jpg" -o "$T/pred_fifo"
+    contains "fifo.pgm"
+    [ -s "$T/pred_fifo/good.depth.png" ] && ok || bad "the batch stopped at the FIFO"
+    # run-model: a tensor of the wrong shape is bad input naming the .npy (exit 1, not usage)
+    npy "$T/small.npy" "(1, 3, 10, 10)" 300 zero
+    expect 1 "$MD" run-model --model "$model" --input "$T/small.npy" -o "$T/never.npy"
+    contains "small.npy"
+    contains "1x3x224x224"
+    [ ! -e "$T/never.npy" ] && ok || bad "run-model wrote an output for a wrong shape"
     expect 0 "$MD" demo --model "$model" -o "$T/demo"
     contains "oracle W1 scale"
     expect 0 "$MD" predict --model "$model" "$T/good.jpg" -o "$T/oracle" --scale oracle \
       --gt "$SHARED/data/nyu_demo_metric3d/depth/sync_depth_00000.png"
     contains "oracle scale"
   fi
+fi
+
+# --- an all-NaN input never becomes finite depth (Depth Anything V2, tiny reference weights)
+da2="$SHARED/reference/da2/tiny/model.safetensors"
+if [ -n "$SHARED" ] && [ -f "$da2" ]; then
+  npy "$T/nan.npy" "(1, 3, 28, 28)" 2352 nan
+  expect 0 "$MD" run-model --model "$da2" --input "$T/nan.npy" -o "$T/nan_out.npy"
+  finite=$(tail -c $((4 * 28 * 28)) "$T/nan_out.npy" | od -An -v -tf4 | tr -s ' ' '\n' |
+           grep -v '^$' | grep -vic nan)
+  [ "$finite" -eq 0 ] && ok || bad "$finite finite depth values from an all-NaN input"
 fi
 
 # --- adaptive scaling: fit-scales, train, predict --scale-model (issue 5)
@@ -237,6 +278,22 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   ! grep -q "adaptive" "$T/ev/r2/per_image.csv" && ok || bad "adaptive columns without a scale model"
   [ "$(grep -c '^test,' "$T/ev/r2/per_image.csv")" -eq 1 ] && ok || bad "split: one test pair wanted"
   [ ! -e "$T/ev/r2/fig/scatter.png" ] && ok || bad "scatter without a scale model"
+  # a full disk (a 100 KB tmpfs in a private mount namespace): the figures do
+  # not fit, so the report is incomplete: exit 1, no temporaries left
+  mkdir -p "$T/ev/full"
+  if unshare -rm sh -c 'mount -t tmpfs -o size=100k tmpfs "$1"' sh "$T/ev/full" 2>/dev/null; then
+    unshare -rm sh -c 'mount -t tmpfs -o size=100k tmpfs "$1" || exit 99
+      "$2" eval --data "$3" --test "$4" --model "$5" --panels 1 --no-cache -o "$1/r"; rc=$?
+      ls -a "$1/r" "$1/r/fig"; exit $rc' sh "$T/ev/full" "$MD" "$T/ev/train.txt" \
+      "$T/ev/test.txt" "$model" >"$T/out" 2>&1
+    got=$?
+    [ "$got" -eq 1 ] && ok || { bad "eval onto a full disk: exit $got (wanted 1)"; sed 's/^/    /' "$T/out" >&2; }
+    contains "could not be written"
+    contains "No space left"
+    ! grep -q "\.tmp\." "$T/out" && ok || bad "eval left temporaries on the full disk"
+  else
+    echo "skip: cannot mount a tmpfs in a user namespace (full-disk eval test)" >&2
+  fi
   # a bad pair is reported and skipped: exit 3, the rest evaluated
   head -c 2000 "$nyu/rgb/rgb_00050.jpg" >"$T/ev/broken.jpg"
   { cat "$T/ev/train.txt"; echo "broken.jpg $nyu/depth/sync_depth_00050.png"; } >"$T/ev/bad.txt"

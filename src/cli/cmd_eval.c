@@ -84,6 +84,7 @@ typedef struct {
     md_eval_set results;
     const md_pair **result_pair; /* the pair of each result */
     size_t failed, cached;
+    size_t figs_failed; /* figures that could not be written: the report is incomplete */
     /* figures written, relative to outdir */
     md_report_figure figs[64];
     char fig_paths[64][96];
@@ -349,14 +350,17 @@ static md_status eval_one(eval_job *job, const eval_pair *ep, md_error *err)
                      it.has_adaptive ? "adaptive" : "unscaled");
             add_figure(job, rel, cap);
         } else {
-            fprintf(stderr, "\nmetricdepth: warning: %s\n", ferr.message);
+            fprintf(stderr, "\nmetricdepth: error: %s\n", ferr.message);
+            job->figs_failed++;
         }
     }
     if (ep->split == MD_SPLIT_TEST && !job->clouds_done) {
         job->clouds_done = 1;
         if (write_clouds(job, ep->pair, &gt, &pred, row.scale, it.has_adaptive,
-                         exp(it.pred_log_scale), &ferr) != MD_OK)
-            fprintf(stderr, "\nmetricdepth: warning: %s\n", ferr.message);
+                         exp(it.pred_log_scale), &ferr) != MD_OK) {
+            fprintf(stderr, "\nmetricdepth: error: %s\n", ferr.message);
+            job->figs_failed++;
+        }
     }
 done:
     md_image_free(&img);
@@ -728,8 +732,10 @@ static int run(int argc, char **argv)
                 add_figure(&job, "fig/scatter.png",
                            "Scale CNN: predicted ln s against the oracle ln s*, one dot per "
                            "image; on the dashed line the prediction is exact");
-            else
-                fprintf(stderr, "metricdepth: warning: %s\n", e.message);
+            else {
+                fprintf(stderr, "metricdepth: error: %s\n", e.message);
+                job.figs_failed++;
+            }
         }
         free(xs);
         free(ys);
@@ -747,8 +753,10 @@ static int run(int argc, char **argv)
                 add_figure(&job, "fig/loss.png",
                            "Training and validation loss of the scale CNN (MSE of ln s, log "
                            "axis), from its training log");
-            else
-                fprintf(stderr, "metricdepth: warning: %s\n", e.message);
+            else {
+                fprintf(stderr, "metricdepth: error: %s\n", e.message);
+                job.figs_failed++;
+            }
             free(tr);
             free(va);
         }
@@ -842,6 +850,12 @@ static int run(int argc, char **argv)
     fprintf(stderr, "wrote %s/report.md, index.html, per_image.csv, summary.json and %zu figures\n",
             out_s, job.n_figs);
     rc = job.failed ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
+    if (job.figs_failed) { /* e.g. a full disk: the report lacks figures it promises */
+        fprintf(stderr, "metricdepth: error: %zu figure(s) could not be written; the report in %s "
+                        "is incomplete\n",
+                job.figs_failed, out_s);
+        rc = CLI_EXIT_FAILURE;
+    }
 done:
     md_model_free(job.model);
     md_scale_model_free(job.smodel);

@@ -55,9 +55,13 @@ static int run(int argc, char **argv)
         return cli_report(&err);
     rc = cli_open_model(model_path, &mo, &model);
     if (rc == CLI_EXIT_OK) {
-        if (md_model_run_tensor(model, &in, &out, &err) != MD_OK ||
-            md_npy_save(output, &out, &err) != MD_OK)
+        md_status st = md_model_run_tensor(model, &in, &out, &err);
+        if (st == MD_ERR_DATA) { /* the tensor does not fit the network: name the file */
+            fprintf(stderr, "metricdepth: error: %s: %s\n", input, err.message);
+            rc = CLI_EXIT_FAILURE;
+        } else if (st != MD_OK || md_npy_save(output, &out, &err) != MD_OK) {
             rc = cli_report(&err);
+        }
     }
     md_model_free(model);
     md_tensor_free(&in);
