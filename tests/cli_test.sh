@@ -93,6 +93,52 @@ npy() {
     else head -c $((4 * n)) /dev/zero; fi; } >"$f"
 }
 
+# A black 1-bit greyscale PNG of W x H pixels, built with gzip (its deflate
+# stream and its CRC-32): png_black FILE W H
+png_black() {
+  local f="$1" w="$2" h="$3" row=$(( 1 + ($2 + 7) / 8 ))
+  local n=$(( row * h ))
+  be32() { printf "\\$(printf '%03o' $(( ($1 >> 24) & 255 )))\\$(printf '%03o' $(( ($1 >> 16) & 255 )))\\$(printf '%03o' $(( ($1 >> 8) & 255 )))\\$(printf '%03o' $(( $1 & 255 )))"; }
+  crc() { gzip -c | tail -c 8 | head -c 4 | od -An -tu4 | tr -d ' '; } # CRC-32 (little-endian in gzip)
+  chunk() { local type="$1" data="$2"; be32 "$(wc -c <"$data")"; { printf '%s' "$type"; cat "$data"; } >"$data.c"
+            cat "$data.c"; be32 "$(crc <"$data.c")"; rm -f "$data.c"; }
+  local d; d=$(mktemp -d)
+  { be32 "$w"; be32 "$h"; printf '\001\000\000\000\000'; } >"$d/ihdr"
+  # zlib = 78 9c, gzip's raw deflate (minus its 10-byte header and 8-byte trailer), adler-32
+  # (for n zero bytes: a = 1, b = n mod 65521)
+  { printf '\170\234'; head -c "$n" /dev/zero | gzip -c -n | tail -c +11 | head -c -8
+    be32 $(( ((n % 65521) << 16) | 1 )); } >"$d/idat"
+  : >"$d/iend"
+  { printf '\211PNG\r\n\032\n'; chunk IHDR "$d/ihdr"; chunk IDAT "$d/idat"; chunk IEND "$d/iend"; } >"$f"
+  rm -rf "$d"
+}
+
+# Sanitizer builds reserve terabytes of shadow memory: no ulimit -v for them.
+asan=0; ldd "$MD" 2>/dev/null | grep -q 'libasan' && asan=1
+
+# --- small files claiming huge images: refused by area before decoding
+png_black "$T/huge.png" 16384 16384
+[ "$(wc -c <"$T/huge.png")" -lt 40000 ] && ok || bad "the huge PNG is not small"
+if [ "$asan" -eq 0 ]; then
+  expect 1 bash -c 'ulimit -v 300000; exec "$@"' sh "$MD" pointcloud --depth "$T/pred.pgm" \
+    --rgb "$T/huge.png" --intrinsics 1,1,0,0 -o "$T/never.ply"
+else
+  expect 1 "$MD" pointcloud --depth "$T/pred.pgm" --rgb "$T/huge.png" --intrinsics 1,1,0,0 -o "$T/never.ply"
+fi
+contains "huge.png: image of 16384x16384 pixels is larger than"
+
+# --- train: running out of memory is an error, never an unreadable image to skip
+png_black "$T/big.png" 16384 8192
+{ echo "rgb,depth,divisor,scale,log_scale,w1_before,w1_after,abs_rel_before,rmse_before,delta1_before,abs_rel_after,rmse_after,delta1_after"
+  echo "$T/big.png,a.png,1000,2,0.6931,0,0,0,0,0,0,0,0"; } >"$T/big.csv"
+if [ "$asan" -eq 0 ]; then
+  expect 1 bash -c 'ulimit -v 400000; exec "$@"' sh "$MD" train --scales "$T/big.csv" \
+    -o "$T/never.safetensors" --epochs 1 --threads 1
+  contains "out of memory"
+  ! grep -q "skipped" "$T/out" && ok || bad "train skipped an image it had no memory for"
+  [ ! -e "$T/never.safetensors" ] && ok || bad "train wrote a model after running out of memory"
+fi
+
 # --- a FIFO (or a folder) as input: refused at once, never waited on
 mkfifo "$T/fifo.pgm"
 expect 1 timeout 20 "$MD" metrics --pred "$T/fifo.pgm" --gt "$T/gt.pgm"

@@ -170,12 +170,39 @@ static int run(int argc, char **argv)
         rc = CLI_EXIT_FAILURE;
         goto done;
     }
+    /* The trainer keeps every image and its preprocessed copy in memory:
+     * stop with a clear error before that outgrows the machine, and never
+     * count an out-of-memory as an unreadable image (training on the rest
+     * would quietly change the data). */
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double budget = pages > 0 && page > 0 ? 0.75 * (double)pages * (double)page : 1e18;
+    double per_input = 4.0 * 3 * (o.input_size > 0 ? o.input_size : 224) *
+                       (o.input_size > 0 ? o.input_size : 224);
+    double kept = 0;
     size_t n = 0;
     for (size_t i = 0; i < table.count; i++) {
         md_error e = {0};
-        if (md_image_load(table.items[i].rgb, &images[n], &e) != MD_OK) {
+        md_status ls = md_image_load(table.items[i].rgb, &images[n], &e);
+        if (ls == MD_ERR_NOMEM) {
+            fprintf(stderr, "metricdepth: error: out of memory after loading %zu images: %s\n", n,
+                    e.message);
+            rc = CLI_EXIT_FAILURE;
+            goto done;
+        }
+        if (ls != MD_OK) {
             fprintf(stderr, "metricdepth: warning: %s (skipped)\n", e.message);
             continue;
+        }
+        kept += 3.0 * images[n].width * images[n].height + per_input;
+        if (kept > budget) {
+            fprintf(stderr,
+                    "metricdepth: error: %s: the first %zu images already need %.1f GB in memory "
+                    "(training keeps every image), more than 3/4 of this machine's %.1f GB; "
+                    "train on fewer or smaller images\n",
+                    scales_s, n + 1, kept / 1e9, budget / 0.75 / 1e9);
+            md_image_free(&images[n]);
+            rc = CLI_EXIT_FAILURE;
+            goto done;
         }
         if (md_fit_table_append(&used, &table.items[i], &err) != MD_OK) {
             md_image_free(&images[n]);
