@@ -26,12 +26,12 @@ md_status md_cloud_from_depth(const md_depth *depth, const md_image *rgb, const 
         return MD_OK;
     out->xyz = md_malloc(n * 3 * sizeof(float), "point cloud", err);
     if (!out->xyz)
-        return err ? err->code : MD_ERR_NOMEM;
+        return MD_ERR_NOMEM; /* md_malloc set err; never read it back: it may be NULL */
     if (rgb) {
         out->rgb = md_malloc(n * 3, "point cloud colours", err);
         if (!out->rgb) {
             md_cloud_free(out);
-            return err ? err->code : MD_ERR_NOMEM;
+            return MD_ERR_NOMEM; /* md_malloc set err; never read it back: it may be NULL */
         }
     }
     size_t k = 0;
@@ -113,7 +113,7 @@ md_status md_raster_init(md_raster *r, int width, int height, const uint8_t back
     r->z = md_malloc(n * sizeof(float), "z-buffer", err);
     if (!r->rgb || !r->z) {
         md_raster_free(r);
-        return err ? err->code : MD_ERR_NOMEM;
+        return MD_ERR_NOMEM; /* md_malloc set err; never read it back: it may be NULL */
     }
     r->width = width;
     r->height = height;

@@ -31,7 +31,7 @@ md_status md_eval_set_append(md_eval_set *s, const md_eval_item *item, md_error 
     it.depth = it.rgb ? dup_string(item->depth, err) : NULL;
     if (!it.rgb || !it.depth) {
         free(it.rgb);
-        return err ? err->code : MD_ERR_NOMEM;
+        return MD_ERR_NOMEM; /* md_malloc set err; never read it back: it may be NULL */
     }
     s->items[s->count++] = it;
     return MD_OK;
@@ -70,7 +70,7 @@ md_status md_eval_summarize(const md_eval_set *s, int split, md_eval_summary *ou
     if (!m || !scales) {
         free(m);
         free(scales);
-        return err ? err->code : MD_ERR_NOMEM;
+        return MD_ERR_NOMEM; /* md_malloc set err; never read it back: it may be NULL */
     }
     size_t k = 0;
     int adaptive = 1, constant = 1;
@@ -511,7 +511,7 @@ md_status md_eval_read_loss_log(const char *path, double **train_loss, double **
     char *text = md_malloc(size + 1, "loss log", err);
     if (!text) {
         free(data);
-        return err ? err->code : MD_ERR_NOMEM;
+        return MD_ERR_NOMEM; /* md_malloc set err; never read it back: it may be NULL */
     }
     memcpy(text, data, size);
     text[size] = '\0';
@@ -524,7 +524,7 @@ md_status md_eval_read_loss_log(const char *path, double **train_loss, double **
     if (!tr || !va) {
         free(tr);
         free(text);
-        return err ? err->code : MD_ERR_NOMEM;
+        return MD_ERR_NOMEM; /* md_malloc set err; never read it back: it may be NULL */
     }
     int n = 0, line_no = 0;
     char *save = NULL;
