@@ -46,6 +46,11 @@ typedef struct {
 /* "ok", "invalid argument", "i/o error", ... */
 const char *md_status_name(md_status status);
 
+/* Writes size bytes to path atomically (a temporary file beside it, then a
+ * rename), as every writer of the library does: for an application's own
+ * sidecar files. */
+md_status md_file_write_atomic(const char *path, const void *data, size_t size, md_error *err);
+
 /* ---------------------------------------------------------------- images */
 
 /* 8-bit RGB, interleaved, row-major, no padding. */
@@ -162,6 +167,8 @@ md_status md_pairs_read_list(const char *path, md_pair_list *list, md_error *err
 md_status md_pairs_detect(const char *dir, md_pair_list *list, md_error *err);
 /* Writes the list in the pair-list format (with a header comment). */
 md_status md_pairs_write(FILE *f, const md_pair_list *list, md_error *err);
+/* The same into a file, atomically. */
+md_status md_pairs_save(const char *path, const md_pair_list *list, md_error *err);
 md_status md_pair_list_append(md_pair_list *list, const md_pair *pair, md_error *err);
 void md_pair_list_free(md_pair_list *list);
 /* Loads the pair's ground-truth depth with its divisor and encoding. */
@@ -204,9 +211,9 @@ md_status md_depth_valid_samples(const md_depth *pred, const md_depth *gt, float
 typedef enum {
     MD_PROTOCOL_SEED = 0, /* valid = gt > 0 and pred > 0, whole image */
     MD_PROTOCOL_EIGEN = 1 /* crop rows 45..470, cols 41..600 of 480x640 (scaled for other
-                             sizes), gt in (1e-3, 10), pred clipped to [1e-3, 10] (an
-                             unusable pred value counts as 1e-3; pixels outside pred's
-                             mask, never seen by the network, are left out) */
+                             sizes), gt in (1e-3, 10), pred clipped to [1e-3, 10]; under
+                             both protocols a pixel without a valid prediction (<= 0,
+                             non-finite, or outside pred's mask) is left out */
 } md_protocol;
 
 int md_protocol_parse(const char *name); /* "seed" | "eigen", -1 if unknown */
@@ -325,6 +332,90 @@ void md_model_free(md_model *model);
 /* Default model path: $METRICDEPTH_MODEL, else $METRICDEPTH_MODELS_DIR/fastdepth_7.onnx,
  * else models/fastdepth_7.onnx beside the executable's source tree install. */
 md_status md_default_model_path(char *buf, size_t size, md_error *err);
+
+/* ---------------------------------------------------- metric prediction */
+
+/* Where the scale that makes the base network's depth metric comes from. */
+typedef enum {
+    MD_SCALE_SOURCE_AUTO = 0,     /* the default: adaptive, through its confidence gate, when a
+                                     scale model trained for this base model is given; else none */
+    MD_SCALE_SOURCE_NONE = 1,     /* the base network's output as it is */
+    MD_SCALE_SOURCE_ADAPTIVE = 2, /* the scale model's prediction, through its gate unless ungated */
+    MD_SCALE_SOURCE_ORACLE = 3,   /* the exact optimal scale against ground truth */
+    MD_SCALE_SOURCE_ANCHORS = 4   /* fitted to sparse metric measurements */
+} md_scale_source;
+
+/* "auto", "none", "adaptive", "oracle", "anchors"; parse returns -1 if unknown. */
+const char *md_scale_source_name(md_scale_source source);
+int md_scale_source_parse(const char *name);
+
+/* What a scale model says about one image: the predicted ln s and how far to
+ * trust it. The gate turns that into the ln s actually applied:
+ * applied = weight * log_scale (weight 0: keep the base network's output). */
+typedef struct {
+    double log_scale;    /* the predictor's ln s */
+    double log_scale_sd; /* predictive spread (standard deviation) of ln s; NaN if unknown */
+    double distance;     /* distance of the input from the training data, in units of the
+                            training data's own spread (about 1 = typical); NaN if unknown */
+    double weight;       /* the gate's weight in [0, 1] */
+    char note[160];      /* why the gate chose this weight, e.g. "far from training data" */
+} md_scale_estimate;
+
+/* The scale model's estimate for an image and the base network's depth for it
+ * (the base depth is what depth-based predictors read; the RGB-only CNNs
+ * ignore it, and give weight 1 with unknown spread and distance). */
+md_status md_scale_model_estimate(const md_scale_model *model, const md_image *img,
+                                  const md_depth *base, md_scale_estimate *out, md_error *err);
+
+typedef struct {
+    md_scale_source source;
+    /* adaptive and auto */
+    const md_scale_model *scale_model; /* NULL: auto means none, adaptive is an error */
+    const char *base_model_name;       /* the base model's file name, for auto's check that the
+                                          scale model was trained for it (NULL: no check) */
+    int ungated;                       /* 1: apply the prediction whatever its confidence */
+    /* oracle */
+    const md_depth *gt;                /* ground truth, same size as the image */
+    md_scale_method oracle_method;     /* default MD_SCALE_W1 */
+    double lo, hi;                     /* allowed scale range, default [0.1, 2] */
+} md_scale_options;
+
+md_scale_options md_scale_options_default(void);
+
+/* What was applied to one image, for logs, JSON sidecars and tables. */
+typedef struct {
+    md_scale_source source;     /* the source that ran (auto resolved to adaptive or none) */
+    double scale;               /* the factor the base depth was multiplied by (1: none) */
+    double predicted_log_scale; /* the source's ln s before the gate (oracle: the fit); NaN for none */
+    double log_scale_sd;        /* adaptive: predictive spread of ln s; NaN otherwise */
+    double distance;            /* adaptive: distance from the training data; NaN otherwise */
+    double confidence;          /* the weight in [0, 1] given to the source's ln s (1 for oracle) */
+    int applied;                /* 1 when the source's scale was applied, fully or in part */
+    int at_range_limit;         /* oracle: the fit sits on lo or hi (the true optimum may lie beyond) */
+    char note[160];             /* a sentence on why, "" if nothing to say */
+} md_scale_record;
+
+/* Applies the scale source to a base depth map in place (depth x scale) and
+ * records what it did. img is the image the depth was predicted from (used by
+ * the scale model). The same call serves predict and evaluation, so cached
+ * base depth gives the same numbers as a fresh run. */
+md_status md_scale_depth(const md_image *img, md_depth *depth, const md_scale_options *opts,
+                         md_scale_record *rec, md_error *err);
+
+/* One call for metric depth: the base network on img, then the scale source
+ * (opts NULL: MD_SCALE_SOURCE_AUTO with no scale model, i.e. none). out gets
+ * the depth at the image size, with the mask of pixels the network saw; rec
+ * (may be NULL) gets what was applied. This is what `metricdepth predict` does. */
+md_status md_predict_metric(md_model *model, const md_image *img, const md_scale_options *opts,
+                            md_depth *out, md_scale_record *rec, md_error *err);
+
+/* The model file's name without its folder ("fastdepth_7.onnx"). */
+const char *md_model_file_name(const md_model *model);
+
+/* The default scale model for a base model: $METRICDEPTH_SCALE_MODEL, else
+ * the installed data folder's scale_models/ (see md_default_model_path). Fails
+ * with MD_ERR_IO when there is none. */
+md_status md_default_scale_model_path(char *buf, size_t size, md_error *err);
 
 #ifdef __cplusplus
 }

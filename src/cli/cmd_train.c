@@ -150,13 +150,13 @@ static int run(int argc, char **argv)
     o.seed = (uint64_t)seed;
 
     md_error err = {0};
-    md_fit_table table = {0}, used = {0};
-    if (md_fit_csv_read(scales_s, &table, &err) != MD_OK) {
-        md_fit_table_free(&table);
+    md_scales_table table = {0}, used = {0};
+    if (md_scales_read(scales_s, &table, &err) != MD_OK) {
+        md_scales_free(&table);
         return cli_report(&err);
     }
     if (table.count == 0) {
-        md_fit_table_free(&table);
+        md_scales_free(&table);
         fprintf(stderr, "metricdepth: error: %s: no rows\n", scales_s);
         return CLI_EXIT_FAILURE;
     }
@@ -204,7 +204,7 @@ static int run(int argc, char **argv)
             rc = CLI_EXIT_FAILURE;
             goto done;
         }
-        if (md_fit_table_append(&used, &table.items[i], &err) != MD_OK) {
+        if (md_scales_append(&used, &table.items[i], &err) != MD_OK) {
             md_image_free(&images[n]);
             rc = cli_report(&err);
             goto done;
@@ -218,7 +218,7 @@ static int run(int argc, char **argv)
     }
 
     char hash[32], base_buf[4096];
-    snprintf(hash, sizeof hash, "fnv1a64:%016llx", (unsigned long long)md_fit_list_hash(&used));
+    snprintf(hash, sizeof hash, "fnv1a64:%016llx", (unsigned long long)md_scales_hash(&used));
     const char *base = model_s;
     if (!base) {
         md_error e = {0};
@@ -293,7 +293,7 @@ done:
     free(targets);
     md_scale_model_free(model);
     md_train_log_free(&log);
-    md_fit_table_free(&table);
-    md_fit_table_free(&used);
+    md_scales_free(&table);
+    md_scales_free(&used);
     return rc;
 }

@@ -1,6 +1,7 @@
 #include "backend.h"
 #include "base/base.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 struct md_model {
     const md_model_backend *backend;
     void *impl;
+    char file_name[256]; /* the file's name without its folder */
 };
 
 /* Chooses the backend from the file's first bytes, falling back to the
@@ -55,6 +57,8 @@ md_status md_model_load(const char *path, const md_model_options *opts, md_model
     md_model *m = calloc(1, sizeof *m);
     if (!m)
         return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
+    const char *slash = strrchr(path, '/');
+    snprintf(m->file_name, sizeof m->file_name, "%s", slash ? slash + 1 : path);
     st = open(path, opts ? opts : &defaults, &m->backend, &m->impl, err);
     if (st != MD_OK) {
         free(m);
@@ -95,6 +99,11 @@ double md_model_gflop(const md_model *model, int width, int height)
 const char *md_model_describe(const md_model *model)
 {
     return model ? model->backend->describe(model->impl) : "";
+}
+
+const char *md_model_file_name(const md_model *model)
+{
+    return model ? model->file_name : "";
 }
 
 void md_model_free(md_model *model)

@@ -594,6 +594,46 @@ md_status md_scale_model_predict(md_scale_model *m, const md_image *img, double 
     return MD_OK;
 }
 
+/* The RGB-only CNNs know nothing of their own reliability: full weight,
+ * unknown spread and distance. Work buffers are per call, so one model can
+ * serve several threads. */
+md_status md_scale_model_estimate(const md_scale_model *m, const md_image *img,
+                                  const md_depth *base, md_scale_estimate *out, md_error *err)
+{
+    (void)base;
+    if (!m || !img || !out)
+        return md_fail(err, MD_ERR_ARG, "scale model estimate: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (!img->pixels || img->width < 1 || img->height < 1 || img->width > MD_MAX_DIM ||
+        img->height > MD_MAX_DIM)
+        return md_fail(err, MD_ERR_ARG, "scale model estimate: empty or invalid image");
+    md_cnn_work w;
+    md_status st = md_cnn_work_init(&w, &m->spec, 1, false, 1, err);
+    if (st != MD_OK)
+        return st;
+    float *tmp = md_malloc(sizeof(float) * 3 * (size_t)img->width * (size_t)img->height,
+                           "scale CNN image buffer", err);
+    if (!tmp) {
+        md_cnn_work_free(&w);
+        return MD_ERR_NOMEM;
+    }
+    st = md_cnn_preprocess(img, m->spec.input_size, w.act[0], tmp, err);
+    if (st == MD_OK) {
+        const float *y = md_cnn_forward(&m->spec, m->params, &w, 1);
+        if (!isfinite(y[0]))
+            st = md_fail(err, MD_ERR_DATA, "scale CNN: non-finite output");
+        else
+            out->log_scale = y[0];
+    }
+    free(tmp);
+    md_cnn_work_free(&w);
+    out->log_scale_sd = NAN;
+    out->distance = NAN;
+    out->weight = 1.0;
+    snprintf(out->note, sizeof out->note, "RGB-only CNN: no confidence, applied as predicted");
+    return st;
+}
+
 /* ------------------------------------------------------------ training */
 
 void md_train_log_free(md_train_log *log)
