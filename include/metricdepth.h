@@ -135,6 +135,22 @@ typedef struct {
 /* NYU Depth V2 colour camera: 518.8579, 519.4696, 325.5824, 253.7362. */
 md_intrinsics md_intrinsics_nyu(void);
 
+/* A point cloud in memory: n points, xyz (3 floats each, metres, camera frame:
+ * x right, y down, z forward) and rgb (3 bytes each, NULL without colour). */
+typedef struct {
+    size_t n;
+    float *xyz;
+    uint8_t *rgb;
+} md_pointcloud;
+
+/* Back-projects the valid pixels of depth (every stride-th row and column,
+ * depth <= max_depth when max_depth > 0) with K; colours from rgb when given
+ * (same size as depth). An empty cloud (n = 0) is not an error. */
+md_status md_pointcloud_from_depth(const md_depth *depth, const md_image *rgb,
+                                   const md_intrinsics *K, int stride, float max_depth,
+                                   md_pointcloud *out, md_error *err);
+void md_pointcloud_free(md_pointcloud *cloud);
+
 /* Back-projects valid pixels (every stride-th row and column, depth <= max_depth
  * when max_depth > 0) to a binary little-endian PLY: float x y z in metres
  * (camera frame: x right, y down, z forward) and uchar red green blue from rgb
@@ -231,19 +247,56 @@ md_status md_metrics_compute(const md_depth *pred, const md_depth *gt, md_protoc
 /* Mean of per-image metrics (n_valid summed). */
 void md_metrics_mean(const md_metrics *items, size_t n, md_metrics *out);
 
-/* ------------------------------------------ adaptive scale (scale CNN) */
+/* How one prediction's error depends on its scale: metrics of s x pred
+ * against gt for any s, from a fixed few kilobytes (the sums behind RMSE and
+ * a quantile sketch of pred/gt). RMSE is exact; AbsRel and delta1 are within
+ * about 1/MD_CURVE_POINTS of exact. Seed protocol (pixels valid in both). */
+#define MD_CURVE_POINTS 1024
+typedef struct {
+    float q[MD_CURVE_POINTS]; /* mid-quantiles of pred/gt */
+    size_t n;                 /* pixels */
+    double sum_p2, sum_pg, sum_g2;
+} md_scale_curve;
 
-/* A small CNN that predicts log(s*) from the RGB image alone, so that
- * exp(prediction) * base depth is metric (the seed report's method). */
+md_status md_scale_curve_build(const md_depth *pred, const md_depth *gt, md_scale_curve *out,
+                               md_error *err);
+/* abs_rel, rmse, delta1 and n_valid of s x pred; the other fields NaN. */
+void md_scale_curve_eval(const md_scale_curve *curve, double s, md_metrics *out);
+
+/* ------------------------------------------------- base network features */
+
+/* What the base network computed besides depth: the per-channel means of its
+ * encoder's activations, a fixed-length description of the image as the
+ * network saw it (the encoder scale predictor reads it). signature tells
+ * which layers produced them: equal for the same architecture. n = 0 when the
+ * backend gives none (Depth Anything V2, for now). */
+typedef struct {
+    size_t n;
+    float *values;
+    uint64_t signature;
+} md_features;
+
+void md_features_free(md_features *features);
+
+/* ------------------------------------------------------- scale models */
+
+/* A scale model predicts ln s* per image, so that exp(prediction) x base
+ * depth is metric, and says how far to trust it (md_scale_model_estimate).
+ * Thread safety: a loaded or trained model is read-only; every call on it may
+ * run from several threads at once. */
 typedef struct md_scale_model md_scale_model;
 
 typedef enum {
-    MD_SCALE_ARCH_PAPER = 0,  /* the seed's: conv3x3 3->64, ReLU, maxpool2, conv3x3 64->128, ReLU,
-                                 maxpool2, FC 128*56*56 -> 512, ReLU, FC 512 -> 1 (205.6 M params) */
-    MD_SCALE_ARCH_COMPACT = 1 /* conv stages + global average pooling + small MLP (< 1 M params) */
+    MD_SCALE_ARCH_PAPER = 0,   /* the seed's RGB-only CNN: conv3x3 3->64, ReLU, maxpool2,
+                                  conv3x3 64->128, ReLU, maxpool2, FC 128*56*56 -> 512, ReLU,
+                                  FC 512 -> 1 (205.6 M params) */
+    MD_SCALE_ARCH_COMPACT = 1, /* RGB-only: conv stages + global average pooling + small MLP */
+    MD_SCALE_ARCH_ENCODER = 2  /* the default: ridge ensemble on the base network's encoder
+                                  features, with a distance from the training data and a gate
+                                  calibrated on it (docs/adaptive-scaling.md) */
 } md_scale_arch;
 
-int md_scale_arch_parse(const char *name); /* "paper" | "compact", -1 if unknown */
+int md_scale_arch_parse(const char *name); /* "paper" | "compact" | "encoder", -1 if unknown */
 const char *md_scale_arch_name(md_scale_arch arch);
 
 typedef struct {
@@ -255,7 +308,12 @@ typedef struct {
 } md_train_progress;
 
 typedef struct {
-    md_scale_arch arch;
+    md_scale_arch arch;    /* default MD_SCALE_ARCH_ENCODER */
+    /* encoder */
+    double alpha;          /* ridge strength (lambda = alpha x features); 0 (default): chosen by
+                              leave-one-group-out CV, or 10 with fewer than two groups */
+    int members;           /* bootstrap members of the ensemble (default 10) */
+    /* CNNs */
     int input_size;        /* square network input (default 224) */
     int epochs;            /* default 30 */
     int batch_size;        /* default 30 */
@@ -265,7 +323,9 @@ typedef struct {
     double gamma;          /* by this factor (default 0.5) */
     double val_fraction;   /* held out for validation (default 0.2) */
     int val_every;         /* validate every N epochs (default 5) */
-    uint64_t seed;         /* split, init and shuffling (default 0) */
+    /* all */
+    uint64_t seed;         /* CNNs: split, init, shuffling; encoder: bootstrap and calibration
+                              folds (default 0) */
     int threads;           /* 0 = all cores */
     const char *base_model;   /* recorded in the saved model's metadata */
     const char *list_hash;    /* hash of the training list, recorded too */
@@ -275,29 +335,51 @@ typedef struct {
 
 md_train_options md_train_defaults(void);
 
-/* Per-epoch record: train_loss[e] for every epoch, val_loss[e] NaN where no
- * validation ran. Free with md_train_log_free. */
+/* What training did. CNNs: per-epoch losses (train_loss[e] every epoch,
+ * val_loss[e] NaN where no validation ran). Encoder: no epochs; summary
+ * describes the choice of alpha and the gate's calibration. Free with
+ * md_train_log_free. */
 typedef struct {
     int epochs;
     double *train_loss;
     double *val_loss;
     size_t n_train, n_val;
+    char *summary; /* may be NULL */
 } md_train_log;
 
-/* Trains on n images with target log scales (PyTorch default init, MSE on
- * log s, Adam, step decay). Deterministic for a seed and thread count. */
+/* One training image. */
+typedef struct {
+    const md_image *image;        /* CNNs (NULL for the encoder) */
+    const md_features *features;  /* the encoder: the base network's features for the image */
+    const md_scale_curve *curve;  /* the encoder: the base prediction's error against its scale
+                                     (md_scale_curve_build), for choosing alpha and checking the
+                                     gate; NULL: ln-space errors instead */
+    double log_scale;             /* the target ln s* */
+    const char *group;            /* the sequence or dataset it comes from (e.g. its folder);
+                                     groups under 10 images are merged into one */
+} md_scale_sample;
+
+/* Trains a scale model of opts->arch on n samples. */
+md_status md_scale_model_fit(const md_scale_sample *samples, size_t n,
+                             const md_train_options *opts, md_scale_model **out,
+                             md_train_log *log, md_error *err);
+/* The CNNs on images alone (PyTorch default init, MSE on ln s, Adam, step
+ * decay); deterministic for a seed and thread count. */
 md_status md_scale_model_train(const md_image *images, const double *log_scales, size_t n,
                                const md_train_options *opts, md_scale_model **out,
                                md_train_log *log, md_error *err);
 void md_train_log_free(md_train_log *log);
 
-/* Predicted log(scale) for one image (any size: resized as in training). */
-md_status md_scale_model_predict(md_scale_model *model, const md_image *img, double *log_scale,
-                                 md_error *err);
-/* .safetensors with metadata (arch, input size, normalisation, base model, list hash). */
+md_scale_arch md_scale_model_arch(const md_scale_model *model);
+/* The predicted ln s for one image as it is (no gate; the CNNs only need img,
+ * the encoder only features). */
+md_status md_scale_model_predict(const md_scale_model *model, const md_image *img,
+                                 const md_features *features, double *log_scale, md_error *err);
+/* .safetensors with metadata (architecture, base model, list hash and each
+ * architecture's constants). */
 md_status md_scale_model_save(const md_scale_model *model, const char *path, md_error *err);
 md_status md_scale_model_load(const char *path, md_scale_model **out, md_error *err);
-/* "compact scale CNN, 224x224, 0.41 M params, trained for fastdepth_7.onnx on 100 pairs" */
+/* "encoder scale model, 7280 features, 363 images, trained for fastdepth_7.onnx" */
 const char *md_scale_model_describe(const md_scale_model *model);
 /* The base model name recorded at training time ("" if none). */
 const char *md_scale_model_base(const md_scale_model *model);
@@ -320,6 +402,14 @@ md_status md_model_load(const char *path, const md_model_options *opts, md_model
 /* Full pipeline: preprocess, run, map back to the image size. out->mask marks the
  * pixels the network actually saw (e.g. FastDepth's centre crop). */
 md_status md_model_predict(md_model *model, const md_image *img, md_depth *out, md_error *err);
+
+/* The length of the features this model gives (0: none) and their signature. */
+size_t md_model_features(const md_model *model, uint64_t *signature);
+/* md_model_predict that also returns the encoder features (features may be
+ * NULL); they come from the same forward pass, at the cost of a few
+ * additions. */
+md_status md_model_predict_ex(md_model *model, const md_image *img, md_depth *out,
+                              md_features *features, md_error *err);
 /* Raw network on an already preprocessed NCHW (or CHW) tensor. */
 md_status md_model_run_tensor(md_model *model, const md_tensor *input, md_tensor *output,
                               md_error *err);
@@ -361,11 +451,12 @@ typedef struct {
     char note[160];      /* why the gate chose this weight, e.g. "far from training data" */
 } md_scale_estimate;
 
-/* The scale model's estimate for an image and the base network's depth for it
- * (the base depth is what depth-based predictors read; the RGB-only CNNs
- * ignore it, and give weight 1 with unknown spread and distance). */
+/* The scale model's estimate for an image from what the base network computed
+ * for it: the encoder reads its features; the RGB-only CNNs read img, and give
+ * weight 1 with unknown spread and distance. */
 md_status md_scale_model_estimate(const md_scale_model *model, const md_image *img,
-                                  const md_depth *base, md_scale_estimate *out, md_error *err);
+                                  const md_features *features, md_scale_estimate *out,
+                                  md_error *err);
 
 typedef struct {
     md_scale_source source;
@@ -396,11 +487,12 @@ typedef struct {
 } md_scale_record;
 
 /* Applies the scale source to a base depth map in place (depth x scale) and
- * records what it did. img is the image the depth was predicted from (used by
- * the scale model). The same call serves predict and evaluation, so cached
- * base depth gives the same numbers as a fresh run. */
-md_status md_scale_depth(const md_image *img, md_depth *depth, const md_scale_options *opts,
-                         md_scale_record *rec, md_error *err);
+ * records what it did. img and features are what the base network saw and
+ * computed for it (the scale model reads them; either may be NULL when the
+ * source does not need it). The same call serves predict and evaluation, so
+ * cached base predictions give the same numbers as a fresh run. */
+md_status md_scale_depth(const md_image *img, const md_features *features, md_depth *depth,
+                         const md_scale_options *opts, md_scale_record *rec, md_error *err);
 
 /* One call for metric depth: the base network on img, then the scale source
  * (opts NULL: MD_SCALE_SOURCE_AUTO with no scale model, i.e. none). out gets

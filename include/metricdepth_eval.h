@@ -37,6 +37,8 @@ typedef struct {
     md_scale_method oracle_method;   /* default MD_SCALE_W1 */
     double lo, hi;                   /* oracle scale range, default [0.1, 2] */
     const md_scale_model *scale_model; /* NULL: no adaptive rows */
+    int features;                    /* also compute (and cache) the base network's encoder
+                                        features; implied by an encoder scale model */
 } md_eval_options;
 
 md_eval_options md_eval_options_default(void);
@@ -84,6 +86,12 @@ void md_evaluator_free(md_evaluator *ev);
 md_status md_eval_pair(md_evaluator *ev, const md_pair *pair, int split, double constant_scale,
                        md_eval_item *out, md_eval_view_fn view, void *view_user, md_error *err);
 void md_eval_item_free(md_eval_item *item);
+
+/* The base network's output for a pair's image: depth (and features when
+ * features is not NULL and the network gives them), from the cache when
+ * there, else computed and cached. *cached (may be NULL) says which. */
+md_status md_eval_base(md_evaluator *ev, const md_pair *pair, md_depth *depth,
+                       md_features *features, int *cached, md_error *err);
 
 /* ------------------------------------------------------- an experiment */
 
@@ -151,12 +159,17 @@ md_status md_eval_summarize(const md_eval_set *set, int split, md_eval_summary *
  * named by FNV-1a 64 over the model's path, size and mtime and the RGB file's
  * path, size and mtime (paths made absolute). Invalid pixels (those the
  * network did not see, and any value <= 0 or non-finite) are stored as 0 and
- * read back as invalid, so a cached map evaluates exactly as a fresh one. */
+ * read back as invalid, so a cached map evaluates exactly as a fresh one.
+ * Encoder features go beside it, KEY.features.SIGNATURE.npy (1-D float32). */
 md_status md_cache_key(const char *model_path, const char *rgb_path, char key[17],
                        md_error *err);
 md_status md_cache_store(const char *path, const md_depth *pred, md_error *err);
 /* MD_ERR_IO when the file is absent. */
 md_status md_cache_load(const char *path, md_depth *out, md_error *err);
+md_status md_cache_store_features(const char *path, const md_features *f, md_error *err);
+/* MD_ERR_IO when absent; the signature is the caller's (it names the file). */
+md_status md_cache_load_features(const char *path, uint64_t signature, md_features *out,
+                                 md_error *err);
 
 /* ------------------------------------------------------ the scales CSV */
 
@@ -203,6 +216,30 @@ void md_scales_row_of(const md_eval_item *item, const md_pair *pair, md_scales_r
 /* FNV-1a 64 of a training list (every row's rgb path and ln s*): recorded in
  * the scale model it trains. */
 uint64_t md_scales_hash(const md_scales_table *t);
+
+/* ---------------------------------------------------- training sets */
+
+/* The samples md_scale_model_fit trains on, built from a scales CSV: for each
+ * row the base network's features and the curve of its prediction's error
+ * against scale (the encoder), or the image (the CNNs); the group is the RGB
+ * file's folder. Owns everything the samples point to. */
+typedef struct {
+    md_scale_sample *samples;
+    size_t count;
+    size_t skipped;       /* rows that could not be read (reported, left out) */
+    md_scales_table used; /* the rows of the samples, in order */
+    md_image *images;
+    md_features *features;
+    md_scale_curve *curves;
+    char **groups;
+} md_training_set;
+
+/* For the CNNs the evaluator is not used (it may be NULL). A row whose files
+ * cannot be read is reported through cb's progress and skipped; running out
+ * of memory fails the whole build. */
+md_status md_training_set_build(md_evaluator *ev, const md_scales_table *t, md_scale_arch arch,
+                                const md_eval_callbacks *cb, md_training_set *out, md_error *err);
+void md_training_set_free(md_training_set *set);
 
 /* Percentile pct in [0, 100] of n values (numpy's default linear
  * interpolation). Fails when n == 0. */

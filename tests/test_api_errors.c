@@ -101,6 +101,12 @@ static void test_images_and_depth(void)
     BOTH(MD_ERR_ARG, md_pointcloud_save_ply(out, &dep, NULL, &K, 0, 0, E));
     BOTH(MD_ERR_ARG, md_pointcloud_save_ply(out, &dep, &(md_image){3, 2, px}, &K, 1, 0, E));
     BOTH(MD_ERR_IO, md_pointcloud_save_ply(out, &dep, NULL, &K, 1, 0, E));
+    md_pointcloud pc = {0};
+    BOTH(MD_ERR_ARG, md_pointcloud_from_depth(NULL, NULL, &K, 1, 0, &pc, E));
+    BOTH(MD_ERR_ARG, md_pointcloud_from_depth(&dep, NULL, &K, 0, 0, &pc, E));
+    md_pointcloud_free(NULL);
+    BOTH(MD_ERR_IO, md_file_write_atomic(out, "x", 1, E));
+    BOTH(MD_ERR_ARG, md_file_write_atomic(NULL, "x", 1, E));
 
     md_image_free(NULL);
     md_depth_free(NULL);
@@ -124,6 +130,10 @@ static void test_datasets_and_scene(void)
     BOTH(MD_ERR_IO, md_pairs_detect(missing, &l, E));
     BOTH(MD_ERR_ARG, md_pairs_detect(NULL, &l, E));
     BOTH(MD_ERR_ARG, md_pairs_write(NULL, &l, E));
+    char out[128];
+    BOTH(MD_ERR_IO, md_pairs_save(in_dir(out, sizeof out, "no-such-folder/l.txt"), &l, E));
+    BOTH(MD_ERR_ARG, md_pairs_save(in_dir(out, sizeof out, "never.txt"), NULL, E));
+    CHECK(access(out, F_OK) != 0);
     md_pair p = {missing, missing, 1000, MD_DEPTH_PLAIN, 0, {0, 0, 0, 0}};
     md_pair bad_div = {junk, junk, -3, MD_DEPTH_PLAIN, 0, {0, 0, 0, 0}};
     BOTH(MD_ERR_ARG, md_pair_list_append(&l, &bad_div, E));
@@ -163,6 +173,10 @@ static void test_scale_and_metrics(void)
     BOTH(MD_ERR_DATA, md_metrics_compute(&d22, &none, MD_PROTOCOL_SEED, &m, E));
     BOTH(MD_ERR_ARG, md_metrics_compute(&d22, &d22, (md_protocol)7, &m, E));
     BOTH(MD_ERR_ARG, md_metrics_compute(NULL, &d22, MD_PROTOCOL_SEED, &m, E));
+    md_scale_curve curve;
+    BOTH(MD_ERR_DATA, md_scale_curve_build(&d22, &d41, &curve, E));
+    BOTH(MD_ERR_DATA, md_scale_curve_build(&d22, &none, &curve, E));
+    BOTH(MD_ERR_ARG, md_scale_curve_build(NULL, &d41, &curve, E));
     md_metrics_mean(NULL, 0, &m);
     CHECK(m.n_valid == 0);
 }
@@ -186,7 +200,21 @@ static void test_scale_model(void)
     uint8_t px[3] = {0};
     md_image img = {1, 1, px};
     double out_ls;
-    BOTH(MD_ERR_ARG, md_scale_model_predict(NULL, &img, &out_ls, E));
+    BOTH(MD_ERR_ARG, md_scale_model_predict(NULL, &img, NULL, &out_ls, E));
+    md_scale_estimate est;
+    BOTH(MD_ERR_ARG, md_scale_model_estimate(NULL, &img, NULL, &est, E));
+    BOTH(MD_ERR_DATA, md_scale_model_fit(NULL, 0, &o, &sm, &log, E)); /* no samples */
+    /* scale stage: adaptive without a model, oracle without ground truth, no depth */
+    float dv[4] = {1, 2, 3, 4};
+    md_depth dep = {2, 2, dv, NULL};
+    md_scale_options so = md_scale_options_default();
+    md_scale_record rec;
+    BOTH(MD_ERR_ARG, md_scale_depth(&img, NULL, NULL, &so, &rec, E));
+    so.source = MD_SCALE_SOURCE_ADAPTIVE;
+    BOTH(MD_ERR_ARG, md_scale_depth(&img, NULL, &dep, &so, &rec, E));
+    so.source = MD_SCALE_SOURCE_ORACLE;
+    BOTH(MD_ERR_ARG, md_scale_depth(&img, NULL, &dep, &so, &rec, E));
+    CHECK(md_scale_source_parse("magic") == -1);
     BOTH(MD_ERR_ARG, md_scale_model_save(NULL, out, E));
     md_scale_model_free(NULL);
     md_train_log_free(NULL);
@@ -234,11 +262,17 @@ static void test_models(void)
     md_depth d = {0};
     md_tensor t = {0}, o = {0};
     BOTH(MD_ERR_ARG, md_model_predict(NULL, &img, &d, E));
+    BOTH(MD_ERR_ARG, md_model_predict_ex(NULL, &img, &d, NULL, E));
+    BOTH(MD_ERR_ARG, md_predict_metric(NULL, &img, NULL, &d, NULL, E));
+    CHECK(md_model_features(NULL, NULL) == 0);
+    CHECK(md_model_file_name(NULL) != NULL);
+    md_features_free(NULL);
     BOTH(MD_ERR_ARG, md_model_run_tensor(NULL, &t, &o, E));
     CHECK(md_model_gflop(NULL, 10, 10) == 0.0);
     CHECK(md_model_describe(NULL) != NULL);
     md_model_free(NULL);
     BOTH(MD_ERR_ARG, md_default_model_path(NULL, 0, E));
+    BOTH(MD_ERR_ARG, md_default_scale_model_path(NULL, 0, E));
 }
 
 int main(void)

@@ -117,8 +117,10 @@ static void test_cloud_from_depth(void)
     d.data[1 * 5 + 3] = 2.0f; /* pixel (3,1) at 2 m */
     d.data[2 * 5 + 0] = 4.0f; /* pixel (0,2) at 4 m */
     md_intrinsics K = {100, 50, 2, 1};
+    for (size_t i = 0; i < 20; i++)
+        d.data[i] *= 1.5f; /* the scaled prediction's cloud */
     md_cloud c;
-    CHECK_OK(md_cloud_from_depth(&d, NULL, &K, 1, 1.5, &c, &err), &err);
+    CHECK_OK(md_pointcloud_from_depth(&d, NULL, &K, 1, 0.0f, &c, &err), &err);
     CHECK(c.n == 2);
     if (c.n == 2) {
         /* (3,1), z = 3: x = (3-2)*3/100 = 0.03, y = 0 */
@@ -134,7 +136,7 @@ static void test_cloud_from_depth(void)
         CHECK_NEAR(m[0], -0.045, 1e-6);
         CHECK_NEAR(m[2], 4.5, 1e-6);
     }
-    md_cloud_free(&c);
+    md_pointcloud_free(&c);
     md_depth_free(&d);
 }
 
@@ -147,7 +149,7 @@ static void test_raster_zbuffer(void)
      * u = 4.5 + 10*0.25 = 7 (pixel 7). */
     md_view v = {.width = 9, .height = 7, .focal = 10, .center = {0, 0, 2}, .distance = 2};
     float near_xyz[3] = {0, 0, 2}, far_xyz[3] = {0, 0, 4}, side_xyz[3] = {0.5f, 0, 2};
-    md_cloud near_c = {near_xyz, NULL, 1}, far_c = {far_xyz, NULL, 1}, side_c = {side_xyz, NULL, 1};
+    md_cloud near_c = {1, near_xyz, NULL}, far_c = {1, far_xyz, NULL}, side_c = {1, side_xyz, NULL};
     for (int order = 0; order < 2; order++) {
         md_raster r;
         CHECK_OK(md_raster_init(&r, 9, 7, white, &err), &err);
@@ -187,8 +189,8 @@ static void test_cloud_figure(void)
      * (80, 60) of its 160x120 area is the panel's colour (ties go to the
      * prediction, drawn last). Panel i's area starts at x = 10 + 170 i, y = 34. */
     float g[3] = {0, 0, 2};
-    md_cloud gt = {g, NULL, 1};
-    md_cloud preds[3] = {{g, NULL, 1}, {g, NULL, 1}, {g, NULL, 1}};
+    md_cloud gt = {1, g, NULL};
+    md_cloud preds[3] = {{1, g, NULL}, {1, g, NULL}, {1, g, NULL}};
     static const uint8_t cols[3][3] = {{220, 30, 30}, {30, 60, 220}, {30, 160, 50}};
     const char *titles[3] = {"unscaled", "adaptive", "oracle"};
     md_intrinsics K = {500, 500, 320, 240};
@@ -223,7 +225,7 @@ static void test_view_framing(void)
         xyz[3 * i + 1] = 0.0f;
         xyz[3 * i + 2] = 4.0f;
     }
-    md_cloud c = {xyz, NULL, 101};
+    md_cloud c = {101, xyz, NULL};
     md_view v = md_view_for_cloud(&c, NULL, 0, 200, 100, 0, 0);
     double p1[3] = {xyz[3], 0, 4}, p99[3] = {xyz[3 * 99], 0, 4}, u, w, z;
     CHECK(md_view_project(&v, p1, &u, &w, &z));

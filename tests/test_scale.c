@@ -584,14 +584,14 @@ static void test_scale_sources(void)
     CHECK(so.source == MD_SCALE_SOURCE_AUTO && so.lo == 0.1 && so.hi == 2.0);
 
     /* auto without a scale model: none, depth untouched */
-    CHECK_OK(md_scale_depth(NULL, &pred, &so, &rec, &err), &err);
+    CHECK_OK(md_scale_depth(NULL, NULL, &pred, &so, &rec, &err), &err);
     CHECK(rec.source == MD_SCALE_SOURCE_NONE && rec.scale == 1.0 && !rec.applied);
     CHECK(pred.data[3] == 4.0f);
 
     /* oracle: scale 1.5 applied, not on the range limit */
     so.source = MD_SCALE_SOURCE_ORACLE;
     so.gt = &gt;
-    CHECK_OK(md_scale_depth(NULL, &pred, &so, &rec, &err), &err);
+    CHECK_OK(md_scale_depth(NULL, NULL, &pred, &so, &rec, &err), &err);
     CHECK(rec.source == MD_SCALE_SOURCE_ORACLE && rec.applied && !rec.at_range_limit);
     CHECK_NEAR(rec.scale, 1.5, 1e-9);
     CHECK_NEAR(rec.predicted_log_scale, log(1.5), 1e-9);
@@ -602,16 +602,16 @@ static void test_scale_sources(void)
         pred.data[i] = p[i];
         gt.data[i] = 9.0f * p[i];
     }
-    CHECK_OK(md_scale_depth(NULL, &pred, &so, &rec, &err), &err);
+    CHECK_OK(md_scale_depth(NULL, NULL, &pred, &so, &rec, &err), &err);
     CHECK_NEAR(rec.scale, 2.0, 1e-12);
     CHECK(rec.at_range_limit && strstr(rec.note, "range limit") != NULL);
 
     /* errors: oracle without gt, adaptive without a model, a bad source */
     so.gt = NULL;
-    CHECK(md_scale_depth(NULL, &pred, &so, &rec, &err) == MD_ERR_ARG);
-    CHECK(md_scale_depth(NULL, &pred, &so, &rec, NULL) == MD_ERR_ARG);
+    CHECK(md_scale_depth(NULL, NULL, &pred, &so, &rec, &err) == MD_ERR_ARG);
+    CHECK(md_scale_depth(NULL, NULL, &pred, &so, &rec, NULL) == MD_ERR_ARG);
     so.source = MD_SCALE_SOURCE_ADAPTIVE;
-    CHECK(md_scale_depth(NULL, &pred, &so, &rec, &err) == MD_ERR_ARG);
+    CHECK(md_scale_depth(NULL, NULL, &pred, &so, &rec, &err) == MD_ERR_ARG);
 
     /* names */
     CHECK(md_scale_source_parse("oracle") == MD_SCALE_SOURCE_ORACLE);

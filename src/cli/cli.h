@@ -81,6 +81,8 @@ void cli_path_join(char *buf, size_t size, const char *dir, const char *name);
  * "m/scale.log.csv"): how train names the files beside a model, and how eval
  * finds them. */
 void cli_sibling_path(char *buf, size_t size, const char *path, const char *suffix);
+/* name in the folder of path ("d/scales.csv", ".cache" -> "d/.cache"). */
+void cli_sibling_dir(char *buf, size_t size, const char *path, const char *name);
 /* File name without folder and extension ("a/b/rgb_1.jpg" -> "rgb_1"). */
 void cli_stem(char *buf, size_t size, const char *path);
 /* mkdir -p */

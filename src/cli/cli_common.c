@@ -247,6 +247,15 @@ void cli_sibling_path(char *buf, size_t size, const char *path, const char *suff
     snprintf(buf, size, "%.*s%s", (int)n, path, suffix);
 }
 
+void cli_sibling_dir(char *buf, size_t size, const char *path, const char *name)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash)
+        snprintf(buf, size, "%.*s/%s", (int)(slash - path), path, name);
+    else
+        snprintf(buf, size, "%s", name);
+}
+
 void cli_stem(char *buf, size_t size, const char *path)
 {
     const char *base = strrchr(path, '/');

@@ -138,7 +138,7 @@ static int run(int argc, char **argv)
     if (md_depth_alloc(&scaled_pred, pred.width, pred.height, &err) != MD_OK)
         goto fail;
     memcpy(scaled_pred.data, pred.data, sizeof(float) * npix);
-    if (md_scale_depth(&rgb, &scaled_pred, &so, &rec, &err) != MD_OK ||
+    if (md_scale_depth(&rgb, NULL, &scaled_pred, &so, &rec, &err) != MD_OK ||
         md_metrics_compute(&scaled_pred, &gt, MD_PROTOCOL_SEED, &adaptive, &err) != MD_OK)
         goto fail;
     for (size_t i = 0; i < npix; i++)

@@ -285,12 +285,7 @@ static int run(int argc, char **argv)
     }
     if (!no_cache) {
         if (!cache_s) {
-            const char *slash = strrchr(out_s, '/');
-            if (slash)
-                snprintf(cache_buf, sizeof cache_buf, "%.*s/.metricdepth-cache",
-                         (int)(slash - out_s), out_s);
-            else
-                snprintf(cache_buf, sizeof cache_buf, ".metricdepth-cache");
+            cli_sibling_dir(cache_buf, sizeof cache_buf, out_s, ".metricdepth-cache");
             cache_s = cache_buf;
         }
         if (cli_make_dirs(cache_s, &err) != MD_OK) {

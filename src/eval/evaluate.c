@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 double md_gap_closed(double unscaled, double method, double oracle)
 {
@@ -74,22 +75,39 @@ void md_evaluator_free(md_evaluator *ev)
     free(ev);
 }
 
-/* The base prediction for a pair: from the cache when there, else from the
- * network (then cached); img is loaded here when NULL and a prediction is due. */
+/* The base prediction for a pair, with the encoder features when features is
+ * not NULL: from the cache when there, else from the network (then cached);
+ * img is loaded here when NULL and a prediction is due. */
 static md_status base_prediction(md_evaluator *ev, const md_pair *pair, const md_image *img,
-                                 md_depth *pred, int *cached, md_error *err)
+                                 md_depth *pred, md_features *features, int *cached,
+                                 md_error *err)
 {
-    char cache_path[4096] = "";
+    char cache_path[4096] = "", feat_path[4096] = "";
     *cached = 0;
+    if (features)
+        memset(features, 0, sizeof *features);
+    uint64_t signature = 0;
+    size_t n_feat = features ? md_model_features(ev->o.model, &signature) : 0;
     if (ev->o.cache_dir) {
         char key[17];
         md_status st = md_cache_key(ev->o.model_path, pair->rgb_path, key, err);
         if (st != MD_OK)
             return st;
         snprintf(cache_path, sizeof cache_path, "%s/%s.npy", ev->o.cache_dir, key);
+        snprintf(feat_path, sizeof feat_path, "%s/%s.features.%016llx.npy", ev->o.cache_dir, key,
+                 (unsigned long long)signature);
         if (md_cache_load(cache_path, pred, NULL) == MD_OK) {
-            *cached = 1;
-            return MD_OK;
+            if (!n_feat) {
+                *cached = 1;
+                return MD_OK;
+            }
+            if (md_cache_load_features(feat_path, signature, features, NULL) == MD_OK &&
+                features->n == n_feat) {
+                *cached = 1;
+                return MD_OK;
+            }
+            md_features_free(features);
+            md_depth_free(pred);
         }
     }
     md_image own = {0};
@@ -99,10 +117,32 @@ static md_status base_prediction(md_evaluator *ev, const md_pair *pair, const md
         img = &own;
     }
     if (st == MD_OK)
-        st = md_model_predict(ev->o.model, img, pred, err);
+        st = md_model_predict_ex(ev->o.model, img, pred, n_feat ? features : NULL, err);
     if (st == MD_OK && cache_path[0])
         st = md_cache_store(cache_path, pred, err);
+    if (st == MD_OK && cache_path[0] && n_feat)
+        st = md_cache_store_features(feat_path, features, err);
     md_image_free(&own);
+    return st;
+}
+
+/* Whether the evaluation reads the encoder features. */
+static int wants_features(const md_evaluator *ev)
+{
+    return ev->o.features ||
+           (ev->o.scale_model && md_scale_model_arch(ev->o.scale_model) == MD_SCALE_ARCH_ENCODER);
+}
+
+md_status md_eval_base(md_evaluator *ev, const md_pair *pair, md_depth *depth,
+                       md_features *features, int *cached, md_error *err)
+{
+    int c = 0;
+    if (!ev || !pair || !depth)
+        return md_fail(err, MD_ERR_ARG, "evaluate: NULL argument");
+    memset(depth, 0, sizeof *depth);
+    md_status st = base_prediction(ev, pair, NULL, depth, features, &c, err);
+    if (cached)
+        *cached = c;
     return st;
 }
 
@@ -153,10 +193,12 @@ static md_status pair_work(md_evaluator *ev, const md_pair *pair, int split,
 {
     md_image img = {0};
     md_depth pred = {0}, gt = {0}, sc[4] = {{0}};
+    md_features feat = {0};
     enum { ORACLE, ADAPTIVE, GATED, CONSTANT };
     md_status st = md_image_load(pair->rgb_path, &img, err);
     if (st == MD_OK)
-        st = base_prediction(ev, pair, &img, &pred, &it->cached, err);
+        st = base_prediction(ev, pair, &img, &pred, wants_features(ev) ? &feat : NULL,
+                             &it->cached, err);
     if (st == MD_OK)
         st = md_pair_load_depth(pair, &gt, err);
     if (st != MD_OK)
@@ -178,7 +220,7 @@ static md_status pair_work(md_evaluator *ev, const md_pair *pair, int split,
     md_scale_record rec;
     st = scaled_copy(&pred, 1.0, &sc[ORACLE], err);
     if (st == MD_OK)
-        st = md_scale_depth(&img, &sc[ORACLE], &so, &rec, err);
+        st = md_scale_depth(&img, NULL, &sc[ORACLE], &so, &rec, err);
     if (st != MD_OK)
         goto done;
     it->oracle_scale = rec.scale;
@@ -198,7 +240,7 @@ static md_status pair_work(md_evaluator *ev, const md_pair *pair, int split,
     if (st == MD_OK)
         st = md_metrics_compute(&sc[ORACLE], &gt, ev->o.protocol, &it->oracle, err);
     if (st == MD_OK && ev->o.scale_model) {
-        st = md_scale_model_estimate(ev->o.scale_model, &img, &pred, &it->estimate, err);
+        st = md_scale_model_estimate(ev->o.scale_model, &img, &feat, &it->estimate, err);
         double w = it->estimate.weight;
         w = w > 1.0 ? 1.0 : (w > 0.0 ? w : 0.0);
         if (st == MD_OK)
@@ -232,6 +274,7 @@ static md_status pair_work(md_evaluator *ev, const md_pair *pair, int split,
         it->rgb = it->depth = NULL;
     }
 done:
+    md_features_free(&feat);
     md_image_free(&img);
     md_depth_free(&pred);
     md_depth_free(&gt);
@@ -349,7 +392,7 @@ static md_status constant_row(md_evaluator *ev, const md_pair *pair, double cs, 
 {
     md_depth pred = {0}, gt = {0}, sc = {0};
     int cached = 0;
-    md_status st = base_prediction(ev, pair, NULL, &pred, &cached, err);
+    md_status st = base_prediction(ev, pair, NULL, &pred, NULL, &cached, err);
     if (st == MD_OK)
         st = md_pair_load_depth(pair, &gt, err);
     if (st == MD_OK)
@@ -526,4 +569,132 @@ md_status md_eval_summarize(const md_eval_set *s, int split, md_eval_summary *ou
     free(m);
     free(scales);
     return MD_OK;
+}
+
+/* ------------------------------------------------------ training sets */
+
+void md_training_set_free(md_training_set *set)
+{
+    if (!set)
+        return;
+    for (size_t i = 0; i < set->count; i++) {
+        if (set->images)
+            md_image_free(&set->images[i]);
+        if (set->features)
+            md_features_free(&set->features[i]);
+        if (set->groups)
+            free(set->groups[i]);
+    }
+    free(set->images);
+    free(set->features);
+    free(set->curves);
+    free(set->groups);
+    free(set->samples);
+    md_scales_free(&set->used);
+    memset(set, 0, sizeof *set);
+}
+
+/* The folder of path ("." when it has none). */
+static char *folder_of(const char *path, md_error *err)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 1;
+    char *g = md_malloc(n + 1, "group name", err);
+    if (g) {
+        memcpy(g, slash ? path : ".", n);
+        g[n] = '\0';
+    }
+    return g;
+}
+
+md_status md_training_set_build(md_evaluator *ev, const md_scales_table *t, md_scale_arch arch,
+                                const md_eval_callbacks *cb, md_training_set *out, md_error *err)
+{
+    if (!t || !out)
+        return md_fail(err, MD_ERR_ARG, "training set: NULL argument");
+    memset(out, 0, sizeof *out);
+    int encoder = arch == MD_SCALE_ARCH_ENCODER;
+    if (encoder && !ev)
+        return md_fail(err, MD_ERR_ARG, "training set: the encoder needs the base network");
+    size_t n = t->count;
+    out->samples = md_calloc(n ? n : 1, sizeof *out->samples, "training set", err);
+    out->groups = md_calloc(n ? n : 1, sizeof *out->groups, "training set", err);
+    if (encoder) {
+        out->features = md_calloc(n ? n : 1, sizeof *out->features, "training set", err);
+        out->curves = md_calloc(n ? n : 1, sizeof *out->curves, "training set", err);
+    } else {
+        out->images = md_calloc(n ? n : 1, sizeof *out->images, "training set", err);
+    }
+    if (!out->samples || !out->groups || (encoder ? !out->features || !out->curves : !out->images)) {
+        md_training_set_free(out);
+        return MD_ERR_NOMEM;
+    }
+    md_status st = MD_OK;
+    /* The CNNs keep every image (and a preprocessed copy, ~0.6 MB each):
+     * stop with a clear error before that outgrows the machine. */
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double budget = pages > 0 && page > 0 ? 0.75 * (double)pages * (double)page : 1e18, kept = 0;
+    for (size_t i = 0; i < n && st == MD_OK; i++) {
+        const md_scales_row *row = &t->items[i];
+        md_pair pair = {row->rgb, row->depth, row->divisor, row->encoding, 0, {0, 0, 0, 0}};
+        size_t k = out->count;
+        md_error e = {0};
+        md_status rs;
+        if (encoder) {
+            md_depth pred = {0}, gt = {0};
+            int cached;
+            rs = md_eval_base(ev, &pair, &pred, &out->features[k], &cached, &e);
+            if (rs == MD_OK && out->features[k].n == 0)
+                rs = md_fail(&e, MD_ERR_UNSUPPORTED,
+                             "%s: the base network gives no encoder features", row->rgb);
+            if (rs == MD_OK)
+                rs = md_pair_load_depth(&pair, &gt, &e);
+            if (rs == MD_OK)
+                rs = md_scale_curve_build(&pred, &gt, &out->curves[k], &e);
+            md_depth_free(&pred);
+            md_depth_free(&gt);
+            if (rs != MD_OK)
+                md_features_free(&out->features[k]);
+        } else {
+            rs = md_image_load(row->rgb, &out->images[k], &e);
+            kept += rs == MD_OK ? 3.0 * out->images[k].width * out->images[k].height + 6.0e5 : 0;
+            if (kept > budget) {
+                md_image_free(&out->images[k]);
+                rs = md_fail(&e, MD_ERR_NOMEM,
+                             "%s: the first %zu images need %.1f GB in memory (the CNNs keep "
+                             "every image), more than 3/4 of this machine's %.1f GB",
+                             row->rgb, k + 1, kept / 1e9, budget / 0.75 / 1e9);
+            }
+        }
+        if (rs == MD_ERR_NOMEM || rs == MD_ERR_UNSUPPORTED) {
+            /* not a bad file: every other row would fail the same way */
+            if (err)
+                *err = e;
+            st = rs;
+            break;
+        }
+        if (rs == MD_OK) {
+            out->groups[k] = folder_of(row->rgb, err);
+            if (!out->groups[k] || md_scales_append(&out->used, row, err) != MD_OK) {
+                st = MD_ERR_NOMEM;
+                break;
+            }
+            md_scale_sample *s = &out->samples[k];
+            s->image = encoder ? NULL : &out->images[k];
+            s->features = encoder ? &out->features[k] : NULL;
+            s->curve = encoder ? &out->curves[k] : NULL;
+            s->log_scale = row->log_scale;
+            s->group = out->groups[k];
+            out->count++;
+        } else {
+            out->skipped++;
+        }
+        if (cb && cb->progress) {
+            md_eval_progress p = {i + 1, n, row->rgb, rs != MD_OK ? &e : NULL};
+            cb->progress(cb->user, &p);
+        }
+    }
+    if (st != MD_OK)
+        md_training_set_free(out);
+    return st;
 }

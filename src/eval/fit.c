@@ -347,6 +347,35 @@ md_status md_cache_store(const char *path, const md_depth *pred, md_error *err)
     return st;
 }
 
+md_status md_cache_store_features(const char *path, const md_features *f, md_error *err)
+{
+    if (!path || !f || (f->n && !f->values))
+        return md_fail(err, MD_ERR_ARG, "md_cache_store_features: NULL argument");
+    md_tensor t = {1, {(int64_t)f->n}, f->values};
+    return md_npy_save(path, &t, err);
+}
+
+md_status md_cache_load_features(const char *path, uint64_t signature, md_features *out,
+                                 md_error *err)
+{
+    memset(out, 0, sizeof *out);
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0)
+        return md_fail(err, MD_ERR_IO, "%s: not in the cache", path ? path : "(null)");
+    md_tensor t = {0};
+    md_status st = md_npy_load(path, &t, err);
+    if (st != MD_OK)
+        return st;
+    if (t.ndim != 1 || t.shape[0] < 1) {
+        md_tensor_free(&t);
+        return md_fail(err, MD_ERR_FORMAT, "%s: cached features are not a 1-D array", path);
+    }
+    out->n = (size_t)t.shape[0];
+    out->values = t.data;
+    out->signature = signature;
+    return MD_OK;
+}
+
 md_status md_cache_load(const char *path, md_depth *out, md_error *err)
 {
     struct stat sb;
@@ -355,56 +384,7 @@ md_status md_cache_load(const char *path, md_depth *out, md_error *err)
     return md_depth_load(path, NULL, out, err);
 }
 
-/* ------------------------------------------------------------ percentiles */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-md_status md_percentile(const double *values, size_t n, double pct, double *out, md_error *err)
-{
-    if (!values || !out || n == 0)
-        return md_fail(err, MD_ERR_DATA, "percentile of an empty set");
-    if (!(pct >= 0 && pct <= 100))
-        return md_fail(err, MD_ERR_ARG, "percentile %g is outside [0, 100]", pct);
-    double *v = md_malloc(n * sizeof *v, "percentile", err);
-    if (!v)
-        return MD_ERR_NOMEM;
-    memcpy(v, values, n * sizeof *v);
-    qsort(v, n, sizeof *v, cmp_double);
-    double rank = pct / 100.0 * (double)(n - 1);
-    size_t i = (size_t)floor(rank);
-    if (i >= n - 1)
-        *out = v[n - 1];
-    else
-        *out = v[i] + (rank - (double)i) * (v[i + 1] - v[i]);
-    free(v);
-    return MD_OK;
-}
-
-md_status md_percentile_keep(const double *values, size_t n, double lo_pct, double hi_pct,
-                      unsigned char *keep, size_t *n_kept, md_error *err)
-{
-    if (!(lo_pct >= 0 && lo_pct <= hi_pct && hi_pct <= 100))
-        return md_fail(err, MD_ERR_ARG, "trim percentiles %g,%g: want 0 <= lo <= hi <= 100",
-                       lo_pct, hi_pct);
-    double lo, hi;
-    md_status st = md_percentile(values, n, lo_pct, &lo, err);
-    if (st == MD_OK)
-        st = md_percentile(values, n, hi_pct, &hi, err);
-    if (st != MD_OK)
-        return st;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        keep[i] = values[i] >= lo && values[i] <= hi;
-        k += keep[i];
-    }
-    if (n_kept)
-        *n_kept = k;
-    return MD_OK;
-}
 
 /* ------------------------------------------------------------ per-pair fit */
 

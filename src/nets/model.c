@@ -70,12 +70,31 @@ md_status md_model_load(const char *path, const md_model_options *opts, md_model
 
 md_status md_model_predict(md_model *model, const md_image *img, md_depth *out, md_error *err)
 {
+    return md_model_predict_ex(model, img, out, NULL, err);
+}
+
+md_status md_model_predict_ex(md_model *model, const md_image *img, md_depth *out,
+                              md_features *features, md_error *err)
+{
     if (!out)
-        return md_fail(err, MD_ERR_ARG, "predict: out is NULL");
+        return md_fail(err, MD_ERR_ARG, "predict: NULL output");
     memset(out, 0, sizeof *out);
+    if (features)
+        memset(features, 0, sizeof *features);
     if (!model || !img || !img->pixels || img->width <= 0 || img->height <= 0)
         return md_fail(err, MD_ERR_ARG, "predict: no model or empty image");
-    return model->backend->predict(model->impl, img, out, err);
+    md_status st = model->backend->predict(model->impl, img, out, features, err);
+    if (st != MD_OK && features)
+        md_features_free(features);
+    return st;
+}
+
+void md_features_free(md_features *f)
+{
+    if (!f)
+        return;
+    free(f->values);
+    memset(f, 0, sizeof *f);
 }
 
 md_status md_model_run_tensor(md_model *model, const md_tensor *input, md_tensor *output,
@@ -99,6 +118,15 @@ double md_model_gflop(const md_model *model, int width, int height)
 const char *md_model_describe(const md_model *model)
 {
     return model ? model->backend->describe(model->impl) : "";
+}
+
+size_t md_model_features(const md_model *model, uint64_t *signature)
+{
+    if (signature)
+        *signature = 0;
+    if (!model || !model->backend->features)
+        return 0;
+    return model->backend->features(model->impl, signature);
 }
 
 const char *md_model_file_name(const md_model *model)

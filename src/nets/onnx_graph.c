@@ -91,6 +91,9 @@ struct md_onnx_graph {
     size_t scratch_floats;
     md_pool *pool; /* NULL: single-threaded */
     md_onnx_graph_info info;
+    int n_taps;             /* ops 0..n_taps-1: the encoder, whose outputs are pooled as features */
+    size_t n_features;      /* sum of their channel counts */
+    uint64_t feature_signature;
 };
 
 typedef struct {
@@ -1436,6 +1439,75 @@ static md_status plan_memory(builder *b)
 
 /* -------------------------------------------------------------- build */
 
+/* The encoder of an encoder-decoder CNN ends at its bottleneck: the widest
+ * op output at the smallest spatial size reached before the first resize
+ * (the last such op when several tie). Its ops' per-channel means describe the
+ * image as the network saw it: the scale predictor's features. A graph
+ * without 4-D op outputs has none. */
+static void find_encoder(md_onnx_graph *g)
+{
+    int64_t min_area = -1, best_c = -1;
+    int last = -1;
+    for (int i = 0; i < g->n_ops; i++) {
+        const gop *op = &g->ops[i];
+        if (op->kind == OP_RESIZE)
+            break;
+        const gval *o = &g->vals[op->out];
+        if (o->ndim != 4 || o->dims[0] != 1)
+            break;
+        int64_t area = o->dims[2] * o->dims[3];
+        if (min_area < 0 || area < min_area) {
+            min_area = area;
+            best_c = -1;
+        }
+        if (area == min_area && o->dims[1] >= best_c) {
+            best_c = o->dims[1];
+            last = i;
+        }
+    }
+    g->n_taps = last + 1;
+    g->n_features = 0;
+    /* the signature: FNV-1a over the tap count and every tap's channel count */
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int i = 0; i <= last; i++) {
+        int64_t c = g->vals[g->ops[i].out].dims[1];
+        g->n_features += (size_t)c;
+        for (int k = 0; k < 8; k++) {
+            h ^= (uint64_t)((c >> (8 * k)) & 0xff);
+            h *= 0x100000001b3ULL;
+        }
+    }
+    g->feature_signature = g->n_taps ? h ^ (uint64_t)g->n_taps : 0;
+}
+
+size_t md_onnx_graph_features(const md_onnx_graph *g, uint64_t *signature)
+{
+    if (signature)
+        *signature = g->feature_signature;
+    return g->n_features;
+}
+
+/* Per-channel means of an op output (1 x C x H x W): a float sum in eight
+ * lanes per channel, finished in double. */
+static void channel_means(const gval *o, float *out)
+{
+    size_t hw = (size_t)o->dims[2] * (size_t)o->dims[3];
+    for (int64_t c = 0; c < o->dims[1]; c++) {
+        const float *p = o->data + (size_t)c * hw;
+        float lane[8] = {0};
+        size_t k = 0;
+        for (; k + 8 <= hw; k += 8)
+            for (int j = 0; j < 8; j++)
+                lane[j] += p[k + j];
+        double sum = 0;
+        for (int j = 0; j < 8; j++)
+            sum += lane[j];
+        for (; k < hw; k++)
+            sum += p[k];
+        out[c] = (float)(sum / (double)hw);
+    }
+}
+
 md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t max_arena_bytes,
                               md_onnx_graph **out, md_error *err)
 {
@@ -1582,6 +1654,7 @@ md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t m
     }
     if ((st = plan_memory(&b)) != MD_OK)
         goto done;
+    find_encoder(g);
     const gval *iv = &g->vals[g->input], *ov = &g->vals[g->output];
     g->info.in_ndim = iv->ndim;
     memcpy(g->info.in_dims, iv->dims, sizeof iv->dims);
@@ -1862,16 +1935,29 @@ static void run_op(md_onnx_graph *g, const gop *op)
 
 const float *md_onnx_graph_run(md_onnx_graph *g, const float *in)
 {
-    return md_onnx_graph_run_timed(g, in, NULL);
+    return md_onnx_graph_run_ex(g, in, NULL, NULL);
 }
 
 const float *md_onnx_graph_run_timed(md_onnx_graph *g, const float *in, double *op_seconds)
 {
+    return md_onnx_graph_run_ex(g, in, NULL, op_seconds);
+}
+
+const float *md_onnx_graph_run_ex(md_onnx_graph *g, const float *in, float *features,
+                                  double *op_seconds)
+{
     gval *iv = &g->vals[g->input];
     memcpy(iv->data, in, iv->numel * sizeof(float));
+    size_t f = 0;
     for (int i = 0; i < g->n_ops; i++) {
         double t0 = op_seconds ? md_now_seconds() : 0.0;
         run_op(g, &g->ops[i]);
+        /* pooled now: the memory plan reuses this buffer for later ops */
+        if (features && i < g->n_taps) {
+            const gval *o = &g->vals[g->ops[i].out];
+            channel_means(o, features + f);
+            f += (size_t)o->dims[1];
+        }
         if (op_seconds)
             op_seconds[i] += md_now_seconds() - t0;
     }

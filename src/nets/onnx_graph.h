@@ -38,6 +38,16 @@ void md_onnx_graph_free(md_onnx_graph *g);
  * one; 1 = none started). Keeps its own persistent team. */
 void md_onnx_graph_set_threads(md_onnx_graph *g, int threads);
 
+/* As run; features (may be NULL) receives the per-channel means of the
+ * encoder's op outputs (md_onnx_graph_features of them), op_seconds (may be
+ * NULL) each op's seconds added. */
+const float *md_onnx_graph_run_ex(md_onnx_graph *g, const float *in, float *features,
+                                  double *op_seconds);
+/* Length of the feature vector (0 when the graph has no encoder) and its
+ * signature (tap count and channel counts hashed: equal for the same
+ * architecture, different otherwise). */
+size_t md_onnx_graph_features(const md_onnx_graph *g, uint64_t *signature);
+
 /* Profiling: as run, adding each op's seconds to op_seconds[i] (may be NULL). */
 const float *md_onnx_graph_run_timed(md_onnx_graph *g, const float *in, double *op_seconds);
 int md_onnx_graph_op_count(const md_onnx_graph *g);

@@ -61,7 +61,8 @@ static int round_half_even(double v)
     return (int)r;
 }
 
-static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md_error *err)
+static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md_features *features,
+                              md_error *err)
 {
     onnx_impl *m = impl;
     if (!m->depth_like)
@@ -94,10 +95,14 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
      * md_resize_pil_nearest. */
     float *net = malloc(sizeof(float) * n_net);
     int *src_y = malloc(sizeof(int) * (size_t)(m->in_h + m->in_w));
+    uint64_t signature = 0;
+    size_t n_feat = md_onnx_graph_features(m->graph, &signature);
+    float *feat = features && n_feat ? malloc(sizeof(float) * n_feat) : NULL;
     md_status st = MD_OK;
-    if (!net || !src_y) {
+    if ((features && n_feat && !feat) || !net || !src_y) {
         free(net);
         free(src_y);
+        free(feat);
         return md_fail(err, MD_ERR_NOMEM, "predict: out of memory for a %dx%d image", w, h);
     }
     int *src_x = src_y + m->in_h;
@@ -124,7 +129,7 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
     /* OpenBLAS's thread count is process-wide and other backends (DA2) set
      * their own, so claim ours for every run rather than once at open. */
     md_gemm_set_threads(m->threads);
-    const float *d = md_onnx_graph_run(m->graph, net);
+    const float *d = md_onnx_graph_run_ex(m->graph, net, feat, NULL);
     if ((st = md_depth_alloc(out, w, h, err)) != MD_OK)
         goto done;
     out->mask = calloc(npix, 1);
@@ -181,7 +186,14 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
     free(cx0);
     free(cwx);
     free(cin);
+    if (feat) {
+        features->values = feat;
+        features->n = n_feat;
+        features->signature = signature;
+        feat = NULL;
+    }
 done:
+    free(feat);
     free(net);
     return st;
 }
@@ -244,8 +256,15 @@ static void onnx_destroy(void *impl)
     free(m);
 }
 
-static const md_model_backend onnx_backend = {"onnx",         onnx_predict, onnx_run_tensor,
-                                              onnx_describe, onnx_gflop,   onnx_destroy};
+static size_t onnx_features(const void *impl, uint64_t *signature)
+{
+    const onnx_impl *m = impl;
+    return m->depth_like ? md_onnx_graph_features(m->graph, signature) : 0;
+}
+
+static const md_model_backend onnx_backend = {"onnx",        onnx_predict, onnx_run_tensor,
+                                              onnx_describe, onnx_gflop,   onnx_destroy,
+                                              onnx_features};
 
 md_status md_onnx_model_open(const char *path, const md_model_options *opts,
                              const md_model_backend **backend, void **impl, md_error *err)

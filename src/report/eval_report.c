@@ -182,16 +182,16 @@ static void write_clouds(md_report *r, const md_eval_view *v)
     int n = 0;
     md_error e = {0};
     static const uint8_t red[3] = {215, 40, 40}, blue[3] = {40, 80, 220}, green[3] = {30, 160, 60};
-    md_status st = md_cloud_from_depth(gt, NULL, &K, stride, 1.0, &gtc, &e);
+    md_status st = md_pointcloud_from_depth(gt, NULL, &K, stride, 0.0f, &gtc, &e);
     if (st == MD_OK) {
-        st = md_cloud_from_depth(v->unscaled, NULL, &K, stride, 1.0, &preds[n], &e);
+        st = md_pointcloud_from_depth(v->unscaled, NULL, &K, stride, 0.0f, &preds[n], &e);
         memcpy(colors[n], red, 3);
         snprintf(t[n], sizeof t[n], "unscaled (red) over ground truth");
         titles[n] = t[n];
         n++;
     }
     if (st == MD_OK && it->has_adaptive) {
-        st = md_cloud_from_depth(v->gated, NULL, &K, stride, 1.0, &preds[n], &e);
+        st = md_pointcloud_from_depth(v->gated, NULL, &K, stride, 0.0f, &preds[n], &e);
         memcpy(colors[n], blue, 3);
         snprintf(t[n], sizeof t[n], "gated adaptive s=%.3f (blue)",
                  exp(it->estimate.weight * it->estimate.log_scale));
@@ -199,7 +199,7 @@ static void write_clouds(md_report *r, const md_eval_view *v)
         n++;
     }
     if (st == MD_OK) {
-        st = md_cloud_from_depth(v->oracle, NULL, &K, stride, 1.0, &preds[n], &e);
+        st = md_pointcloud_from_depth(v->oracle, NULL, &K, stride, 0.0f, &preds[n], &e);
         memcpy(colors[n], green, 3);
         snprintf(t[n], sizeof t[n], "oracle s*=%.3f (green)", it->oracle_scale);
         titles[n] = t[n];
@@ -223,9 +223,9 @@ static void write_clouds(md_report *r, const md_eval_view *v)
     }
     if (st != MD_OK)
         figure_failed(r, st, &e);
-    md_cloud_free(&gtc);
+    md_pointcloud_free(&gtc);
     for (int i = 0; i < 3; i++)
-        md_cloud_free(&preds[i]);
+        md_pointcloud_free(&preds[i]);
 }
 
 void md_report_view(void *report, const md_eval_view *v)

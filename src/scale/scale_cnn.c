@@ -25,47 +25,6 @@
 
 /* ------------------------------------------------------------ names */
 
-int md_scale_arch_parse(const char *name)
-{
-    if (!name)
-        return -1;
-    if (strcmp(name, "paper") == 0)
-        return MD_SCALE_ARCH_PAPER;
-    if (strcmp(name, "compact") == 0)
-        return MD_SCALE_ARCH_COMPACT;
-    return -1;
-}
-
-const char *md_scale_arch_name(md_scale_arch arch)
-{
-    switch (arch) {
-    case MD_SCALE_ARCH_PAPER: return "paper";
-    case MD_SCALE_ARCH_COMPACT: return "compact";
-    }
-    return "unknown";
-}
-
-md_train_options md_train_defaults(void)
-{
-    md_train_options o;
-    memset(&o, 0, sizeof o);
-    o.arch = MD_SCALE_ARCH_PAPER;
-    o.input_size = 224;
-    o.epochs = 30;
-    o.batch_size = 30;
-    o.lr = 1e-3;
-    o.beta1 = 0.9;
-    o.beta2 = 0.999;
-    o.eps = 1e-8;
-    o.step_size = 10;
-    o.gamma = 0.5;
-    o.val_fraction = 0.2;
-    o.val_every = 5;
-    o.seed = 0;
-    o.threads = 0;
-    return o;
-}
-
 /* ------------------------------------------------------------ PRNG */
 
 uint64_t md_cnn_rand_next(uint64_t *state)
@@ -488,7 +447,7 @@ md_status md_cnn_preprocess(const md_image *img, int size, float *out, float *tm
 
 /* ------------------------------------------------------------ the model */
 
-struct md_scale_model {
+struct md_cnn_model {
     md_cnn_spec spec;
     float *params;
     char *base_model, *list_hash;
@@ -511,7 +470,7 @@ static char *dup_str(const char *s, md_error *err)
     return d;
 }
 
-void md_scale_model_free(md_scale_model *m)
+void md_cnn_model_free(md_cnn_model *m)
 {
     if (!m)
         return;
@@ -524,9 +483,9 @@ void md_scale_model_free(md_scale_model *m)
 }
 
 static md_status model_new(const md_cnn_spec *spec, const char *base, const char *hash,
-                           md_scale_model **out, md_error *err)
+                           md_cnn_model **out, md_error *err)
 {
-    md_scale_model *m = md_calloc(1, sizeof *m, "scale model", err);
+    md_cnn_model *m = md_calloc(1, sizeof *m, "scale model", err);
     if (!m)
         return MD_ERR_NOMEM;
     m->spec = *spec;
@@ -534,7 +493,7 @@ static md_status model_new(const md_cnn_spec *spec, const char *base, const char
     m->base_model = dup_str(base, err);
     m->list_hash = dup_str(hash, err);
     if (!m->params || !m->base_model || !m->list_hash) {
-        md_scale_model_free(m);
+        md_cnn_model_free(m);
         return MD_ERR_NOMEM;
     }
     *out = m;
@@ -542,7 +501,7 @@ static md_status model_new(const md_cnn_spec *spec, const char *base, const char
 }
 
 /* Fills m->desc from the model's fields (after training or loading). */
-static void update_desc(md_scale_model *m)
+static void update_desc(md_cnn_model *m)
 {
     int k = snprintf(m->desc, sizeof m->desc, "%s scale CNN, %dx%d input, %.2f M params",
                      md_scale_arch_name(m->spec.arch), m->spec.input_size, m->spec.input_size,
@@ -552,17 +511,17 @@ static void update_desc(md_scale_model *m)
                  m->base_model, m->n_train);
 }
 
-const char *md_scale_model_describe(const md_scale_model *m)
+const char *md_cnn_model_describe(const md_cnn_model *m)
 {
     return m ? m->desc : "";
 }
 
-const char *md_scale_model_base(const md_scale_model *m)
+const char *md_cnn_model_base(const md_cnn_model *m)
 {
     return m && m->base_model ? m->base_model : "";
 }
 
-md_status md_scale_model_predict(md_scale_model *m, const md_image *img, double *log_scale,
+md_status md_cnn_model_predict(md_cnn_model *m, const md_image *img, double *log_scale,
                                  md_error *err)
 {
     if (!m || !img || !log_scale)
@@ -597,13 +556,15 @@ md_status md_scale_model_predict(md_scale_model *m, const md_image *img, double 
 /* The RGB-only CNNs know nothing of their own reliability: full weight,
  * unknown spread and distance. Work buffers are per call, so one model can
  * serve several threads. */
-md_status md_scale_model_estimate(const md_scale_model *m, const md_image *img,
+md_status md_cnn_model_estimate(const md_cnn_model *m, const md_image *img,
                                   const md_depth *base, md_scale_estimate *out, md_error *err)
 {
     (void)base;
-    if (!m || !img || !out)
+    if (!m || !out)
         return md_fail(err, MD_ERR_ARG, "scale model estimate: NULL argument");
     memset(out, 0, sizeof *out);
+    if (!img)
+        return md_fail(err, MD_ERR_ARG, "scale CNN: no image given");
     if (!img->pixels || img->width < 1 || img->height < 1 || img->width > MD_MAX_DIM ||
         img->height > MD_MAX_DIM)
         return md_fail(err, MD_ERR_ARG, "scale model estimate: empty or invalid image");
@@ -635,15 +596,6 @@ md_status md_scale_model_estimate(const md_scale_model *m, const md_image *img,
 }
 
 /* ------------------------------------------------------------ training */
-
-void md_train_log_free(md_train_log *log)
-{
-    if (!log)
-        return;
-    free(log->train_loss);
-    free(log->val_loss);
-    memset(log, 0, sizeof *log);
-}
 
 static md_status check_options(const md_train_options *o, size_t n, md_error *err)
 {
@@ -700,8 +652,8 @@ static void load_batch(trainer *t, const size_t *idx, int nb)
     }
 }
 
-md_status md_scale_model_train(const md_image *images, const double *log_scales, size_t n,
-                               const md_train_options *opts, md_scale_model **out,
+md_status md_cnn_model_train(const md_image *images, const double *log_scales, size_t n,
+                               const md_train_options *opts, md_cnn_model **out,
                                md_train_log *log, md_error *err)
 {
     if (out)
@@ -720,7 +672,7 @@ md_status md_scale_model_train(const md_image *images, const double *log_scales,
 
     trainer t;
     memset(&t, 0, sizeof t);
-    md_scale_model *model = NULL;
+    md_cnn_model *model = NULL;
     double *train_log = NULL, *val_log = NULL;
     if ((st = md_cnn_spec_init(&t.spec, o.arch, o.input_size, err)) != MD_OK)
         return st;
@@ -873,7 +825,7 @@ done:
     trainer_free(&t);
     free(train_log);
     free(val_log);
-    md_scale_model_free(model);
+    md_cnn_model_free(model);
     return st;
 }
 
@@ -962,7 +914,7 @@ static int param_shape(const md_cnn_layer *l, int which, int64_t shape[4])
     return 2;
 }
 
-md_status md_scale_model_save(const md_scale_model *m, const char *path, md_error *err)
+md_status md_cnn_model_save(const md_cnn_model *m, const char *path, md_error *err)
 {
     if (!m || !path)
         return md_fail(err, MD_ERR_ARG, "scale model save: NULL argument");
@@ -1056,7 +1008,7 @@ static bool parse_long(const char *s, long lo, long hi, long *v)
     return true;
 }
 
-md_status md_scale_model_load(const char *path, md_scale_model **out, md_error *err)
+md_status md_cnn_model_load(const char *path, md_cnn_model **out, md_error *err)
 {
     if (!path || !out)
         return md_fail(err, MD_ERR_ARG, "scale model load: NULL argument");
@@ -1065,7 +1017,7 @@ md_status md_scale_model_load(const char *path, md_scale_model **out, md_error *
     memset(&w, 0, sizeof w);
     md_meta_entry *meta = NULL;
     size_t n_meta = 0;
-    md_scale_model *m = NULL;
+    md_cnn_model *m = NULL;
     md_status st = md_weights_open(path, &w, err);
     if (st != MD_OK)
         return st;
@@ -1173,7 +1125,7 @@ md_status md_scale_model_load(const char *path, md_scale_model **out, md_error *
     m = NULL;
     st = MD_OK;
 done:
-    md_scale_model_free(m);
+    md_cnn_model_free(m);
     md_safetensors_metadata_free(meta, n_meta);
     md_weights_free(&w);
     return st;

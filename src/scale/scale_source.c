@@ -92,11 +92,11 @@ static md_status oracle(const md_depth *depth, const md_scale_options *o, md_sca
     return MD_OK;
 }
 
-static md_status adaptive(const md_image *img, const md_depth *depth, const md_scale_options *o,
-                          md_scale_record *rec, md_error *err)
+static md_status adaptive(const md_image *img, const md_features *features,
+                          const md_scale_options *o, md_scale_record *rec, md_error *err)
 {
     md_scale_estimate est;
-    md_status st = md_scale_model_estimate(o->scale_model, img, depth, &est, err);
+    md_status st = md_scale_model_estimate(o->scale_model, img, features, &est, err);
     if (st != MD_OK)
         return st;
     double w = o->ungated ? 1.0 : est.weight;
@@ -123,8 +123,8 @@ static bool trained_for(const md_scale_model *sm, const char *base_name)
     return base_name && base && strcmp(base, base_name) == 0;
 }
 
-md_status md_scale_depth(const md_image *img, md_depth *depth, const md_scale_options *opts,
-                         md_scale_record *rec, md_error *err)
+md_status md_scale_depth(const md_image *img, const md_features *features, md_depth *depth,
+                         const md_scale_options *opts, md_scale_record *rec, md_error *err)
 {
     md_scale_record local;
     if (!rec)
@@ -146,6 +146,7 @@ md_status md_scale_depth(const md_image *img, md_depth *depth, const md_scale_op
                      o->base_model_name ? o->base_model_name : "this model");
     }
     rec->source = src;
+    int automatic = o->source == MD_SCALE_SOURCE_AUTO;
     md_status st = MD_OK;
     switch (src) {
     case MD_SCALE_SOURCE_NONE:
@@ -156,9 +157,22 @@ md_status md_scale_depth(const md_image *img, md_depth *depth, const md_scale_op
     case MD_SCALE_SOURCE_ADAPTIVE:
         if (!o->scale_model)
             return md_fail(err, MD_ERR_ARG, "adaptive scale: no scale model given");
-        if (!img || !img->pixels)
-            return md_fail(err, MD_ERR_ARG, "adaptive scale: no image given");
-        st = adaptive(img, depth, o, rec, err);
+        if (automatic) {
+            /* auto never fails for want of what the scale model reads (features
+             * of another network, no image): it keeps the base output */
+            md_error why = {0};
+            st = adaptive(img, features, o, rec, &why);
+            if (st == MD_ERR_UNSUPPORTED || st == MD_ERR_ARG) {
+                record_init(rec, MD_SCALE_SOURCE_NONE);
+                snprintf(rec->note, sizeof rec->note, "scale model not applied: %.120s",
+                         why.message);
+                return MD_OK;
+            }
+            if (st != MD_OK && err)
+                *err = why;
+        } else {
+            st = adaptive(img, features, o, rec, err);
+        }
         break;
     case MD_SCALE_SOURCE_ANCHORS:
         return md_fail(err, MD_ERR_UNSUPPORTED, "anchors scale source: not available yet");
@@ -174,6 +188,8 @@ md_status md_scale_depth(const md_image *img, md_depth *depth, const md_scale_op
 
 md_status md_default_scale_model_path(char *buf, size_t size, md_error *err)
 {
+    if (!buf || size == 0)
+        return md_fail(err, MD_ERR_ARG, "md_default_scale_model_path: no buffer");
     const char *env = getenv("METRICDEPTH_SCALE_MODEL");
     if (env && *env) {
         snprintf(buf, size, "%s", env);
