@@ -112,51 +112,54 @@ MDW_FN void f_float(buf *b, int field, float f)
 
 /* ---------------------------------------------------------------- ONNX */
 
-/* AttributeProto with INTS. */
-MDW_FN void attr_ints(buf *node, const char *name, const int64_t *v, int n)
+/* AttributeProto: name, then the value fields, then its type (20). */
+MDW_FN buf attr_begin(const char *name)
 {
     buf a = {0};
     f_str(&a, 1, name);
+    return a;
+}
+
+MDW_FN void attr_end(buf *node, buf *a, int type)
+{
+    f_int(a, 20, type);
+    f_msg(node, 5, a);
+}
+
+MDW_FN void attr_ints(buf *node, const char *name, const int64_t *v, int n)
+{
+    buf a = attr_begin(name);
     for (int i = 0; i < n; i++)
         f_int(&a, 8, v[i]);
-    f_int(&a, 20, 7);
-    f_msg(node, 5, &a);
+    attr_end(node, &a, 7);
 }
 
 MDW_FN void a_int(buf *node, const char *name, int64_t v)
 {
-    buf a = {0};
-    f_str(&a, 1, name);
+    buf a = attr_begin(name);
     f_int(&a, 3, v);
-    f_int(&a, 20, 2);
-    f_msg(node, 5, &a);
+    attr_end(node, &a, 2);
 }
 
 MDW_FN void a_float(buf *node, const char *name, float v)
 {
-    buf a = {0};
-    f_str(&a, 1, name);
+    buf a = attr_begin(name);
     f_float(&a, 2, v);
-    f_int(&a, 20, 1);
-    f_msg(node, 5, &a);
+    attr_end(node, &a, 1);
 }
 
 MDW_FN void a_str(buf *node, const char *name, const char *v)
 {
-    buf a = {0};
-    f_str(&a, 1, name);
+    buf a = attr_begin(name);
     f_str(&a, 4, v);
-    f_int(&a, 20, 3);
-    f_msg(node, 5, &a);
+    attr_end(node, &a, 3);
 }
 
 MDW_FN void a_floats(buf *node, const char *name, const float *v, int n)
 {
-    buf a = {0};
-    f_str(&a, 1, name);
+    buf a = attr_begin(name);
     f_bytes(&a, 7, v, sizeof(float) * (size_t)n); /* packed */
-    f_int(&a, 20, 6);
-    f_msg(node, 5, &a);
+    attr_end(node, &a, 6);
 }
 
 /* ValueInfoProto for a float tensor. */

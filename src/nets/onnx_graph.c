@@ -378,6 +378,23 @@ static int data_input(builder *b, const md_onnx_node *n, size_t i)
     return v;
 }
 
+/* Data inputs 0 and 1 (both required) into *a and *c. */
+static md_status two_data_inputs(builder *b, const md_onnx_node *n, int *a, int *c)
+{
+    *a = data_input(b, n, 0);
+    *c = *a < 0 ? -1 : data_input(b, n, 1);
+    return *c < 0 ? b->st : MD_OK;
+}
+
+/* An optional data input: its value, -2 when absent, -1 on error (status set). */
+static int optional_data_input(builder *b, const md_onnx_node *n, size_t i)
+{
+    int v = input_value(b, n, i, true);
+    if (v >= 0 && need_data(b, n, v, n->inputs[i]) != MD_OK)
+        return -1;
+    return v;
+}
+
 static md_status need_4d(builder *b, const md_onnx_node *n, int v)
 {
     const gval *x = &b->g->vals[v];
@@ -475,14 +492,11 @@ static md_status spatial_params(builder *b, const md_onnx_node *n, int in_h, int
 
 static md_status build_conv(builder *b, const md_onnx_node *n)
 {
-    int xv = data_input(b, n, 0);
-    if (xv < 0)
+    int xv, wv;
+    if (two_data_inputs(b, n, &xv, &wv) != MD_OK)
         return b->st;
-    int wv = data_input(b, n, 1);
-    if (wv < 0)
-        return b->st;
-    int bv = input_value(b, n, 2, true);
-    if (bv == -1 || (bv >= 0 && need_data(b, n, bv, n->inputs[2]) != MD_OK))
+    int bv = optional_data_input(b, n, 2);
+    if (bv == -1)
         return b->st;
     md_status st = need_4d(b, n, xv);
     if (st != MD_OK)
@@ -723,11 +737,8 @@ static md_status build_unary_copy(builder *b, const md_onnx_node *n, op_kind kin
 
 static md_status build_binary(builder *b, const md_onnx_node *n, md_binary_op bop)
 {
-    int av = data_input(b, n, 0);
-    if (av < 0)
-        return b->st;
-    int bv = data_input(b, n, 1);
-    if (bv < 0)
+    int av, bv;
+    if (two_data_inputs(b, n, &av, &bv) != MD_OK)
         return b->st;
     const gval *A = &b->g->vals[av], *B = &b->g->vals[bv];
     int nd = A->ndim > B->ndim ? A->ndim : B->ndim;
@@ -980,14 +991,11 @@ static md_status build_resize(builder *b, const md_onnx_node *n, int64_t opset, 
 
 static md_status build_gemm(builder *b, const md_onnx_node *n, bool matmul)
 {
-    int av = data_input(b, n, 0);
-    if (av < 0)
+    int av, bv;
+    if (two_data_inputs(b, n, &av, &bv) != MD_OK)
         return b->st;
-    int bv = data_input(b, n, 1);
-    if (bv < 0)
-        return b->st;
-    int cv = matmul ? -2 : input_value(b, n, 2, true);
-    if (cv == -1 || (cv >= 0 && need_data(b, n, cv, n->inputs[2]) != MD_OK))
+    int cv = matmul ? -2 : optional_data_input(b, n, 2);
+    if (cv == -1)
         return b->st;
     md_status st;
     const gval *A = &b->g->vals[av], *B = &b->g->vals[bv];
