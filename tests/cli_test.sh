@@ -289,8 +289,8 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   echo "$nyu/rgb/rgb_00000.jpg $nyu/depth/sync_depth_00000.png 1000 $K" >"$T/ev/test.txt"
   smodel=""
   [ -f "$T/fit/scale.safetensors" ] && smodel="$T/fit/scale.safetensors"
-  [ -z "$smodel" ] && [ -f "$(dirname "$0")/../data/scale_models/fastdepth_compact.safetensors" ] &&
-    smodel="$(dirname "$0")/../data/scale_models/fastdepth_compact.safetensors"
+  [ -z "$smodel" ] && [ -f "$(dirname "$0")/../data/scale_models/fastdepth_7.scale.safetensors" ] &&
+    smodel="$(dirname "$0")/../data/scale_models/fastdepth_7.scale.safetensors"
   if [ -n "$smodel" ]; then
     expect 0 "$MD" eval --data "$T/ev/train.txt" --test "$T/ev/test.txt" --model "$model" \
       --scale-model "$smodel" --panels 1 --threads 2 -o "$T/ev/r1"

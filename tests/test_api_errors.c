@@ -103,6 +103,14 @@ static void test_images_and_depth(void)
     BOTH(MD_ERR_IO, md_file_write_atomic(out, "x", 1, E));
     BOTH(MD_ERR_ARG, md_file_write_atomic(NULL, "x", 1, E));
 
+    /* caller buffers: NULL, a stride shorter than a row, a bad pixel format */
+    BOTH(MD_ERR_ARG, md_image_from_pixels(NULL, 2, 2, 6, MD_PIXELS_RGB, &img, E));
+    BOTH(MD_ERR_ARG, md_image_from_pixels(px, 2, 2, 5, MD_PIXELS_RGB, &img, E));
+    BOTH(MD_ERR_ARG, md_image_from_pixels(px, 2, 2, 6, (md_pixel_format)42, &img, E));
+    float dst[4];
+    BOTH(MD_ERR_ARG, md_depth_export(NULL, dst, 2, 0.0f, E));
+    BOTH(MD_ERR_ARG, md_depth_export(&dep, dst, 1, 0.0f, E));
+    CHECK(md_version() != NULL);
     md_image_free(NULL);
     md_depth_free(NULL);
     md_tensor_free(NULL);
@@ -255,7 +263,7 @@ static void test_models(void)
     CHECK(md_model_describe(NULL) != NULL);
     md_model_free(NULL);
     BOTH(MD_ERR_ARG, md_default_model_path(NULL, 0, E));
-    BOTH(MD_ERR_ARG, md_default_scale_model_path(NULL, 0, E));
+    BOTH(MD_ERR_ARG, md_default_scale_model_path(NULL, NULL, 0, E));
 }
 
 int main(void)

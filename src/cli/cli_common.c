@@ -322,7 +322,7 @@ int cli_scale_setup(md_scale_options *so, const char *scale_model_path, const md
     char buf[4096];
     const char *path = scale_model_path;
     if (!path) {
-        if (md_default_scale_model_path(buf, sizeof buf, &err) != MD_OK) {
+        if (md_default_scale_model_path(so->base_model_name, buf, sizeof buf, &err) != MD_OK) {
             if (so->source == MD_SCALE_SOURCE_AUTO)
                 return CLI_EXIT_OK; /* no scale model: auto means none */
             fprintf(stderr, "metricdepth: error: --scale adaptive: %s (give --scale-model FILE)\n",

@@ -74,6 +74,7 @@ static int run(int argc, char **argv)
     md_error err = {0};
     md_image rgb = {0};
     md_depth gt = {0}, pred = {0}, scaled_pred = {0};
+    md_features features = {0};
     md_intrinsics K;
     md_model *model = NULL;
     md_scale_model *scale_model = NULL;
@@ -119,11 +120,9 @@ static int run(int argc, char **argv)
     }
     printf("model: %s\n", md_model_describe(model));
     double t0 = seconds();
-    if (md_model_predict(model, &rgb, &pred, &err) != MD_OK)
+    if (md_model_predict_ex(model, &rgb, &pred, &features, &err) != MD_OK)
         goto fail;
     printf("predict: %.1f ms\n", 1e3 * (seconds() - t0));
-    if (cli_write_depth_outputs(outdir, "sample", &pred, &rgb, &K, true, range, &err) != 0)
-        goto fail;
 
     md_metrics raw, adaptive, scaled;
     size_t n;
@@ -138,8 +137,18 @@ static int run(int argc, char **argv)
     if (md_depth_alloc(&scaled_pred, pred.width, pred.height, &err) != MD_OK)
         goto fail;
     memcpy(scaled_pred.data, pred.data, sizeof(float) * npix);
-    if (md_scale_depth(&rgb, NULL, &scaled_pred, &so, &rec, &err) != MD_OK ||
+    if (pred.mask) {
+        scaled_pred.mask = malloc(npix);
+        if (!scaled_pred.mask)
+            goto fail;
+        memcpy(scaled_pred.mask, pred.mask, npix);
+    }
+    if (md_scale_depth(&rgb, &features, &scaled_pred, &so, &rec, &err) != MD_OK ||
         md_metrics_compute(&scaled_pred, &gt, MD_PROTOCOL_SEED, &adaptive, &err) != MD_OK)
+        goto fail;
+    cli_print_scale_record(stdout, "sample", &rec);
+    /* the outputs are what predict writes: the default scale applied */
+    if (cli_write_depth_outputs(outdir, "sample", &scaled_pred, &rgb, &K, true, range, &err) != 0)
         goto fail;
     for (size_t i = 0; i < npix; i++)
         pred.data[i] *= (float)s;
@@ -172,5 +181,6 @@ done:
     md_depth_free(&gt);
     md_depth_free(&pred);
     md_depth_free(&scaled_pred);
+    md_features_free(&features);
     return status;
 }

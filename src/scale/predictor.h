@@ -45,6 +45,12 @@ void md_enc_free(md_enc_model *m);
 size_t md_enc_features(const md_enc_model *m, uint64_t *signature);
 size_t md_enc_train_count(const md_enc_model *m);
 
+/* One ridge fit on all n samples (no bootstrap), standardised as in
+ * training, for tests: mu, sd and b (p values each; b in standardised units)
+ * and the intercept *c. */
+md_status md_enc_fit_once(const md_enc_sample *s, size_t n, size_t p, double alpha, double *mu,
+                          double *sd, double *b, double *c, md_error *err);
+
 /* Save / load through safetensors: the tensors (pointing into the model) and
  * the metadata values (static strings are copied by the writer). */
 #define MD_ENC_TENSORS 5

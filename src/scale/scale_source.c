@@ -186,10 +186,11 @@ md_status md_scale_depth(const md_image *img, const md_features *features, md_de
     return MD_OK;
 }
 
-md_status md_default_scale_model_path(char *buf, size_t size, md_error *err)
+md_status md_default_scale_model_path(const char *base_model_name, char *buf, size_t size,
+                                      md_error *err)
 {
     if (!buf || size == 0)
-        return md_fail(err, MD_ERR_ARG, "md_default_scale_model_path: no buffer");
+        return md_fail(err, MD_ERR_ARG, "default scale model path: no buffer");
     const char *env = getenv("METRICDEPTH_SCALE_MODEL");
     if (env && *env) {
         snprintf(buf, size, "%s", env);
@@ -197,8 +198,13 @@ md_status md_default_scale_model_path(char *buf, size_t size, md_error *err)
             return MD_OK;
         return md_fail(err, MD_ERR_IO, "%s (METRICDEPTH_SCALE_MODEL): cannot read", buf);
     }
-    snprintf(buf, size, "%s/scale_models/fastdepth_compact.safetensors", MD_DATA_DIR);
-    if (access(buf, R_OK) == 0)
-        return MD_OK;
-    return md_fail(err, MD_ERR_IO, "no default scale model: %s does not exist", buf);
+    if (!base_model_name || !*base_model_name)
+        return md_fail(err, MD_ERR_ARG, "default scale model: no base model name");
+    /* scale_models/STEM.scale.safetensors, STEM the base model's file name
+     * without its extension */
+    char name[300];
+    const char *dot = strrchr(base_model_name, '.');
+    int n = dot && dot != base_model_name ? (int)(dot - base_model_name) : (int)strlen(base_model_name);
+    snprintf(name, sizeof name, "%.*s.scale.safetensors", n, base_model_name);
+    return md_find_data_file("scale_models", name, MD_DATA_DIR "/scale_models", buf, size, err);
 }
