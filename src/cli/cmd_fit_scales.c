@@ -164,7 +164,8 @@ static double mean_of(const fit_item *items, size_t n, const unsigned char *keep
 }
 
 static void print_summary(const fit_item *items, size_t n, const unsigned char *keep,
-                          size_t n_kept, const double *scales, size_t n_ok, int adaptive)
+                          size_t n_kept, const double *scales, size_t n_ok, int adaptive,
+                          double lo, double hi)
 {
     double med = NAN, p5 = NAN, p95 = NAN;
     md_error e = {0};
@@ -173,6 +174,14 @@ static void print_summary(const fit_item *items, size_t n, const unsigned char *
     md_percentile(scales, n_ok, 95, &p95, &e);
     printf("pairs: %zu fitted, %zu kept in the CSV\n", n_ok, n_kept);
     printf("oracle scale s*: median %.4f [p5 %.4f, p95 %.4f] (all fitted pairs)\n", med, p5, p95);
+    size_t at_limit = 0;
+    for (size_t i = 0; i < n_ok; i++)
+        at_limit += scales[i] <= lo * (1 + 1e-9) || scales[i] >= hi * (1 - 1e-9);
+    if (at_limit)
+        fprintf(stderr,
+                "warning: the oracle scale sits on the range limit [%g, %g] for %zu of %zu pairs: "
+                "their optimum lies beyond it (widen --range to see it)\n",
+                lo, hi, at_limit, n_ok);
     printf("mean metrics over the kept pairs (seed protocol):\n");
     printf("  %-10s %8s %8s %8s %8s\n", "", "AbsRel", "RMSE", "delta1", "W1");
 #define M(field) mean_of(items, n, keep, offsetof(md_scales_row, field))
@@ -390,7 +399,7 @@ static int run(int argc, char **argv)
         rc = cli_report(&err);
     if (rc != CLI_EXIT_OK)
         goto done;
-    print_summary(items, n, keep, n_kept, scales, n_ok, scale_model_s != NULL);
+    print_summary(items, n, keep, n_kept, scales, n_ok, scale_model_s != NULL, lo, hi);
     fprintf(stderr, "wrote %zu rows to %s (%zu of %zu predictions from the cache, %zu failed%s)\n",
             n_kept, out_s, n_cached, n, job.failed,
             n_kept < n_ok ? ", some trimmed" : "");
