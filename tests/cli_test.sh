@@ -81,6 +81,73 @@ if head -c 600 "$T/p.ply" | grep -q "element vertex 4"; then ok; else bad "ply v
 expect 1 "$MD" convert "$T/trunc.pgm" -o "$T/never.npy"
 if [ ! -e "$T/never.npy" ] && ! ls "$T" | grep -q tmp; then ok; else bad "partial output left behind"; fi
 
+# A float32 .npy: npy FILE "SHAPE" COUNT zero|nan (the shape as Python writes it, "(1, 3, 8, 8)").
+npy() {
+  local f="$1" shape="$2" n="$3" fill="$4"
+  local dict="{'descr': '<f4', 'fortran_order': False, 'shape': $shape, }"
+  local total=$(( (10 + ${#dict} + 1 + 63) / 64 * 64 ))
+  local pad=$(( total - 10 - ${#dict} - 1 ))
+  { printf '\223NUMPY\001\000'; printf "\\$(printf '%03o' $(( (total - 10) & 255 )))\\$(printf '%03o' $(( (total - 10) >> 8 )))"
+    printf '%s%*s\n' "$dict" "$pad" ''
+    if [ "$fill" = nan ]; then for ((i = 0; i < n; i++)); do printf '\000\000\300\177'; done
+    else head -c $((4 * n)) /dev/zero; fi; } >"$f"
+}
+
+# A black 1-bit greyscale PNG of W x H pixels, built with gzip (its deflate
+# stream and its CRC-32): png_black FILE W H
+png_black() {
+  local f="$1" w="$2" h="$3" row=$(( 1 + ($2 + 7) / 8 ))
+  local n=$(( row * h ))
+  be32() { printf "\\$(printf '%03o' $(( ($1 >> 24) & 255 )))\\$(printf '%03o' $(( ($1 >> 16) & 255 )))\\$(printf '%03o' $(( ($1 >> 8) & 255 )))\\$(printf '%03o' $(( $1 & 255 )))"; }
+  crc() { gzip -c | tail -c 8 | head -c 4 | od -An -tu4 | tr -d ' '; } # CRC-32 (little-endian in gzip)
+  chunk() { local type="$1" data="$2"; be32 "$(wc -c <"$data")"; { printf '%s' "$type"; cat "$data"; } >"$data.c"
+            cat "$data.c"; be32 "$(crc <"$data.c")"; rm -f "$data.c"; }
+  local d; d=$(mktemp -d)
+  { be32 "$w"; be32 "$h"; printf '\001\000\000\000\000'; } >"$d/ihdr"
+  # zlib = 78 9c, gzip's raw deflate (minus its 10-byte header and 8-byte trailer), adler-32
+  # (for n zero bytes: a = 1, b = n mod 65521)
+  { printf '\170\234'; head -c "$n" /dev/zero | gzip -c -n | tail -c +11 | head -c -8
+    be32 $(( ((n % 65521) << 16) | 1 )); } >"$d/idat"
+  : >"$d/iend"
+  { printf '\211PNG\r\n\032\n'; chunk IHDR "$d/ihdr"; chunk IDAT "$d/idat"; chunk IEND "$d/iend"; } >"$f"
+  rm -rf "$d"
+}
+
+# Sanitizer builds reserve terabytes of shadow memory: no ulimit -v for them.
+asan=0; ldd "$MD" 2>/dev/null | grep -q 'libasan' && asan=1
+
+# --- small files claiming huge images: refused by area before decoding
+png_black "$T/huge.png" 16384 16384
+[ "$(wc -c <"$T/huge.png")" -lt 40000 ] && ok || bad "the huge PNG is not small"
+if [ "$asan" -eq 0 ]; then
+  expect 1 bash -c 'ulimit -v 300000; exec "$@"' sh "$MD" pointcloud --depth "$T/pred.pgm" \
+    --rgb "$T/huge.png" --intrinsics 1,1,0,0 -o "$T/never.ply"
+else
+  expect 1 "$MD" pointcloud --depth "$T/pred.pgm" --rgb "$T/huge.png" --intrinsics 1,1,0,0 -o "$T/never.ply"
+fi
+contains "huge.png: image of 16384x16384 pixels is larger than"
+
+# --- train: running out of memory is an error, never an unreadable image to skip
+png_black "$T/big.png" 16384 8192
+{ echo "rgb,depth,divisor,scale,log_scale,w1_before,w1_after,abs_rel_before,rmse_before,delta1_before,abs_rel_after,rmse_after,delta1_after"
+  echo "$T/big.png,a.png,1000,2,0.6931,0,0,0,0,0,0,0,0"; } >"$T/big.csv"
+if [ "$asan" -eq 0 ]; then
+  expect 1 bash -c 'ulimit -v 400000; exec "$@"' sh "$MD" train --scales "$T/big.csv" \
+    -o "$T/never.safetensors" --arch compact --model fastdepth_7.onnx --epochs 1 --threads 1
+  contains "out of memory"
+  ! grep -q "skipped" "$T/out" && ok || bad "train skipped an image it had no memory for"
+  [ ! -e "$T/never.safetensors" ] && ok || bad "train wrote a model after running out of memory"
+fi
+
+# --- a FIFO (or a folder) as input: refused at once, never waited on
+mkfifo "$T/fifo.pgm"
+expect 1 timeout 20 "$MD" metrics --pred "$T/fifo.pgm" --gt "$T/gt.pgm"
+contains "fifo.pgm: not a regular file (a FIFO)"
+expect 1 timeout 20 "$MD" scale --pred "$T/pred.pgm" --gt "$T"
+contains "not a regular file (a folder)"
+expect 1 timeout 20 "$MD" run-model --model "$T/fifo.pgm" --input "$T/fifo.pgm" -o "$T/never.npy"
+contains "FIFO"
+
 # --- with the shared data: pair detection and the real model
 if [ -n "$SHARED" ] && [ -d "$SHARED/data" ]; then
   expect 0 "$MD" pairs "$SHARED"/data/* -o "$T/pairs.txt"
@@ -97,6 +164,16 @@ if [ -n "$SHARED" ] && [ -d "$SHARED/data" ]; then
       [ -s "$T/pred/$f" ] && ok || bad "missing $f"
     done
     if ls "$T/pred" | grep -q broken; then bad "output written for broken image"; else ok; fi
+    # a FIFO among the inputs is skipped at once and the batch goes on
+    expect 3 timeout 60 "$MD" predict --model "$model" "$T/fifo.pgm" "$T/good.jpg" -o "$T/pred_fifo"
+    contains "fifo.pgm"
+    [ -s "$T/pred_fifo/good.depth.png" ] && ok || bad "the batch stopped at the FIFO"
+    # run-model: a tensor of the wrong shape is bad input naming the .npy (exit 1, not usage)
+    npy "$T/small.npy" "(1, 3, 10, 10)" 300 zero
+    expect 1 "$MD" run-model --model "$model" --input "$T/small.npy" -o "$T/never.npy"
+    contains "small.npy"
+    contains "1x3x224x224"
+    [ ! -e "$T/never.npy" ] && ok || bad "run-model wrote an output for a wrong shape"
     expect 0 "$MD" demo --model "$model" -o "$T/demo"
     contains "oracle W1 scale"
     expect 0 "$MD" predict --model "$model" "$T/good.jpg" -o "$T/oracle" --scale oracle \
@@ -107,6 +184,16 @@ if [ -n "$SHARED" ] && [ -d "$SHARED/data" ]; then
       --gt "$SHARED/data/nyu_demo_metric3d/depth/sync_depth_00000.png"
     contains "--gt goes with --scale oracle"
   fi
+fi
+
+# --- an all-NaN input never becomes finite depth (Depth Anything V2, tiny reference weights)
+da2="$SHARED/reference/da2/tiny/model.safetensors"
+if [ -n "$SHARED" ] && [ -f "$da2" ]; then
+  npy "$T/nan.npy" "(1, 3, 28, 28)" 2352 nan
+  expect 0 "$MD" run-model --model "$da2" --input "$T/nan.npy" -o "$T/nan_out.npy"
+  finite=$(tail -c $((4 * 28 * 28)) "$T/nan_out.npy" | od -An -v -tf4 | tr -s ' ' '\n' |
+           grep -v '^$' | grep -vic nan)
+  [ "$finite" -eq 0 ] && ok || bad "$finite finite depth values from an all-NaN input"
 fi
 
 # --- adaptive scaling: fit-scales, train, predict --scale-model (issue 5)
@@ -305,6 +392,21 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   got=$(awk -F, -v c="$col" '/^test,/ { print $c }' "$T/ev/e1/per_image.csv")
   if awk -v a="$want" -v b="$got" 'BEGIN { d = a - b; exit !(a > 0 && d < 1e-6 && d > -1e-6) }'; then ok
   else bad "eigen AbsRel: metrics on the .npy says $want, eval says $got"; fi
+  # a full disk (a 100 KB tmpfs in a private mount namespace): the figures do
+  # not fit, so the report is incomplete: exit 1, no temporaries left
+  mkdir -p "$T/ev/full"
+  if unshare -rm sh -c 'mount -t tmpfs -o size=100k tmpfs "$1"' sh "$T/ev/full" 2>/dev/null; then
+    unshare -rm sh -c 'mount -t tmpfs -o size=100k tmpfs "$1" || exit 99
+      "$2" eval --data "$3" --test "$4" --model "$5" --panels 1 --no-cache -o "$1/r"; rc=$?
+      ls -a "$1/r" "$1/r/fig"; exit $rc' sh "$T/ev/full" "$MD" "$T/ev/train.txt" \
+      "$T/ev/test.txt" "$model" >"$T/out" 2>&1
+    got=$?
+    [ "$got" -eq 1 ] && ok || { bad "eval onto a full disk: exit $got (wanted 1)"; sed 's/^/    /' "$T/out" >&2; }
+    contains "No space left"
+    ! grep -q "\.tmp\." "$T/out" && ok || bad "eval left temporaries on the full disk"
+  else
+    echo "skip: cannot mount a tmpfs in a user namespace (full-disk eval test)" >&2
+  fi
   # a bad pair is reported and skipped: exit 3, the rest evaluated
   head -c 2000 "$nyu/rgb/rgb_00050.jpg" >"$T/ev/broken.jpg"
   { cat "$T/ev/train.txt"; echo "broken.jpg $nyu/depth/sync_depth_00050.png"; } >"$T/ev/bad.txt"

@@ -4,6 +4,8 @@
 
 #include <pthread.h>
 
+#include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -203,10 +205,98 @@ static void test_pipe(void)
     pipe_init(&t);
     st = pipe_go(&t, 0, 1, 2);
     CHECK(st.done == 0 && t.n_load == 0);
+/* A FIFO (no writer) must be refused at once, not block the reader: the
+ * alarm turns a regression into a failure instead of a hang. */
+static void test_fifo_not_blocking(void)
+{
+    char dir[] = "/tmp/md_test_fifo_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "%s/in.png", dir);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    alarm(20);
+    md_error err = {0};
+    uint8_t *data = NULL;
+    size_t size = 0;
+    CHECK(md_read_file(fifo, 100, &data, &size, &err) == MD_ERR_IO);
+    CHECK(strstr(err.message, fifo) && strstr(err.message, "FIFO"));
+    CHECK(data == NULL);
+    CHECK(md_open_regular(fifo, &size, &err) < 0);
+    CHECK(md_open_regular(dir, &size, NULL) < 0); /* a folder, err NULL */
+    CHECK(md_read_file(dir, 100, &data, &size, NULL) == MD_ERR_IO);
+    alarm(0);
+    unlink(fifo);
+    rmdir(dir);
+}
+
+/* The temporary is created with mode 0666 less the umask (no umask() calls,
+ * which would race with other threads), and names within 11 bytes of
+ * NAME_MAX still work because the temporary's name is shortened. */
+static void test_atomic_mode_and_long_names(void)
+{
+    char dir[] = "/tmp/md_test_atomic_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    mode_t old = umask(027);
+    md_error err = {0};
+    md_atomic_file af;
+    char path[512];
+    snprintf(path, sizeof path, "%s/plain.txt", dir);
+    CHECK_OK(md_atomic_open(&af, path, &err), &err);
+    CHECK(strncmp(af.temp_path, path, strlen(path)) == 0 && strstr(af.temp_path, ".tmp."));
+    fputs("x", af.fp);
+    CHECK_OK(md_atomic_commit(&af, &err), &err);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0640);
+    CHECK(umask(old) == 027); /* the umask was never changed */
+    unlink(path);
+
+    for (size_t len = MD_NAME_MAX - 12; len <= MD_NAME_MAX; len++) {
+        char name[MD_NAME_MAX + 1];
+        memset(name, 'n', len);
+        memcpy(name + len - 4, ".png", 4);
+        name[len] = '\0';
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        md_status s = md_atomic_open(&af, path, &err);
+        CHECK_MSG(s == MD_OK, "name of %zu bytes: %s", len, err.message);
+        if (s != MD_OK)
+            continue;
+        const char *base = strrchr(af.temp_path, '/') + 1;
+        CHECK(strlen(base) <= MD_NAME_MAX && strstr(base, ".tmp.") != NULL);
+        CHECK_OK(md_atomic_commit(&af, &err), &err);
+        CHECK(access(path, F_OK) == 0);
+        unlink(path);
+    }
+    /* one byte too long for the file system: a clean error naming it */
+    char name[MD_NAME_MAX + 2];
+    memset(name, 'n', MD_NAME_MAX + 1);
+    name[MD_NAME_MAX + 1] = '\0';
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (md_atomic_open(&af, path, &err) == MD_OK) {
+        CHECK(md_atomic_commit(&af, &err) == MD_ERR_IO);
+    } else {
+        CHECK(err.code == MD_ERR_IO);
+    }
+    CHECK(strstr(err.message, name) != NULL);
+    CHECK(rmdir(dir) == 0); /* nothing left behind */
+}
+
+static void test_name_file(void)
+{
+    md_error err = {MD_ERR_NOMEM, "out of memory allocating 12 bytes for weights"};
+    CHECK(md_name_file(&err, MD_ERR_NOMEM, "m.onnx") == MD_ERR_NOMEM);
+    CHECK(strcmp(err.message, "m.onnx: out of memory allocating 12 bytes for weights") == 0);
+    CHECK(md_name_file(&err, MD_ERR_NOMEM, "m.onnx") == MD_ERR_NOMEM); /* named once */
+    CHECK(strcmp(err.message, "m.onnx: out of memory allocating 12 bytes for weights") == 0);
+    CHECK(md_name_file(NULL, MD_ERR_IO, "m.onnx") == MD_ERR_IO);
+    CHECK(md_name_file(&err, MD_OK, "other") == MD_OK);
+    CHECK(strstr(err.message, "other") == NULL);
 }
 
 int main(void)
 {
+    RUN_TEST(test_fifo_not_blocking);
+    RUN_TEST(test_atomic_mode_and_long_names);
+    RUN_TEST(test_name_file);
     RUN_TEST(test_mul_size);
     RUN_TEST(test_extension);
     RUN_TEST(test_atomic_commit_and_abort);

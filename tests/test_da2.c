@@ -5,6 +5,7 @@
 #include "check.h"
 
 #include "base/base.h"
+#include "formats/weights.h"
 #include "nets/backend.h"
 #include "nets/da2_model.h"
 
@@ -341,7 +342,73 @@ static void test_public_api(void)
     bad.shape[1] = 20;
     bad.shape[2] = 20;
     bad.data = zero;
-    CHECK(md_model_run_tensor(m, &bad, &out, &err) == MD_ERR_ARG);
+    CHECK(md_model_run_tensor(m, &bad, &out, &err) == MD_ERR_DATA);
+    md_model_free(m);
+}
+
+/* Non-finite values have a defined fate: a NaN or infinite weight is refused
+ * at load, naming the tensor (both containers, from copies the test edits);
+ * an all-NaN input never becomes a finite positive depth. */
+static void test_nonfinite(void)
+{
+    static const char *const files[2] = {"model.safetensors", "model.pth"};
+    static const float bad_values[2] = {NAN, -INFINITY};
+    const char *victim = "pretrained.blocks.1.mlp.fc2.bias";
+    for (int f = 0; f < 2; f++) {
+        md_error err = {0};
+        md_weights w;
+        if (md_weights_open(ref("tiny", files[f]), &w, &err) != MD_OK) {
+            CHECK_MSG(false, "%s", err.message);
+            continue;
+        }
+        const md_weight *t = md_weights_find(&w, victim);
+        const uint8_t *base = w.map;
+        bool mapped = t && t->dtype == MD_WDT_F32 && t->data >= base &&
+                      t->data < base + w.map_size && t->ndim == 1 && t->stride[0] == 1;
+        CHECK_MSG(mapped, "%s: %s is not a stored float32 vector", files[f], victim);
+        size_t at = mapped ? (size_t)(t->data - base) + ((size_t)t->offset + 3) * 4 : 0;
+        md_weights_free(&w);
+        uint8_t *data = NULL;
+        size_t size = 0;
+        CHECK_OK(md_read_file(ref("tiny", files[f]), (size_t)1 << 30, &data, &size, &err), &err);
+        if (!mapped || !data) {
+            free(data);
+            continue;
+        }
+        memcpy(data + at, &bad_values[f], 4);
+        char path[64];
+        snprintf(path, sizeof path, "/tmp/md_da2_nan_%d_%s", (int)getpid(), files[f]);
+        FILE *fp = fopen(path, "wb");
+        CHECK(fp && fwrite(data, 1, size, fp) == size);
+        if (fp)
+            fclose(fp);
+        md_model *m = NULL;
+        md_status s = md_model_load(path, NULL, &m, &err);
+        CHECK_MSG(s == MD_ERR_FORMAT && m == NULL && strstr(err.message, victim) &&
+                      strstr(err.message, "non-finite") && strstr(err.message, path),
+                  "%s -> %d: %s", files[f], (int)s, err.message);
+        md_model_free(m);
+        unlink(path);
+        free(data);
+    }
+
+    md_error err = {0};
+    md_model *m = NULL;
+    CHECK_OK(md_model_load(ref("tiny", "model.safetensors"), NULL, &m, &err), &err);
+    if (!m)
+        return;
+    static float nan_in[3 * 28 * 42];
+    for (size_t i = 0; i < sizeof nan_in / sizeof nan_in[0]; i++)
+        nan_in[i] = NAN;
+    md_tensor in = {3, {1, 3, 28, 42}, nan_in}, out = {0};
+    in.ndim = 4;
+    CHECK_OK(md_model_run_tensor(m, &in, &out, &err), &err);
+    size_t n = md_tensor_numel(&out), believable = 0;
+    for (size_t i = 0; out.data && i < n; i++)
+        believable += isfinite(out.data[i]) && out.data[i] > 0.0f;
+    CHECK_MSG(n > 0 && believable == 0, "%zu of %zu depth values finite from an all-NaN input",
+              believable, n);
+    md_tensor_free(&out);
     md_model_free(m);
 }
 
@@ -567,6 +634,7 @@ int main(void)
     RUN_TEST(test_tiny_pth);
     RUN_TEST(test_bad_checkpoints);
     RUN_TEST(test_public_api);
+    RUN_TEST(test_nonfinite);
     RUN_TEST(test_thread_counts);
     RUN_TEST(test_hf_layout);
     RUN_TEST(test_relative_checkpoint);

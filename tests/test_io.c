@@ -9,8 +9,10 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -2078,6 +2080,119 @@ static void test_video_roundtrip(void)
     /* not a video: an error naming the file */
     write_bytes(tmp_path(p, sizeof p, "bad.mp4"), "nothing here", 12);
     CHECK(md_video_open(p, &r, &vi, &err) != MD_OK && strstr(err.message, "bad.mp4"));
+static long peak_rss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* Small files that claim a huge area are refused before decoding (a 33 KB
+ * 16384x16384 1-bit PNG once took 5.3 GB); a 16-bit PGM depth sample above
+ * maxval is invalid, not used as is. */
+static void test_resource_limits(void)
+{
+    char path[256];
+    md_error err = {0};
+    size_t row = 1 + 16384 / 8, raw_len = row * 16384, n;
+    uint8_t *raw = calloc(raw_len, 1); /* filter 0, all black */
+    uint8_t *png = raw ? png_build(16384, 16384, 1, 0, raw, raw_len, NULL, 0, &n) : NULL;
+    free(raw);
+    CHECK(png && n < 64 * 1024);
+    CHECK(png && write_bytes(tmp_path(path, sizeof path, "huge-1bit.png"), png, n));
+    free(png);
+    long before = peak_rss_kb();
+    md_image img = {0};
+    md_status st = md_image_load(path, &img, &err);
+    CHECK_MSG(st == MD_ERR_UNSUPPORTED && strstr(err.message, path) &&
+                  strstr(err.message, "larger than"),
+              "%d %s", (int)st, err.message);
+    CHECK(img.pixels == NULL);
+    CHECK_MSG(peak_rss_kb() - before < 50 * 1024, "peak memory grew by %ld MB",
+              (peak_rss_kb() - before) / 1024);
+    /* the same area claimed by Netpbm headers, as image and as depth */
+    const char *pgm = "P5\n16384 16384\n65535\n";
+    CHECK(write_bytes(tmp_path(path, sizeof path, "huge.pgm"), pgm, strlen(pgm)));
+    CHECK(md_image_load(path, &img, &err) == MD_ERR_UNSUPPORTED && strstr(err.message, path));
+    md_depth d = {0};
+    CHECK(md_depth_load(path, NULL, &d, &err) == MD_ERR_UNSUPPORTED &&
+          strstr(err.message, "larger than"));
+    /* but 16384x8192 (the limit) only fails for its missing data */
+    pgm = "P5\n16384 8192\n65535\n";
+    CHECK(write_bytes(tmp_path(path, sizeof path, "limit.pgm"), pgm, strlen(pgm)));
+    CHECK(md_depth_load(path, NULL, &d, &err) == MD_ERR_FORMAT && strstr(err.message, "truncated"));
+
+    /* maxval 1000: samples 500 (0.5 m), 1000 (1 m), 2000 (invalid) */
+    const uint8_t over[] = {'P', '5', '\n', '3', ' ', '1', '\n', '1', '0', '0', '0', '\n',
+                            0x01, 0xf4, 0x03, 0xe8, 0x07, 0xd0};
+    CHECK(write_bytes(tmp_path(path, sizeof path, "over.pgm"), over, sizeof over));
+    CHECK_OK(md_depth_load(path, NULL, &d, &err), &err);
+    if (d.data) {
+        CHECK_NEAR(d.data[0], 0.5, 1e-7);
+        CHECK_NEAR(d.data[1], 1.0, 1e-7);
+        CHECK(d.data[2] == 0.0f);
+    }
+    md_depth_free(&d);
+}
+
+typedef struct {
+    int id;
+    md_status st;
+} saver_job;
+
+static void *save_depth_maps(void *arg)
+{
+    saver_job *j = arg;
+    md_depth d = {0};
+    md_error err = {0};
+    j->st = md_depth_alloc(&d, 32, 16, &err);
+    for (int i = 0; j->st == MD_OK && i < 20; i++) {
+        for (int k = 0; k < 32 * 16; k++)
+            d.data[k] = 0.5f + (float)(k + i);
+        char path[256];
+        snprintf(path, sizeof path, "%s/umask-%d-%d.%s", tmpdir, j->id, i,
+                 i % 3 == 0 ? "png" : i % 3 == 1 ? "npy" : "pfm");
+        j->st = md_depth_save(path, &d, &err);
+    }
+    md_depth_free(&d);
+    return NULL;
+}
+
+/* Four threads saving depth maps at once: the process umask stays as it was
+ * (the writer once set it to 0 and back, racing with the other threads) and
+ * every file gets the mode the umask gives. */
+static void test_concurrent_saves_umask(void)
+{
+    mode_t old = umask(022);
+    pthread_t th[4];
+    saver_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i].id = i;
+        jobs[i].st = MD_ERR_IO;
+        CHECK(pthread_create(&th[i], NULL, save_depth_maps, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(jobs[i].st == MD_OK);
+    }
+    CHECK(umask(old) == 022);
+    int files = 0, right_mode = 0, temps = 0;
+    DIR *dir = opendir(tmpdir);
+    for (struct dirent *e; dir && (e = readdir(dir));) {
+        if (strncmp(e->d_name, "umask-", 6) != 0)
+            continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", tmpdir, e->d_name);
+        struct stat st;
+        files++;
+        temps += strstr(e->d_name, ".tmp.") != NULL;
+        right_mode += stat(path, &st) == 0 && (st.st_mode & 0777) == 0644;
+        unlink(path);
+    }
+    if (dir)
+        closedir(dir);
+    CHECK_MSG(files == 80 && right_mode == 80 && temps == 0, "%d files, %d with mode 0644, %d temps",
+              files, right_mode, temps);
 }
 
 /* Caller buffers: pixels in with a stride in every layout, depth out with
@@ -2186,6 +2301,8 @@ int main(void)
     RUN_TEST(test_preview_colorbar);
     RUN_TEST(test_png_divisor);
     RUN_TEST(test_video_roundtrip);
+    RUN_TEST(test_resource_limits);
+    RUN_TEST(test_concurrent_saves_umask);
     RUN_TEST(test_buffers);
 
     struct stat st;

@@ -80,9 +80,13 @@ static int run(int argc, char **argv)
         fprintf(stderr, "model: %s\n", md_model_describe(model));
         if (info.note[0])
             fprintf(stderr, "warning: %s\n", info.note);
-        if (md_model_run_tensor(model, &in, &out, &err) != MD_OK ||
-            md_npy_save(output, &out, &err) != MD_OK)
+        md_status st = md_model_run_tensor(model, &in, &out, &err);
+        if (st == MD_ERR_DATA) { /* the tensor does not fit the network: name the file */
+            fprintf(stderr, "metricdepth: error: %s: %s\n", input, err.message);
+            rc = CLI_EXIT_FAILURE;
+        } else if (st != MD_OK || md_npy_save(output, &out, &err) != MD_OK) {
             rc = cli_report(&err);
+        }
     }
     if (rc == CLI_EXIT_OK && compare) {
         md_tensor ref = {0};

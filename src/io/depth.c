@@ -49,8 +49,11 @@ static md_status from_pnm(const char *path, const uint8_t *data, size_t size, co
         return st;
     const uint8_t *s = data + h.data_offset;
     size_t n = (size_t)h.width * (size_t)h.height;
-    for (size_t i = 0; i < n; i++)
-        out->data[i] = raw_to_metres((uint32_t)s[2 * i] << 8 | s[2 * i + 1], o);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)s[2 * i] << 8 | s[2 * i + 1];
+        /* a sample above maxval has no meaning in Netpbm: the pixel is invalid */
+        out->data[i] = v > h.maxval ? 0.0f : raw_to_metres(v, o);
+    }
     return MD_OK;
 }
 
@@ -101,6 +104,10 @@ static md_status from_npy(const char *path, const uint8_t *data, size_t size, co
     if (hh < 1 || ww < 1 || hh > MD_MAX_DIM || ww > MD_MAX_DIM)
         return md_fail(err, MD_ERR_FORMAT, "%s: depth .npy size %lldx%lld outside 1..%d", path,
                        (long long)ww, (long long)hh, MD_MAX_DIM);
+    if ((size_t)hh * (size_t)ww > MD_MAX_PIXELS)
+        return md_fail(err, MD_ERR_UNSUPPORTED,
+                       "%s: depth .npy of %lldx%lld pixels is larger than the %zu supported", path,
+                       (long long)ww, (long long)hh, MD_MAX_PIXELS);
     int is_u16 = v.kind == MD_NPY_UINT && v.itemsize == 2;
     if (v.kind == MD_NPY_BOOL)
         return md_fail(err, MD_ERR_UNSUPPORTED, "%s: a boolean .npy is not a depth map", path);

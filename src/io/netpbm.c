@@ -78,9 +78,10 @@ static md_status check_dims(const char *path, const char *what, unsigned long w,
     if (w > MD_MAX_DIM || h > MD_MAX_DIM)
         return md_fail(err, MD_ERR_UNSUPPORTED, "%s: %s is %lux%lu, larger than the %d limit", path,
                        what, w, h, MD_MAX_DIM);
-    if ((size_t)w * (size_t)h > MD_MAX_ELEMENTS)
-        return md_fail(err, MD_ERR_UNSUPPORTED, "%s: %s has too many pixels (%lux%lu)", path, what,
-                       w, h);
+    if ((size_t)w * (size_t)h > MD_MAX_PIXELS)
+        return md_fail(err, MD_ERR_UNSUPPORTED,
+                       "%s: %s of %lux%lu pixels is larger than the %zu supported", path, what, w,
+                       h, MD_MAX_PIXELS);
     return MD_OK;
 }
 

@@ -163,6 +163,16 @@ static const float *take(loader *L, int ndim, const int64_t *dims, const char *f
     float *dst = L->arena + L->used;
     L->used += (n + 15) & ~(size_t)15; /* keep every tensor 64-byte aligned */
     md_weight_to_f32(t, dst);
+    /* A NaN or infinite weight would run and give a plausible-looking
+     * (constant) depth map: refuse the checkpoint instead. */
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(dst[i])) {
+            L->status = md_fail(L->err, MD_ERR_FORMAT,
+                                "%s: tensor '%s' holds a non-finite value (%g at element %zu)",
+                                L->path, name, (double)dst[i], i);
+            return NULL;
+        }
+    }
     return dst;
 }
 
@@ -815,7 +825,7 @@ done:
 static md_status check_input_size(int H, int W, md_error *err)
 {
     if (H < DA2_PATCH || W < DA2_PATCH || H > DA2_MAX_SIDE || W > DA2_MAX_SIDE)
-        return md_fail(err, MD_ERR_ARG,
+        return md_fail(err, MD_ERR_DATA,
                        "depth anything v2: input %dx%d outside the supported %d..%d pixels", W, H,
                        DA2_PATCH, DA2_MAX_SIDE);
     return MD_OK;
@@ -862,7 +872,20 @@ static md_status forward(const da2_model *m, const float *chw, int H, int W, flo
     md_status s = md_da2_encode((void *)(uintptr_t)m, chw, H, W, feats, &T, &C, err);
     if (s != MD_OK)
         return s;
-    s = head(m, feats, H / DA2_PATCH, W / DA2_PATCH, depth, err);
+    /* A NaN or Inf in the input (or an overflow) reaches every token through
+     * attention, and the head's ReLUs would turn it into 0 and then into a
+     * plausible constant depth: the whole map is NaN (invalid) instead. */
+    bool finite = true;
+    for (int k = 0; k < 4 && finite; k++)
+        for (size_t i = 0; i < (size_t)T * C && finite; i++)
+            finite = isfinite(feats[k][i]);
+    if (!finite) {
+        size_t n = (size_t)(H / DA2_PATCH) * DA2_PATCH * (size_t)(W / DA2_PATCH) * DA2_PATCH;
+        for (size_t i = 0; i < n; i++)
+            depth[i] = NAN;
+    } else {
+        s = head(m, feats, H / DA2_PATCH, W / DA2_PATCH, depth, err);
+    }
     for (int k = 0; k < 4; k++)
         free(feats[k]);
     return s;
@@ -873,7 +896,7 @@ static md_status da2_run_tensor(void *impl, const md_tensor *in, md_tensor *out,
     const da2_model *m = impl;
     int nd = in->ndim;
     if (!((nd == 3 && in->shape[0] == 3) || (nd == 4 && in->shape[0] == 1 && in->shape[1] == 3)))
-        return md_fail(err, MD_ERR_ARG,
+        return md_fail(err, MD_ERR_DATA,
                        "depth anything v2: input tensor must be [1, 3, H, W] or [3, H, W]");
     int64_t H = in->shape[nd - 2], W = in->shape[nd - 1];
     if (H > DA2_MAX_SIDE || W > DA2_MAX_SIDE)
