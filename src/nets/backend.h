@@ -15,6 +15,7 @@ typedef struct md_model_backend {
     double (*gflop)(const void *impl, int width, int height); /* may be NULL */
     void (*destroy)(void *impl);
     size_t (*features)(const void *impl, uint64_t *signature); /* may be NULL: none */
+    void (*info)(const void *impl, md_model_info *info); /* may be NULL */
 } md_model_backend;
 
 typedef md_status (*md_model_opener)(const char *path, const md_model_options *opts,

@@ -9,6 +9,7 @@
 #include "base/base.h"
 #include "formats/weights.h"
 #include "nets/da2_model.h"
+#include "nets/da2_names.h"
 #include "ops/resize_ops.h"
 #include "base/parallel.h"
 #include "ops/tensor_ops.h"
@@ -66,7 +67,8 @@ typedef struct {
     float max_depth;
     int threads;
     int input_size_opt; /* preprocessing target side (518) */
-    char describe[96];
+    char describe[128];
+    md_model_info info; /* what the loader decided about the head, and why */
 
     /* encoder (pretrained.*) */
     const float *cls_token; /* [C] */
@@ -161,6 +163,16 @@ static const float *take(loader *L, int ndim, const int64_t *dims, const char *f
     float *dst = L->arena + L->used;
     L->used += (n + 15) & ~(size_t)15; /* keep every tensor 64-byte aligned */
     md_weight_to_f32(t, dst);
+    /* A NaN or infinite weight would run and give a plausible-looking
+     * (constant) depth map: refuse the checkpoint instead. */
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(dst[i])) {
+            L->status = md_fail(L->err, MD_ERR_FORMAT,
+                                "%s: tensor '%s' holds a non-finite value (%g at element %zu)",
+                                L->path, name, (double)dst[i], i);
+            return NULL;
+        }
+    }
     return dst;
 }
 
@@ -813,7 +825,7 @@ done:
 static md_status check_input_size(int H, int W, md_error *err)
 {
     if (H < DA2_PATCH || W < DA2_PATCH || H > DA2_MAX_SIDE || W > DA2_MAX_SIDE)
-        return md_fail(err, MD_ERR_ARG,
+        return md_fail(err, MD_ERR_DATA,
                        "depth anything v2: input %dx%d outside the supported %d..%d pixels", W, H,
                        DA2_PATCH, DA2_MAX_SIDE);
     return MD_OK;
@@ -860,7 +872,20 @@ static md_status forward(const da2_model *m, const float *chw, int H, int W, flo
     md_status s = md_da2_encode((void *)(uintptr_t)m, chw, H, W, feats, &T, &C, err);
     if (s != MD_OK)
         return s;
-    s = head(m, feats, H / DA2_PATCH, W / DA2_PATCH, depth, err);
+    /* A NaN or Inf in the input (or an overflow) reaches every token through
+     * attention, and the head's ReLUs would turn it into 0 and then into a
+     * plausible constant depth: the whole map is NaN (invalid) instead. */
+    bool finite = true;
+    for (int k = 0; k < 4 && finite; k++)
+        for (size_t i = 0; i < (size_t)T * C && finite; i++)
+            finite = isfinite(feats[k][i]);
+    if (!finite) {
+        size_t n = (size_t)(H / DA2_PATCH) * DA2_PATCH * (size_t)(W / DA2_PATCH) * DA2_PATCH;
+        for (size_t i = 0; i < n; i++)
+            depth[i] = NAN;
+    } else {
+        s = head(m, feats, H / DA2_PATCH, W / DA2_PATCH, depth, err);
+    }
     for (int k = 0; k < 4; k++)
         free(feats[k]);
     return s;
@@ -871,7 +896,7 @@ static md_status da2_run_tensor(void *impl, const md_tensor *in, md_tensor *out,
     const da2_model *m = impl;
     int nd = in->ndim;
     if (!((nd == 3 && in->shape[0] == 3) || (nd == 4 && in->shape[0] == 1 && in->shape[1] == 3)))
-        return md_fail(err, MD_ERR_ARG,
+        return md_fail(err, MD_ERR_DATA,
                        "depth anything v2: input tensor must be [1, 3, H, W] or [3, H, W]");
     int64_t H = in->shape[nd - 2], W = in->shape[nd - 1];
     if (H > DA2_MAX_SIDE || W > DA2_MAX_SIDE)
@@ -1031,8 +1056,14 @@ static void da2_destroy(void *impl)
     free(m);
 }
 
+static void da2_info(const void *impl, md_model_info *info)
+{
+    *info = ((const da2_model *)impl)->info;
+}
+
 static const md_model_backend da2_backend = {
     "depth-anything-v2", da2_predict, da2_run_tensor, da2_describe, da2_gflop, da2_destroy, NULL,
+    da2_info,
 };
 
 static const char *encoder_name(int embed)
@@ -1056,30 +1087,84 @@ md_status md_da2_model_open(const char *path, const md_model_options *opts,
         o = *opts;
     if (o.threads < 0 || o.input_size < 0 || o.max_depth < 0)
         return md_fail(err, MD_ERR_ARG, "%s: negative model option", path);
-    md_weights w;
+    if (o.relative < MD_HEAD_AUTO || o.relative > MD_HEAD_METRIC)
+        return md_fail(err, MD_ERR_ARG, "%s: head kind %d is not auto, relative or metric", path,
+                       o.relative);
+    md_weights w, renamed;
     md_status s = md_weights_open(path, &w, err);
     if (s != MD_OK)
         return s;
+    md_da2_hf_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.relative = -1;
+    const md_weights *named = &w;
+    int hf = md_da2_is_hf_layout(&w);
+    memset(&renamed, 0, sizeof renamed);
+    if (hf) {
+        s = md_da2_read_hf_config(path, &cfg, err);
+        if (s == MD_OK)
+            s = md_da2_hf_rename(&w, path, &renamed, err);
+        if (s != MD_OK) {
+            md_weights_free(&w);
+            return s;
+        }
+        named = &renamed;
+    }
     da2_model *m = md_calloc(1, sizeof *m, "model", err);
     if (!m) {
+        md_weights_free(&renamed);
         md_weights_free(&w);
         return MD_ERR_NOMEM;
     }
-    s = read_config(&w, path, m, err);
+    s = read_config(named, path, m, err);
+    if (s == MD_OK && cfg.has_out_indices) {
+        /* transformers counts hidden states from 1 (0 is the embedding) */
+        for (int i = 0; i < 4 && s == MD_OK; i++) {
+            if (cfg.out_indices[i] < 1 || cfg.out_indices[i] > m->depth)
+                s = md_fail(err, MD_ERR_FORMAT, "%s: out_indices[%d] = %d, but the encoder has %d "
+                            "layers", cfg.path, i, cfg.out_indices[i], m->depth);
+            else
+                m->layers[i] = cfg.out_indices[i] - 1;
+        }
+    }
     if (s == MD_OK)
-        s = load_weights(&w, path, m, err);
+        s = load_weights(named, path, m, err);
+    md_weights_free(&renamed);
     md_weights_free(&w);
     if (s != MD_OK) {
         da2_destroy(m);
         return s;
     }
-    m->relative = o.relative != 0;
+    /* Relative and metric checkpoints hold the same tensors: the kind comes
+     * from config.json, else the official file names, else a flag; metric
+     * when nothing says. A flag that contradicts the file wins, with a note. */
+    double name_depth = 0;
+    int from_name = md_da2_head_from_name(path, &name_depth);
+    int file_rel = cfg.relative >= 0 ? cfg.relative : from_name;
+    const char *why = cfg.relative >= 0 ? "config.json's depth_estimation_type" : "its file name";
+    m->info.note[0] = '\0';
+    if (o.relative == MD_HEAD_AUTO) {
+        m->relative = file_rel == 1;
+        if (file_rel < 0)
+            snprintf(m->info.note, sizeof m->info.note,
+                     "nothing in %s tells a metric from a relative head: assuming metric "
+                     "(--relative if it is relative)",
+                     path);
+    } else {
+        m->relative = o.relative == MD_HEAD_RELATIVE;
+        if (file_rel >= 0 && file_rel != m->relative)
+            snprintf(m->info.note, sizeof m->info.note,
+                     "%s is a %s checkpoint by %s, but it is run as %s, as asked", path,
+                     file_rel ? "relative" : "metric", why, m->relative ? "relative" : "metric");
+    }
+    double file_depth = cfg.max_depth > 0 && cfg.relative == 0 ? cfg.max_depth : name_depth;
     if (o.max_depth > 0)
         m->max_depth = (float)o.max_depth;
-    else {
-        const char *base = strrchr(path, '/');
-        m->max_depth = strstr(base ? base + 1 : path, "vkitti") ? 80.0f : 20.0f;
-    }
+    else
+        m->max_depth = file_depth > 0 ? (float)file_depth : 20.0f;
+    m->info.output = m->relative ? MD_OUTPUT_RELATIVE : MD_OUTPUT_METRIC;
+    m->info.max_depth = m->relative ? 0.0 : m->max_depth;
+    m->info.indoor = m->relative ? -1 : m->max_depth <= 20.0f ? 1 : 0;
     m->input_size_opt = o.input_size > 0 ? o.input_size : 518;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     m->threads = o.threads > 0 ? o.threads : (ncpu > 0 ? (int)ncpu : 1);
@@ -1092,10 +1177,11 @@ md_status md_da2_model_open(const char *path, const md_model_options *opts,
         enc = encbuf;
     }
     if (m->relative)
-        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s relative", enc);
+        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s relative%s", enc,
+                 hf ? " (transformers layout)" : "");
     else
-        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s metric (max %g m)", enc,
-                 (double)m->max_depth);
+        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s metric (max %g m)%s", enc,
+                 (double)m->max_depth, hf ? " (transformers layout)" : "");
     *backend = &da2_backend;
     *impl = m;
     return MD_OK;

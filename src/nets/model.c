@@ -15,48 +15,54 @@ struct md_model {
 /* Chooses the backend from the file's first bytes, falling back to the
  * extension: a zip is a PyTorch checkpoint, a safetensors file starts with a
  * little-endian header length followed by '{'. */
-static md_model_opener pick_opener(const char *path, md_error *err)
+static md_status pick_opener(const char *path, md_model_opener *opener, md_error *err)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        md_fail(err, MD_ERR_IO, "%s: cannot open model file", path);
-        return NULL;
-    }
+    *opener = NULL;
+    int fd = md_open_regular(path, NULL, err);
+    if (fd < 0)
+        return MD_ERR_IO;
     uint8_t head[9] = {0};
-    size_t n = fread(head, 1, sizeof head, fp);
-    fclose(fp);
+    ssize_t got = read(fd, head, sizeof head);
+    close(fd);
+    size_t n = got > 0 ? (size_t)got : 0;
     if (n >= 4 && memcmp(head, "PK\x03\x04", 4) == 0)
-        return md_da2_model_open;
-    if (n == 9 && head[8] == '{')
-        return md_da2_model_open;
-    if (md_path_has_ext(path, "onnx"))
-        return md_onnx_model_open;
-    if (md_path_has_ext(path, "pth") || md_path_has_ext(path, "safetensors"))
-        return md_da2_model_open;
-    md_fail(err, MD_ERR_UNSUPPORTED,
-            "%s: unknown model format (expected .onnx, a PyTorch .pth zip or .safetensors)", path);
-    return NULL;
+        *opener = md_da2_model_open;
+    else if (n == 9 && head[8] == '{')
+        *opener = md_da2_model_open;
+    else if (md_path_has_ext(path, "onnx"))
+        *opener = md_onnx_model_open;
+    else if (md_path_has_ext(path, "pth") || md_path_has_ext(path, "safetensors"))
+        *opener = md_da2_model_open;
+    else
+        return md_fail(err, MD_ERR_UNSUPPORTED,
+                       "%s: unknown model format (expected .onnx, a PyTorch .pth zip or "
+                       ".safetensors)",
+                       path);
+    return MD_OK;
 }
 
 md_status md_model_load(const char *path, const md_model_options *opts, md_model **out,
                         md_error *err)
 {
+    if (!out)
+        return md_fail(err, MD_ERR_ARG, "md_model_load: out is NULL");
     *out = NULL;
     if (!path)
         return md_fail(err, MD_ERR_ARG, "no model path given");
     md_model_options defaults = {0};
-    md_model_opener open = pick_opener(path, err);
-    if (!open)
-        return err ? err->code : MD_ERR_FORMAT;
-    md_model *m = md_calloc(1, sizeof *m, "model", err);
+    md_model_opener open;
+    md_status st = pick_opener(path, &open, err);
+    if (st != MD_OK)
+        return st;
+    md_model *m = calloc(1, sizeof *m);
     if (!m)
-        return MD_ERR_NOMEM;
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
     const char *slash = strrchr(path, '/');
     snprintf(m->file_name, sizeof m->file_name, "%s", slash ? slash + 1 : path);
-    md_status st = open(path, opts ? opts : &defaults, &m->backend, &m->impl, err);
+    st = open(path, opts ? opts : &defaults, &m->backend, &m->impl, err);
     if (st != MD_OK) {
         free(m);
-        return st;
+        return md_name_file(err, st, path);
     }
     *out = m;
     return MD_OK;
@@ -94,6 +100,8 @@ void md_features_free(md_features *f)
 md_status md_model_run_tensor(md_model *model, const md_tensor *input, md_tensor *output,
                               md_error *err)
 {
+    if (!output)
+        return md_fail(err, MD_ERR_ARG, "run: output is NULL");
     memset(output, 0, sizeof *output);
     if (!model || !input || !input->data)
         return md_fail(err, MD_ERR_ARG, "run: no model or empty input tensor");
@@ -119,6 +127,14 @@ size_t md_model_features(const md_model *model, uint64_t *signature)
     if (!model || !model->backend->features)
         return 0;
     return model->backend->features(model->impl, signature);
+}
+
+void md_model_get_info(const md_model *model, md_model_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->indoor = -1;
+    if (model && model->backend->info)
+        model->backend->info(model->impl, info);
 }
 
 const char *md_model_file_name(const md_model *model)

@@ -87,35 +87,45 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
         rw = FD_CROP_W;
     int cy = round_half_even((rh - FD_CROP_H) / 2.0), cx = round_half_even((rw - FD_CROP_W) / 2.0);
     size_t npix = (size_t)w * h;
-    size_t n_res = (size_t)3 * rh * rw;
-    size_t n_crop = (size_t)3 * FD_CROP_H * FD_CROP_W, n_net = (size_t)3 * m->in_h * m->in_w;
-    float *planar = malloc(sizeof(float) * 3 * npix);
-    float *res = malloc(sizeof(float) * n_res);
-    float *crop = malloc(sizeof(float) * n_crop);
+    size_t n_net = (size_t)3 * m->in_h * m->in_w;
+    /* Steps 1-3 are two nearest resizes and a crop: each network pixel copies
+     * one image pixel, so only the indices are composed (network -> crop ->
+     * resized image -> image), never the resized image itself (a 1x10000
+     * image would resize to 250x2500000). Same formula and clamping as
+     * md_resize_pil_nearest. */
     float *net = malloc(sizeof(float) * n_net);
+    int *src_y = malloc(sizeof(int) * (size_t)(m->in_h + m->in_w));
     uint64_t signature = 0;
     size_t n_feat = md_onnx_graph_features(m->graph, &signature);
     float *feat = features && n_feat ? malloc(sizeof(float) * n_feat) : NULL;
     md_status st = MD_OK;
-    if (features && n_feat && !feat) {
-        st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for the features");
-        goto done;
+    if ((features && n_feat && !feat) || !net || !src_y) {
+        free(net);
+        free(src_y);
+        free(feat);
+        return md_fail(err, MD_ERR_NOMEM, "predict: out of memory for a %dx%d image", w, h);
     }
-    if (!planar || !res || !crop || !net) {
-        st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for a %dx%d image", w, h);
-        goto done;
+    int *src_x = src_y + m->in_h;
+    for (int a = 0; a < 2; a++) {
+        int n_out = a ? m->in_w : m->in_h, crop = a ? FD_CROP_W : FD_CROP_H;
+        int resized = a ? rw : rh, off = a ? cx : cy, in = a ? w : h;
+        double s_crop = (double)crop / n_out, s_img = (double)in / resized;
+        for (int i = 0; i < n_out; i++) {
+            int c = (int)floor((i + 0.5) * s_crop);
+            c = c < 0 ? 0 : c >= crop ? crop - 1 : c;
+            int v = (int)floor((off + c + 0.5) * s_img);
+            (a ? src_x : src_y)[i] = v < 0 ? 0 : v >= in ? in - 1 : v;
+        }
     }
-    for (size_t i = 0; i < npix; i++)
-        for (int c = 0; c < 3; c++)
-            planar[c * npix + i] = img->pixels[3 * i + (size_t)c];
-    md_resize_pil_nearest(planar, 3, h, w, res, rh, rw);
-    for (int c = 0; c < 3; c++)
-        for (int y = 0; y < FD_CROP_H; y++)
-            memcpy(crop + ((size_t)c * FD_CROP_H + y) * FD_CROP_W,
-                   res + ((size_t)c * rh + cy + y) * rw + cx, sizeof(float) * FD_CROP_W);
-    md_resize_pil_nearest(crop, 3, FD_CROP_H, FD_CROP_W, net, m->in_h, m->in_w);
-    for (size_t i = 0; i < n_net; i++)
-        net[i] *= 1.0f / 255.0f;
+    size_t plane = (size_t)m->in_h * m->in_w;
+    for (int y = 0; y < m->in_h; y++) {
+        const uint8_t *row = img->pixels + (size_t)src_y[y] * w * 3;
+        for (int x = 0; x < m->in_w; x++)
+            for (int c = 0; c < 3; c++)
+                net[c * plane + (size_t)y * m->in_w + x] =
+                    (float)row[(size_t)src_x[x] * 3 + (size_t)c] * (1.0f / 255.0f);
+    }
+    free(src_y);
     /* OpenBLAS's thread count is process-wide and other backends (DA2) set
      * their own, so claim ours for every run rather than once at open. */
     md_gemm_set_threads(m->threads);
@@ -184,9 +194,6 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
     }
 done:
     free(feat);
-    free(planar);
-    free(res);
-    free(crop);
     free(net);
     return st;
 }
@@ -212,7 +219,7 @@ static md_status onnx_run_tensor(void *impl, const md_tensor *in, md_tensor *out
         for (int i = 0; i < info->in_ndim && len < sizeof want - 24; i++)
             len += (size_t)snprintf(want + len, sizeof want - len, "%s%lld", i ? "x" : "",
                                     (long long)info->in_dims[i]);
-        return md_fail(err, MD_ERR_ARG, "%s: input tensor shape does not match the network (%s)",
+        return md_fail(err, MD_ERR_DATA, "input tensor shape does not match the network %s (%s)",
                        m->desc, want);
     }
     out->data = malloc(sizeof(float) * info->out_numel);
@@ -255,9 +262,23 @@ static size_t onnx_features(const void *impl, uint64_t *signature)
     return m->depth_like ? md_onnx_graph_features(m->graph, signature) : 0;
 }
 
+/* A FastDepth-like graph is run with NYU's preprocessing: an indoor metric
+ * network (NYU Depth V2 reaches 10 m) that sees the 228x304 (3:4) centre crop. */
+static void onnx_info(const void *impl, md_model_info *info)
+{
+    const onnx_impl *m = impl;
+    info->output = MD_OUTPUT_METRIC;
+    if (m->depth_like) {
+        info->max_depth = 10.0;
+        info->indoor = 1;
+        info->crop_aspect_w = FD_CROP_W;
+        info->crop_aspect_h = FD_CROP_H;
+    }
+}
+
 static const md_model_backend onnx_backend = {"onnx",        onnx_predict, onnx_run_tensor,
                                               onnx_describe, onnx_gflop,   onnx_destroy,
-                                              onnx_features};
+                                              onnx_features, onnx_info};
 
 md_status md_onnx_model_open(const char *path, const md_model_options *opts,
                              const md_model_backend **backend, void **impl, md_error *err)
