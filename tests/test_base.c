@@ -2,10 +2,10 @@
 #include "base/base.h"
 #include "base/pipe.h"
 
+#include <signal.h>
+#include <errno.h>
 #include <pthread.h>
 
-#include <errno.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -205,6 +205,8 @@ static void test_pipe(void)
     pipe_init(&t);
     st = pipe_go(&t, 0, 1, 2);
     CHECK(st.done == 0 && t.n_load == 0);
+}
+
 /* A FIFO (no writer) must be refused at once, not block the reader: the
  * alarm turns a regression into a failure instead of a hang. */
 static void test_fifo_not_blocking(void)
@@ -294,13 +296,13 @@ static void test_name_file(void)
 
 int main(void)
 {
-    RUN_TEST(test_fifo_not_blocking);
-    RUN_TEST(test_atomic_mode_and_long_names);
-    RUN_TEST(test_name_file);
     RUN_TEST(test_mul_size);
     RUN_TEST(test_extension);
     RUN_TEST(test_atomic_commit_and_abort);
     RUN_TEST(test_read_file_limits);
     RUN_TEST(test_pipe);
+    RUN_TEST(test_fifo_not_blocking);
+    RUN_TEST(test_atomic_mode_and_long_names);
+    RUN_TEST(test_name_file);
     return check_finish();
 }
