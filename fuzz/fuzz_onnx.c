@@ -4,7 +4,7 @@
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
  *         -D_POSIX_C_SOURCE=200809L fuzz/fuzz_onnx.c src/formats/onnx.c \
  *         src/nets/onnx_graph.c src/ops/\*.c src/base/\*.c \
- *         $(pkg-config --cflags --libs openblas) -lm -lpthread -o fuzz_onnx
+ *         -lm -lpthread -o fuzz_onnx
  *   mkdir -p fuzz/corpus-onnx && cp ../shared/models/fastdepth/fastdepth_7.onnx fuzz/corpus-onnx/
  *   MD_ONNX_SEED_DIR=$PWD/fuzz/corpus-onnx build/tests/test_onnx   # small hand-made models
  *   ./fuzz_onnx -max_total_time=60 -max_len=6000000 fuzz/corpus-onnx

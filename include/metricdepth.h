@@ -12,6 +12,11 @@
  *  - Every file writer writes a temporary file beside the target and renames it,
  *    so a failure never leaves a partial output.
  *  - No global mutable state: all state lives in the objects you pass.
+ *  - Thread safety: functions without a handle are reentrant. Plain structs
+ *    (md_image, md_depth, md_tensor, md_pair_list, ...) are data: any number of
+ *    threads may read one, none may write it meanwhile. Each handle states its
+ *    own contract: md_threadpool and md_model are shared freely between
+ *    threads; md_scale_model is not (one per thread, or a lock around it).
  */
 #ifndef METRICDEPTH_H
 #define METRICDEPTH_H
@@ -227,7 +232,13 @@ void md_metrics_mean(const md_metrics *items, size_t n, md_metrics *out);
 /* ------------------------------------------ adaptive scale (scale CNN) */
 
 /* A small CNN that predicts log(s*) from the RGB image alone, so that
- * exp(prediction) * base depth is metric (the seed report's method). */
+ * exp(prediction) * base depth is metric (the seed report's method).
+ *
+ * Thread safety: not thread-safe. md_scale_model_predict reuses buffers
+ * inside the model, so two threads must not use one model at once (load one
+ * per thread, or serialise the calls). The const functions (describe, base,
+ * save) may run concurrently with each other. md_scale_model_train is
+ * reentrant: each call has its own state. */
 typedef struct md_scale_model md_scale_model;
 
 typedef enum {
@@ -296,12 +307,43 @@ const char *md_scale_model_describe(const md_scale_model *model);
 const char *md_scale_model_base(const md_scale_model *model);
 void md_scale_model_free(md_scale_model *model);
 
+/* ----------------------------------------------------------- thread pools */
+
+/* A team of worker threads the library's kernels split their work over.
+ * Every model has one: its own (md_model_options.threads) or the
+ * application's (md_model_options.pool), which several models may share.
+ *
+ * Thread safety: md_threadpool_threads may be called from any thread. Any
+ * number of threads (and models) may use one pool at once: one parallel
+ * region owns the team at a time and a caller that finds it busy runs its
+ * work on its own thread instead of waiting, with the same results.
+ * md_threadpool_free must not race with any use, and comes after every model
+ * using the pool is freed. */
+typedef struct md_threadpool md_threadpool;
+
+/* threads: the team's size, the calling thread included (0 = one per online
+ * CPU; 1 = no extra threads: everything runs on the caller). */
+md_status md_threadpool_create(int threads, md_threadpool **out, md_error *err);
+int md_threadpool_threads(const md_threadpool *pool);
+void md_threadpool_free(md_threadpool *pool);
+
 /* ---------------------------------------------------------------- models */
 
+/* A depth network: weights, immutable after md_model_load, and a thread pool.
+ *
+ * Thread safety: md_model_predict, md_model_run_tensor, md_model_gflop and
+ * md_model_describe may be called from any number of threads at once on one
+ * model (each call has its own activations: DA2 allocates them per call, the
+ * ONNX backend takes a workspace from a small cache behind a mutex, as ONNX
+ * Runtime's Run), and give the same bits as on one thread. This is the
+ * model/state split of llama.cpp and whisper.cpp without a handle to manage:
+ * weights are shared, state is per call. md_model_free must not race with
+ * any other use. */
 typedef struct md_model md_model;
 
 typedef struct {
-    int threads;       /* 0 = all cores */
+    int threads;       /* own pool of this many (0 = all cores); ignored when pool is set */
+    md_threadpool *pool; /* the application's pool (borrowed: must outlive the model), or NULL */
     int input_size;    /* DA2: shorter side target (default 518); 0 = model default */
     double max_depth;  /* DA2 metric head: 0 = from file name (20 indoor, 80 outdoor) */
     int relative;      /* DA2: 1 = relative head (ReLU), 0 = metric (sigmoid x max_depth) */
@@ -312,9 +354,10 @@ md_status md_model_load(const char *path, const md_model_options *opts, md_model
                         md_error *err);
 /* Full pipeline: preprocess, run, map back to the image size. out->mask marks the
  * pixels the network actually saw (e.g. FastDepth's centre crop). */
-md_status md_model_predict(md_model *model, const md_image *img, md_depth *out, md_error *err);
+md_status md_model_predict(const md_model *model, const md_image *img, md_depth *out,
+                           md_error *err);
 /* Raw network on an already preprocessed NCHW (or CHW) tensor. */
-md_status md_model_run_tensor(md_model *model, const md_tensor *input, md_tensor *output,
+md_status md_model_run_tensor(const md_model *model, const md_tensor *input, md_tensor *output,
                               md_error *err);
 /* Arithmetic of one forward pass at this image size in GFLOP (multiply-add = 2),
  * 0 if the backend cannot tell. For benchmarks. */

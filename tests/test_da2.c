@@ -59,7 +59,7 @@ static bool open_model(const char *path, opened *o)
 {
     md_error err = {0};
     md_model_options opts = {0};
-    md_status s = md_da2_model_open(path, &opts, &o->be, &o->impl, &err);
+    md_status s = md_da2_model_open(path, &opts, NULL, &o->be, &o->impl, &err);
     CHECK_MSG(s == MD_OK, "open %s: %s", path, err.message);
     return s == MD_OK;
 }
@@ -145,7 +145,7 @@ static void check_model(const char *name, const char *weights_file)
         md_model_options opts = {0};
         opts.input_size = H < W ? H : W;
         opened o2;
-        CHECK_OK(md_da2_model_open(ref(name, weights_file), &opts, &o2.be, &o2.impl, &err), &err);
+        CHECK_OK(md_da2_model_open(ref(name, weights_file), &opts, NULL, &o2.be, &o2.impl, &err), &err);
         md_depth d = {0};
         md_tensor dref = {0};
         CHECK_OK(o2.be->predict(o2.impl, &img, &d, &err), &err);
@@ -217,7 +217,7 @@ static void expect_header_edit_fails(const char *from, const char *to, const cha
             close(fd);
             opened o = {0};
             md_model_options opts = {0};
-            md_status s = md_da2_model_open(path, &opts, &o.be, &o.impl, &err);
+            md_status s = md_da2_model_open(path, &opts, NULL, &o.be, &o.impl, &err);
             CHECK_MSG(s != MD_OK && strstr(err.message, expect), "%s -> %d: %s", to, (int)s,
                       err.message);
             if (s == MD_OK)
@@ -259,19 +259,22 @@ static void test_bad_checkpoints(void)
     }
 }
 
-/* Any thread count gives the reference answer (1 = everything inline). */
+/* Any thread count gives the reference answer (1 = everything inline), and
+ * the very same bits as one thread. */
 static void test_thread_counts(void)
 {
     md_error err = {0};
-    md_tensor pre = {0}, dn = {0};
+    md_tensor pre = {0}, dn = {0}, first = {0};
     CHECK_OK(md_npy_load(ref("tiny", "preprocessed.npy"), &pre, &err), &err);
     CHECK_OK(md_npy_load(ref("tiny", "depth_net.npy"), &dn, &err), &err);
     const int counts[3] = {1, 3, 7};
     for (int i = 0; i < 3 && pre.data && dn.data; i++) {
         md_model_options opts = {0};
-        opts.threads = counts[i];
+        md_threadpool *pool = NULL;
+        CHECK_OK(md_threadpool_create(counts[i], &pool, &err), &err);
         opened o;
-        CHECK_OK(md_da2_model_open(ref("tiny", "model.safetensors"), &opts, &o.be, &o.impl, &err),
+        CHECK_OK(md_da2_model_open(ref("tiny", "model.safetensors"), &opts, pool, &o.be, &o.impl,
+                                   &err),
                  &err);
         md_tensor out = {0};
         CHECK_OK(o.be->run_tensor(o.impl, &pre, &out, &err), &err);
@@ -279,16 +282,25 @@ static void test_thread_counts(void)
             double mx, mean;
             abs_err(out.data, dn.data, md_tensor_numel(&dn), &mx, &mean);
             CHECK_MSG(mx < 5e-3 && mean < 5e-4, "threads %d: max %g mean %g", counts[i], mx, mean);
+            if (!first.data)
+                first = out;
+            else
+                CHECK_MSG(memcmp(first.data, out.data, md_tensor_numel(&out) * sizeof(float)) == 0,
+                          "threads %d differ from 1 thread", counts[i]);
         }
-        md_tensor_free(&out);
+        if (out.data != first.data)
+            md_tensor_free(&out);
         o.be->destroy(o.impl);
+        md_threadpool_free(pool);
     }
+    md_tensor_free(&first);
     /* the relative head (ReLU, no max_depth): non-negative, and not the metric map */
     if (pre.data && dn.data) {
         md_model_options opts = {0};
         opts.relative = 1;
         opened o;
-        CHECK_OK(md_da2_model_open(ref("tiny", "model.safetensors"), &opts, &o.be, &o.impl, &err),
+        CHECK_OK(md_da2_model_open(ref("tiny", "model.safetensors"), &opts, NULL, &o.be, &o.impl,
+                                   &err),
                  &err);
         CHECK(strstr(o.be->describe(o.impl), "relative") != NULL);
         md_tensor out = {0};

@@ -1,39 +1,45 @@
 #include "backend.h"
 #include "base/base.h"
+#include "base/pool.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* Immutable after md_model_load: every field is read-only while predictions
+ * run (the backends' contract, backend.h). */
 struct md_model {
     const md_model_backend *backend;
     void *impl;
+    md_threadpool *pool;
+    bool owns_pool;
 };
 
 /* Chooses the backend from the file's first bytes, falling back to the
  * extension: a zip is a PyTorch checkpoint, a safetensors file starts with a
  * little-endian header length followed by '{'. */
-static md_model_opener pick_opener(const char *path, md_error *err)
+static md_status pick_opener(const char *path, md_model_opener *open, md_error *err)
 {
     FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        md_fail(err, MD_ERR_IO, "%s: cannot open model file", path);
-        return NULL;
-    }
+    if (!fp)
+        return md_fail(err, MD_ERR_IO, "%s: cannot open model file", path);
     uint8_t head[9] = {0};
     size_t n = fread(head, 1, sizeof head, fp);
     fclose(fp);
+    *open = NULL;
     if (n >= 4 && memcmp(head, "PK\x03\x04", 4) == 0)
-        return md_da2_model_open;
-    if (n == 9 && head[8] == '{')
-        return md_da2_model_open;
-    if (md_path_has_ext(path, "onnx"))
-        return md_onnx_model_open;
-    if (md_path_has_ext(path, "pth") || md_path_has_ext(path, "safetensors"))
-        return md_da2_model_open;
-    md_fail(err, MD_ERR_UNSUPPORTED,
-            "%s: unknown model format (expected .onnx, a PyTorch .pth zip or .safetensors)", path);
-    return NULL;
+        *open = md_da2_model_open;
+    else if (n == 9 && head[8] == '{')
+        *open = md_da2_model_open;
+    else if (md_path_has_ext(path, "onnx"))
+        *open = md_onnx_model_open;
+    else if (md_path_has_ext(path, "pth") || md_path_has_ext(path, "safetensors"))
+        *open = md_da2_model_open;
+    if (*open)
+        return MD_OK;
+    return md_fail(err, MD_ERR_UNSUPPORTED,
+                   "%s: unknown model format (expected .onnx, a PyTorch .pth zip or .safetensors)",
+                   path);
 }
 
 md_status md_model_load(const char *path, const md_model_options *opts, md_model **out,
@@ -43,14 +49,30 @@ md_status md_model_load(const char *path, const md_model_options *opts, md_model
     if (!path)
         return md_fail(err, MD_ERR_ARG, "no model path given");
     md_model_options defaults = {0};
-    md_model_opener open = pick_opener(path, err);
-    if (!open)
-        return err ? err->code : MD_ERR_FORMAT;
+    md_model_opener open;
+    md_status pst = pick_opener(path, &open, err);
+    if (pst != MD_OK)
+        return pst;
+    if (!opts)
+        opts = &defaults;
+    if (opts->threads < 0)
+        return md_fail(err, MD_ERR_ARG, "%s: negative thread count %d", path, opts->threads);
     md_model *m = md_calloc(1, sizeof *m, "model", err);
     if (!m)
         return MD_ERR_NOMEM;
-    md_status st = open(path, opts ? opts : &defaults, &m->backend, &m->impl, err);
+    m->pool = opts->pool;
+    if (!m->pool) {
+        m->pool = md_pool_create(opts->threads);
+        m->owns_pool = true;
+        if (!m->pool) {
+            free(m);
+            return md_fail(err, MD_ERR_NOMEM, "%s: out of memory for the thread pool", path);
+        }
+    }
+    md_status st = open(path, opts, m->pool, &m->backend, &m->impl, err);
     if (st != MD_OK) {
+        if (m->owns_pool)
+            md_pool_destroy(m->pool);
         free(m);
         return st;
     }
@@ -58,7 +80,8 @@ md_status md_model_load(const char *path, const md_model_options *opts, md_model
     return MD_OK;
 }
 
-md_status md_model_predict(md_model *model, const md_image *img, md_depth *out, md_error *err)
+md_status md_model_predict(const md_model *model, const md_image *img, md_depth *out,
+                           md_error *err)
 {
     memset(out, 0, sizeof *out);
     if (!model || !img || !img->pixels || img->width <= 0 || img->height <= 0)
@@ -66,7 +89,7 @@ md_status md_model_predict(md_model *model, const md_image *img, md_depth *out, 
     return model->backend->predict(model->impl, img, out, err);
 }
 
-md_status md_model_run_tensor(md_model *model, const md_tensor *input, md_tensor *output,
+md_status md_model_run_tensor(const md_model *model, const md_tensor *input, md_tensor *output,
                               md_error *err)
 {
     memset(output, 0, sizeof *output);
@@ -92,6 +115,8 @@ void md_model_free(md_model *model)
     if (!model)
         return;
     model->backend->destroy(model->impl);
+    if (model->owns_pool)
+        md_pool_destroy(model->pool);
     free(model);
 }
 

@@ -20,8 +20,7 @@
  *  4. divide by 255.
  * Both resizes are PIL NEAREST: source index floor((i + 0.5) * in / out).
  * (Measured on the three NYU images in shared/, AbsRel on the crop: nearest
- * 0.086, plain half-pixel bilinear 0.093, PIL's antialiased bilinear 0.101;
- * md_resize_pil_bilinear stays available for models trained that way.)
+ * 0.086, plain half-pixel bilinear 0.093, PIL's antialiased bilinear 0.101.)
  * Map back: every image pixel centre is carried through steps 1-3 (a pure
  * scale and offset per axis) into network-output coordinates and sampled
  * bilinearly (half-pixel centres), coordinates clamped to the output. This
@@ -30,27 +29,60 @@
  * get the nearest edge value (edge extension) and mask 0. */
 #include "backend.h"
 #include "base/base.h"
+#include "base/pool.h"
 #include "formats/onnx.h"
 #include "nets/onnx_graph.h"
 #include "ops/cnn_ops.h"
-#include "ops/tensor_ops.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define FD_RESIZE_H 250
 #define FD_CROP_H 228
 #define FD_CROP_W 304
+#define WS_CACHE 8 /* idle workspaces kept for the next runs */
 
+/* The graph is immutable after the build; each run takes a workspace
+ * (activations and scratch) from a small free list under `mu`, or makes one,
+ * and gives it back after (as ONNX Runtime's thread-safe Run). So concurrent
+ * runs never share buffers, and a lone caller reuses one workspace. */
 typedef struct {
     md_onnx_graph *graph;
-    int threads;
+    md_threadpool *pool;
     bool depth_like; /* FastDepth-like input/output shapes */
     int in_h, in_w, out_h, out_w;
     char desc[256];
+    pthread_mutex_t mu;
+    md_onnx_ws *idle[WS_CACHE];
+    int n_idle;
 } onnx_impl;
+
+/* The workspace cache is the only state a run changes; it sits behind the
+ * mutex, so runs take the model as const. */
+static md_onnx_ws *ws_take(const onnx_impl *cm)
+{
+    onnx_impl *m = (onnx_impl *)(uintptr_t)cm;
+    md_onnx_ws *ws = NULL;
+    pthread_mutex_lock(&m->mu);
+    if (m->n_idle > 0)
+        ws = m->idle[--m->n_idle];
+    pthread_mutex_unlock(&m->mu);
+    return ws ? ws : md_onnx_ws_create(m->graph, md_pool_threads(m->pool));
+}
+
+static void ws_give(const onnx_impl *cm, md_onnx_ws *ws)
+{
+    onnx_impl *m = (onnx_impl *)(uintptr_t)cm;
+    pthread_mutex_lock(&m->mu);
+    if (m->n_idle < WS_CACHE) {
+        m->idle[m->n_idle++] = ws;
+        ws = NULL;
+    }
+    pthread_mutex_unlock(&m->mu);
+    md_onnx_ws_free(ws);
+}
 
 
 static int round_half_even(double v)
@@ -61,9 +93,10 @@ static int round_half_even(double v)
     return (int)r;
 }
 
-static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md_error *err)
+static md_status onnx_predict(const void *impl, const md_image *img, md_depth *out,
+                              md_error *err)
 {
-    onnx_impl *m = impl;
+    const onnx_impl *m = impl;
     if (!m->depth_like)
         return md_fail(err, MD_ERR_UNSUPPORTED,
                        "%s: predict needs a depth network with a 1x3xHxW input and a 1x1xHxW "
@@ -92,6 +125,7 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
     float *res = malloc(sizeof(float) * n_res);
     float *crop = malloc(sizeof(float) * n_crop);
     float *net = malloc(sizeof(float) * n_net);
+    md_onnx_ws *ws = NULL;
     md_status st = MD_OK;
     if (!planar || !res || !crop || !net) {
         st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for a %dx%d image", w, h);
@@ -108,10 +142,13 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
     md_resize_pil_nearest(crop, 3, FD_CROP_H, FD_CROP_W, net, m->in_h, m->in_w);
     for (size_t i = 0; i < n_net; i++)
         net[i] *= 1.0f / 255.0f;
-    /* OpenBLAS's thread count is process-wide and other backends (DA2) set
-     * their own, so claim ours for every run rather than once at open. */
-    md_gemm_set_threads(m->threads);
-    const float *d = md_onnx_graph_run(m->graph, net);
+    ws = ws_take(m);
+    if (!ws) {
+        st = md_fail(err, MD_ERR_NOMEM, "%s: out of memory for the network's activations",
+                     m->desc);
+        goto done;
+    }
+    const float *d = md_onnx_graph_run(m->graph, ws, m->pool, net);
     if ((st = md_depth_alloc(out, w, h, err)) != MD_OK)
         goto done;
     out->mask = calloc(npix, 1);
@@ -169,6 +206,8 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
     free(cwx);
     free(cin);
 done:
+    if (ws)
+        ws_give(m, ws);
     free(planar);
     free(res);
     free(crop);
@@ -176,9 +215,10 @@ done:
     return st;
 }
 
-static md_status onnx_run_tensor(void *impl, const md_tensor *in, md_tensor *out, md_error *err)
+static md_status onnx_run_tensor(const void *impl, const md_tensor *in, md_tensor *out,
+                                 md_error *err)
 {
-    onnx_impl *m = impl;
+    const onnx_impl *m = impl;
     const md_onnx_graph_info *info = md_onnx_graph_get_info(m->graph);
     /* Accept the graph's shape, or it without a leading 1 (CHW for NCHW). */
     bool ok = false;
@@ -201,11 +241,16 @@ static md_status onnx_run_tensor(void *impl, const md_tensor *in, md_tensor *out
                        m->desc, want);
     }
     out->data = malloc(sizeof(float) * info->out_numel);
-    if (!out->data)
-        return md_fail(err, MD_ERR_NOMEM, "run: out of memory for the output");
-    md_gemm_set_threads(m->threads);
-    const float *r = md_onnx_graph_run(m->graph, in->data);
+    md_onnx_ws *ws = out->data ? ws_take(m) : NULL;
+    if (!ws) {
+        free(out->data);
+        out->data = NULL;
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory for the network's activations",
+                       m->desc);
+    }
+    const float *r = md_onnx_graph_run(m->graph, ws, m->pool, in->data);
     memcpy(out->data, r, sizeof(float) * info->out_numel);
+    ws_give(m, ws);
     out->ndim = info->out_ndim;
     for (int i = 0; i < info->out_ndim; i++)
         out->shape[i] = info->out_dims[i];
@@ -230,6 +275,9 @@ static void onnx_destroy(void *impl)
     onnx_impl *m = impl;
     if (!m)
         return;
+    for (int i = 0; i < m->n_idle; i++)
+        md_onnx_ws_free(m->idle[i]);
+    pthread_mutex_destroy(&m->mu);
     md_onnx_graph_free(m->graph);
     free(m);
 }
@@ -237,7 +285,7 @@ static void onnx_destroy(void *impl)
 static const md_model_backend onnx_backend = {"onnx",         onnx_predict, onnx_run_tensor,
                                               onnx_describe, onnx_gflop,   onnx_destroy};
 
-md_status md_onnx_model_open(const char *path, const md_model_options *opts,
+md_status md_onnx_model_open(const char *path, const md_model_options *opts, md_threadpool *pool,
                              const md_model_backend **backend, void **impl, md_error *err)
 {
     *backend = NULL;
@@ -251,19 +299,20 @@ md_status md_onnx_model_open(const char *path, const md_model_options *opts,
         md_onnx_free(&om);
         return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
     }
+    (void)opts;
+    if (pthread_mutex_init(&m->mu, NULL) != 0) {
+        md_onnx_free(&om);
+        free(m);
+        return md_fail(err, MD_ERR_NOMEM, "%s: cannot create a mutex", path);
+    }
     st = md_onnx_graph_build(&om, path, 0, &m->graph, err);
     md_onnx_free(&om);
     if (st != MD_OK) {
+        pthread_mutex_destroy(&m->mu);
         free(m);
         return st;
     }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    m->threads = opts && opts->threads > 0 ? opts->threads : (cores > 0 ? (int)cores : 1);
-    /* Convolutions, resizes and the packed GEMM run on the graph's own team;
-     * OpenBLAS (process-wide, only used by Gemm/MatMul and grouped convs) is
-     * set once here rather than on every run. */
-    md_onnx_graph_set_threads(m->graph, m->threads);
-    md_gemm_set_threads(m->threads);
+    m->pool = pool;
     const md_onnx_graph_info *info = md_onnx_graph_get_info(m->graph);
     if (info->in_ndim == 4 && info->in_dims[0] == 1 && info->in_dims[1] == 3 &&
         ((info->out_ndim == 4 && info->out_dims[0] == 1 && info->out_dims[1] == 1) ||

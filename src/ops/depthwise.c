@@ -11,14 +11,8 @@
  * columns out. Stride 2: a scalar loop the compiler vectorises with stride-2
  * loads (measured faster here than splitting rows into even and odd
  * columns). Anything else runs a bounds-checked direct loop. */
-/* -std=c11 turns off a*b+c contraction; these loops want fused multiply-adds. */
-#if defined(__clang__)
-#pragma clang fp contract(fast)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=fast")
-#endif
-
 #include "ops/cnn_ops.h"
+#include "ops/simd.h"
 
 #include <float.h>
 #include <stdlib.h>
@@ -49,17 +43,9 @@ static inline float dw_point(const md_conv2d_params *p, const float *plane, int 
     return acc;
 }
 
-typedef float vf16 __attribute__((vector_size(64)));
-
-/* Vectors never cross a function boundary by value (that would depend on
- * the target's ABI); loads and stores go through memcpy. */
-static inline vf16 *vload(vf16 *v, const float *p)
-{
-    memcpy(v, p, sizeof *v);
-    return v;
-}
-#define LOAD16(p) (*vload(&(vf16){0}, (p)))
-#define STORE16(p, v) memcpy((p), &(v), sizeof(vf16))
+typedef md_vf16 vf16;
+#define LOAD16 MD_LOAD16
+#define STORE16 MD_STORE16
 
 /* Stride 1: row[ox] = b + sum_ky,kx rows[ky][ox + kx] * w[ky][kx] for ox in
  * [0, round_up(n, 16)); rows must be readable that far (buffers have slack). */

@@ -1,6 +1,6 @@
 #include "ops/transformer_ops.h"
 
-#include "ops/tensor_ops.h"
+#include "ops/gemm.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -96,19 +96,6 @@ static inline __m512 gelu512(__m512 v)
 }
 #endif
 
-void md_exp_inplace(float *x, size_t n)
-{
-#if defined(__AVX512F__)
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 k = tail_mask(n - i);
-        _mm512_mask_storeu_ps(x + i, k, exp512(_mm512_maskz_loadu_ps(k, x + i)));
-    }
-#else
-    for (size_t i = 0; i < n; i++)
-        x[i] = exp_approx(x[i]);
-#endif
-}
-
 void md_gelu_erf(float *x, size_t n)
 {
 #if defined(__AVX512F__)
@@ -133,8 +120,9 @@ void md_gelu_erf(float *x, size_t n)
     }
 }
 
-/* Softmax numerators of each row (e^(x - max)) in place; returns 1 / sum in inv[r]. */
-static void softmax_unnormalised(float *x, int rows, int cols, float *inv)
+/* Softmax numerators of each row of scale * x (e^(scale (x - max))) in
+ * place, scale > 0; returns 1 / sum in inv[r]. */
+static void softmax_unnormalised(float *x, int rows, int cols, float scale, float *inv)
 {
 #if defined(__AVX512F__)
     for (int r = 0; r < rows; r++) {
@@ -144,11 +132,11 @@ static void softmax_unnormalised(float *x, int rows, int cols, float *inv)
             __mmask16 k = tail_mask((size_t)(cols - i));
             vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, k, row + i));
         }
-        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), sc = _mm512_set1_ps(scale);
         __m512 vsum = _mm512_setzero_ps();
         for (int i = 0; i < cols; i += 16) {
             __mmask16 k = tail_mask((size_t)(cols - i));
-            __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), m));
+            __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), m), sc));
             _mm512_mask_storeu_ps(row + i, k, e);
             vsum = _mm512_mask_add_ps(vsum, k, vsum, e);
         }
@@ -177,13 +165,13 @@ static void softmax_unnormalised(float *x, int rows, int cols, float *inv)
             part[j] = 0.0f;
         for (i = 0; i + 16 <= cols; i += 16)
             for (int j = 0; j < 16; j++) {
-                float e = exp_approx(row[i + j] - m);
+                float e = exp_approx((row[i + j] - m) * scale);
                 row[i + j] = e;
                 part[j] += e;
             }
         float sum = 0.0f;
         for (; i < cols; i++) {
-            row[i] = exp_approx(row[i] - m);
+            row[i] = exp_approx((row[i] - m) * scale);
             sum += row[i];
         }
         for (int j = 0; j < 16; j++)
@@ -192,45 +180,49 @@ static void softmax_unnormalised(float *x, int rows, int cols, float *inv)
     }
 }
 
-void md_softmax_rows(float *x, int rows, int cols)
+size_t md_attention_kv_floats(int tokens, int head_dim)
 {
-    for (int r = 0; r < rows; r++) {
-        float inv;
-        float *row = x + (size_t)r * cols;
-        softmax_unnormalised(row, 1, cols, &inv);
-        for (int i = 0; i < cols; i++)
-            row[i] *= inv;
-    }
+    return md_gemm_packed_floats(false, head_dim, tokens) +
+           md_gemm_packed_floats(false, tokens, head_dim);
 }
 
-void md_attention_rows(const float *qkv, int tokens, int heads, int head_dim, int head, int r0,
-                       int r1, float *out, float *scores)
+void md_attention_pack_kv(const float *qkv, int tokens, int heads, int head_dim, int head,
+                          float *kv)
+{
+    size_t dim = (size_t)heads * head_dim, ld = 3 * dim;
+    const float *k = qkv + dim + (size_t)head * head_dim;
+    const float *v = qkv + 2 * dim + (size_t)head * head_dim;
+    /* K^T (head_dim x tokens): k stored transposed; V (tokens x head_dim) as is */
+    md_gemm_pack_b_into(kv, k, ld, true, head_dim, tokens);
+    md_gemm_pack_b_into(kv + md_gemm_packed_floats(false, head_dim, tokens), v, ld, false, tokens,
+                        head_dim);
+}
+
+void md_attention_rows(const float *qkv, const float *kv, int tokens, int heads, int head_dim,
+                       int head, int r0, int r1, float *out, float *scores)
 {
     int dim = heads * head_dim, ld = 3 * dim, rows = r1 - r0;
     if (rows <= 0)
         return;
+    md_gemm_isa isa = md_gemm_isa_best(MD_GEMM_F32);
     float scale = 1.0f / sqrtf((float)head_dim);
-    const float *q = qkv + (size_t)r0 * ld + (size_t)head * head_dim;
-    const float *k = qkv + dim + (size_t)head * head_dim;
-    const float *v = qkv + 2 * (size_t)dim + (size_t)head * head_dim;
-    float *o = out + (size_t)r0 * dim + (size_t)head * head_dim;
+    md_gemm_packed kt = md_gemm_packed_view((float *)(uintptr_t)kv, false, head_dim, tokens);
+    md_gemm_packed vv = md_gemm_packed_view(
+        (float *)(uintptr_t)(kv + md_gemm_packed_floats(false, head_dim, tokens)), false, tokens,
+        head_dim);
     float inv[MD_ATTENTION_BLOCK];
     for (int b0 = 0; b0 < rows; b0 += MD_ATTENTION_BLOCK) {
         int n = rows - b0 < MD_ATTENTION_BLOCK ? rows - b0 : MD_ATTENTION_BLOCK;
-        md_sgemm(false, true, n, tokens, head_dim, scale, q + (size_t)b0 * ld, ld, k, ld, 0.0f,
-                 scores, tokens);
-        softmax_unnormalised(scores, n, tokens, inv);
-        float *ob = o + (size_t)b0 * dim;
-        md_sgemm(false, false, n, head_dim, tokens, 1.0f, scores, tokens, v, ld, 0.0f, ob, dim);
-        for (int r = 0; r < n; r++)
-            for (int j = 0; j < head_dim; j++)
-                ob[(size_t)r * dim + j] *= inv[r];
+        const float *q = qkv + (size_t)(r0 + b0) * ld + (size_t)head * head_dim;
+        /* q and the probabilities are read in place (no packing copies);
+         * the 1/sqrt(d) scale is applied inside the softmax */
+        md_gemm_block(isa, n, tokens, head_dim, 1.0f, md_gemm_direct(q, (size_t)ld),
+                      md_gemm_prepacked(&kt), scores, (size_t)tokens, NULL, 0, n, 0, tokens);
+        softmax_unnormalised(scores, n, tokens, scale, inv);
+        md_gemm_epilogue e = md_gemm_epilogue_none();
+        e.row_scale = inv;
+        float *o = out + (size_t)(r0 + b0) * dim + (size_t)head * head_dim;
+        md_gemm_block(isa, n, head_dim, tokens, 1.0f, md_gemm_direct(scores, (size_t)tokens),
+                      md_gemm_prepacked(&vv), o, (size_t)dim, &e, 0, n, 0, head_dim);
     }
-}
-
-void md_attention(const float *qkv, int tokens, int heads, int head_dim, float *out,
-                  float *scores)
-{
-    for (int h = 0; h < heads; h++)
-        md_attention_rows(qkv, tokens, heads, head_dim, h, 0, tokens, out, scores);
 }
