@@ -1,5 +1,5 @@
 /* libFuzzer harness for the CSV readers: the scales CSV of fit-scales/train
- * (md_fit_csv_read) and the training log of eval (md_eval_read_loss_log).
+ * (md_scales_read) and the training log of eval (md_eval_read_loss_log).
  * What the scales reader accepts must write back and read back to the same
  * table. Built and run by scripts/fuzz. */
 #include "eval/fit.h"
@@ -29,20 +29,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fclose(f);
 
     md_error err = {0};
-    md_fit_table t = {0};
-    if (md_fit_csv_read(in_path, &t, &err) == MD_OK) {
-        if (md_fit_csv_write(out_path, &t, &err) == MD_OK) {
-            md_fit_table again = {0};
-            if (md_fit_csv_read(out_path, &again, &err) != MD_OK || again.count != t.count)
+    md_scales_table t = {0};
+    if (md_scales_read(in_path, &t, &err) == MD_OK) {
+        if (md_scales_write(out_path, &t, &err) == MD_OK) {
+            md_scales_table again = {0};
+            if (md_scales_read(out_path, &again, &err) != MD_OK || again.count != t.count)
                 __builtin_trap();
             for (size_t i = 0; i < t.count; i++)
                 if (strcmp(again.items[i].rgb, t.items[i].rgb) != 0 ||
                     strcmp(again.items[i].depth, t.items[i].depth) != 0)
                     __builtin_trap();
-            md_fit_table_free(&again);
+            md_scales_free(&again);
         }
     }
-    md_fit_table_free(&t);
+    md_scales_free(&t);
 
     double *train = NULL, *val = NULL;
     int epochs = 0;

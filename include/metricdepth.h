@@ -15,8 +15,8 @@
  *  - Thread safety: functions without a handle are reentrant. Plain structs
  *    (md_image, md_depth, md_tensor, md_pair_list, ...) are data: any number of
  *    threads may read one, none may write it meanwhile. Each handle states its
- *    own contract: md_threadpool and md_model are shared freely between
- *    threads; md_scale_model is not (one per thread, or a lock around it).
+ *    own contract: md_threadpool, md_model and md_scale_model are shared
+ *    freely between threads once loaded.
  */
 #ifndef METRICDEPTH_H
 #define METRICDEPTH_H
@@ -50,6 +50,11 @@ typedef struct {
 
 /* "ok", "invalid argument", "i/o error", ... */
 const char *md_status_name(md_status status);
+
+/* Writes size bytes to path atomically (a temporary file beside it, then a
+ * rename), as every writer of the library does: for an application's own
+ * sidecar files. */
+md_status md_file_write_atomic(const char *path, const void *data, size_t size, md_error *err);
 
 /* ---------------------------------------------------------------- images */
 
@@ -135,6 +140,22 @@ typedef struct {
 /* NYU Depth V2 colour camera: 518.8579, 519.4696, 325.5824, 253.7362. */
 md_intrinsics md_intrinsics_nyu(void);
 
+/* A point cloud in memory: n points, xyz (3 floats each, metres, camera frame:
+ * x right, y down, z forward) and rgb (3 bytes each, NULL without colour). */
+typedef struct {
+    size_t n;
+    float *xyz;
+    uint8_t *rgb;
+} md_pointcloud;
+
+/* Back-projects the valid pixels of depth (every stride-th row and column,
+ * depth <= max_depth when max_depth > 0) with K; colours from rgb when given
+ * (same size as depth). An empty cloud (n = 0) is not an error. */
+md_status md_pointcloud_from_depth(const md_depth *depth, const md_image *rgb,
+                                   const md_intrinsics *K, int stride, float max_depth,
+                                   md_pointcloud *out, md_error *err);
+void md_pointcloud_free(md_pointcloud *cloud);
+
 /* Back-projects valid pixels (every stride-th row and column, depth <= max_depth
  * when max_depth > 0) to a binary little-endian PLY: float x y z in metres
  * (camera frame: x right, y down, z forward) and uchar red green blue from rgb
@@ -167,6 +188,8 @@ md_status md_pairs_read_list(const char *path, md_pair_list *list, md_error *err
 md_status md_pairs_detect(const char *dir, md_pair_list *list, md_error *err);
 /* Writes the list in the pair-list format (with a header comment). */
 md_status md_pairs_write(FILE *f, const md_pair_list *list, md_error *err);
+/* The same into a file, atomically. */
+md_status md_pairs_save(const char *path, const md_pair_list *list, md_error *err);
 md_status md_pair_list_append(md_pair_list *list, const md_pair *pair, md_error *err);
 void md_pair_list_free(md_pair_list *list);
 /* Loads the pair's ground-truth depth with its divisor and encoding. */
@@ -209,9 +232,9 @@ md_status md_depth_valid_samples(const md_depth *pred, const md_depth *gt, float
 typedef enum {
     MD_PROTOCOL_SEED = 0, /* valid = gt > 0 and pred > 0, whole image */
     MD_PROTOCOL_EIGEN = 1 /* crop rows 45..470, cols 41..600 of 480x640 (scaled for other
-                             sizes), gt in (1e-3, 10), pred clipped to [1e-3, 10] (an
-                             unusable pred value counts as 1e-3; pixels outside pred's
-                             mask, never seen by the network, are left out) */
+                             sizes), gt in (1e-3, 10), pred clipped to [1e-3, 10]; under
+                             both protocols a pixel without a valid prediction (<= 0,
+                             non-finite, or outside pred's mask) is left out */
 } md_protocol;
 
 int md_protocol_parse(const char *name); /* "seed" | "eigen", -1 if unknown */
@@ -229,25 +252,56 @@ md_status md_metrics_compute(const md_depth *pred, const md_depth *gt, md_protoc
 /* Mean of per-image metrics (n_valid summed). */
 void md_metrics_mean(const md_metrics *items, size_t n, md_metrics *out);
 
-/* ------------------------------------------ adaptive scale (scale CNN) */
+/* How one prediction's error depends on its scale: metrics of s x pred
+ * against gt for any s, from a fixed few kilobytes (the sums behind RMSE and
+ * a quantile sketch of pred/gt). RMSE is exact; AbsRel and delta1 are within
+ * about 1/MD_CURVE_POINTS of exact. Seed protocol (pixels valid in both). */
+#define MD_CURVE_POINTS 1024
+typedef struct {
+    float q[MD_CURVE_POINTS]; /* mid-quantiles of pred/gt */
+    size_t n;                 /* pixels */
+    double sum_p2, sum_pg, sum_g2;
+} md_scale_curve;
 
-/* A small CNN that predicts log(s*) from the RGB image alone, so that
- * exp(prediction) * base depth is metric (the seed report's method).
- *
- * Thread safety: not thread-safe. md_scale_model_predict reuses buffers
- * inside the model, so two threads must not use one model at once (load one
- * per thread, or serialise the calls). The const functions (describe, base,
- * save) may run concurrently with each other. md_scale_model_train is
- * reentrant: each call has its own state. */
+md_status md_scale_curve_build(const md_depth *pred, const md_depth *gt, md_scale_curve *out,
+                               md_error *err);
+/* abs_rel, rmse, delta1 and n_valid of s x pred; the other fields NaN. */
+void md_scale_curve_eval(const md_scale_curve *curve, double s, md_metrics *out);
+
+/* ------------------------------------------------- base network features */
+
+/* What the base network computed besides depth: the per-channel means of its
+ * encoder's activations, a fixed-length description of the image as the
+ * network saw it (the encoder scale predictor reads it). signature tells
+ * which layers produced them: equal for the same architecture. n = 0 when the
+ * backend gives none (Depth Anything V2, for now). */
+typedef struct {
+    size_t n;
+    float *values;
+    uint64_t signature;
+} md_features;
+
+void md_features_free(md_features *features);
+
+/* ------------------------------------------------------- scale models */
+
+/* A scale model predicts ln s* per image, so that exp(prediction) x base
+ * depth is metric, and says how far to trust it (md_scale_model_estimate).
+ * Thread safety: a loaded or trained model is read-only; every call on it may
+ * run from several threads at once. */
 typedef struct md_scale_model md_scale_model;
 
 typedef enum {
-    MD_SCALE_ARCH_PAPER = 0,  /* the seed's: conv3x3 3->64, ReLU, maxpool2, conv3x3 64->128, ReLU,
-                                 maxpool2, FC 128*56*56 -> 512, ReLU, FC 512 -> 1 (205.6 M params) */
-    MD_SCALE_ARCH_COMPACT = 1 /* conv stages + global average pooling + small MLP (< 1 M params) */
+    MD_SCALE_ARCH_PAPER = 0,   /* the seed's RGB-only CNN: conv3x3 3->64, ReLU, maxpool2,
+                                  conv3x3 64->128, ReLU, maxpool2, FC 128*56*56 -> 512, ReLU,
+                                  FC 512 -> 1 (205.6 M params) */
+    MD_SCALE_ARCH_COMPACT = 1, /* RGB-only: conv stages + global average pooling + small MLP */
+    MD_SCALE_ARCH_ENCODER = 2  /* the default: ridge ensemble on the base network's encoder
+                                  features, with a distance from the training data and a gate
+                                  calibrated on it (docs/adaptive-scaling.md) */
 } md_scale_arch;
 
-int md_scale_arch_parse(const char *name); /* "paper" | "compact", -1 if unknown */
+int md_scale_arch_parse(const char *name); /* "paper" | "compact" | "encoder", -1 if unknown */
 const char *md_scale_arch_name(md_scale_arch arch);
 
 typedef struct {
@@ -259,7 +313,12 @@ typedef struct {
 } md_train_progress;
 
 typedef struct {
-    md_scale_arch arch;
+    md_scale_arch arch;    /* default MD_SCALE_ARCH_ENCODER */
+    /* encoder */
+    double alpha;          /* ridge strength (lambda = alpha x features); 0 (default): chosen by
+                              leave-one-group-out CV, or 10 with fewer than two groups */
+    int members;           /* bootstrap members of the ensemble (default 10) */
+    /* CNNs */
     int input_size;        /* square network input (default 224) */
     int epochs;            /* default 30 */
     int batch_size;        /* default 30 */
@@ -269,7 +328,9 @@ typedef struct {
     double gamma;          /* by this factor (default 0.5) */
     double val_fraction;   /* held out for validation (default 0.2) */
     int val_every;         /* validate every N epochs (default 5) */
-    uint64_t seed;         /* split, init and shuffling (default 0) */
+    /* all */
+    uint64_t seed;         /* CNNs: split, init, shuffling; encoder: bootstrap and calibration
+                              folds (default 0) */
     int threads;           /* 0 = all cores */
     const char *base_model;   /* recorded in the saved model's metadata */
     const char *list_hash;    /* hash of the training list, recorded too */
@@ -279,29 +340,51 @@ typedef struct {
 
 md_train_options md_train_defaults(void);
 
-/* Per-epoch record: train_loss[e] for every epoch, val_loss[e] NaN where no
- * validation ran. Free with md_train_log_free. */
+/* What training did. CNNs: per-epoch losses (train_loss[e] every epoch,
+ * val_loss[e] NaN where no validation ran). Encoder: no epochs; summary
+ * describes the choice of alpha and the gate's calibration. Free with
+ * md_train_log_free. */
 typedef struct {
     int epochs;
     double *train_loss;
     double *val_loss;
     size_t n_train, n_val;
+    char *summary; /* may be NULL */
 } md_train_log;
 
-/* Trains on n images with target log scales (PyTorch default init, MSE on
- * log s, Adam, step decay). Deterministic for a seed and thread count. */
+/* One training image. */
+typedef struct {
+    const md_image *image;        /* CNNs (NULL for the encoder) */
+    const md_features *features;  /* the encoder: the base network's features for the image */
+    const md_scale_curve *curve;  /* the encoder: the base prediction's error against its scale
+                                     (md_scale_curve_build), for choosing alpha and checking the
+                                     gate; NULL: ln-space errors instead */
+    double log_scale;             /* the target ln s* */
+    const char *group;            /* the sequence or dataset it comes from (e.g. its folder);
+                                     groups under 10 images are merged into one */
+} md_scale_sample;
+
+/* Trains a scale model of opts->arch on n samples. */
+md_status md_scale_model_fit(const md_scale_sample *samples, size_t n,
+                             const md_train_options *opts, md_scale_model **out,
+                             md_train_log *log, md_error *err);
+/* The CNNs on images alone (PyTorch default init, MSE on ln s, Adam, step
+ * decay); deterministic for a seed and thread count. */
 md_status md_scale_model_train(const md_image *images, const double *log_scales, size_t n,
                                const md_train_options *opts, md_scale_model **out,
                                md_train_log *log, md_error *err);
 void md_train_log_free(md_train_log *log);
 
-/* Predicted log(scale) for one image (any size: resized as in training). */
-md_status md_scale_model_predict(md_scale_model *model, const md_image *img, double *log_scale,
-                                 md_error *err);
-/* .safetensors with metadata (arch, input size, normalisation, base model, list hash). */
+md_scale_arch md_scale_model_arch(const md_scale_model *model);
+/* The predicted ln s for one image as it is (no gate; the CNNs only need img,
+ * the encoder only features). */
+md_status md_scale_model_predict(const md_scale_model *model, const md_image *img,
+                                 const md_features *features, double *log_scale, md_error *err);
+/* .safetensors with metadata (architecture, base model, list hash and each
+ * architecture's constants). */
 md_status md_scale_model_save(const md_scale_model *model, const char *path, md_error *err);
 md_status md_scale_model_load(const char *path, md_scale_model **out, md_error *err);
-/* "compact scale CNN, 224x224, 0.41 M params, trained for fastdepth_7.onnx on 100 pairs" */
+/* "encoder scale model, 7280 features, 363 images, trained for fastdepth_7.onnx" */
 const char *md_scale_model_describe(const md_scale_model *model);
 /* The base model name recorded at training time ("" if none). */
 const char *md_scale_model_base(const md_scale_model *model);
@@ -331,9 +414,10 @@ void md_threadpool_free(md_threadpool *pool);
 
 /* A depth network: weights, immutable after md_model_load, and a thread pool.
  *
- * Thread safety: md_model_predict, md_model_run_tensor, md_model_gflop and
- * md_model_describe may be called from any number of threads at once on one
- * model (each call has its own activations: DA2 allocates them per call, the
+ * Thread safety: every function taking a const md_model * (predict,
+ * predict_ex, run_tensor, features, gflop, describe) may be called from any
+ * number of threads at once on one model (each call has its own activations:
+ * DA2 allocates them per call, the
  * ONNX backend takes a workspace from a small cache behind a mutex, as ONNX
  * Runtime's Run), and give the same bits as on one thread. This is the
  * model/state split of llama.cpp and whisper.cpp without a handle to manage:
@@ -356,6 +440,14 @@ md_status md_model_load(const char *path, const md_model_options *opts, md_model
  * pixels the network actually saw (e.g. FastDepth's centre crop). */
 md_status md_model_predict(const md_model *model, const md_image *img, md_depth *out,
                            md_error *err);
+
+/* The length of the features this model gives (0: none) and their signature. */
+size_t md_model_features(const md_model *model, uint64_t *signature);
+/* md_model_predict that also returns the encoder features (features may be
+ * NULL); they come from the same forward pass, at the cost of a few
+ * additions. */
+md_status md_model_predict_ex(const md_model *model, const md_image *img, md_depth *out,
+                              md_features *features, md_error *err);
 /* Raw network on an already preprocessed NCHW (or CHW) tensor. */
 md_status md_model_run_tensor(const md_model *model, const md_tensor *input, md_tensor *output,
                               md_error *err);
@@ -365,9 +457,100 @@ double md_model_gflop(const md_model *model, int width, int height);
 /* "fastdepth (onnx)", "depth-anything-v2 vits metric", ... */
 const char *md_model_describe(const md_model *model);
 void md_model_free(md_model *model);
-/* Default model path: $METRICDEPTH_MODEL, else $METRICDEPTH_MODELS_DIR/fastdepth_7.onnx,
- * else models/fastdepth_7.onnx beside the executable's source tree install. */
+/* The default base model: $METRICDEPTH_MODEL, else
+ * $METRICDEPTH_MODELS_DIR/fastdepth_7.onnx (either, when set, is used or
+ * refused, never replaced), else models/fastdepth_7.onnx in the first data
+ * folder that has it: $METRICDEPTH_DATA_DIR, PREFIX/share/metricdepth (where
+ * this library is installed), ~/.local/share/metricdepth, the source tree. */
 md_status md_default_model_path(char *buf, size_t size, md_error *err);
+
+/* ---------------------------------------------------- metric prediction */
+
+/* Where the scale that makes the base network's depth metric comes from. */
+typedef enum {
+    MD_SCALE_SOURCE_AUTO = 0,     /* the default: adaptive, through its confidence gate, when a
+                                     scale model trained for this base model is given; else none */
+    MD_SCALE_SOURCE_NONE = 1,     /* the base network's output as it is */
+    MD_SCALE_SOURCE_ADAPTIVE = 2, /* the scale model's prediction, through its gate unless ungated */
+    MD_SCALE_SOURCE_ORACLE = 3,   /* the exact optimal scale against ground truth */
+    MD_SCALE_SOURCE_ANCHORS = 4   /* fitted to sparse metric measurements */
+} md_scale_source;
+
+/* "auto", "none", "adaptive", "oracle", "anchors"; parse returns -1 if unknown. */
+const char *md_scale_source_name(md_scale_source source);
+int md_scale_source_parse(const char *name);
+
+/* What a scale model says about one image: the predicted ln s and how far to
+ * trust it. The gate turns that into the ln s actually applied:
+ * applied = weight * log_scale (weight 0: keep the base network's output). */
+typedef struct {
+    double log_scale;    /* the predictor's ln s */
+    double log_scale_sd; /* predictive spread (standard deviation) of ln s; NaN if unknown */
+    double distance;     /* distance of the input from the training data, in units of the
+                            training data's own spread (about 1 = typical); NaN if unknown */
+    double weight;       /* the gate's weight in [0, 1] */
+    char note[160];      /* why the gate chose this weight, e.g. "far from training data" */
+} md_scale_estimate;
+
+/* The scale model's estimate for an image from what the base network computed
+ * for it: the encoder reads its features; the RGB-only CNNs read img, and give
+ * weight 1 with unknown spread and distance. */
+md_status md_scale_model_estimate(const md_scale_model *model, const md_image *img,
+                                  const md_features *features, md_scale_estimate *out,
+                                  md_error *err);
+
+typedef struct {
+    md_scale_source source;
+    /* adaptive and auto */
+    const md_scale_model *scale_model; /* NULL: auto means none, adaptive is an error */
+    const char *base_model_name;       /* the base model's file name, for auto's check that the
+                                          scale model was trained for it (NULL: no check) */
+    int ungated;                       /* 1: apply the prediction whatever its confidence */
+    /* oracle */
+    const md_depth *gt;                /* ground truth, same size as the image */
+    md_scale_method oracle_method;     /* default MD_SCALE_W1 */
+    double lo, hi;                     /* allowed scale range, default [0.1, 2] */
+} md_scale_options;
+
+md_scale_options md_scale_options_default(void);
+
+/* What was applied to one image, for logs, JSON sidecars and tables. */
+typedef struct {
+    md_scale_source source;     /* the source that ran (auto resolved to adaptive or none) */
+    double scale;               /* the factor the base depth was multiplied by (1: none) */
+    double predicted_log_scale; /* the source's ln s before the gate (oracle: the fit); NaN for none */
+    double log_scale_sd;        /* adaptive: predictive spread of ln s; NaN otherwise */
+    double distance;            /* adaptive: distance from the training data; NaN otherwise */
+    double confidence;          /* the weight in [0, 1] given to the source's ln s (1 for oracle) */
+    int applied;                /* 1 when the source's scale was applied, fully or in part */
+    int at_range_limit;         /* oracle: the fit sits on lo or hi (the true optimum may lie beyond) */
+    char note[160];             /* a sentence on why, "" if nothing to say */
+} md_scale_record;
+
+/* Applies the scale source to a base depth map in place (depth x scale) and
+ * records what it did. img and features are what the base network saw and
+ * computed for it (the scale model reads them; either may be NULL when the
+ * source does not need it). The same call serves predict and evaluation, so
+ * cached base predictions give the same numbers as a fresh run. */
+md_status md_scale_depth(const md_image *img, const md_features *features, md_depth *depth,
+                         const md_scale_options *opts, md_scale_record *rec, md_error *err);
+
+/* One call for metric depth: the base network on img, then the scale source
+ * (opts NULL: MD_SCALE_SOURCE_AUTO with no scale model, i.e. none). out gets
+ * the depth at the image size, with the mask of pixels the network saw; rec
+ * (may be NULL) gets what was applied. This is what `metricdepth predict` does. */
+md_status md_predict_metric(md_model *model, const md_image *img, const md_scale_options *opts,
+                            md_depth *out, md_scale_record *rec, md_error *err);
+
+/* The model file's name without its folder ("fastdepth_7.onnx"). */
+const char *md_model_file_name(const md_model *model);
+
+/* The default scale model for a base model (its file name, e.g.
+ * "fastdepth_7.onnx"): $METRICDEPTH_SCALE_MODEL when set (an error if it
+ * cannot be read), else scale_models/STEM.scale.safetensors in the installed
+ * data folders (see md_default_model_path). MD_ERR_IO when there is none. */
+md_status md_default_scale_model_path(const char *base_model_name, char *buf, size_t size,
+                                      md_error *err);
 
 #ifdef __cplusplus
 }

@@ -9,7 +9,7 @@
 #ifndef METRICDEPTH_REPORT_H
 #define METRICDEPTH_REPORT_H
 
-#include "metricdepth.h"
+#include "metricdepth_eval.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -23,6 +23,76 @@ extern "C" {
 md_status md_plot_loss_curves(const char *path, const double *train_loss,
                               const double *val_loss, int epochs, const char *title,
                               md_error *err);
+
+/* ------------------------------------------------------ report writers */
+
+typedef struct {
+    const char *path;    /* relative to the report folder */
+    const char *caption;
+} md_report_figure;
+
+typedef struct {
+    const char *title;
+    const char *train_data, *test_data;   /* human descriptions of the data */
+    const char *const *train_sources, *const *test_sources; /* the folders/lists given */
+    int n_train_sources, n_test_sources;
+    const char *base_model, *scale_model; /* scale_model NULL: no adaptive rows */
+    const char *protocol;                 /* "seed" or "eigen" */
+    const char *notes;                    /* optional paragraph (plain text) */
+    const md_report_figure *figures;
+    size_t n_figures;
+    double constant_scale;                /* the baseline's scale */
+    double lo, hi;                        /* the oracle's scale range */
+    size_t failed;                        /* pairs skipped */
+} md_report_info;
+
+/* per_image.csv: split,rgb,depth,oracle_scale,oracle_log_scale,oracle_at_limit,
+ * [pred_log_scale,pred_log_scale_sd,distance,gate_weight,] then the nine
+ * metrics (abs_rel ... delta3) for unscaled, oracle, [adaptive, gated,]
+ * [constant]: bracketed columns when every item has them. */
+md_status md_eval_write_csv(const char *path, const md_eval_set *set, md_error *err);
+/* report.md / index.html: data, models, protocol, Table 1 (with a scale model),
+ * Table 2 (unscaled, oracle, adaptive, gated adaptive, constant), the gap
+ * closed, warnings, every figure by relative link. sums[MD_SPLIT_TRAIN/TEST]. */
+md_status md_eval_write_markdown(const char *path, const md_report_info *info,
+                                 const md_eval_summary sums[2], md_error *err);
+md_status md_eval_write_html(const char *path, const md_report_info *info,
+                             const md_eval_summary sums[2], md_error *err);
+/* summary.json: every number of the tables. */
+md_status md_eval_write_json(const char *path, const md_report_info *info,
+                             const md_eval_summary sums[2], md_error *err);
+/* Reads a training log "epoch,train_loss,val_loss" (val empty where none ran,
+ * read as NaN; epochs 1..N in order) into new arrays of *epochs entries. */
+md_status md_eval_read_loss_log(const char *path, double **train_loss, double **val_loss,
+                                int *epochs, md_error *err);
+
+/* --------------------------------------------- a whole report folder */
+
+/* Collects figures while an evaluation runs (md_report_view is an
+ * md_eval_view_fn for md_eval_run) and writes the report folder at the end:
+ * report.md, index.html, per_image.csv, summary.json and fig/ (depth panels of
+ * the first images of each split, point clouds of the first test image, the
+ * ln s scatter, the scale model's loss curves). Not thread-safe: one thread
+ * feeds and finishes a report. */
+typedef struct md_report md_report;
+
+typedef struct {
+    const char *dir;        /* the report folder (created, with fig/) */
+    int panels;             /* depth panels per split (default 3) */
+    const char *loss_log;   /* the scale model's training log, for fig/loss.png; NULL: none */
+    md_report_info info;    /* figures, n_figures, constant_scale and failed are filled in */
+} md_report_options;
+
+md_status md_report_create(const md_report_options *opts, md_report **out, md_error *err);
+/* A paragraph for the report (copied), e.g. how many pairs came from the cache. */
+void md_report_set_notes(md_report *r, const char *notes);
+void md_report_view(void *report, const md_eval_view *view);
+/* Summaries and every file. A figure that could not be written (e.g. a full
+ * disk) fails the report: its first error is returned. */
+md_status md_report_finish(md_report *r, const md_eval_set *set, md_eval_summary sums[2],
+                           md_error *err);
+size_t md_report_figure_count(const md_report *r);
+void md_report_free(md_report *r);
 
 #ifdef __cplusplus
 }

@@ -101,7 +101,11 @@ if [ -n "$SHARED" ] && [ -d "$SHARED/data" ]; then
     contains "oracle W1 scale"
     expect 0 "$MD" predict --model "$model" "$T/good.jpg" -o "$T/oracle" --scale oracle \
       --gt "$SHARED/data/nyu_demo_metric3d/depth/sync_depth_00000.png"
-    contains "oracle scale"
+    contains "good.jpg: scale [0-9.]* (oracle"
+    grep -q '"source":[[:space:]]*"oracle"' "$T/oracle/good.json" && ok || bad "sidecar lacks the oracle source"
+    expect 2 "$MD" predict --model "$model" "$T/good.jpg" -o "$T/oracle" \
+      --gt "$SHARED/data/nyu_demo_metric3d/depth/sync_depth_00000.png"
+    contains "--gt goes with --scale oracle"
   fi
 fi
 
@@ -166,7 +170,8 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   [ "$(head -c 4 "$T/fit/scale.loss.png" | tail -c 3)" = "PNG" ] && ok || bad "no loss PNG"
   expect 0 "$MD" predict --model "$model" --scale-model "$T/fit/scale.safetensors" \
     "$nyu/rgb/rgb_00000.jpg" -o "$T/adaptive"
-  contains "adaptive scale"
+  contains "rgb_00000.jpg: scale [0-9.]* (adaptive"
+  grep -q '"source":[[:space:]]*"adaptive"' "$T/adaptive/rgb_00000.json" && ok || bad "sidecar lacks the adaptive source"
   [ -s "$T/adaptive/rgb_00000.depth.npy" ] && ok || bad "no adaptive depth"
   expect 2 "$MD" predict --model "$model" --scale none --scale-model "$T/fit/scale.safetensors" \
     "$nyu/rgb/rgb_00000.jpg" -o "$T/adaptive"
@@ -197,8 +202,8 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   echo "$nyu/rgb/rgb_00000.jpg $nyu/depth/sync_depth_00000.png 1000 $K" >"$T/ev/test.txt"
   smodel=""
   [ -f "$T/fit/scale.safetensors" ] && smodel="$T/fit/scale.safetensors"
-  [ -z "$smodel" ] && [ -f "$(dirname "$0")/../data/scale_models/fastdepth_compact.safetensors" ] &&
-    smodel="$(dirname "$0")/../data/scale_models/fastdepth_compact.safetensors"
+  [ -z "$smodel" ] && [ -f "$(dirname "$0")/../data/scale_models/fastdepth_7.scale.safetensors" ] &&
+    smodel="$(dirname "$0")/../data/scale_models/fastdepth_7.scale.safetensors"
   if [ -n "$smodel" ]; then
     expect 0 "$MD" eval --data "$T/ev/train.txt" --test "$T/ev/test.txt" --model "$model" \
       --scale-model "$smodel" --panels 1 --threads 2 -o "$T/ev/r1"
@@ -237,6 +242,28 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   ! grep -q "adaptive" "$T/ev/r2/per_image.csv" && ok || bad "adaptive columns without a scale model"
   [ "$(grep -c '^test,' "$T/ev/r2/per_image.csv")" -eq 1 ] && ok || bad "split: one test pair wanted"
   [ ! -e "$T/ev/r2/fig/scatter.png" ] && ok || bad "scatter without a scale model"
+  # eigen: the same numbers with and without the cache, and 'metrics' on the
+  # .npy that predict writes agrees with eval (the unseen border is left out,
+  # not counted as 1e-3 m)
+  expect 0 "$MD" eval --data "$T/ev/train.txt" --test "$T/ev/test.txt" --model "$model" \
+    --protocol eigen --panels 0 -o "$T/ev/e1"
+  expect 0 "$MD" eval --data "$T/ev/train.txt" --test "$T/ev/test.txt" --model "$model" \
+    --protocol eigen --panels 0 -o "$T/ev/e2" --cache "$T/ev/e1/.metricdepth-cache"
+  grep -q "3 base predictions from the cache" "$T/ev/e2/report.md" && ok || bad "eigen re-run missed the cache"
+  expect 0 "$MD" eval --data "$T/ev/train.txt" --test "$T/ev/test.txt" --model "$model" \
+    --protocol eigen --panels 0 --no-cache -o "$T/ev/e3"
+  for r in e2 e3; do
+    cmp -s "$T/ev/e1/per_image.csv" "$T/ev/$r/per_image.csv" && ok || bad "eigen per_image.csv differs in $r"
+  done
+  [ -s "$T/ev/pred/rgb_00000.depth.npy" ] ||
+    "$MD" predict --model "$model" --scale none "$nyu/rgb/rgb_00000.jpg" -o "$T/ev/pred" >/dev/null 2>&1
+  expect 0 "$MD" metrics --pred "$T/ev/pred/rgb_00000.depth.npy" \
+    --gt "$nyu/depth/sync_depth_00000.png" --protocol eigen --json
+  want=$(awk -F'[:,]' '/"abs_rel"/ { gsub(/[ \t]/, "", $2); print $2 }' "$T/out")
+  col=$(head -1 "$T/ev/e1/per_image.csv" | tr , '\n' | grep -nx abs_rel_unscaled | cut -d: -f1)
+  got=$(awk -F, -v c="$col" '/^test,/ { print $c }' "$T/ev/e1/per_image.csv")
+  if awk -v a="$want" -v b="$got" 'BEGIN { d = a - b; exit !(a > 0 && d < 1e-6 && d > -1e-6) }'; then ok
+  else bad "eigen AbsRel: metrics on the .npy says $want, eval says $got"; fi
   # a bad pair is reported and skipped: exit 3, the rest evaluated
   head -c 2000 "$nyu/rgb/rgb_00050.jpg" >"$T/ev/broken.jpg"
   { cat "$T/ev/train.txt"; echo "broken.jpg $nyu/depth/sync_depth_00050.png"; } >"$T/ev/bad.txt"

@@ -148,7 +148,7 @@ static void check_model(const char *name, const char *weights_file)
         CHECK_OK(md_da2_model_open(ref(name, weights_file), &opts, NULL, &o2.be, &o2.impl, &err), &err);
         md_depth d = {0};
         md_tensor dref = {0};
-        CHECK_OK(o2.be->predict(o2.impl, &img, &d, &err), &err);
+        CHECK_OK(o2.be->predict(o2.impl, &img, &d, NULL, &err), &err);
         CHECK_OK(md_npy_load(ref(name, "depth.npy"), &dref, &err), &err);
         if (d.data && dref.data) {
             CHECK(d.width == img.width && d.height == img.height && d.mask == NULL);

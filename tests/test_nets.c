@@ -94,11 +94,19 @@ static void test_backends_by_content(const char *shared)
 static void test_default_model_lookup(void)
 {
     md_error err = {0};
-    char buf[512], dir[128], want[256];
-    setenv("METRICDEPTH_MODEL", "/some/where/model.onnx", 1);
+    char buf[512], dir[128], want[256], file[256];
+    /* an explicitly named model is used when readable, refused when not */
+    snprintf(file, sizeof file, "%s/mine.onnx", tmpdir);
+    write_file(file, "x", 1);
+    setenv("METRICDEPTH_MODEL", file, 1);
     CHECK_OK(md_default_model_path(buf, sizeof buf, &err), &err);
-    CHECK(strcmp(buf, "/some/where/model.onnx") == 0);
+    CHECK(strcmp(buf, file) == 0);
+    setenv("METRICDEPTH_MODEL", "/some/where/model.onnx", 1);
+    CHECK(md_default_model_path(buf, sizeof buf, &err) == MD_ERR_IO);
+    CHECK(strstr(err.message, "/some/where/model.onnx") != NULL);
+    CHECK(md_default_model_path(buf, sizeof buf, NULL) == MD_ERR_IO);
     unsetenv("METRICDEPTH_MODEL");
+    unlink(file);
 
     snprintf(dir, sizeof dir, "%s/models", tmpdir);
     mkdir(dir, 0700);
@@ -107,8 +115,18 @@ static void test_default_model_lookup(void)
     setenv("METRICDEPTH_MODELS_DIR", dir, 1);
     CHECK_OK(md_default_model_path(buf, sizeof buf, &err), &err);
     CHECK(strcmp(buf, want) == 0);
+    /* METRICDEPTH_DATA_DIR/models: the installed layout (share/metricdepth) */
     unsetenv("METRICDEPTH_MODELS_DIR");
+    setenv("METRICDEPTH_DATA_DIR", tmpdir, 1);
+    CHECK_OK(md_default_model_path(buf, sizeof buf, &err), &err);
+    CHECK(strcmp(buf, want) == 0);
     unlink(want);
+    /* a named folder without the model is an error, not a fallback */
+    setenv("METRICDEPTH_MODELS_DIR", dir, 1);
+    CHECK(md_default_model_path(buf, sizeof buf, &err) == MD_ERR_IO);
+    unsetenv("METRICDEPTH_MODELS_DIR");
+    CHECK(md_default_model_path(buf, sizeof buf, &err) == MD_ERR_IO);
+    unsetenv("METRICDEPTH_DATA_DIR");
     rmdir(dir);
 }
 

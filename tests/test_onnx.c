@@ -28,7 +28,7 @@ static const float *run_once(const md_onnx_graph *g, const float *x)
 {
     md_onnx_ws_free(last_ws);
     last_ws = md_onnx_ws_create(g, 1);
-    return md_onnx_graph_run(g, last_ws, NULL, x);
+    return md_onnx_graph_run(g, last_ws, NULL, x, NULL);
 }
 
 static void put(buf *b, const void *p, size_t n)
@@ -916,6 +916,56 @@ static void test_reference_output(void)
     md_model_free(model);
 }
 
+/* FastDepth's encoder features: the 28 ops of the MobileNet encoder up to its
+ * 512x7x7 bottleneck, whose channel counts (16, 16, 56, 56, 88, 88, 120, 120,
+ * 144, 144, 256, 256, 408, 408, 376, 376, 272, 272, 288, 288, 296, 296, 328,
+ * 328, 480, 480, 512, 512, read off the graph by hand) sum to 7,280. Every op
+ * output of this encoder ends in a ReLU, so every mean is >= 0. */
+static void test_encoder_features(void)
+{
+    char mpath[512];
+    md_error err = {0};
+    md_model *model = NULL;
+    CHECK_OK(md_model_load(shared_path(mpath, sizeof mpath, "models/fastdepth/fastdepth_7.onnx"),
+                           NULL, &model, &err),
+             &err);
+    if (!model)
+        return;
+    static const int channels[28] = {16,  16,  56,  56,  88,  88,  120, 120, 144, 144,
+                                     256, 256, 408, 408, 376, 376, 272, 272, 288, 288,
+                                     296, 296, 328, 328, 480, 480, 512, 512};
+    size_t want = 0;
+    for (int i = 0; i < 28; i++)
+        want += (size_t)channels[i];
+    uint64_t sig = 0;
+    CHECK(md_model_features(model, &sig) == want && want == 7280 && sig != 0);
+    md_image img = {64, 48, malloc(64 * 48 * 3)};
+    for (int i = 0; i < 64 * 48 * 3; i++)
+        img.pixels[i] = (uint8_t)(i * 7 % 251);
+    md_depth d1 = {0}, d2 = {0};
+    md_features f1 = {0}, f2 = {0};
+    CHECK_OK(md_model_predict_ex(model, &img, &d1, &f1, &err), &err);
+    CHECK_OK(md_model_predict_ex(model, &img, &d2, &f2, &err), &err);
+    CHECK(f1.n == want && f1.signature == sig);
+    int nonneg = 1, same = f1.n == f2.n;
+    for (size_t i = 0; i < f1.n && same; i++) {
+        nonneg &= f1.values[i] >= 0 && isfinite(f1.values[i]);
+        same &= f1.values[i] == f2.values[i];
+    }
+    CHECK(nonneg && same);
+    /* the features ride along: the depth is what md_model_predict gives */
+    md_depth d3 = {0};
+    CHECK_OK(md_model_predict(model, &img, &d3, &err), &err);
+    CHECK(d3.data && memcmp(d1.data, d3.data, sizeof(float) * 64 * 48) == 0);
+    md_features_free(&f1);
+    md_features_free(&f2);
+    md_depth_free(&d1);
+    md_depth_free(&d2);
+    md_depth_free(&d3);
+    free(img.pixels);
+    md_model_free(model);
+}
+
 static void test_nyu_predict(void)
 {
     char mpath[512], ipath[512], dpath[512];
@@ -1001,5 +1051,6 @@ int main(void)
     RUN_TEST(test_real_model_corrupt);
     RUN_TEST(test_reference_output);
     RUN_TEST(test_nyu_predict);
+    RUN_TEST(test_encoder_features);
     return check_finish();
 }

@@ -117,8 +117,10 @@ static void test_cloud_from_depth(void)
     d.data[1 * 5 + 3] = 2.0f; /* pixel (3,1) at 2 m */
     d.data[2 * 5 + 0] = 4.0f; /* pixel (0,2) at 4 m */
     md_intrinsics K = {100, 50, 2, 1};
+    for (size_t i = 0; i < 20; i++)
+        d.data[i] *= 1.5f; /* the scaled prediction's cloud */
     md_cloud c;
-    CHECK_OK(md_cloud_from_depth(&d, NULL, &K, 1, 1.5, &c, &err), &err);
+    CHECK_OK(md_pointcloud_from_depth(&d, NULL, &K, 1, 0.0f, &c, &err), &err);
     CHECK(c.n == 2);
     if (c.n == 2) {
         /* (3,1), z = 3: x = (3-2)*3/100 = 0.03, y = 0 */
@@ -134,7 +136,7 @@ static void test_cloud_from_depth(void)
         CHECK_NEAR(m[0], -0.045, 1e-6);
         CHECK_NEAR(m[2], 4.5, 1e-6);
     }
-    md_cloud_free(&c);
+    md_pointcloud_free(&c);
     md_depth_free(&d);
 }
 
@@ -147,7 +149,7 @@ static void test_raster_zbuffer(void)
      * u = 4.5 + 10*0.25 = 7 (pixel 7). */
     md_view v = {.width = 9, .height = 7, .focal = 10, .center = {0, 0, 2}, .distance = 2};
     float near_xyz[3] = {0, 0, 2}, far_xyz[3] = {0, 0, 4}, side_xyz[3] = {0.5f, 0, 2};
-    md_cloud near_c = {near_xyz, NULL, 1}, far_c = {far_xyz, NULL, 1}, side_c = {side_xyz, NULL, 1};
+    md_cloud near_c = {1, near_xyz, NULL}, far_c = {1, far_xyz, NULL}, side_c = {1, side_xyz, NULL};
     for (int order = 0; order < 2; order++) {
         md_raster r;
         CHECK_OK(md_raster_init(&r, 9, 7, white, &err), &err);
@@ -187,8 +189,8 @@ static void test_cloud_figure(void)
      * (80, 60) of its 160x120 area is the panel's colour (ties go to the
      * prediction, drawn last). Panel i's area starts at x = 10 + 170 i, y = 34. */
     float g[3] = {0, 0, 2};
-    md_cloud gt = {g, NULL, 1};
-    md_cloud preds[3] = {{g, NULL, 1}, {g, NULL, 1}, {g, NULL, 1}};
+    md_cloud gt = {1, g, NULL};
+    md_cloud preds[3] = {{1, g, NULL}, {1, g, NULL}, {1, g, NULL}};
     static const uint8_t cols[3][3] = {{220, 30, 30}, {30, 60, 220}, {30, 160, 50}};
     const char *titles[3] = {"unscaled", "adaptive", "oracle"};
     md_intrinsics K = {500, 500, 320, 240};
@@ -223,7 +225,7 @@ static void test_view_framing(void)
         xyz[3 * i + 1] = 0.0f;
         xyz[3 * i + 2] = 4.0f;
     }
-    md_cloud c = {xyz, NULL, 101};
+    md_cloud c = {101, xyz, NULL};
     md_view v = md_view_for_cloud(&c, NULL, 0, 200, 100, 0, 0);
     double p1[3] = {xyz[3], 0, 4}, p99[3] = {xyz[3 * 99], 0, 4}, u, w, z;
     CHECK(md_view_project(&v, p1, &u, &w, &z));
@@ -397,25 +399,46 @@ static void fill_set(md_eval_set *s)
 {
     md_error err = {0};
     /* train: unscaled AbsRel 0.3/0.2/0.1 (mean 0.2), oracle 0.1 each, adaptive
-     * 0.2/0.15/0.1 (mean 0.15): gap closed (0.2-0.15)/(0.2-0.1) = 0.5.
+     * 0.2/0.15/0.1 (mean 0.15): gap closed (0.2-0.15)/(0.2-0.1) = 0.5. Gated
+     * 0.25/0.15/0.1 (mean 1/6): gap closed (0.2-1/6)/0.1 = 1/3; gate weights
+     * 0.5, 1, 0: mean 0.5, applied to 2 of 3.
      * ln s* = 0.1, 0.2, 0.3; predicted 0.0, 0.4, 0.3: errors -0.1, 0.2, 0:
      * MAE 0.1, RMSE sqrt(0.05/3) = 0.1290994. Median s* = e^0.2 = 1.2214028.
      * Constant-scale baseline: AbsRel 0.25/0.2/0.09 (mean 0.18): gap closed
-     * (0.2-0.18)/(0.2-0.1) = 0.2. Test: (0.4-0.3)/(0.4-0.2) = 0.5. */
+     * (0.2-0.18)/(0.2-0.1) = 0.2. Test: (0.4-0.3)/(0.4-0.2) = 0.5. The test
+     * image's s* = 2 sits on the range limit. */
     double ab_u[3] = {0.3, 0.2, 0.1}, ab_a[3] = {0.2, 0.15, 0.1}, ls[3] = {0.1, 0.2, 0.3},
-           pl[3] = {0.0, 0.4, 0.3}, ab_c[3] = {0.25, 0.2, 0.09};
+           pl[3] = {0.0, 0.4, 0.3}, ab_c[3] = {0.25, 0.2, 0.09}, ab_g[3] = {0.25, 0.15, 0.1},
+           w[3] = {0.5, 1, 0};
     const char *names[3] = {"a.png", "b,with comma.png", "c.png"};
     for (int i = 0; i < 3; i++) {
-        md_eval_item it = {(char *)names[i], "d.png", MD_SPLIT_TRAIN, exp(ls[i]), 1, pl[i],
-                           metrics_with(ab_u[i], 1.0, 0.5), metrics_with(0.1, 0.5, 0.9),
-                           metrics_with(ab_a[i], 0.7, 0.8), 1, metrics_with(ab_c[i], 0.9, 0.6)};
+        md_eval_item it = {.rgb = (char *)names[i],
+                           .depth = "d.png",
+                           .split = MD_SPLIT_TRAIN,
+                           .oracle_scale = exp(ls[i]),
+                           .unscaled = metrics_with(ab_u[i], 1.0, 0.5),
+                           .oracle = metrics_with(0.1, 0.5, 0.9),
+                           .has_adaptive = 1,
+                           .estimate = {.log_scale = pl[i], .log_scale_sd = 0.1,
+                                        .distance = 1.5, .weight = w[i]},
+                           .adaptive = metrics_with(ab_a[i], 0.7, 0.8),
+                           .gated = metrics_with(ab_g[i], 0.8, 0.7),
+                           .has_constant = 1,
+                           .constant = metrics_with(ab_c[i], 0.9, 0.6)};
         CHECK_OK(md_eval_set_append(s, &it, &err), &err);
     }
     /* test: one image without the adaptive columns */
-    md_eval_item t = {"t.png", "td.png", MD_SPLIT_TEST, 2.0, 0, 0, metrics_with(0.4, 2, 0.3),
-                      metrics_with(0.2, 1, 0.6), metrics_with(0, 0, 0), 1,
-                      metrics_with(0.3, 1.5, 0.4)};
+    md_eval_item t = {.rgb = "t.png",
+                      .depth = "td.png",
+                      .split = MD_SPLIT_TEST,
+                      .oracle_scale = 2.0,
+                      .oracle_at_limit = 1,
+                      .unscaled = metrics_with(0.4, 2, 0.3),
+                      .oracle = metrics_with(0.2, 1, 0.6),
+                      .has_constant = 1,
+                      .constant = metrics_with(0.3, 1.5, 0.4)};
     CHECK_OK(md_eval_set_append(s, &t, &err), &err);
+    s->constant_scale = 1.25;
 }
 
 static void test_summary(void)
@@ -430,6 +453,10 @@ static void test_summary(void)
     CHECK_NEAR(tr.oracle.abs_rel, 0.1, 1e-12);
     CHECK_NEAR(tr.adaptive.abs_rel, 0.15, 1e-12);
     CHECK_NEAR(tr.gap_closed, 0.5, 1e-9);
+    CHECK_NEAR(tr.gated.abs_rel, 0.5 / 3, 1e-12);
+    CHECK_NEAR(tr.gap_closed_gated, 1.0 / 3, 1e-9);
+    CHECK_NEAR(tr.mean_weight, 0.5, 1e-12);
+    CHECK(tr.n_applied == 2 && tr.at_limit == 0);
     CHECK_NEAR(tr.log_mae, 0.1, 1e-12);
     CHECK_NEAR(tr.log_rmse, 0.1290994449, 1e-9);
     CHECK_NEAR(tr.scale_median, 1.2214027582, 1e-9);
@@ -437,7 +464,7 @@ static void test_summary(void)
     CHECK_NEAR(tr.constant.abs_rel, 0.18, 1e-12);
     CHECK_NEAR(tr.gap_closed_constant, 0.2, 1e-9);
     CHECK_OK(md_eval_summarize(&s, MD_SPLIT_TEST, &te, &err), &err);
-    CHECK(te.n == 1 && !te.has_adaptive);
+    CHECK(te.n == 1 && !te.has_adaptive && te.at_limit == 1);
     CHECK(isnan(te.gap_closed) && isnan(te.log_mae));
     CHECK_NEAR(te.unscaled.abs_rel, 0.4, 1e-12);
     CHECK_NEAR(te.scale_median, 2.0, 1e-12);
@@ -460,19 +487,29 @@ static void test_writers(void)
     char *csv = slurp(path);
     CHECK(csv != NULL);
     if (csv) {
-        /* one item lacks the adaptive columns: 6 + 2*9 columns */
+        /* one item lacks the adaptive columns: 6 + 3*9 columns (constant kept) */
         static const char head[] = "split,rgb,depth,oracle_scale,oracle_log_scale,"
-                                   "pred_log_scale,abs_rel_unscaled,sq_rel_unscaled,";
+                                   "oracle_at_limit,abs_rel_unscaled,sq_rel_unscaled,";
         CHECK(strncmp(csv, head, sizeof head - 1) == 0);
         CHECK(strstr(csv, "abs_rel_adaptive") == NULL);
+        CHECK(strstr(csv, "abs_rel_constant") != NULL);
         CHECK(strstr(csv, "\ntrain,a.png,d.png,1.10517092,0.1,0,0.3,") != NULL);
         CHECK(strstr(csv, "\ntrain,\"b,with comma.png\",d.png,") != NULL);
-        CHECK(strstr(csv, "\ntest,t.png,td.png,2,0.693147181,,0.4,") != NULL);
+        CHECK(strstr(csv, "\ntest,t.png,td.png,2,0.693147181,1,0.4,") != NULL);
         free(csv);
     }
     md_report_figure figs[1] = {{"fig/panel 1.png", "depth <panel>"}};
-    md_report_info info = {"Eval", "SUN3D fragment 1", "SUN3D fragment 2", "fastdepth_7.onnx",
-                           "scale.safetensors", "seed", NULL, figs, 1, 1.25};
+    md_report_info info = {.title = "Eval",
+                           .train_data = "SUN3D fragment 1",
+                           .test_data = "SUN3D fragment 2",
+                           .base_model = "fastdepth_7.onnx",
+                           .scale_model = "scale.safetensors",
+                           .protocol = "seed",
+                           .figures = figs,
+                           .n_figures = 1,
+                           .constant_scale = 1.25,
+                           .lo = 0.1,
+                           .hi = 2};
     path_in(path, sizeof path, "report.md");
     CHECK_OK(md_eval_write_markdown(path, &info, sums, &err), &err);
     char *md = slurp(path);
@@ -482,7 +519,12 @@ static void test_writers(void)
         CHECK(strstr(md, "| Training set | 3 | 0.1000 | 0.1291 |") != NULL);
         CHECK(strstr(md, "| unscaled | 0.2000 | 1.0000 | 50.00 |") != NULL);
         CHECK(strstr(md, "| adaptive scale | 0.1500 | 0.7000 | 80.00 |") != NULL);
-        CHECK(strstr(md, "train 50.0 %") != NULL);
+        CHECK(strstr(md, "| gated adaptive scale | 0.1667 | 0.8000 | 70.00 |") != NULL);
+        CHECK(strstr(md, "adaptive train 50.0 %") != NULL);
+        CHECK(strstr(md, "gated adaptive (what predict applies by default") != NULL);
+        CHECK(strstr(md, "train 33.3 %, test n/a %") != NULL);
+        CHECK(strstr(md, "applied a scale to 2 of 3 training") != NULL);
+        CHECK(strstr(md, "range limit for 0 training and 1 test images") != NULL);
         CHECK(strstr(md, "](fig/panel%201.png)") != NULL);
         CHECK(strstr(md, "fastdepth\\_7.onnx") != NULL);
         CHECK(strstr(md, "| constant scale 1.250 | 0.1800 | 0.9000 | 60.00 |") != NULL);
@@ -509,6 +551,17 @@ static void test_writers(void)
         CHECK(strstr(md, "adaptive scale |") == NULL);
         CHECK(strstr(md, "adaptive columns are omitted") != NULL);
         free(md);
+    }
+    /* summary.json: the numbers, a null for an undefined gap */
+    path_in(path, sizeof path, "summary.json");
+    CHECK_OK(md_eval_write_json(path, &info, sums, &err), &err);
+    char *js = slurp(path);
+    CHECK(js != NULL);
+    if (js) {
+        CHECK(strstr(js, "\"gap_closed_gated\":\t0.33333") != NULL);
+        CHECK(strstr(js, "\"oracle_at_range_limit\":\t1") != NULL);
+        CHECK(strstr(js, "\"constant_scale\":\t1.25") != NULL);
+        free(js);
     }
     md_eval_set_free(&s);
 }
@@ -561,7 +614,7 @@ int main(void)
     RUN_TEST(test_writers);
     RUN_TEST(test_loss_log);
     const char *names[] = {"clouds.png", "panel.png", "scatter.png", "per_image.csv",
-                           "report.md", "index.html"};
+                           "report.md", "index.html", "summary.json"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char p[128];
         path_in(p, sizeof p, names[i]);

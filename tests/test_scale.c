@@ -566,6 +566,62 @@ static void test_valid_samples(void)
     CHECK(md_depth_valid_samples(NULL, &gt, &p, &g, &n, &err) == MD_ERR_ARG);
 }
 
+
+/* md_scale_depth: the scale sources on hand-made maps. */
+static void test_scale_sources(void)
+{
+    md_error err = {0};
+    md_depth pred = {0}, gt = {0};
+    CHECK_OK(md_depth_alloc(&pred, 4, 1, &err), &err);
+    CHECK_OK(md_depth_alloc(&gt, 4, 1, &err), &err);
+    const float p[4] = {1, 2, 3, 4};
+    for (int i = 0; i < 4; i++) {
+        pred.data[i] = p[i];
+        gt.data[i] = 1.5f * p[i]; /* every solver's optimum: 1.5 */
+    }
+    md_scale_record rec;
+    md_scale_options so = md_scale_options_default();
+    CHECK(so.source == MD_SCALE_SOURCE_AUTO && so.lo == 0.1 && so.hi == 2.0);
+
+    /* auto without a scale model: none, depth untouched */
+    CHECK_OK(md_scale_depth(NULL, NULL, &pred, &so, &rec, &err), &err);
+    CHECK(rec.source == MD_SCALE_SOURCE_NONE && rec.scale == 1.0 && !rec.applied);
+    CHECK(pred.data[3] == 4.0f);
+
+    /* oracle: scale 1.5 applied, not on the range limit */
+    so.source = MD_SCALE_SOURCE_ORACLE;
+    so.gt = &gt;
+    CHECK_OK(md_scale_depth(NULL, NULL, &pred, &so, &rec, &err), &err);
+    CHECK(rec.source == MD_SCALE_SOURCE_ORACLE && rec.applied && !rec.at_range_limit);
+    CHECK_NEAR(rec.scale, 1.5, 1e-9);
+    CHECK_NEAR(rec.predicted_log_scale, log(1.5), 1e-9);
+    CHECK_NEAR(pred.data[3], 6.0, 1e-5);
+
+    /* gt 9x pred against the default range [0.1, 2]: clamped to 2 and flagged */
+    for (int i = 0; i < 4; i++) {
+        pred.data[i] = p[i];
+        gt.data[i] = 9.0f * p[i];
+    }
+    CHECK_OK(md_scale_depth(NULL, NULL, &pred, &so, &rec, &err), &err);
+    CHECK_NEAR(rec.scale, 2.0, 1e-12);
+    CHECK(rec.at_range_limit && strstr(rec.note, "range limit") != NULL);
+
+    /* errors: oracle without gt, adaptive without a model, a bad source */
+    so.gt = NULL;
+    CHECK(md_scale_depth(NULL, NULL, &pred, &so, &rec, &err) == MD_ERR_ARG);
+    CHECK(md_scale_depth(NULL, NULL, &pred, &so, &rec, NULL) == MD_ERR_ARG);
+    so.source = MD_SCALE_SOURCE_ADAPTIVE;
+    CHECK(md_scale_depth(NULL, NULL, &pred, &so, &rec, &err) == MD_ERR_ARG);
+
+    /* names */
+    CHECK(md_scale_source_parse("oracle") == MD_SCALE_SOURCE_ORACLE);
+    CHECK(md_scale_source_parse("AUTO") == MD_SCALE_SOURCE_AUTO);
+    CHECK(md_scale_source_parse("sometimes") == -1);
+    CHECK(strcmp(md_scale_source_name(MD_SCALE_SOURCE_ANCHORS), "anchors") == 0);
+    md_depth_free(&pred);
+    md_depth_free(&gt);
+}
+
 int main(void)
 {
     RUN_TEST(test_hand_cases);
@@ -574,5 +630,6 @@ int main(void)
     RUN_TEST(test_full_frame);
     RUN_TEST(test_large_ties);
     RUN_TEST(test_valid_samples);
+    RUN_TEST(test_scale_sources);
     return check_finish();
 }

@@ -755,7 +755,7 @@ static void test_training_fits(void)
     double se = 0;
     for (int i = 0; i < NIMG; i++) {
         double p = 0;
-        CHECK_OK(md_scale_model_predict(model, &g_imgs[i], &p, &err), &err);
+        CHECK_OK(md_scale_model_predict(model, &g_imgs[i], NULL, &p, &err), &err);
         se += (p - g_targets[i]) * (p - g_targets[i]);
     }
     CHECK_MSG(se / NIMG < 2e-3, "predict MSE %g", se / NIMG);
@@ -772,8 +772,8 @@ static void test_training_fits(void)
     if (back) {
         for (int i = 0; i < NIMG; i++) {
             double a = 0, b = 1;
-            md_scale_model_predict(model, &g_imgs[i], &a, &err);
-            md_scale_model_predict(back, &g_imgs[i], &b, &err);
+            md_scale_model_predict(model, &g_imgs[i], NULL, &a, &err);
+            md_scale_model_predict(back, &g_imgs[i], NULL, &b, &err);
             CHECK(memcmp(&a, &b, sizeof a) == 0);
         }
         CHECK(strcmp(md_scale_model_describe(back), md_scale_model_describe(model)) == 0);
@@ -923,8 +923,8 @@ static void test_determinism(void)
         if (x && y) {
             CHECK(memcmp(lx.train_loss, ly.train_loss, 4 * sizeof(double)) == 0);
             double px, py;
-            md_scale_model_predict(x, &g_imgs[1], &px, &err);
-            md_scale_model_predict(y, &g_imgs[1], &py, &err);
+            md_scale_model_predict(x, &g_imgs[1], NULL, &px, &err);
+            md_scale_model_predict(y, &g_imgs[1], NULL, &py, &err);
             CHECK(px == py);
         }
         md_scale_model_free(x);
@@ -933,9 +933,9 @@ static void test_determinism(void)
         md_train_log_free(&ly);
     }
     double pa, pb, pc;
-    md_scale_model_predict(a, &g_imgs[0], &pa, &err);
-    md_scale_model_predict(b, &g_imgs[0], &pb, &err);
-    md_scale_model_predict(c, &g_imgs[0], &pc, &err);
+    md_scale_model_predict(a, &g_imgs[0], NULL, &pa, &err);
+    md_scale_model_predict(b, &g_imgs[0], NULL, &pb, &err);
+    md_scale_model_predict(c, &g_imgs[0], NULL, &pc, &err);
     CHECK(pa == pb && pa != pc);
 out:
     md_scale_model_free(a);

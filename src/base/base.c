@@ -187,3 +187,18 @@ double md_now_seconds(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+md_status md_file_write_atomic(const char *path, const void *data, size_t size, md_error *err)
+{
+    if (!path || (!data && size))
+        return md_fail(err, MD_ERR_ARG, "write: no path or no data");
+    md_atomic_file af;
+    md_status st = md_atomic_open(&af, path, err);
+    if (st != MD_OK)
+        return st;
+    if (size && fwrite(data, 1, size, af.fp) != size) {
+        md_atomic_abort(&af);
+        return md_fail(err, MD_ERR_IO, "%s: write failed", path);
+    }
+    return md_atomic_commit(&af, err);
+}

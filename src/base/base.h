@@ -52,6 +52,14 @@ const char *md_path_extension(const char *path);
 /* Case-insensitive extension test: md_path_has_ext(p, "png"). */
 bool md_path_has_ext(const char *path, const char *ext);
 
+/* An installed data file SUB/NAME (e.g. "models", "fastdepth_7.onnx"):
+ * $METRICDEPTH_DATA_DIR/SUB/NAME when that is set, else the first readable of
+ * PREFIX/share/metricdepth/SUB/NAME (PREFIX: where this library or executable
+ * is installed), ~/.local/share/metricdepth/SUB/NAME, SOURCE_DIR/NAME (the
+ * build's source tree; may be NULL). */
+md_status md_find_data_file(const char *sub, const char *name, const char *source_dir, char *buf,
+                            size_t size, md_error *err);
+
 /* Monotonic seconds, for progress and benchmarks. */
 double md_now_seconds(void);
 

@@ -6,6 +6,7 @@
 #include "metricdepth.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 
 /* Exit codes (documented in the README). */
 enum {
@@ -36,6 +37,12 @@ typedef struct {
  * on a bad flag (message printed), 0 otherwise. */
 int cli_parse(const cli_command *cmd, int argc, char **argv, const cli_option *options,
               char **positional, int *n_positional);
+
+/* cli_parse, then the values of --NAME_A and --NAME_B (each may repeat) with
+ * the plain arguments after each (before either: A's) gathered into sets[0]
+ * and sets[1] (new arrays of argv pointers: free them; NULL on failure). */
+int cli_parse_sets(const cli_command *cmd, int argc, char **argv, const cli_option *options,
+                   const char *name_a, const char *name_b, const char **sets[2], int n[2]);
 
 /* Prints "metricdepth CMD: message" to stderr and returns CLI_EXIT_USAGE. */
 int cli_usage_error(const cli_command *cmd, const char *fmt, ...);
@@ -74,16 +81,19 @@ void cli_path_join(char *buf, size_t size, const char *dir, const char *name);
  * "m/scale.log.csv"): how train names the files beside a model, and how eval
  * finds them. */
 void cli_sibling_path(char *buf, size_t size, const char *path, const char *suffix);
+/* name in the folder of path ("d/scales.csv", ".cache" -> "d/.cache"). */
+void cli_sibling_dir(char *buf, size_t size, const char *path, const char *name);
 /* File name without folder and extension ("a/b/rgb_1.jpg" -> "rgb_1"). */
 void cli_stem(char *buf, size_t size, const char *path);
 /* mkdir -p */
 md_status cli_make_dirs(const char *path, md_error *err);
 
-/* The scale CNN that --scale MODE and --scale-model FILE ask for, or the
- * shipped default when it was trained for the base model at base_path; *out is
- * NULL when no adaptive scaling applies. Returns an exit code. */
-int cli_open_scale_model(const char *scale_mode, const char *scale_model_path,
-                         const char *base_path, md_scale_model **out);
+/* Completes scale options for --scale/--scale-model: the base model's name
+ * and, for auto and adaptive, the scale model (--scale-model FILE, else the
+ * default one; auto without one means none). *out (the caller frees it) is the
+ * loaded model or NULL. Prints what it chose. Returns an exit code. */
+int cli_scale_setup(md_scale_options *so, const char *scale_model_path, const md_model *model,
+                    md_scale_model **out);
 
 /* Appends the pairs of a dataset folder (detected) or a pair-list file to
  * list; 0 on success, -1 with err filled. */
@@ -92,6 +102,12 @@ int cli_collect_pairs(const char *source, md_pair_list *list, md_error *err);
 /* The metrics as a new cJSON object (keys abs_rel ... delta3). */
 struct cJSON;
 struct cJSON *cli_metrics_json(const md_metrics *m);
+/* A scale record as a JSON object (source, scale, applied, confidence, ...). */
+struct cJSON *cli_scale_record_json(const md_scale_record *rec);
+/* "ITEM: scale 1.0823 (adaptive, predicted ln s +0.0791 sd 0.050, ...)" */
+void cli_print_scale_record(FILE *f, const char *item, const md_scale_record *rec);
+/* Writes root as pretty JSON to path atomically; -1 with err filled on failure. */
+int cli_write_json(const char *path, struct cJSON *root, md_error *err);
 
 /* Subcommands. */
 extern const cli_command cmd_predict, cmd_demo, cmd_run_model, cmd_bench, cmd_pairs, cmd_scale,

@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include <cjson/cJSON.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -245,6 +247,15 @@ void cli_sibling_path(char *buf, size_t size, const char *path, const char *suff
     snprintf(buf, size, "%.*s%s", (int)n, path, suffix);
 }
 
+void cli_sibling_dir(char *buf, size_t size, const char *path, const char *name)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash)
+        snprintf(buf, size, "%.*s/%s", (int)(slash - path), path, name);
+    else
+        snprintf(buf, size, "%s", name);
+}
+
 void cli_stem(char *buf, size_t size, const char *path)
 {
     const char *base = strrchr(path, '/');
@@ -298,4 +309,158 @@ int cli_collect_pairs(const char *source, md_pair_list *list, md_error *err)
     md_status st = S_ISDIR(sb.st_mode) ? md_pairs_detect(source, list, err)
                                        : md_pairs_read_list(source, list, err);
     return st == MD_OK ? 0 : -1;
+}
+
+int cli_scale_setup(md_scale_options *so, const char *scale_model_path, const md_model *model,
+                    md_scale_model **out)
+{
+    *out = NULL;
+    so->base_model_name = md_model_file_name(model);
+    if (so->source != MD_SCALE_SOURCE_AUTO && so->source != MD_SCALE_SOURCE_ADAPTIVE)
+        return CLI_EXIT_OK;
+    md_error err = {0};
+    char buf[4096];
+    const char *path = scale_model_path;
+    if (!path) {
+        if (md_default_scale_model_path(so->base_model_name, buf, sizeof buf, &err) != MD_OK) {
+            if (so->source == MD_SCALE_SOURCE_AUTO)
+                return CLI_EXIT_OK; /* no scale model: auto means none */
+            fprintf(stderr, "metricdepth: error: --scale adaptive: %s (give --scale-model FILE)\n",
+                    err.message);
+            return CLI_EXIT_FAILURE;
+        }
+        path = buf;
+    }
+    md_scale_model *sm = NULL;
+    if (md_scale_model_load(path, &sm, &err) != MD_OK) {
+        if (scale_model_path || so->source == MD_SCALE_SOURCE_ADAPTIVE)
+            return cli_report(&err);
+        fprintf(stderr, "warning: default scale model unusable, no scaling: %s\n", err.message);
+        return CLI_EXIT_OK;
+    }
+    const char *trained_for = md_scale_model_base(sm);
+    bool match = trained_for && strcmp(trained_for, so->base_model_name) == 0;
+    if (!match)
+        fprintf(stderr, "%s: scale model %s was trained for base model '%s', not %s%s\n",
+                so->source == MD_SCALE_SOURCE_AUTO ? "note" : "warning", path,
+                trained_for && *trained_for ? trained_for : "(unknown)", so->base_model_name,
+                so->source == MD_SCALE_SOURCE_AUTO
+                    ? ": not applied (--scale adaptive forces it)"
+                    : "; its scales may be wrong for this model");
+    else
+        fprintf(stderr, "scale model: %s (%s)\n", md_scale_model_describe(sm), path);
+    so->scale_model = sm;
+    *out = sm;
+    return CLI_EXIT_OK;
+}
+
+static void add_number_or_null(cJSON *o, const char *name, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, name, v);
+    else
+        cJSON_AddNullToObject(o, name);
+}
+
+cJSON *cli_scale_record_json(const md_scale_record *rec)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "source", md_scale_source_name(rec->source));
+    cJSON_AddNumberToObject(o, "scale", rec->scale);
+    cJSON_AddBoolToObject(o, "applied", rec->applied != 0);
+    add_number_or_null(o, "confidence", rec->confidence);
+    add_number_or_null(o, "predicted_log_scale", rec->predicted_log_scale);
+    add_number_or_null(o, "log_scale_sd", rec->log_scale_sd);
+    add_number_or_null(o, "distance", rec->distance);
+    if (rec->source == MD_SCALE_SOURCE_ORACLE)
+        cJSON_AddBoolToObject(o, "at_range_limit", rec->at_range_limit != 0);
+    cJSON_AddStringToObject(o, "note", rec->note);
+    return o;
+}
+
+void cli_print_scale_record(FILE *f, const char *item, const md_scale_record *rec)
+{
+    fprintf(f, "%s: scale %.4f (%s", item, rec->scale, md_scale_source_name(rec->source));
+    if (rec->source == MD_SCALE_SOURCE_ADAPTIVE) {
+        fprintf(f, ", predicted ln s %+.4f", rec->predicted_log_scale);
+        if (isfinite(rec->log_scale_sd))
+            fprintf(f, " sd %.3f", rec->log_scale_sd);
+        if (isfinite(rec->distance))
+            fprintf(f, ", distance %.2f", rec->distance);
+        fprintf(f, ", confidence %.2f, %s", rec->confidence,
+                rec->applied ? (rec->confidence < 1.0 ? "partly applied" : "applied")
+                             : "not applied");
+    }
+    fprintf(f, ")%s%s\n", rec->note[0] ? ": " : "", rec->note);
+}
+
+int cli_write_json(const char *path, cJSON *root, md_error *err)
+{
+    char *text = cJSON_Print(root);
+    if (!text) {
+        err->code = MD_ERR_NOMEM;
+        snprintf(err->message, sizeof err->message, "%s: out of memory", path);
+        return -1;
+    }
+    size_t n = strlen(text);
+    text[n] = '\n'; /* cJSON_Print's terminator becomes the final newline */
+    md_status st = md_file_write_atomic(path, text, n + 1, err);
+    free(text);
+    return st == MD_OK ? 0 : -1;
+}
+
+int cli_parse_sets(const cli_command *cmd, int argc, char **argv, const cli_option *options,
+                   const char *name_a, const char *name_b, const char **sets[2], int n[2])
+{
+    sets[0] = sets[1] = NULL;
+    n[0] = n[1] = 0;
+    char **pos = calloc((size_t)argc + 1, sizeof *pos);
+    sets[0] = calloc((size_t)argc + 1, sizeof(char *));
+    sets[1] = calloc((size_t)argc + 1, sizeof(char *));
+    if (!pos || !sets[0] || !sets[1]) {
+        free(pos);
+        free(sets[0]);
+        free(sets[1]);
+        sets[0] = sets[1] = NULL;
+        fprintf(stderr, "metricdepth: error: out of memory\n");
+        return CLI_EXIT_FAILURE;
+    }
+    int npos = 0;
+    int rc = cli_parse(cmd, argc, argv, options, pos, &npos);
+    if (rc == 0) {
+        size_t la = strlen(name_a), lb = name_b ? strlen(name_b) : 0;
+        int set = 0, p = 0;
+        for (int i = 1; i < argc; i++) {
+            const char *a = argv[i];
+            if (p < npos && a == pos[p]) {
+                sets[set][n[set]++] = a;
+                p++;
+                continue;
+            }
+            if (strncmp(a, "--", 2) != 0)
+                continue;
+            const char *flag = a + 2;
+            int which = -1;
+            size_t len = 0;
+            if (strncmp(flag, name_a, la) == 0 && (flag[la] == '\0' || flag[la] == '='))
+                which = 0, len = la;
+            else if (name_b && strncmp(flag, name_b, lb) == 0 &&
+                     (flag[lb] == '\0' || flag[lb] == '='))
+                which = 1, len = lb;
+            if (which < 0)
+                continue;
+            set = which;
+            if (flag[len] == '=')
+                sets[set][n[set]++] = flag + len + 1;
+            else if (i + 1 < argc)
+                sets[set][n[set]++] = argv[++i];
+        }
+    }
+    free(pos);
+    if (rc != 0) {
+        free(sets[0]);
+        free(sets[1]);
+        sets[0] = sets[1] = NULL;
+    }
+    return rc;
 }

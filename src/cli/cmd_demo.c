@@ -73,7 +73,8 @@ static int run(int argc, char **argv)
 
     md_error err = {0};
     md_image rgb = {0};
-    md_depth gt = {0}, pred = {0};
+    md_depth gt = {0}, pred = {0}, scaled_pred = {0};
+    md_features features = {0};
     md_intrinsics K;
     md_model *model = NULL;
     md_scale_model *scale_model = NULL;
@@ -107,9 +108,10 @@ static int run(int argc, char **argv)
             goto fail;
         model_path = model_buf;
     }
+    md_scale_options so = md_scale_options_default();
     rc = cli_open_model(model_path, &mo, &model);
     if (rc == CLI_EXIT_OK)
-        rc = cli_open_scale_model("auto", NULL, model_path, &scale_model);
+        rc = cli_scale_setup(&so, NULL, model, &scale_model);
     if (rc != CLI_EXIT_OK) {
         md_model_free(model);
         md_image_free(&rgb);
@@ -118,30 +120,36 @@ static int run(int argc, char **argv)
     }
     printf("model: %s\n", md_model_describe(model));
     double t0 = seconds();
-    if (md_model_predict(model, &rgb, &pred, &err) != MD_OK)
+    if (md_model_predict_ex(model, &rgb, &pred, &features, &err) != MD_OK)
         goto fail;
     printf("predict: %.1f ms\n", 1e3 * (seconds() - t0));
-    if (cli_write_depth_outputs(outdir, "sample", &pred, &rgb, &K, true, range, &err) != 0)
-        goto fail;
 
     md_metrics raw, adaptive, scaled;
     size_t n;
-    double s, log_s = 0.0;
+    double s;
+    md_scale_record rec;
     if (md_metrics_compute(&pred, &gt, MD_PROTOCOL_SEED, &raw, &err) != MD_OK ||
         md_depth_valid_samples(&pred, &gt, &p, &g, &n, &err) != MD_OK ||
         md_scale_fit(p, g, n, MD_SCALE_W1, 0.1, 2.0, &s, &err) != MD_OK)
         goto fail;
     size_t npix = (size_t)pred.width * (size_t)pred.height;
-    if (scale_model) {
-        if (md_scale_model_predict(scale_model, &rgb, &log_s, &err) != MD_OK)
+    /* The default scale source (what predict applies), on a copy. */
+    if (md_depth_alloc(&scaled_pred, pred.width, pred.height, &err) != MD_OK)
+        goto fail;
+    memcpy(scaled_pred.data, pred.data, sizeof(float) * npix);
+    if (pred.mask) {
+        scaled_pred.mask = malloc(npix);
+        if (!scaled_pred.mask)
             goto fail;
-        for (size_t i = 0; i < npix; i++)
-            pred.data[i] *= (float)exp(log_s);
-        if (md_metrics_compute(&pred, &gt, MD_PROTOCOL_SEED, &adaptive, &err) != MD_OK)
-            goto fail;
-        for (size_t i = 0; i < npix; i++)
-            pred.data[i] /= (float)exp(log_s);
+        memcpy(scaled_pred.mask, pred.mask, npix);
     }
+    if (md_scale_depth(&rgb, &features, &scaled_pred, &so, &rec, &err) != MD_OK ||
+        md_metrics_compute(&scaled_pred, &gt, MD_PROTOCOL_SEED, &adaptive, &err) != MD_OK)
+        goto fail;
+    cli_print_scale_record(stdout, "sample", &rec);
+    /* the outputs are what predict writes: the default scale applied */
+    if (cli_write_depth_outputs(outdir, "sample", &scaled_pred, &rgb, &K, true, range, &err) != 0)
+        goto fail;
     for (size_t i = 0; i < npix; i++)
         pred.data[i] *= (float)s;
     if (md_metrics_compute(&pred, &gt, MD_PROTOCOL_SEED, &scaled, &err) != MD_OK)
@@ -150,8 +158,9 @@ static int run(int argc, char **argv)
     printf("  %-32s %7s %7s %7s %7s\n", "", "AbsRel", "RMSE", "delta1", "SILog");
     print_row("network output", &raw);
     char label[64];
-    if (scale_model) {
-        snprintf(label, sizeof label, "adaptive, scale CNN (x%.3f)", exp(log_s));
+    if (rec.source != MD_SCALE_SOURCE_NONE) {
+        snprintf(label, sizeof label, "default (%s, x%.3f)", md_scale_source_name(rec.source),
+                 rec.scale);
         print_row(label, &adaptive);
     }
     snprintf(label, sizeof label, "oracle W1 scale (x%.3f)", s);
@@ -171,5 +180,7 @@ done:
     md_image_free(&rgb);
     md_depth_free(&gt);
     md_depth_free(&pred);
+    md_depth_free(&scaled_pred);
+    md_features_free(&features);
     return status;
 }

@@ -1,7 +1,7 @@
 /* metricdepth fit-scales: the oracle scale s* of every pair of a dataset, the
  * training list of the scale CNN (seed report, step 1). */
 #include "cli.h"
-#include "eval/fit.h"
+#include "metricdepth_eval.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -22,7 +22,7 @@ const cli_command cmd_fit_scales = {
     "like 'metricdepth pairs', files are pair lists), finds the optimal scale s* of\n"
     "each prediction against its ground truth (s* = argmin over [LO,HI] of\n"
     "W1(s*pred, gt) by default), and writes one CSV row per pair:\n"
-    "  " MD_FIT_CSV_HEADER "\n"
+    "  " MD_SCALES_CSV_HEADER "\n"
     "(metrics: seed protocol, pixels with gt > 0 and pred > 0). With --scale-model\n"
     "the CSV also has pred_log_scale,abs_rel_adaptive,rmse_adaptive,delta1_adaptive\n"
     "and the summary compares unscaled, oracle and adaptive depth (a test set).\n\n"
@@ -56,24 +56,20 @@ const cli_command cmd_fit_scales = {
 
 typedef struct {
     md_pair *pair;
-    md_fit_row row;
+    md_scales_row row;
     int ok;
     int cached;
 } fit_item;
 
 typedef struct {
     /* shared, read-only */
-    const char *model_path, *scale_model_path, *cache_dir;
-    md_model_options mo;
-    md_scale_method method;
-    double lo, hi;
+    md_eval_options eo;
     fit_item *items;
     size_t n;
     /* shared, under lock */
     pthread_mutex_t lock;
     size_t next;
     size_t failed;
-    int need_model; /* some prediction is not cached: open the model up front */
     int fatal;
     md_error fatal_err;
     cli_progress progress;
@@ -90,62 +86,18 @@ static void item_error(fit_job *job, fit_item *it, const md_error *err)
     pthread_mutex_unlock(&job->lock);
 }
 
-/* One pair: cached or fresh prediction, gt, oracle scale, metrics, and the
- * scale CNN's prediction when asked. */
-static md_status fit_one(fit_job *job, md_model **model, md_scale_model **smodel, fit_item *it,
-                         md_error *err)
+/* One pair through the evaluator: cached or fresh prediction, gt, oracle
+ * scale, seed-protocol metrics, and the scale model's when asked. */
+static md_status fit_one(md_evaluator *ev, fit_item *it, md_error *err)
 {
-    md_image img = {0};
-    md_depth pred = {0}, gt = {0};
-    char key[17], cache_path[4096] = "";
-    md_status st = MD_OK;
-    int have_pred = 0;
-    if (job->cache_dir) {
-        st = md_fit_cache_key(job->model_path, it->pair->rgb_path, key, err);
-        if (st != MD_OK)
-            goto done;
-        char name[64];
-        snprintf(name, sizeof name, "%s.npy", key);
-        cli_path_join(cache_path, sizeof cache_path, job->cache_dir, name);
-        md_error ignored = {0};
-        have_pred = md_fit_cache_load(cache_path, &pred, &ignored) == MD_OK;
-        it->cached = have_pred;
-    }
-    if (!have_pred || job->scale_model_path) {
-        st = md_image_load(it->pair->rgb_path, &img, err);
-        if (st != MD_OK)
-            goto done;
-    }
-    if (!have_pred) {
-        if (!*model) {
-            st = md_model_load(job->model_path, &job->mo, model, err);
-            if (st != MD_OK)
-                goto done;
-        }
-        st = md_model_predict(*model, &img, &pred, err);
-        if (st == MD_OK && job->cache_dir)
-            st = md_fit_cache_store(cache_path, &pred, err);
-        if (st != MD_OK)
-            goto done;
-    }
-    st = md_pair_load_depth(it->pair, &gt, err);
-    if (st == MD_OK)
-        st = md_fit_pair(&pred, &gt, job->method, job->lo, job->hi, &it->row, err);
-    if (st == MD_OK && job->scale_model_path) {
-        if (!*smodel)
-            st = md_scale_model_load(job->scale_model_path, smodel, err);
-        if (st == MD_OK)
-            st = md_scale_model_predict(*smodel, &img, &it->row.pred_log_scale, err);
-        if (st == MD_OK)
-            st = md_fit_scaled_metrics(&pred, &gt, exp(it->row.pred_log_scale), &it->row.adaptive,
-                                       err);
-        it->row.has_adaptive = st == MD_OK;
-    }
-done:
-    md_image_free(&img);
-    md_depth_free(&pred);
-    md_depth_free(&gt);
-    return st;
+    md_eval_item e;
+    md_status st = md_eval_pair(ev, it->pair, MD_SPLIT_TRAIN, 0.0, &e, NULL, NULL, err);
+    if (st != MD_OK)
+        return st;
+    md_scales_row_of(&e, it->pair, &it->row);
+    it->cached = e.cached;
+    md_eval_item_free(&e);
+    return MD_OK;
 }
 
 static void set_fatal(fit_job *job, const md_error *err)
@@ -161,14 +113,10 @@ static void set_fatal(fit_job *job, const md_error *err)
 static void *worker(void *arg)
 {
     fit_job *job = arg;
-    md_model *model = NULL;
-    md_scale_model *smodel = NULL;
+    md_evaluator *ev = NULL;
     md_error err = {0};
-    /* open the models first: if one cannot be opened every pair would fail */
-    if (job->need_model && md_model_load(job->model_path, &job->mo, &model, &err) != MD_OK)
-        set_fatal(job, &err);
-    else if (job->scale_model_path &&
-             md_scale_model_load(job->scale_model_path, &smodel, &err) != MD_OK)
+    /* one evaluator (and base model) per worker */
+    if (md_evaluator_create(&job->eo, &ev, &err) != MD_OK)
         set_fatal(job, &err);
     for (;;) {
         pthread_mutex_lock(&job->lock);
@@ -179,7 +127,7 @@ static void *worker(void *arg)
             break;
         fit_item *it = &job->items[i];
         memset(&err, 0, sizeof err);
-        if (fit_one(job, &model, &smodel, it, &err) == MD_OK)
+        if (fit_one(ev, it, &err) == MD_OK)
             it->ok = 1;
         else
             item_error(job, it, &err);
@@ -187,28 +135,8 @@ static void *worker(void *arg)
         cli_progress_step(&job->progress, it->pair->rgb_path);
         pthread_mutex_unlock(&job->lock);
     }
-    md_model_free(model);
-    md_scale_model_free(smodel);
+    md_evaluator_free(ev);
     return NULL;
-}
-
-/* Whether some pair's prediction is not in the cache yet. */
-static int cache_misses(const fit_job *job)
-{
-    if (!job->cache_dir)
-        return 1;
-    for (size_t i = 0; i < job->n; i++) {
-        char key[17], name[64], path[4096];
-        md_error e = {0};
-        struct stat sb;
-        if (md_fit_cache_key(job->model_path, job->items[i].pair->rgb_path, key, &e) != MD_OK)
-            continue; /* reported when the pair is processed */
-        snprintf(name, sizeof name, "%s.npy", key);
-        cli_path_join(path, sizeof path, job->cache_dir, name);
-        if (stat(path, &sb) != 0)
-            return 1;
-    }
-    return 0;
 }
 
 /* Absolute path of p (not canonical), into buf. */
@@ -247,7 +175,7 @@ static void print_summary(const fit_item *items, size_t n, const unsigned char *
     printf("oracle scale s*: median %.4f [p5 %.4f, p95 %.4f] (all fitted pairs)\n", med, p5, p95);
     printf("mean metrics over the kept pairs (seed protocol):\n");
     printf("  %-10s %8s %8s %8s %8s\n", "", "AbsRel", "RMSE", "delta1", "W1");
-#define M(field) mean_of(items, n, keep, offsetof(md_fit_row, field))
+#define M(field) mean_of(items, n, keep, offsetof(md_scales_row, field))
     double ab = M(before.abs_rel), ao = M(after.abs_rel);
     printf("  %-10s %8.4f %8.4f %8.4f %8.4f\n", "unscaled", ab, M(before.rmse), M(before.delta1),
            M(w1_before));
@@ -268,10 +196,9 @@ static void print_summary(const fit_item *items, size_t n, const unsigned char *
             k++;
         }
         if (k)
-            printf("scale CNN on these pairs: log-scale MAE %.4f, RMSE %.4f\n", mae / (double)k,
+            printf("scale model on these pairs: log-scale MAE %.4f, RMSE %.4f\n", mae / (double)k,
                    sqrt(mse / (double)k));
-        printf("gap closed (AbsRel): %.1f %%\n",
-               ab != ao ? 100.0 * (ab - aa) / (ab - ao) : 0.0);
+        printf("gap closed (AbsRel): %.1f %%\n", 100.0 * md_gap_closed(ab, aa, ao));
     }
 #undef M
 }
@@ -358,12 +285,7 @@ static int run(int argc, char **argv)
     }
     if (!no_cache) {
         if (!cache_s) {
-            const char *slash = strrchr(out_s, '/');
-            if (slash)
-                snprintf(cache_buf, sizeof cache_buf, "%.*s/.metricdepth-cache",
-                         (int)(slash - out_s), out_s);
-            else
-                snprintf(cache_buf, sizeof cache_buf, ".metricdepth-cache");
+            cli_sibling_dir(cache_buf, sizeof cache_buf, out_s, ".metricdepth-cache");
             cache_s = cache_buf;
         }
         if (cli_make_dirs(cache_s, &err) != MD_OK) {
@@ -381,20 +303,24 @@ static int run(int argc, char **argv)
     for (size_t i = 0; i < pairs.count; i++)
         items[i].pair = &pairs.items[i];
 
-    fit_job job = {.model_path = model_s,
-                   .scale_model_path = scale_model_s,
-                   .cache_dir = no_cache ? NULL : cache_s,
-                   .mo = {.threads = threads},
-                   .method = (md_scale_method)method,
-                   .lo = lo,
-                   .hi = hi,
-                   .items = items,
-                   .n = pairs.count};
+    md_scale_model *smodel = NULL;
+    if (scale_model_s && md_scale_model_load(scale_model_s, &smodel, &err) != MD_OK) {
+        free(items);
+        md_pair_list_free(&pairs);
+        return cli_report(&err);
+    }
+    fit_job job = {.eo = md_eval_options_default(), .items = items, .n = pairs.count};
+    job.eo.model_path = model_s;
+    job.eo.model_options.threads = threads;
+    job.eo.cache_dir = no_cache ? NULL : cache_s;
+    job.eo.oracle_method = (md_scale_method)method;
+    job.eo.lo = lo;
+    job.eo.hi = hi;
+    job.eo.scale_model = smodel;
     pthread_mutex_init(&job.lock, NULL);
-    job.need_model = cache_misses(&job);
     fprintf(stderr, "fit-scales: %zu pairs, model %s, %d job%s%s%s\n", pairs.count, model_s, jobs,
-            jobs > 1 ? "s" : "", job.cache_dir ? ", cache " : "",
-            job.cache_dir ? job.cache_dir : "");
+            jobs > 1 ? "s" : "", job.eo.cache_dir ? ", cache " : "",
+            job.eo.cache_dir ? job.eo.cache_dir : "");
     cli_progress_start(&job.progress, "fit-scales", pairs.count);
     pthread_t tids[64];
     int started = 0;
@@ -412,6 +338,7 @@ static int run(int argc, char **argv)
             fputc('\n', stderr);
         free(items);
         md_pair_list_free(&pairs);
+        md_scale_model_free(smodel);
         return cli_report(&job.fatal_err);
     }
     cli_progress_finish(&job.progress);
@@ -420,7 +347,7 @@ static int run(int argc, char **argv)
     size_t n = pairs.count, n_ok = 0, n_cached = 0;
     double *scales = malloc((n ? n : 1) * sizeof *scales);
     unsigned char *keep = calloc(n ? n : 1, 1), *keep_ok = calloc(n ? n : 1, 1);
-    md_fit_table table = {0};
+    md_scales_table table = {0};
     rc = CLI_EXIT_OK;
     if (!scales || !keep || !keep_ok) {
         fprintf(stderr, "metricdepth: error: out of memory\n");
@@ -438,7 +365,7 @@ static int run(int argc, char **argv)
         goto done;
     }
     size_t n_kept = n_ok;
-    if (md_fit_trim(scales, n_ok, tlo, thi, keep_ok, &n_kept, &err) != MD_OK) {
+    if (md_percentile_keep(scales, n_ok, tlo, thi, keep_ok, &n_kept, &err) != MD_OK) {
         rc = cli_report(&err);
         goto done;
     }
@@ -451,15 +378,15 @@ static int run(int argc, char **argv)
         char rgb_abs[4096], depth_abs[4096];
         absolute(rgb_abs, sizeof rgb_abs, items[i].pair->rgb_path);
         absolute(depth_abs, sizeof depth_abs, items[i].pair->depth_path);
-        md_fit_row r = items[i].row;
+        md_scales_row r = items[i].row;
         r.rgb = rgb_abs;
         r.depth = depth_abs;
         r.divisor = items[i].pair->depth_divisor;
         r.encoding = items[i].pair->encoding;
-        if (md_fit_table_append(&table, &r, &err) != MD_OK)
+        if (md_scales_append(&table, &r, &err) != MD_OK)
             rc = cli_report(&err);
     }
-    if (rc == CLI_EXIT_OK && md_fit_csv_write(out_s, &table, &err) != MD_OK)
+    if (rc == CLI_EXIT_OK && md_scales_write(out_s, &table, &err) != MD_OK)
         rc = cli_report(&err);
     if (rc != CLI_EXIT_OK)
         goto done;
@@ -469,7 +396,8 @@ static int run(int argc, char **argv)
             n_kept < n_ok ? ", some trimmed" : "");
     rc = job.failed ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
 done:
-    md_fit_table_free(&table);
+    md_scale_model_free(smodel);
+    md_scales_free(&table);
     free(scales);
     free(keep);
     free(keep_ok);

@@ -1,5 +1,4 @@
 #include "cli.h"
-#include "base/base.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,15 +57,8 @@ static int run(int argc, char **argv)
     if (!quiet)
         fprintf(stderr, "total: %zu pairs\n", list.count);
     if (output) {
-        md_atomic_file af;
-        if (md_atomic_open(&af, output, &err) != MD_OK) {
+        if (md_pairs_save(output, &list, &err) != MD_OK)
             status = cli_report(&err);
-        } else if (md_pairs_write(af.fp, &list, &err) != MD_OK) {
-            md_atomic_abort(&af);
-            status = cli_report(&err);
-        } else if (md_atomic_commit(&af, &err) != MD_OK) {
-            status = cli_report(&err);
-        }
     } else if (md_pairs_write(stdout, &list, &err) != MD_OK) {
         status = cli_report(&err);
     }

@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include <cjson/cJSON.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,9 @@ const cli_command cmd_predict = {
     "  STEM.depth.npy     float32 depth in metres\n"
     "  STEM.preview.png   colourised depth (turbo, near = blue)\n"
     "  STEM.ply           point cloud, with --ply\n"
+    "  STEM.json          what was applied: scale source, scale, its confidence,\n"
+    "                     whether the gate applied it\n"
+    "and prints one line per image with the same facts on stdout.\n"
     "Pixels the network did not see (FastDepth's centre crop leaves a border) are\n"
     "written as 0 (invalid) and left out of point clouds and metrics.\n"
     "A bad image is reported and skipped; the others are still written (exit 3).\n\n"
@@ -26,19 +31,21 @@ const cli_command cmd_predict = {
     "  --intrinsics FX,FY,CX,CY\n"
     "                       camera for the point cloud (default: NYU's, scaled to\n"
     "                       the image width)\n"
-    "  --scale MODE         how the network's depth is scaled:\n"
-    "                       adaptive: times exp(ln s) predicted by a scale CNN\n"
-    "                       (--scale-model, else the default one below);\n"
+    "  --scale MODE         where the scale that makes depth metric comes from:\n"
+    "                       auto (default): the scale model (--scale-model, else\n"
+    "                       the default one) when it was trained for the base\n"
+    "                       model in use, applied through its confidence gate;\n"
+    "                       else none.\n"
+    "                       adaptive: the scale model's prediction through its\n"
+    "                       gate, whatever base model it was trained for;\n"
     "                       oracle: the exact W1-optimal scale against --gt;\n"
     "                       none: the network's metric output as it is.\n"
-    "                       Default: adaptive with the default scale model when\n"
-    "                       it exists and was trained for the base model in use\n"
-    "                       (same file name), else none. The default scale model\n"
-    "                       is $METRICDEPTH_SCALE_MODEL, else\n"
-    "                       data/scale_models/fastdepth_compact.safetensors of\n"
-    "                       the source tree (trained for fastdepth_7.onnx).\n"
-    "  --scale-model FILE   scale CNN from 'metricdepth train' (implies adaptive;\n"
-    "                       warns if it was trained for another base model)\n"
+    "                       The gate keeps the base network's output (or shrinks\n"
+    "                       towards it) where the scale model is unsure.\n"
+    "  --scale-model FILE   scale model from 'metricdepth train' (default:\n"
+    "                       $METRICDEPTH_SCALE_MODEL, else the shipped one)\n"
+    "  --ungated            apply the scale model's prediction whatever its\n"
+    "                       confidence\n"
     "  --gt FILE            ground truth for --scale oracle (one image only)\n"
     "  --gt-divisor D       raw/D = metres for integer gt files (default 1000)\n"
     "  --range LO,HI        allowed oracle scale range (default 0.1,2)\n"
@@ -70,11 +77,11 @@ static md_intrinsics guess_intrinsics(int width, int height)
 
 typedef struct {
     const char *outdir;
-    bool ply, oracle;
-    md_scale_model *scale_model; /* adaptive scaling when not NULL */
+    bool ply;
     const md_intrinsics *K;
-    const char *gt_path;
-    double gt_divisor, lo, hi;
+    md_scale_options scale;
+    const char *gt_path; /* --scale oracle */
+    double gt_divisor;
 } predict_config;
 
 int cli_write_depth_outputs(const char *outdir, const char *stem, const md_depth *depth,
@@ -112,24 +119,20 @@ int cli_write_depth_outputs(const char *outdir, const char *stem, const md_depth
     return 0;
 }
 
-static md_status oracle_scale(md_depth *depth, const predict_config *c, double *scale,
-                              md_error *err)
+static int write_sidecar(const char *outdir, const char *stem, const char *image_path,
+                         const md_model *model, const md_scale_record *rec, md_error *err)
 {
-    md_depth gt = {0};
-    float *p = NULL, *g = NULL;
-    size_t n = 0;
-    md_status st = cli_load_depth(c->gt_path, c->gt_divisor, &gt, err);
-    if (st == MD_OK)
-        st = md_depth_valid_samples(depth, &gt, &p, &g, &n, err);
-    if (st == MD_OK)
-        st = md_scale_fit(p, g, n, MD_SCALE_W1, c->lo, c->hi, scale, err);
-    if (st == MD_OK)
-        for (size_t i = 0; i < (size_t)depth->width * (size_t)depth->height; i++)
-            depth->data[i] *= (float)*scale;
-    free(p);
-    free(g);
-    md_depth_free(&gt);
-    return st;
+    char name[1100], path[4096];
+    snprintf(name, sizeof name, "%s.json", stem);
+    cli_path_join(path, sizeof path, outdir, name);
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "image", image_path);
+    cJSON_AddStringToObject(root, "model", md_model_file_name(model));
+    cJSON_AddStringToObject(root, "depth_unit", "m");
+    cJSON_AddItemToObject(root, "scale", cli_scale_record_json(rec));
+    int rc = cli_write_json(path, root, err);
+    cJSON_Delete(root);
+    return rc;
 }
 
 static int predict_one(md_model *model, const char *image_path, const predict_config *c,
@@ -137,103 +140,30 @@ static int predict_one(md_model *model, const char *image_path, const predict_co
 {
     md_image img = {0};
     md_depth depth = {0};
+    md_scale_record rec;
     int rc = -1;
-    if (md_image_load(image_path, &img, err) != MD_OK ||
-        md_model_predict(model, &img, &depth, err) != MD_OK)
-        goto done;
-    double scale = 1.0, log_scale = 0.0;
-    if (c->oracle && oracle_scale(&depth, c, &scale, err) != MD_OK)
-        goto done;
-    if (c->scale_model) {
-        if (md_scale_model_predict(c->scale_model, &img, &log_scale, err) != MD_OK)
+    md_depth gt = {0};
+    md_scale_options so = c->scale;
+    if (so.source == MD_SCALE_SOURCE_ORACLE) {
+        if (cli_load_depth(c->gt_path, c->gt_divisor, &gt, err) != MD_OK)
             goto done;
-        scale = exp(log_scale);
-        for (size_t i = 0; i < (size_t)depth.width * (size_t)depth.height; i++)
-            depth.data[i] *= (float)scale;
+        so.gt = &gt;
     }
+    if (md_image_load(image_path, &img, err) != MD_OK ||
+        md_predict_metric(model, &img, &so, &depth, &rec, err) != MD_OK)
+        goto done;
     char stem[1024];
     cli_stem(stem, sizeof stem, image_path);
-    if (cli_write_depth_outputs(c->outdir, stem, &depth, &img, c->K, c->ply, NULL, err) != 0)
+    if (cli_write_depth_outputs(c->outdir, stem, &depth, &img, c->K, c->ply, NULL, err) != 0 ||
+        write_sidecar(c->outdir, stem, image_path, model, &rec, err) != 0)
         goto done;
-    if (c->oracle)
-        fprintf(stderr, "%s: oracle scale %.4f\n", image_path, scale);
-    if (c->scale_model)
-        fprintf(stderr, "%s: adaptive scale %.4f (ln s = %+.4f)\n", image_path, scale, log_scale);
+    cli_print_scale_record(stdout, image_path, &rec);
     rc = 0;
 done:
     md_image_free(&img);
     md_depth_free(&depth);
+    md_depth_free(&gt);
     return rc;
-}
-
-/* The default scale model: $METRICDEPTH_SCALE_MODEL, else the one shipped in
- * the source tree's data/scale_models. 0 if none exists. */
-static int default_scale_model_path(char *buf, size_t size)
-{
-    const char *env = getenv("METRICDEPTH_SCALE_MODEL");
-    if (env && *env)
-        snprintf(buf, size, "%s", env);
-    else
-        snprintf(buf, size, "%s/scale_models/fastdepth_compact.safetensors", MD_DATA_DIR);
-    FILE *f = fopen(buf, "rb");
-    if (!f)
-        return 0;
-    fclose(f);
-    return 1;
-}
-
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
-/* Opens the scale model the options ask for (or the default one when it fits
- * the base model), into *out (NULL: no adaptive scaling). */
-int cli_open_scale_model(const char *scale_s, const char *scale_model_path,
-                            const char *base_path, md_scale_model **out)
-{
-    *out = NULL;
-    if (strcmp(scale_s, "none") == 0 || strcmp(scale_s, "oracle") == 0)
-        return CLI_EXIT_OK;
-    bool explicit_mode = strcmp(scale_s, "adaptive") == 0;
-    char buf[4096];
-    const char *path = scale_model_path;
-    if (!path) {
-        if (!default_scale_model_path(buf, sizeof buf)) {
-            if (!explicit_mode)
-                return CLI_EXIT_OK;
-            fprintf(stderr, "metricdepth: error: --scale adaptive: no scale model: %s does not "
-                            "exist (give --scale-model FILE)\n", buf);
-            return CLI_EXIT_FAILURE;
-        }
-        path = buf;
-    }
-    md_error err = {0};
-    md_scale_model *sm = NULL;
-    if (md_scale_model_load(path, &sm, &err) != MD_OK) {
-        if (scale_model_path || explicit_mode)
-            return cli_report(&err);
-        fprintf(stderr, "warning: default scale model unusable, no scaling: %s\n", err.message);
-        return CLI_EXIT_OK;
-    }
-    const char *trained_for = md_scale_model_base(sm);
-    bool match = trained_for && strcmp(trained_for, base_name(base_path)) == 0;
-    if (!match && !scale_model_path && !explicit_mode) {
-        fprintf(stderr, "note: default scale model %s was trained for '%s', not %s: no scaling "
-                        "(use --scale-model or --scale adaptive to force it)\n",
-                path, trained_for ? trained_for : "", base_name(base_path));
-        md_scale_model_free(sm);
-        return CLI_EXIT_OK;
-    }
-    if (!match)
-        fprintf(stderr, "warning: scale model %s was trained for base model '%s', not %s; "
-                        "its scales may be wrong for this model\n",
-                path, trained_for && *trained_for ? trained_for : "(unknown)",
-                base_name(base_path));
-    fprintf(stderr, "scale model: %s (%s)\n", md_scale_model_describe(sm), path);
-    *out = sm;
-    return CLI_EXIT_OK;
 }
 
 int cli_open_model(const char *path, const md_model_options *opts, md_model **model);
@@ -259,13 +189,14 @@ static int run(int argc, char **argv)
     const char *scale_model_s = NULL;
     const char *gt_path = NULL, *gt_div_s = "1000", *range_s = "0.1,2";
     const char *input_size_s = "0", *max_depth_s = "0", *threads_s = "0";
-    bool ply = false, relative = false;
+    bool ply = false, relative = false, ungated = false;
     cli_option options[] = {{"model", 0, true, &model_path, NULL},
                             {"output", 'o', true, &outdir, NULL},
                             {"ply", 0, false, NULL, &ply},
                             {"intrinsics", 0, true, &k_s, NULL},
                             {"scale", 0, true, &scale_s, NULL},
                             {"scale-model", 0, true, &scale_model_s, NULL},
+                            {"ungated", 0, false, NULL, &ungated},
                             {"gt", 0, true, &gt_path, NULL},
                             {"gt-divisor", 0, true, &gt_div_s, NULL},
                             {"range", 0, true, &range_s, NULL},
@@ -282,24 +213,31 @@ static int run(int argc, char **argv)
         return rc < 0 ? CLI_EXIT_OK : rc;
     }
     predict_config c = {.outdir = outdir, .ply = ply, .gt_path = gt_path};
+    c.scale = md_scale_options_default();
+    int source = md_scale_source_parse(scale_s);
     md_intrinsics K;
     md_model_options mo = {0};
     if (npos == 0)
         rc = cli_usage_error(&cmd_predict, "give at least one image");
     else if (k_s && !cli_parse_intrinsics(k_s, &K))
         rc = cli_usage_error(&cmd_predict, "--intrinsics wants FX,FY,CX,CY");
-    else if (strcmp(scale_s, "none") != 0 && strcmp(scale_s, "oracle") != 0 &&
-             strcmp(scale_s, "adaptive") != 0 && strcmp(scale_s, "auto") != 0)
-        rc = cli_usage_error(&cmd_predict, "--scale is adaptive, oracle or none (got '%s')",
+    else if (source < 0 || source == MD_SCALE_SOURCE_ANCHORS)
+        rc = cli_usage_error(&cmd_predict, "--scale is auto, adaptive, oracle or none (got '%s')",
                              scale_s);
-    else if (scale_model_s && (strcmp(scale_s, "none") == 0 || strcmp(scale_s, "oracle") == 0))
-        rc = cli_usage_error(&cmd_predict, "--scale-model goes with --scale adaptive, not %s",
+    else if (scale_model_s && (source == MD_SCALE_SOURCE_NONE || source == MD_SCALE_SOURCE_ORACLE))
+        rc = cli_usage_error(&cmd_predict, "--scale-model goes with --scale auto or adaptive, not %s",
                              scale_s);
-    else if (strcmp(scale_s, "oracle") == 0 && (!gt_path || npos != 1))
+    else if (ungated && (source == MD_SCALE_SOURCE_NONE || source == MD_SCALE_SOURCE_ORACLE))
+        rc = cli_usage_error(&cmd_predict, "--ungated goes with --scale auto or adaptive, not %s",
+                             scale_s);
+    else if (source == MD_SCALE_SOURCE_ORACLE && (!gt_path || npos != 1))
         rc = cli_usage_error(&cmd_predict, "--scale oracle needs --gt and exactly one image");
+    else if (gt_path && source != MD_SCALE_SOURCE_ORACLE)
+        rc = cli_usage_error(&cmd_predict, "--gt goes with --scale oracle");
     else if (!cli_parse_double(gt_div_s, &c.gt_divisor) || c.gt_divisor <= 0)
         rc = cli_usage_error(&cmd_predict, "--gt-divisor must be positive");
-    else if (!cli_parse_pair(range_s, &c.lo, &c.hi) || c.lo <= 0 || c.lo > c.hi)
+    else if (!cli_parse_pair(range_s, &c.scale.lo, &c.scale.hi) || c.scale.lo <= 0 ||
+             c.scale.lo > c.scale.hi)
         rc = cli_usage_error(&cmd_predict, "--range wants LO,HI with 0 < LO <= HI");
     else if (!cli_parse_int(input_size_s, &mo.input_size) || mo.input_size < 0 ||
              !cli_parse_double(max_depth_s, &mo.max_depth) || mo.max_depth < 0 ||
@@ -309,7 +247,8 @@ static int run(int argc, char **argv)
         free(pos);
         return rc;
     }
-    c.oracle = strcmp(scale_s, "oracle") == 0;
+    c.scale.source = (md_scale_source)source;
+    c.scale.ungated = ungated;
     c.K = k_s ? &K : NULL;
     mo.relative = relative;
 
@@ -318,18 +257,11 @@ static int run(int argc, char **argv)
         free(pos);
         return cli_report(&err);
     }
-    char model_buf[4096];
-    if (!model_path) {
-        if (md_default_model_path(model_buf, sizeof model_buf, &err) != MD_OK) {
-            free(pos);
-            return cli_report(&err);
-        }
-        model_path = model_buf;
-    }
     md_model *model = NULL;
+    md_scale_model *scale_model = NULL;
     rc = cli_open_model(model_path, &mo, &model);
     if (rc == CLI_EXIT_OK)
-        rc = cli_open_scale_model(scale_s, scale_model_s, model_path, &c.scale_model);
+        rc = cli_scale_setup(&c.scale, scale_model_s, model, &scale_model);
     if (rc != CLI_EXIT_OK) {
         md_model_free(model);
         free(pos);
@@ -351,7 +283,7 @@ static int run(int argc, char **argv)
     cli_progress_finish(&progress);
     fprintf(stderr, "wrote %d of %d images to %s/\n", npos - failed, npos, outdir);
     md_model_free(model);
-    md_scale_model_free(c.scale_model);
+    md_scale_model_free(scale_model);
     free(pos);
     if (failed == 0)
         return CLI_EXIT_OK;

@@ -22,21 +22,21 @@ static char *dup_string(const char *s, md_error *err)
     return d;
 }
 
-md_status md_fit_table_append(md_fit_table *t, const md_fit_row *row, md_error *err)
+md_status md_scales_append(md_scales_table *t, const md_scales_row *row, md_error *err)
 {
     if (!t || !row || !row->rgb || !row->depth)
-        return md_fail(err, MD_ERR_ARG, "md_fit_table_append: NULL argument");
+        return md_fail(err, MD_ERR_ARG, "md_scales_append: NULL argument");
     if (t->count == t->capacity) {
         size_t cap = t->capacity ? t->capacity * 2 : 64, bytes;
         if (!md_mul_size(cap, sizeof *t->items, &bytes))
             return md_fail(err, MD_ERR_NOMEM, "scales table too large");
-        md_fit_row *items = realloc(t->items, bytes);
+        md_scales_row *items = realloc(t->items, bytes);
         if (!items)
             return md_fail(err, MD_ERR_NOMEM, "out of memory for the scales table");
         t->items = items;
         t->capacity = cap;
     }
-    md_fit_row r = *row;
+    md_scales_row r = *row;
     r.rgb = dup_string(row->rgb, err);
     r.depth = r.rgb ? dup_string(row->depth, err) : NULL;
     if (!r.rgb || !r.depth) {
@@ -47,7 +47,7 @@ md_status md_fit_table_append(md_fit_table *t, const md_fit_row *row, md_error *
     return MD_OK;
 }
 
-void md_fit_table_free(md_fit_table *t)
+void md_scales_free(md_scales_table *t)
 {
     if (!t)
         return;
@@ -67,13 +67,13 @@ static int csv_unsafe(const char *s)
     return strpbrk(s, ",\"\r\n") != NULL;
 }
 
-md_status md_fit_csv_write(const char *path, const md_fit_table *t, md_error *err)
+md_status md_scales_write(const char *path, const md_scales_table *t, md_error *err)
 {
     if (!path || !t)
-        return md_fail(err, MD_ERR_ARG, "md_fit_csv_write: NULL argument");
+        return md_fail(err, MD_ERR_ARG, "md_scales_write: NULL argument");
     int adaptive = t->count > 0;
     for (size_t i = 0; i < t->count; i++) {
-        const md_fit_row *r = &t->items[i];
+        const md_scales_row *r = &t->items[i];
         if (csv_unsafe(r->rgb) || csv_unsafe(r->depth))
             return md_fail(err, MD_ERR_DATA,
                            "%s: cannot write a path with a comma, quote or line break: %s", path,
@@ -85,9 +85,9 @@ md_status md_fit_csv_write(const char *path, const md_fit_table *t, md_error *er
     md_status st = md_atomic_open(&af, path, err);
     if (st != MD_OK)
         return st;
-    fprintf(af.fp, "%s%s\n", MD_FIT_CSV_HEADER, adaptive ? MD_FIT_CSV_ADAPTIVE : "");
+    fprintf(af.fp, "%s%s\n", MD_SCALES_CSV_HEADER, adaptive ? MD_SCALES_CSV_ADAPTIVE : "");
     for (size_t i = 0; i < t->count; i++) {
-        const md_fit_row *r = &t->items[i];
+        const md_scales_row *r = &t->items[i];
         char div[64];
         if (r->encoding == MD_DEPTH_SUN_ROTATED)
             snprintf(div, sizeof div, "sun");
@@ -138,10 +138,10 @@ static char *resolve(const char *csv_path, size_t dir_len, const char *p, md_err
 
 #define FIT_MAX_FIELDS 17
 
-md_status md_fit_csv_read(const char *path, md_fit_table *t, md_error *err)
+md_status md_scales_read(const char *path, md_scales_table *t, md_error *err)
 {
     if (!path || !t)
-        return md_fail(err, MD_ERR_ARG, "md_fit_csv_read: NULL argument");
+        return md_fail(err, MD_ERR_ARG, "md_scales_read: NULL argument");
     uint8_t *data;
     size_t size;
     md_status st = md_read_file(path, (size_t)1 << 30, &data, &size, err);
@@ -175,15 +175,15 @@ md_status md_fit_csv_read(const char *path, md_fit_table *t, md_error *err)
         if (len && line[len - 1] == '\r')
             line[--len] = '\0';
         if (line_no == 1) {
-            if (strcmp(line, MD_FIT_CSV_HEADER) == 0)
+            if (strcmp(line, MD_SCALES_CSV_HEADER) == 0)
                 n_fields = 13;
-            else if (strcmp(line, MD_FIT_CSV_HEADER MD_FIT_CSV_ADAPTIVE) == 0)
+            else if (strcmp(line, MD_SCALES_CSV_HEADER MD_SCALES_CSV_ADAPTIVE) == 0)
                 n_fields = 17;
             else
                 st = md_fail(err, MD_ERR_FORMAT,
                              "%s:1: not a scales CSV: the header must be '%s' (optionally with "
                              "'%s')",
-                             path, MD_FIT_CSV_HEADER, &MD_FIT_CSV_ADAPTIVE[1]); /* without its leading comma */
+                             path, MD_SCALES_CSV_HEADER, &MD_SCALES_CSV_ADAPTIVE[1]); /* without its leading comma */
             line = next;
             continue;
         }
@@ -212,7 +212,7 @@ md_status md_fit_csv_read(const char *path, md_fit_table *t, md_error *err)
             st = md_fail(err, MD_ERR_FORMAT, "%s:%d: empty image path", path, line_no);
             break;
         }
-        md_fit_row r;
+        md_scales_row r;
         memset(&r, 0, sizeof r);
         if (strcmp(f[2], "sun") == 0) {
             r.encoding = MD_DEPTH_SUN_ROTATED;
@@ -254,7 +254,7 @@ md_status md_fit_csv_read(const char *path, md_fit_table *t, md_error *err)
             st = MD_ERR_NOMEM;
             break;
         }
-        st = md_fit_table_append(t, &r, err);
+        st = md_scales_append(t, &r, err);
         free(r.rgb);
         free(r.depth);
         line = next;
@@ -285,7 +285,7 @@ uint64_t md_fnv1a64(uint64_t h, const void *data, size_t n)
     return h;
 }
 
-uint64_t md_fit_list_hash(const md_fit_table *t)
+uint64_t md_scales_hash(const md_scales_table *t)
 {
     uint64_t h = MD_FNV1A64_INIT;
     for (size_t i = 0; i < t->count; i++) {
@@ -316,11 +316,11 @@ static md_status hash_file_identity(uint64_t *h, const char *path, md_error *err
     return MD_OK;
 }
 
-md_status md_fit_cache_key(const char *model_path, const char *rgb_path, char key[17],
+md_status md_cache_key(const char *model_path, const char *rgb_path, char key[17],
                            md_error *err)
 {
     if (!model_path || !rgb_path || !key)
-        return md_fail(err, MD_ERR_ARG, "md_fit_cache_key: NULL argument");
+        return md_fail(err, MD_ERR_ARG, "md_cache_key: NULL argument");
     uint64_t h = MD_FNV1A64_INIT;
     md_status st = hash_file_identity(&h, model_path, err);
     if (st == MD_OK)
@@ -331,10 +331,10 @@ md_status md_fit_cache_key(const char *model_path, const char *rgb_path, char ke
     return MD_OK;
 }
 
-md_status md_fit_cache_store(const char *path, const md_depth *pred, md_error *err)
+md_status md_cache_store(const char *path, const md_depth *pred, md_error *err)
 {
     if (!path || !pred || !pred->data)
-        return md_fail(err, MD_ERR_ARG, "md_fit_cache_store: NULL argument");
+        return md_fail(err, MD_ERR_ARG, "md_cache_store: NULL argument");
     size_t n = (size_t)pred->width * (size_t)pred->height;
     md_depth copy = {0};
     md_status st = md_depth_alloc(&copy, pred->width, pred->height, err);
@@ -347,7 +347,36 @@ md_status md_fit_cache_store(const char *path, const md_depth *pred, md_error *e
     return st;
 }
 
-md_status md_fit_cache_load(const char *path, md_depth *out, md_error *err)
+md_status md_cache_store_features(const char *path, const md_features *f, md_error *err)
+{
+    if (!path || !f || (f->n && !f->values))
+        return md_fail(err, MD_ERR_ARG, "md_cache_store_features: NULL argument");
+    md_tensor t = {1, {(int64_t)f->n}, f->values};
+    return md_npy_save(path, &t, err);
+}
+
+md_status md_cache_load_features(const char *path, uint64_t signature, md_features *out,
+                                 md_error *err)
+{
+    memset(out, 0, sizeof *out);
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0)
+        return md_fail(err, MD_ERR_IO, "%s: not in the cache", path ? path : "(null)");
+    md_tensor t = {0};
+    md_status st = md_npy_load(path, &t, err);
+    if (st != MD_OK)
+        return st;
+    if (t.ndim != 1 || t.shape[0] < 1) {
+        md_tensor_free(&t);
+        return md_fail(err, MD_ERR_FORMAT, "%s: cached features are not a 1-D array", path);
+    }
+    out->n = (size_t)t.shape[0];
+    out->values = t.data;
+    out->signature = signature;
+    return MD_OK;
+}
+
+md_status md_cache_load(const char *path, md_depth *out, md_error *err)
 {
     struct stat sb;
     if (!path || stat(path, &sb) != 0)
@@ -355,56 +384,7 @@ md_status md_fit_cache_load(const char *path, md_depth *out, md_error *err)
     return md_depth_load(path, NULL, out, err);
 }
 
-/* ------------------------------------------------------------ percentiles */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-md_status md_percentile(const double *values, size_t n, double pct, double *out, md_error *err)
-{
-    if (!values || !out || n == 0)
-        return md_fail(err, MD_ERR_DATA, "percentile of an empty set");
-    if (!(pct >= 0 && pct <= 100))
-        return md_fail(err, MD_ERR_ARG, "percentile %g is outside [0, 100]", pct);
-    double *v = md_malloc(n * sizeof *v, "percentile", err);
-    if (!v)
-        return MD_ERR_NOMEM;
-    memcpy(v, values, n * sizeof *v);
-    qsort(v, n, sizeof *v, cmp_double);
-    double rank = pct / 100.0 * (double)(n - 1);
-    size_t i = (size_t)floor(rank);
-    if (i >= n - 1)
-        *out = v[n - 1];
-    else
-        *out = v[i] + (rank - (double)i) * (v[i + 1] - v[i]);
-    free(v);
-    return MD_OK;
-}
-
-md_status md_fit_trim(const double *values, size_t n, double lo_pct, double hi_pct,
-                      unsigned char *keep, size_t *n_kept, md_error *err)
-{
-    if (!(lo_pct >= 0 && lo_pct <= hi_pct && hi_pct <= 100))
-        return md_fail(err, MD_ERR_ARG, "trim percentiles %g,%g: want 0 <= lo <= hi <= 100",
-                       lo_pct, hi_pct);
-    double lo, hi;
-    md_status st = md_percentile(values, n, lo_pct, &lo, err);
-    if (st == MD_OK)
-        st = md_percentile(values, n, hi_pct, &hi, err);
-    if (st != MD_OK)
-        return st;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        keep[i] = values[i] >= lo && values[i] <= hi;
-        k += keep[i];
-    }
-    if (n_kept)
-        *n_kept = k;
-    return MD_OK;
-}
 
 /* ------------------------------------------------------------ per-pair fit */
 
@@ -423,11 +403,11 @@ md_status md_fit_scaled_metrics(const md_depth *pred, const md_depth *gt, double
     return st;
 }
 
-md_status md_fit_pair(const md_depth *pred, const md_depth *gt, md_scale_method method,
-                      double lo, double hi, md_fit_row *row, md_error *err)
+md_status md_scales_fit(const md_depth *pred, const md_depth *gt, md_scale_method method,
+                      double lo, double hi, md_scales_row *row, md_error *err)
 {
     if (!pred || !gt || !row)
-        return md_fail(err, MD_ERR_ARG, "md_fit_pair: NULL argument");
+        return md_fail(err, MD_ERR_ARG, "md_scales_fit: NULL argument");
     if (pred->width != gt->width || pred->height != gt->height)
         return md_fail(err, MD_ERR_DATA,
                        "size mismatch: the image (prediction) is %dx%d, the depth %dx%d",

@@ -24,12 +24,11 @@
  *          are evaluated; pred is clipped to [1e-3, 10]. The bounds are the
  *          float32 values 1e-3f and 10.0f, as in the usual float32 numpy /
  *          PyTorch evaluation code (so a gt of exactly 1e-3f is excluded).
- *          A pred value that is unusable at such a pixel (0, negative, NaN,
- *          infinite) counts as 1e-3, as the standard evaluation of a dense
- *          prediction does for a zero: a bad prediction is penalised, not
- *          skipped. A pixel outside pred's mask, though, is one the network
- *          never saw (FastDepth's centre crop): it holds no prediction at all
- *          and is left out, as under seed.
+ *          A pixel whose prediction is invalid (0, negative, NaN, infinite, or
+ *          outside pred's mask) is left out, as under seed: a depth file
+ *          stores "no prediction" as 0 (FastDepth's unseen border, the cache),
+ *          and counting it as 1e-3 m would make the same prediction score
+ *          differently when read back from a file than when fresh.
  */
 #include "base/base.h"
 
@@ -121,15 +120,10 @@ md_status md_metrics_compute(const md_depth *pred, const md_depth *gt, md_protoc
                     add_pixel(&a, pred->data[i], g);
                 continue;
             }
-            if (!(g > EIGEN_MIN && g < EIGEN_MAX))
+            if (!(g > EIGEN_MIN && g < EIGEN_MAX) || !md_depth_valid_at(pred, i))
                 continue;
-            if (pred->mask && !pred->mask[i])
-                continue; /* never seen by the network: no prediction */
-            float p = EIGEN_MIN; /* invalid prediction: bottom of the clip range */
-            if (md_depth_valid_at(pred, i)) {
-                p = pred->data[i];
-                p = p < EIGEN_MIN ? EIGEN_MIN : (p > EIGEN_MAX ? EIGEN_MAX : p);
-            }
+            float p = pred->data[i];
+            p = p < EIGEN_MIN ? EIGEN_MIN : (p > EIGEN_MAX ? EIGEN_MAX : p);
             add_pixel(&a, p, g);
         }
     }

@@ -738,3 +738,194 @@ md_status md_safetensors_metadata(const uint8_t *buf, size_t size, const char *p
     }
     return s;
 }
+
+/* ------------------------------------------------------------------ writing */
+
+uint16_t md_f32_to_f16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    uint32_t sign = (u >> 16) & 0x8000u, e = (u >> 23) & 0xffu, m = u & 0x7fffffu;
+    if (e == 0xff) /* inf, nan (kept a quiet nan) */
+        return (uint16_t)(sign | 0x7c00u | (m ? 0x200u | (m >> 13) : 0));
+    int ex = (int)e - 127 + 15;
+    if (ex >= 31)
+        return (uint16_t)(sign | 0x7c00u);
+    if (ex <= 0) { /* subnormal half (or zero) */
+        if (ex < -10)
+            return (uint16_t)sign;
+        m |= 0x800000u;
+        int shift = 14 - ex;
+        uint32_t half = m >> shift, rem = m & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1)))
+            half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = ((uint32_t)ex << 10) | (m >> 13), rem = m & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (half & 1)))
+        half++; /* may carry into the exponent, which is right */
+    return (uint16_t)(sign | half);
+}
+
+static uint16_t f32_to_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40u);
+    uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)((u + rounding) >> 16);
+}
+
+/* A growing text buffer for the JSON header. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} hbuf;
+
+static void hb_put(hbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void hb_str(hbuf *b, const char *s)
+{
+    hb_put(b, "\"", 1);
+    for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
+        char e[8];
+        if (*q == '"' || *q == '\\') {
+            e[0] = '\\';
+            e[1] = (char)*q;
+            hb_put(b, e, 2);
+        } else if (*q < 0x20) {
+            snprintf(e, sizeof e, "\\u%04x", *q);
+            hb_put(b, e, 6);
+        } else {
+            hb_put(b, (const char *)q, 1);
+        }
+    }
+    hb_put(b, "\"", 1);
+}
+
+static void hb_num(hbuf *b, long long v)
+{
+    char t[32];
+    int k = snprintf(t, sizeof t, "%lld", v);
+    hb_put(b, t, (size_t)k);
+}
+
+md_status md_safetensors_write(const char *path, const md_tensor_out *t, size_t n,
+                               const md_meta_entry *meta, size_t n_meta, md_error *err)
+{
+    if (!path || (n && !t) || (n_meta && !meta))
+        return md_fail(err, MD_ERR_ARG, "safetensors write: NULL argument");
+    hbuf h = {0};
+    hb_put(&h, "{", 1);
+    if (n_meta) {
+        hb_str(&h, "__metadata__");
+        hb_put(&h, ":{", 2);
+        for (size_t i = 0; i < n_meta; i++) {
+            if (i)
+                hb_put(&h, ",", 1);
+            hb_str(&h, meta[i].key);
+            hb_put(&h, ":", 1);
+            hb_str(&h, meta[i].value);
+        }
+        hb_put(&h, "}", 1);
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t numel = 1;
+        if (!t[i].name || !t[i].data || t[i].ndim < 0 || t[i].ndim > MD_WEIGHT_MAX_DIMS) {
+            free(h.p);
+            return md_fail(err, MD_ERR_ARG, "%s: tensor %zu is incomplete", path, i);
+        }
+        for (int d = 0; d < t[i].ndim; d++)
+            numel *= t[i].shape[d];
+        size_t bytes = (size_t)numel * md_wdtype_size(t[i].dtype);
+        if (n_meta || i)
+            hb_put(&h, ",", 1);
+        hb_str(&h, t[i].name);
+        hb_put(&h, ":{\"dtype\":", 10);
+        hb_str(&h, md_wdtype_name(t[i].dtype));
+        hb_put(&h, ",\"shape\":[", 10);
+        for (int d = 0; d < t[i].ndim; d++) {
+            if (d)
+                hb_put(&h, ",", 1);
+            hb_num(&h, (long long)t[i].shape[d]);
+        }
+        hb_put(&h, "],\"data_offsets\":[", 18);
+        hb_num(&h, (long long)off);
+        hb_put(&h, ",", 1);
+        hb_num(&h, (long long)(off + bytes));
+        hb_put(&h, "]}", 2);
+        off += bytes;
+    }
+    hb_put(&h, "}", 1);
+    while (!h.oom && h.len % 8 != 0)
+        hb_put(&h, " ", 1);
+    if (h.oom) {
+        free(h.p);
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory for the header", path);
+    }
+    uint8_t len8[8];
+    for (int i = 0; i < 8; i++)
+        len8[i] = (uint8_t)((uint64_t)h.len >> (8 * i));
+    md_atomic_file af;
+    md_status st = md_atomic_open(&af, path, err);
+    if (st != MD_OK) {
+        free(h.p);
+        return st;
+    }
+    bool ok = fwrite(len8, 1, 8, af.fp) == 8 && fwrite(h.p, 1, h.len, af.fp) == h.len;
+    free(h.p);
+    /* little-endian bytes, one tensor at a time */
+    for (size_t i = 0; ok && i < n; i++) {
+        size_t numel = 1;
+        for (int d = 0; d < t[i].ndim; d++)
+            numel *= (size_t)t[i].shape[d];
+        size_t es = md_wdtype_size(t[i].dtype);
+        uint8_t *buf = numel ? malloc(numel * es) : NULL;
+        if (numel && !buf) {
+            md_atomic_abort(&af);
+            return md_fail(err, MD_ERR_NOMEM, "%s: out of memory for tensor '%s'", path, t[i].name);
+        }
+        for (size_t k = 0; k < numel; k++) {
+            float v = t[i].data[k];
+            if (t[i].dtype == MD_WDT_F32) {
+                uint32_t u;
+                memcpy(&u, &v, 4);
+                for (int j = 0; j < 4; j++)
+                    buf[4 * k + (size_t)j] = (uint8_t)(u >> (8 * j));
+            } else {
+                uint16_t u = t[i].dtype == MD_WDT_F16 ? md_f32_to_f16(v) : f32_to_bf16(v);
+                buf[2 * k] = (uint8_t)u;
+                buf[2 * k + 1] = (uint8_t)(u >> 8);
+            }
+        }
+        ok = numel == 0 || fwrite(buf, es, numel, af.fp) == numel;
+        free(buf);
+    }
+    if (!ok) {
+        md_atomic_abort(&af);
+        return md_fail(err, MD_ERR_IO, "%s: write failed", path);
+    }
+    return md_atomic_commit(&af, err);
+}

@@ -71,6 +71,23 @@ md_status md_safetensors_metadata(const uint8_t *buf, size_t size, const char *p
                                   md_meta_entry **items, size_t *count, md_error *err);
 void md_safetensors_metadata_free(md_meta_entry *items, size_t count);
 
+/* A tensor to write: F32 data converted to dtype (F32, F16 or BF16; half
+ * precision rounds to nearest, ties to even). */
+typedef struct {
+    const char *name;
+    md_wdtype dtype;
+    int ndim;
+    int64_t shape[MD_WEIGHT_MAX_DIMS];
+    const float *data;
+} md_tensor_out;
+
+/* Writes a .safetensors file atomically: the tensors in the given order and
+ * the metadata string map. Names must be unique. */
+md_status md_safetensors_write(const char *path, const md_tensor_out *tensors, size_t n,
+                               const md_meta_entry *meta, size_t n_meta, md_error *err);
+/* float -> IEEE half, round to nearest even (overflow to infinity). */
+uint16_t md_f32_to_f16(float x);
+
 /* ------------------------------------------------------------------ zip */
 
 typedef struct {

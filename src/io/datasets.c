@@ -1321,3 +1321,19 @@ md_status md_pairs_detect(const char *dir, md_pair_list *list, md_error *err)
         list_truncate(list, start);
     return st;
 }
+
+md_status md_pairs_save(const char *path, const md_pair_list *list, md_error *err)
+{
+    if (!path)
+        return md_fail(err, MD_ERR_ARG, "md_pairs_save: no path");
+    md_atomic_file af;
+    md_status st = md_atomic_open(&af, path, err);
+    if (st != MD_OK)
+        return st;
+    st = md_pairs_write(af.fp, list, err);
+    if (st != MD_OK) {
+        md_atomic_abort(&af);
+        return st;
+    }
+    return md_atomic_commit(&af, err);
+}

@@ -12,11 +12,14 @@
 
 typedef struct md_model_backend {
     const char *name;
-    md_status (*predict)(const void *impl, const md_image *img, md_depth *out, md_error *err);
+    /* features may be NULL; a backend without features leaves it empty */
+    md_status (*predict)(const void *impl, const md_image *img, md_depth *out,
+                         md_features *features, md_error *err);
     md_status (*run_tensor)(const void *impl, const md_tensor *in, md_tensor *out, md_error *err);
     const char *(*describe)(const void *impl);
     double (*gflop)(const void *impl, int width, int height); /* may be NULL */
     void (*destroy)(void *impl);
+    size_t (*features)(const void *impl, uint64_t *signature); /* may be NULL: none */
 } md_model_backend;
 
 /* opts is never NULL; pool is the model's (never NULL: a one-thread pool runs

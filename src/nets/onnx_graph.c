@@ -89,6 +89,9 @@ struct md_onnx_graph {
     int n_slots;
     size_t scratch_floats; /* largest whole-image im2col: the build-time size check */
     md_onnx_graph_info info;
+    int n_taps;             /* ops 0..n_taps-1: the encoder, whose outputs are pooled as features */
+    size_t n_features;      /* sum of their channel counts */
+    uint64_t feature_signature;
 };
 
 /* Per-run state: the activation buffers and the kernels' scratch. */
@@ -1360,6 +1363,75 @@ static md_status plan_memory(builder *b)
 
 /* -------------------------------------------------------------- build */
 
+/* The encoder of an encoder-decoder CNN ends at its bottleneck: the widest
+ * op output at the smallest spatial size reached before the first resize
+ * (the last such op when several tie). Its ops' per-channel means describe the
+ * image as the network saw it: the scale predictor's features. A graph
+ * without 4-D op outputs has none. */
+static void find_encoder(md_onnx_graph *g)
+{
+    int64_t min_area = -1, best_c = -1;
+    int last = -1;
+    for (int i = 0; i < g->n_ops; i++) {
+        const gop *op = &g->ops[i];
+        if (op->kind == OP_RESIZE)
+            break;
+        const gval *o = &g->vals[op->out];
+        if (o->ndim != 4 || o->dims[0] != 1)
+            break;
+        int64_t area = o->dims[2] * o->dims[3];
+        if (min_area < 0 || area < min_area) {
+            min_area = area;
+            best_c = -1;
+        }
+        if (area == min_area && o->dims[1] >= best_c) {
+            best_c = o->dims[1];
+            last = i;
+        }
+    }
+    g->n_taps = last + 1;
+    g->n_features = 0;
+    /* the signature: FNV-1a over the tap count and every tap's channel count */
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int i = 0; i <= last; i++) {
+        int64_t c = g->vals[g->ops[i].out].dims[1];
+        g->n_features += (size_t)c;
+        for (int k = 0; k < 8; k++) {
+            h ^= (uint64_t)((c >> (8 * k)) & 0xff);
+            h *= 0x100000001b3ULL;
+        }
+    }
+    g->feature_signature = g->n_taps ? h ^ (uint64_t)g->n_taps : 0;
+}
+
+size_t md_onnx_graph_features(const md_onnx_graph *g, uint64_t *signature)
+{
+    if (signature)
+        *signature = g->feature_signature;
+    return g->n_features;
+}
+
+/* Per-channel means of an op output (1 x C x H x W): a float sum in eight
+ * lanes per channel, finished in double. */
+static void channel_means(const gval *o, const float *data, float *out)
+{
+    size_t hw = (size_t)o->dims[2] * (size_t)o->dims[3];
+    for (int64_t c = 0; c < o->dims[1]; c++) {
+        const float *p = data + (size_t)c * hw;
+        float lane[8] = {0};
+        size_t k = 0;
+        for (; k + 8 <= hw; k += 8)
+            for (int j = 0; j < 8; j++)
+                lane[j] += p[k + j];
+        double sum = 0;
+        for (int j = 0; j < 8; j++)
+            sum += lane[j];
+        for (; k < hw; k++)
+            sum += p[k];
+        out[c] = (float)(sum / (double)hw);
+    }
+}
+
 md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t max_arena_bytes,
                               md_onnx_graph **out, md_error *err)
 {
@@ -1499,6 +1571,7 @@ md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t m
     }
     if ((st = plan_memory(&b)) != MD_OK)
         goto done;
+    find_encoder(g);
     const gval *iv = &g->vals[g->input], *ov = &g->vals[g->output];
     g->info.in_ndim = iv->ndim;
     memcpy(g->info.in_dims, iv->dims, sizeof iv->dims);
@@ -1741,10 +1814,18 @@ static void run_op(const md_onnx_graph *g, const md_onnx_ws *ws, md_threadpool *
 }
 
 const float *md_onnx_graph_run(const md_onnx_graph *g, md_onnx_ws *ws, md_threadpool *pool,
-                               const float *in)
+                               const float *in, float *features)
 {
     memcpy(val(g, ws, g->input), in, g->vals[g->input].numel * sizeof(float));
-    for (int i = 0; i < g->n_ops; i++)
+    size_t f = 0;
+    for (int i = 0; i < g->n_ops; i++) {
         run_op(g, ws, pool, &g->ops[i]);
+        /* pooled now: the memory plan reuses this buffer for later ops */
+        if (features && i < g->n_taps) {
+            const gval *o = &g->vals[g->ops[i].out];
+            channel_means(o, val(g, ws, g->ops[i].out), features + f);
+            f += (size_t)o->dims[1];
+        }
+    }
     return val(g, ws, g->output);
 }

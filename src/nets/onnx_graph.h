@@ -43,8 +43,14 @@ void md_onnx_ws_free(md_onnx_ws *ws);
 
 /* Runs on in (in_numel floats, C order) with ws, parallel over pool (may be
  * NULL); returns the first graph output (out_numel floats) inside ws, valid
- * until ws is used again or freed. */
+ * until ws is used again or freed. features (may be NULL) receives the
+ * per-channel means of the encoder's op outputs (md_onnx_graph_features of
+ * them). */
 const float *md_onnx_graph_run(const md_onnx_graph *g, md_onnx_ws *ws, md_threadpool *pool,
-                               const float *in);
+                               const float *in, float *features);
+/* Length of the feature vector (0 when the graph has no encoder) and its
+ * signature (tap count and channel counts hashed: equal for the same
+ * architecture, different otherwise). */
+size_t md_onnx_graph_features(const md_onnx_graph *g, uint64_t *signature);
 
 #endif

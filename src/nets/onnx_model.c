@@ -94,7 +94,7 @@ static int round_half_even(double v)
 }
 
 static md_status onnx_predict(const void *impl, const md_image *img, md_depth *out,
-                              md_error *err)
+                              md_features *features, md_error *err)
 {
     const onnx_impl *m = impl;
     if (!m->depth_like)
@@ -126,7 +126,14 @@ static md_status onnx_predict(const void *impl, const md_image *img, md_depth *o
     float *crop = malloc(sizeof(float) * n_crop);
     float *net = malloc(sizeof(float) * n_net);
     md_onnx_ws *ws = NULL;
+    uint64_t signature = 0;
+    size_t n_feat = md_onnx_graph_features(m->graph, &signature);
+    float *feat = features && n_feat ? malloc(sizeof(float) * n_feat) : NULL;
     md_status st = MD_OK;
+    if (features && n_feat && !feat) {
+        st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for the features");
+        goto done;
+    }
     if (!planar || !res || !crop || !net) {
         st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for a %dx%d image", w, h);
         goto done;
@@ -148,7 +155,7 @@ static md_status onnx_predict(const void *impl, const md_image *img, md_depth *o
                      m->desc);
         goto done;
     }
-    const float *d = md_onnx_graph_run(m->graph, ws, m->pool, net);
+    const float *d = md_onnx_graph_run(m->graph, ws, m->pool, net, feat);
     if ((st = md_depth_alloc(out, w, h, err)) != MD_OK)
         goto done;
     out->mask = calloc(npix, 1);
@@ -205,9 +212,16 @@ static md_status onnx_predict(const void *impl, const md_image *img, md_depth *o
     free(cx0);
     free(cwx);
     free(cin);
+    if (feat) {
+        features->values = feat;
+        features->n = n_feat;
+        features->signature = signature;
+        feat = NULL;
+    }
 done:
     if (ws)
         ws_give(m, ws);
+    free(feat);
     free(planar);
     free(res);
     free(crop);
@@ -248,7 +262,7 @@ static md_status onnx_run_tensor(const void *impl, const md_tensor *in, md_tenso
         return md_fail(err, MD_ERR_NOMEM, "%s: out of memory for the network's activations",
                        m->desc);
     }
-    const float *r = md_onnx_graph_run(m->graph, ws, m->pool, in->data);
+    const float *r = md_onnx_graph_run(m->graph, ws, m->pool, in->data, NULL);
     memcpy(out->data, r, sizeof(float) * info->out_numel);
     ws_give(m, ws);
     out->ndim = info->out_ndim;
@@ -282,8 +296,15 @@ static void onnx_destroy(void *impl)
     free(m);
 }
 
-static const md_model_backend onnx_backend = {"onnx",         onnx_predict, onnx_run_tensor,
-                                              onnx_describe, onnx_gflop,   onnx_destroy};
+static size_t onnx_features(const void *impl, uint64_t *signature)
+{
+    const onnx_impl *m = impl;
+    return m->depth_like ? md_onnx_graph_features(m->graph, signature) : 0;
+}
+
+static const md_model_backend onnx_backend = {"onnx",        onnx_predict, onnx_run_tensor,
+                                              onnx_describe, onnx_gflop,   onnx_destroy,
+                                              onnx_features};
 
 md_status md_onnx_model_open(const char *path, const md_model_options *opts, md_threadpool *pool,
                              const md_model_backend **backend, void **impl, md_error *err)

@@ -17,18 +17,9 @@
 
 /* ----------------------------------------------------------- point clouds */
 
-typedef struct {
-    float *xyz;   /* 3 per point */
-    uint8_t *rgb; /* 3 per point, may be NULL */
-    size_t n;
-} md_cloud;
+/* Clouds are the core library's md_pointcloud. */
+typedef md_pointcloud md_cloud;
 
-/* Back-projects the valid pixels of depth (every stride-th row and column) with
- * K, scaled by scale (the scaled prediction's cloud). Colours from rgb if given
- * (same size as depth). */
-md_status md_cloud_from_depth(const md_depth *depth, const md_image *rgb, const md_intrinsics *K,
-                              int stride, double scale, md_cloud *out, md_error *err);
-void md_cloud_free(md_cloud *c);
 /* Mean of the points (0,0,0 when empty). */
 void md_cloud_centroid(const md_cloud *c, double out[3]);
 

@@ -9,59 +9,6 @@
 
 #define FIG_PI 3.14159265358979323846
 
-md_status md_cloud_from_depth(const md_depth *depth, const md_image *rgb, const md_intrinsics *K,
-                              int stride, double scale, md_cloud *out, md_error *err)
-{
-    memset(out, 0, sizeof *out);
-    if (!depth || !depth->data || !K || stride < 1 || !(scale > 0) || !(K->fx > 0) || !(K->fy > 0))
-        return md_fail(err, MD_ERR_ARG, "md_cloud_from_depth: invalid argument");
-    if (rgb && (rgb->width != depth->width || rgb->height != depth->height))
-        return md_fail(err, MD_ERR_DATA, "point cloud: image %dx%d and depth %dx%d differ",
-                       rgb->width, rgb->height, depth->width, depth->height);
-    size_t n = 0;
-    for (int y = 0; y < depth->height; y += stride)
-        for (int x = 0; x < depth->width; x += stride)
-            n += md_depth_valid_at(depth, (size_t)y * (size_t)depth->width + (size_t)x) != 0;
-    if (n == 0)
-        return MD_OK;
-    out->xyz = md_malloc(n * 3 * sizeof(float), "point cloud", err);
-    if (!out->xyz)
-        return err ? err->code : MD_ERR_NOMEM;
-    if (rgb) {
-        out->rgb = md_malloc(n * 3, "point cloud colours", err);
-        if (!out->rgb) {
-            md_cloud_free(out);
-            return err ? err->code : MD_ERR_NOMEM;
-        }
-    }
-    size_t k = 0;
-    for (int y = 0; y < depth->height; y += stride) {
-        for (int x = 0; x < depth->width; x += stride) {
-            size_t i = (size_t)y * (size_t)depth->width + (size_t)x;
-            if (!md_depth_valid_at(depth, i))
-                continue;
-            double z = depth->data[i] * scale;
-            out->xyz[3 * k] = (float)(((double)x - K->cx) * z / K->fx);
-            out->xyz[3 * k + 1] = (float)(((double)y - K->cy) * z / K->fy);
-            out->xyz[3 * k + 2] = (float)z;
-            if (rgb)
-                memcpy(out->rgb + 3 * k, rgb->pixels + 3 * i, 3);
-            k++;
-        }
-    }
-    out->n = k;
-    return MD_OK;
-}
-
-void md_cloud_free(md_cloud *c)
-{
-    if (!c)
-        return;
-    free(c->xyz);
-    free(c->rgb);
-    memset(c, 0, sizeof *c);
-}
-
 void md_cloud_centroid(const md_cloud *c, double out[3])
 {
     double s[3] = {0, 0, 0};

@@ -7,118 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *dup_string(const char *s, md_error *err)
-{
-    size_t n = strlen(s ? s : "") + 1;
-    char *d = md_malloc(n, "string", err);
-    if (d)
-        memcpy(d, s ? s : "", n);
-    return d;
-}
-
-md_status md_eval_set_append(md_eval_set *s, const md_eval_item *item, md_error *err)
-{
-    if (s->count == s->capacity) {
-        size_t cap = s->capacity ? 2 * s->capacity : 64;
-        md_eval_item *p = realloc(s->items, cap * sizeof *p);
-        if (!p)
-            return md_fail(err, MD_ERR_NOMEM, "out of memory for %zu evaluation rows", cap);
-        s->items = p;
-        s->capacity = cap;
-    }
-    md_eval_item it = *item;
-    it.rgb = dup_string(item->rgb, err);
-    it.depth = it.rgb ? dup_string(item->depth, err) : NULL;
-    if (!it.rgb || !it.depth) {
-        free(it.rgb);
-        return err ? err->code : MD_ERR_NOMEM;
-    }
-    s->items[s->count++] = it;
-    return MD_OK;
-}
-
-void md_eval_set_free(md_eval_set *s)
-{
-    if (!s)
-        return;
-    for (size_t i = 0; i < s->count; i++) {
-        free(s->items[i].rgb);
-        free(s->items[i].depth);
-    }
-    free(s->items);
-    memset(s, 0, sizeof *s);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-md_status md_eval_summarize(const md_eval_set *s, int split, md_eval_summary *out, md_error *err)
-{
-    memset(out, 0, sizeof *out);
-    out->log_mae = out->log_rmse = out->gap_closed = out->scale_median = NAN;
-    size_t n = 0;
-    for (size_t i = 0; i < s->count; i++)
-        n += s->items[i].split == split;
-    out->n = n;
-    if (n == 0)
-        return MD_OK;
-    md_metrics *m = md_malloc(4 * n * sizeof *m, "summary", err);
-    double *scales = md_malloc(n * sizeof *scales, "summary", err);
-    if (!m || !scales) {
-        free(m);
-        free(scales);
-        return err ? err->code : MD_ERR_NOMEM;
-    }
-    size_t k = 0;
-    int adaptive = 1, constant = 1;
-    double mae = 0, mse = 0;
-    for (size_t i = 0; i < s->count; i++) {
-        const md_eval_item *it = &s->items[i];
-        if (it->split != split)
-            continue;
-        m[k] = it->unscaled;
-        m[n + k] = it->oracle;
-        m[2 * n + k] = it->adaptive;
-        m[3 * n + k] = it->constant;
-        constant &= it->has_constant != 0;
-        scales[k] = it->oracle_scale;
-        if (!it->has_adaptive) {
-            adaptive = 0;
-        } else {
-            double d = it->pred_log_scale - log(it->oracle_scale);
-            mae += fabs(d);
-            mse += d * d;
-        }
-        k++;
-    }
-    md_metrics_mean(m, n, &out->unscaled);
-    md_metrics_mean(m + n, n, &out->oracle);
-    qsort(scales, n, sizeof *scales, cmp_double);
-    out->scale_median = n % 2 ? scales[n / 2] : 0.5 * (scales[n / 2 - 1] + scales[n / 2]);
-    out->has_adaptive = adaptive;
-    out->has_constant = constant;
-    out->gap_closed_constant = NAN;
-    if (constant) {
-        md_metrics_mean(m + 3 * n, n, &out->constant);
-        double den = out->unscaled.abs_rel - out->oracle.abs_rel;
-        out->gap_closed_constant =
-            den != 0 ? (out->unscaled.abs_rel - out->constant.abs_rel) / den : NAN;
-    }
-    if (adaptive) {
-        md_metrics_mean(m + 2 * n, n, &out->adaptive);
-        out->log_mae = mae / (double)n;
-        out->log_rmse = sqrt(mse / (double)n);
-        double den = out->unscaled.abs_rel - out->oracle.abs_rel;
-        out->gap_closed = den != 0 ? (out->unscaled.abs_rel - out->adaptive.abs_rel) / den : NAN;
-    }
-    free(m);
-    free(scales);
-    return MD_OK;
-}
-
 /* A CSV field: quoted (RFC 4180) when it holds a comma, quote or line break. */
 static void csv_field(FILE *f, const char *s)
 {
@@ -141,20 +29,43 @@ static void csv_metrics(FILE *f, const md_metrics *m)
             m->rmse_log, m->log10, m->silog, m->delta1, m->delta2, m->delta3);
 }
 
+static void csv_number(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, ",%.9g", v);
+    else
+        fputc(',', f);
+}
+
 md_status md_eval_write_csv(const char *path, const md_eval_set *s, md_error *err)
 {
-    int adaptive = s->count > 0;
-    for (size_t i = 0; i < s->count; i++)
+    if (!path || !s)
+        return md_fail(err, MD_ERR_ARG, "per-image CSV: NULL argument");
+    int adaptive = s->count > 0, constant = s->count > 0;
+    for (size_t i = 0; i < s->count; i++) {
         adaptive &= s->items[i].has_adaptive != 0;
+        constant &= s->items[i].has_constant != 0;
+    }
     md_atomic_file af;
     md_status st = md_atomic_open(&af, path, err);
     if (st != MD_OK)
         return st;
     static const char *names[] = {"abs_rel", "sq_rel", "rmse",   "rmse_log", "log10",
                                   "silog",   "delta1", "delta2", "delta3"};
-    static const char *methods[] = {"unscaled", "oracle", "adaptive"};
-    fprintf(af.fp, "split,rgb,depth,oracle_scale,oracle_log_scale,pred_log_scale");
-    for (int m = 0; m < (adaptive ? 3 : 2); m++)
+    const char *methods[5];
+    int nm = 0;
+    methods[nm++] = "unscaled";
+    methods[nm++] = "oracle";
+    if (adaptive) {
+        methods[nm++] = "adaptive";
+        methods[nm++] = "gated";
+    }
+    if (constant)
+        methods[nm++] = "constant";
+    fprintf(af.fp, "split,rgb,depth,oracle_scale,oracle_log_scale,oracle_at_limit");
+    if (adaptive)
+        fprintf(af.fp, ",pred_log_scale,pred_log_scale_sd,distance,gate_weight");
+    for (int m = 0; m < nm; m++)
         for (int k = 0; k < 9; k++)
             fprintf(af.fp, ",%s_%s", names[k], methods[m]);
     fputc('\n', af.fp);
@@ -164,13 +75,22 @@ md_status md_eval_write_csv(const char *path, const md_eval_set *s, md_error *er
         csv_field(af.fp, it->rgb);
         fputc(',', af.fp);
         csv_field(af.fp, it->depth);
-        fprintf(af.fp, ",%.9g,%.9g,", it->oracle_scale, log(it->oracle_scale));
-        if (it->has_adaptive)
-            fprintf(af.fp, "%.9g", it->pred_log_scale);
+        fprintf(af.fp, ",%.9g,%.9g,%d", it->oracle_scale, log(it->oracle_scale),
+                it->oracle_at_limit != 0);
+        if (adaptive) {
+            csv_number(af.fp, it->estimate.log_scale);
+            csv_number(af.fp, it->estimate.log_scale_sd);
+            csv_number(af.fp, it->estimate.distance);
+            csv_number(af.fp, it->estimate.weight);
+        }
         csv_metrics(af.fp, &it->unscaled);
         csv_metrics(af.fp, &it->oracle);
-        if (adaptive)
+        if (adaptive) {
             csv_metrics(af.fp, &it->adaptive);
+            csv_metrics(af.fp, &it->gated);
+        }
+        if (constant)
+            csv_metrics(af.fp, &it->constant);
         fputc('\n', af.fp);
     }
     if (ferror(af.fp)) {
@@ -334,10 +254,18 @@ static void write_report(FILE *f, report_fmt fmt, const md_report_info *info,
     else
         fputc('\n', f);
     snprintf(line, sizeof line,
-             "Oracle scale: s* = argmin over [0.1, 2] of W1(s*pred, gt) per image. Median s*: "
+             "Oracle scale: s* = argmin over the scale range of W1(s*pred, gt) per image. Median s*: "
              "train %.3f (%zu images), test %.3f (%zu images).",
              sums[0].scale_median, sums[0].n, sums[1].scale_median, sums[1].n);
     para(f, fmt, line);
+    if (sums[0].at_limit || sums[1].at_limit) {
+        snprintf(line, sizeof line,
+                 "Warning: the oracle scale sits on the range limit for %zu training and %zu test "
+                 "images: their true optimum lies beyond the range, and the oracle row "
+                 "understates what a scale could win there.",
+                 sums[0].at_limit, sums[1].at_limit);
+        para(f, fmt, line);
+    }
     if (info->notes)
         para(f, fmt, info->notes);
 
@@ -363,9 +291,9 @@ static void write_report(FILE *f, report_fmt fmt, const md_report_info *info,
     enum { COLS = 10 };
     const char *hdr[COLS] = {"Method", "AbsRel", "RMSE", "delta1 (%)", "SqRel",
                              "RMSE-log", "log10", "SILog", "delta2 (%)", "delta3 (%)"};
-    cell c[10][COLS];
-    const char *p[11 * COLS];
-    int section[11] = {0};
+    cell c[12][COLS];
+    const char *p[13 * COLS];
+    int section[13] = {0};
     int rows = 1;
     for (int k = 0; k < COLS; k++)
         p[k] = hdr[k];
@@ -379,17 +307,19 @@ static void write_report(FILE *f, report_fmt fmt, const md_report_info *info,
             p[rows * COLS + k] = c[r][k];
         r++;
         rows++;
-        for (int m = 0; m < 4; m++) {
-            static const char *mname[4] = {"unscaled", "oracle scale", "adaptive scale", ""};
-            if ((m == 2 && !adaptive) || (m == 3 && !constant))
+        for (int m = 0; m < 5; m++) {
+            static const char *mname[5] = {"unscaled", "oracle scale", "adaptive scale",
+                                           "gated adaptive scale", ""};
+            if ((m == 2 && !adaptive) || (m == 3 && !adaptive) || (m == 4 && !constant))
                 continue;
             const md_metrics *mm = m == 0   ? &sums[s].unscaled
                                    : m == 1 ? &sums[s].oracle
                                    : m == 2 ? &sums[s].adaptive
+                                   : m == 3 ? &sums[s].gated
                                             : &sums[s].constant;
-            int ok = sums[s].n > 0 && (m < 2 || (m == 2 && sums[s].has_adaptive) ||
-                                       (m == 3 && sums[s].has_constant));
-            if (m == 3)
+            int ok = sums[s].n > 0 && (m < 2 || (m <= 3 && sums[s].has_adaptive) ||
+                                       (m == 4 && sums[s].has_constant));
+            if (m == 4)
                 snprintf(c[r][0], sizeof(cell), "constant scale %.3f", info->constant_scale);
             else
                 snprintf(c[r][0], sizeof(cell), "%s", mname[m]);
@@ -406,10 +336,20 @@ static void write_report(FILE *f, report_fmt fmt, const md_report_info *info,
     }
     table(f, fmt, p, rows, COLS, section);
     if (adaptive) {
+        cell g[4];
+        fmt_num(g[0], 100 * sums[0].gap_closed, 1);
+        fmt_num(g[1], 100 * sums[1].gap_closed, 1);
+        fmt_num(g[2], 100 * sums[0].gap_closed_gated, 1);
+        fmt_num(g[3], 100 * sums[1].gap_closed_gated, 1);
         snprintf(line, sizeof line,
-                 "Gap closed, (AbsRel unscaled - AbsRel adaptive) / (AbsRel unscaled - AbsRel "
-                 "oracle): train %.1f %%, test %.1f %%.",
-                 100 * sums[0].gap_closed, 100 * sums[1].gap_closed);
+                 "Gap closed, (AbsRel unscaled - AbsRel method) / (AbsRel unscaled - AbsRel "
+                 "oracle; n/a where the oracle gains nothing): adaptive train %s %%, test %s %%; "
+                 "gated adaptive (what predict applies by default: the prediction times the "
+                 "gate's weight, which is 0 where the scale model is unsure) train %s %%, test "
+                 "%s %%. The gate applied a scale to %zu of %zu training and %zu of %zu test "
+                 "images.",
+                 g[0], g[1], g[2], g[3], sums[0].n_applied, sums[0].n, sums[1].n_applied,
+                 sums[1].n);
         para(f, fmt, line);
     } else {
         para(f, fmt, "No scale model was given: no adaptive rows.");

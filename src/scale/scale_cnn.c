@@ -25,47 +25,6 @@
 
 /* ------------------------------------------------------------ names */
 
-int md_scale_arch_parse(const char *name)
-{
-    if (!name)
-        return -1;
-    if (strcmp(name, "paper") == 0)
-        return MD_SCALE_ARCH_PAPER;
-    if (strcmp(name, "compact") == 0)
-        return MD_SCALE_ARCH_COMPACT;
-    return -1;
-}
-
-const char *md_scale_arch_name(md_scale_arch arch)
-{
-    switch (arch) {
-    case MD_SCALE_ARCH_PAPER: return "paper";
-    case MD_SCALE_ARCH_COMPACT: return "compact";
-    }
-    return "unknown";
-}
-
-md_train_options md_train_defaults(void)
-{
-    md_train_options o;
-    memset(&o, 0, sizeof o);
-    o.arch = MD_SCALE_ARCH_PAPER;
-    o.input_size = 224;
-    o.epochs = 30;
-    o.batch_size = 30;
-    o.lr = 1e-3;
-    o.beta1 = 0.9;
-    o.beta2 = 0.999;
-    o.eps = 1e-8;
-    o.step_size = 10;
-    o.gamma = 0.5;
-    o.val_fraction = 0.2;
-    o.val_every = 5;
-    o.seed = 0;
-    o.threads = 0;
-    return o;
-}
-
 /* ------------------------------------------------------------ PRNG */
 
 uint64_t md_cnn_rand_next(uint64_t *state)
@@ -510,7 +469,7 @@ md_status md_cnn_preprocess(const md_image *img, int size, float *out, float *tm
 
 /* ------------------------------------------------------------ the model */
 
-struct md_scale_model {
+struct md_cnn_model {
     md_cnn_spec spec;
     float *params;
     char *base_model, *list_hash;
@@ -533,7 +492,7 @@ static char *dup_str(const char *s, md_error *err)
     return d;
 }
 
-void md_scale_model_free(md_scale_model *m)
+void md_cnn_model_free(md_cnn_model *m)
 {
     if (!m)
         return;
@@ -546,9 +505,9 @@ void md_scale_model_free(md_scale_model *m)
 }
 
 static md_status model_new(const md_cnn_spec *spec, const char *base, const char *hash,
-                           md_scale_model **out, md_error *err)
+                           md_cnn_model **out, md_error *err)
 {
-    md_scale_model *m = md_calloc(1, sizeof *m, "scale model", err);
+    md_cnn_model *m = md_calloc(1, sizeof *m, "scale model", err);
     if (!m)
         return MD_ERR_NOMEM;
     m->spec = *spec;
@@ -556,7 +515,7 @@ static md_status model_new(const md_cnn_spec *spec, const char *base, const char
     m->base_model = dup_str(base, err);
     m->list_hash = dup_str(hash, err);
     if (!m->params || !m->base_model || !m->list_hash) {
-        md_scale_model_free(m);
+        md_cnn_model_free(m);
         return MD_ERR_NOMEM;
     }
     *out = m;
@@ -564,7 +523,7 @@ static md_status model_new(const md_cnn_spec *spec, const char *base, const char
 }
 
 /* Fills m->desc from the model's fields (after training or loading). */
-static void update_desc(md_scale_model *m)
+static void update_desc(md_cnn_model *m)
 {
     int k = snprintf(m->desc, sizeof m->desc, "%s scale CNN, %dx%d input, %.2f M params",
                      md_scale_arch_name(m->spec.arch), m->spec.input_size, m->spec.input_size,
@@ -574,17 +533,17 @@ static void update_desc(md_scale_model *m)
                  m->base_model, m->n_train);
 }
 
-const char *md_scale_model_describe(const md_scale_model *m)
+const char *md_cnn_model_describe(const md_cnn_model *m)
 {
     return m ? m->desc : "";
 }
 
-const char *md_scale_model_base(const md_scale_model *m)
+const char *md_cnn_model_base(const md_cnn_model *m)
 {
     return m && m->base_model ? m->base_model : "";
 }
 
-md_status md_scale_model_predict(md_scale_model *m, const md_image *img, double *log_scale,
+md_status md_cnn_model_predict(md_cnn_model *m, const md_image *img, double *log_scale,
                                  md_error *err)
 {
     if (!m || !img || !log_scale)
@@ -613,16 +572,49 @@ md_status md_scale_model_predict(md_scale_model *m, const md_image *img, double 
     return MD_OK;
 }
 
-/* ------------------------------------------------------------ training */
-
-void md_train_log_free(md_train_log *log)
+/* The RGB-only CNNs know nothing of their own reliability: full weight,
+ * unknown spread and distance. Work buffers are per call, so one model can
+ * serve several threads. */
+md_status md_cnn_model_estimate(const md_cnn_model *m, const md_image *img,
+                                  const md_depth *base, md_scale_estimate *out, md_error *err)
 {
-    if (!log)
-        return;
-    free(log->train_loss);
-    free(log->val_loss);
-    memset(log, 0, sizeof *log);
+    (void)base;
+    if (!m || !out)
+        return md_fail(err, MD_ERR_ARG, "scale model estimate: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (!img)
+        return md_fail(err, MD_ERR_ARG, "scale CNN: no image given");
+    if (!img->pixels || img->width < 1 || img->height < 1 || img->width > MD_MAX_DIM ||
+        img->height > MD_MAX_DIM)
+        return md_fail(err, MD_ERR_ARG, "scale model estimate: empty or invalid image");
+    md_cnn_work w;
+    md_status st = md_cnn_work_init(&w, &m->spec, 1, false, 1, err);
+    if (st != MD_OK)
+        return st;
+    float *tmp = md_malloc(sizeof(float) * 3 * (size_t)img->width * (size_t)img->height,
+                           "scale CNN image buffer", err);
+    if (!tmp) {
+        md_cnn_work_free(&w);
+        return MD_ERR_NOMEM;
+    }
+    st = md_cnn_preprocess(img, m->spec.input_size, w.act[0], tmp, err);
+    if (st == MD_OK) {
+        const float *y = md_cnn_forward(&m->spec, m->params, &w, 1);
+        if (!isfinite(y[0]))
+            st = md_fail(err, MD_ERR_DATA, "scale CNN: non-finite output");
+        else
+            out->log_scale = y[0];
+    }
+    free(tmp);
+    md_cnn_work_free(&w);
+    out->log_scale_sd = NAN;
+    out->distance = NAN;
+    out->weight = 1.0;
+    snprintf(out->note, sizeof out->note, "RGB-only CNN: no confidence, applied as predicted");
+    return st;
 }
+
+/* ------------------------------------------------------------ training */
 
 static md_status check_options(const md_train_options *o, size_t n, md_error *err)
 {
@@ -679,8 +671,8 @@ static void load_batch(trainer *t, const size_t *idx, int nb)
     }
 }
 
-md_status md_scale_model_train(const md_image *images, const double *log_scales, size_t n,
-                               const md_train_options *opts, md_scale_model **out,
+md_status md_cnn_model_train(const md_image *images, const double *log_scales, size_t n,
+                               const md_train_options *opts, md_cnn_model **out,
                                md_train_log *log, md_error *err)
 {
     if (out)
@@ -699,7 +691,7 @@ md_status md_scale_model_train(const md_image *images, const double *log_scales,
 
     trainer t;
     memset(&t, 0, sizeof t);
-    md_scale_model *model = NULL;
+    md_cnn_model *model = NULL;
     double *train_log = NULL, *val_log = NULL;
     if ((st = md_cnn_spec_init(&t.spec, o.arch, o.input_size, err)) != MD_OK)
         return st;
@@ -851,7 +843,7 @@ done:
     trainer_free(&t);
     free(train_log);
     free(val_log);
-    md_scale_model_free(model);
+    md_cnn_model_free(model);
     return st;
 }
 
@@ -940,7 +932,7 @@ static int param_shape(const md_cnn_layer *l, int which, int64_t shape[4])
     return 2;
 }
 
-md_status md_scale_model_save(const md_scale_model *m, const char *path, md_error *err)
+md_status md_cnn_model_save(const md_cnn_model *m, const char *path, md_error *err)
 {
     if (!m || !path)
         return md_fail(err, MD_ERR_ARG, "scale model save: NULL argument");
@@ -1034,7 +1026,7 @@ static bool parse_long(const char *s, long lo, long hi, long *v)
     return true;
 }
 
-md_status md_scale_model_load(const char *path, md_scale_model **out, md_error *err)
+md_status md_cnn_model_load(const char *path, md_cnn_model **out, md_error *err)
 {
     if (!path || !out)
         return md_fail(err, MD_ERR_ARG, "scale model load: NULL argument");
@@ -1043,7 +1035,7 @@ md_status md_scale_model_load(const char *path, md_scale_model **out, md_error *
     memset(&w, 0, sizeof w);
     md_meta_entry *meta = NULL;
     size_t n_meta = 0;
-    md_scale_model *m = NULL;
+    md_cnn_model *m = NULL;
     md_status st = md_weights_open(path, &w, err);
     if (st != MD_OK)
         return st;
@@ -1151,7 +1143,7 @@ md_status md_scale_model_load(const char *path, md_scale_model **out, md_error *
     m = NULL;
     st = MD_OK;
 done:
-    md_scale_model_free(m);
+    md_cnn_model_free(m);
     md_safetensors_metadata_free(meta, n_meta);
     md_weights_free(&w);
     return st;

@@ -98,4 +98,23 @@ float md_cnn_rand_unit(uint64_t *state);
 /* Learning rate of 0-based epoch e under StepLR(step_size, gamma). */
 double md_cnn_step_lr(double lr, int epoch, int step_size, double gamma);
 
+/* ------------------------------------------------- the CNN scale models */
+
+/* A trained RGB-only scale CNN (paper or compact). md_scale_model wraps it;
+ * these mirror the public md_scale_model_* calls. */
+typedef struct md_cnn_model md_cnn_model;
+
+md_status md_cnn_model_train(const md_image *images, const double *log_scales, size_t n,
+                             const md_train_options *opts, md_cnn_model **out, md_train_log *log,
+                             md_error *err);
+md_status md_cnn_model_predict(md_cnn_model *model, const md_image *img, double *log_scale,
+                               md_error *err);
+md_status md_cnn_model_estimate(const md_cnn_model *model, const md_image *img,
+                                const md_depth *base, md_scale_estimate *out, md_error *err);
+md_status md_cnn_model_save(const md_cnn_model *model, const char *path, md_error *err);
+md_status md_cnn_model_load(const char *path, md_cnn_model **out, md_error *err);
+const char *md_cnn_model_describe(const md_cnn_model *model);
+const char *md_cnn_model_base(const md_cnn_model *model);
+void md_cnn_model_free(md_cnn_model *model);
+
 #endif
