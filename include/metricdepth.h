@@ -29,7 +29,7 @@
 extern "C" {
 #endif
 
-#define MD_VERSION_STRING "0.1.0"
+#define MD_VERSION_STRING "0.2.0"
 
 /* ---------------------------------------------------------------- errors */
 
@@ -51,6 +51,10 @@ typedef struct {
 /* "ok", "invalid argument", "i/o error", ... */
 const char *md_status_name(md_status status);
 
+/* The library's version at run time ("0.1.0"); MD_VERSION_STRING is the
+ * header's. */
+const char *md_version(void);
+
 /* Writes size bytes to path atomically (a temporary file beside it, then a
  * rename), as every writer of the library does: for an application's own
  * sidecar files. */
@@ -69,6 +73,21 @@ typedef struct {
 md_status md_image_load(const char *path, md_image *out, md_error *err);
 /* Writes an 8-bit RGB PNG. */
 md_status md_image_save_png(const char *path, const md_image *img, md_error *err);
+
+/* Layouts of a caller's pixel buffer. */
+typedef enum {
+    MD_PIXELS_RGB = 0,  /* 3 bytes per pixel */
+    MD_PIXELS_BGR = 1,  /* OpenCV's order */
+    MD_PIXELS_RGBA = 2, /* 4 bytes, alpha ignored */
+    MD_PIXELS_BGRA = 3,
+    MD_PIXELS_GRAY = 4  /* 1 byte, copied to all three channels */
+} md_pixel_format;
+
+/* Copies a caller's 8-bit image (rows stride bytes apart, stride >= width x
+ * bytes per pixel) into a new md_image: camera frames and decoded video go
+ * in without a file. */
+md_status md_image_from_pixels(const uint8_t *pixels, int width, int height, size_t stride,
+                               md_pixel_format format, md_image *out, md_error *err);
 void md_image_free(md_image *img);
 
 /* ----------------------------------------------------------- depth maps */
@@ -100,6 +119,10 @@ md_status md_depth_load(const char *path, const md_depth_read_options *opts, md_
  * to 65.534 m because readers take 65535 as invalid), .npy (float32), .pfm (float32, little-endian). */
 md_status md_depth_save(const char *path, const md_depth *depth, md_error *err);
 md_status md_depth_alloc(md_depth *d, int width, int height, md_error *err);
+/* Copies depth into a caller's float buffer (rows stride bytes apart, stride
+ * >= width x 4), invalid pixels as invalid_value (0, or NAN). */
+md_status md_depth_export(const md_depth *depth, float *dst, size_t stride, float invalid_value,
+                          md_error *err);
 void md_depth_free(md_depth *d);
 static inline int md_depth_valid_at(const md_depth *d, size_t i)
 {

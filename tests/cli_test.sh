@@ -159,6 +159,35 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   [ "$rows" -eq 2 ] && ok || bad "partial.csv has $rows rows, wanted 2"
   grep -q "rgb_00000.jpg" "$T/fit/partial.csv" && grep -q "rgb_00100.jpg" "$T/fit/partial.csv" && ok ||
     bad "the good pairs are missing from partial.csv"
+  # the default architecture: the encoder predictor (features from the cache
+  # fit-scales filled, or computed)
+  expect 0 "$MD" train --scales "$T/fit/scales.csv" --model "$model" -o "$T/fit/enc.safetensors"
+  contains "encoder scale model, 7280 features, 3 training images"
+  contains "alpha 10 (the default"
+  contains "gate: t0"
+  [ ! -e "$T/fit/enc.log.csv" ] && ok || bad "the encoder wrote a CNN training log"
+  expect 2 "$MD" train --scales "$T/fit/scales.csv" --epochs 3 -o "$T/fit/never.safetensors"
+  contains "CNN options"
+  expect 2 "$MD" train --scales "$T/fit/scales.csv" --arch compact --alpha 3 -o "$T/fit/never.safetensors"
+  # a training image is near its own features: some weight; a far input:
+  # predict reports the distance and the gate's decision in the sidecar
+  expect 0 "$MD" predict --model "$model" --scale-model "$T/fit/enc.safetensors" \
+    "$nyu/rgb/rgb_00050.jpg" -o "$T/enc"
+  contains "rgb_00050.jpg: scale [0-9.]* (adaptive, predicted ln s [-+][0-9.]* sd [0-9.]*, distance [0-9.]*, confidence"
+  for k in '"log_scale_sd":[[:space:]]*[0-9]' '"distance":[[:space:]]*[0-9]' '"confidence":' '"applied":'; do
+    grep -q "$k" "$T/enc/rgb_00050.json" && ok || bad "sidecar lacks $k"
+  done
+  # --ungated applies the prediction as it is: the scale is exp(predicted ln s)
+  expect 0 "$MD" predict --model "$model" --scale-model "$T/fit/enc.safetensors" --ungated \
+    "$nyu/rgb/rgb_00050.jpg" -o "$T/enc2"
+  ls_pred=$(sed -n 's/.*"predicted_log_scale":[[:space:]]*\([-0-9.e]*\).*/\1/p' "$T/enc2/rgb_00050.json")
+  sc=$(sed -n 's/.*"scale":[[:space:]]*\([-0-9.e]*\),*$/\1/p' "$T/enc2/rgb_00050.json" | head -1)
+  if awk -v l="$ls_pred" -v s="$sc" 'BEGIN { d = exp(l) - s; exit !(s > 0 && d < 1e-6 && d > -1e-6) }'; then ok
+  else bad "ungated scale $sc is not exp($ls_pred)"; fi
+  # the encoder refuses a base network without its features
+  expect 1 "$MD" predict --model "$SHARED/reference/da2/tiny/model.safetensors" --scale adaptive \
+    --scale-model "$T/fit/enc.safetensors" "$nyu/rgb/rgb_00050.jpg" -o "$T/enc3"
+  contains "encoder features"
   # train two epochs on the three pairs
   expect 0 "$MD" train --scales "$T/fit/scales.csv" --arch compact --epochs 2 --model "$model" \
     --threads 2 -o "$T/fit/scale.safetensors"
@@ -219,6 +248,8 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
     fi
     grep -q "^| Training set | 2 |" "$T/ev/r1/report.md" && ok || bad "Table 1 lacks the train row"
     grep -q "^| adaptive scale |" "$T/ev/r1/report.md" && ok || bad "Table 2 lacks the adaptive rows"
+    grep -q "^| gated adaptive scale |" "$T/ev/r1/report.md" && ok || bad "Table 2 lacks the gated rows"
+    head -1 "$T/ev/r1/per_image.csv" | grep -q "gate_weight" && ok || bad "per_image.csv lacks the gate weight"
     grep -q "^| constant scale [0-9.]* |" "$T/ev/r1/report.md" && ok || bad "Table 2 lacks the constant-scale baseline"
     grep -q '<img src="fig/scatter.png"' "$T/ev/r1/index.html" && ok || bad "index.html lacks the scatter"
     [ "$(grep -c '^train,' "$T/ev/r1/per_image.csv")" -eq 2 ] && ok || bad "per_image.csv train rows"

@@ -1412,6 +1412,86 @@ static void test_regressions(void)
     fprintf(stderr, "  %d regression inputs ran\n", seen);
 }
 
+/* Caller buffers: pixels in with a stride in every layout, depth out with
+ * a stride and an invalid value; point clouds in memory by hand. */
+static void test_buffers(void)
+{
+    md_error err = {0};
+    /* a 2x2 image, stride 16: pixel (x, y) = (10x + y, 100 + x, 200 - y) */
+    uint8_t buf[2 * 16];
+    static const int bpp[5] = {3, 3, 4, 4, 1};
+    for (int f = 0; f < 5; f++) {
+        memset(buf, 0xee, sizeof buf);
+        for (int y = 0; y < 2; y++)
+            for (int x = 0; x < 2; x++) {
+                uint8_t r = (uint8_t)(10 * x + y), g = (uint8_t)(100 + x), b = (uint8_t)(200 - y);
+                uint8_t *p = buf + y * 16 + x * bpp[f];
+                if (f == MD_PIXELS_RGB || f == MD_PIXELS_RGBA)
+                    p[0] = r, p[1] = g, p[2] = b;
+                else if (f == MD_PIXELS_BGR || f == MD_PIXELS_BGRA)
+                    p[0] = b, p[1] = g, p[2] = r;
+                else
+                    p[0] = r;
+            }
+        md_image img = {0};
+        CHECK_OK(md_image_from_pixels(buf, 2, 2, 16, (md_pixel_format)f, &img, &err), &err);
+        for (int y = 0; y < 2 && img.pixels; y++)
+            for (int x = 0; x < 2; x++) {
+                const uint8_t *q = img.pixels + (y * 2 + x) * 3;
+                uint8_t r = (uint8_t)(10 * x + y);
+                if (f == MD_PIXELS_GRAY)
+                    CHECK(q[0] == r && q[1] == r && q[2] == r);
+                else
+                    CHECK(q[0] == r && q[1] == 100 + x && q[2] == 200 - y);
+            }
+        md_image_free(&img);
+    }
+    md_image img = {0};
+    CHECK(md_image_from_pixels(buf, 6, 2, 16, MD_PIXELS_RGB, &img, &err) == MD_ERR_ARG); /* 18 > 16 */
+    CHECK(md_image_from_pixels(NULL, 2, 2, 16, MD_PIXELS_RGB, &img, NULL) == MD_ERR_ARG);
+    CHECK(md_image_from_pixels(buf, 2, 2, 16, (md_pixel_format)9, &img, &err) == MD_ERR_ARG);
+
+    md_depth d = {0};
+    CHECK_OK(md_depth_alloc(&d, 3, 2, &err), &err);
+    for (int i = 0; i < 6; i++)
+        d.data[i] = (float)(i + 1);
+    d.data[4] = 0; /* invalid */
+    float out[2 * 4];
+    for (int i = 0; i < 8; i++)
+        out[i] = -7;
+    CHECK_OK(md_depth_export(&d, out, 4 * sizeof(float), NAN, &err), &err);
+    CHECK(out[0] == 1 && out[1] == 2 && out[2] == 3 && out[3] == -7); /* padding untouched */
+    CHECK(out[4] == 4 && isnan(out[5]) && out[6] == 6 && out[7] == -7);
+    CHECK(md_depth_export(&d, out, 2 * sizeof(float), 0, &err) == MD_ERR_ARG);
+
+    /* the cloud of pixel (1,0) at 2 m and (0,1) at 4 m with fx 100, fy 50, cx 1, cy 0.5:
+     * (0, -0.5*2/50, 2) = (0, -0.02, 2) and (-1*4/100, 0.5*4/50, 4) = (-0.04, 0.04, 4) */
+    md_depth e = {0};
+    CHECK_OK(md_depth_alloc(&e, 2, 2, &err), &err);
+    e.data[1] = 2;
+    e.data[2] = 4;
+    md_intrinsics K = {100, 50, 1, 0.5};
+    md_pointcloud c;
+    CHECK_OK(md_pointcloud_from_depth(&e, NULL, &K, 1, 0, &c, &err), &err);
+    CHECK(c.n == 2 && c.rgb == NULL);
+    if (c.n == 2) {
+        CHECK_NEAR(c.xyz[0], 0, 1e-7);
+        CHECK_NEAR(c.xyz[1], -0.02, 1e-7);
+        CHECK_NEAR(c.xyz[2], 2, 0);
+        CHECK_NEAR(c.xyz[3], -0.04, 1e-7);
+        CHECK_NEAR(c.xyz[4], 0.04, 1e-7);
+        CHECK_NEAR(c.xyz[5], 4, 0);
+    }
+    md_pointcloud_free(&c);
+    CHECK_OK(md_pointcloud_from_depth(&e, NULL, &K, 1, 3.0f, &c, &err), &err); /* max depth 3 */
+    CHECK(c.n == 1);
+    md_pointcloud_free(&c);
+    CHECK(md_pointcloud_from_depth(&e, NULL, &K, 0, 0, &c, &err) == MD_ERR_ARG);
+    md_depth_free(&d);
+    md_depth_free(&e);
+    CHECK(strcmp(md_version(), MD_VERSION_STRING) == 0);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/md_test_io_XXXXXX");
@@ -1429,6 +1509,7 @@ int main(void)
     RUN_TEST(test_unwritable);
     RUN_TEST(test_args);
     RUN_TEST(test_regressions);
+    RUN_TEST(test_buffers);
 
     struct stat st;
     char probe[1024];

@@ -202,3 +202,8 @@ md_status md_file_write_atomic(const char *path, const void *data, size_t size, 
     }
     return md_atomic_commit(&af, err);
 }
+
+const char *md_version(void)
+{
+    return MD_VERSION_STRING;
+}
