@@ -433,6 +433,30 @@ md_status md_threadpool_create(int threads, md_threadpool **out, md_error *err);
 int md_threadpool_threads(const md_threadpool *pool);
 void md_threadpool_free(md_threadpool *pool);
 
+/* -------------------------------------------------------------- runtime */
+
+/* What the kernels run on, for benchmarks and bug reports. */
+typedef struct {
+    char cpu[64];             /* the processor's brand string */
+    int cpus;                 /* online CPUs */
+    const char *fp32_kernels; /* "avx512" or "generic C" */
+    const char *bf16_kernels; /* "avx512_bf16" or "bf16 emulated in C" */
+    int amx_bf16;             /* the CPU has AMX-BF16 tiles (not used by the kernels yet) */
+} md_runtime_info;
+
+void md_runtime_describe(md_runtime_info *out);
+
+/* Measured on the calling thread in about 0.1 s of its CPU time: the clock
+ * (a chain of dependent integer additions, one per cycle) and how many
+ * float32 FMA and bf16 dot-product flops the kernels' instructions retire
+ * per cycle (16 independent chains). Peak GFLOP/s of n cores = n x ghz x
+ * flop_per_cycle. Zero where the CPU lacks the instructions. */
+typedef struct {
+    double ghz, fp32_flop_per_cycle, bf16_flop_per_cycle;
+} md_cpu_throughput;
+
+void md_cpu_measure(md_cpu_throughput *out);
+
 /* ---------------------------------------------------------------- models */
 
 /* A depth network: weights, immutable after md_model_load, and a thread pool.
@@ -448,12 +472,28 @@ void md_threadpool_free(md_threadpool *pool);
  * any other use. */
 typedef struct md_model md_model;
 
+/* The arithmetic of the matrix products (the bulk of a network's work). */
+typedef enum {
+    MD_PRECISION_FP32 = 0, /* float32 throughout: matches the reference implementations */
+    MD_PRECISION_BF16 = 1, /* Depth Anything V2: weights converted to bfloat16 once at load,
+                              products of bf16 values summed in float32; LayerNorm, softmax,
+                              GELU and residual sums stay float32. Native on CPUs with
+                              AVX512_BF16, emulated (slowly) elsewhere */
+    MD_PRECISION_AUTO = 2  /* bf16 where the CPU multiplies bf16 natively, else fp32 */
+} md_precision;
+
+/* "fp32" | "bf16" | "auto"; -1 if unknown. */
+int md_precision_parse(const char *name);
+const char *md_precision_name(md_precision precision);
+
 typedef struct {
     int threads;       /* own pool of this many (0 = all cores); ignored when pool is set */
     md_threadpool *pool; /* the application's pool (borrowed: must outlive the model), or NULL */
     int input_size;    /* DA2: shorter side target (default 518); 0 = model default */
     double max_depth;  /* DA2 metric head: 0 = from file name (20 indoor, 80 outdoor) */
     int relative;      /* DA2: 1 = relative head (ReLU), 0 = metric (sigmoid x max_depth) */
+    md_precision precision; /* default fp32; bf16 is for Depth Anything V2 (an ONNX model
+                               refuses it; auto keeps ONNX models in fp32) */
 } md_model_options;
 
 /* Opens a depth network; the backend is chosen by the file (ONNX, .pth, .safetensors). */
@@ -471,6 +511,10 @@ size_t md_model_features(const md_model *model, uint64_t *signature);
  * additions. */
 md_status md_model_predict_ex(const md_model *model, const md_image *img, md_depth *out,
                               md_features *features, md_error *err);
+/* The network input md_model_predict makes of img (what run_tensor takes):
+ * with md_model_run_tensor, the network alone, e.g. to time it. */
+md_status md_model_preprocess(const md_model *model, const md_image *img, md_tensor *out,
+                              md_error *err);
 /* Raw network on an already preprocessed NCHW (or CHW) tensor. */
 md_status md_model_run_tensor(const md_model *model, const md_tensor *input, md_tensor *output,
                               md_error *err);
@@ -479,6 +523,8 @@ md_status md_model_run_tensor(const md_model *model, const md_tensor *input, md_
 double md_model_gflop(const md_model *model, int width, int height);
 /* "fastdepth (onnx)", "depth-anything-v2 vits metric", ... */
 const char *md_model_describe(const md_model *model);
+/* The precision the model runs in: fp32 or bf16 (auto resolved at load). */
+md_precision md_model_precision(const md_model *model);
 void md_model_free(md_model *model);
 /* The default base model: $METRICDEPTH_MODEL, else
  * $METRICDEPTH_MODELS_DIR/fastdepth_7.onnx (either, when set, is used or

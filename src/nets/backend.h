@@ -20,6 +20,10 @@ typedef struct md_model_backend {
     double (*gflop)(const void *impl, int width, int height); /* may be NULL */
     void (*destroy)(void *impl);
     size_t (*features)(const void *impl, uint64_t *signature); /* may be NULL: none */
+    md_precision (*precision)(const void *impl);                /* may be NULL: fp32 */
+    /* predict's input to the network, as run_tensor takes it; may be NULL */
+    md_status (*preprocess)(const void *impl, const md_image *img, md_tensor *out,
+                            md_error *err);
 } md_model_backend;
 
 /* opts is never NULL; pool is the model's (never NULL: a one-thread pool runs

@@ -7,10 +7,12 @@
  * Sigmoid x max_depth, the relative one in ReLU. */
 #include "backend.h"
 #include "base/base.h"
+#include "base/bufcache.h"
 #include "base/pool.h"
 #include "formats/weights.h"
 #include "nets/da2_model.h"
 #include "ops/cnn_ops.h"
+#include "ops/cpu.h"
 #include "ops/gemm.h"
 #include "ops/resize_ops.h"
 #include "ops/tensor_ops.h"
@@ -69,7 +71,7 @@ typedef struct {
     int relative;
     float max_depth;
     int input_size_opt; /* preprocessing target side (518) */
-    char describe[96];
+    char describe[128];
 
     /* encoder (pretrained.*) */
     const float *cls_token; /* [C] */
@@ -96,6 +98,8 @@ typedef struct {
      * in place in the arena, so the raw pointers of those tensors are stale.
      * Nothing here changes after the open: calls share the model freely. */
     md_threadpool *pool;
+    md_bufcache *cache;                  /* activations between calls (thread-safe) */
+    md_gemm_type type;                   /* the matrix products' arithmetic */
     md_conv patch;                       /* patch embedding, 14x14 stride 14 */
     md_gemm_packed proj_p[4];            /* projects as A [oc_i, C] */
     md_gemm_packed resize0_p, resize1_p; /* ConvTranspose as A [(co, ky, kx), ci] */
@@ -350,16 +354,36 @@ static float *stash(packer *P, const float *w, size_t n)
     return P->tmp;
 }
 
+/* The memory a packed operand of `bytes` goes to: the tensor's own slot of
+ * n floats when it fits (always for A operands and for bf16), else a buffer of
+ * its own. */
+static void *pack_target(packer *P, const float *slot, size_t n, size_t bytes)
+{
+    if (bytes <= n * sizeof(float))
+        return (void *)(uintptr_t)slot;
+    void *dst = NULL;
+    if (P->m->n_extra == (int)(sizeof P->m->extra / sizeof P->m->extra[0]) ||
+        !(dst = aligned_alloc(64, (bytes + 63) / 64 * 64))) {
+        P->status = md_fail(P->err, MD_ERR_NOMEM, "out of memory packing the weights");
+        return NULL;
+    }
+    P->m->extra[P->m->n_extra++] = dst;
+    return dst;
+}
+
 /* A [M, K] (trans: stored [K, M]) packed over its own slot. */
 static void pack_a(packer *P, const float *slot, int M, int K, bool trans, md_gemm_packed *out)
 {
     if (P->status != MD_OK)
         return;
-    float *src = stash(P, slot, (size_t)M * K), *dst = (float *)(uintptr_t)slot;
+    md_gemm_type t = P->m->type;
+    size_t n = (size_t)M * K;
+    void *dst = pack_target(P, slot, n, md_gemm_packed_bytes(t, true, M, K));
+    float *src = dst ? stash(P, slot, n) : NULL;
     if (!src)
         return;
-    md_gemm_pack_a_into(dst, src, trans ? (size_t)M : (size_t)K, trans, M, K);
-    *out = md_gemm_packed_view(dst, true, M, K);
+    md_gemm_pack_a_into(t, dst, src, trans ? (size_t)M : (size_t)K, trans, M, K);
+    *out = md_gemm_packed_view(t, dst, true, M, K);
 }
 
 /* The B operand W^T of x W^T, W [N, K]. */
@@ -367,21 +391,14 @@ static void pack_linear(packer *P, const float *slot, int N, int K, md_gemm_pack
 {
     if (P->status != MD_OK)
         return;
-    size_t need = md_gemm_packed_floats(false, K, N);
-    float *dst = (float *)(uintptr_t)slot;
-    if (need > (size_t)N * K) {
-        if (P->m->n_extra == (int)(sizeof P->m->extra / sizeof P->m->extra[0]) ||
-            !(dst = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64))) {
-            P->status = md_fail(P->err, MD_ERR_NOMEM, "out of memory packing the weights");
-            return;
-        }
-        P->m->extra[P->m->n_extra++] = dst;
-    }
-    float *src = stash(P, slot, (size_t)N * K);
+    md_gemm_type t = P->m->type;
+    size_t n = (size_t)N * K;
+    void *dst = pack_target(P, slot, n, md_gemm_packed_bytes(t, false, K, N));
+    float *src = dst ? stash(P, slot, n) : NULL;
     if (!src)
         return;
-    md_gemm_pack_b_into(dst, src, (size_t)K, true, K, N);
-    *out = md_gemm_packed_view(dst, false, K, N);
+    md_gemm_pack_b_into(t, dst, src, (size_t)K, true, K, N);
+    *out = md_gemm_packed_view(t, dst, false, K, N);
 }
 
 static void prep_conv(packer *P, md_conv *c, const float *w, const float *b, int cin, int cout,
@@ -390,10 +407,12 @@ static void prep_conv(packer *P, md_conv *c, const float *w, const float *b, int
     if (P->status != MD_OK)
         return;
     md_conv2d_params p = {cin, cout, k, k, stride, stride, pad, pad, pad, pad, 1, 1, 1};
-    float *src = stash(P, w, md_conv_packed_floats(&p));
+    size_t n = (size_t)cout * cin * k * k;
+    void *dst = pack_target(P, w, n, md_conv_packed_bytes(&p, P->m->type));
+    float *src = dst ? stash(P, w, n) : NULL;
     if (!src)
         return;
-    md_conv_init_into(c, &p, src, b, (float *)(uintptr_t)w);
+    md_conv_init_into(c, &p, P->m->type, src, b, dst);
     c->weight = NULL; /* src is scratch; the packed copy is all that is read */
 }
 
@@ -434,6 +453,21 @@ static md_status prepare(da2_model *m, md_error *err)
 
 /* ------------------------------------------------------------- encoder */
 
+/* Activation buffers come from the model's cache (no page faults in the
+ * steady state) and go back to it. */
+static void *ws_get(const da2_model *m, size_t bytes, const char *what, md_error *err)
+{
+    void *p = md_bufcache_get(m->cache, bytes);
+    if (!p)
+        md_fail(err, MD_ERR_NOMEM, "depth anything v2: out of memory for the %s", what);
+    return p;
+}
+
+static void ws_put(const da2_model *m, void *p)
+{
+    md_bufcache_put(m->cache, p);
+}
+
 /* x += gamma * y, row-wise. */
 static void add_scaled(float *x, const float *y, const float *gamma, int rows, int dim)
 {
@@ -445,25 +479,35 @@ static void add_scaled(float *x, const float *y, const float *gamma, int rows, i
     }
 }
 
-/* y [rows, N] = x [rows, K] W^T + b on this thread (the caller splits rows). */
-static void linear(md_gemm_isa isa, const float *x, int rows, const md_gemm_packed *w,
-                   const float *b, float *y)
+/* y [rows, N] = x [rows, K] W^T + b on this thread (the caller splits rows).
+ * bf16: x goes through xb (rows x K bf16) first, read in place by the kernel. */
+static void linear(md_gemm_isa isa, const float *x, uint16_t *xb, int rows,
+                   const md_gemm_packed *w, const float *b, float *y)
 {
     int K = w->rows, N = w->cols;
     md_gemm_epilogue e = md_gemm_epilogue_none();
     e.bias_col = b;
-    md_gemm_block(isa, rows, N, K, 1.0f, md_gemm_direct(x, (size_t)K), md_gemm_prepacked(w), y,
-                  (size_t)N, &e, 0, rows, 0, N);
+    md_gemm_operand a = md_gemm_direct(x, (size_t)K);
+    if (md_gemm_isa_type(isa) == MD_GEMM_BF16) {
+        md_f32_to_bf16(x, xb, (size_t)rows * K);
+        a = md_gemm_direct(xb, (size_t)K);
+    }
+    md_gemm_block(isa, rows, N, K, 1.0f, a, md_gemm_prepacked(w), y, (size_t)N, &e, 0, rows, 0,
+                  N);
 }
 
 /* Work shared by the encoder's parallel phases. Token-local work (LayerNorm,
  * the linear layers, GELU, residuals) is split by rows; attention by (block
- * of query rows, head), after each head's keys and values are packed. */
+ * of query rows, head), after each head's keys and values are packed.
+ * LayerNorm, softmax, GELU and the residual stream X stay float32 in both
+ * precisions; bf16 only feeds the matrix products. */
 typedef struct {
     const da2_model *m;
     md_gemm_isa isa;
-    float *X, *Y, *A, *P, *QKV, *Hid, *S, *KV; /* S: one score block per worker */
-    size_t kv_floats;                          /* per head */
+    float *X, *Y, *A, *P, *QKV, *Hid; /* float32 activations */
+    uint16_t *B16, *QKV16;            /* bf16: a matrix product's input rows; q k v rounded */
+    char *S, *KV;                     /* per worker attention scratch; per head packed k, v */
+    size_t s_bytes, kv_bytes;
     int T, C, M, chunk;
     int finish;  /* block whose MLP half runs in this row phase, or -1 */
     int start;   /* block whose attention input is prepared, or -1 */
@@ -482,23 +526,27 @@ static void enc_rows_task(void *vctx, int task, int worker)
     int C = c->C, M = c->M;
     size_t o = (size_t)r0 * C;
     float *X = c->X + o, *Y = c->Y + o, *A = c->A + o, *P = c->P + o;
+    uint16_t *xb = c->B16 ? c->B16 + (size_t)r0 * M : NULL; /* M >= C columns per row */
     if (c->finish >= 0) {
         const da2_block *b = &c->m->blocks[c->finish];
         float *Hid = c->Hid + (size_t)r0 * M;
-        linear(c->isa, A, n, &b->proj, b->proj_b, P);
+        linear(c->isa, A, xb, n, &b->proj, b->proj_b, P);
         add_scaled(X, P, b->ls1, n, C);
         md_layernorm(X, n, C, b->norm2_w, b->norm2_b, DA2_LN_EPS, Y);
-        linear(c->isa, Y, n, &b->fc1, b->fc1_b, Hid);
+        linear(c->isa, Y, xb, n, &b->fc1, b->fc1_b, Hid);
         md_gelu_erf(Hid, (size_t)n * M);
-        linear(c->isa, Hid, n, &b->fc2, b->fc2_b, P);
+        linear(c->isa, Hid, xb, n, &b->fc2, b->fc2_b, P);
         add_scaled(X, P, b->ls2, n, C);
         if (c->feat)
             md_layernorm(X, n, C, c->m->norm_w, c->m->norm_b, DA2_LN_EPS, c->feat + o);
     }
     if (c->start >= 0) {
         const da2_block *b = &c->m->blocks[c->start];
+        float *qkv = c->QKV + (size_t)r0 * 3 * C;
         md_layernorm(X, n, C, b->norm1_w, b->norm1_b, DA2_LN_EPS, Y);
-        linear(c->isa, Y, n, &b->qkv, b->qkv_b, c->QKV + (size_t)r0 * 3 * C);
+        linear(c->isa, Y, xb, n, &b->qkv, b->qkv_b, qkv);
+        if (c->QKV16)
+            md_f32_to_bf16(qkv, c->QKV16 + (size_t)r0 * 3 * C, (size_t)n * 3 * C);
     }
 }
 
@@ -506,8 +554,8 @@ static void enc_kv_task(void *vctx, int head, int worker)
 {
     enc_ctx *c = vctx;
     (void)worker;
-    md_attention_pack_kv(c->QKV, c->T, c->m->heads, c->C / c->m->heads, head,
-                         c->KV + (size_t)head * c->kv_floats);
+    md_attention_pack_kv(md_gemm_isa_type(c->isa), c->QKV, c->T, c->m->heads, c->C / c->m->heads,
+                         head, c->KV + (size_t)head * c->kv_bytes);
 }
 
 static void enc_attn_task(void *vctx, int task, int worker)
@@ -516,8 +564,9 @@ static void enc_attn_task(void *vctx, int task, int worker)
     int heads = c->m->heads;
     int r0 = (task / heads) * MD_ATTENTION_BLOCK, h = task % heads;
     int r1 = r0 + MD_ATTENTION_BLOCK < c->T ? r0 + MD_ATTENTION_BLOCK : c->T;
-    md_attention_rows(c->QKV, c->KV + (size_t)h * c->kv_floats, c->T, heads, c->C / heads, h, r0,
-                      r1, c->A, c->S + (size_t)worker * MD_ATTENTION_BLOCK * c->T);
+    md_attention_rows(md_gemm_isa_type(c->isa), c->QKV, c->QKV16,
+                      c->KV + (size_t)h * c->kv_bytes, c->T, heads, c->C / heads, h, r0, r1,
+                      c->A, c->S + (size_t)worker * c->s_bytes);
 }
 
 static md_status encode(const da2_model *m, const float *img, int H, int W, float *feats[4],
@@ -525,26 +574,35 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
 {
     int ph = H / DA2_PATCH, pw = W / DA2_PATCH, np = ph * pw, T = np + 1;
     int C = m->embed, M = m->mlp, G = m->pos_grid, nt = md_pool_threads(m->pool);
+    bool bf = m->type == MD_GEMM_BF16;
     size_t TC = (size_t)T * C;
-    size_t kv = md_attention_kv_floats(T, C / m->heads);
+    size_t kv_bytes = (md_attention_kv_bytes(m->type, T, C / m->heads) + 63) / 64 * 64;
+    size_t s_bytes = md_attention_scratch_bytes(m->type, T);
     size_t pos_tmp = (size_t)G * pw;
-    size_t big = (size_t)nt * MD_ATTENTION_BLOCK * T;
+    /* floats of: X Y A P, QKV, Hid, packed k v, then the bigger of the
+     * attention scratch and the patch embedding's buffers */
+    size_t big = s_bytes * (size_t)nt / sizeof(float);
     size_t small = (size_t)C * np + (size_t)C * np + pos_tmp + (size_t)C * G * G;
     if (small > big)
         big = small;
-    size_t total = TC * 4 + (size_t)T * 3 * C + (size_t)T * M + kv * m->heads + big;
-    float *buf = md_malloc(total * sizeof(float), "encoder activations", err);
+    size_t n16 = bf ? (size_t)T * M + (size_t)T * 3 * C : 0; /* B16, QKV16 */
+    size_t total = TC * 4 + (size_t)T * 3 * C + (size_t)T * M + kv_bytes * m->heads / 4 + big +
+                   (n16 + 1) / 2 + 16;
+    float *buf = ws_get(m, total * sizeof(float), "encoder activations", err);
     if (!buf)
         return MD_ERR_NOMEM;
     float *X = buf, *Y = X + TC, *A = Y + TC, *P = A + TC, *QKV = P + TC;
-    float *Hid = QKV + (size_t)T * 3 * C, *KV = Hid + (size_t)T * M, *S = KV + kv * m->heads;
+    float *Hid = QKV + (size_t)T * 3 * C;
+    char *KV = (char *)(Hid + (size_t)T * M);
+    float *S = (float *)(KV + kv_bytes * m->heads);
+    uint16_t *B16 = bf ? (uint16_t *)(S + big) : NULL, *QKV16 = bf ? B16 + (size_t)T * M : NULL;
 
     /* Patch embedding [C, np] and (interpolated) position embedding. */
     float *patches = S, *posi = S + (size_t)C * np, *postmp = posi + (size_t)C * np;
     md_conv_src src = md_conv_plain_src(img, H, W);
     md_conv_dst dst = md_conv_to(patches, -INFINITY, INFINITY);
     if (!md_conv_forward(&m->patch, m->pool, &src, &dst, NULL)) {
-        free(buf);
+        ws_put(m, buf);
         return md_fail(err, MD_ERR_NOMEM, "depth anything v2: out of memory in the patch embedding");
     }
     bool same_grid = np == G * G && H == W;
@@ -572,8 +630,8 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
     int chunk = (T + nt - 1) / nt;
     chunk = (chunk + MD_GEMM_MR - 1) / MD_GEMM_MR * MD_GEMM_MR;
     int row_tasks = (T + chunk - 1) / chunk;
-    enc_ctx c = {m, md_gemm_isa_best(MD_GEMM_F32), X, Y, A, P, QKV, Hid, S, KV, kv, T, C, M,
-                 chunk, -1, 0, NULL};
+    enc_ctx c = {m,      md_gemm_isa_best(m->type), X,  Y, A, P, QKV, Hid, B16, QKV16,
+                 (char *)S, KV, s_bytes, kv_bytes, T, C, M, chunk, -1, 0, NULL};
     int last = m->layers[3], next = 0;
     int n_attn = ((T + MD_ATTENTION_BLOCK - 1) / MD_ATTENTION_BLOCK) * m->heads;
     for (int l = 0; l <= last; l++) {
@@ -587,7 +645,7 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
             next++;
     }
     md_pool_run(m->pool, row_tasks, enc_rows_task, &c);
-    free(buf);
+    ws_put(m, buf);
     return MD_OK;
 }
 
@@ -670,7 +728,8 @@ static void conv_transpose_k(md_threadpool *pool, const float *in, int c, int h,
 {
     int n = h * w, ck = c * k * k;
     /* tmp[(co, ky, kx), (y, x)] = sum_ci weight[ci, (co, ky, kx)] in[ci, (y, x)] */
-    md_gemm(pool, ck, n, c, 1.0f, md_gemm_prepacked(weight), md_gemm_raw(in, (size_t)n, false),
+    md_gemm(pool, weight->type, ck, n, c, 1.0f, md_gemm_prepacked(weight),
+            md_gemm_raw(in, (size_t)n, false),
             tmp, (size_t)n, NULL);
     int ow = w * k;
     for (int co = 0; co < c; co++)
@@ -706,12 +765,13 @@ typedef struct {
  * The 1x1 out_conv commutes with the bilinear upsampling (both linear, the
  * interpolation weights sum to 1, so the bias passes through): it runs at
  * the lower resolution, up(out_conv(.)), a quarter of the work. */
-static md_status fusion(md_threadpool *pool, const da2_fusion *f, int F, const fmap *x0,
+static md_status fusion(const da2_model *m, const da2_fusion *f, int F, const fmap *x0,
                         const fmap *x1, int oh, int ow, fmap *out, md_error *err)
 {
+    md_threadpool *pool = m->pool;
     int H = x0->h, W = x0->w;
     size_t n = (size_t)F * H * W, no = (size_t)F * oh * ow;
-    float *buf = md_malloc(3 * n * sizeof(float), "refinenet", err);
+    float *buf = ws_get(m, 3 * n * sizeof(float), "refinenet", err);
     if (!buf)
         return MD_ERR_NOMEM;
     float *a = buf, *b = a + n, *t = b + n;
@@ -731,12 +791,12 @@ static md_status fusion(md_threadpool *pool, const da2_fusion *f, int F, const f
         s = conv_run(&f->out, pool, &src, &dst, err);
     }
     if (s == MD_OK) {
-        out->data = md_malloc(no * sizeof(float), "refinenet output", err);
+        out->data = ws_get(m, no * sizeof(float), "refinenet output", err);
         s = out->data ? bilinear(pool, t, F, H, W, out->data, oh, ow, err) : MD_ERR_NOMEM;
         out->h = oh;
         out->w = ow;
     }
-    free(buf);
+    ws_put(m, buf);
     return s;
 }
 
@@ -759,9 +819,9 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
     size_t n3 = (size_t)hs[3] * ws[3];
     size_t n_up = oc0 * 16 * np > oc1 * 4 * np ? oc0 * 16 * np : oc1 * 4 * np;
     size_t n_layer = n_up > oc3 * n3 ? n_up : oc3 * n3;
-    proj = md_malloc(maxc * np * sizeof(float), "projection", err);
-    tmp = md_malloc(n_up * sizeof(float), "resize", err);
-    layer = md_malloc(n_layer * sizeof(float), "resized layer", err);
+    proj = ws_get(m, maxc * np * sizeof(float), "projection", err);
+    tmp = ws_get(m, n_up * sizeof(float), "resize", err);
+    layer = ws_get(m, n_layer * sizeof(float), "resized layer", err);
     if (!proj || !tmp || !layer) {
         s = MD_ERR_NOMEM;
         goto done;
@@ -772,7 +832,7 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
         /* proj [oc, np] = W [oc, C] tokens^T + b */
         md_gemm_epilogue e = md_gemm_epilogue_none();
         e.bias_row = m->proj_b[i];
-        md_gemm(pool, oc, np, C, 1.0f, md_gemm_prepacked(&m->proj_p[i]),
+        md_gemm(pool, m->type, oc, np, C, 1.0f, md_gemm_prepacked(&m->proj_p[i]),
                 md_gemm_raw(tokens, (size_t)C, true), proj, (size_t)np, &e);
         const float *lay = layer;
         if (i == 0) {
@@ -789,7 +849,7 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
         }
         rn[i].h = hs[i];
         rn[i].w = ws[i];
-        rn[i].data = md_malloc((size_t)F * hs[i] * ws[i] * sizeof(float), "layer_rn", err);
+        rn[i].data = ws_get(m, (size_t)F * hs[i] * ws[i] * sizeof(float), "layer_rn", err);
         if (!rn[i].data) {
             s = MD_ERR_NOMEM;
             break;
@@ -798,29 +858,29 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
         md_conv_dst dst = md_conv_to(rn[i].data, -INFINITY, INFINITY);
         s = conv_run(&m->rn[i], pool, &src, &dst, err);
     }
-    free(proj);
-    free(tmp);
-    free(layer);
+    ws_put(m, proj);
+    ws_put(m, tmp);
+    ws_put(m, layer);
     proj = tmp = layer = NULL;
     if (s != MD_OK)
         goto done;
-    s = fusion(pool, &m->fusion[3], F, &rn[3], NULL, hs[2], ws[2], &path[3], err);
+    s = fusion(m, &m->fusion[3], F, &rn[3], NULL, hs[2], ws[2], &path[3], err);
     if (s == MD_OK)
-        s = fusion(pool, &m->fusion[2], F, &path[3], &rn[2], hs[1], ws[1], &path[2], err);
+        s = fusion(m, &m->fusion[2], F, &path[3], &rn[2], hs[1], ws[1], &path[2], err);
     if (s == MD_OK)
-        s = fusion(pool, &m->fusion[1], F, &path[2], &rn[1], hs[0], ws[0], &path[1], err);
+        s = fusion(m, &m->fusion[1], F, &path[2], &rn[1], hs[0], ws[0], &path[1], err);
     if (s == MD_OK)
-        s = fusion(pool, &m->fusion[0], F, &path[1], &rn[0], hs[0] * 2, ws[0] * 2, &path[0], err);
+        s = fusion(m, &m->fusion[0], F, &path[1], &rn[0], hs[0] * 2, ws[0] * 2, &path[0], err);
     if (s != MD_OK)
         goto done;
     for (int i = 0; i < 4; i++) {
-        free(rn[i].data);
+        ws_put(m, rn[i].data);
         rn[i].data = NULL;
     }
     {
         int h1 = path[0].h, w1 = path[0].w, Hn = ph * DA2_PATCH, Wn = pw * DA2_PATCH;
         int F2 = F / 2;
-        float *o1 = md_malloc((size_t)F2 * h1 * w1 * sizeof(float), "output_conv1", err);
+        float *o1 = ws_get(m, (size_t)F2 * h1 * w1 * sizeof(float), "output_conv1", err);
         if (!o1) {
             s = MD_ERR_NOMEM;
             goto done;
@@ -828,7 +888,7 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
         md_conv_src src = md_conv_plain_src(path[0].data, h1, w1);
         md_conv_dst dst = md_conv_to(o1, -INFINITY, INFINITY);
         s = conv_run(&m->out1, pool, &src, &dst, err);
-        free(path[0].data);
+        ws_put(m, path[0].data);
         path[0].data = NULL;
         if (s == MD_OK) {
             /* upsample to the network size, output_conv2 (3x3, ReLU, 1x1) and
@@ -839,15 +899,15 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
             md_conv_dst band = {NULL, 0.0f, INFINITY, NULL, final_band, &fin};
             s = conv_run(&m->out2, pool, &up, &band, err);
         }
-        free(o1);
+        ws_put(m, o1);
     }
 done:
-    free(proj);
-    free(tmp);
-    free(layer);
+    ws_put(m, proj);
+    ws_put(m, tmp);
+    ws_put(m, layer);
     for (int i = 0; i < 4; i++) {
-        free(rn[i].data);
-        free(path[i].data);
+        ws_put(m, rn[i].data);
+        ws_put(m, path[i].data);
     }
     return s;
 }
@@ -863,35 +923,43 @@ static md_status check_input_size(int H, int W, md_error *err)
     return MD_OK;
 }
 
-md_status md_da2_encode(const void *impl, const float *chw, int height, int width, float *feats[4],
-                        int *tokens, int *embed, md_error *err)
+/* The encoder's four feature maps into feats (new buffers, from the model's
+ * cache when cached, else plain malloc for the caller to free). */
+static md_status encode_feats(const da2_model *m, const float *chw, int height, int width,
+                              float *feats[4], bool cached, md_error *err)
 {
-    const da2_model *m = impl;
     for (int k = 0; k < 4; k++)
         feats[k] = NULL;
     md_status s = check_input_size(height, width, err);
     if (s != MD_OK)
         return s;
-    int T = (height / DA2_PATCH) * (width / DA2_PATCH) + 1;
-    for (int k = 0; k < 4; k++) {
-        feats[k] = md_malloc((size_t)T * m->embed * sizeof(float), "encoder features", err);
-        if (!feats[k]) {
-            for (int j = 0; j < k; j++) {
-                free(feats[j]);
-                feats[j] = NULL;
-            }
-            return MD_ERR_NOMEM;
-        }
+    size_t bytes = (size_t)((height / DA2_PATCH) * (width / DA2_PATCH) + 1) * m->embed * sizeof(float);
+    for (int k = 0; k < 4 && s == MD_OK; k++) {
+        feats[k] = cached ? ws_get(m, bytes, "encoder features", err)
+                          : md_malloc(bytes, "encoder features", err);
+        if (!feats[k])
+            s = MD_ERR_NOMEM;
     }
-    s = encode(m, chw, height, width, feats, err);
+    if (s == MD_OK)
+        s = encode(m, chw, height, width, feats, err);
     if (s != MD_OK)
         for (int k = 0; k < 4; k++) {
-            free(feats[k]);
+            if (cached)
+                ws_put(m, feats[k]);
+            else
+                free(feats[k]);
             feats[k] = NULL;
         }
-    *tokens = T;
-    *embed = m->embed;
     return s;
+}
+
+md_status md_da2_encode(const void *impl, const float *chw, int height, int width, float *feats[4],
+                        int *tokens, int *embed, md_error *err)
+{
+    const da2_model *m = impl;
+    *tokens = (height / DA2_PATCH) * (width / DA2_PATCH) + 1;
+    *embed = m->embed;
+    return encode_feats(m, chw, height, width, feats, false, err);
 }
 
 /* depth [14*ph, 14*pw] from a preprocessed [3, H, W] input. */
@@ -899,13 +967,12 @@ static md_status forward(const da2_model *m, const float *chw, int H, int W, flo
                          md_error *err)
 {
     float *feats[4];
-    int T, C;
-    md_status s = md_da2_encode(m, chw, H, W, feats, &T, &C, err);
+    md_status s = encode_feats(m, chw, H, W, feats, true, err);
     if (s != MD_OK)
         return s;
     s = head(m, feats, H / DA2_PATCH, W / DA2_PATCH, depth, err);
     for (int k = 0; k < 4; k++)
-        free(feats[k]);
+        ws_put(m, feats[k]);
     return s;
 }
 
@@ -1007,23 +1074,23 @@ static md_status da2_predict(const void *impl, const md_image *img, md_depth *ou
     if (s != MD_OK)
         return s;
     int Hn = (H / DA2_PATCH) * DA2_PATCH, Wn = (W / DA2_PATCH) * DA2_PATCH;
-    float *net = md_malloc((size_t)Hn * Wn * sizeof(float), "depth", err);
+    float *net = ws_get(m, (size_t)Hn * Wn * sizeof(float), "depth", err);
     float *res = md_malloc((size_t)img->width * img->height * sizeof(float), "depth map", err);
     if (!net || !res) {
         free(chw);
-        free(net);
+        ws_put(m, net);
         free(res);
         return MD_ERR_NOMEM;
     }
     s = forward(m, chw, H, W, net, err);
     free(chw);
     if (s != MD_OK) {
-        free(net);
+        ws_put(m, net);
         free(res);
         return s;
     }
     s = bilinear(m->pool, net, 1, Hn, Wn, res, img->height, img->width, err);
-    free(net);
+    ws_put(m, net);
     if (s != MD_OK) {
         free(res);
         return s;
@@ -1076,13 +1143,37 @@ static void da2_destroy(void *impl)
         return;
     for (int i = 0; i < m->n_extra; i++)
         free(m->extra[i]);
+    md_bufcache_free(m->cache);
     free(m->blocks);
     free(m->arena);
     free(m);
 }
 
+static md_status da2_preprocess_tensor(const void *impl, const md_image *img, md_tensor *out,
+                                       md_error *err)
+{
+    const da2_model *m = impl;
+    int H, W;
+    md_status s = md_da2_preprocess(img, m->input_size_opt, &out->data, &H, &W, err);
+    if (s != MD_OK)
+        return s;
+    out->ndim = 4;
+    out->shape[0] = 1;
+    out->shape[1] = 3;
+    out->shape[2] = H;
+    out->shape[3] = W;
+    return MD_OK;
+}
+
+static md_precision da2_precision(const void *impl)
+{
+    return ((const da2_model *)impl)->type == MD_GEMM_BF16 ? MD_PRECISION_BF16
+                                                           : MD_PRECISION_FP32;
+}
+
 static const md_model_backend da2_backend = {
-    "depth-anything-v2", da2_predict, da2_run_tensor, da2_describe, da2_gflop, da2_destroy, NULL,
+    "depth-anything-v2", da2_predict, da2_run_tensor, da2_describe, da2_gflop,
+    da2_destroy,         NULL,        da2_precision,  da2_preprocess_tensor,
 };
 
 static const char *encoder_name(int embed)
@@ -1115,6 +1206,11 @@ md_status md_da2_model_open(const char *path, const md_model_options *opts, md_t
         md_weights_free(&w);
         return MD_ERR_NOMEM;
     }
+    md_cpu_features cpu = md_cpu_detect();
+    m->type = o.precision == MD_PRECISION_BF16 ||
+                      (o.precision == MD_PRECISION_AUTO && (cpu.avx512_bf16 || cpu.amx_bf16))
+                  ? MD_GEMM_BF16
+                  : MD_GEMM_F32;
     s = read_config(&w, path, m, err);
     if (s == MD_OK)
         s = load_weights(&w, path, m, err);
@@ -1134,17 +1230,25 @@ md_status md_da2_model_open(const char *path, const md_model_options *opts, md_t
     }
     m->input_size_opt = o.input_size > 0 ? o.input_size : 518;
     m->pool = pool;
+    m->cache = md_bufcache_create((size_t)512 << 20);
+    if (!m->cache) {
+        da2_destroy(m);
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
+    }
     const char *enc = encoder_name(m->embed);
     char encbuf[32];
     if (!enc) {
         snprintf(encbuf, sizeof encbuf, "vit-%d", m->embed);
         enc = encbuf;
     }
+    char prec[48] = "";
+    if (m->type == MD_GEMM_BF16)
+        snprintf(prec, sizeof prec, ", bf16 (%s)", md_gemm_isa_name(md_gemm_isa_best(MD_GEMM_BF16)));
     if (m->relative)
-        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s relative", enc);
+        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s relative%s", enc, prec);
     else
-        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s metric (max %g m)", enc,
-                 (double)m->max_depth);
+        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s metric (max %g m)%s", enc,
+                 (double)m->max_depth, prec);
     *backend = &da2_backend;
     *impl = m;
     return MD_OK;

@@ -20,6 +20,29 @@ struct md_model {
 /* Chooses the backend from the file's first bytes, falling back to the
  * extension: a zip is a PyTorch checkpoint, a safetensors file starts with a
  * little-endian header length followed by '{'. */
+int md_precision_parse(const char *name)
+{
+    if (!name)
+        return -1;
+    if (strcmp(name, "fp32") == 0)
+        return MD_PRECISION_FP32;
+    if (strcmp(name, "bf16") == 0)
+        return MD_PRECISION_BF16;
+    if (strcmp(name, "auto") == 0)
+        return MD_PRECISION_AUTO;
+    return -1;
+}
+
+const char *md_precision_name(md_precision precision)
+{
+    switch (precision) {
+    case MD_PRECISION_FP32: return "fp32";
+    case MD_PRECISION_BF16: return "bf16";
+    case MD_PRECISION_AUTO: return "auto";
+    }
+    return "unknown";
+}
+
 static md_status pick_opener(const char *path, md_model_opener *open, md_error *err)
 {
     FILE *fp = fopen(path, "rb");
@@ -59,6 +82,8 @@ md_status md_model_load(const char *path, const md_model_options *opts, md_model
         opts = &defaults;
     if (opts->threads < 0)
         return md_fail(err, MD_ERR_ARG, "%s: negative thread count %d", path, opts->threads);
+    if (opts->precision < MD_PRECISION_FP32 || opts->precision > MD_PRECISION_AUTO)
+        return md_fail(err, MD_ERR_ARG, "%s: unknown precision %d", path, (int)opts->precision);
     md_model *m = md_calloc(1, sizeof *m, "model", err);
     if (!m)
         return MD_ERR_NOMEM;
@@ -133,6 +158,27 @@ double md_model_gflop(const md_model *model, int width, int height)
 const char *md_model_describe(const md_model *model)
 {
     return model ? model->backend->describe(model->impl) : "";
+}
+
+md_status md_model_preprocess(const md_model *model, const md_image *img, md_tensor *out,
+                              md_error *err)
+{
+    if (!out)
+        return md_fail(err, MD_ERR_ARG, "preprocess: NULL output");
+    memset(out, 0, sizeof *out);
+    if (!model || !img || !img->pixels || img->width <= 0 || img->height <= 0)
+        return md_fail(err, MD_ERR_ARG, "preprocess: no model or empty image");
+    if (!model->backend->preprocess)
+        return md_fail(err, MD_ERR_UNSUPPORTED, "%s: no image preprocessing",
+                       model->backend->describe(model->impl));
+    return model->backend->preprocess(model->impl, img, out, err);
+}
+
+md_precision md_model_precision(const md_model *model)
+{
+    if (!model || !model->backend->precision)
+        return MD_PRECISION_FP32;
+    return model->backend->precision(model->impl);
 }
 
 size_t md_model_features(const md_model *model, uint64_t *signature)

@@ -93,6 +93,93 @@ static int round_half_even(double v)
     return (int)r;
 }
 
+/* Where the preprocessing takes the network input from (FastDepth's steps
+ * 1-3 above): the resized size, the crop offsets. */
+typedef struct {
+    int rh, rw, cy, cx;
+} fd_geometry;
+
+static fd_geometry fd_geometry_of(int w, int h)
+{
+    /* Step 1 sizes (Python: int(size * scale) in double). */
+    fd_geometry g;
+    double s = (double)FD_RESIZE_H / h;
+    g.rh = (int)(h * s);
+    g.rw = (int)(w * s);
+    if (g.rw < FD_CROP_W) {
+        s = (double)FD_CROP_W / w;
+        g.rh = (int)(h * s);
+        g.rw = (int)(w * s);
+    }
+    if (g.rh < FD_CROP_H)
+        g.rh = FD_CROP_H;
+    if (g.rw < FD_CROP_W)
+        g.rw = FD_CROP_W;
+    g.cy = round_half_even((g.rh - FD_CROP_H) / 2.0);
+    g.cx = round_half_even((g.rw - FD_CROP_W) / 2.0);
+    return g;
+}
+
+/* PIL NEAREST's source index (md_resize_pil_nearest's rule). */
+static int nearest_src(int i, int in, int out)
+{
+    int v = (int)floor((i + 0.5) * ((double)in / out));
+    return v < 0 ? 0 : v >= in ? in - 1 : v;
+}
+
+/* Steps 1-4 at once: both resizes are nearest and the crop an offset, so
+ * each network pixel copies one image pixel, found by composing the index
+ * maps (the same pixel the step-by-step resizes pick). net: 3 x in_h x in_w. */
+static md_status fd_preprocess(const onnx_impl *m, const md_image *img, float *net, md_error *err)
+{
+    int w = img->width, h = img->height;
+    fd_geometry g = fd_geometry_of(w, h);
+    int *xs = malloc(sizeof(int) * (size_t)m->in_w);
+    if (!xs)
+        return md_fail(err, MD_ERR_NOMEM, "predict: out of memory");
+    for (int x = 0; x < m->in_w; x++)
+        xs[x] = nearest_src(g.cx + nearest_src(x, FD_CROP_W, m->in_w), w, g.rw);
+    size_t plane = (size_t)m->in_h * m->in_w;
+    for (int y = 0; y < m->in_h; y++) {
+        int sy = nearest_src(g.cy + nearest_src(y, FD_CROP_H, m->in_h), h, g.rh);
+        const uint8_t *row = img->pixels + (size_t)sy * w * 3;
+        for (int c = 0; c < 3; c++) {
+            float *dst = net + (size_t)c * plane + (size_t)y * m->in_w;
+            for (int x = 0; x < m->in_w; x++)
+                dst[x] = (float)row[(size_t)xs[x] * 3 + (size_t)c] * (1.0f / 255.0f);
+        }
+    }
+    free(xs);
+    return MD_OK;
+}
+
+static md_status onnx_preprocess(const void *impl, const md_image *img, md_tensor *out,
+                                 md_error *err)
+{
+    const onnx_impl *m = impl;
+    if (!m->depth_like)
+        return md_fail(err, MD_ERR_UNSUPPORTED, "%s: no image preprocessing for this graph",
+                       m->desc);
+    if (img->width > MD_MAX_DIM || img->height > MD_MAX_DIM)
+        return md_fail(err, MD_ERR_ARG, "predict: image %dx%d too large", img->width,
+                       img->height);
+    out->data = malloc(sizeof(float) * 3 * (size_t)m->in_h * m->in_w);
+    if (!out->data)
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory for the input", m->desc);
+    md_status st = fd_preprocess(m, img, out->data, err);
+    if (st != MD_OK) {
+        free(out->data);
+        out->data = NULL;
+        return st;
+    }
+    out->ndim = 4;
+    out->shape[0] = 1;
+    out->shape[1] = 3;
+    out->shape[2] = m->in_h;
+    out->shape[3] = m->in_w;
+    return MD_OK;
+}
+
 static md_status onnx_predict(const void *impl, const md_image *img, md_depth *out,
                               md_features *features, md_error *err)
 {
@@ -105,25 +192,9 @@ static md_status onnx_predict(const void *impl, const md_image *img, md_depth *o
     int w = img->width, h = img->height;
     if (w > MD_MAX_DIM || h > MD_MAX_DIM)
         return md_fail(err, MD_ERR_ARG, "predict: image %dx%d too large", w, h);
-    /* Step 1 sizes (Python: int(size * scale) in double). */
-    double s = (double)FD_RESIZE_H / h;
-    int rh = (int)(h * s), rw = (int)(w * s);
-    if (rw < FD_CROP_W) {
-        s = (double)FD_CROP_W / w;
-        rh = (int)(h * s);
-        rw = (int)(w * s);
-    }
-    if (rh < FD_CROP_H)
-        rh = FD_CROP_H;
-    if (rw < FD_CROP_W)
-        rw = FD_CROP_W;
-    int cy = round_half_even((rh - FD_CROP_H) / 2.0), cx = round_half_even((rw - FD_CROP_W) / 2.0);
-    size_t npix = (size_t)w * h;
-    size_t n_res = (size_t)3 * rh * rw;
-    size_t n_crop = (size_t)3 * FD_CROP_H * FD_CROP_W, n_net = (size_t)3 * m->in_h * m->in_w;
-    float *planar = malloc(sizeof(float) * 3 * npix);
-    float *res = malloc(sizeof(float) * n_res);
-    float *crop = malloc(sizeof(float) * n_crop);
+    fd_geometry g = fd_geometry_of(w, h);
+    int rh = g.rh, rw = g.rw, cy = g.cy, cx = g.cx;
+    size_t npix = (size_t)w * h, n_net = (size_t)3 * m->in_h * m->in_w;
     float *net = malloc(sizeof(float) * n_net);
     md_onnx_ws *ws = NULL;
     uint64_t signature = 0;
@@ -134,21 +205,12 @@ static md_status onnx_predict(const void *impl, const md_image *img, md_depth *o
         st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for the features");
         goto done;
     }
-    if (!planar || !res || !crop || !net) {
+    if (!net) {
         st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for a %dx%d image", w, h);
         goto done;
     }
-    for (size_t i = 0; i < npix; i++)
-        for (int c = 0; c < 3; c++)
-            planar[c * npix + i] = img->pixels[3 * i + (size_t)c];
-    md_resize_pil_nearest(planar, 3, h, w, res, rh, rw);
-    for (int c = 0; c < 3; c++)
-        for (int y = 0; y < FD_CROP_H; y++)
-            memcpy(crop + ((size_t)c * FD_CROP_H + y) * FD_CROP_W,
-                   res + ((size_t)c * rh + cy + y) * rw + cx, sizeof(float) * FD_CROP_W);
-    md_resize_pil_nearest(crop, 3, FD_CROP_H, FD_CROP_W, net, m->in_h, m->in_w);
-    for (size_t i = 0; i < n_net; i++)
-        net[i] *= 1.0f / 255.0f;
+    if ((st = fd_preprocess(m, img, net, err)) != MD_OK)
+        goto done;
     ws = ws_take(m);
     if (!ws) {
         st = md_fail(err, MD_ERR_NOMEM, "%s: out of memory for the network's activations",
@@ -222,9 +284,6 @@ done:
     if (ws)
         ws_give(m, ws);
     free(feat);
-    free(planar);
-    free(res);
-    free(crop);
     free(net);
     return st;
 }
@@ -304,7 +363,7 @@ static size_t onnx_features(const void *impl, uint64_t *signature)
 
 static const md_model_backend onnx_backend = {"onnx",        onnx_predict, onnx_run_tensor,
                                               onnx_describe, onnx_gflop,   onnx_destroy,
-                                              onnx_features};
+                                              onnx_features, NULL,         onnx_preprocess};
 
 md_status md_onnx_model_open(const char *path, const md_model_options *opts, md_threadpool *pool,
                              const md_model_backend **backend, void **impl, md_error *err)
@@ -320,7 +379,14 @@ md_status md_onnx_model_open(const char *path, const md_model_options *opts, md_
         md_onnx_free(&om);
         return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
     }
-    (void)opts;
+    if (opts->precision == MD_PRECISION_BF16) {
+        md_onnx_free(&om);
+        free(m);
+        return md_fail(err, MD_ERR_UNSUPPORTED,
+                       "%s: bf16 precision is for Depth Anything V2; ONNX models run in fp32 "
+                       "(use --precision fp32 or auto)",
+                       path);
+    }
     if (pthread_mutex_init(&m->mu, NULL) != 0) {
         md_onnx_free(&om);
         free(m);

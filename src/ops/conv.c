@@ -47,34 +47,87 @@ size_t md_conv2d_scratch_floats(const md_conv2d_params *p, int in_h, int in_w)
     return (size_t)group_k(p) * (size_t)oh * (size_t)ow;
 }
 
-size_t md_conv_packed_floats(const md_conv2d_params *p)
+/* Ungrouped stride-1 convolutions other than pointwise run as an implicit
+ * GEMM: the B operand's row for tap (ky, kx) of channel c is a zero-padded
+ * copy of the band of input rows, shifted by the tap: a table of offsets
+ * replaces the unfolding. Weights are packed as A (Cout x K') with k' = (ky,
+ * kx, c): consecutive channels of one tap make the bf16 pairs, and the padded
+ * band stores channel pairs side by side for bf16. */
+bool md_conv_is_implicit(const md_conv2d_params *p)
+{
+    bool pointwise = p->kernel_h == 1 && p->kernel_w == 1 && !p->pad_top && !p->pad_left &&
+                     !p->pad_bottom && !p->pad_right;
+    return p->groups == 1 && p->stride_h == 1 && p->stride_w == 1 && !pointwise;
+}
+
+/* Channels of the padded band: bf16 pairs them, so an odd count gets a zero. */
+static int band_channels(const md_conv2d_params *p, md_gemm_type type)
+{
+    return type == MD_GEMM_BF16 ? (p->in_channels + 1) & ~1 : p->in_channels;
+}
+
+static int implicit_k(const md_conv2d_params *p, md_gemm_type type)
+{
+    return p->kernel_h * p->kernel_w * band_channels(p, type);
+}
+
+size_t md_conv_packed_bytes(const md_conv2d_params *p, md_gemm_type type)
 {
     if (md_conv_is_depthwise(p))
         return 0;
-    return (size_t)p->out_channels * (size_t)group_k(p);
+    if (md_conv_is_implicit(p))
+        return md_gemm_packed_bytes(type, true, p->out_channels, implicit_k(p, type));
+    int cout_g = p->out_channels / p->groups;
+    return (size_t)p->groups * md_gemm_packed_bytes(type, true, cout_g, group_k(p));
 }
 
-void md_conv_init_into(md_conv *c, const md_conv2d_params *p, const float *weight,
-                       const float *bias, float *packed)
+typedef struct {
+    const md_conv2d_params *p;
+    const float *w;
+    int cp; /* band channels */
+} weight_view;
+
+/* W'(o, k') with k' = (ky * kw + kx) * cp + c: the implicit GEMM's A. */
+static float implicit_weight(const void *ctx, int o, int k)
+{
+    const weight_view *v = ctx;
+    const md_conv2d_params *p = v->p;
+    int c = k % v->cp, tap = k / v->cp, ky = tap / p->kernel_w, kx = tap % p->kernel_w;
+    if (c >= p->in_channels)
+        return 0.0f;
+    return v->w[(((size_t)o * p->in_channels + c) * p->kernel_h + ky) * p->kernel_w + kx];
+}
+
+void md_conv_init_into(md_conv *c, const md_conv2d_params *p, md_gemm_type type,
+                       const float *weight, const float *bias, void *packed)
 {
     memset(c, 0, sizeof *c);
     c->p = *p;
+    c->type = md_conv_is_depthwise(p) ? MD_GEMM_F32 : type;
     c->weight = weight;
     c->bias = bias;
     if (md_conv_is_depthwise(p) || !packed)
         return;
+    if (md_conv_is_implicit(p)) {
+        weight_view v = {p, weight, band_channels(p, type)};
+        md_gemm_pack_a_fn(type, packed, p->out_channels, implicit_k(p, type), implicit_weight, &v);
+        c->packed = packed;
+        return;
+    }
     int K = group_k(p), cout_g = p->out_channels / p->groups;
+    size_t gbytes = md_gemm_packed_bytes(type, true, cout_g, K);
     for (int g = 0; g < p->groups; g++)
-        md_gemm_pack_a_into(packed + (size_t)g * cout_g * K, weight + (size_t)g * cout_g * K,
-                            (size_t)K, false, cout_g, K);
+        md_gemm_pack_a_into(type, (char *)packed + (size_t)g * gbytes,
+                            weight + (size_t)g * cout_g * K, (size_t)K, false, cout_g, K);
     c->packed = packed;
 }
 
-bool md_conv_init(md_conv *c, const md_conv2d_params *p, const float *weight, const float *bias)
+bool md_conv_init(md_conv *c, const md_conv2d_params *p, md_gemm_type type, const float *weight,
+                  const float *bias)
 {
-    size_t n = md_conv_packed_floats(p);
-    float *buf = n ? aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64) : NULL;
-    md_conv_init_into(c, p, weight, bias, buf);
+    size_t n = md_conv_packed_bytes(p, type);
+    void *buf = n ? aligned_alloc(64, (n + 63) / 64 * 64) : NULL;
+    md_conv_init_into(c, p, type, weight, bias, buf);
     c->owns_packed = buf != NULL;
     return n == 0 || buf != NULL;
 }
@@ -188,8 +241,11 @@ typedef struct {
     md_resize_tables up; /* src->up_h > 0 */
     bool in_place;
     bool by_pixels; /* in place into out: tasks take ranges of whole tiles of pixels */
+    bool implicit;  /* md_conv_is_implicit: a padded band of input rows, no unfolding */
     int oh, ow, R, bands, K, ldb;
+    int wp, rin, cp;    /* implicit: padded row width, band input rows, band channels */
     size_t rows_floats, col_floats, band_floats, per_worker;
+    const int32_t *koff; /* implicit: offset of each k step in the padded band */
     float *scratch;
 } conv_plan;
 
@@ -223,6 +279,120 @@ static void plan_bands(conv_plan *pl, const md_conv *c, const md_conv_src *src, 
     }
     pl->band_floats = band_out ? (size_t)p->out_channels * (size_t)R * (size_t)pl->ow : 0;
     pl->per_worker = (pl->rows_floats + pl->col_floats + pl->band_floats + 15) / 16 * 16;
+    pl->implicit = md_conv_is_implicit(p) && c->packed;
+    if (!pl->implicit)
+        return;
+    /* The padded band (cp channels of rin rows of wp values, bf16 two channels
+     * per 32-bit value) stays near L2; a band smaller than its halo wastes
+     * copies. */
+    bool bf = c->type == MD_GEMM_BF16;
+    int halo = (p->kernel_h - 1) * p->dilation_h;
+    pl->cp = band_channels(p, c->type);
+    pl->wp = src->w + p->pad_left + p->pad_right;
+    size_t per_row = (size_t)(bf ? pl->cp / 2 : pl->cp) * (size_t)pl->wp;
+    R = (int)(COL_TARGET / per_row) - halo;
+    if (R < halo + 1)
+        R = halo + 1;
+    if (src->up_h > 0 && R < 8)
+        R = 8;
+    if (R > share)
+        R = share;
+    if (R > pl->oh)
+        R = pl->oh;
+    if (R < 1)
+        R = 1;
+    pl->R = R;
+    pl->bands = (pl->oh + R - 1) / R;
+    pl->rin = R + halo;
+    /* + two ReLU'd rows for bf16 pairing, + a tile of slack the kernel may read */
+    pl->col_floats = per_row * (size_t)pl->rin + (bf ? 2 * (size_t)src->w : 0) + MD_GEMM_NR;
+    pl->rows_floats = src->up_h > 0 ? (size_t)p->in_channels * (size_t)pl->rin * src->w : 0;
+    pl->band_floats = band_out ? (size_t)p->out_channels * (size_t)R * (size_t)pl->ow : 0;
+    pl->per_worker = (pl->rows_floats + pl->col_floats + pl->band_floats + 15) / 16 * 16;
+}
+
+/* Rows [y0, y1) of an implicit convolution: the padded band, then one
+ * implicit GEMM per output row. */
+static void implicit_task(const conv_plan *pl, int band, int worker)
+{
+    const md_conv *c = pl->c;
+    const md_conv2d_params *p = &c->p;
+    const md_conv_src *src = pl->src;
+    const md_conv_dst *dst = pl->dst;
+    bool bf = c->type == MD_GEMM_BF16;
+    int y0 = band * pl->R, y1 = y0 + pl->R < pl->oh ? y0 + pl->R : pl->oh;
+    int rows = y1 - y0, H = src->h, W = src->w, C = p->in_channels;
+    int halo = (p->kernel_h - 1) * p->dilation_h, rin = rows + halo;
+    float *ws = pl->scratch + (size_t)worker * pl->per_worker;
+    float *rows_buf = ws, *padded = ws + pl->rows_floats;
+    size_t chan = (size_t)pl->rin * pl->wp; /* one (pair of) channel(s) of the band */
+    float *slack = padded + (bf ? pl->cp / 2 : pl->cp) * chan;
+    float *tmp = slack + MD_GEMM_NR; /* bf16: two ReLU'd rows */
+    memset(slack, 0, sizeof(float) * MD_GEMM_NR);
+    float *bout = ws + pl->rows_floats + pl->col_floats;
+    int a = y0 - p->pad_top; /* first input row of the band */
+    int ia = a > 0 ? a : 0, ie = a + rin < H ? a + rin : H;
+    if (ie < ia)
+        ie = ia;
+    if (src->up_h > 0 && ie > ia)
+        md_resize2d_rows(&pl->up, src->data, src->up_h, src->up_w, rows_buf, NULL, 0, C, ia, ie);
+    for (int cc = 0; cc < (bf ? pl->cp / 2 : pl->cp); cc++) {
+        for (int r = 0; r < rin; r++) {
+            int iy = a + r;
+            size_t off = (size_t)cc * chan + (size_t)r * pl->wp;
+            if (iy < 0 || iy >= H) {
+                memset(padded + off, 0, sizeof(float) * (size_t)pl->wp);
+                continue;
+            }
+            const float *row[2] = {NULL, NULL};
+            for (int t = 0; t < (bf ? 2 : 1); t++) {
+                int ch = bf ? 2 * cc + t : cc;
+                if (ch >= C)
+                    continue;
+                row[t] = src->up_h > 0 ? rows_buf + ((size_t)ch * (ie - ia) + (iy - ia)) * W
+                                       : src->data + ((size_t)ch * H + iy) * W;
+                if (src->relu || bf) {
+                    float *t_row = bf ? tmp + (size_t)t * W : padded + off + p->pad_left;
+                    for (int x = 0; x < W; x++) {
+                        float v = row[t][x];
+                        t_row[x] = src->relu ? (v > 0.0f ? v : (v == v ? 0.0f : v)) : v;
+                    }
+                    row[t] = t_row;
+                }
+            }
+            memset(padded + off, 0, sizeof(float) * (size_t)p->pad_left);
+            memset(padded + off + p->pad_left + W, 0, sizeof(float) * (size_t)p->pad_right);
+            if (bf) {
+                if (!row[1]) {
+                    memset(tmp + W, 0, sizeof(float) * (size_t)W);
+                    row[1] = tmp + W;
+                }
+                md_bf16_pairs(row[0], row[1], (uint32_t *)(padded + off + p->pad_left),
+                              (size_t)W);
+            } else if (!src->relu) {
+                memcpy(padded + off + p->pad_left, row[0], sizeof(float) * (size_t)W);
+            }
+        }
+    }
+    int K = implicit_k(p, c->type);
+    md_gemm_packed wv = md_gemm_packed_view(c->type, c->packed, true, p->out_channels, K);
+    size_t ohw = (size_t)pl->oh * pl->ow;
+    for (int y = y0; y < y1; y++) {
+        md_gemm_epilogue ep = md_gemm_epilogue_none();
+        ep.bias_row = c->bias;
+        ep.lo = dst->lo;
+        ep.hi = dst->hi;
+        if (dst->add) {
+            ep.add = dst->add + (size_t)y * pl->ow;
+            ep.ld_add = ohw;
+        }
+        float *o = dst->out ? dst->out + (size_t)y * pl->ow : bout + (size_t)(y - y0) * pl->ow;
+        md_gemm_block(pl->isa, p->out_channels, pl->ow, K, 1.0f, md_gemm_prepacked(&wv),
+                      md_gemm_offsets(padded + (size_t)(y - y0) * pl->wp, pl->koff), o,
+                      dst->out ? ohw : (size_t)rows * pl->ow, &ep, 0, p->out_channels, 0, pl->ow);
+    }
+    if (!dst->out)
+        dst->band_fn(dst->user, bout, y0, y1, worker);
 }
 
 size_t md_conv_scratch_floats(const md_conv *c, const md_conv_src *src, int workers)
@@ -236,6 +406,18 @@ size_t md_conv_scratch_floats(const md_conv *c, const md_conv_src *src, int work
         return 0;
     plan_bands(&pl, c, src, true, workers);
     return pl.per_worker * (size_t)workers;
+}
+
+/* Group g's weights as the GEMM's A operand (view: storage for its packed
+ * description). */
+static md_gemm_operand weights_of(const md_conv *c, int g, md_gemm_packed *view)
+{
+    int K = group_k(&c->p), cout_g = c->p.out_channels / c->p.groups;
+    if (!c->packed)
+        return md_gemm_raw(c->weight + (size_t)g * cout_g * K, (size_t)K, false);
+    size_t gbytes = md_gemm_packed_bytes(c->type, true, cout_g, K);
+    *view = md_gemm_packed_view(c->type, (char *)c->packed + (size_t)g * gbytes, true, cout_g, K);
+    return md_gemm_prepacked(view);
 }
 
 /* A pointwise convolution computed in place: pixels [p0, p1) of every
@@ -254,13 +436,7 @@ static void in_place_task(const conv_plan *pl, int t)
     int cin_g = p->in_channels / p->groups, cout_g = p->out_channels / p->groups;
     for (int g = 0; g < p->groups; g++) {
         md_gemm_packed view;
-        md_gemm_operand A;
-        if (c->packed) {
-            view = md_gemm_packed_view(c->packed + (size_t)g * cout_g * pl->K, true, cout_g, pl->K);
-            A = md_gemm_prepacked(&view);
-        } else {
-            A = md_gemm_raw(c->weight + (size_t)g * cout_g * pl->K, (size_t)pl->K, false);
-        }
+        md_gemm_operand A = weights_of(c, g, &view);
         md_gemm_epilogue ep = md_gemm_epilogue_none();
         ep.bias_row = c->bias ? c->bias + (size_t)g * cout_g : NULL;
         ep.lo = pl->dst->lo;
@@ -287,6 +463,10 @@ static void band_task(void *ctx, int band, int worker)
     int rows = y1 - y0, npx = rows * pl->ow, H = src->h, W = src->w;
     if (pl->by_pixels) {
         in_place_task(pl, band);
+        return;
+    }
+    if (pl->implicit) {
+        implicit_task(pl, band, worker);
         return;
     }
     float *ws = pl->scratch + (size_t)worker * pl->per_worker;
@@ -323,13 +503,7 @@ static void band_task(void *ctx, int band, int worker)
                       relu);
         }
         md_gemm_packed view;
-        md_gemm_operand A;
-        if (c->packed) {
-            view = md_gemm_packed_view(c->packed + (size_t)g * cout_g * K, true, cout_g, K);
-            A = md_gemm_prepacked(&view);
-        } else {
-            A = md_gemm_raw(c->weight + (size_t)g * cout_g * K, (size_t)K, false);
-        }
+        md_gemm_operand A = weights_of(c, g, &view);
         md_gemm_epilogue ep = md_gemm_epilogue_none();
         ep.bias_row = c->bias ? c->bias + (size_t)g * cout_g : NULL;
         ep.lo = dst->lo;
@@ -434,8 +608,25 @@ bool md_conv_forward(const md_conv *c, md_threadpool *pool, const md_conv_src *s
     pl.c = c;
     pl.src = src;
     pl.dst = dst;
-    pl.isa = md_gemm_isa_best(MD_GEMM_F32);
+    pl.isa = md_gemm_isa_best(c->type);
     pl.by_pixels = pl.in_place && dst->out;
+    int32_t *koff = NULL;
+    if (pl.implicit) {
+        /* k' = (ky, kx, c): the tap's offset in the padded band, in floats
+         * (bf16: in channel pairs) */
+        const md_conv2d_params *p = &c->p;
+        bool bf = c->type == MD_GEMM_BF16;
+        int steps = implicit_k(p, c->type) / (bf ? 2 : 1), per = bf ? pl.cp / 2 : pl.cp;
+        koff = malloc(sizeof(int32_t) * (size_t)steps);
+        if (!koff)
+            return false;
+        for (int k = 0; k < steps; k++) {
+            int cc = k % per, tap = k / per, ky = tap / p->kernel_w, kx = tap % p->kernel_w;
+            koff[k] = (int32_t)((size_t)cc * pl.rin * pl.wp + (size_t)ky * p->dilation_h * pl.wp +
+                                (size_t)kx * p->dilation_w);
+        }
+        pl.koff = koff;
+    }
     if (pl.by_pixels) {
         int units = (int)(((size_t)pl.oh * pl.ow + MD_GEMM_NR - 1) / MD_GEMM_NR);
         pl.bands = workers > 1 ? (units < 4 * workers ? units : 4 * workers) : 1;
@@ -452,6 +643,7 @@ bool md_conv_forward(const md_conv *c, md_threadpool *pool, const md_conv_src *s
         own = aligned_alloc(64, (pl.per_worker * (size_t)workers * sizeof(float) + 63) / 64 * 64);
         if (!own) {
             md_resize_tables_free(&pl.up);
+            free(koff);
             return false;
         }
         scratch = own;
@@ -459,6 +651,7 @@ bool md_conv_forward(const md_conv *c, md_threadpool *pool, const md_conv_src *s
     pl.scratch = scratch;
     md_pool_run(pool, pl.bands, band_task, &pl);
     free(own);
+    free(koff);
     md_resize_tables_free(&pl.up);
     return true;
 }

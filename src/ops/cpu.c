@@ -1,5 +1,7 @@
 #include "ops/cpu.h"
 
+#include "metricdepth.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -95,3 +97,127 @@ void md_cpu_model_name(char *buf, size_t size)
         snprintf(buf, size, "unknown CPU");
 }
 #endif
+
+/* ------------------------------------------------------- throughput */
+
+#include <time.h>
+
+static double thread_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Each figure is the best of REPEATS short runs: a run the scheduler or the
+ * hypervisor interrupted only reads slower. */
+#define LOOPS 400000L
+#define REPEATS 5
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* Four dependent additions per iteration: one cycle each. */
+static double clock_ghz(void)
+{
+    long x = 0;
+    double t0 = thread_seconds();
+    for (long n = 0; n < 4 * LOOPS; n++)
+        __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
+    double t = thread_seconds() - t0;
+    return t > 0 ? 16.0 * LOOPS / t * 1e-9 : 0.0;
+}
+
+/* 16 independent chains of one instruction: its throughput, per second. */
+#define CHAINS(I)                                                                              \
+    I(0) I(1) I(2) I(3) I(4) I(5) I(6) I(7) I(8) I(9) I(10) I(11) I(12) I(13) I(14) I(15)
+#define ZCLOBBER                                                                               \
+    "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",   \
+        "xmm11", "xmm12", "xmm13", "xmm14", "xmm15"
+
+__attribute__((target("avx512f"))) static double fma512_per_s(void)
+{
+#define F(i) "vfmadd231ps %%zmm30, %%zmm31, %%zmm" #i "\n\t"
+    __asm__ volatile("vxorps %%xmm30, %%xmm30, %%xmm30\n\tvxorps %%xmm31, %%xmm31, %%xmm31" ::
+                         : "xmm30", "xmm31");
+    double t0 = thread_seconds();
+    for (long n = 0; n < LOOPS; n++)
+        __asm__ volatile(CHAINS(F)::: ZCLOBBER);
+    double t = thread_seconds() - t0;
+#undef F
+    return t > 0 ? 16.0 * LOOPS / t : 0.0;
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static double dpbf16_per_s(void)
+{
+#define F(i) "vdpbf16ps %%zmm30, %%zmm31, %%zmm" #i "\n\t"
+    __asm__ volatile("vxorps %%xmm30, %%xmm30, %%xmm30\n\tvxorps %%xmm31, %%xmm31, %%xmm31" ::
+                         : "xmm30", "xmm31");
+    double t0 = thread_seconds();
+    for (long n = 0; n < LOOPS; n++)
+        __asm__ volatile(CHAINS(F)::: ZCLOBBER);
+    double t = thread_seconds() - t0;
+#undef F
+    return t > 0 ? 16.0 * LOOPS / t : 0.0;
+}
+
+__attribute__((target("avx2,fma"))) static double fma256_per_s(void)
+{
+#define F(i) "vfmadd231ps %%ymm14, %%ymm15, %%ymm" #i "\n\t"
+    __asm__ volatile("vxorps %%xmm14, %%xmm14, %%xmm14\n\tvxorps %%xmm15, %%xmm15, %%xmm15" ::
+                         : "xmm14", "xmm15");
+    double t0 = thread_seconds();
+    for (long n = 0; n < LOOPS; n++) /* 14 chains: two registers hold the operands */
+        __asm__ volatile(F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12)
+                             F(13)::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
+                             "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13");
+    double t = thread_seconds() - t0;
+#undef F
+    return t > 0 ? 14.0 * LOOPS / t : 0.0;
+}
+
+static double best_of(double (*run)(void))
+{
+    double best = 0;
+    for (int i = 0; i < REPEATS; i++) {
+        double v = run();
+        best = v > best ? v : best;
+    }
+    return best;
+}
+
+void md_cpu_measure(md_cpu_throughput *out)
+{
+    memset(out, 0, sizeof *out);
+    md_cpu_features f = md_cpu_detect();
+    double ghz = best_of(clock_ghz);
+    out->ghz = ghz;
+    if (ghz <= 0)
+        return;
+    double hz = ghz * 1e9;
+    if (f.avx512)
+        out->fp32_flop_per_cycle = best_of(fma512_per_s) * 32.0 / hz; /* 16 lanes x 2 */
+    else if (f.avx2_fma)
+        out->fp32_flop_per_cycle = best_of(fma256_per_s) * 16.0 / hz;
+    if (f.avx512_bf16)
+        out->bf16_flop_per_cycle = best_of(dpbf16_per_s) * 64.0 / hz; /* 16 lanes x 2 x 2 */
+}
+#else
+void md_cpu_measure(md_cpu_throughput *out)
+{
+    memset(out, 0, sizeof *out);
+}
+#endif
+
+#include "ops/gemm.h"
+
+#include <unistd.h>
+
+void md_runtime_describe(md_runtime_info *out)
+{
+    memset(out, 0, sizeof *out);
+    md_cpu_model_name(out->cpu, sizeof out->cpu);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    out->cpus = n > 0 ? (int)n : 1;
+    out->fp32_kernels = md_gemm_isa_name(md_gemm_isa_best(MD_GEMM_F32));
+    out->bf16_kernels = md_gemm_isa_name(md_gemm_isa_best(MD_GEMM_BF16));
+    out->amx_bf16 = md_cpu_detect().amx_bf16;
+}

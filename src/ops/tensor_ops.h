@@ -29,25 +29,30 @@ bool md_conv2d_output_size(const md_conv2d_params *p, int in_h, int in_w, int *o
 size_t md_conv2d_scratch_floats(const md_conv2d_params *p, int in_h, int in_w);
 
 /* A convolution ready to run: the weights (out, in/groups, kh, kw) packed as
- * the GEMM's A operand, one block per group (none for depthwise, whose kernel
- * reads them as they are). weight and bias are borrowed and must outlive it. */
+ * the GEMM's A operand in the arithmetic `type` (float32 or bf16), one block
+ * per group (none for depthwise, whose float32 kernel reads them as they
+ * are). weight and bias are borrowed and must outlive it. */
 typedef struct {
     md_conv2d_params p;
+    md_gemm_type type;
     const float *weight, *bias;
-    float *packed; /* NULL: depthwise, or packing memory was short (A is packed per call) */
+    void *packed; /* NULL: depthwise, or packing memory was short (A is packed per call) */
     bool owns_packed;
 } md_conv;
 
-/* Floats md_conv_init_into needs for the packed weights (0 for depthwise). */
-size_t md_conv_packed_floats(const md_conv2d_params *p);
-/* Packs into the caller's buffer (of md_conv_packed_floats floats; may be
- * NULL for depthwise). */
-void md_conv_init_into(md_conv *c, const md_conv2d_params *p, const float *weight,
-                       const float *bias, float *packed);
+/* Bytes md_conv_init_into needs for the packed weights (0 for depthwise). */
+size_t md_conv_packed_bytes(const md_conv2d_params *p, md_gemm_type type);
+/* Packs into the caller's buffer (of md_conv_packed_bytes; may be NULL for
+ * depthwise). */
+void md_conv_init_into(md_conv *c, const md_conv2d_params *p, md_gemm_type type,
+                       const float *weight, const float *bias, void *packed);
 /* Packs into a new buffer; false when out of memory (c then packs per call). */
-bool md_conv_init(md_conv *c, const md_conv2d_params *p, const float *weight, const float *bias);
+bool md_conv_init(md_conv *c, const md_conv2d_params *p, md_gemm_type type, const float *weight,
+                  const float *bias);
 void md_conv_free(md_conv *c);
 bool md_conv_is_depthwise(const md_conv2d_params *p);
+/* Runs as an implicit GEMM (no unfolding): ungrouped, stride 1, not 1x1. */
+bool md_conv_is_implicit(const md_conv2d_params *p);
 
 /* Where the input comes from: data [C, h, w]; with relu, max(0, x) as read;
  * with up_h > 0, data is [C, up_h, up_w] read bilinearly upsampled

@@ -121,8 +121,20 @@ void md_gelu_erf(float *x, size_t n)
 }
 
 /* Softmax numerators of each row of scale * x (e^(scale (x - max))) in
- * place, scale > 0; returns 1 / sum in inv[r]. */
-static void softmax_unnormalised(float *x, int rows, int cols, float scale, float *inv)
+ * place, scale > 0; returns 1 / sum in inv[r]. With out16, each row is also
+ * rounded to bf16 into out16 (row stride ld16, padded with a zero to an even
+ * length) while it is still in L1. */
+static void softmax_rows_finish(float *row, int cols, uint16_t *out16)
+{
+    if (!out16)
+        return;
+    md_f32_to_bf16(row, out16, (size_t)cols);
+    if (cols & 1)
+        out16[cols] = 0;
+}
+
+static void softmax_unnormalised(float *x, int rows, int cols, float scale, float *inv,
+                                 uint16_t *out16, size_t ld16)
 {
 #if defined(__AVX512F__)
     for (int r = 0; r < rows; r++) {
@@ -141,6 +153,7 @@ static void softmax_unnormalised(float *x, int rows, int cols, float scale, floa
             vsum = _mm512_mask_add_ps(vsum, k, vsum, e);
         }
         inv[r] = 1.0f / _mm512_reduce_add_ps(vsum);
+        softmax_rows_finish(row, cols, out16 ? out16 + (size_t)r * ld16 : NULL);
     }
     return;
 #endif
@@ -177,52 +190,72 @@ static void softmax_unnormalised(float *x, int rows, int cols, float scale, floa
         for (int j = 0; j < 16; j++)
             sum += part[j];
         inv[r] = 1.0f / sum;
+        softmax_rows_finish(row, cols, out16 ? out16 + (size_t)r * ld16 : NULL);
     }
 }
 
-size_t md_attention_kv_floats(int tokens, int head_dim)
+size_t md_attention_kv_bytes(md_gemm_type type, int tokens, int head_dim)
 {
-    return md_gemm_packed_floats(false, head_dim, tokens) +
-           md_gemm_packed_floats(false, tokens, head_dim);
+    return md_gemm_packed_bytes(type, false, head_dim, tokens) +
+           md_gemm_packed_bytes(type, false, tokens, head_dim);
 }
 
-void md_attention_pack_kv(const float *qkv, int tokens, int heads, int head_dim, int head,
-                          float *kv)
+size_t md_attention_scratch_bytes(md_gemm_type type, int tokens)
+{
+    size_t n = (size_t)MD_ATTENTION_BLOCK * (size_t)tokens * sizeof(float);
+    if (type == MD_GEMM_BF16) /* the probabilities again as bf16, rows padded to even */
+        n += (size_t)MD_ATTENTION_BLOCK * (size_t)((tokens + 1) & ~1) * sizeof(uint16_t);
+    return (n + 63) / 64 * 64;
+}
+
+void md_attention_pack_kv(md_gemm_type type, const float *qkv, int tokens, int heads,
+                          int head_dim, int head, void *kv)
 {
     size_t dim = (size_t)heads * head_dim, ld = 3 * dim;
     const float *k = qkv + dim + (size_t)head * head_dim;
     const float *v = qkv + 2 * dim + (size_t)head * head_dim;
     /* K^T (head_dim x tokens): k stored transposed; V (tokens x head_dim) as is */
-    md_gemm_pack_b_into(kv, k, ld, true, head_dim, tokens);
-    md_gemm_pack_b_into(kv + md_gemm_packed_floats(false, head_dim, tokens), v, ld, false, tokens,
-                        head_dim);
+    md_gemm_pack_b_into(type, kv, k, ld, true, head_dim, tokens);
+    md_gemm_pack_b_into(type, (char *)kv + md_gemm_packed_bytes(type, false, head_dim, tokens), v,
+                        ld, false, tokens, head_dim);
 }
 
-void md_attention_rows(const float *qkv, const float *kv, int tokens, int heads, int head_dim,
-                       int head, int r0, int r1, float *out, float *scores)
+void md_attention_rows(md_gemm_type type, const float *qkv, const uint16_t *qkv_bf16,
+                       const void *kv, int tokens, int heads, int head_dim, int head, int r0,
+                       int r1, float *out, void *scratch)
 {
     int dim = heads * head_dim, ld = 3 * dim, rows = r1 - r0;
     if (rows <= 0)
         return;
-    md_gemm_isa isa = md_gemm_isa_best(MD_GEMM_F32);
+    bool bf = type == MD_GEMM_BF16;
+    md_gemm_isa isa = md_gemm_isa_best(type);
     float scale = 1.0f / sqrtf((float)head_dim);
-    md_gemm_packed kt = md_gemm_packed_view((float *)(uintptr_t)kv, false, head_dim, tokens);
+    md_gemm_packed kt = md_gemm_packed_view(type, (void *)(uintptr_t)kv, false, head_dim, tokens);
     md_gemm_packed vv = md_gemm_packed_view(
-        (float *)(uintptr_t)(kv + md_gemm_packed_floats(false, head_dim, tokens)), false, tokens,
-        head_dim);
+        type, (char *)(uintptr_t)kv + md_gemm_packed_bytes(type, false, head_dim, tokens), false,
+        tokens, head_dim);
+    float *scores = scratch;
+    int tp = (tokens + 1) & ~1;
+    uint16_t *probs = (uint16_t *)(scores + (size_t)MD_ATTENTION_BLOCK * tokens);
     float inv[MD_ATTENTION_BLOCK];
     for (int b0 = 0; b0 < rows; b0 += MD_ATTENTION_BLOCK) {
         int n = rows - b0 < MD_ATTENTION_BLOCK ? rows - b0 : MD_ATTENTION_BLOCK;
-        const float *q = qkv + (size_t)(r0 + b0) * ld + (size_t)head * head_dim;
+        size_t qoff = (size_t)(r0 + b0) * ld + (size_t)head * head_dim;
         /* q and the probabilities are read in place (no packing copies);
          * the 1/sqrt(d) scale is applied inside the softmax */
-        md_gemm_block(isa, n, tokens, head_dim, 1.0f, md_gemm_direct(q, (size_t)ld),
-                      md_gemm_prepacked(&kt), scores, (size_t)tokens, NULL, 0, n, 0, tokens);
-        softmax_unnormalised(scores, n, tokens, scale, inv);
+        md_gemm_operand q = md_gemm_direct(qkv + qoff, (size_t)ld);
+        if (bf)
+            q = qkv_bf16 ? md_gemm_direct(qkv_bf16 + qoff, (size_t)ld)
+                         : md_gemm_raw(qkv + qoff, (size_t)ld, false);
+        md_gemm_block(isa, n, tokens, head_dim, 1.0f, q, md_gemm_prepacked(&kt), scores,
+                      (size_t)tokens, NULL, 0, n, 0, tokens);
+        softmax_unnormalised(scores, n, tokens, scale, inv, bf ? probs : NULL, (size_t)tp);
+        md_gemm_operand p = bf ? md_gemm_direct(probs, (size_t)tp)
+                               : md_gemm_direct(scores, (size_t)tokens);
         md_gemm_epilogue e = md_gemm_epilogue_none();
         e.row_scale = inv;
         float *o = out + (size_t)(r0 + b0) * dim + (size_t)head * head_dim;
-        md_gemm_block(isa, n, head_dim, tokens, 1.0f, md_gemm_direct(scores, (size_t)tokens),
-                      md_gemm_prepacked(&vv), o, (size_t)dim, &e, 0, n, 0, head_dim);
+        md_gemm_block(isa, n, head_dim, tokens, 1.0f, p, md_gemm_prepacked(&vv), o, (size_t)dim,
+                      &e, 0, n, 0, head_dim);
     }
 }

@@ -4,7 +4,10 @@
 #ifndef MD_TRANSFORMER_OPS_H
 #define MD_TRANSFORMER_OPS_H
 
+#include "ops/gemm.h"
+
 #include <stddef.h>
+#include <stdint.h>
 
 /* out[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta, per row of `dim`
  * values; out may alias x. */
@@ -17,20 +20,25 @@ void md_gelu_erf(float *x, size_t n);
 /* Query rows handled per score block by md_attention_rows. */
 #define MD_ATTENTION_BLOCK 96
 
-/* Floats md_attention_pack_kv writes for one head. */
-size_t md_attention_kv_floats(int tokens, int head_dim);
+/* Bytes md_attention_pack_kv writes for one head, and of md_attention_rows'
+ * scratch, for float32 or bf16 products. */
+size_t md_attention_kv_bytes(md_gemm_type type, int tokens, int head_dim);
+size_t md_attention_scratch_bytes(md_gemm_type type, int tokens);
 /* Packs one head's keys and values of qkv [tokens, 3*heads*head_dim] (laid
  * out q | k | v, each split into heads of head_dim columns) as the GEMM's B
  * operands of Q K^T and P V, once per head and layer, for every query block. */
-void md_attention_pack_kv(const float *qkv, int tokens, int heads, int head_dim, int head,
-                          float *kv);
+void md_attention_pack_kv(md_gemm_type type, const float *qkv, int tokens, int heads,
+                          int head_dim, int head, void *kv);
 
 /* One head's attention softmax(q k^T / sqrt(head_dim)) v for query rows
  * [r0, r1): writes those rows of the head's columns of out [tokens,
- * heads*head_dim]. kv from md_attention_pack_kv; scores needs
- * MD_ATTENTION_BLOCK * tokens floats (the score matrix is built one block of
- * rows at a time, kept in cache). */
-void md_attention_rows(const float *qkv, const float *kv, int tokens, int heads, int head_dim,
-                       int head, int r0, int r1, float *out, float *scores);
+ * heads*head_dim]. kv from md_attention_pack_kv; scratch holds
+ * md_attention_scratch_bytes (the score matrix is built one block of rows at
+ * a time, kept in cache). bf16: q from qkv_bf16 (qkv rounded to bf16) when
+ * given; the softmax runs in float32 and its probabilities are rounded to
+ * bf16 for the product with v. */
+void md_attention_rows(md_gemm_type type, const float *qkv, const uint16_t *qkv_bf16,
+                       const void *kv, int tokens, int heads, int head_dim, int head, int r0,
+                       int r1, float *out, void *scratch);
 
 #endif
