@@ -317,5 +317,28 @@ contains "4x1"
 contains "5x1"
 expect 1 "$MD" scale --pred "$T/pred.pgm" --gt "$T/five.pgm"
 
+# --- under a memory limit (ulimit -v) predict finishes or fails cleanly, never hangs:
+# the kernels are metricdepth's own and start no BLAS thread pool (issue 14). The
+# sanitizer builds reserve terabytes of address space, so only a plain build runs this.
+fd="$SHARED/models/fastdepth/fastdepth_7.onnx"
+img="$SHARED/data/nyu_demo_metric3d/rgb/rgb_00000.jpg"
+if [ -f "$fd" ] && [ -f "$img" ] && ! ldd "$MD" 2>/dev/null | grep -q -E 'libasan|libtsan'; then
+  ( ulimit -v 150000; timeout 120 "$MD" predict --model "$fd" --scale none "$img" -o "$T/lim" ) \
+    >"$T/out" 2>&1
+  rc=$?
+  if [ "$rc" -eq 0 ] && [ -f "$T/lim/rgb_00000.depth.png" ]; then ok
+  else bad "predict under ulimit -v 150000: exit $rc (124 = hung)"; sed 's/^/    /' "$T/out" >&2; fi
+  ( ulimit -v 40000; timeout 120 "$MD" predict --model "$fd" --scale none "$img" -o "$T/lim2" ) \
+    >"$T/out" 2>&1
+  rc=$?
+  if [ "$rc" -eq 1 ] && grep -q "out of memory" "$T/out"; then ok
+  else bad "predict under ulimit -v 40000: exit $rc (wanted 1, out of memory)"; sed 's/^/    /' "$T/out" >&2; fi
+  # --precision: bf16 is for Depth Anything V2; an ONNX model says so (exit 1)
+  expect 1 "$MD" predict --model "$fd" --precision bf16 "$img" -o "$T/bf"
+  contains "bf16"
+  expect 2 "$MD" predict --model "$fd" --precision fp64 "$img" -o "$T/bf"
+  contains "fp32, bf16 or auto"
+fi
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

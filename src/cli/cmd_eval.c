@@ -55,6 +55,8 @@ const cli_command cmd_eval = {
     "                       'metricdepth fit-scales --cache' uses the same format)\n"
     "  --no-cache           neither read nor write the cache\n"
     "  --threads N          threads of the base model (default: all cores)\n"
+    "  --precision P        fp32 (default), bf16 or auto: the base model's arithmetic\n"
+    "                       (see predict --help); cached per precision\n"
     "  -h, --help           this text\n\n"
     "examples:\n"
     "  metricdepth eval --data ../shared/data/sun3d_studyroom/fragment-1-rgbd-frames \\\n"
@@ -134,7 +136,7 @@ static int run(int argc, char **argv)
 {
     const char *data_s = NULL, *test_s = NULL, *split_s = NULL, *out_s = NULL, *model_s = NULL;
     const char *scale_model_s = NULL, *protocol_s = "seed", *range_s = "0.1,2", *panels_s = "3";
-    const char *title_s = NULL, *cache_s = NULL, *threads_s = NULL;
+    const char *title_s = NULL, *cache_s = NULL, *threads_s = NULL, *precision_s = "fp32";
     bool no_cache = false;
     cli_option options[] = {{"data", 0, true, &data_s, NULL},
                             {"test", 0, true, &test_s, NULL},
@@ -149,6 +151,7 @@ static int run(int argc, char **argv)
                             {"cache", 0, true, &cache_s, NULL},
                             {"no-cache", 0, false, NULL, &no_cache},
                             {"threads", 0, true, &threads_s, NULL},
+                            {"precision", 0, true, &precision_s, NULL},
                             {NULL, 0, false, NULL, NULL}};
     const char **src[2] = {NULL, NULL};
     int nsrc[2] = {0, 0};
@@ -172,6 +175,9 @@ static int run(int argc, char **argv)
         rc = cli_usage_error(&cmd_eval, "--panels wants a number in 0..20");
     else if (threads_s && (!cli_parse_int(threads_s, &threads) || threads < 0))
         rc = cli_usage_error(&cmd_eval, "--threads wants a number >= 0");
+    else if (md_precision_parse(precision_s) < 0)
+        rc = cli_usage_error(&cmd_eval, "--precision is fp32, bf16 or auto (got '%s')",
+                             precision_s);
     else if (split_s && nsrc[1] > 0)
         rc = cli_usage_error(&cmd_eval, "give either --test or --split, not both");
     else if (split_s && nsrc[0] == 0)
@@ -191,6 +197,7 @@ static int run(int argc, char **argv)
     }
     eo.protocol = (md_protocol)protocol;
     eo.model_options.threads = threads;
+    eo.model_options.precision = (md_precision)md_precision_parse(precision_s);
 
     md_error err = {0};
     md_pair_list lists[2] = {{0}, {0}}, given = {0};
