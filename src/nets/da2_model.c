@@ -554,8 +554,8 @@ static void enc_kv_task(void *vctx, int head, int worker)
 {
     enc_ctx *c = vctx;
     (void)worker;
-    md_attention_pack_kv(md_gemm_isa_type(c->isa), c->QKV, c->T, c->m->heads, c->C / c->m->heads,
-                         head, c->KV + (size_t)head * c->kv_bytes);
+    md_attention_pack_kv(md_gemm_isa_type(c->isa), c->QKV, c->QKV16, c->T, c->m->heads,
+                         c->C / c->m->heads, head, c->KV + (size_t)head * c->kv_bytes);
 }
 
 static void enc_attn_task(void *vctx, int task, int worker)

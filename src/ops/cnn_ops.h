@@ -15,10 +15,13 @@
 /* Depthwise convolution (groups == in_channels == out_channels) of channels
  * [c_begin, c_end), with bias (may be NULL) and the result clamped to [lo, hi]
  * (pass -FLT_MAX, FLT_MAX for none). Fast paths: 3x3 and 5x5, stride 1 or 2,
- * no dilation; anything else runs a bounds-checked direct loop. */
+ * no dilation; anything else runs a bounds-checked direct loop. scratch holds
+ * md_depthwise_scratch_floats floats (a zero-padded plane), or is NULL to
+ * allocate it here. */
+size_t md_depthwise_scratch_floats(const md_conv2d_params *p, int in_h, int in_w);
 void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, int in_w,
                          const float *weight, const float *bias, float lo, float hi, float *out,
-                         int c_begin, int c_end);
+                         int c_begin, int c_end, float *scratch);
 
 /* x[i] = min(max(x[i], lo), hi). ReLU is lo = 0, hi = +inf. */
 void md_clamp_inplace(float *x, size_t n, float lo, float hi);

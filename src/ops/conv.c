@@ -403,7 +403,8 @@ size_t md_conv_scratch_floats(const md_conv *c, const md_conv_src *src, int work
     if (!md_conv2d_output_size(&c->p, src->h, src->w, &pl.oh, &pl.ow))
         return 0;
     if (md_conv_is_depthwise(&c->p))
-        return 0;
+        return (md_depthwise_scratch_floats(&c->p, src->h, src->w) + 15) / 16 * 16 *
+               (size_t)workers;
     plan_bands(&pl, c, src, true, workers);
     return pl.per_worker * (size_t)workers;
 }
@@ -527,23 +528,25 @@ typedef struct {
     int h, w, chunk;
     const md_conv_dst *dst;
     float *out;
+    float *scratch; /* per worker, per_worker floats; NULL: the kernel allocates */
+    size_t per_worker;
 } dw_job;
 
 static void dw_task(void *ctx, int t, int worker)
 {
-    (void)worker;
     const dw_job *j = ctx;
     int c0 = t * j->chunk, c1 = c0 + j->chunk < j->c->p.in_channels ? c0 + j->chunk
                                                                     : j->c->p.in_channels;
     if (c0 < c1)
         md_depthwise_conv2d(&j->c->p, j->in, j->h, j->w, j->c->weight, j->c->bias, j->dst->lo,
-                            j->dst->hi, j->out, c0, c1);
+                            j->dst->hi, j->out, c0, c1,
+                            j->scratch ? j->scratch + (size_t)worker * j->per_worker : NULL);
 }
 
 /* Depthwise: the direct kernel over channel ranges. A non-plain source is
  * materialised first; add and band_fn are applied to the whole output. */
 static bool depthwise_forward(const md_conv *c, md_threadpool *pool, const md_conv_src *src,
-                              const md_conv_dst *dst, int oh, int ow)
+                              const md_conv_dst *dst, int oh, int ow, float *scratch)
 {
     const md_conv2d_params *p = &c->p;
     size_t n_in = (size_t)p->in_channels * src->h * src->w;
@@ -582,7 +585,8 @@ static bool depthwise_forward(const md_conv *c, md_threadpool *pool, const md_co
     int tasks = workers > 1 ? 4 * workers : 1;
     if (tasks > p->in_channels)
         tasks = p->in_channels;
-    dw_job j = {c, in, src->h, src->w, (p->in_channels + tasks - 1) / tasks, dst, out};
+    size_t per = (md_depthwise_scratch_floats(p, src->h, src->w) + 15) / 16 * 16;
+    dw_job j = {c, in, src->h, src->w, (p->in_channels + tasks - 1) / tasks, dst, out, scratch, per};
     md_pool_run(pool, tasks, dw_task, &j);
     if (dst->add)
         for (size_t i = 0; i < n_out; i++)
@@ -602,7 +606,7 @@ bool md_conv_forward(const md_conv *c, md_threadpool *pool, const md_conv_src *s
     if (!md_conv2d_output_size(&c->p, src->h, src->w, &pl.oh, &pl.ow))
         return true; /* nothing to compute */
     if (md_conv_is_depthwise(&c->p))
-        return depthwise_forward(c, pool, src, dst, pl.oh, pl.ow);
+        return depthwise_forward(c, pool, src, dst, pl.oh, pl.ow, scratch);
     int workers = md_pool_threads(pool);
     plan_bands(&pl, c, src, true, workers);
     pl.c = c;

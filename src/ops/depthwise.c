@@ -201,9 +201,18 @@ DW_ROW_S2(5)
 
 #define SLACK 64 /* floats readable past any row start + its width */
 
+size_t md_depthwise_scratch_floats(const md_conv2d_params *p, int in_h, int in_w)
+{
+    int out_h, out_w;
+    if (!md_conv2d_output_size(p, in_h, in_w, &out_h, &out_w))
+        return 0;
+    size_t ph = (size_t)in_h + p->pad_top + p->pad_bottom, pw = (size_t)in_w + p->pad_left + p->pad_right;
+    return ph * pw + SLACK + 2 * ((size_t)(out_w + 31) / 32 * 32) + SLACK;
+}
+
 void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, int in_w,
                          const float *weight, const float *bias, float lo, float hi, float *out,
-                         int c_begin, int c_end)
+                         int c_begin, int c_end, float *scratch)
 {
     int out_h, out_w;
     if (!md_conv2d_output_size(p, in_h, in_w, &out_h, &out_w))
@@ -217,7 +226,23 @@ void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, i
     int row_w = (out_w + 31) / 32 * 32;
     size_t n_pad = (size_t)ph * pw + SLACK;
     dw_row_fn kernel = kh == 3 ? dw_row_k3_s1 : dw_row_k5_s1;
-    float *buf = fast ? calloc(n_pad + 2 * (size_t)row_w + SLACK, sizeof(float)) : NULL;
+    float *buf = NULL, *own = NULL;
+    if (fast && scratch) {
+        /* reused memory: zero the padding (the interior is written per channel) */
+        buf = scratch;
+        for (int y = 0; y < ph; y++) {
+            float *r = buf + (size_t)y * pw;
+            if (y < pt || y >= pt + in_h) {
+                memset(r, 0, sizeof(float) * (size_t)pw);
+            } else {
+                memset(r, 0, sizeof(float) * (size_t)pl);
+                memset(r + pl + in_w, 0, sizeof(float) * (size_t)(pw - pl - in_w));
+            }
+        }
+        memset(buf + (size_t)ph * pw, 0, sizeof(float) * (n_pad - (size_t)ph * pw));
+    } else if (fast) {
+        buf = own = calloc(n_pad + 2 * (size_t)row_w + SLACK, sizeof(float));
+    }
     for (int c = c_begin; c < c_end; c++) {
         const float *plane = in + (size_t)c * in_h * in_w;
         const float *w = weight + (size_t)c * kh * kw;
@@ -267,5 +292,5 @@ void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, i
                 orow[x] = clampf(row[x], lo, hi);
         }
     }
-    free(buf);
+    free(own);
 }

@@ -587,13 +587,15 @@ static void pack_b_bf16(uint16_t *dst, const float *src, size_t ld, bool trans, 
     for (int q = 0; q < panels_of(nc, NR); q++) {
         int c0 = j0 + q * NR, nr = nc - q * NR < NR ? nc - q * NR : NR;
         uint16_t *d = dst + (size_t)q * NR * kcp;
+        int k_start = 0;
 #ifdef MD_X86_KERNELS
-        if (!trans && alpha == 1.0f && nr == NR && kc % 2 == 0 && md_cpu_detect().avx512_bf16) {
-            pack_b_panel_bf16_avx512((uint32_t *)d, src + (size_t)k0 * ld + c0, ld, kc);
-            continue;
+        if (!trans && alpha == 1.0f && nr == NR && md_cpu_detect().avx512_bf16) {
+            /* whole pairs by vectors; an odd last row below */
+            k_start = kc & ~1;
+            pack_b_panel_bf16_avx512((uint32_t *)d, src + (size_t)k0 * ld + c0, ld, k_start);
         }
 #endif
-        for (int k = 0; k < kcp; k++)
+        for (int k = k_start; k < kcp; k++)
             for (int j = 0; j < NR; j++) {
                 float v = k < kc && j < nr ? alpha * raw_at(src, ld, !trans, c0 + j, k0 + k) : 0.0f;
                 d[((size_t)(k / 2) * NR + j) * 2 + (k & 1)] = md_bf16_from_f32(v);
@@ -833,7 +835,8 @@ static void run_block(const gemm_job *j, int m0, int m1, int n0, int n1)
     float alpha_a = a_raw ? j->alpha : 1.0f, alpha_b = !a_raw && b_raw ? j->alpha : 1.0f;
     const md_gemm_epilogue *ge = &j->e;
     bool clamp = ge->lo > -INFINITY || ge->hi < INFINITY;
-    int nc_step = b_raw ? NC_BLOCK : n1 - n0, mc_step = a_raw ? MC_BLOCK : m1 - m0;
+    /* rows of A in blocks that stay in L2 while every B panel passes (direct A too) */
+    int nc_step = b_raw ? NC_BLOCK : n1 - n0, mc_step = a_raw || a_direct ? MC_BLOCK : m1 - m0;
     const char *adata = j->A.kind == MD_OPERAND_PACKED ? j->A.packed->data : j->A.data;
     const char *bdata = j->B.kind == MD_OPERAND_PACKED ? j->B.packed->data : j->B.data;
     for (int jc = n0; jc < n1; jc += nc_step) {

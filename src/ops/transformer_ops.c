@@ -208,14 +208,42 @@ size_t md_attention_scratch_bytes(md_gemm_type type, int tokens)
     return (n + 63) / 64 * 64;
 }
 
-void md_attention_pack_kv(md_gemm_type type, const float *qkv, int tokens, int heads,
-                          int head_dim, int head, void *kv)
+/* K^T as a packed bf16 B operand, straight from the bf16 copy of qkv: the
+ * pair (k[t][2j], k[t][2j+1]) is already adjacent in token t's row, so each
+ * panel of NR tokens is a transpose of 32-bit pairs. */
+static void pack_kt_bf16(const uint16_t *k16, size_t ld, int tokens, int head_dim, uint32_t *dst)
+{
+    int pairs = head_dim / 2;
+    for (int t0 = 0; t0 < tokens; t0 += MD_GEMM_NR) {
+        uint32_t *panel = dst + (size_t)t0 * pairs;
+        int n = tokens - t0 < MD_GEMM_NR ? tokens - t0 : MD_GEMM_NR;
+        for (int j = 0; j < MD_GEMM_NR; j++) {
+            if (j >= n) {
+                for (int p = 0; p < pairs; p++)
+                    panel[(size_t)p * MD_GEMM_NR + j] = 0;
+                continue;
+            }
+            const uint16_t *row = k16 + (size_t)(t0 + j) * ld;
+            for (int p = 0; p < pairs; p++) {
+                uint32_t pr;
+                memcpy(&pr, row + 2 * p, sizeof pr);
+                panel[(size_t)p * MD_GEMM_NR + j] = pr;
+            }
+        }
+    }
+}
+
+void md_attention_pack_kv(md_gemm_type type, const float *qkv, const uint16_t *qkv_bf16,
+                          int tokens, int heads, int head_dim, int head, void *kv)
 {
     size_t dim = (size_t)heads * head_dim, ld = 3 * dim;
     const float *k = qkv + dim + (size_t)head * head_dim;
     const float *v = qkv + 2 * dim + (size_t)head * head_dim;
     /* K^T (head_dim x tokens): k stored transposed; V (tokens x head_dim) as is */
-    md_gemm_pack_b_into(type, kv, k, ld, true, head_dim, tokens);
+    if (type == MD_GEMM_BF16 && qkv_bf16 && head_dim % 2 == 0)
+        pack_kt_bf16(qkv_bf16 + dim + (size_t)head * head_dim, ld, tokens, head_dim, kv);
+    else
+        md_gemm_pack_b_into(type, kv, k, ld, true, head_dim, tokens);
     md_gemm_pack_b_into(type, (char *)kv + md_gemm_packed_bytes(type, false, head_dim, tokens), v,
                         ld, false, tokens, head_dim);
 }

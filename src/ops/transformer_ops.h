@@ -26,9 +26,10 @@ size_t md_attention_kv_bytes(md_gemm_type type, int tokens, int head_dim);
 size_t md_attention_scratch_bytes(md_gemm_type type, int tokens);
 /* Packs one head's keys and values of qkv [tokens, 3*heads*head_dim] (laid
  * out q | k | v, each split into heads of head_dim columns) as the GEMM's B
- * operands of Q K^T and P V, once per head and layer, for every query block. */
-void md_attention_pack_kv(md_gemm_type type, const float *qkv, int tokens, int heads,
-                          int head_dim, int head, void *kv);
+ * operands of Q K^T and P V, once per head and layer, for every query block
+ * (bf16: from qkv_bf16, qkv rounded to bf16, when given). */
+void md_attention_pack_kv(md_gemm_type type, const float *qkv, const uint16_t *qkv_bf16,
+                          int tokens, int heads, int head_dim, int head, void *kv);
 
 /* One head's attention softmax(q k^T / sqrt(head_dim)) v for query rows
  * [r0, r1): writes those rows of the head's columns of out [tokens,
