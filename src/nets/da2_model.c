@@ -625,9 +625,10 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
                      (same_grid ? m->pos_embed[(size_t)(1 + i) * C + c] : posi[(size_t)c * np + i]);
     }
 
-    /* Row chunks in whole register tiles, one per worker; each runs its
-     * matrix products on its own thread. */
-    int chunk = (T + nt - 1) / nt;
+    /* Row chunks in whole register tiles, four per worker (a worker the
+     * system pauses leaves its chunks to the others); each runs its matrix
+     * products on its own thread. */
+    int chunk = nt > 1 ? (T + 4 * nt - 1) / (4 * nt) : T;
     chunk = (chunk + MD_GEMM_MR - 1) / MD_GEMM_MR * MD_GEMM_MR;
     int row_tasks = (T + chunk - 1) / chunk;
     enc_ctx c = {m,      md_gemm_isa_best(m->type), X,  Y, A, P, QKV, Hid, B16, QKV16,
@@ -1230,7 +1231,7 @@ md_status md_da2_model_open(const char *path, const md_model_options *opts, md_t
     }
     m->input_size_opt = o.input_size > 0 ? o.input_size : 518;
     m->pool = pool;
-    m->cache = md_bufcache_create((size_t)512 << 20);
+    m->cache = md_bufcache_create((size_t)256 << 20);
     if (!m->cache) {
         da2_destroy(m);
         return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);

@@ -255,8 +255,9 @@ static void plan_bands(conv_plan *pl, const md_conv *c, const md_conv_src *src, 
     const md_conv2d_params *p = &c->p;
     pl->K = group_k(p);
     int rows_fit = (int)(COL_TARGET / ((size_t)pl->K * (size_t)pl->ow));
-    /* two bands per worker at least, for balance; one thread takes what fits */
-    int share = workers > 1 ? (pl->oh + 2 * workers - 1) / (2 * workers) : pl->oh;
+    /* four bands per worker at least, for balance (a worker the system pauses
+     * leaves its bands to the others); one thread takes what fits */
+    int share = workers > 1 ? (pl->oh + 4 * workers - 1) / (4 * workers) : pl->oh;
     int R = rows_fit < share ? rows_fit : share;
     int min_rows = (31 + pl->ow) / pl->ow; /* a band of fewer than 32 pixels wastes the kernel */
     if (src->up_h > 0 && min_rows < 8)
