@@ -371,34 +371,40 @@ static void *pack_target(packer *P, const float *slot, size_t n, size_t bytes)
     return dst;
 }
 
-/* A [M, K] (trans: stored [K, M]) packed over its own slot. */
-static void pack_a(packer *P, const float *slot, int M, int K, bool trans, md_gemm_packed *out)
+/* rows x cols of a tensor (trans: stored transposed, ld = rows; else ld =
+ * cols) packed over its own slot as the A operand, or as B = its transpose
+ * (W [N, K] of x W^T: rows N, cols K). */
+static void pack_slot(packer *P, const float *slot, int rows, int cols, bool trans, bool as_a,
+                      md_gemm_packed *out)
 {
     if (P->status != MD_OK)
         return;
     md_gemm_type t = P->m->type;
-    size_t n = (size_t)M * K;
-    void *dst = pack_target(P, slot, n, md_gemm_packed_bytes(t, true, M, K));
+    size_t n = (size_t)rows * cols;
+    size_t bytes = as_a ? md_gemm_packed_bytes(t, true, rows, cols)
+                        : md_gemm_packed_bytes(t, false, cols, rows);
+    void *dst = pack_target(P, slot, n, bytes);
     float *src = dst ? stash(P, slot, n) : NULL;
     if (!src)
         return;
-    md_gemm_pack_a_into(t, dst, src, trans ? (size_t)M : (size_t)K, trans, M, K);
-    *out = md_gemm_packed_view(t, dst, true, M, K);
+    if (as_a) {
+        md_gemm_pack_a_into(t, dst, src, trans ? (size_t)rows : (size_t)cols, trans, rows, cols);
+        *out = md_gemm_packed_view(t, dst, true, rows, cols);
+    } else {
+        md_gemm_pack_b_into(t, dst, src, (size_t)cols, true, cols, rows);
+        *out = md_gemm_packed_view(t, dst, false, cols, rows);
+    }
+}
+
+static void pack_a(packer *P, const float *slot, int M, int K, bool trans, md_gemm_packed *out)
+{
+    pack_slot(P, slot, M, K, trans, true, out);
 }
 
 /* The B operand W^T of x W^T, W [N, K]. */
 static void pack_linear(packer *P, const float *slot, int N, int K, md_gemm_packed *out)
 {
-    if (P->status != MD_OK)
-        return;
-    md_gemm_type t = P->m->type;
-    size_t n = (size_t)N * K;
-    void *dst = pack_target(P, slot, n, md_gemm_packed_bytes(t, false, K, N));
-    float *src = dst ? stash(P, slot, n) : NULL;
-    if (!src)
-        return;
-    md_gemm_pack_b_into(t, dst, src, (size_t)K, true, K, N);
-    *out = md_gemm_packed_view(t, dst, false, K, N);
+    pack_slot(P, slot, N, K, false, false, out);
 }
 
 static void prep_conv(packer *P, md_conv *c, const float *w, const float *b, int cin, int cout,

@@ -140,6 +140,17 @@ void md_conv_free(md_conv *c)
         memset(c, 0, sizeof *c);
 }
 
+/* Output columns [lo, hi) whose source column x0 + ox * s lies in [0, in_w). */
+static void inside_columns(int x0, int s, int in_w, int out_w, int *lo, int *hi)
+{
+    *lo = x0 >= 0 ? 0 : (-x0 + s - 1) / s;
+    *hi = in_w - 1 - x0 >= 0 ? (in_w - 1 - x0) / s + 1 : 0;
+    if (*hi > out_w)
+        *hi = out_w;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
 void md_im2col(const md_conv2d_params *p, const float *in, int channels, int in_h, int in_w,
                int out_h, int out_w, float *col, size_t ldcol, bool relu)
 {
@@ -156,16 +167,10 @@ void md_im2col(const md_conv2d_params *p, const float *in, int channels, int in_
                         continue;
                     }
                     const float *src = plane + (size_t)iy * in_w;
-                    int x0 = -p->pad_left + kx * p->dilation_w;
-                    int s = p->stride_w;
+                    int x0 = -p->pad_left + kx * p->dilation_w, s = p->stride_w, lo, hi;
                     /* Columns whose source lies inside the row, then a plain
                      * strided copy the compiler can vectorise; zeros around. */
-                    int lo = x0 >= 0 ? 0 : (-x0 + s - 1) / s;
-                    int hi = in_w - 1 - x0 >= 0 ? (in_w - 1 - x0) / s + 1 : 0;
-                    if (hi > out_w)
-                        hi = out_w;
-                    if (lo > hi)
-                        lo = hi;
+                    inside_columns(x0, s, in_w, out_w, &lo, &hi);
                     for (int ox = 0; ox < lo; ox++)
                         dst[ox] = 0.0f;
                     if (relu)
@@ -196,13 +201,8 @@ void md_col2im_add(const md_conv2d_params *p, const float *col, int channels, in
             for (int kx = 0; kx < p->kernel_w; kx++) {
                 const float *row =
                     col + (((size_t)c * p->kernel_h + ky) * p->kernel_w + kx) * ohw;
-                int x0 = -p->pad_left + kx * p->dilation_w;
-                int s = p->stride_w;
-                /* Output columns whose source column lies inside the row. */
-                int lo = x0 >= 0 ? 0 : (-x0 + s - 1) / s;
-                int hi = in_w - 1 - x0 >= 0 ? (in_w - 1 - x0) / s + 1 : 0;
-                if (hi > out_w)
-                    hi = out_w;
+                int x0 = -p->pad_left + kx * p->dilation_w, s = p->stride_w, lo, hi;
+                inside_columns(x0, s, in_w, out_w, &lo, &hi);
                 for (int oy = 0; oy < out_h; oy++) {
                     int iy = oy * p->stride_h - p->pad_top + ky * p->dilation_h;
                     if (iy < 0 || iy >= in_h)
@@ -249,6 +249,14 @@ typedef struct {
     float *scratch;
 } conv_plan;
 
+/* Rows per band: R, at least min_rows, at most oh, at least 1. */
+static int band_rows(int R, int min_rows, int oh)
+{
+    R = R < min_rows ? min_rows : R;
+    R = R > oh ? oh : R;
+    return R < 1 ? 1 : R;
+}
+
 static void plan_bands(conv_plan *pl, const md_conv *c, const md_conv_src *src, bool band_out,
                        int workers)
 {
@@ -258,16 +266,10 @@ static void plan_bands(conv_plan *pl, const md_conv *c, const md_conv_src *src, 
     /* four bands per worker at least, for balance (a worker the system pauses
      * leaves its bands to the others); one thread takes what fits */
     int share = workers > 1 ? (pl->oh + 4 * workers - 1) / (4 * workers) : pl->oh;
-    int R = rows_fit < share ? rows_fit : share;
     int min_rows = (31 + pl->ow) / pl->ow; /* a band of fewer than 32 pixels wastes the kernel */
     if (src->up_h > 0 && min_rows < 8)
         min_rows = 8; /* each band upsamples its rows plus a halo: keep the halo small */
-    if (R < min_rows)
-        R = min_rows;
-    if (R > pl->oh)
-        R = pl->oh;
-    if (R < 1)
-        R = 1;
+    int R = band_rows(rows_fit < share ? rows_fit : share, min_rows, pl->oh);
     pl->R = R;
     pl->bands = (pl->oh + R - 1) / R;
     pl->ldb = (R * pl->ow + MD_GEMM_NR - 1) / MD_GEMM_NR * MD_GEMM_NR;
@@ -292,16 +294,8 @@ static void plan_bands(conv_plan *pl, const md_conv *c, const md_conv_src *src, 
     pl->wp = src->w + p->pad_left + p->pad_right;
     size_t per_row = (size_t)(bf ? pl->cp / 2 : pl->cp) * (size_t)pl->wp;
     R = (int)(COL_TARGET / per_row) - halo;
-    if (R < halo + 1)
-        R = halo + 1;
-    if (src->up_h > 0 && R < 8)
-        R = 8;
-    if (R > share)
-        R = share;
-    if (R > pl->oh)
-        R = pl->oh;
-    if (R < 1)
-        R = 1;
+    R = R > share ? share : R;
+    R = band_rows(R, src->up_h > 0 && halo + 1 < 8 ? 8 : halo + 1, pl->oh);
     pl->R = R;
     pl->bands = (pl->oh + R - 1) / R;
     pl->rin = R + halo;

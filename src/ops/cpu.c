@@ -133,46 +133,34 @@ static double clock_ghz(void)
     "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",   \
         "xmm11", "xmm12", "xmm13", "xmm14", "xmm15"
 
-__attribute__((target("avx512f"))) static double fma512_per_s(void)
-{
+/* BODY: one instruction in N independent chains on registers 0..N-1, its
+ * operands in registers A and B (zeroed first); CLOBBER: those chains. The
+ * instruction's throughput, per second. */
+#define THROUGHPUT(NAME, TARGET, A, B, N, BODY, CLOBBER)                                       \
+    __attribute__((target(TARGET))) static double NAME(void)                                   \
+    {                                                                                          \
+        __asm__ volatile("vxorps %%xmm" A ", %%xmm" A ", %%xmm" A "\n\t"                        \
+                         "vxorps %%xmm" B ", %%xmm" B ", %%xmm" B ::: "xmm" A, "xmm" B);       \
+        double t0 = thread_seconds();                                                          \
+        for (long n = 0; n < LOOPS; n++)                                                       \
+            __asm__ volatile(BODY ::: CLOBBER);                                                \
+        double t = thread_seconds() - t0;                                                      \
+        return t > 0 ? (double)(N) * LOOPS / t : 0.0;                                          \
+    }
 #define F(i) "vfmadd231ps %%zmm30, %%zmm31, %%zmm" #i "\n\t"
-    __asm__ volatile("vxorps %%xmm30, %%xmm30, %%xmm30\n\tvxorps %%xmm31, %%xmm31, %%xmm31" ::
-                         : "xmm30", "xmm31");
-    double t0 = thread_seconds();
-    for (long n = 0; n < LOOPS; n++)
-        __asm__ volatile(CHAINS(F)::: ZCLOBBER);
-    double t = thread_seconds() - t0;
+THROUGHPUT(fma512_per_s, "avx512f", "30", "31", 16, CHAINS(F), ZCLOBBER)
 #undef F
-    return t > 0 ? 16.0 * LOOPS / t : 0.0;
-}
-
-__attribute__((target("avx512f,avx512bf16"))) static double dpbf16_per_s(void)
-{
 #define F(i) "vdpbf16ps %%zmm30, %%zmm31, %%zmm" #i "\n\t"
-    __asm__ volatile("vxorps %%xmm30, %%xmm30, %%xmm30\n\tvxorps %%xmm31, %%xmm31, %%xmm31" ::
-                         : "xmm30", "xmm31");
-    double t0 = thread_seconds();
-    for (long n = 0; n < LOOPS; n++)
-        __asm__ volatile(CHAINS(F)::: ZCLOBBER);
-    double t = thread_seconds() - t0;
+THROUGHPUT(dpbf16_per_s, "avx512f,avx512bf16", "30", "31", 16, CHAINS(F), ZCLOBBER)
 #undef F
-    return t > 0 ? 16.0 * LOOPS / t : 0.0;
-}
-
-__attribute__((target("avx2,fma"))) static double fma256_per_s(void)
-{
+/* 14 chains with AVX2: two of the 16 registers hold the operands */
 #define F(i) "vfmadd231ps %%ymm14, %%ymm15, %%ymm" #i "\n\t"
-    __asm__ volatile("vxorps %%xmm14, %%xmm14, %%xmm14\n\tvxorps %%xmm15, %%xmm15, %%xmm15" ::
-                         : "xmm14", "xmm15");
-    double t0 = thread_seconds();
-    for (long n = 0; n < LOOPS; n++) /* 14 chains: two registers hold the operands */
-        __asm__ volatile(F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12)
-                             F(13)::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
-                             "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13");
-    double t = thread_seconds() - t0;
+#define YCLOBBER                                                                               \
+    "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",   \
+        "xmm11", "xmm12", "xmm13"
+THROUGHPUT(fma256_per_s, "avx2,fma", "14", "15", 14,
+           F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12) F(13), YCLOBBER)
 #undef F
-    return t > 0 ? 14.0 * LOOPS / t : 0.0;
-}
 
 static double best_of(double (*run)(void))
 {
