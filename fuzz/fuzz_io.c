@@ -5,8 +5,10 @@
  *         -lpng -ljpeg -lz -lm -o fuzz_io
  *   ./fuzz_io -max_total_time=60 corpus/
  *
- * Each input is written to a temporary file and handed to md_image_load,
- * md_depth_load (plain and SUN encodings) and md_npy_load. When a small input
+ * Each input is written to a temporary file and handed to md_image_load_info
+ * (PNG, JPEG with its EXIF orientation, WebP, TIFF, BMP, PNM), md_depth_load
+ * (plain and SUN encodings), md_npy_load, the intrinsics parser and, as a
+ * .txt file, the input-list reader. When a small input
  * loads, it is also written back (PNG / PFM) and re-read, and the round trip
  * must be exact; a mismatch traps so the fuzzer reports it. */
 #include "metricdepth.h"
@@ -20,6 +22,7 @@
 static char input_path[64];
 static char output_png[80];
 static char output_pfm[80];
+static char list_path[80];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -29,6 +32,7 @@ static void remove_temp_files(void)
     unlink(input_path);
     unlink(output_png);
     unlink(output_pfm);
+    unlink(list_path);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -42,6 +46,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     close(fd);
     snprintf(output_png, sizeof output_png, "%s.out.png", input_path);
     snprintf(output_pfm, sizeof output_pfm, "%s.out.pfm", input_path);
+    snprintf(list_path, sizeof list_path, "%s.txt", input_path);
     atexit(remove_temp_files);
     return 0;
 }
@@ -92,9 +97,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     md_error err;
     md_image img = {0};
-    if (md_image_load(input_path, &img, &err) == MD_OK)
+    md_image_info info;
+    if (md_image_load_info(input_path, &img, &info, &err) == MD_OK) {
+        /* orientations 5-8 swap the sides, the others keep them */
+        int swap = info.orientation >= 5;
+        if (info.orientation < 1 || info.orientation > 8 ||
+            img.width != (swap ? info.height0 : info.width0) ||
+            img.height != (swap ? info.width0 : info.height0))
+            __builtin_trap();
         check_image_roundtrip(&img);
+    }
     md_image_free(&img);
+
+    if (size < 4096) {
+        char text[4096];
+        memcpy(text, data, size);
+        text[size] = '\0';
+        md_intrinsics K;
+        int w, h;
+        if (md_intrinsics_parse(text, "fuzz", &K, &w, &h, &err) == MD_OK &&
+            (!(K.fx > 0) || !(K.fy > 0) || w < 0 || h < 0))
+            __builtin_trap();
+        f = fopen(list_path, "wb");
+        if (f) {
+            fwrite(data, 1, size, f);
+            fclose(f);
+            md_input_list list;
+            memset(&list, 0, sizeof list);
+            if (md_inputs_add(&list, list_path, &err) == MD_OK)
+                md_inputs_finish(&list, &err);
+            md_input_list_free(&list);
+        }
+    }
 
     md_depth d = {0};
     if (md_depth_load(input_path, NULL, &d, &err) == MD_OK)

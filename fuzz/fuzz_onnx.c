@@ -1,16 +1,14 @@
-/* libFuzzer harness for the ONNX reader and the graph builder. Not built by
- * default:
+/* libFuzzer harness for the ONNX reader and the graph builder, built and run
+ * by scripts/fuzz with the seeds of fuzz/make_seeds.c (one small graph per
+ * operator, a chain of the builder's rewrites, the crash reproducers); the
+ * real FastDepth model is a good extra seed:
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
- *         -D_POSIX_C_SOURCE=200809L fuzz/fuzz_onnx.c src/formats/onnx.c \
- *         src/nets/onnx_graph.c src/ops/\*.c src/base/\*.c \
- *         -lm -lpthread -o fuzz_onnx
- *   mkdir -p fuzz/corpus-onnx && cp ../shared/models/fastdepth/fastdepth_7.onnx fuzz/corpus-onnx/
- *   MD_ONNX_SEED_DIR=$PWD/fuzz/corpus-onnx build/tests/test_onnx   # small hand-made models
- *   ./fuzz_onnx -max_total_time=60 -max_len=6000000 fuzz/corpus-onnx
+ *   scripts/fuzz 600 onnx
+ *   cp ../shared/models/fastdepth/fastdepth_7.onnx build-fuzz/corpus-onnx/  # optional
  *
  * Every input goes through md_onnx_parse; a model that parses is built into
- * an executor (activation memory capped at 64 MiB) and, when the input is
+ * an executor (activation memory capped at 64 MiB), once with an md_error and
+ * once without (the status must not depend on it), and, when the input is
  * small (at most 4096 values), run once on a ramp so the kernels see the
  * shapes the builder accepted. */
 #include "base/base.h"
@@ -33,7 +31,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     md_onnx_graph *g = NULL;
-    if (md_onnx_graph_build(&m, "fuzz", (size_t)64 << 20, &g, &err) == MD_OK) {
+    md_status st = md_onnx_graph_build(&m, "fuzz", (size_t)64 << 20, &g, &err);
+    md_onnx_graph *g2 = NULL;
+    if (md_onnx_graph_build(&m, "fuzz", (size_t)64 << 20, &g2, NULL) != st)
+        __builtin_trap(); /* the status may not depend on err */
+    md_onnx_graph_free(g2);
+    if (st == MD_OK) {
         const md_onnx_graph_info *info = md_onnx_graph_get_info(g);
         /* Keep runs cheap: small inputs and modest arithmetic only. */
         if (info->in_numel <= 4096 && info->flop < 5e7) {

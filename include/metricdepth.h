@@ -69,8 +69,28 @@ typedef struct {
 } md_image;
 
 /* Reads PNG (8/16-bit, grey/RGB/palette/alpha: converted to 8-bit RGB), JPEG,
- * PPM/PGM (P5/P6, maxval up to 65535). The format is detected from the bytes. */
+ * WebP, TIFF, BMP (uncompressed), PPM/PGM (P5/P6, maxval up to 65535). The
+ * format is detected from the bytes. The EXIF orientation of a JPEG (and the
+ * orientation tag of a TIFF) is applied: a portrait phone photo comes out
+ * upright. */
 md_status md_image_load(const char *path, md_image *out, md_error *err);
+
+/* What md_image_load_info found in the file. */
+typedef struct {
+    const char *format;  /* "png", "jpeg", "webp", "tiff", "bmp", "ppm", "pgm" */
+    int channels;        /* as stored: 1 grey, 2 grey + alpha, 3 colour, 4 colour + alpha */
+    int bit_depth;       /* bits per sample as stored (PNG, PNM; 8 otherwise) */
+    int orientation;     /* the EXIF/TIFF orientation applied (1 = none, 6 = rotated 90 cw, ...) */
+    int width0, height0; /* the size as stored, before the orientation */
+} md_image_info;
+
+/* md_image_load, also telling what the file held (info may be NULL). A 16-bit
+ * grey image is usually a depth map, not a photo: callers can warn. */
+md_status md_image_load_info(const char *path, md_image *out, md_image_info *info,
+                             md_error *err);
+/* Applies an EXIF orientation (1..8) in place: 2 mirror, 3 rotate 180, 4 flip,
+ * 5 transpose, 6 rotate 90 clockwise, 7 transverse, 8 rotate 90 counter-clockwise. */
+md_status md_image_orient(md_image *img, int orientation, md_error *err);
 /* Writes an 8-bit RGB PNG. */
 md_status md_image_save_png(const char *path, const md_image *img, md_error *err);
 
@@ -118,6 +138,11 @@ md_status md_depth_load(const char *path, const md_depth_read_options *opts, md_
 /* Writes by extension: .png (16-bit, millimetres, rounded, 0 = invalid, clipped
  * to 65.534 m because readers take 65535 as invalid), .npy (float32), .pfm (float32, little-endian). */
 md_status md_depth_save(const char *path, const md_depth *depth, md_error *err);
+/* 16-bit PNG with raw = round(metres x divisor) (1000: mm, the default of
+ * md_depth_save; 256: KITTI's), 0 = invalid. Values above 65534 / divisor are
+ * written as 65534 and counted in *clipped (may be NULL). */
+md_status md_depth_save_png16(const char *path, const md_depth *depth, double divisor,
+                              size_t *clipped, md_error *err);
 md_status md_depth_alloc(md_depth *d, int width, int height, md_error *err);
 /* Copies depth into a caller's float buffer (rows stride bytes apart, stride
  * >= width x 4), invalid pixels as invalid_value (0, or NAN). */
@@ -138,6 +163,28 @@ md_status md_depth_save_preview(const char *path, const md_depth *depth, md_colo
                                 float vmin, float vmax, md_error *err);
 /* Maps t in [0,1] to 8-bit RGB. */
 void md_colormap_lookup(md_colormap cmap, float t, uint8_t rgb[3]);
+/* The automatic preview range: 2nd and 98th percentiles of the valid pixels
+ * (0, 0 when none is valid). */
+md_status md_depth_auto_range(const md_depth *depth, float *vmin, float *vmax, md_error *err);
+
+/* Previews with a colour bar. Convention: near is the left, low end of the bar
+ * (blue in turbo, black in inferno, white in grey); the bar's labels give the
+ * range ("near 0.52 m" ... "4.31 m far"). */
+typedef struct {
+    md_colormap cmap;
+    int grayscale;       /* a grey ramp instead of the colour map: near = white */
+    float vmin, vmax;    /* the range drawn (metres, or disparity); 0, 0 = automatic */
+    int colorbar;        /* draw the bar with the range under the image */
+    int disparity;       /* values are relative disparity (near = large; no unit) */
+    const md_image *rgb; /* side by side: the image on the left (same size), or NULL */
+} md_preview_options;
+
+md_preview_options md_preview_defaults(void); /* turbo, automatic range, colour bar */
+/* Renders the preview into a new image; range (may be NULL) gets the range used. */
+md_status md_depth_render_preview(const md_depth *depth, const md_preview_options *opts,
+                                  md_image *out, float range[2], md_error *err);
+md_status md_depth_save_preview_ex(const char *path, const md_depth *depth,
+                                   const md_preview_options *opts, float range[2], md_error *err);
 
 /* ------------------------------------------------------ generic tensors */
 
@@ -163,6 +210,30 @@ typedef struct {
 /* NYU Depth V2 colour camera: 518.8579, 519.4696, 325.5824, 253.7362. */
 md_intrinsics md_intrinsics_nyu(void);
 
+/* Pixel convention: pixel (u, v) has its centre at integer coordinates. */
+
+/* The field of view assumed when the camera is unknown: 60 degrees across the
+ * image's longer side. */
+#define MD_DEFAULT_FOV_DEG 60.0
+/* Square pixels (fx = fy), principal point at the image centre ((W-1)/2,
+ * (H-1)/2), focal length f = (L/2) / tan(fov/2) with L the longer side in
+ * pixels. Zeros for a bad size or fov outside (0, 180). */
+md_intrinsics md_intrinsics_from_fov(int width, int height, double fov_deg);
+/* K of a from_w x from_h image, for the same image resized to to_w x to_h:
+ * fx' = fx sx, cx' = (cx + 0.5) sx - 0.5 (and the same in y). */
+md_intrinsics md_intrinsics_resize(const md_intrinsics *K, int from_w, int from_h, int to_w,
+                                   int to_h);
+/* The field of view (degrees) across the longer side that K gives at this size. */
+double md_intrinsics_fov(const md_intrinsics *K, int width, int height);
+/* Parses "fx fy cx cy [width height]" or a 3x3 matrix "fx 0 cx 0 fy cy 0 0 1"
+ * [width height] (numbers separated by spaces, commas, semicolons or lines,
+ * '#' comments). width/height (may be NULL) get the size K was made for, 0
+ * when not given. what names the source in messages. */
+md_status md_intrinsics_parse(const char *text, const char *what, md_intrinsics *K, int *width,
+                              int *height, md_error *err);
+/* The same from a text file (e.g. a dataset's camera-intrinsics.txt). */
+md_status md_intrinsics_load(const char *path, md_intrinsics *K, int *width, int *height,
+                             md_error *err);
 /* A point cloud in memory: n points, xyz (3 floats each, metres, camera frame:
  * x right, y down, z forward) and rgb (3 bytes each, NULL without colour). */
 typedef struct {
@@ -186,6 +257,126 @@ void md_pointcloud_free(md_pointcloud *cloud);
 md_status md_pointcloud_save_ply(const char *path, const md_depth *depth, const md_image *rgb,
                                  const md_intrinsics *K, int stride, float max_depth,
                                  md_error *err);
+
+/* ------------------------------------------------- batches: inputs, outputs */
+
+/* What predict reads: images and videos, from files, folders and lists. */
+typedef enum { MD_INPUT_IMAGE = 0, MD_INPUT_VIDEO = 1 } md_input_kind;
+
+typedef struct {
+    char *path;         /* the file to read */
+    char *name;         /* output name: relative path without extension ("color/1"),
+                           unique in the list after md_inputs_finish */
+    md_input_kind kind;
+} md_input;
+
+typedef struct {
+    md_input *items;
+    size_t count, cap;
+    size_t ignored;     /* files in scanned folders that are neither images nor videos */
+    size_t duplicates;  /* the same file named twice, kept once */
+    char *exclude;      /* canonical path of a folder never scanned (md_inputs_exclude) */
+} md_input_list;
+
+/* Appends arg: a file (named by its file name), a folder (every image and
+ * video below it, recursively, in sorted order, hidden entries and symbolic
+ * links to folders skipped; named by the path below the folder) or a .txt/.lst
+ * list (one path per line, '#' comments, relative to the list's folder; named
+ * by the path as written). Images are recognised by their bytes, videos by
+ * their extension. A folder with nothing usable is an error. */
+md_status md_inputs_add(md_input_list *list, const char *arg, md_error *err);
+/* Leaves dir out of every folder scan (the output folder inside an input folder). */
+md_status md_inputs_exclude(md_input_list *list, const char *dir, md_error *err);
+/* Drops repeated files, makes the names unique (colliding names keep their
+ * extension, else as many parent folders as it takes: "color/1", "tum/1") and
+ * sorts the list by name. */
+md_status md_inputs_finish(md_input_list *list, md_error *err);
+/* Keeps shard k of n (1 <= k <= n): the k-th of n contiguous blocks of the
+ * list, sizes differing by at most one, so that shards concatenated in order
+ * give the whole list. */
+md_status md_inputs_shard(md_input_list *list, int k, int n, md_error *err);
+/* The block [*begin, *end) of shard k of n over count items. */
+md_status md_shard_range(size_t count, int k, int n, size_t *begin, size_t *end, md_error *err);
+void md_input_list_free(md_input_list *list);
+/* 1 when the path's extension is a video container's (.mp4, .mkv, .avi, .mov, ...). */
+int md_path_is_video(const char *path);
+
+/* mkdir -p. */
+md_status md_make_dirs(const char *path, md_error *err);
+
+/* Output sets: all files of one image appear together or not at all, even if
+ * the process is killed; two runs writing into one folder never mix their
+ * sets; what a killed run left is finished or removed by the next run that
+ * opens the folder. Thread safety: one md_output_dir may be shared by threads;
+ * each md_output_set is used by one thread at a time. */
+typedef struct md_output_dir md_output_dir;
+typedef struct md_output_set md_output_set;
+
+typedef struct {
+    size_t recovered_sets, recovered_files; /* killed runs' sets completed from their journals */
+    size_t removed_files;                   /* killed runs' unfinished files removed */
+} md_output_dir_report;
+
+/* Creates dir if needed, checks it is writable, and cleans up after killed
+ * runs (rep may be NULL). */
+md_status md_output_dir_open(const char *dir, md_output_dir **out, md_output_dir_report *rep,
+                             md_error *err);
+const char *md_output_dir_path(const md_output_dir *od);
+/* Removes this run's unfinished files. */
+void md_output_dir_close(md_output_dir *od);
+md_status md_output_set_begin(md_output_dir *od, md_output_set **out, md_error *err);
+/* Where to write the file that will appear as rel (relative to the folder,
+ * e.g. "color/1.depth.png"): a temporary path with the same extension, valid
+ * until the set is committed or aborted. */
+md_status md_output_set_file(md_output_set *set, const char *rel, const char **path,
+                             md_error *err);
+/* Moves every file of the set into place (creating subfolders) and frees the set. */
+md_status md_output_set_commit(md_output_set *set, md_error *err);
+/* Deletes the set's files and frees it. */
+void md_output_set_abort(md_output_set *set);
+
+/* The files written for one prediction (md_write_depth_set). */
+enum {
+    MD_OUT_PNG16 = 1,    /* NAME.depth.png: 16-bit, metres x divisor (default mm) */
+    MD_OUT_NPY = 2,      /* NAME.depth.npy: float32 metres */
+    MD_OUT_PFM = 4,      /* NAME.depth.pfm: float32 metres */
+    MD_OUT_PREVIEW = 8,  /* NAME.preview.png: colourised, with a colour bar */
+    MD_OUT_PLY = 16,     /* NAME.ply: point cloud (metric depth only) */
+    MD_OUT_JSON = 32,    /* NAME.json: the sidecar (written by the application) */
+    MD_OUT_VIDEO = 64    /* NAME.depth.mp4: colourised depth video (video inputs) */
+};
+/* Relative disparity is written as NAME.disparity.{png,npy,pfm,mp4}, never
+ * as depth: md_output_suffix(flag, relative) gives the suffix. */
+const char *md_output_suffix(unsigned flag, int relative);
+/* Parses "png16,npy,pfm,preview,ply,json,video" ("png" = png16); -1 on an
+ * unknown name (copied to bad). */
+int md_outputs_parse(const char *list, unsigned *flags, char *bad, size_t bad_size);
+
+typedef struct {
+    unsigned outputs;           /* MD_OUT_* bits; JSON and VIDEO are the caller's */
+    double png_divisor;         /* raw = metres x divisor; default 1000 (mm) */
+    md_preview_options preview; /* colour map, range, grey, colour bar */
+    int side_by_side;           /* preview: the RGB image left of the depth */
+    md_intrinsics K;            /* for the point cloud, at the depth map's size */
+    int ply_stride;             /* every stride-th row and column (default 1) */
+    float ply_max_depth;        /* points beyond are left out; 0 = no limit */
+    int relative;               /* the values are relative disparity, not metres */
+} md_write_options;
+
+typedef struct {
+    size_t clipped;             /* PNG pixels beyond 65534 / divisor, written as 65534 */
+    double png_divisor;         /* the divisor used (relative: 65534 / the largest value) */
+    float range[2];             /* the preview's range */
+} md_write_report;
+
+md_write_options md_write_defaults(void); /* png16, npy, preview, json; mm; turbo */
+/* Writes the chosen files of NAME into the set (not yet committed). img is the
+ * image the depth came from (PLY colours, side-by-side preview). */
+md_status md_write_depth_set(md_output_set *set, const char *name, const md_depth *depth,
+                             const md_image *img, const md_write_options *opts,
+                             md_write_report *rep, md_error *err);
+/* Rewrites err's message so it names the final files, not the set's temporaries. */
+void md_output_set_explain(const md_output_set *set, md_error *err);
 
 /* ------------------------------------------------------------- datasets */
 
@@ -486,15 +677,43 @@ typedef enum {
 int md_precision_parse(const char *name);
 const char *md_precision_name(md_precision precision);
 
+/* Depth Anything V2's head: relative and metric checkpoints hold the same
+ * tensors, so the kind is read from config.json's depth_estimation_type (the
+ * transformers layout), else the official file names
+ * (depth_anything_v2_vits.pth is relative, depth_anything_v2_metric_*.pth
+ * metric), else taken as metric. */
+enum { MD_HEAD_AUTO = 0, MD_HEAD_RELATIVE = 1, MD_HEAD_METRIC = 2 };
+
 typedef struct {
     int threads;       /* own pool of this many (0 = all cores); ignored when pool is set */
     md_threadpool *pool; /* the application's pool (borrowed: must outlive the model), or NULL */
     int input_size;    /* DA2: shorter side target (default 518); 0 = model default */
-    double max_depth;  /* DA2 metric head: 0 = from file name (20 indoor, 80 outdoor) */
-    int relative;      /* DA2: 1 = relative head (ReLU), 0 = metric (sigmoid x max_depth) */
+    double max_depth;  /* DA2 metric head: 0 = from config.json or the file name (20 indoor
+                          hypersim, 80 outdoor vkitti; 20 when neither says) */
+    int relative;      /* DA2 head: MD_HEAD_AUTO (0, from the file), MD_HEAD_RELATIVE (1:
+                          ReLU, relative disparity) or MD_HEAD_METRIC (2: sigmoid x max_depth).
+                          A kind that contradicts the file is used, with a note in md_model_info */
     md_precision precision; /* default fp32; bf16 is for Depth Anything V2 (an ONNX model
                                refuses it; auto keeps ONNX models in fp32) */
 } md_model_options;
+
+/* What a model outputs. */
+typedef enum {
+    MD_OUTPUT_METRIC = 0,  /* depth in metres */
+    MD_OUTPUT_RELATIVE = 1 /* relative disparity (inverse depth up to an unknown scale and
+                              shift, no unit; near = large): never metres until a scale
+                              source makes it metric */
+} md_output_kind;
+
+typedef struct {
+    md_output_kind output;
+    double max_depth;      /* the largest depth a metric head can give; 0 unknown or unbounded */
+    int indoor;            /* 1 trained on indoor scenes, 0 outdoor, -1 unknown */
+    int crop_aspect_w, crop_aspect_h; /* the network sees only a centre crop of this aspect
+                                         (FastDepth: 4:3); 0 when it sees the whole image */
+    char note[320];        /* what the loader decided and why, e.g. a flag that contradicts the
+                              checkpoint; "" when nothing to say */
+} md_model_info;
 
 /* Opens a depth network; the backend is chosen by the file (ONNX, .pth, .safetensors). */
 md_status md_model_load(const char *path, const md_model_options *opts, md_model **out,
@@ -525,6 +744,8 @@ double md_model_gflop(const md_model *model, int width, int height);
 const char *md_model_describe(const md_model *model);
 /* The precision the model runs in: fp32 or bf16 (auto resolved at load). */
 md_precision md_model_precision(const md_model *model);
+/* What the model outputs and where it was trained (see md_model_info). */
+void md_model_get_info(const md_model *model, md_model_info *info);
 void md_model_free(md_model *model);
 /* The default base model: $METRICDEPTH_MODEL, else
  * $METRICDEPTH_MODELS_DIR/fastdepth_7.onnx (either, when set, is used or
@@ -610,6 +831,14 @@ md_status md_scale_depth(const md_image *img, const md_features *features, md_de
  * (may be NULL) gets what was applied. This is what `metricdepth predict` does. */
 md_status md_predict_metric(md_model *model, const md_image *img, const md_scale_options *opts,
                             md_depth *out, md_scale_record *rec, md_error *err);
+
+/* How much of the image got depth, and whether the network suits the scene. */
+typedef struct {
+    double coverage;  /* share of pixels the network saw (0..1) */
+    int outdoor_like; /* an indoor network on an outdoor-looking scene */
+    char note[320];   /* a warning in words; "" when all is well */
+} md_coverage;
+void md_depth_coverage(const md_model *model, const md_depth *depth, md_coverage *out);
 
 /* The model file's name without its folder ("fastdepth_7.onnx"). */
 const char *md_model_file_name(const md_model *model);

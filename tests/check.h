@@ -69,4 +69,13 @@ static inline const char *check_shared_dir(void)
     return env && *env ? env : MD_SHARED_DIR;
 }
 
+/* Removes a test's temporary folder tree (best effort). */
+static inline void check_remove_tree(const char *dir)
+{
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
 #endif

@@ -1,5 +1,10 @@
 #include "check.h"
 #include "base/base.h"
+#include "base/pipe.h"
+
+#include <signal.h>
+#include <errno.h>
+#include <pthread.h>
 
 #include <string.h>
 #include <sys/stat.h>
@@ -61,11 +66,243 @@ static void test_read_file_limits(void)
     CHECK(md_read_file("/tmp", 100, &data, &size, &err) == MD_ERR_IO);
 }
 
+
+/* ------------------------------------------------------------- pipeline */
+
+typedef struct {
+    int value;   /* loaded: index * 10 */
+    int ran;
+} pipe_item;
+
+typedef struct {
+    pthread_mutex_t mu;
+    int n_load, n_run, n_save, n_done[5];
+    long last_run;          /* items run in order */
+    int order_ok, save_order_ok;
+    long last_save;
+    int fail_load, fail_run, fail_save; /* index that fails at each stage (-1 none) */
+    int end_at;             /* load returns END here (unknown count) */
+    int stop_after_run;     /* sets *stop after running this index (-1 never) */
+    volatile sig_atomic_t stop;
+    int in_flight, max_in_flight;
+} pipe_test;
+
+static int p_load(void *user, size_t i, void *slot)
+{
+    pipe_test *t = user;
+    pipe_item *it = slot;
+    pthread_mutex_lock(&t->mu);
+    t->n_load++;
+    t->in_flight++;
+    if (t->in_flight > t->max_in_flight)
+        t->max_in_flight = t->in_flight;
+    pthread_mutex_unlock(&t->mu);
+    if ((int)i == t->end_at) {
+        pthread_mutex_lock(&t->mu);
+        t->in_flight--;
+        pthread_mutex_unlock(&t->mu);
+        return MD_PIPE_END;
+    }
+    it->value = (int)i * 10;
+    it->ran = 0;
+    return (int)i == t->fail_load ? -1 : 0;
+}
+
+static int p_run(void *user, size_t i, void *slot)
+{
+    pipe_test *t = user;
+    pipe_item *it = slot;
+    /* only this thread runs: no lock needed for the order check */
+    if ((long)i <= t->last_run || it->value != (int)i * 10)
+        t->order_ok = 0;
+    t->last_run = (long)i;
+    t->n_run++;
+    it->ran = 1;
+    if ((int)i == t->stop_after_run)
+        t->stop = 1;
+    return (int)i == t->fail_run ? -1 : 0;
+}
+
+static int p_save(void *user, size_t i, void *slot)
+{
+    pipe_test *t = user;
+    pipe_item *it = slot;
+    pthread_mutex_lock(&t->mu);
+    t->n_save++;
+    if ((long)i <= t->last_save || !it->ran)
+        t->save_order_ok = 0;
+    t->last_save = (long)i;
+    pthread_mutex_unlock(&t->mu);
+    return (int)i == t->fail_save ? -1 : 0;
+}
+
+static void p_done(void *user, size_t i, void *slot, int failed)
+{
+    pipe_test *t = user;
+    (void)i;
+    (void)slot;
+    pthread_mutex_lock(&t->mu);
+    t->n_done[failed]++;
+    t->in_flight--;
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void pipe_init(pipe_test *t)
+{
+    memset(t, 0, sizeof *t);
+    pthread_mutex_init(&t->mu, NULL);
+    t->last_run = t->last_save = -1;
+    t->order_ok = t->save_order_ok = 1;
+    t->fail_load = t->fail_run = t->fail_save = t->end_at = t->stop_after_run = -1;
+}
+
+static md_pipe_stats pipe_go(pipe_test *t, size_t count, int loaders, int depth)
+{
+    pipe_item slots[8];
+    memset(slots, 0, sizeof slots);
+    md_pipe_config c = {count, loaders, 1, depth, slots, sizeof *slots, t,
+                        p_load, p_run, p_save, p_done, &t->stop};
+    md_pipe_stats st;
+    CHECK(md_pipe_run(&c, &st) == 0);
+    return st;
+}
+
+static void test_pipe(void)
+{
+    pipe_test t;
+    /* every item through every stage, run and save in order, at most depth in flight */
+    for (int loaders = 1; loaders <= 3; loaders++) {
+        pipe_init(&t);
+        md_pipe_stats st = pipe_go(&t, 50, loaders, 4);
+        CHECK(st.done == 50 && st.failed == 0 && st.dropped == 0 && !st.stopped);
+        CHECK(t.n_load == 50 && t.n_run == 50 && t.n_save == 50 && t.n_done[MD_PIPE_OK] == 50);
+        CHECK(t.order_ok && t.save_order_ok);
+        CHECK(t.max_in_flight <= 4);
+    }
+    /* a failure at each stage skips the later stages and is reported once */
+    pipe_init(&t);
+    t.fail_load = 3;
+    t.fail_run = 7;
+    t.fail_save = 11;
+    md_pipe_stats st = pipe_go(&t, 20, 2, 3);
+    CHECK(st.done == 17 && st.failed == 3);
+    CHECK(t.n_run == 19 && t.n_save == 18);
+    CHECK(t.n_done[MD_PIPE_LOAD] == 1 && t.n_done[MD_PIPE_RUN] == 1 && t.n_done[MD_PIPE_SAVE] == 1);
+    /* unknown length: the sequence ends where load says so */
+    pipe_init(&t);
+    t.end_at = 13;
+    st = pipe_go(&t, (size_t)-1, 3, 4);
+    CHECK(st.done == 13 && t.n_run == 13 && t.order_ok && t.n_done[MD_PIPE_OK] == 13);
+    /* a stop: what ran is saved, what was loaded but not run is dropped,
+     * nothing else starts, every loaded item is handed back */
+    pipe_init(&t);
+    t.stop_after_run = 5;
+    st = pipe_go(&t, 100, 2, 4);
+    CHECK(st.stopped && st.done == 6 && t.n_run == 6);
+    CHECK(t.n_load == 6 + (int)st.dropped && t.n_load <= 6 + 4);
+    CHECK(t.in_flight == 0);
+    /* nothing to do */
+    pipe_init(&t);
+    st = pipe_go(&t, 0, 1, 2);
+    CHECK(st.done == 0 && t.n_load == 0);
+}
+
+/* A FIFO (no writer) must be refused at once, not block the reader: the
+ * alarm turns a regression into a failure instead of a hang. */
+static void test_fifo_not_blocking(void)
+{
+    char dir[] = "/tmp/md_test_fifo_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "%s/in.png", dir);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    alarm(20);
+    md_error err = {0};
+    uint8_t *data = NULL;
+    size_t size = 0;
+    CHECK(md_read_file(fifo, 100, &data, &size, &err) == MD_ERR_IO);
+    CHECK(strstr(err.message, fifo) && strstr(err.message, "FIFO"));
+    CHECK(data == NULL);
+    CHECK(md_open_regular(fifo, &size, &err) < 0);
+    CHECK(md_open_regular(dir, &size, NULL) < 0); /* a folder, err NULL */
+    CHECK(md_read_file(dir, 100, &data, &size, NULL) == MD_ERR_IO);
+    alarm(0);
+    unlink(fifo);
+    rmdir(dir);
+}
+
+/* The temporary is created with mode 0666 less the umask (no umask() calls,
+ * which would race with other threads), and names within 11 bytes of
+ * NAME_MAX still work because the temporary's name is shortened. */
+static void test_atomic_mode_and_long_names(void)
+{
+    char dir[] = "/tmp/md_test_atomic_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    mode_t old = umask(027);
+    md_error err = {0};
+    md_atomic_file af;
+    char path[512];
+    snprintf(path, sizeof path, "%s/plain.txt", dir);
+    CHECK_OK(md_atomic_open(&af, path, &err), &err);
+    CHECK(strncmp(af.temp_path, path, strlen(path)) == 0 && strstr(af.temp_path, ".tmp."));
+    fputs("x", af.fp);
+    CHECK_OK(md_atomic_commit(&af, &err), &err);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0640);
+    CHECK(umask(old) == 027); /* the umask was never changed */
+    unlink(path);
+
+    for (size_t len = MD_NAME_MAX - 12; len <= MD_NAME_MAX; len++) {
+        char name[MD_NAME_MAX + 1];
+        memset(name, 'n', len);
+        memcpy(name + len - 4, ".png", 4);
+        name[len] = '\0';
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        md_status s = md_atomic_open(&af, path, &err);
+        CHECK_MSG(s == MD_OK, "name of %zu bytes: %s", len, err.message);
+        if (s != MD_OK)
+            continue;
+        const char *base = strrchr(af.temp_path, '/') + 1;
+        CHECK(strlen(base) <= MD_NAME_MAX && strstr(base, ".tmp.") != NULL);
+        CHECK_OK(md_atomic_commit(&af, &err), &err);
+        CHECK(access(path, F_OK) == 0);
+        unlink(path);
+    }
+    /* one byte too long for the file system: a clean error naming it */
+    char name[MD_NAME_MAX + 2];
+    memset(name, 'n', MD_NAME_MAX + 1);
+    name[MD_NAME_MAX + 1] = '\0';
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (md_atomic_open(&af, path, &err) == MD_OK) {
+        CHECK(md_atomic_commit(&af, &err) == MD_ERR_IO);
+    } else {
+        CHECK(err.code == MD_ERR_IO);
+    }
+    CHECK(strstr(err.message, name) != NULL);
+    CHECK(rmdir(dir) == 0); /* nothing left behind */
+}
+
+static void test_name_file(void)
+{
+    md_error err = {MD_ERR_NOMEM, "out of memory allocating 12 bytes for weights"};
+    CHECK(md_name_file(&err, MD_ERR_NOMEM, "m.onnx") == MD_ERR_NOMEM);
+    CHECK(strcmp(err.message, "m.onnx: out of memory allocating 12 bytes for weights") == 0);
+    CHECK(md_name_file(&err, MD_ERR_NOMEM, "m.onnx") == MD_ERR_NOMEM); /* named once */
+    CHECK(strcmp(err.message, "m.onnx: out of memory allocating 12 bytes for weights") == 0);
+    CHECK(md_name_file(NULL, MD_ERR_IO, "m.onnx") == MD_ERR_IO);
+    CHECK(md_name_file(&err, MD_OK, "other") == MD_OK);
+    CHECK(strstr(err.message, "other") == NULL);
+}
+
 int main(void)
 {
     RUN_TEST(test_mul_size);
     RUN_TEST(test_extension);
     RUN_TEST(test_atomic_commit_and_abort);
     RUN_TEST(test_read_file_limits);
+    RUN_TEST(test_pipe);
+    RUN_TEST(test_fifo_not_blocking);
+    RUN_TEST(test_atomic_mode_and_long_names);
+    RUN_TEST(test_name_file);
     return check_finish();
 }

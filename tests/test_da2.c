@@ -5,6 +5,7 @@
 #include "check.h"
 
 #include "base/base.h"
+#include "formats/weights.h"
 #include "nets/backend.h"
 #include "nets/da2_model.h"
 
@@ -403,8 +404,285 @@ static void test_public_api(void)
     bad.shape[1] = 20;
     bad.shape[2] = 20;
     bad.data = zero;
-    CHECK(md_model_run_tensor(m, &bad, &out, &err) == MD_ERR_ARG);
+    CHECK(md_model_run_tensor(m, &bad, &out, &err) == MD_ERR_DATA);
     md_model_free(m);
+}
+
+/* Non-finite values have a defined fate: a NaN or infinite weight is refused
+ * at load, naming the tensor (both containers, from copies the test edits);
+ * an all-NaN input never becomes a finite positive depth. */
+static void test_nonfinite(void)
+{
+    static const char *const files[2] = {"model.safetensors", "model.pth"};
+    static const float bad_values[2] = {NAN, -INFINITY};
+    const char *victim = "pretrained.blocks.1.mlp.fc2.bias";
+    for (int f = 0; f < 2; f++) {
+        md_error err = {0};
+        md_weights w;
+        if (md_weights_open(ref("tiny", files[f]), &w, &err) != MD_OK) {
+            CHECK_MSG(false, "%s", err.message);
+            continue;
+        }
+        const md_weight *t = md_weights_find(&w, victim);
+        const uint8_t *base = w.map;
+        bool mapped = t && t->dtype == MD_WDT_F32 && t->data >= base &&
+                      t->data < base + w.map_size && t->ndim == 1 && t->stride[0] == 1;
+        CHECK_MSG(mapped, "%s: %s is not a stored float32 vector", files[f], victim);
+        size_t at = mapped ? (size_t)(t->data - base) + ((size_t)t->offset + 3) * 4 : 0;
+        md_weights_free(&w);
+        uint8_t *data = NULL;
+        size_t size = 0;
+        CHECK_OK(md_read_file(ref("tiny", files[f]), (size_t)1 << 30, &data, &size, &err), &err);
+        if (!mapped || !data) {
+            free(data);
+            continue;
+        }
+        memcpy(data + at, &bad_values[f], 4);
+        char path[64];
+        snprintf(path, sizeof path, "/tmp/md_da2_nan_%d_%s", (int)getpid(), files[f]);
+        FILE *fp = fopen(path, "wb");
+        CHECK(fp && fwrite(data, 1, size, fp) == size);
+        if (fp)
+            fclose(fp);
+        md_model *m = NULL;
+        md_status s = md_model_load(path, NULL, &m, &err);
+        CHECK_MSG(s == MD_ERR_FORMAT && m == NULL && strstr(err.message, victim) &&
+                      strstr(err.message, "non-finite") && strstr(err.message, path),
+                  "%s -> %d: %s", files[f], (int)s, err.message);
+        md_model_free(m);
+        unlink(path);
+        free(data);
+    }
+
+    md_error err = {0};
+    md_model *m = NULL;
+    CHECK_OK(md_model_load(ref("tiny", "model.safetensors"), NULL, &m, &err), &err);
+    if (!m)
+        return;
+    static float nan_in[3 * 28 * 42];
+    for (size_t i = 0; i < sizeof nan_in / sizeof nan_in[0]; i++)
+        nan_in[i] = NAN;
+    md_tensor in = {3, {1, 3, 28, 42}, nan_in}, out = {0};
+    in.ndim = 4;
+    CHECK_OK(md_model_run_tensor(m, &in, &out, &err), &err);
+    size_t n = md_tensor_numel(&out), believable = 0;
+    for (size_t i = 0; out.data && i < n; i++)
+        believable += isfinite(out.data[i]) && out.data[i] > 0.0f;
+    CHECK_MSG(n > 0 && believable == 0, "%zu of %zu depth values finite from an all-NaN input",
+              believable, n);
+    md_tensor_free(&out);
+    md_model_free(m);
+}
+
+
+/* Runs a model file on a reference's preprocessed tensor and image and compares
+ * with its network-resolution and image-resolution outputs. */
+static void check_against(const char *model_file, const md_model_options *opts,
+                          const char *ref_name, const char *net_file, const char *img_file,
+                          md_model **keep)
+{
+    char model_path[1200]; /* ref() reuses its buffer */
+    snprintf(model_path, sizeof model_path, "%s", model_file);
+    md_error err = {0};
+    md_model *m = NULL;
+    md_status s = md_model_load(model_path, opts, &m, &err);
+    CHECK_MSG(s == MD_OK, "%s: %s", model_path, err.message);
+    if (!m)
+        return;
+    md_tensor pre = {0}, out = {0}, want = {0};
+    CHECK_OK(md_npy_load(ref(ref_name, "preprocessed.npy"), &pre, &err), &err);
+    CHECK_OK(md_npy_load(ref(ref_name, net_file), &want, &err), &err);
+    if (pre.data && want.data) {
+        CHECK_OK(md_model_run_tensor(m, &pre, &out, &err), &err);
+        if (out.data) {
+            CHECK(md_tensor_numel(&out) == md_tensor_numel(&want));
+            double mx, mean;
+            abs_err(out.data, want.data, md_tensor_numel(&want), &mx, &mean);
+            fprintf(stderr, "  %s vs %s/%s: max abs %.3g, mean %.3g\n", model_path, ref_name,
+                    net_file, mx, mean);
+            CHECK_MSG(mx < 5e-3 && mean < 5e-4, "%s: max %g mean %g", model_path, mx, mean);
+        }
+    }
+    md_tensor_free(&out);
+    md_tensor_free(&want);
+    md_tensor_free(&pre);
+    md_image img = {0};
+    md_depth d = {0};
+    md_tensor dref = {0};
+    CHECK_OK(md_image_load(ref(ref_name, "input.png"), &img, &err), &err);
+    CHECK_OK(md_npy_load(ref(ref_name, img_file), &dref, &err), &err);
+    if (img.pixels && dref.data) {
+        CHECK_OK(md_model_predict(m, &img, &d, &err), &err);
+        if (d.data && md_tensor_numel(&dref) == (size_t)d.width * d.height) {
+            double mx, mean;
+            abs_err(d.data, dref.data, md_tensor_numel(&dref), &mx, &mean);
+            CHECK_MSG(mx < 5e-3 && mean < 5e-4, "%s %s: max %g mean %g", model_path, img_file,
+                      mx, mean);
+        } else {
+            CHECK_MSG(0, "%s: no depth of the reference's size", model_path);
+        }
+    }
+    md_depth_free(&d);
+    md_tensor_free(&dref);
+    md_image_free(&img);
+    if (keep)
+        *keep = m;
+    else
+        md_model_free(m);
+}
+
+/* transformers' layout (split q/k/v, renamed modules, config.json) gives the
+ * official model's outputs; config.json says metric with max_depth 20. */
+static void test_hf_layout(void)
+{
+    if (access(ref("tiny_hf", "model.safetensors"), R_OK) != 0) {
+        fprintf(stderr, "  tiny_hf missing: skipped\n");
+        return;
+    }
+    md_model_options opts = {0};
+    opts.input_size = 140;
+    md_model *m = NULL;
+    check_against(ref("tiny_hf", "model.safetensors"), &opts, "tiny", "depth_net.npy",
+                  "depth.npy", &m);
+    if (m) {
+        md_model_info info;
+        md_model_get_info(m, &info);
+        CHECK(info.output == MD_OUTPUT_METRIC && info.max_depth == 20.0 && info.indoor == 1);
+        CHECK(info.note[0] == '\0');
+        CHECK(strstr(md_model_describe(m), "transformers") != NULL);
+        md_model_free(m);
+    }
+    /* the same weights with a config.json that says relative: the ReLU head,
+     * and a flag that contradicts it is obeyed with a note */
+    char dir[] = "/tmp/md_da2_hfXXXXXX";
+    if (!mkdtemp(dir))
+        return;
+    char mpath[256], cpath[256];
+    snprintf(mpath, sizeof mpath, "%s/model.safetensors", dir);
+    snprintf(cpath, sizeof cpath, "%s/config.json", dir);
+    CHECK(symlink(ref("tiny_hf", "model.safetensors"), mpath) == 0);
+    FILE *f = fopen(cpath, "w");
+    if (f) {
+        fputs("{\"depth_estimation_type\": \"relative\", \"backbone_config\": "
+              "{\"out_indices\": [3, 6, 9, 12]}}", f);
+        fclose(f);
+    }
+    md_error err = {0};
+    CHECK_OK(md_model_load(mpath, &opts, &m, &err), &err);
+    if (m) {
+        md_model_info info;
+        md_model_get_info(m, &info);
+        CHECK(info.output == MD_OUTPUT_RELATIVE && info.note[0] == '\0');
+        md_model_free(m);
+    }
+    opts.relative = MD_HEAD_METRIC;
+    CHECK_OK(md_model_load(mpath, &opts, &m, &err), &err);
+    if (m) {
+        md_model_info info;
+        md_model_get_info(m, &info);
+        CHECK(info.output == MD_OUTPUT_METRIC);
+        CHECK_MSG(strstr(info.note, "relative checkpoint by config.json") != NULL, "note: %s",
+                  info.note);
+        md_model_free(m);
+    }
+    opts.relative = MD_HEAD_AUTO;
+    /* a bad config is an error naming it */
+    f = fopen(cpath, "w");
+    if (f) {
+        fputs("{\"depth_estimation_type\": \"absolute\"}", f);
+        fclose(f);
+    }
+    CHECK(md_model_load(mpath, &opts, &m, &err) == MD_ERR_FORMAT &&
+          strstr(err.message, "config.json") && strstr(err.message, "absolute"));
+    f = fopen(cpath, "w");
+    if (f) {
+        fputs("{\"backbone_config\": {\"out_indices\": [3, 6, 9, 13]}}", f);
+        fclose(f);
+    }
+    CHECK(md_model_load(mpath, &opts, &m, &err) == MD_ERR_FORMAT &&
+          strstr(err.message, "out_indices"));
+    unlink(cpath);
+    unlink(mpath);
+    rmdir(dir);
+}
+
+/* The official relative checkpoint: recognised by its file name, its ReLU
+ * head reproduces the reference disparity; the same tensors under another
+ * name are taken as metric, with a note saying so. */
+static void test_relative_checkpoint(void)
+{
+    if (access(ref("tiny_relative", "depth_anything_v2_vits.pth"), R_OK) != 0) {
+        fprintf(stderr, "  tiny_relative missing: skipped\n");
+        return;
+    }
+    md_model_options opts = {0};
+    opts.input_size = 140;
+    md_model *m = NULL;
+    check_against(ref("tiny_relative", "depth_anything_v2_vits.pth"), &opts, "tiny_relative",
+                  "disparity_net.npy", "disparity.npy", &m);
+    if (m) {
+        md_model_info info;
+        md_model_get_info(m, &info);
+        CHECK(info.output == MD_OUTPUT_RELATIVE && info.max_depth == 0.0 && info.note[0] == '\0');
+        md_model_free(m);
+    }
+    md_error err = {0};
+    CHECK_OK(md_model_load(ref("tiny_relative", "model.safetensors"), &opts, &m, &err), &err);
+    if (m) {
+        md_model_info info;
+        md_model_get_info(m, &info);
+        CHECK(info.output == MD_OUTPUT_METRIC && strstr(info.note, "assuming metric"));
+        md_model_free(m);
+    }
+    opts.relative = MD_HEAD_RELATIVE;
+    check_against(ref("tiny_relative", "model.safetensors"), &opts, "tiny_relative",
+                  "disparity_net.npy", "disparity.npy", NULL);
+    opts.relative = MD_HEAD_METRIC;
+    CHECK_OK(md_model_load(ref("tiny_relative", "depth_anything_v2_vits.pth"), &opts, &m, &err),
+             &err);
+    if (m) {
+        md_model_info info;
+        md_model_get_info(m, &info);
+        CHECK(info.output == MD_OUTPUT_METRIC && strstr(info.note, "relative checkpoint by its file name"));
+        md_model_free(m);
+    }
+}
+
+/* A tensor name that is not part of transformers' model is refused by name. */
+static void test_hf_unknown_tensor(void)
+{
+    md_error err = {0};
+    uint8_t *data = NULL;
+    size_t size = 0;
+    if (access(ref("tiny_hf", "model.safetensors"), R_OK) != 0)
+        return;
+    CHECK_OK(md_read_file(ref("tiny_hf", "model.safetensors"), (size_t)1 << 30, &data, &size, &err),
+             &err);
+    if (!data)
+        return;
+    const char *from = "layer.3.attention.attention.key.weight";
+    const char *to = "layer.3.attention.attention.kez.weight";
+    char *hit = NULL;
+    for (size_t i = 8; i + strlen(from) <= size && !hit; i++)
+        if (memcmp(data + i, from, strlen(from)) == 0)
+            hit = (char *)data + i;
+    CHECK(hit != NULL);
+    if (hit) {
+        memcpy(hit, to, strlen(to));
+        char path[] = "/tmp/md_da2_hfbadXXXXXX";
+        int fd = mkstemp(path);
+        if (fd >= 0) {
+            CHECK(write(fd, data, size) == (ssize_t)size);
+            close(fd);
+            md_model *m = NULL;
+            md_status s = md_model_load(path, NULL, &m, &err);
+            CHECK_MSG(s == MD_ERR_FORMAT && strstr(err.message, "kez.weight"), "%d: %s", (int)s,
+                      err.message);
+            md_model_free(m);
+            unlink(path);
+        }
+    }
+    free(data);
 }
 
 int main(void)
@@ -418,7 +696,11 @@ int main(void)
     RUN_TEST(test_tiny_pth);
     RUN_TEST(test_bad_checkpoints);
     RUN_TEST(test_public_api);
+    RUN_TEST(test_nonfinite);
     RUN_TEST(test_thread_counts);
+    RUN_TEST(test_hf_layout);
+    RUN_TEST(test_relative_checkpoint);
+    RUN_TEST(test_hf_unknown_tensor);
     RUN_TEST(test_vits);
     RUN_TEST(test_bf16);
     return check_finish();

@@ -227,6 +227,20 @@ static void test_malformed_lists(void)
     tpath(path, sizeof path, "lists/empty.txt");
     CHECK_OK(md_pairs_read_list(path, &l, &err), &err);
     CHECK(l.count == 0);
+
+    /* A UTF-8 byte-order mark (as Windows editors write) is not part of the
+     * first path; elsewhere it would be a name's bytes and is kept. */
+    touch("lists/bom.txt", "\xEF\xBB\xBF" "a.png a_depth.png\n");
+    tpath(path, sizeof path, "lists/bom.txt");
+    CHECK_OK(md_pairs_read_list(path, &l, &err), &err);
+    char want[512];
+    tpath(want, sizeof want, "lists/a.png");
+    CHECK(l.count == 1 && strcmp(l.items[0].rgb_path, want) == 0);
+    md_pair_list_free(&l);
+    touch("lists/bom_only.txt", "\xEF\xBB\xBF");
+    tpath(path, sizeof path, "lists/bom_only.txt");
+    CHECK_OK(md_pairs_read_list(path, &l, &err), &err);
+    CHECK(l.count == 0);
 }
 
 static void test_append_copies(void)

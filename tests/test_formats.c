@@ -6,6 +6,7 @@
 
 #include "base/base.h"
 #include "formats/weights.h"
+#include "writers.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -14,77 +15,27 @@
 #include <unistd.h>
 #include <zlib.h>
 
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} bytes;
-
-static void put(bytes *b, const void *data, size_t n)
-{
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, data, n);
-    b->n += n;
-}
-
-static void put_str(bytes *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
-static void put_u8(bytes *b, unsigned v)
-{
-    uint8_t x = (uint8_t)v;
-    put(b, &x, 1);
-}
-
-static void put_u16(bytes *b, unsigned v)
-{
-    uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
-    put(b, x, 2);
-}
-
-static void put_u32(bytes *b, uint32_t v)
-{
-    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-    put(b, x, 4);
-}
-
 /* ----------------------------------------------------------- safetensors */
-
-static bytes safetensors(const char *header, const void *data, size_t n)
-{
-    bytes b = {0};
-    uint64_t len = strlen(header);
-    uint8_t l[8];
-    for (int i = 0; i < 8; i++)
-        l[i] = (uint8_t)(len >> (8 * i));
-    put(&b, l, 8);
-    put_str(&b, header);
-    put(&b, data, n);
-    return b;
-}
 
 static void test_safetensors_ok(void)
 {
-    uint8_t data[16 + 6 + 4];
-    float f[4] = {1.0f, -2.5f, 3.25f, 1e-3f};
+    uint8_t data[16 + 6 + 4 + 4];
+    float f[4] = {1.0f, -2.5f, 3.25f, 1e-3f}, f5 = 7.5f;
     memcpy(data, f, 16);
     uint16_t h[3] = {0x3c00, 0xc000, 0x0001}; /* 1, -2, smallest subnormal */
     memcpy(data + 16, h, 6);
     uint16_t bf[2] = {0x3f80, 0xc140}; /* 1, -12 */
     memcpy(data + 22, bf, 4);
-    bytes b = safetensors("{\"__metadata__\":{\"format\":\"pt\",\"n\":[1,{\"x\":null}]},"
+    memcpy(data + 26, &f5, 4);
+    buf b = safetensors("{\"__metadata__\":{\"format\":\"pt\",\"n\":[1,{\"x\":null}]},"
                           " \"a.w\" : {\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
                           "\"h\":{\"shape\":[3],\"dtype\":\"F16\",\"data_offsets\":[16,22]},"
                           "\"b\\u0041\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[22,26]},"
-                          "\"s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]}}",
+                          "\"s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[26,30]}}",
                           data, sizeof data);
     md_weights w = {0};
     md_error err = {0};
-    CHECK_OK(md_safetensors_parse(b.p, b.n, "mem", &w, &err), &err);
+    CHECK_OK(md_safetensors_parse(b.d, b.n, "mem", &w, &err), &err);
     CHECK(w.count == 4);
     const md_weight *a = md_weights_find(&w, "a.w");
     CHECK(a && a->ndim == 2 && a->shape[0] == 2 && a->shape[1] == 2 && a->dtype == MD_WDT_F32);
@@ -108,22 +59,26 @@ static void test_safetensors_ok(void)
     }
     t = md_weights_find(&w, "s");
     CHECK(t && t->ndim == 0 && md_weight_numel(t) == 1);
+    if (t) {
+        md_weight_to_f32(t, out);
+        CHECK(out[0] == 7.5f);
+    }
     md_weights_free(&w);
-    free(b.p);
+    free(b.d);
 }
 
 static void expect_st_fail(const char *header, size_t data_bytes, md_status code,
                            const char *needle)
 {
     uint8_t data[64] = {0};
-    bytes b = safetensors(header, data, data_bytes);
+    buf b = safetensors(header, data, data_bytes);
     md_weights w = {0};
     md_error err = {0};
-    md_status s = md_safetensors_parse(b.p, b.n, "bad.safetensors", &w, &err);
+    md_status s = md_safetensors_parse(b.d, b.n, "bad.safetensors", &w, &err);
     CHECK_MSG(s == code && strstr(err.message, needle) && strstr(err.message, "bad.safetensors"),
               "%s -> %d: %s", header, (int)s, err.message);
     md_weights_free(&w);
-    free(b.p);
+    free(b.d);
 }
 
 static void test_safetensors_bad(void)
@@ -158,85 +113,51 @@ static void test_safetensors_bad(void)
     md_weights_free(&w);
     CHECK(md_safetensors_parse(tiny, 5, "t", &w, &err) == MD_ERR_FORMAT);
     md_weights_free(&w);
+
+    /* tensors sharing bytes: the format forbids it (both would read the same
+     * values, a silently wrong model) */
+    expect_st_fail("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                   "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+                   12, MD_ERR_FORMAT, "overlap");
+    expect_st_fail("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                   "\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[8,12]}}",
+                   16, MD_ERR_FORMAT, "'a' and 'b' overlap");
+    /* touching and empty tensors are fine */
+    uint8_t d16[16] = {0};
+    buf ok = safetensors("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                         "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]},"
+                         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+                         d16, 16);
+    CHECK_OK(md_safetensors_parse(ok.d, ok.n, "ok", &w, &err), &err);
+    md_weights_free(&w);
+    free(ok.d);
+
+    /* error positions count from the start of the file: every cut of a
+     * header (and a trailing backslash) gives a position inside the file */
+    const char *hdr = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                      "\"b\\\"c\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}";
+    for (size_t cut = 1; cut < strlen(hdr); cut++) {
+        char part[256];
+        snprintf(part, sizeof part, "%.*s", (int)cut, hdr);
+        buf t = safetensors(part, NULL, 0);
+        md_status s = md_safetensors_parse(t.d, t.n, "cut", &w, &err);
+        const char *at = strstr(err.message, "at byte ");
+        long pos = at ? strtol(at + 8, NULL, 10) : 8;
+        CHECK_MSG(s == MD_ERR_FORMAT && pos >= 8 && pos <= (long)t.n, "cut %zu -> %d: %s", cut,
+                  (int)s, err.message);
+        md_weights_free(&w);
+        free(t.d);
+    }
+    buf pos = safetensors("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}  x}",
+                          d16, 8);
+    CHECK(md_safetensors_parse(pos.d, pos.n, "pos", &w, &err) == MD_ERR_FORMAT);
+    /* the stray 'x' is byte 8 + 55 of the file */
+    CHECK_MSG(strstr(err.message, "at byte 63") != NULL, "%s", err.message);
+    md_weights_free(&w);
+    free(pos.d);
 }
 
 /* ------------------------------------------------------------------- zip */
-
-typedef struct {
-    const char *name;
-    const uint8_t *data;
-    size_t size;
-    bool deflate;
-} zip_item;
-
-static bytes make_zip(const zip_item *items, int n)
-{
-    bytes b = {0}, cd = {0};
-    for (int i = 0; i < n; i++) {
-        uint8_t *payload = (uint8_t *)items[i].data;
-        size_t psize = items[i].size;
-        uint8_t *comp = NULL;
-        if (items[i].deflate) {
-            z_stream zs;
-            memset(&zs, 0, sizeof zs);
-            deflateInit2(&zs, 9, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
-            comp = malloc(psize + 128);
-            zs.next_in = payload;
-            zs.avail_in = (uInt)psize;
-            zs.next_out = comp;
-            zs.avail_out = (uInt)psize + 128;
-            deflate(&zs, Z_FINISH);
-            psize = zs.total_out;
-            deflateEnd(&zs);
-            payload = comp;
-        }
-        uint32_t off = (uint32_t)b.n;
-        uint32_t crc = (uint32_t)crc32(0, items[i].data, (uInt)items[i].size);
-        put_str(&b, "PK\x03\x04");
-        put_u16(&b, 20);
-        put_u16(&b, 0);
-        put_u16(&b, items[i].deflate ? 8 : 0);
-        put_u32(&b, 0);
-        put_u32(&b, crc);
-        put_u32(&b, (uint32_t)psize);
-        put_u32(&b, (uint32_t)items[i].size);
-        put_u16(&b, (unsigned)strlen(items[i].name));
-        put_u16(&b, 4); /* an extra field, as torch's alignment padding */
-        put_str(&b, items[i].name);
-        put(&b, "FB\0\0", 4);
-        put(&b, payload, psize);
-        put_str(&cd, "PK\x01\x02");
-        put_u16(&cd, 20);
-        put_u16(&cd, 20);
-        put_u16(&cd, 0);
-        put_u16(&cd, items[i].deflate ? 8 : 0);
-        put_u32(&cd, 0);
-        put_u32(&cd, crc);
-        put_u32(&cd, (uint32_t)psize);
-        put_u32(&cd, (uint32_t)items[i].size);
-        put_u16(&cd, (unsigned)strlen(items[i].name));
-        put_u16(&cd, 0);
-        put_u16(&cd, 0);
-        put_u16(&cd, 0);
-        put_u16(&cd, 0);
-        put_u32(&cd, 0);
-        put_u32(&cd, off);
-        put_str(&cd, items[i].name);
-        free(comp);
-    }
-    uint32_t cd_off = (uint32_t)b.n;
-    put(&b, cd.p, cd.n);
-    put_str(&b, "PK\x05\x06");
-    put_u16(&b, 0);
-    put_u16(&b, 0);
-    put_u16(&b, (unsigned)n);
-    put_u16(&b, (unsigned)n);
-    put_u32(&b, (uint32_t)cd.n);
-    put_u32(&b, cd_off);
-    put_u16(&b, 0);
-    free(cd.p);
-    return b;
-}
 
 static void test_zip(void)
 {
@@ -245,10 +166,10 @@ static void test_zip(void)
         big[i] = (uint8_t)(i % 7);
     zip_item items[2] = {{"a/stored", (const uint8_t *)"hello", 5, false},
                          {"a/deflated", big, sizeof big, true}};
-    bytes b = make_zip(items, 2);
+    buf b = make_zip(items, 2);
     md_zip z;
     md_error err = {0};
-    CHECK_OK(md_zip_open(b.p, b.n, "z.zip", &z, &err), &err);
+    CHECK_OK(md_zip_open(b.d, b.n, "z.zip", &z, &err), &err);
     CHECK(z.count == 2);
     const md_zip_entry *e = md_zip_find(&z, "a/stored");
     const uint8_t *d;
@@ -270,21 +191,21 @@ static void test_zip(void)
     md_zip_close(&z);
     /* truncations: every prefix fails cleanly (no end record) */
     for (size_t cut = 0; cut < b.n; cut += 7) {
-        md_status s = md_zip_open(b.p, cut, "z.zip", &z, &err);
+        md_status s = md_zip_open(b.d, cut, "z.zip", &z, &err);
         CHECK(s == MD_ERR_FORMAT);
         if (s == MD_OK)
             md_zip_close(&z);
     }
     /* a corrupted deflate stream is refused */
     for (size_t i = 0; i + 4 < b.n; i++) {
-        if (memcmp(b.p + i, "PK\x03\x04", 4) == 0 && b.p[i + 8] == 8) {
+        if (memcmp(b.d + i, "PK\x03\x04", 4) == 0 && b.d[i + 8] == 8) {
             size_t data_at = i + 30 + strlen("a/deflated") + 4;
-            b.p[data_at] ^= 0xff;
-            b.p[data_at + 1] ^= 0x55;
+            b.d[data_at] ^= 0xff;
+            b.d[data_at + 1] ^= 0x55;
             break;
         }
     }
-    CHECK_OK(md_zip_open(b.p, b.n, "z.zip", &z, &err), &err);
+    CHECK_OK(md_zip_open(b.d, b.n, "z.zip", &z, &err), &err);
     e = md_zip_find(&z, "a/deflated");
     if (e) {
         md_status s = md_zip_read(&z, e, "z.zip", &d, &owned, &n, &err);
@@ -293,20 +214,14 @@ static void test_zip(void)
             free(owned);
     }
     md_zip_close(&z);
-    free(b.p);
-}
-
-static void put_u64(bytes *b, uint64_t v)
-{
-    put_u32(b, (uint32_t)v);
-    put_u32(b, (uint32_t)(v >> 32));
+    free(b.d);
 }
 
 /* One stored entry whose sizes and offset live in zip64 extra fields, with a
  * zip64 end-of-central-directory record and locator. */
 static void test_zip64(void)
 {
-    bytes b = {0};
+    buf b = {0};
     const char *name = "big/data/0";
     put_str(&b, "PK\x03\x04");
     put_u16(&b, 45);
@@ -372,7 +287,7 @@ static void test_zip64(void)
     put_u16(&b, 0);
     md_zip z;
     md_error err = {0};
-    CHECK_OK(md_zip_open(b.p, b.n, "z64.zip", &z, &err), &err);
+    CHECK_OK(md_zip_open(b.d, b.n, "z64.zip", &z, &err), &err);
     const md_zip_entry *e = md_zip_find(&z, name);
     CHECK(e && e->size == 4 && e->comp_size == 4 && e->local_offset == 0);
     if (e) {
@@ -385,58 +300,12 @@ static void test_zip64(void)
     }
     md_zip_close(&z);
     /* a broken locator is refused */
-    b.p[z64 + 1] = 'X';
-    CHECK(md_zip_open(b.p, b.n, "z64.zip", &z, &err) == MD_ERR_FORMAT);
-    free(b.p);
+    b.d[z64 + 1] = 'X';
+    CHECK(md_zip_open(b.d, b.n, "z64.zip", &z, &err) == MD_ERR_FORMAT);
+    free(b.d);
 }
 
 /* ---------------------------------------------------------------- pickle */
-
-static void put_unicode(bytes *b, const char *s)
-{
-    put_u8(b, 'X');
-    put_u32(b, (uint32_t)strlen(s));
-    put_str(b, s);
-}
-
-/* OrderedDict with one tensor `name`: storage "0" (float, 6 elements),
- * offset 1, size [2, 2], stride [1, 2]. */
-static bytes state_dict_pickle(const char *name, const char *bad_global, int stride1)
-{
-    bytes b = {0};
-    put_u8(&b, 0x80);
-    put_u8(&b, 2);
-    put_str(&b, "ccollections\nOrderedDict\n");
-    put(&b, "q\x00)R", 4); /* BINPUT 0, EMPTY_TUPLE, REDUCE */
-    put_u8(&b, 'q');
-    put_u8(&b, 1);
-    put_u8(&b, '(');
-    put_unicode(&b, name);
-    put_str(&b, bad_global ? bad_global : "ctorch._utils\n_rebuild_tensor_v2\n");
-    put_u8(&b, 'r');
-    put_u32(&b, 70000); /* LONG_BINPUT */
-    put_u8(&b, '(');
-    put_u8(&b, '(');
-    put_unicode(&b, "storage");
-    put_str(&b, "ctorch\nFloatStorage\n");
-    put_unicode(&b, "0");
-    put_unicode(&b, "cpu");
-    put_str(&b, "K\x06t");
-    put_u8(&b, 'Q');              /* BINPERSID */
-    put_str(&b, "K\x01");         /* offset */
-    put_str(&b, "K\x02K\x02\x86"); /* size */
-    put_str(&b, "K\x01");
-    put_u8(&b, 'K');
-    put_u8(&b, (unsigned)stride1);
-    put_u8(&b, 0x86); /* stride */
-    put_u8(&b, 0x89); /* NEWFALSE */
-    put(&b, "h\x00)R", 4); /* BINGET 0: OrderedDict, (), REDUCE */
-    put_str(&b, "tR");
-    put_str(&b, "u"); /* SETITEMS */
-    put_str(&b, "}b"); /* BUILD with an empty state */
-    put_u8(&b, '.');
-    return b;
-}
 
 static md_status storage_cb(void *ctx, const char *key, const uint8_t **data, size_t *size,
                             md_error *err)
@@ -452,10 +321,10 @@ static md_status storage_cb(void *ctx, const char *key, const uint8_t **data, si
 
 static void test_pickle(void)
 {
-    bytes b = state_dict_pickle("layer.weight", NULL, 2);
+    buf b = state_dict_pickle("layer.weight", NULL, 2);
     md_weights w = {0};
     md_error err = {0};
-    CHECK_OK(md_pickle_load_state_dict(b.p, b.n, "p.pkl", storage_cb, NULL, &w, &err), &err);
+    CHECK_OK(md_pickle_load_state_dict(b.d, b.n, "p.pkl", storage_cb, NULL, &w, &err), &err);
     const md_weight *t = md_weights_find(&w, "layer.weight");
     CHECK(t && t->ndim == 2 && t->shape[0] == 2 && t->shape[1] == 2);
     if (t) {
@@ -465,14 +334,26 @@ static void test_pickle(void)
         CHECK(out[0] == 1 && out[1] == 3 && out[2] == 2 && out[3] == 4);
     }
     md_weights_free(&w);
-    free(b.p);
+    free(b.d);
 
     /* a stride that leaves the storage */
     b = state_dict_pickle("w", NULL, 5);
-    md_status s = md_pickle_load_state_dict(b.p, b.n, "p.pkl", storage_cb, NULL, &w, &err);
+    md_status s = md_pickle_load_state_dict(b.d, b.n, "p.pkl", storage_cb, NULL, &w, &err);
     CHECK_MSG(s == MD_ERR_FORMAT && strstr(err.message, "'w'"), "%d %s", (int)s, err.message);
     md_weights_free(&w);
-    free(b.p);
+    free(b.d);
+    /* stride 0: 46341 x 46340 floats (8.6 GB) read from a 24-byte storage */
+    b = state_dict_pickle_shaped("w", NULL, 46341, 46340, 0, 0);
+    s = md_pickle_load_state_dict(b.d, b.n, "p.pkl", storage_cb, NULL, &w, &err);
+    CHECK_MSG(s == MD_ERR_FORMAT && strstr(err.message, "'w'") && strstr(err.message, "storage"),
+              "%d %s", (int)s, err.message);
+    md_weights_free(&w);
+    free(b.d);
+    /* a broadcast view that fits its storage stays fine (4 elements, 24 bytes) */
+    b = state_dict_pickle_shaped("w", NULL, 2, 2, 0, 1);
+    CHECK_OK(md_pickle_load_state_dict(b.d, b.n, "p.pkl", storage_cb, NULL, &w, &err), &err);
+    md_weights_free(&w);
+    free(b.d);
 
     /* forbidden globals are refused by name, before anything else happens */
     const char *bad[] = {"cos\nsystem\n", "cbuiltins\neval\n", "ctorch\nload\n",
@@ -481,12 +362,12 @@ static void test_pickle(void)
                            "collections.OrderedDictX"};
     for (int i = 0; i < 4; i++) {
         b = state_dict_pickle("w", bad[i], 2);
-        s = md_pickle_load_state_dict(b.p, b.n, "p.pkl", storage_cb, NULL, &w, &err);
+        s = md_pickle_load_state_dict(b.d, b.n, "p.pkl", storage_cb, NULL, &w, &err);
         CHECK_MSG(s == MD_ERR_UNSUPPORTED && strstr(err.message, names[i]) &&
                       strstr(err.message, "forbidden global"),
                   "%d %s", (int)s, err.message);
         md_weights_free(&w);
-        free(b.p);
+        free(b.d);
     }
     /* STACK_GLOBAL with a forbidden name, an unknown opcode, truncation */
     const uint8_t sg[] = {0x80, 4, 0x8c, 2, 'o', 's', 0x8c, 6, 's', 'y', 's', 't', 'e', 'm', 0x93, '.'};
@@ -499,11 +380,11 @@ static void test_pickle(void)
     md_weights_free(&w);
     b = state_dict_pickle("w", NULL, 2);
     for (size_t cut = 0; cut < b.n; cut++) {
-        s = md_pickle_load_state_dict(b.p, cut, "p.pkl", storage_cb, NULL, &w, &err);
+        s = md_pickle_load_state_dict(b.d, cut, "p.pkl", storage_cb, NULL, &w, &err);
         CHECK(s != MD_OK);
         md_weights_free(&w);
     }
-    free(b.p);
+    free(b.d);
     /* REDUCE on a storage class, and a non-dict result */
     const uint8_t call_storage[] = {0x80, 2, 'c', 't', 'o', 'r', 'c', 'h', '\n', 'F', 'l', 'o',
                                     'a', 't', 'S', 't', 'o', 'r', 'a', 'g', 'e', '\n', ')', 'R', '.'};
@@ -517,18 +398,63 @@ static void test_pickle(void)
     md_weights_free(&w);
 }
 
+/* Small files that once made the unpickler allocate without bound: one value
+ * per opcode (None, then POP: 2^20 values from 2 MB, 31 KB deflated), a list
+ * that appends itself (DUP, APPEND), a memo index far out. Each stops at the
+ * budget with MD_ERR_NOMEM naming the file, also inside a .pth. */
+static void test_pickle_limits(void)
+{
+    md_weights w = {0};
+    md_error err = {0};
+    buf b = {0};
+    put_str(&b, "\x80\x02");
+    for (int i = 0; i < (1 << 21); i++)
+        put_str(&b, "N0");
+    put_str(&b, "}.");
+    md_status s = md_pickle_load_state_dict(b.d, b.n, "bomb.pkl", storage_cb, NULL, &w, &err);
+    CHECK_MSG(s == MD_ERR_NOMEM && strstr(err.message, "bomb.pkl"), "%d %s", (int)s, err.message);
+    md_weights_free(&w);
+    CHECK(md_pickle_load_state_dict(b.d, b.n, "bomb.pkl", storage_cb, NULL, &w, NULL) == s);
+    md_weights_free(&w);
+    float st[6] = {0};
+    zip_item items[2] = {{"archive/data.pkl", b.d, b.n, true},
+                         {"archive/data/0", (const uint8_t *)st, sizeof st, false}};
+    buf z = make_zip(items, 2);
+    CHECK(z.n < 64 * 1024);
+    s = md_pth_parse(z.d, z.n, "bomb.pth", &w, &err);
+    CHECK_MSG(s == MD_ERR_NOMEM && strstr(err.message, "bomb.pth"), "%d %s", (int)s, err.message);
+    md_weights_free(&w);
+    free(z.d);
+    free(b.d);
+
+    memset(&b, 0, sizeof b);
+    put_str(&b, "\x80\x02]");
+    for (int i = 0; i < (1 << 23); i++)
+        put_str(&b, "2a");
+    put_str(&b, ".");
+    s = md_pickle_load_state_dict(b.d, b.n, "list.pkl", storage_cb, NULL, &w, &err);
+    CHECK_MSG(s == MD_ERR_NOMEM && strstr(err.message, "list.pkl"), "%d %s", (int)s, err.message);
+    md_weights_free(&w);
+    free(b.d);
+
+    const uint8_t memo[] = {0x80, 2, 'N', 'r', 0xff, 0xff, 0xff, 0x00, '.'};
+    s = md_pickle_load_state_dict(memo, sizeof memo, "memo.pkl", storage_cb, NULL, &w, &err);
+    CHECK_MSG(s == MD_ERR_FORMAT && strstr(err.message, "memo"), "%d %s", (int)s, err.message);
+    md_weights_free(&w);
+}
+
 static void test_pth(void)
 {
-    bytes pk = state_dict_pickle("enc.w", NULL, 2);
+    buf pk = state_dict_pickle("enc.w", NULL, 2);
     float st[6] = {10, 11, 12, 13, 14, 15};
-    zip_item items[4] = {{"archive/data.pkl", pk.p, pk.n, false},
+    zip_item items[4] = {{"archive/data.pkl", pk.d, pk.n, false},
                          {"archive/byteorder", (const uint8_t *)"little", 6, false},
                          {"archive/data/0", (const uint8_t *)st, sizeof st, true},
                          {"archive/version", (const uint8_t *)"3\n", 2, false}};
-    bytes z = make_zip(items, 4);
+    buf z = make_zip(items, 4);
     md_weights w = {0};
     md_error err = {0};
-    CHECK_OK(md_pth_parse(z.p, z.n, "m.pth", &w, &err), &err);
+    CHECK_OK(md_pth_parse(z.d, z.n, "m.pth", &w, &err), &err);
     const md_weight *t = md_weights_find(&w, "enc.w");
     CHECK(t != NULL);
     if (t) {
@@ -543,7 +469,7 @@ static void test_pth(void)
     int fd = mkstemp(path);
     CHECK(fd >= 0);
     if (fd >= 0) {
-        CHECK(write(fd, z.p, z.n) == (ssize_t)z.n);
+        CHECK(write(fd, z.d, z.n) == (ssize_t)z.n);
         close(fd);
         CHECK_OK(md_weights_open(path, &w, &err), &err);
         CHECK(md_weights_find(&w, "enc.w") != NULL);
@@ -554,24 +480,24 @@ static void test_pth(void)
         unlink(path);
     }
     CHECK(md_weights_open("/nonexistent/x.pth", &w, &err) == MD_ERR_IO);
-    free(z.p);
+    free(z.d);
 
     /* storage entry missing */
-    zip_item no_data[1] = {{"archive/data.pkl", pk.p, pk.n, false}};
+    zip_item no_data[1] = {{"archive/data.pkl", pk.d, pk.n, false}};
     z = make_zip(no_data, 1);
-    md_status s = md_pth_parse(z.p, z.n, "m.pth", &w, &err);
+    md_status s = md_pth_parse(z.d, z.n, "m.pth", &w, &err);
     CHECK(s == MD_ERR_FORMAT && strstr(err.message, "archive/data/0"));
     md_weights_free(&w);
-    free(z.p);
+    free(z.d);
     /* storage shorter than the pickle claims */
-    zip_item short_data[2] = {{"archive/data.pkl", pk.p, pk.n, false},
+    zip_item short_data[2] = {{"archive/data.pkl", pk.d, pk.n, false},
                               {"archive/data/0", (const uint8_t *)st, 8, false}};
     z = make_zip(short_data, 2);
-    s = md_pth_parse(z.p, z.n, "m.pth", &w, &err);
+    s = md_pth_parse(z.d, z.n, "m.pth", &w, &err);
     CHECK(s == MD_ERR_FORMAT);
     md_weights_free(&w);
-    free(z.p);
-    free(pk.p);
+    free(z.d);
+    free(pk.d);
 }
 
 static void test_reference_files(void)
@@ -616,6 +542,7 @@ int main(void)
     RUN_TEST(test_zip);
     RUN_TEST(test_zip64);
     RUN_TEST(test_pickle);
+    RUN_TEST(test_pickle_limits);
     RUN_TEST(test_pth);
     RUN_TEST(test_reference_files);
     return check_finish();

@@ -5,7 +5,10 @@
  * corrupted files, and every writer an unwritable target. */
 #include "check.h"
 #include "metricdepth.h"
+#include "metricdepth_video.h"
 
+#include <sys/resource.h>
+#include <pthread.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
@@ -14,6 +17,9 @@
 #include <unistd.h>
 
 #include <jpeglib.h>
+#include <libavutil/log.h>
+#include <tiffio.h>
+#include <webp/encode.h>
 #include <zlib.h>
 
 static char tmpdir[64];
@@ -1412,6 +1418,670 @@ static void test_regressions(void)
     fprintf(stderr, "  %d regression inputs ran\n", seen);
 }
 
+
+/* ------------------------------------------------ batches: inputs, names */
+
+static void touch_image(const char *path)
+{
+    /* a 1x1 binary PPM: enough for the byte sniffing of folder scans */
+    write_bytes(path, "P6\n1 1\n255\n\x10\x20\x30", 14);
+}
+
+static const char *find_name(const md_input_list *l, const char *suffix)
+{
+    for (size_t i = 0; i < l->count; i++) {
+        size_t n = strlen(l->items[i].path), m = strlen(suffix);
+        if (n >= m && strcmp(l->items[i].path + n - m, suffix) == 0)
+            return l->items[i].name;
+    }
+    return NULL;
+}
+
+static void test_inputs(void)
+{
+    md_error err = {0};
+    char p[512], q[512];
+    const char *dirs[] = {"in", "in/color", "in/tum", "in/sub", "in/sub/deep", "in/.hidden",
+                          "other", "other/color"};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++)
+        mkdir(tmp_path(p, sizeof p, dirs[i]), 0777);
+    const char *imgs[] = {"in/color/1.png", "in/tum/1.png", "in/sub/b.ppm", "in/sub/a.ppm",
+                          "in/sub/deep/z.ppm", "in/.hidden/h.ppm", "in/x.jpg", "in/x.png",
+                          "other/color/1.png"};
+    for (size_t i = 0; i < sizeof imgs / sizeof *imgs; i++)
+        touch_image(tmp_path(p, sizeof p, imgs[i]));
+    write_bytes(tmp_path(p, sizeof p, "in/notes.txt.bak"), "hello", 5);
+    write_bytes(tmp_path(p, sizeof p, "in/clip.mp4"), "not really", 10);
+
+    md_input_list l;
+    memset(&l, 0, sizeof l);
+    CHECK_OK(md_inputs_add(&l, tmp_path(p, sizeof p, "in"), &err), &err);
+    /* recursive, sorted, hidden folder and non-images left out, the video kept */
+    CHECK(l.count == 8);
+    CHECK(l.ignored == 1);
+    if (l.count == 8) {
+        CHECK(strcmp(l.items[0].name, "clip.mp4") == 0 && l.items[0].kind == MD_INPUT_VIDEO);
+        CHECK(strcmp(l.items[1].name, "color/1.png") == 0);
+        CHECK(strcmp(l.items[2].name, "sub/a.ppm") == 0);
+    }
+    /* the same file again (another path to it) is kept once; a file given
+     * directly is named by its file name */
+    snprintf(q, sizeof q, "%s/in/../in/x.png", tmpdir);
+    CHECK_OK(md_inputs_add(&l, q, &err), &err);
+    CHECK_OK(md_inputs_add(&l, tmp_path(p, sizeof p, "other"), &err), &err);
+    CHECK_OK(md_inputs_finish(&l, &err), &err);
+    CHECK(l.duplicates == 1 && l.count == 9);
+    const char *n;
+    CHECK((n = find_name(&l, "in/tum/1.png")) && strcmp(n, "tum/1") == 0);
+    /* "color/1" below both folders: each keeps one more parent */
+    CHECK((n = find_name(&l, "in/color/1.png")) && strcmp(n, "in/color/1") == 0);
+    CHECK((n = find_name(&l, "other/color/1.png")) && strcmp(n, "other/color/1") == 0);
+    /* same stem, different extensions: the extension stays */
+    CHECK((n = find_name(&l, "in/x.jpg")) && strcmp(n, "x.jpg") == 0);
+    CHECK((n = find_name(&l, "in/x.png")) && strcmp(n, "x.png") == 0);
+    CHECK((n = find_name(&l, "in/sub/deep/z.ppm")) && strcmp(n, "sub/deep/z") == 0);
+    /* sorted by name, all distinct */
+    for (size_t i = 1; i < l.count; i++)
+        CHECK(strcmp(l.items[i - 1].name, l.items[i].name) < 0);
+
+    /* shards: contiguous blocks, sizes 3, 3, 3 of 9, and 3, 3, 4 of 10 */
+    size_t b, e;
+    CHECK_OK(md_shard_range(10, 1, 3, &b, &e, &err), &err);
+    CHECK(b == 0 && e == 3);
+    CHECK_OK(md_shard_range(10, 3, 3, &b, &e, &err), &err);
+    CHECK(b == 6 && e == 10);
+    CHECK(md_shard_range(10, 4, 3, &b, &e, &err) == MD_ERR_ARG);
+    CHECK(md_shard_range(10, 0, 3, &b, &e, &err) == MD_ERR_ARG);
+    char first[64] = "";
+    snprintf(first, sizeof first, "%s", l.items[3].name);
+    CHECK_OK(md_inputs_shard(&l, 2, 3, &err), &err);
+    CHECK(l.count == 3 && strcmp(l.items[0].name, first) == 0);
+    md_input_list_free(&l);
+
+    /* a list: comments, a byte order mark, paths relative to the list */
+    const char list[] = "\xEF\xBB\xBF# my images\n  color/1.png  \n\nsub/a.ppm\r\n../other/color/1.png\n";
+    write_bytes(tmp_path(p, sizeof p, "in/list.txt"), list, sizeof list - 1);
+    memset(&l, 0, sizeof l);
+    CHECK_OK(md_inputs_add(&l, tmp_path(p, sizeof p, "in/list.txt"), &err), &err);
+    CHECK(l.count == 3);
+    CHECK_OK(md_inputs_finish(&l, &err), &err);
+    CHECK((n = find_name(&l, "in/color/1.png")) && strcmp(n, "color/1") == 0);
+    CHECK((n = find_name(&l, "in/sub/a.ppm")) && strcmp(n, "sub/a") == 0);
+    CHECK((n = find_name(&l, "other/color/1.png")) && strcmp(n, "other/color/1") == 0);
+    /* a file given directly is named by its file name */
+    CHECK_OK(md_inputs_add(&l, tmp_path(p, sizeof p, "in/sub/deep/z.ppm"), &err), &err);
+    CHECK_OK(md_inputs_finish(&l, &err), &err);
+    CHECK((n = find_name(&l, "in/sub/deep/z.ppm")) && strcmp(n, "z") == 0);
+    md_input_list_free(&l);
+    /* a missing file in a list is named with its line */
+    write_bytes(tmp_path(p, sizeof p, "in/bad.txt"), "color/1.png\nnope.png\n", 21);
+    memset(&l, 0, sizeof l);
+    CHECK(md_inputs_add(&l, tmp_path(p, sizeof p, "in/bad.txt"), &err) == MD_ERR_IO &&
+          strstr(err.message, "bad.txt:2:") && strstr(err.message, "nope.png"));
+    md_input_list_free(&l);
+    /* an empty folder and a FIFO are errors, not hangs */
+    mkdir(tmp_path(p, sizeof p, "empty"), 0777);
+    memset(&l, 0, sizeof l);
+    CHECK(md_inputs_add(&l, tmp_path(p, sizeof p, "empty"), &err) == MD_ERR_DATA &&
+          strstr(err.message, "no image"));
+    mkfifo(tmp_path(p, sizeof p, "fifo.png"), 0666);
+    CHECK(md_inputs_add(&l, tmp_path(p, sizeof p, "fifo.png"), &err) == MD_ERR_IO &&
+          strstr(err.message, "not a regular file"));
+    /* the output folder inside an input folder is not scanned */
+    CHECK_OK(md_inputs_exclude(&l, tmp_path(p, sizeof p, "in/sub"), &err), &err);
+    CHECK_OK(md_inputs_add(&l, tmp_path(p, sizeof p, "in"), &err), &err);
+    CHECK(l.count == 5 && find_name(&l, "sub/a.ppm") == NULL);
+    md_input_list_free(&l);
+}
+
+/* ------------------------------------------------------------ output sets */
+
+static int count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void test_output_sets(void)
+{
+    md_error err = {0};
+    char dir[256], p[1024];
+    tmp_path(dir, sizeof dir, "sets/out");
+    md_output_dir *od = NULL;
+    md_output_dir_report rep;
+    CHECK_OK(md_output_dir_open(dir, &od, &rep, &err), &err);
+    if (!od)
+        return;
+    CHECK(rep.recovered_sets == 0 && rep.removed_files == 0);
+    md_output_set *s = NULL;
+    const char *a, *b;
+    CHECK_OK(md_output_set_begin(od, &s, &err), &err);
+    CHECK_OK(md_output_set_file(s, "sub/x.depth.npy", &a, &err), &err);
+    CHECK_OK(md_output_set_file(s, "sub/x.json", &b, &err), &err);
+    CHECK(strstr(a, ".npy") && strstr(b, ".json"));
+    /* names that leave the folder, or repeat, are refused */
+    const char *c;
+    CHECK(md_output_set_file(s, "../escape.png", &c, &err) == MD_ERR_ARG);
+    CHECK(md_output_set_file(s, "/abs.png", &c, &err) == MD_ERR_ARG);
+    CHECK(md_output_set_file(s, "sub/x.json", &c, &err) == MD_ERR_ARG);
+    write_bytes(a, "A", 1);
+    write_bytes(b, "B", 1);
+    snprintf(p, sizeof p, "%s/sub", dir);
+    CHECK(!file_exists(p)); /* nothing visible before the commit */
+    CHECK_OK(md_output_set_commit(s, &err), &err);
+    snprintf(p, sizeof p, "%s/sub/x.depth.npy", dir);
+    CHECK(file_exists(p));
+    snprintf(p, sizeof p, "%s/sub/x.json", dir);
+    CHECK(file_exists(p));
+    /* a set with a file never written does not commit, and leaves nothing */
+    CHECK_OK(md_output_set_begin(od, &s, &err), &err);
+    CHECK_OK(md_output_set_file(s, "y.png", &a, &err), &err);
+    CHECK_OK(md_output_set_file(s, "y.json", &b, &err), &err);
+    write_bytes(a, "A", 1);
+    CHECK(md_output_set_commit(s, &err) == MD_ERR_IO && strstr(err.message, "y.json"));
+    snprintf(p, sizeof p, "%s/y.png", dir);
+    CHECK(!file_exists(p));
+    /* an aborted set leaves nothing */
+    CHECK_OK(md_output_set_begin(od, &s, &err), &err);
+    CHECK_OK(md_output_set_file(s, "z.png", &a, &err), &err);
+    write_bytes(a, "Z", 1);
+    char staged[1024];
+    snprintf(staged, sizeof staged, "%s", a);
+    /* error messages name the final file, not the temporary */
+    md_error e2 = {0};
+    snprintf(e2.message, sizeof e2.message, "%.300s: disk full", staged);
+    md_output_set_explain(s, &e2);
+    snprintf(p, sizeof p, "%s/z.png: disk full", dir);
+    CHECK_MSG(strcmp(e2.message, p) == 0, "%s", e2.message);
+    md_output_set_abort(s);
+    CHECK(!file_exists(staged));
+    md_output_dir_close(od);
+    /* the last run out leaves nothing of its own */
+    snprintf(p, sizeof p, "%s/.metricdepth", dir);
+    CHECK(!file_exists(p));
+    CHECK(count_files(dir) == 1); /* sub/ */
+
+    /* What a killed run leaves: a staging folder with an unlocked lock, a
+     * set with its journal (decided: finished by the next run) and a set
+     * without (undecided: removed). Built by hand as the format says. */
+    char st[512];
+    snprintf(st, sizeof st, "%s/.metricdepth", dir);
+    mkdir(st, 0777);
+    snprintf(p, sizeof p, "%s/run-1-dead.lock", st);
+    write_bytes(p, "", 0);
+    snprintf(p, sizeof p, "%s/run-1-dead", st);
+    mkdir(p, 0777);
+    snprintf(p, sizeof p, "%s/run-1-dead/1.0.k.depth.png", st);
+    write_bytes(p, "K1", 2);
+    snprintf(p, sizeof p, "%s/run-1-dead/1.1.k.json", st);
+    write_bytes(p, "K2", 2);
+    snprintf(p, sizeof p, "%s/run-1-dead/1.journal", st);
+    const char journal[] = "1.0.k.depth.png\tdeep/k.depth.png\n1.1.k.json\tdeep/k.json\n";
+    write_bytes(p, journal, sizeof journal - 1);
+    snprintf(p, sizeof p, "%s/run-1-dead/2.0.u.png", st);
+    write_bytes(p, "U", 1);
+    snprintf(p, sizeof p, "%s/run-1-dead/2.0.u.png.tmp.AbC123", st);
+    write_bytes(p, "T", 1);
+    CHECK_OK(md_output_dir_open(dir, &od, &rep, &err), &err);
+    CHECK(rep.recovered_sets == 1 && rep.recovered_files == 2);
+    CHECK(rep.removed_files == 2);
+    snprintf(p, sizeof p, "%s/deep/k.depth.png", dir);
+    size_t n = 0;
+    uint8_t *data = read_bytes(p, &n);
+    CHECK(data && n == 2 && memcmp(data, "K1", 2) == 0);
+    free(data);
+    snprintf(p, sizeof p, "%s/u.png", dir);
+    CHECK(!file_exists(p));
+    snprintf(p, sizeof p, "%s/run-1-dead", st);
+    CHECK(!file_exists(p));
+    /* a live run's staging is left alone by another run */
+    md_output_dir *od2 = NULL;
+    CHECK_OK(md_output_set_begin(od, &s, &err), &err);
+    CHECK_OK(md_output_set_file(s, "live.png", &a, &err), &err);
+    write_bytes(a, "L", 1);
+    CHECK_OK(md_output_dir_open(dir, &od2, &rep, &err), &err);
+    CHECK(rep.removed_files == 0 && file_exists(a));
+    CHECK_OK(md_output_set_commit(s, &err), &err);
+    snprintf(p, sizeof p, "%s/live.png", dir);
+    CHECK(file_exists(p));
+    md_output_dir_close(od2);
+    md_output_dir_close(od);
+    CHECK(!file_exists(st));
+    /* an output folder that cannot be created is found at once */
+    tmp_path(p, sizeof p, "sets/file");
+    write_bytes(p, "x", 1);
+    snprintf(st, sizeof st, "%.300s/inside", p);
+    CHECK(md_output_dir_open(st, &od, NULL, &err) == MD_ERR_IO && strstr(err.message, "inside"));
+}
+
+/* ------------------------------------------------ formats and orientation */
+
+/* A W x H image whose pixel (x, y) is (10x + 1, 10y + 1, 7): every pixel says
+ * where it came from. */
+static void coded_image(md_image *img, int w, int h)
+{
+    img->width = w;
+    img->height = h;
+    img->pixels = malloc((size_t)w * h * 3);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            uint8_t *px = img->pixels + ((size_t)y * w + x) * 3;
+            px[0] = (uint8_t)(10 * x + 1);
+            px[1] = (uint8_t)(10 * y + 1);
+            px[2] = 7;
+        }
+}
+
+/* Source pixel of output (x, y) for each orientation, from the EXIF spec's
+ * pictures (row 0 / column 0 sides), worked out for a W x H stored image. */
+static void exif_source(int o, int W, int H, int x, int y, int *sx, int *sy)
+{
+    switch (o) {
+    case 1: *sx = x; *sy = y; break;
+    case 2: *sx = W - 1 - x; *sy = y; break;         /* row 0 top, col 0 right */
+    case 3: *sx = W - 1 - x; *sy = H - 1 - y; break; /* row 0 bottom, col 0 right */
+    case 4: *sx = x; *sy = H - 1 - y; break;         /* row 0 bottom, col 0 left */
+    case 5: *sx = y; *sy = x; break;                 /* row 0 left, col 0 top */
+    case 6: *sx = y; *sy = H - 1 - x; break;         /* row 0 right, col 0 top */
+    case 7: *sx = W - 1 - y; *sy = H - 1 - x; break; /* row 0 right, col 0 bottom */
+    default: *sx = W - 1 - y; *sy = x; break;        /* 8: row 0 left, col 0 bottom */
+    }
+}
+
+static void test_orientation(void)
+{
+    md_error err = {0};
+    for (int o = 1; o <= 8; o++) {
+        md_image img;
+        coded_image(&img, 3, 2);
+        CHECK_OK(md_image_orient(&img, o, &err), &err);
+        int swap = o >= 5;
+        CHECK(img.width == (swap ? 2 : 3) && img.height == (swap ? 3 : 2));
+        for (int y = 0; y < img.height; y++)
+            for (int x = 0; x < img.width; x++) {
+                int sx, sy;
+                exif_source(o, 3, 2, x, y, &sx, &sy);
+                const uint8_t *px = img.pixels + ((size_t)y * img.width + x) * 3;
+                CHECK_MSG(px[0] == 10 * sx + 1 && px[1] == 10 * sy + 1,
+                          "orientation %d at (%d,%d)", o, x, y);
+            }
+        md_image_free(&img);
+    }
+    /* orientation 6 on a real photo: the visual top of a portrait phone
+     * photo is the stored image's left column. A 16x8 JPEG, left half red,
+     * right half blue, with an EXIF block spliced in after SOI. */
+    struct jpeg_compress_struct ci;
+    struct jpeg_error_mgr je;
+    ci.err = jpeg_std_error(&je);
+    jpeg_create_compress(&ci);
+    unsigned char *buf = NULL;
+    unsigned long size = 0;
+    jpeg_mem_dest(&ci, &buf, &size);
+    ci.image_width = 16;
+    ci.image_height = 8;
+    ci.input_components = 3;
+    ci.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&ci);
+    jpeg_set_quality(&ci, 95, TRUE);
+    jpeg_start_compress(&ci, TRUE);
+    uint8_t row[16 * 3];
+    for (int x = 0; x < 16; x++) {
+        row[3 * x] = x < 8 ? 250 : 5;
+        row[3 * x + 1] = 5;
+        row[3 * x + 2] = x < 8 ? 5 : 250;
+    }
+    while (ci.next_scanline < 8) {
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&ci, &r, 1);
+    }
+    jpeg_finish_compress(&ci);
+    jpeg_destroy_compress(&ci);
+    /* APP1: "Exif\0\0", big-endian TIFF header, IFD0 with one entry:
+     * tag 0x0112 (Orientation), type 3 (SHORT), count 1, value 6 */
+    static const uint8_t app1[] = {0xFF, 0xE1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0,
+                                   'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1,
+                                   0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0,
+                                   0, 0, 0, 0};
+    size_t total = size + sizeof app1;
+    uint8_t *file = malloc(total);
+    memcpy(file, buf, 2);
+    memcpy(file + 2, app1, sizeof app1);
+    memcpy(file + 2 + sizeof app1, buf + 2, size - 2);
+    free(buf);
+    char p[512];
+    write_bytes(tmp_path(p, sizeof p, "portrait.jpg"), file, total);
+    free(file);
+    md_image img;
+    md_image_info info;
+    CHECK_OK(md_image_load_info(p, &img, &info, &err), &err);
+    CHECK(info.orientation == 6 && info.width0 == 16 && info.height0 == 8);
+    CHECK(img.width == 8 && img.height == 16);
+    if (img.pixels && img.width == 8) {
+        /* rotated clockwise: the red left half is now on top */
+        const uint8_t *top = img.pixels + (2 * 8 + 4) * 3, *bottom = img.pixels + (13 * 8 + 4) * 3;
+        CHECK(top[0] > 200 && top[2] < 60);
+        CHECK(bottom[2] > 200 && bottom[0] < 60);
+    }
+    md_image_free(&img);
+}
+
+static void check_same_pixels(const md_image *a, const md_image *b, int tol, const char *what)
+{
+    int same = a->width == b->width && a->height == b->height && a->pixels && b->pixels;
+    for (size_t i = 0; same && i < (size_t)a->width * a->height * 3; i++)
+        same = abs((int)a->pixels[i] - (int)b->pixels[i]) <= tol;
+    CHECK_MSG(same, "%s: pixels differ", what);
+}
+
+static void test_more_formats(void)
+{
+    md_error err = {0};
+    char p[512];
+    md_image ref, img;
+    md_image_info info;
+    coded_image(&ref, 5, 3);
+    /* WebP, lossless: exact */
+    uint8_t *webp = NULL;
+    size_t n = WebPEncodeLosslessRGB(ref.pixels, 5, 3, 15, &webp);
+    CHECK(n > 0);
+    write_bytes(tmp_path(p, sizeof p, "x.webp"), webp, n);
+    WebPFree(webp);
+    CHECK_OK(md_image_load_info(p, &img, &info, &err), &err);
+    CHECK(strcmp(info.format, "webp") == 0);
+    check_same_pixels(&img, &ref, 0, "webp");
+    md_image_free(&img);
+    /* WebP truncated: an error naming the file */
+    write_bytes(p, "RIFF\x20\x00\x00\x00WEBPVP8L", 16);
+    CHECK(md_image_load(p, &img, &err) == MD_ERR_FORMAT && strstr(err.message, "x.webp"));
+    /* TIFF through libtiff, with orientation 8 (rotate 90 counter-clockwise) */
+    TIFF *t = TIFFOpen(tmp_path(p, sizeof p, "x.tif"), "w");
+    CHECK(t != NULL);
+    if (t) {
+        TIFFSetField(t, TIFFTAG_IMAGEWIDTH, 5);
+        TIFFSetField(t, TIFFTAG_IMAGELENGTH, 3);
+        TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 3);
+        TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 8);
+        TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_RGB);
+        TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+        TIFFSetField(t, TIFFTAG_ORIENTATION, 8);
+        for (int y = 0; y < 3; y++)
+            TIFFWriteScanline(t, ref.pixels + y * 15, (uint32_t)y, 0);
+        TIFFClose(t);
+        CHECK_OK(md_image_load_info(p, &img, &info, &err), &err);
+        CHECK(strcmp(info.format, "tiff") == 0 && info.orientation == 8);
+        md_image want;
+        coded_image(&want, 5, 3);
+        CHECK_OK(md_image_orient(&want, 8, &err), &err);
+        check_same_pixels(&img, &want, 0, "tiff orientation 8");
+        md_image_free(&want);
+        md_image_free(&img);
+    }
+    /* BMP, 24-bit bottom-up, rows padded to 4 bytes: a 2x2 typed out */
+    static const uint8_t bmp24[] = {
+        'B', 'M', 70, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0,                /* file header */
+        40, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 1, 0, 24, 0, 0, 0, 0, 0, /* info header */
+        16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        /* bottom row first, BGR: (0,1) blue, (1,1) green; then top: red, white */
+        255, 0, 0, 0, 255, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 0};
+    write_bytes(tmp_path(p, sizeof p, "x.bmp"), bmp24, sizeof bmp24);
+    CHECK_OK(md_image_load_info(p, &img, &info, &err), &err);
+    CHECK(strcmp(info.format, "bmp") == 0 && img.width == 2 && img.height == 2);
+    if (img.pixels && img.width == 2) {
+        static const uint8_t want[12] = {255, 0, 0, 255, 255, 255, 0, 0, 255, 0, 255, 0};
+        CHECK(memcmp(img.pixels, want, 12) == 0);
+    }
+    md_image_free(&img);
+    /* 8-bit palette, top-down (negative height), 3x1: indices 2, 0, 1 */
+    static const uint8_t bmp8[] = {
+        'B', 'M', 70, 0, 0, 0, 0, 0, 0, 0, 66, 0, 0, 0,
+        40, 0, 0, 0, 3, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 1, 0, 8, 0, 0, 0, 0, 0,
+        4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0,
+        10, 20, 30, 0, 40, 50, 60, 0, 70, 80, 90, 0, /* palette, BGRx */
+        2, 0, 1, 0};
+    write_bytes(tmp_path(p, sizeof p, "p.bmp"), bmp8, sizeof bmp8);
+    CHECK_OK(md_image_load(p, &img, &err), &err);
+    if (img.pixels && img.width == 3 && img.height == 1) {
+        static const uint8_t want[9] = {90, 80, 70, 30, 20, 10, 60, 50, 40};
+        CHECK(memcmp(img.pixels, want, 9) == 0);
+    } else {
+        CHECK(0);
+    }
+    md_image_free(&img);
+    /* truncated pixel data, compressed BMP: errors naming the file */
+    write_bytes(tmp_path(p, sizeof p, "t.bmp"), bmp24, sizeof bmp24 - 8);
+    CHECK(md_image_load(p, &img, &err) == MD_ERR_FORMAT && strstr(err.message, "t.bmp"));
+    uint8_t rle[sizeof bmp24];
+    memcpy(rle, bmp24, sizeof rle);
+    rle[30] = 1; /* BI_RLE8 */
+    write_bytes(tmp_path(p, sizeof p, "r.bmp"), rle, sizeof rle);
+    CHECK(md_image_load(p, &img, &err) == MD_ERR_UNSUPPORTED && strstr(err.message, "r.bmp"));
+    /* a 16-bit grey PNG is reported as such (a depth map given as a photo) */
+    md_depth d;
+    CHECK_OK(md_depth_alloc(&d, 4, 2, &err), &err);
+    for (int i = 0; i < 8; i++)
+        d.data[i] = 1.0f + i;
+    CHECK_OK(md_depth_save(tmp_path(p, sizeof p, "d.png"), &d, &err), &err);
+    CHECK_OK(md_image_load_info(p, &img, &info, &err), &err);
+    CHECK(info.channels == 1 && info.bit_depth == 16);
+    md_image_free(&img);
+    md_depth_free(&d);
+    md_image_free(&ref);
+}
+
+/* ----------------------------------------------------------- intrinsics */
+
+static void test_camera(void)
+{
+    md_error err = {0};
+    /* 60 degrees across 640 pixels: f = 320 / tan(30 deg) = 554.2563 */
+    md_intrinsics K = md_intrinsics_from_fov(640, 480, 60.0);
+    CHECK_NEAR(K.fx, 554.25626, 1e-4);
+    CHECK(K.fx == K.fy);
+    CHECK_NEAR(K.cx, 319.5, 1e-12);
+    CHECK_NEAR(K.cy, 239.5, 1e-12);
+    /* portrait: the longer side is the height */
+    K = md_intrinsics_from_fov(480, 640, 90.0);
+    CHECK_NEAR(K.fx, 320.0, 1e-9); /* 320 / tan(45 deg) */
+    CHECK_NEAR(K.cx, 239.5, 1e-12);
+    CHECK_NEAR(md_intrinsics_fov(&K, 480, 640), 90.0, 1e-9);
+    /* KITTI's camera (721.5377 at 1242x375) halved: pixel edges scale, centres
+     * move by half a pixel: cx' = (609.5593 + 0.5) / 2 - 0.5 = 304.52965 */
+    md_intrinsics kitti = {721.5377, 721.5377, 609.5593, 172.854};
+    md_intrinsics h = md_intrinsics_resize(&kitti, 1242, 375, 621, 188);
+    CHECK_NEAR(h.fx, 360.76885, 1e-9);
+    CHECK_NEAR(h.cx, 304.52965, 1e-9);
+    CHECK_NEAR(h.fy, 721.5377 * 188.0 / 375.0, 1e-9);
+    CHECK_NEAR(h.cy, (172.854 + 0.5) * 188.0 / 375.0 - 0.5, 1e-9);
+    /* parsing: four numbers, six (with the size), a 3x3 matrix from a file */
+    int w, hh;
+    CHECK_OK(md_intrinsics_parse("500,501,320,240", "k", &K, &w, &hh, &err), &err);
+    CHECK(K.fx == 500 && K.fy == 501 && K.cx == 320 && K.cy == 240 && w == 0 && hh == 0);
+    CHECK_OK(md_intrinsics_parse("500 501 320 240 640 480", "k", &K, &w, &hh, &err), &err);
+    CHECK(w == 640 && hh == 480);
+    char p[512];
+    const char txt[] = "# camera-intrinsics.txt\n585 0 320\n0 585 240\n0 0 1\n";
+    write_bytes(tmp_path(p, sizeof p, "K.txt"), txt, sizeof txt - 1);
+    CHECK_OK(md_intrinsics_load(p, &K, &w, &hh, &err), &err);
+    CHECK(K.fx == 585 && K.fy == 585 && K.cx == 320 && K.cy == 240);
+    CHECK(md_intrinsics_parse("500,320,240", "k", &K, &w, &hh, &err) == MD_ERR_FORMAT &&
+          strstr(err.message, "3 numbers"));
+    CHECK(md_intrinsics_parse("1 2 3 4 5 6 7 8 9", "k", &K, &w, &hh, &err) == MD_ERR_FORMAT);
+    CHECK(md_intrinsics_parse("-5,5,1,1", "k", &K, &w, &hh, &err) == MD_ERR_FORMAT);
+    CHECK(md_intrinsics_parse("5,5,1,x", "k", &K, &w, &hh, &err) == MD_ERR_FORMAT);
+}
+
+/* -------------------------------------------------------------- previews */
+
+static void test_preview_colorbar(void)
+{
+    md_error err = {0};
+    md_depth d;
+    CHECK_OK(md_depth_alloc(&d, 100, 20, &err), &err);
+    for (int y = 0; y < 20; y++)
+        for (int x = 0; x < 100; x++)
+            d.data[y * 100 + x] = 1.0f + 3.0f * x / 99.0f; /* 1 m left, 4 m right */
+    d.data[0] = 0.0f; /* invalid: black */
+    md_preview_options o = md_preview_defaults();
+    o.vmin = 1.0f;
+    o.vmax = 4.0f;
+    md_image img;
+    float range[2];
+    CHECK_OK(md_depth_render_preview(&d, &o, &img, range, &err), &err);
+    CHECK(range[0] == 1.0f && range[1] == 4.0f);
+    CHECK(img.width == 100 && img.height == 20 + 22); /* scale 1 under 480 px */
+    uint8_t near[3], far[3];
+    md_colormap_lookup(MD_COLORMAP_TURBO, 0.0f, near);
+    md_colormap_lookup(MD_COLORMAP_TURBO, 1.0f, far);
+    if (img.pixels) {
+        CHECK(memcmp(img.pixels + (1 * 100 + 0) * 3, near, 3) == 0);
+        CHECK(memcmp(img.pixels + (1 * 100 + 99) * 3, far, 3) == 0);
+        CHECK(img.pixels[0] == 0 && img.pixels[1] == 0 && img.pixels[2] == 0);
+        /* the bar: near colour at its left end, far at its right, white around */
+        int y = 20 + 5;
+        CHECK(memcmp(img.pixels + (y * 100 + 4) * 3, near, 3) == 0);
+        CHECK(memcmp(img.pixels + (y * 100 + 95) * 3, far, 3) == 0);
+        CHECK(img.pixels[(y * 100 + 1) * 3] == 255);
+        /* the labels: some dark pixels in the text row */
+        int ink = 0;
+        for (int yy = 32; yy < 39; yy++)
+            for (int x = 0; x < 50; x++)
+                ink += img.pixels[(yy * 100 + x) * 3] == 0;
+        CHECK(ink > 10);
+    }
+    md_image_free(&img);
+    /* grey: near white; disparity: the ramp runs the other way (large = near) */
+    o.grayscale = 1;
+    o.colorbar = 0;
+    CHECK_OK(md_depth_render_preview(&d, &o, &img, NULL, &err), &err);
+    CHECK(img.height == 20 && img.pixels[(100 + 0) * 3] == 255 && img.pixels[(100 + 99) * 3] == 0);
+    md_image_free(&img);
+    o.disparity = 1;
+    CHECK_OK(md_depth_render_preview(&d, &o, &img, NULL, &err), &err);
+    CHECK(img.pixels[(100 + 0) * 3] == 0 && img.pixels[(100 + 99) * 3] == 255);
+    md_image_free(&img);
+    /* side by side: the photo on the left, unchanged */
+    md_image rgb;
+    coded_image(&rgb, 100, 20);
+    o = md_preview_defaults();
+    o.rgb = &rgb;
+    CHECK_OK(md_depth_render_preview(&d, &o, &img, NULL, &err), &err);
+    CHECK(img.width > 200 && memcmp(img.pixels, rgb.pixels, 300) == 0);
+    md_image_free(&img);
+    md_image_free(&rgb);
+    md_depth_free(&d);
+}
+
+static void test_png_divisor(void)
+{
+    md_error err = {0};
+    md_depth d;
+    CHECK_OK(md_depth_alloc(&d, 3, 1, &err), &err);
+    d.data[0] = 1.0f;
+    d.data[1] = 70.0f;
+    d.data[2] = 300.0f;
+    char p[512];
+    size_t clipped = 99;
+    CHECK_OK(md_depth_save_png16(tmp_path(p, sizeof p, "div.png"), &d, 1000.0, &clipped, &err),
+             &err);
+    CHECK(clipped == 2); /* 70 m and 300 m are beyond 65.534 m */
+    CHECK_OK(md_depth_save_png16(p, &d, 256.0, &clipped, &err), &err);
+    CHECK(clipped == 1); /* 300 x 256 = 76800 > 65534; 70 x 256 = 17920 fits */
+    md_depth back;
+    md_depth_read_options ro = {.divisor = 256.0};
+    CHECK_OK(md_depth_load(p, &ro, &back, &err), &err);
+    if (back.data) {
+        CHECK_NEAR(back.data[0], 1.0, 1e-6);
+        CHECK_NEAR(back.data[1], 70.0, 1e-6);
+        CHECK_NEAR(back.data[2], 65534.0 / 256.0, 1e-4);
+    }
+    md_depth_free(&back);
+    CHECK(md_depth_save_png16(p, &d, 0.0, &clipped, &err) == MD_ERR_ARG);
+    /* relative disparity goes to .disparity.* names and never into a PLY */
+    md_output_dir *od = NULL;
+    md_output_set *s = NULL;
+    CHECK_OK(md_output_dir_open(tmp_path(p, sizeof p, "rel"), &od, NULL, &err), &err);
+    CHECK_OK(md_output_set_begin(od, &s, &err), &err);
+    md_write_options wo = md_write_defaults();
+    wo.relative = 1;
+    md_write_report rep;
+    CHECK_OK(md_write_depth_set(s, "r", &d, NULL, &wo, &rep, &err), &err);
+    CHECK_NEAR(rep.png_divisor, 65534.0 / 300.0, 1e-9);
+    CHECK_OK(md_output_set_commit(s, &err), &err);
+    CHECK(file_exists(tmp_path(p, sizeof p, "rel/r.disparity.png")));
+    CHECK(file_exists(tmp_path(p, sizeof p, "rel/r.disparity.npy")));
+    CHECK(!file_exists(tmp_path(p, sizeof p, "rel/r.depth.npy")));
+    CHECK_OK(md_output_set_begin(od, &s, &err), &err);
+    wo.outputs |= MD_OUT_PLY;
+    CHECK(md_write_depth_set(s, "r2", &d, NULL, &wo, &rep, &err) == MD_ERR_ARG &&
+          strstr(err.message, "relative"));
+    md_output_set_abort(s);
+    md_output_dir_close(od);
+    unsigned f;
+    char bad[16];
+    CHECK(md_outputs_parse("png16,npy,ply", &f, bad, sizeof bad) == 0 &&
+          f == (MD_OUT_PNG16 | MD_OUT_NPY | MD_OUT_PLY));
+    CHECK(md_outputs_parse("png,jpeg", &f, bad, sizeof bad) == -1 && strcmp(bad, "jpeg") == 0);
+    md_depth_free(&d);
+}
+
+/* ---------------------------------------------------------------- video */
+
+static void test_video_roundtrip(void)
+{
+    md_error err = {0};
+    char p[512];
+    static const uint8_t colours[6][3] = {{200, 30, 30}, {30, 200, 30}, {30, 30, 200},
+                                          {200, 200, 30}, {30, 200, 200}, {128, 128, 128}};
+    md_video_writer *w = NULL;
+    CHECK_OK(md_video_writer_open(tmp_path(p, sizeof p, "v.mp4"), 64, 48, 5.0, &w, &err), &err);
+    if (!w)
+        return;
+    md_image img = {64, 48, malloc(64 * 48 * 3)};
+    for (int f = 0; f < 6; f++) {
+        for (int i = 0; i < 64 * 48; i++)
+            memcpy(img.pixels + 3 * i, colours[f], 3);
+        CHECK_OK(md_video_write(w, &img, &err), &err);
+    }
+    free(img.pixels);
+    md_image odd = {63, 48, calloc(63 * 48, 3)};
+    CHECK(md_video_write(w, &odd, &err) == MD_ERR_ARG); /* another size */
+    free(odd.pixels);
+    CHECK_OK(md_video_writer_close(w, &err), &err);
+    md_video_reader *r = NULL;
+    md_video_info vi;
+    CHECK_OK(md_video_open(p, &r, &vi, &err), &err);
+    if (!r)
+        return;
+    CHECK(vi.width == 64 && vi.height == 48);
+    CHECK_NEAR(vi.fps, 5.0, 1e-6);
+    int frames = 0, got = 1;
+    while (got) {
+        md_image f;
+        CHECK_OK(md_video_read(r, &f, &got, &err), &err);
+        if (!got)
+            break;
+        if (frames < 6 && f.pixels) {
+            const uint8_t *c = f.pixels + (24 * 64 + 32) * 3;
+            for (int k = 0; k < 3; k++)
+                CHECK_MSG(abs((int)c[k] - (int)colours[frames][k]) <= 12, "frame %d channel %d: %d",
+                          frames, k, c[k]);
+        }
+        md_image_free(&f);
+        frames++;
+    }
+    CHECK_MSG(frames == 6, "%d frames back", frames);
+    md_video_close(r);
+    /* not a video: an error naming the file */
+    write_bytes(tmp_path(p, sizeof p, "bad.mp4"), "nothing here", 12);
+    CHECK(md_video_open(p, &r, &vi, &err) != MD_OK && strstr(err.message, "bad.mp4"));
+}
+
 /* Caller buffers: pixels in with a stride in every layout, depth out with
  * a stride and an invalid value; point clouds in memory by hand. */
 static void test_buffers(void)
@@ -1492,8 +2162,124 @@ static void test_buffers(void)
     CHECK(strcmp(md_version(), MD_VERSION_STRING) == 0);
 }
 
+static long peak_rss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* Small files that claim a huge area are refused before decoding (a 33 KB
+ * 16384x16384 1-bit PNG once took 5.3 GB); a 16-bit PGM depth sample above
+ * maxval is invalid, not used as is. */
+static void test_resource_limits(void)
+{
+    char path[256];
+    md_error err = {0};
+    size_t row = 1 + 16384 / 8, raw_len = row * 16384, n;
+    uint8_t *raw = calloc(raw_len, 1); /* filter 0, all black */
+    uint8_t *png = raw ? png_build(16384, 16384, 1, 0, raw, raw_len, NULL, 0, &n) : NULL;
+    free(raw);
+    CHECK(png && n < 64 * 1024);
+    CHECK(png && write_bytes(tmp_path(path, sizeof path, "huge-1bit.png"), png, n));
+    free(png);
+    long before = peak_rss_kb();
+    md_image img = {0};
+    md_status st = md_image_load(path, &img, &err);
+    CHECK_MSG(st == MD_ERR_UNSUPPORTED && strstr(err.message, path) &&
+                  strstr(err.message, "larger than"),
+              "%d %s", (int)st, err.message);
+    CHECK(img.pixels == NULL);
+    CHECK_MSG(peak_rss_kb() - before < 50 * 1024, "peak memory grew by %ld MB",
+              (peak_rss_kb() - before) / 1024);
+    /* the same area claimed by Netpbm headers, as image and as depth */
+    const char *pgm = "P5\n16384 16384\n65535\n";
+    CHECK(write_bytes(tmp_path(path, sizeof path, "huge.pgm"), pgm, strlen(pgm)));
+    CHECK(md_image_load(path, &img, &err) == MD_ERR_UNSUPPORTED && strstr(err.message, path));
+    md_depth d = {0};
+    CHECK(md_depth_load(path, NULL, &d, &err) == MD_ERR_UNSUPPORTED &&
+          strstr(err.message, "larger than"));
+    /* but 16384x8192 (the limit) only fails for its missing data */
+    pgm = "P5\n16384 8192\n65535\n";
+    CHECK(write_bytes(tmp_path(path, sizeof path, "limit.pgm"), pgm, strlen(pgm)));
+    CHECK(md_depth_load(path, NULL, &d, &err) == MD_ERR_FORMAT && strstr(err.message, "truncated"));
+
+    /* maxval 1000: samples 500 (0.5 m), 1000 (1 m), 2000 (invalid) */
+    const uint8_t over[] = {'P', '5', '\n', '3', ' ', '1', '\n', '1', '0', '0', '0', '\n',
+                            0x01, 0xf4, 0x03, 0xe8, 0x07, 0xd0};
+    CHECK(write_bytes(tmp_path(path, sizeof path, "over.pgm"), over, sizeof over));
+    CHECK_OK(md_depth_load(path, NULL, &d, &err), &err);
+    if (d.data) {
+        CHECK_NEAR(d.data[0], 0.5, 1e-7);
+        CHECK_NEAR(d.data[1], 1.0, 1e-7);
+        CHECK(d.data[2] == 0.0f);
+    }
+    md_depth_free(&d);
+}
+
+typedef struct {
+    int id;
+    md_status st;
+} saver_job;
+
+static void *save_depth_maps(void *arg)
+{
+    saver_job *j = arg;
+    md_depth d = {0};
+    md_error err = {0};
+    j->st = md_depth_alloc(&d, 32, 16, &err);
+    for (int i = 0; j->st == MD_OK && i < 20; i++) {
+        for (int k = 0; k < 32 * 16; k++)
+            d.data[k] = 0.5f + (float)(k + i);
+        char path[256];
+        snprintf(path, sizeof path, "%s/umask-%d-%d.%s", tmpdir, j->id, i,
+                 i % 3 == 0 ? "png" : i % 3 == 1 ? "npy" : "pfm");
+        j->st = md_depth_save(path, &d, &err);
+    }
+    md_depth_free(&d);
+    return NULL;
+}
+
+/* Four threads saving depth maps at once: the process umask stays as it was
+ * (the writer once set it to 0 and back, racing with the other threads) and
+ * every file gets the mode the umask gives. */
+static void test_concurrent_saves_umask(void)
+{
+    mode_t old = umask(022);
+    pthread_t th[4];
+    saver_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i].id = i;
+        jobs[i].st = MD_ERR_IO;
+        CHECK(pthread_create(&th[i], NULL, save_depth_maps, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(jobs[i].st == MD_OK);
+    }
+    CHECK(umask(old) == 022);
+    int files = 0, right_mode = 0, temps = 0;
+    DIR *dir = opendir(tmpdir);
+    for (struct dirent *e; dir && (e = readdir(dir));) {
+        if (strncmp(e->d_name, "umask-", 6) != 0)
+            continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", tmpdir, e->d_name);
+        struct stat st;
+        files++;
+        temps += strstr(e->d_name, ".tmp.") != NULL;
+        right_mode += stat(path, &st) == 0 && (st.st_mode & 0777) == 0644;
+        unlink(path);
+    }
+    if (dir)
+        closedir(dir);
+    CHECK_MSG(files == 80 && right_mode == 80 && temps == 0, "%d files, %d with mode 0644, %d temps",
+              files, right_mode, temps);
+}
+
 int main(void)
 {
+    av_log_set_level(AV_LOG_FATAL); /* this program's choice: FFmpeg quiet */
     snprintf(tmpdir, sizeof tmpdir, "/tmp/md_test_io_XXXXXX");
     if (!mkdtemp(tmpdir)) {
         fprintf(stderr, "cannot create a temporary folder: %s\n", strerror(errno));
@@ -1509,6 +2295,16 @@ int main(void)
     RUN_TEST(test_unwritable);
     RUN_TEST(test_args);
     RUN_TEST(test_regressions);
+    RUN_TEST(test_concurrent_saves_umask);
+    RUN_TEST(test_resource_limits);
+    RUN_TEST(test_inputs);
+    RUN_TEST(test_output_sets);
+    RUN_TEST(test_orientation);
+    RUN_TEST(test_more_formats);
+    RUN_TEST(test_camera);
+    RUN_TEST(test_preview_colorbar);
+    RUN_TEST(test_png_divisor);
+    RUN_TEST(test_video_roundtrip);
     RUN_TEST(test_buffers);
 
     struct stat st;

@@ -7,19 +7,13 @@
 #include "formats/onnx.h"
 #include "metricdepth.h"
 #include "nets/onnx_graph.h"
+#include "writers.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
-
-/* ------------------------------------------------ a tiny protobuf writer */
-
-typedef struct {
-    uint8_t *d;
-    size_t n, cap;
-} buf;
-
 
 /* One run on a fresh single-threaded workspace; the output stays valid until
  * the next run_once. */
@@ -29,84 +23,6 @@ static const float *run_once(const md_onnx_graph *g, const float *x)
     md_onnx_ws_free(last_ws);
     last_ws = md_onnx_ws_create(g, 1);
     return md_onnx_graph_run(g, last_ws, NULL, x, NULL);
-}
-
-static void put(buf *b, const void *p, size_t n)
-{
-    if (n == 0)
-        return;
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->d = realloc(b->d, b->cap);
-        if (!b->d)
-            abort();
-    }
-    memcpy(b->d + b->n, p, n);
-    b->n += n;
-}
-
-static void varint(buf *b, uint64_t v)
-{
-    do {
-        uint8_t c = (uint8_t)(v & 0x7f);
-        v >>= 7;
-        if (v)
-            c |= 0x80;
-        put(b, &c, 1);
-    } while (v);
-}
-
-static void key(buf *b, int field, int wire) { varint(b, (uint64_t)field << 3 | (uint64_t)wire); }
-static void f_int(buf *b, int field, int64_t v)
-{
-    key(b, field, 0);
-    varint(b, (uint64_t)v);
-}
-static void f_bytes(buf *b, int field, const void *p, size_t n)
-{
-    key(b, field, 2);
-    varint(b, n);
-    put(b, p, n);
-}
-static void f_str(buf *b, int field, const char *s) { f_bytes(b, field, s, strlen(s)); }
-static void f_msg(buf *b, int field, buf *sub)
-{
-    f_bytes(b, field, sub->d, sub->n);
-    free(sub->d);
-    memset(sub, 0, sizeof *sub);
-}
-static void f_float(buf *b, int field, float f)
-{
-    key(b, field, 5);
-    put(b, &f, 4); /* little-endian host */
-}
-
-/* AttributeProto with INTS. */
-static void attr_ints(buf *node, const char *name, const int64_t *v, int n)
-{
-    buf a = {0};
-    f_str(&a, 1, name);
-    for (int i = 0; i < n; i++)
-        f_int(&a, 8, v[i]);
-    f_int(&a, 20, 7);
-    f_msg(node, 5, &a);
-}
-
-/* ValueInfoProto for a float tensor. */
-static void value_info(buf *g, int field, const char *name, const int64_t *dims, int nd)
-{
-    buf vi = {0}, tp = {0}, tt = {0}, shp = {0};
-    for (int i = 0; i < nd; i++) {
-        buf dim = {0};
-        f_int(&dim, 1, dims[i]);
-        f_msg(&shp, 1, &dim);
-    }
-    f_int(&tt, 1, 1);
-    f_msg(&tt, 2, &shp);
-    f_msg(&tp, 1, &tt);
-    f_str(&vi, 1, name);
-    f_msg(&vi, 2, &tp);
-    f_msg(g, field, &vi);
 }
 
 /* Model: Y = Relu?(Conv(X[1,1,3,3], W[1,1,2,2] (raw_data), B[1] (packed float_data)))
@@ -181,127 +97,8 @@ static const char *shared_path(char *out, size_t size, const char *rel)
     return out;
 }
 
-static bool write_file(const char *path, const uint8_t *d, size_t n)
-{
-    FILE *fp = fopen(path, "wb");
-    if (!fp)
-        return false;
-    bool ok = fwrite(d, 1, n, fp) == n;
-    return fclose(fp) == 0 && ok;
-}
-
 
 /* ----------------------------------------- one-node models, hand results */
-
-static void a_int(buf *node, const char *name, int64_t v)
-{
-    buf a = {0};
-    f_str(&a, 1, name);
-    f_int(&a, 3, v);
-    f_int(&a, 20, 2);
-    f_msg(node, 5, &a);
-}
-
-static void a_float(buf *node, const char *name, float v)
-{
-    buf a = {0};
-    f_str(&a, 1, name);
-    f_float(&a, 2, v);
-    f_int(&a, 20, 1);
-    f_msg(node, 5, &a);
-}
-
-static void a_str(buf *node, const char *name, const char *v)
-{
-    buf a = {0};
-    f_str(&a, 1, name);
-    f_str(&a, 4, v);
-    f_int(&a, 20, 3);
-    f_msg(node, 5, &a);
-}
-
-static void a_floats(buf *node, const char *name, const float *v, int n)
-{
-    buf a = {0};
-    f_str(&a, 1, name);
-    f_bytes(&a, 7, v, sizeof(float) * (size_t)n); /* packed */
-    f_int(&a, 20, 6);
-    f_msg(node, 5, &a);
-}
-
-typedef struct {
-    const char *name;
-    int nd;
-    int64_t dims[4];
-    const float *f;     /* float data, or */
-    const int64_t *i64; /* int64 data */
-} tinit;
-
-static size_t dims_numel(int nd, const int64_t *d)
-{
-    size_t n = 1;
-    for (int i = 0; i < nd; i++)
-        n *= (size_t)d[i];
-    return n;
-}
-
-static int seed_counter;
-
-/* Model with one node op(inputs) -> "Y"; node_attrs holds encoded attribute
- * fields. Graph input "X" of xdims. */
-static buf one_node(int64_t opset, const char *op, const char *const *inputs, int n_in,
-                    buf *node_attrs, const tinit *inits, int n_inits, const int64_t *xdims,
-                    int xnd)
-{
-    buf m = {0}, g = {0}, node = {0}, ops = {0};
-    f_int(&m, 1, 7);
-    for (int i = 0; i < n_in; i++)
-        f_str(&node, 1, inputs[i]);
-    f_str(&node, 2, "Y");
-    f_str(&node, 4, op);
-    if (node_attrs && node_attrs->n) {
-        put(&node, node_attrs->d, node_attrs->n);
-        free(node_attrs->d);
-        memset(node_attrs, 0, sizeof *node_attrs);
-    }
-    f_msg(&g, 1, &node);
-    for (int k = 0; k < n_inits; k++) {
-        buf t = {0}, packed = {0};
-        for (int d = 0; d < inits[k].nd; d++)
-            varint(&packed, (uint64_t)inits[k].dims[d]);
-        if (packed.n)
-            f_bytes(&t, 1, packed.d, packed.n);
-        free(packed.d);
-        size_t n = dims_numel(inits[k].nd, inits[k].dims);
-        if (inits[k].f) {
-            f_int(&t, 2, 1);
-            for (size_t i = 0; i < n; i++) /* unpacked float_data */
-                f_float(&t, 4, inits[k].f[i]);
-        } else {
-            f_int(&t, 2, 7);
-            buf pi = {0};
-            for (size_t i = 0; i < n; i++)
-                varint(&pi, (uint64_t)inits[k].i64[i]);
-            f_bytes(&t, 7, pi.d, pi.n);
-            free(pi.d);
-        }
-        f_str(&t, 8, inits[k].name);
-        f_msg(&g, 5, &t);
-    }
-    value_info(&g, 11, "X", xdims, xnd);
-    value_info(&g, 12, "Y", NULL, 0);
-    f_msg(&m, 7, &g);
-    f_str(&ops, 1, "");
-    f_int(&ops, 2, opset);
-    f_msg(&m, 8, &ops);
-    const char *dir = getenv("MD_ONNX_SEED_DIR"); /* fuzz seeds */
-    if (dir) {
-        char path[512];
-        snprintf(path, sizeof path, "%s/seed-%02d-%s.onnx", dir, seed_counter++, op);
-        write_file(path, m.d, m.n);
-    }
-    return m;
-}
 
 /* Builds and runs the model on x; checks shape and values against want. */
 static void expect_run(const char *what, buf *m, const float *x, int ynd, const int64_t *ydims,
@@ -593,6 +390,240 @@ static void test_ops_by_hand(void)
 
 /* --------------------------------------------------------------- tests */
 
+/* Builds the model (err and err == NULL) and expects a failure with `code`
+ * whose message names the node ('Y', its output) and contains `what`. */
+static void expect_build_fail(const char *label, buf *m, md_status code, const char *what)
+{
+    md_error err = {0};
+    md_onnx_model om;
+    md_status st = md_onnx_parse(m->d, m->n, label, &om, &err);
+    CHECK_MSG(st == MD_OK, "%s: parse: %s", label, err.message);
+    if (st == MD_OK) {
+        md_onnx_graph *g = NULL;
+        st = md_onnx_graph_build(&om, label, 0, &g, &err);
+        CHECK_MSG(st == code, "%s: status %d (want %d): %s", label, (int)st, (int)code,
+                  err.message);
+        CHECK_MSG(g == NULL, "%s: graph built", label);
+        CHECK_MSG(strstr(err.message, label) && strstr(err.message, "node 'Y'") &&
+                      (!what || strstr(err.message, what)),
+                  "%s: message '%s' lacks the node or '%s'", label, err.message, what);
+        md_onnx_graph_free(g);
+        /* the same status without an md_error (nothing may read err) */
+        g = NULL;
+        md_status st2 = md_onnx_graph_build(&om, label, 0, &g, NULL);
+        CHECK_MSG(st2 == st, "%s: status %d without err, %d with", label, (int)st2, (int)st);
+        md_onnx_graph_free(g);
+        md_onnx_free(&om);
+    }
+    free(m->d);
+}
+
+/* Shape inference is total: every op checks its operands. The first two are
+ * the crashes of issue 14 (a 0-sized constant broadcast against size 1 made
+ * a size-1 output read from an empty buffer; a MatMul/Gemm constant with a 0
+ * last dimension divided by zero at load). */
+static void test_shape_validation(void)
+{
+    static const float one[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    const char *XK[] = {"X", "K"}, *KX[] = {"K", "X"};
+    int64_t x1[1] = {1}, x11[2] = {1, 1};
+    buf at = {0}, m;
+
+    /* Add(X[1], K[0]): broadcasting 0 against 1 is an empty result, not 1 */
+    tinit k0 = {"K", 1, {0}, one, NULL};
+    m = one_node(7, "Add", XK, 2, NULL, &k0, 1, x1, 1);
+    expect_build_fail("add-empty", &m, MD_ERR_FORMAT, "empty");
+    /* MatMul(K[2,0], X[0,2]) and Gemm: the inner size 0 of a constant */
+    tinit k20 = {"K", 2, {2, 0}, one, NULL};
+    m = one_node(9, "MatMul", KX, 2, NULL, &k20, 1, x11, 2);
+    expect_build_fail("matmul-empty", &m, MD_ERR_FORMAT, "'K' is empty");
+    m = one_node(9, "Gemm", KX, 2, NULL, &k20, 1, x11, 2);
+    expect_build_fail("gemm-empty", &m, MD_ERR_FORMAT, "'K' is empty");
+    tinit k02 = {"K", 2, {0, 2}, one, NULL};
+    m = one_node(9, "MatMul", XK, 2, NULL, &k02, 1, x11, 2);
+    expect_build_fail("matmul-empty-b", &m, MD_ERR_FORMAT, "'K' is empty");
+    /* mismatched broadcast, and inner sizes that differ */
+    tinit k3 = {"K", 1, {3}, one, NULL};
+    m = one_node(7, "Mul", XK, 2, NULL, &k3, 1, (int64_t[]){1, 2}, 2);
+    expect_build_fail("mul-mismatch", &m, MD_ERR_FORMAT, "broadcast");
+    tinit k32 = {"K", 2, {3, 2}, one, NULL};
+    m = one_node(9, "MatMul", XK, 2, NULL, &k32, 1, (int64_t[]){1, 2}, 2);
+    expect_build_fail("matmul-inner", &m, MD_ERR_FORMAT, "inner");
+
+    /* Every op, handed an empty constant as its data input, fails cleanly. */
+    static const char *const unary[] = {"Relu", "Sigmoid", "Identity", "Flatten", "Transpose",
+                                        "GlobalAveragePool", "GlobalMaxPool", "Clip", "Dropout"};
+    tinit e4 = {"K", 4, {1, 0, 2, 2}, one, NULL};
+    for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++) {
+        m = one_node(7, unary[i], (const char *[]){"K"}, 1, NULL, &e4, 1, x11, 2);
+        char label[64];
+        snprintf(label, sizeof label, "empty-%s", unary[i]);
+        expect_build_fail(label, &m, MD_ERR_FORMAT, "empty");
+    }
+    int64_t k2[2] = {2, 2};
+    attr_ints(&at, "kernel_shape", k2, 2);
+    m = one_node(7, "MaxPool", (const char *[]){"K"}, 1, &at, &e4, 1, x11, 2);
+    expect_build_fail("empty-MaxPool", &m, MD_ERR_FORMAT, "empty");
+    attr_ints(&at, "kernel_shape", k2, 2);
+    m = one_node(7, "AveragePool", (const char *[]){"K"}, 1, &at, &e4, 1, x11, 2);
+    expect_build_fail("empty-AveragePool", &m, MD_ERR_FORMAT, "empty");
+    a_int(&at, "axis", 1);
+    m = one_node(7, "Concat", (const char *[]){"X", "K"}, 2, &at, &e4, 1,
+                 (int64_t[]){1, 1, 2, 2}, 4);
+    expect_build_fail("empty-Concat", &m, MD_ERR_FORMAT, "empty");
+    float up[4] = {1, 1, 2, 2};
+    a_floats(&at, "scales", up, 4);
+    m = one_node(7, "Upsample", (const char *[]){"K"}, 1, &at, &e4, 1, x11, 2);
+    expect_build_fail("empty-Upsample", &m, MD_ERR_FORMAT, "empty");
+    tinit w0[1] = {{"W", 4, {1, 1, 0, 2}, one, NULL}};
+    m = one_node(7, "Conv", XK + 0, 1, NULL, NULL, 0, (int64_t[]){1, 1, 3, 3}, 4);
+    free(m.d);
+    m = one_node(7, "Conv", (const char *[]){"X", "W"}, 2, NULL, w0, 1, (int64_t[]){1, 1, 3, 3},
+                 4);
+    expect_build_fail("conv-empty-kernel", &m, MD_ERR_FORMAT, "'W' is empty");
+    int64_t shp[2] = {1, -1};
+    tinit rs[2] = {{"K", 4, {1, 0, 2, 2}, one, NULL}, {"S", 1, {2}, NULL, shp}};
+    m = one_node(7, "Reshape", (const char *[]){"K", "S"}, 2, NULL, rs, 2, x11, 2);
+    expect_build_fail("empty-Reshape", &m, MD_ERR_FORMAT, "empty");
+    tinit bn[5] = {{"g", 1, {0}, one, NULL},
+                   {"b", 1, {0}, one, NULL},
+                   {"m", 1, {0}, one, NULL},
+                   {"v", 1, {0}, one, NULL},
+                   {"K", 4, {1, 0, 2, 2}, one, NULL}};
+    m = one_node(7, "BatchNormalization", (const char *[]){"K", "g", "b", "m", "v"}, 5, NULL, bn,
+                 5, x11, 2);
+    expect_build_fail("empty-BatchNormalization", &m, MD_ERR_FORMAT, "empty");
+
+    /* overflowing and out-of-range shapes */
+    int64_t huge[2] = {1 << 30, 1 << 30};
+    tinit hs = {"S", 1, {2}, NULL, huge};
+    m = one_node(7, "Reshape", (const char *[]){"X", "S"}, 2, NULL, &hs, 1, x11, 2);
+    expect_build_fail("reshape-huge", &m, MD_ERR_UNSUPPORTED, "target shape");
+    int64_t sizes[4] = {1, 1, 1, 1 << 20};
+    tinit zs = {"sizes", 1, {4}, NULL, sizes};
+    m = one_node(13, "Resize", (const char *[]){"X", "", "", "sizes"}, 4, NULL, &zs, 1,
+                 (int64_t[]){1, 1, 1, 2}, 4);
+    expect_build_fail("resize-huge", &m, MD_ERR_UNSUPPORTED, "out of range");
+    float nan_scales[4] = {1, 1, NAN, 2};
+    tinit ns = {"scales", 1, {4}, nan_scales, NULL};
+    m = one_node(11, "Resize", (const char *[]){"X", "", "scales"}, 3, NULL, &ns, 1,
+                 (int64_t[]){1, 1, 1, 2}, 4);
+    expect_build_fail("resize-nan", &m, MD_ERR_FORMAT, "scales");
+    /* a pool window of padding only */
+    attr_ints(&at, "kernel_shape", k2, 2);
+    attr_ints(&at, "pads", (int64_t[]){2, 0, 0, 0}, 4);
+    m = one_node(7, "AveragePool", (const char *[]){"X"}, 1, &at, NULL, 0,
+                 (int64_t[]){1, 1, 3, 3}, 4);
+    expect_build_fail("pool-pad", &m, MD_ERR_FORMAT, "pads");
+
+    /* non-finite weights are refused at load, naming the tensor */
+    float wnan[4] = {1, NAN, 1, 1};
+    tinit wn = {"W", 4, {1, 1, 2, 2}, wnan, NULL};
+    m = one_node(7, "Conv", (const char *[]){"X", "W"}, 2, NULL, &wn, 1, (int64_t[]){1, 1, 3, 3},
+                 4);
+    expect_build_fail("conv-nan", &m, MD_ERR_FORMAT, "'W' holds a non-finite value");
+    float binf[2] = {1, INFINITY};
+    tinit bi = {"K", 1, {2}, binf, NULL};
+    m = one_node(7, "Add", XK, 2, NULL, &bi, 1, (int64_t[]){1, 2}, 2);
+    expect_build_fail("add-inf", &m, MD_ERR_FORMAT, "'K' holds a non-finite value");
+    float gg[1] = {1}, bb[1] = {0}, mm[1] = {0}, vv[1] = {-2};
+    tinit bnn[4] = {{"g", 1, {1}, gg, NULL},
+                    {"b", 1, {1}, bb, NULL},
+                    {"m", 1, {1}, mm, NULL},
+                    {"v", 1, {1}, vv, NULL}};
+    m = one_node(7, "BatchNormalization", (const char *[]){"X", "g", "b", "m", "v"}, 5, NULL, bnn,
+                 4, (int64_t[]){1, 1, 1, 1}, 4);
+    expect_build_fail("bn-negative-variance", &m, MD_ERR_FORMAT, "variance");
+}
+
+/* The crashing graphs through md_model_load (and predict's path), from files
+ * the test writes: clean errors, with and without an md_error. */
+static void test_crash_files(void)
+{
+    static const float one[4] = {1, 1, 1, 1};
+    char dir[] = "/tmp/md_onnx_crash_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    tinit k0 = {"K", 1, {0}, one, NULL};
+    tinit k20 = {"K", 2, {2, 0}, one, NULL};
+    buf models[2] = {one_node(7, "Add", (const char *[]){"X", "K"}, 2, NULL, &k0, 1,
+                              (int64_t[]){1}, 1),
+                     one_node(9, "MatMul", (const char *[]){"K", "X"}, 2, NULL, &k20, 1,
+                              (int64_t[]){1, 1}, 2)};
+    for (int i = 0; i < 2; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/crash%d.onnx", dir, i);
+        CHECK(models[i].n < 128); /* as small as the reported files */
+        CHECK(write_file(path, models[i].d, models[i].n));
+        md_error err = {0};
+        md_model *model = NULL;
+        md_status st = md_model_load(path, NULL, &model, &err);
+        CHECK_MSG(st == MD_ERR_FORMAT && model == NULL && strstr(err.message, path),
+                  "%s: %d %s", path, (int)st, err.message);
+        CHECK(md_model_load(path, NULL, &model, NULL) == st && model == NULL);
+        unlink(path);
+        free(models[i].d);
+    }
+    rmdir(dir);
+}
+
+static long peak_rss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* FastDepth's preprocessing on extreme aspect ratios: a 1x10000 image once
+ * resized to 250x2500000 (10.9 GB) before cropping. Now memory follows the
+ * network size. A depth-like graph (1x3x8x8 -> 1x1x8x8, depth = red / 255)
+ * keeps the test independent of the real model. */
+static void test_predict_memory(void)
+{
+    const float w[3] = {1, 0, 0};
+    tinit wi = {"W", 4, {1, 3, 1, 1}, w, NULL};
+    buf m = one_node(7, "Conv", (const char *[]){"X", "W"}, 2, NULL, &wi, 1,
+                     (int64_t[]){1, 3, 8, 8}, 4);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/md_onnx_mem_%d.onnx", (int)getpid());
+    CHECK(write_file(path, m.d, m.n));
+    free(m.d);
+    md_error err = {0};
+    md_model *model = NULL;
+    CHECK_OK(md_model_load(path, NULL, &model, &err), &err);
+    unlink(path);
+    if (!model)
+        return;
+    long before = peak_rss_kb();
+    int sizes[3][2] = {{10000, 1}, {1, 10000}, {32768, 3}};
+    for (int k = 0; k < 3; k++) {
+        md_image img = {sizes[k][0], sizes[k][1], NULL};
+        size_t n = (size_t)img.width * img.height;
+        img.pixels = malloc(n * 3);
+        for (size_t i = 0; img.pixels && i < n; i++) {
+            img.pixels[3 * i] = (uint8_t)(50 + i % 200);
+            img.pixels[3 * i + 1] = img.pixels[3 * i + 2] = 0;
+        }
+        md_depth d = {0};
+        CHECK_OK(md_model_predict(model, &img, &d, &err), &err);
+        CHECK(d.width == img.width && d.height == img.height);
+        size_t seen = 0;
+        bool in_range = true;
+        for (size_t i = 0; d.data && i < n; i++) {
+            seen += d.mask[i] != 0;
+            in_range = in_range && d.data[i] >= 50 / 255.0f - 1e-6f && d.data[i] <= 249 / 255.0f + 1e-6f;
+        }
+        /* a 1-pixel-wide image is stretched 304x: the 228-row crop can lie
+         * inside one pixel, whose centre is then outside it (mask 0) */
+        CHECK_MSG((seen > 0 || img.width == 1) && in_range, "%dx%d: %zu seen, in range %d",
+                  img.width, img.height, seen, (int)in_range); /* depth = red / 255 */
+        md_depth_free(&d);
+        free(img.pixels);
+    }
+    long grown = peak_rss_kb() - before;
+    CHECK_MSG(grown < 100 * 1024, "peak memory grew by %ld MB", grown / 1024);
+    md_model_free(model);
+}
+
 static void test_varints(void)
 {
     struct {
@@ -710,7 +741,7 @@ static void test_tiny_model(void)
         }
         md_tensor_free(&out);
         md_tensor bad = {2, {3, 3}, x};
-        CHECK(md_model_run_tensor(model, &bad, &out, &err) == MD_ERR_ARG);
+        CHECK(md_model_run_tensor(model, &bad, &out, &err) == MD_ERR_DATA);
         md_depth d = {0};
         uint8_t px[12] = {0};
         md_image img = {2, 2, px};
@@ -1042,6 +1073,9 @@ int main(void)
     RUN_TEST(test_tiny_model);
     RUN_TEST(test_errors);
     RUN_TEST(test_ops_by_hand);
+    RUN_TEST(test_shape_validation);
+    RUN_TEST(test_crash_files);
+    RUN_TEST(test_predict_memory);
     char probe[512];
     if (access(shared_path(probe, sizeof probe, "models/fastdepth/fastdepth_7.onnx"), R_OK) != 0) {
         fprintf(stderr, "shared data absent (%s): skipping the FastDepth tests\n", probe);

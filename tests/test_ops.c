@@ -10,6 +10,7 @@
 #include "ops/cpu.h"
 #include "ops/gemm.h"
 #include "ops/tensor_ops.h"
+#include "ops/transformer_ops.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -554,6 +555,57 @@ static void test_maxpool(void)
     CHECK(isnan(out[0]) && !isnan(out[1]) && !isnan(out[2]) && !isnan(out[3]));
 }
 
+/* The fast exponential under GELU and softmax is defined for NaN and Inf:
+ * NaN stays NaN (it once became e^88, so a NaN score turned into a believable
+ * attention weight, and UBSan flagged the float-to-int conversion), +inf
+ * stays non-finite; finite inputs keep their values. */
+static void test_nonfinite_math(void)
+{
+    float g[40];
+    for (int i = 0; i < 40; i++)
+        g[i] = (float)(i - 20) * 0.25f;
+    g[3] = NAN;
+    g[17] = INFINITY;
+    g[35] = NAN; /* in the tail of a 16-lane loop */
+    md_gelu_erf(g, 40);
+    CHECK(isnan(g[3]) && isnan(g[35]));
+    CHECK(!isfinite(g[17])); /* +inf (scalar path) or NaN (the vector path's reciprocal) */
+    for (int i = 0; i < 40; i++) {
+        if (i == 3 || i == 17 || i == 35)
+            continue;
+        double v = (i - 20) * 0.25, want = 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+        CHECK_MSG(fabs(g[i] - want) < 1e-5, "gelu(%g) = %g, want %g", v, (double)g[i], want);
+    }
+
+    /* attention: one NaN key poisons every row (softmax over it) instead of
+     * taking all the weight with a finite value */
+    enum { T = 20, D = 4 };
+    float qkv[T * 3 * D], out[T * D];
+    size_t kv_bytes = (md_attention_kv_bytes(MD_GEMM_F32, T, D) + 63) / 64 * 64;
+    size_t s_bytes = (md_attention_scratch_bytes(MD_GEMM_F32, T) + 63) / 64 * 64;
+    void *kv = aligned_alloc(64, kv_bytes), *scratch = aligned_alloc(64, s_bytes);
+    CHECK(kv && scratch);
+    for (int i = 0; i < T * 3 * D; i++)
+        qkv[i] = (float)((i * 37) % 11) * 0.1f - 0.5f;
+    for (int pos = 0; pos < 2; pos++) {
+        float saved = qkv[(pos ? 18 : 5) * 3 * D + D + 1];
+        qkv[(pos ? 18 : 5) * 3 * D + D + 1] = NAN; /* token 5 (or 18)'s key */
+        md_attention_pack_kv(MD_GEMM_F32, qkv, NULL, T, 1, D, 0, kv);
+        md_attention_rows(MD_GEMM_F32, qkv, NULL, kv, T, 1, D, 0, 0, T, out, scratch);
+        int finite = 0;
+        for (int i = 0; i < T * D; i++)
+            finite += isfinite(out[i]) != 0;
+        CHECK_MSG(finite == 0, "%d of %d attention outputs finite with a NaN key", finite, T * D);
+        qkv[(pos ? 18 : 5) * 3 * D + D + 1] = saved;
+    }
+    md_attention_pack_kv(MD_GEMM_F32, qkv, NULL, T, 1, D, 0, kv);
+    md_attention_rows(MD_GEMM_F32, qkv, NULL, kv, T, 1, D, 0, 0, T, out, scratch);
+    for (int i = 0; i < T * D; i++)
+        CHECK(isfinite(out[i]));
+    free(kv);
+    free(scratch);
+}
+
 int main(void)
 {
     md_cpu_features f = md_cpu_detect();
@@ -565,6 +617,7 @@ int main(void)
     RUN_TEST(test_bf16_native_vs_emulated);
     RUN_TEST(test_sgemm_transposes);
     RUN_TEST(test_gemm_threads_bit_identical);
+    RUN_TEST(test_nonfinite_math);
     RUN_TEST(test_conv_by_hand);
     RUN_TEST(test_conv_random);
     RUN_TEST(test_conv_threads_bit_identical);

@@ -1,6 +1,8 @@
 #include "base/base.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -59,71 +61,162 @@ void *md_calloc(size_t count, size_t size, const char *what, md_error *err)
     return p;
 }
 
+int md_open_regular(const char *path, size_t *size, md_error *err)
+{
+    /* O_NONBLOCK: opening a FIFO (or a terminal) for reading must not wait
+     * for a writer; the type is checked on the open descriptor (no race with
+     * a rename between a stat and the open) and blocking reads come back. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        md_fail(err, MD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        md_fail(err, MD_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        md_fail(err, MD_ERR_IO, "%s: not a regular file (%s)", path,
+                S_ISDIR(st.st_mode)    ? "a folder"
+                : S_ISFIFO(st.st_mode) ? "a FIFO"
+                : S_ISSOCK(st.st_mode) ? "a socket"
+                                       : "a device");
+        close(fd);
+        return -1;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        md_fail(err, MD_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (size)
+        *size = st.st_size > 0 ? (size_t)st.st_size : 0;
+    return fd;
+}
+
 md_status md_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *size,
                        md_error *err)
 {
     *data = NULL;
     *size = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return md_fail(err, MD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(fp);
-        return md_fail(err, MD_ERR_IO, "%s: not a regular file", path);
+    size_t n;
+    int fd = md_open_regular(path, &n, err);
+    if (fd < 0)
+        return MD_ERR_IO;
+    if (n > max_bytes) {
+        close(fd);
+        return md_fail(err, MD_ERR_NOMEM, "%s: file is %zu bytes, more than the %zu allowed", path,
+                       n, max_bytes);
     }
-    if ((unsigned long long)st.st_size > max_bytes) {
-        fclose(fp);
-        return md_fail(err, MD_ERR_NOMEM, "%s: file is %lld bytes, more than the %zu allowed", path,
-                       (long long)st.st_size, max_bytes);
-    }
-    size_t n = (size_t)st.st_size;
-    uint8_t *buf = md_malloc(n + 1, path, err);
+    uint8_t *buf = malloc(n + 1);
     if (!buf) {
-        fclose(fp);
-        return MD_ERR_NOMEM;
+        close(fd);
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, n);
     }
-    if (fread(buf, 1, n, fp) != n) {
-        free(buf);
-        fclose(fp);
-        return md_fail(err, MD_ERR_IO, "%s: read error", path);
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got > ((size_t)1 << 30) ? (size_t)1 << 30 : n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            md_status st = md_fail(err, MD_ERR_IO, "%s: read error%s%s", path, r ? ": " : "",
+                                   r ? strerror(errno) : " (file shrank while reading)");
+            free(buf);
+            close(fd);
+            return st;
+        }
+        got += (size_t)r;
     }
-    fclose(fp);
+    close(fd);
     buf[n] = 0;
     *data = buf;
     *size = n;
     return MD_OK;
 }
 
+md_status md_name_file(md_error *err, md_status st, const char *path)
+{
+    if (st == MD_OK || !err || !path || !*path || strstr(err->message, path))
+        return st;
+    char msg[sizeof err->message];
+    size_t plen = strnlen(path, sizeof msg - 3);
+    memcpy(msg, path, plen);
+    memcpy(msg + plen, ": ", 2);
+    size_t rest = sizeof msg - plen - 3, mlen = strnlen(err->message, rest);
+    memcpy(msg + plen + 2, err->message, mlen);
+    msg[plen + 2 + mlen] = '\0';
+    memcpy(err->message, msg, sizeof msg);
+    return st;
+}
+
+/* Six characters of a name that is new with high probability: the clock,
+ * the process, the attempt and a stack address mixed (splitmix64). O_EXCL
+ * makes a collision a retry, never a shared file. */
+static void random_suffix(char out[7], unsigned attempt)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t z = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+                 ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)out ^
+                 ((uint64_t)attempt * 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    for (int i = 0; i < 6; i++) {
+        out[i] = alphabet[z % 62];
+        z /= 62;
+    }
+    out[6] = '\0';
+}
+
 md_status md_atomic_open(md_atomic_file *af, const char *path, md_error *err)
 {
     memset(af, 0, sizeof *af);
+    if (!path || !*path)
+        return md_fail(err, MD_ERR_ARG, "cannot write a file with an empty name");
     size_t len = strlen(path);
-    af->final_path = md_malloc(len + 1, "path", err);
-    af->temp_path = md_malloc(len + 16, "path", err);
+    af->final_path = malloc(len + 1);
+    af->temp_path = malloc(len + 16);
     if (!af->final_path || !af->temp_path) {
         md_atomic_abort(af);
-        return MD_ERR_NOMEM;
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
     }
     memcpy(af->final_path, path, len + 1);
-    snprintf(af->temp_path, len + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(af->temp_path);
+    /* "<name>.tmp.XXXXXX" beside the target; a name within 11 bytes of
+     * NAME_MAX is shortened for the temporary so the target stays writable. */
+    const char *slash = strrchr(path, '/');
+    size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0, base_len = len - dir_len;
+    if (base_len > MD_NAME_MAX - 11)
+        base_len = MD_NAME_MAX - 11;
+    int fd = -1, e = 0;
+    for (unsigned attempt = 0; attempt < 100; attempt++) {
+        char suffix[7];
+        random_suffix(suffix, attempt);
+        snprintf(af->temp_path, len + 16, "%.*s%.*s.tmp.%s", (int)dir_len, path, (int)base_len,
+                 path + dir_len, suffix);
+        /* Mode 0666: the kernel applies the process umask, as for any new file. */
+        fd = open(af->temp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0666);
+        e = errno;
+        if (fd >= 0 || e != EEXIST)
+            break;
+    }
     if (fd < 0) {
-        md_status st = md_fail(err, MD_ERR_IO, "%s: cannot create file: %s", path, strerror(errno));
+        md_status st = md_fail(err, MD_ERR_IO, "%s: cannot create file: %s", path, strerror(e));
         free(af->temp_path);
         af->temp_path = NULL;
         md_atomic_abort(af);
         return st;
     }
-    /* mkstemp creates 0600; outputs are ordinary files, so honour the umask. */
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
     af->fp = fdopen(fd, "wb");
     if (!af->fp) {
         close(fd);
         md_atomic_abort(af);
-        return md_fail(err, MD_ERR_IO, "%s: cannot open for writing", path);
+        return md_fail(err, MD_ERR_NOMEM, "%s: cannot open for writing", path);
     }
     return MD_OK;
 }

@@ -23,6 +23,10 @@ md_status md_fail(md_error *err, md_status code, const char *fmt, ...) MD_PRINTF
  * every allocation from hostile headers. */
 #define MD_MAX_DIM 32768
 #define MD_MAX_ELEMENTS ((size_t)1 << 31)
+/* Largest image or depth map area (2^27 = 134 megapixels, e.g. 16384x8192):
+ * a few bytes of compressed file can claim 32768x32768, and every pixel
+ * costs tens of bytes on its way through decoding, depth and previews. */
+#define MD_MAX_PIXELS ((size_t)1 << 27)
 
 /* a*b into *out; false on overflow. */
 bool md_mul_size(size_t a, size_t b, size_t *out);
@@ -31,12 +35,30 @@ bool md_mul_size(size_t a, size_t b, size_t *out);
 void *md_malloc(size_t bytes, const char *what, md_error *err);
 void *md_calloc(size_t count, size_t size, const char *what, md_error *err);
 
+/* Largest file name (one path component) we create; the atomic writer keeps
+ * its temporaries within it. */
+#define MD_NAME_MAX 255
+
+/* Opens path for reading without blocking on FIFOs or devices: a regular file
+ * gives a (blocking) descriptor and its size; anything else fails with
+ * MD_ERR_IO naming what it is. Returns -1 on failure. Every file reader goes
+ * through this (or md_read_file). */
+int md_open_regular(const char *path, size_t *size, md_error *err);
+
 /* Reads a whole file (at most max_bytes) into a new buffer. */
 md_status md_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *size,
                        md_error *err);
 
-/* Atomic output: writes go to "<path>.tmp.XXXXXX" in the same folder; commit
- * flushes, fsyncs and renames over path; abort removes the temp file. */
+/* Prefixes err's message with "path: " unless it already names path (for
+ * out-of-memory and other messages from code that does not know the file).
+ * Returns st unchanged. */
+md_status md_name_file(md_error *err, md_status st, const char *path);
+
+/* Atomic output: writes go to "<path>.tmp.XXXXXX" in the same folder (a new
+ * file, created with O_EXCL and a random suffix, mode 0666 less the umask;
+ * the name part is shortened when the target is within 11 bytes of
+ * MD_NAME_MAX); commit flushes, fsyncs and renames over path; abort removes
+ * the temp file. */
 typedef struct {
     FILE *fp;
     char *final_path;

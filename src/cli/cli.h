@@ -55,6 +55,10 @@ bool cli_parse_int(const char *s, int *out);
 /* "a,b" -> two doubles. */
 bool cli_parse_pair(const char *s, double *a, double *b);
 /* "fx,fy,cx,cy" */
+/* "MIN,MAX" with MIN < MAX. */
+bool cli_parse_range_f(const char *s, float *lo, float *hi);
+/* "K/N" with 1 <= K <= N. */
+bool cli_parse_shard(const char *s, int *k, int *n);
 bool cli_parse_intrinsics(const char *s, md_intrinsics *K);
 /* "480x640" (height x width) */
 bool cli_parse_size(const char *s, int *height, int *width);
@@ -111,6 +115,7 @@ int cli_write_json(const char *path, struct cJSON *root, md_error *err);
 
 /* Subcommands. */
 extern const cli_command cmd_predict, cmd_demo, cmd_run_model, cmd_bench, cmd_pairs, cmd_scale,
-    cmd_metrics, cmd_pointcloud, cmd_convert, cmd_preview, cmd_fit_scales, cmd_train, cmd_eval;
+    cmd_metrics, cmd_pointcloud, cmd_convert, cmd_preview, cmd_fit_scales, cmd_train, cmd_eval,
+    cmd_merge;
 
 #endif

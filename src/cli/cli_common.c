@@ -23,6 +23,58 @@ static const cli_option *find_option(const cli_option *options, const char *name
     return NULL;
 }
 
+/* Edit distance (insertions, deletions, substitutions, adjacent swaps) of two
+ * short strings; capped at 99. */
+static int edit_distance(const char *a, size_t n, const char *b)
+{
+    size_t m = strlen(b);
+    if (n > 40 || m > 40)
+        return 99;
+    int d[41][41];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[n][m];
+}
+
+/* The option closest to an unknown name ("overwirte" -> "overwrite"), or NULL
+ * when none is close: at most a third of the name's letters wrong, or the name
+ * a prefix of exactly one option. */
+static const char *nearest_option(const cli_option *options, const char *name)
+{
+    const char *eq = strchr(name, '=');
+    size_t n = eq ? (size_t)(eq - name) : strlen(name);
+    const char *best = NULL, *prefix = NULL;
+    int best_d = 99, prefixes = 0;
+    for (const cli_option *o = options; o && o->name; o++) {
+        int dist = edit_distance(name, n, o->name);
+        if (dist < best_d) {
+            best_d = dist;
+            best = o->name;
+        }
+        if (n >= 2 && strncmp(o->name, name, n) == 0) {
+            prefixes++;
+            prefix = o->name;
+        }
+    }
+    if (best && best_d <= (int)(n + 2) / 3)
+        return best;
+    return prefixes == 1 ? prefix : NULL;
+}
+
 int cli_parse(const cli_command *cmd, int argc, char **argv, const cli_option *options,
               char **positional, int *n_positional)
 {
@@ -56,9 +108,13 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, const cli_option *o
                 return cli_usage_error(cmd, "unknown option '%s'", arg);
             opt = find_option(options, NULL, 0, arg[1]);
         }
-        if (!opt)
+        if (!opt) {
+            const char *near = arg[1] == '-' ? nearest_option(options, arg + 2) : NULL;
+            if (near)
+                return cli_usage_error(cmd, "unknown option '%s'; did you mean '--%s'?", arg, near);
             return cli_usage_error(cmd, "unknown option '%s' (see 'metricdepth %s --help')", arg,
                                    cmd->name);
+        }
         if (opt->takes_value) {
             if (inline_value) {
                 *opt->value = inline_value;
@@ -159,6 +215,28 @@ bool cli_parse_pair(const char *s, double *a, double *b)
     return true;
 }
 
+bool cli_parse_range_f(const char *s, float *lo, float *hi)
+{
+    double a, b;
+    if (!cli_parse_pair(s, &a, &b) || !(a < b) || fabs(a) > 1e30 || fabs(b) > 1e30)
+        return false;
+    *lo = (float)a;
+    *hi = (float)b;
+    return *lo < *hi;
+}
+
+bool cli_parse_shard(const char *s, int *k, int *n)
+{
+    int a, b;
+    char tail;
+    if (!s || sscanf(s, "%d/%d%c", &a, &b, &tail) != 2 || b < 1 || a < 1 || a > b ||
+        b > 1000000)
+        return false;
+    *k = a;
+    *n = b;
+    return true;
+}
+
 bool cli_parse_intrinsics(const char *s, md_intrinsics *K)
 {
     double v[4];
@@ -218,8 +296,13 @@ void cli_progress_step(cli_progress *p, const char *item)
     for (int i = 0; i < width; i++)
         bar[i] = i < filled ? '#' : '.';
     bar[width] = '\0';
-    fprintf(stderr, "\r%s [%s] %zu/%zu  %.1fs elapsed, ETA %.1fs  %-30.30s", p->label, bar,
-            p->done, p->total, elapsed, eta, item ? item : "");
+    double rate = elapsed > 0 ? (double)p->done / elapsed : 0.0;
+    if (p->total)
+        fprintf(stderr, "\r%s [%s] %zu/%zu  %.2f/s, %.1fs elapsed, ETA %.1fs  %-30.30s", p->label,
+                bar, p->done, p->total, rate, elapsed, eta, item ? item : "");
+    else /* length unknown (a stream) */
+        fprintf(stderr, "\r%s %zu  %.2f/s, %.1fs elapsed  %-30.30s", p->label, p->done, rate,
+                elapsed, item ? item : "");
     fflush(stderr);
 }
 
@@ -227,7 +310,9 @@ void cli_progress_finish(cli_progress *p)
 {
     if (p->tty)
         fputc('\n', stderr);
-    fprintf(stderr, "%s: %zu/%zu done in %.2f s\n", p->label, p->done, p->total, now() - p->start);
+    double t = now() - p->start;
+    fprintf(stderr, "%s: %zu/%zu done in %.2f s (%.2f per second)\n", p->label, p->done,
+            p->total ? p->total : p->done, t, t > 0 ? (double)p->done / t : 0.0);
 }
 
 void cli_path_join(char *buf, size_t size, const char *dir, const char *name)
@@ -268,34 +353,7 @@ void cli_stem(char *buf, size_t size, const char *path)
 
 md_status cli_make_dirs(const char *path, md_error *err)
 {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-        err->code = MD_ERR_ARG;
-        snprintf(err->message, sizeof err->message, "%.200s...: path too long", path);
-        return MD_ERR_ARG;
-    }
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char saved = *p;
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
-                err->code = MD_ERR_IO;
-                snprintf(err->message, sizeof err->message, "%.400s: cannot create folder: %s", buf,
-                         strerror(errno));
-                return MD_ERR_IO;
-            }
-            *p = saved;
-            if (saved == '\0')
-                break;
-        }
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        err->code = MD_ERR_IO;
-        snprintf(err->message, sizeof err->message, "%.400s: not a folder", path);
-        return MD_ERR_IO;
-    }
-    return MD_OK;
+    return md_make_dirs(path, err);
 }
 
 int cli_collect_pairs(const char *source, md_pair_list *list, md_error *err)

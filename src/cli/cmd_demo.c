@@ -26,9 +26,28 @@ const cli_command cmd_demo = {
     "  -h, --help           this text\n",
     run};
 
-int cli_write_depth_outputs(const char *outdir, const char *stem, const md_depth *depth,
-                            const md_image *img, const md_intrinsics *K, bool ply,
-                            const float preview_range[2], md_error *err);
+/* Writes STEM.depth.png/.npy, STEM.preview.png and STEM.ply. */
+static int write_outputs(const char *outdir, const char *stem, const md_depth *depth,
+                         const md_image *img, const md_intrinsics *K, const float range[2],
+                         md_error *err)
+{
+    char name[1024], path[4096];
+    static const char *const suffix[3] = {".depth.png", ".depth.npy", ".ply"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "%s%s", stem, suffix[i]);
+        cli_path_join(path, sizeof path, outdir, name);
+        md_status st = i < 2 ? md_depth_save(path, depth, err)
+                             : md_pointcloud_save_ply(path, depth, img, K, 1, 0.0f, err);
+        if (st != MD_OK)
+            return -1;
+    }
+    snprintf(name, sizeof name, "%s.preview.png", stem);
+    cli_path_join(path, sizeof path, outdir, name);
+    md_preview_options po = md_preview_defaults();
+    po.vmin = range[0];
+    po.vmax = range[1];
+    return md_depth_save_preview_ex(path, depth, &po, NULL, err) == MD_OK ? 0 : -1;
+}
 int cli_open_model(const char *path, const md_model_options *opts, md_model **model);
 
 static double seconds(void)
@@ -148,7 +167,7 @@ static int run(int argc, char **argv)
         goto fail;
     cli_print_scale_record(stdout, "sample", &rec);
     /* the outputs are what predict writes: the default scale applied */
-    if (cli_write_depth_outputs(outdir, "sample", &scaled_pred, &rgb, &K, true, range, &err) != 0)
+    if (write_outputs(outdir, "sample", &scaled_pred, &rgb, &K, range, &err) != 0)
         goto fail;
     for (size_t i = 0; i < npix; i++)
         pred.data[i] *= (float)s;

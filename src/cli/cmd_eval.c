@@ -54,6 +54,10 @@ const cli_command cmd_eval = {
     "  --cache DIR          prediction cache (default REPORT_DIR/.metricdepth-cache;\n"
     "                       'metricdepth fit-scales --cache' uses the same format)\n"
     "  --no-cache           neither read nor write the cache\n"
+    "  --shard K/N          only fill the cache with the base predictions of the\n"
+    "                       K-th of N equal parts of the pairs (e.g. one job of a\n"
+    "                       Slurm array, sharing --cache); then one run without\n"
+    "                       --shard writes the report from the cache\n"
     "  --threads N          threads of the base model (default: all cores)\n"
     "  --precision P        fp32 (default), bf16 or auto: the base model's arithmetic\n"
     "                       (see predict --help); cached per precision\n"
@@ -136,8 +140,10 @@ static int run(int argc, char **argv)
 {
     const char *data_s = NULL, *test_s = NULL, *split_s = NULL, *out_s = NULL, *model_s = NULL;
     const char *scale_model_s = NULL, *protocol_s = "seed", *range_s = "0.1,2", *panels_s = "3";
-    const char *title_s = NULL, *cache_s = NULL, *threads_s = NULL, *precision_s = "fp32";
+    const char *title_s = NULL, *cache_s = NULL, *threads_s = NULL, *shard_s = NULL;
+    const char *precision_s = "fp32";
     bool no_cache = false;
+    int shard_k = 1, shard_n = 1;
     cli_option options[] = {{"data", 0, true, &data_s, NULL},
                             {"test", 0, true, &test_s, NULL},
                             {"split", 0, true, &split_s, NULL},
@@ -152,6 +158,7 @@ static int run(int argc, char **argv)
                             {"no-cache", 0, false, NULL, &no_cache},
                             {"threads", 0, true, &threads_s, NULL},
                             {"precision", 0, true, &precision_s, NULL},
+                            {"shard", 0, true, &shard_s, NULL},
                             {NULL, 0, false, NULL, NULL}};
     const char **src[2] = {NULL, NULL};
     int nsrc[2] = {0, 0};
@@ -178,6 +185,10 @@ static int run(int argc, char **argv)
     else if (md_precision_parse(precision_s) < 0)
         rc = cli_usage_error(&cmd_eval, "--precision is fp32, bf16 or auto (got '%s')",
                              precision_s);
+    else if (shard_s && !cli_parse_shard(shard_s, &shard_k, &shard_n))
+        rc = cli_usage_error(&cmd_eval, "--shard wants K/N with 1 <= K <= N (got '%s')", shard_s);
+    else if (shard_s && no_cache)
+        rc = cli_usage_error(&cmd_eval, "--shard fills the prediction cache: drop --no-cache");
     else if (split_s && nsrc[1] > 0)
         rc = cli_usage_error(&cmd_eval, "give either --test or --split, not both");
     else if (split_s && nsrc[0] == 0)
@@ -239,6 +250,39 @@ static int run(int argc, char **argv)
                     md_evaluator_create(&eo, &ev, &err) != MD_OK))
         rc = cli_report(&err);
 
+    if (rc == 0 && shard_s) {
+        /* a share of the base predictions into the cache; the report comes
+         * from one run without --shard that finds them all there */
+        size_t n = lists[0].count + lists[1].count, b = 0, e = 0, fails = 0, hits = 0;
+        md_shard_range(n, shard_k, shard_n, &b, &e, &err);
+        cli_progress prog;
+        cli_progress_start(&prog, "eval shard", e - b);
+        for (size_t i = b; i < e; i++) {
+            const md_pair *pair = i < lists[0].count ? &lists[0].items[i]
+                                                     : &lists[1].items[i - lists[0].count];
+            md_depth pred = {0};
+            md_error e2 = {0};
+            int cached = 0;
+            if (md_eval_base(ev, pair, &pred, NULL, &cached, &e2) != MD_OK) {
+                if (prog.tty)
+                    fputc('\n', stderr);
+                fprintf(stderr, "metricdepth: error: %s: %s (skipped)\n", pair->rgb_path,
+                        e2.message);
+                fails++;
+            }
+            hits += cached != 0;
+            md_depth_free(&pred);
+            cli_progress_step(&prog, pair->rgb_path);
+        }
+        cli_progress_finish(&prog);
+        fprintf(stderr,
+                "shard %d/%d: pairs %zu..%zu of %zu, %zu predictions in %s (%zu were there), "
+                "%zu failed; when every shard is done, run eval without --shard with the same "
+                "--cache for the report\n",
+                shard_k, shard_n, b + 1, e, n, e - b - fails, cache_s, hits, fails);
+        rc = fails == e - b && e > b ? CLI_EXIT_FAILURE : fails ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
+        goto cleanup;
+    }
     char train_desc[2048], test_desc[2048], base_desc[1024], scale_desc[1024], log_path[4096];
     if (rc == 0) {
         describe_sources(train_desc, sizeof train_desc, src[0], nsrc[0], lists[0].count,
@@ -317,6 +361,7 @@ static int run(int argc, char **argv)
             rc = set.failed ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
         }
     }
+cleanup:
     md_report_free(report);
     md_evaluator_free(ev);
     md_scale_model_free(smodel);

@@ -45,6 +45,8 @@ const cli_command cmd_fit_scales = {
     "  --cache DIR          prediction cache (default: .metricdepth-cache/ beside\n"
     "                       the output)\n"
     "  --no-cache           neither read nor write the cache\n"
+    "  --shard K/N          only the K-th of N equal parts of the pairs; the shards'\n"
+    "                       CSVs join with 'metricdepth merge -o all.csv shard*.csv'\n"
     "  --scale-model FILE   also evaluate this scale CNN (adaptive columns)\n"
     "  -h, --help           this text\n\n"
     "examples:\n"
@@ -164,7 +166,8 @@ static double mean_of(const fit_item *items, size_t n, const unsigned char *keep
 }
 
 static void print_summary(const fit_item *items, size_t n, const unsigned char *keep,
-                          size_t n_kept, const double *scales, size_t n_ok, int adaptive)
+                          size_t n_kept, const double *scales, size_t n_ok, int adaptive,
+                          double lo, double hi)
 {
     double med = NAN, p5 = NAN, p95 = NAN;
     md_error e = {0};
@@ -173,6 +176,14 @@ static void print_summary(const fit_item *items, size_t n, const unsigned char *
     md_percentile(scales, n_ok, 95, &p95, &e);
     printf("pairs: %zu fitted, %zu kept in the CSV\n", n_ok, n_kept);
     printf("oracle scale s*: median %.4f [p5 %.4f, p95 %.4f] (all fitted pairs)\n", med, p5, p95);
+    size_t at_limit = 0;
+    for (size_t i = 0; i < n_ok; i++)
+        at_limit += scales[i] <= lo * (1 + 1e-9) || scales[i] >= hi * (1 - 1e-9);
+    if (at_limit)
+        fprintf(stderr,
+                "warning: the oracle scale sits on the range limit [%g, %g] for %zu of %zu pairs: "
+                "their optimum lies beyond it (widen --range to see it)\n",
+                lo, hi, at_limit, n_ok);
     printf("mean metrics over the kept pairs (seed protocol):\n");
     printf("  %-10s %8s %8s %8s %8s\n", "", "AbsRel", "RMSE", "delta1", "W1");
 #define M(field) mean_of(items, n, keep, offsetof(md_scales_row, field))
@@ -208,6 +219,8 @@ static int run(int argc, char **argv)
     const char *data_s = NULL, *out_s = NULL, *model_s = NULL, *method_s = "w1";
     const char *range_s = "0.1,2", *trim_s = NULL, *jobs_s = "1", *threads_s = NULL;
     const char *cache_s = NULL, *scale_model_s = NULL;
+    const char *shard_s = NULL;
+    int shard_k = 1, shard_n = 1;
     bool no_cache = false;
     cli_option options[] = {{"data", 0, true, &data_s, NULL},
                             {"output", 'o', true, &out_s, NULL},
@@ -220,6 +233,7 @@ static int run(int argc, char **argv)
                             {"cache", 0, true, &cache_s, NULL},
                             {"no-cache", 0, false, NULL, &no_cache},
                             {"scale-model", 0, true, &scale_model_s, NULL},
+                            {"shard", 0, true, &shard_s, NULL},
                             {NULL, 0, false, NULL, NULL}};
     char **pos = calloc((size_t)argc + 1, sizeof *pos);
     if (!pos)
@@ -245,6 +259,12 @@ static int run(int argc, char **argv)
     else if (trim_s &&
              (!cli_parse_pair(trim_s, &tlo, &thi) || tlo < 0 || tlo > thi || thi > 100))
         rc = cli_usage_error(&cmd_fit_scales, "--trim wants LO,HI percentiles, 0 <= LO <= HI <= 100");
+    else if (shard_s && !cli_parse_shard(shard_s, &shard_k, &shard_n))
+        rc = cli_usage_error(&cmd_fit_scales, "--shard wants K/N with 1 <= K <= N (got '%s')",
+                             shard_s);
+    else if (shard_s && trim_s)
+        rc = cli_usage_error(&cmd_fit_scales, "--trim needs every row: trim after 'metricdepth "
+                                              "merge', not in a shard");
     else if (!cli_parse_int(jobs_s, &jobs) || jobs < 1 || jobs > 64)
         rc = cli_usage_error(&cmd_fit_scales, "--jobs wants a number in 1..64");
     else if (threads_s && (!cli_parse_int(threads_s, &threads) || threads < 0))
@@ -268,6 +288,25 @@ static int run(int argc, char **argv)
     if (rc == 0 && pairs.count == 0) {
         fprintf(stderr, "metricdepth: error: no RGB-D pairs found in the given datasets\n");
         rc = CLI_EXIT_FAILURE;
+    }
+    if (rc == 0 && shard_s) {
+        /* contiguous blocks of the pairs in their listed order: the shards'
+         * CSVs, merged in K order, are the unsharded CSV */
+        size_t b = 0, e = 0, total = pairs.count;
+        md_shard_range(total, shard_k, shard_n, &b, &e, &err);
+        for (size_t i = 0; i < total; i++) {
+            if (i >= b && i < e)
+                continue;
+            free(pairs.items[i].rgb_path);
+            free(pairs.items[i].depth_path);
+        }
+        memmove(pairs.items, pairs.items + b, (e - b) * sizeof *pairs.items);
+        pairs.count = e - b;
+        fprintf(stderr, "shard %d/%d: pairs %zu..%zu of %zu\n", shard_k, shard_n, b + 1, e, total);
+        if (pairs.count == 0) {
+            fprintf(stderr, "metricdepth: error: shard %d/%d has no pair\n", shard_k, shard_n);
+            rc = CLI_EXIT_FAILURE;
+        }
     }
     if (rc != 0) {
         md_pair_list_free(&pairs);
@@ -390,7 +429,7 @@ static int run(int argc, char **argv)
         rc = cli_report(&err);
     if (rc != CLI_EXIT_OK)
         goto done;
-    print_summary(items, n, keep, n_kept, scales, n_ok, scale_model_s != NULL);
+    print_summary(items, n, keep, n_kept, scales, n_ok, scale_model_s != NULL, lo, hi);
     fprintf(stderr, "wrote %zu rows to %s (%zu of %zu predictions from the cache, %zu failed%s)\n",
             n_kept, out_s, n_cached, n, job.failed,
             n_kept < n_ok ? ", some trimmed" : "");

@@ -1,6 +1,8 @@
 /* metricdepth: the command-line tool. Dispatches to one subcommand per file. */
 #include "cli.h"
 
+#include <libavutil/log.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -16,7 +18,7 @@ const char *__lsan_default_suppressions(void)
 static const cli_command *const commands[] = {
     &cmd_demo,  &cmd_predict, &cmd_run_model, &cmd_bench,   &cmd_pairs,
     &cmd_scale, &cmd_metrics, &cmd_pointcloud, &cmd_convert, &cmd_preview,
-    &cmd_fit_scales, &cmd_train, &cmd_eval,
+    &cmd_fit_scales, &cmd_train, &cmd_eval, &cmd_merge,
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 
@@ -36,6 +38,9 @@ static void print_help(void)
 
 int main(int argc, char **argv)
 {
+    /* FFmpeg's libraries print to stderr by default; the tool reports their
+     * errors itself. (A process-wide setting: the application's to make.) */
+    av_log_set_level(AV_LOG_FATAL);
     if (argc < 2) {
         print_help();
         return CLI_EXIT_USAGE;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 double md_gap_closed(double unscaled, double method, double oracle)
 {
@@ -633,6 +634,10 @@ md_status md_training_set_build(md_evaluator *ev, const md_scales_table *t, md_s
         return MD_ERR_NOMEM;
     }
     md_status st = MD_OK;
+    /* The CNNs keep every image (and a preprocessed copy, ~0.6 MB each):
+     * stop with a clear error before that outgrows the machine. */
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double budget = pages > 0 && page > 0 ? 0.75 * (double)pages * (double)page : 1e18, kept = 0;
     for (size_t i = 0; i < n && st == MD_OK; i++) {
         const md_scales_row *row = &t->items[i];
         md_pair pair = {row->rgb, row->depth, row->divisor, row->encoding, 0, {0, 0, 0, 0}};
@@ -656,6 +661,14 @@ md_status md_training_set_build(md_evaluator *ev, const md_scales_table *t, md_s
                 md_features_free(&out->features[k]);
         } else {
             rs = md_image_load(row->rgb, &out->images[k], &e);
+            kept += rs == MD_OK ? 3.0 * out->images[k].width * out->images[k].height + 6.0e5 : 0;
+            if (kept > budget) {
+                md_image_free(&out->images[k]);
+                rs = md_fail(&e, MD_ERR_NOMEM,
+                             "%s: the first %zu images need %.1f GB in memory (the CNNs keep "
+                             "every image), more than 3/4 of this machine's %.1f GB",
+                             row->rgb, k + 1, kept / 1e9, budget / 0.75 / 1e9);
+            }
         }
         if (rs == MD_ERR_NOMEM || rs == MD_ERR_UNSUPPORTED) {
             /* not a bad file: every other row would fail the same way */

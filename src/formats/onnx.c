@@ -721,7 +721,7 @@ md_status md_onnx_load(const char *path, md_onnx_model *out, md_error *err)
         return st;
     st = md_onnx_parse(data, size, path, out, err);
     free(data);
-    return st;
+    return md_name_file(err, st, path); /* e.g. an allocation message naming no file */
 }
 
 static void attr_free(md_onnx_attr *a)

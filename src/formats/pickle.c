@@ -14,9 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Limits: a real state dict needs a few values per tensor (a ViT-L has ~500
+ * tensors, ~10^4 values, ~2 MB here), so these are far above any checkpoint
+ * and far below what a small hostile pickle could make us allocate (one
+ * value per opcode byte, every container growing by a DUP+APPEND pair). */
 #define PK_MAX_STACK (1u << 20)
-#define PK_MAX_MEMO (1u << 24)
-#define PK_MAX_VALUES (1u << 24)
+#define PK_MAX_MEMO (1u << 20)
+#define PK_MAX_VALUES (1u << 20)
+#define PK_MAX_BYTES ((size_t)64 << 20) /* values, strings, lists, stack, memo */
 
 typedef enum {
     PV_NONE,
@@ -67,24 +72,60 @@ typedef struct {
     size_t cap_memo, memo_count;
     md_pickle_storage_fn storage;
     void *ctx;
+    size_t bytes;        /* allocated so far, against PK_MAX_BYTES */
+    md_status st;        /* the first failure (err may be NULL) */
 } unpickler;
 
 static md_status pk_bad(unpickler *u, const char *what)
 {
-    return md_fail(u->err, MD_ERR_FORMAT, "%s: pickle: %s at byte %ld", u->path, what,
-                   (long)(u->p - u->start));
+    return u->st = md_fail(u->err, MD_ERR_FORMAT, "%s: pickle: %s at byte %ld", u->path, what,
+                           (long)(u->p - u->start));
 }
 
-static bool grow(void **arr, size_t *cap, size_t need, size_t elem)
+static md_status pk_nomem(unpickler *u)
+{
+    return u->st = md_fail(u->err, MD_ERR_NOMEM, "%s: pickle: out of memory at byte %ld", u->path,
+                           (long)(u->p - u->start));
+}
+
+static void over_budget(unpickler *u)
+{
+    u->st = md_fail(u->err, MD_ERR_NOMEM,
+                    "%s: pickle: more than %zu MB of values at byte %ld (not a plain state dict)",
+                    u->path, PK_MAX_BYTES >> 20, (long)(u->p - u->start));
+}
+
+/* Counts n more bytes against the budget: false (status set) beyond it. */
+static bool charge(unpickler *u, size_t n)
+{
+    if (n > PK_MAX_BYTES - u->bytes) {
+        over_budget(u);
+        return false;
+    }
+    u->bytes += n;
+    return true;
+}
+
+/* Grows *arr to hold need elements; false with the status set when over the
+ * budget or out of memory. */
+static bool grow(unpickler *u, void **arr, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
         return true;
     size_t nc = *cap ? *cap : 16;
-    while (nc < need)
+    while (nc < need && nc <= PK_MAX_BYTES)
         nc *= 2;
-    void *a = realloc(*arr, nc * elem);
-    if (!a)
+    if (nc > PK_MAX_BYTES / elem) {
+        over_budget(u);
         return false;
+    }
+    if (!charge(u, (nc - *cap) * elem))
+        return false;
+    void *a = realloc(*arr, nc * elem);
+    if (!a) {
+        pk_nomem(u);
+        return false;
+    }
     *arr = a;
     *cap = nc;
     return true;
@@ -93,16 +134,17 @@ static bool grow(void **arr, size_t *cap, size_t need, size_t elem)
 static pv *pv_new(unpickler *u, pv_kind kind)
 {
     if (u->n_all >= PK_MAX_VALUES) {
-        pk_bad(u, "too many values");
+        u->st = md_fail(u->err, MD_ERR_NOMEM,
+                        "%s: pickle: more than %u values at byte %ld (not a plain state dict)",
+                        u->path, PK_MAX_VALUES, (long)(u->p - u->start));
         return NULL;
     }
-    if (!grow((void **)&u->all, &u->cap_all, u->n_all + 1, sizeof(pv *))) {
-        md_fail(u->err, MD_ERR_NOMEM, "%s: pickle: out of memory", u->path);
+    if (!grow(u, (void **)&u->all, &u->cap_all, u->n_all + 1, sizeof(pv *)) ||
+        !charge(u, sizeof(pv)))
         return NULL;
-    }
     pv *v = calloc(1, sizeof *v);
     if (!v) {
-        md_fail(u->err, MD_ERR_NOMEM, "%s: pickle: out of memory", u->path);
+        pk_nomem(u);
         return NULL;
     }
     v->kind = kind;
@@ -112,8 +154,8 @@ static pv *pv_new(unpickler *u, pv_kind kind)
 
 static md_status pv_append(unpickler *u, pv *seq, pv *item)
 {
-    if (!grow((void **)&seq->items, &seq->cap, seq->n + 1, sizeof(pv *)))
-        return md_fail(u->err, MD_ERR_NOMEM, "%s: pickle: out of memory", u->path);
+    if (!grow(u, (void **)&seq->items, &seq->cap, seq->n + 1, sizeof(pv *)))
+        return u->st;
     seq->items[seq->n++] = item;
     return MD_OK;
 }
@@ -121,11 +163,11 @@ static md_status pv_append(unpickler *u, pv *seq, pv *item)
 static md_status push(unpickler *u, pv *v)
 {
     if (!v)
-        return u->err ? u->err->code : MD_ERR_NOMEM;
+        return u->st;
     if (u->sp >= PK_MAX_STACK)
         return pk_bad(u, "stack too deep");
-    if (!grow((void **)&u->stack, &u->cap_stack, u->sp + 1, sizeof(pv *)))
-        return md_fail(u->err, MD_ERR_NOMEM, "%s: pickle: out of memory", u->path);
+    if (!grow(u, (void **)&u->stack, &u->cap_stack, u->sp + 1, sizeof(pv *)))
+        return u->st;
     u->stack[u->sp++] = v;
     return MD_OK;
 }
@@ -178,8 +220,8 @@ static md_status memo_put(unpickler *u, size_t idx)
         return pk_bad(u, "memo index too large");
     if (idx >= u->cap_memo) {
         size_t old = u->cap_memo;
-        if (!grow((void **)&u->memo, &u->cap_memo, idx + 1, sizeof(pv *)))
-            return md_fail(u->err, MD_ERR_NOMEM, "%s: pickle: out of memory", u->path);
+        if (!grow(u, (void **)&u->memo, &u->cap_memo, idx + 1, sizeof(pv *)))
+            return u->st;
         memset(u->memo + old, 0, (u->cap_memo - old) * sizeof(pv *));
     }
     if (!u->memo[idx])
@@ -201,10 +243,12 @@ static md_status make_str(unpickler *u, size_t len)
         return pk_bad(u, "truncated string");
     pv *v = pv_new(u, PV_STR);
     if (!v)
-        return u->err ? u->err->code : MD_ERR_NOMEM;
+        return u->st;
+    if (!charge(u, len + 1))
+        return u->st;
     v->s = malloc(len + 1);
     if (!v->s)
-        return md_fail(u->err, MD_ERR_NOMEM, "%s: pickle: out of memory", u->path);
+        return pk_nomem(u);
     memcpy(v->s, u->p, len);
     v->s[len] = '\0';
     v->slen = len;
@@ -272,7 +316,7 @@ static md_status rebuild_tensor(unpickler *u, const pv *args, pv **out)
         return pk_bad(u, "bad tensor size/stride");
     pv *t = pv_new(u, PV_TENSOR);
     if (!t)
-        return u->err ? u->err->code : MD_ERR_NOMEM;
+        return u->st;
     t->t = storage->t;
     t->t.ndim = (int)size->n;
     t->t.offset = off;
@@ -345,7 +389,7 @@ static md_status op_persid(unpickler *u)
                        u->path, pid->items[2]->s, size, bytes);
     pv *st = pv_new(u, PV_STORAGE);
     if (!st)
-        return u->err ? u->err->code : MD_ERR_NOMEM;
+        return u->st;
     st->t.dtype = dt;
     st->t.data = data;
     st->t.avail_bytes = bytes;
@@ -403,8 +447,8 @@ static md_status run(unpickler *u, pv **result)
             break;
         }
         case '(': /* MARK */
-            if (!grow((void **)&u->marks, &u->cap_marks, u->n_marks + 1, sizeof(size_t)))
-                return md_fail(u->err, MD_ERR_NOMEM, "%s: pickle: out of memory", u->path);
+            if (!grow(u, (void **)&u->marks, &u->cap_marks, u->n_marks + 1, sizeof(size_t)))
+                return u->st;
             if (u->n_marks >= PK_MAX_STACK)
                 return pk_bad(u, "too many marks");
             u->marks[u->n_marks++] = u->sp;
@@ -477,7 +521,7 @@ static md_status run(unpickler *u, pv **result)
                 return s;
             pv *t = pv_new(u, PV_TUPLE);
             if (!t)
-                return u->err ? u->err->code : MD_ERR_NOMEM;
+                return u->st;
             for (size_t i = from; i < u->sp && s == MD_OK; i++)
                 s = pv_append(u, t, u->stack[i]);
             u->sp = from;
@@ -494,7 +538,7 @@ static md_status run(unpickler *u, pv **result)
                 return pk_bad(u, "stack underflow");
             pv *t = pv_new(u, PV_TUPLE);
             if (!t)
-                return u->err ? u->err->code : MD_ERR_NOMEM;
+                return u->st;
             for (size_t i = u->sp - k; i < u->sp && s == MD_OK; i++)
                 s = pv_append(u, t, u->stack[i]);
             u->sp -= k;

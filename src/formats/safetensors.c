@@ -5,7 +5,7 @@
 
 #include "base/base.h"
 
-#include <fcntl.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -68,6 +68,15 @@ md_status md_weights_add(md_weights *w, const char *name, size_t name_len, const
                    (last + 1) * esize > (uint64_t)t->avail_bytes))
         return md_fail(err, MD_ERR_FORMAT, "%s: tensor '%.*s' extends past the end of its data",
                        path, (int)(name_len > 200 ? 200 : name_len), name);
+    /* Its elements must fit in its storage too: a stride of 0 (or strides
+     * that overlap) would make a few bytes of file read as gigabytes of
+     * weights, which the loaders then allocate and convert. */
+    if (numel * esize > (uint64_t)t->avail_bytes)
+        return md_fail(err, MD_ERR_FORMAT,
+                       "%s: tensor '%.*s' has %llu elements, more than its %zu-byte storage "
+                       "holds (a stride of 0 or overlapping strides?)",
+                       path, (int)(name_len > 200 ? 200 : name_len), name,
+                       (unsigned long long)numel, t->avail_bytes);
     if (w->count == w->cap) {
         size_t cap = w->cap ? w->cap * 2 : 64;
         md_weight *items = realloc(w->items, cap * sizeof *items);
@@ -232,15 +241,10 @@ void md_weight_to_f32(const md_weight *t, float *dst)
 md_status md_weights_open(const char *path, md_weights *w, md_error *err)
 {
     memset(w, 0, sizeof *w);
-    int fd = open(path, O_RDONLY);
+    size_t size;
+    int fd = md_open_regular(path, &size, err);
     if (fd < 0)
-        return md_fail(err, MD_ERR_IO, "%s: cannot open weights file", path);
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return md_fail(err, MD_ERR_IO, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)st.st_size;
+        return MD_ERR_IO;
     if (size < 9) {
         close(fd);
         return md_fail(err, MD_ERR_FORMAT, "%s: file too short for a weights file", path);
@@ -248,7 +252,8 @@ md_status md_weights_open(const char *path, md_weights *w, md_error *err)
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
-        return md_fail(err, MD_ERR_IO, "%s: cannot map the file", path);
+        return md_fail(err, errno == ENOMEM ? MD_ERR_NOMEM : MD_ERR_IO,
+                       "%s: cannot map the file: %s", path, strerror(errno));
     const uint8_t *buf = map;
     md_status s;
     if (memcmp(buf, "PK\x03\x04", 4) == 0 || memcmp(buf, "PK\x05\x06", 4) == 0)
@@ -259,7 +264,7 @@ md_status md_weights_open(const char *path, md_weights *w, md_error *err)
     w->map_size = size;
     if (s != MD_OK)
         md_weights_free(w);
-    return s;
+    return md_name_file(err, s, path);
 }
 
 /* ------------------------------------------------ strict JSON for headers */
@@ -269,6 +274,7 @@ typedef struct {
     const char *path;
     md_error *err;
     int depth;
+    const char *file_start; /* byte 0 of the file, for error positions */
 } json_cur;
 
 static void json_ws(json_cur *c)
@@ -279,8 +285,9 @@ static void json_ws(json_cur *c)
 
 static md_status json_bad(json_cur *c, const char *what)
 {
+    const char *at = c->p < c->end ? c->p : c->end; /* a scan may step past the end */
     return md_fail(c->err, MD_ERR_FORMAT, "%s: safetensors header: %s at byte %ld", c->path, what,
-                   (long)(c->end - c->p));
+                   (long)(at - c->file_start));
 }
 
 static bool json_lit(json_cur *c, char ch)
@@ -313,7 +320,7 @@ static md_status json_string(json_cur *c, char **out, size_t *len)
     c->p++;
     const char *s = c->p;
     while (c->p < c->end && *c->p != '"') {
-        if (*c->p == '\\')
+        if (*c->p == '\\' && c->end - c->p > 1)
             c->p++;
         c->p++;
     }
@@ -578,6 +585,41 @@ static md_status parse_tensor_entry(json_cur *c, const char *name, size_t name_l
     return md_weights_add(w, name, name_len, &t, path, c->err);
 }
 
+static int cmp_extent(const void *a, const void *b)
+{
+    const md_weight *x = *(const md_weight *const *)a, *y = *(const md_weight *const *)b;
+    return x->data < y->data ? -1 : x->data > y->data;
+}
+
+/* The format forbids tensors that share bytes (each byte of the data area
+ * belongs to one tensor): two names reading the same bytes would be two
+ * weights that can never differ, which no writer produces on purpose. */
+static md_status check_overlaps(const md_weights *w, size_t first, const char *path,
+                                md_error *err)
+{
+    size_t n = w->count - first;
+    if (n < 2)
+        return MD_OK;
+    const md_weight **v = malloc(n * sizeof *v);
+    if (!v)
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory checking tensor offsets", path);
+    size_t k = 0;
+    for (size_t i = first; i < w->count; i++)
+        if (w->items[i].avail_bytes > 0)
+            v[k++] = &w->items[i];
+    if (k > 1)
+        qsort(v, k, sizeof *v, cmp_extent);
+    md_status s = MD_OK;
+    for (size_t i = 1; i < k && s == MD_OK; i++)
+        if (v[i]->data < v[i - 1]->data + v[i - 1]->avail_bytes)
+            s = md_fail(err, MD_ERR_FORMAT,
+                        "%s: tensors '%.200s' and '%.200s' overlap in the data area (the "
+                        "safetensors format forbids it)",
+                        path, v[i - 1]->name, v[i]->name);
+    free(v);
+    return s;
+}
+
 md_status md_safetensors_parse(const uint8_t *buf, size_t size, const char *path, md_weights *w,
                                md_error *err)
 {
@@ -591,9 +633,11 @@ md_status md_safetensors_parse(const uint8_t *buf, size_t size, const char *path
                        "%s: safetensors header length %llu does not fit the %zu-byte file "
                        "(not a safetensors file, or truncated)",
                        path, (unsigned long long)hlen, size);
-    json_cur c = {(const char *)buf + 8, (const char *)buf + 8 + hlen, path, err, 0};
+    json_cur c = {(const char *)buf + 8, (const char *)buf + 8 + hlen, path, err, 0,
+                  (const char *)buf};
     const uint8_t *data = buf + 8 + hlen;
     size_t data_size = size - 8 - (size_t)hlen;
+    size_t first = w->count;
     if (!json_lit(&c, '{'))
         return md_fail(err, MD_ERR_FORMAT, "%s: safetensors header is not a JSON object", path);
     if (!json_lit(&c, '}')) {
@@ -624,7 +668,8 @@ md_status md_safetensors_parse(const uint8_t *buf, size_t size, const char *path
     json_ws(&c);
     if (c.p != c.end)
         return json_bad(&c, "trailing bytes after the header object");
-    return md_weights_finish(w, path, err);
+    md_status s = md_weights_finish(w, path, err); /* duplicates named first */
+    return s != MD_OK ? s : check_overlaps(w, first, path, err);
 }
 
 /* ------------------------------------------ safetensors __metadata__ map */
@@ -701,7 +746,8 @@ md_status md_safetensors_metadata(const uint8_t *buf, size_t size, const char *p
     if (hlen < 2 || hlen > size - 8)
         return md_fail(err, MD_ERR_FORMAT, "%s: safetensors header length %llu does not fit",
                        path, (unsigned long long)hlen);
-    json_cur c = {(const char *)buf + 8, (const char *)buf + 8 + hlen, path, err, 0};
+    json_cur c = {(const char *)buf + 8, (const char *)buf + 8 + hlen, path, err, 0,
+                  (const char *)buf};
     md_status s = MD_OK;
     if (!json_lit(&c, '{'))
         return md_fail(err, MD_ERR_FORMAT, "%s: safetensors header is not a JSON object", path);

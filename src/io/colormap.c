@@ -341,53 +341,38 @@ static float percentile(float *v, size_t n, double p)
     return (float)(v[i] + (next - v[i]) * f);
 }
 
+md_status md_depth_auto_range(const md_depth *depth, float *vmin, float *vmax, md_error *err)
+{
+    *vmin = *vmax = 0.0f;
+    if (!depth || !depth->data || depth->width < 1 || depth->height < 1)
+        return md_fail(err, MD_ERR_ARG, "preview range: no depth map");
+    size_t n = (size_t)depth->width * (size_t)depth->height;
+    float *vals = md_malloc(n * sizeof *vals, "preview range", err);
+    if (!vals)
+        return MD_ERR_NOMEM;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (md_depth_valid_at(depth, i))
+            vals[m++] = depth->data[i];
+    if (m > 0) {
+        *vmin = percentile(vals, m, 0.02);
+        *vmax = percentile(vals, m, 0.98);
+    }
+    free(vals);
+    return MD_OK;
+}
+
+/* The plain preview: the depth alone, no colour bar (eval's panels and the
+ * demo use it; predict draws md_depth_render_preview's). */
 md_status md_depth_save_preview(const char *path, const md_depth *depth, md_colormap cmap,
                                 float vmin, float vmax, md_error *err)
 {
     if (!path || !depth || !depth->data || depth->width < 1 || depth->height < 1)
         return md_fail(err, MD_ERR_ARG, "%s: no depth map to preview", path ? path : "preview");
-    if (cmap != MD_COLORMAP_TURBO && cmap != MD_COLORMAP_INFERNO)
-        return md_fail(err, MD_ERR_ARG, "%s: unknown colormap %d", path, (int)cmap);
-    if (!isfinite(vmin) || !isfinite(vmax))
-        return md_fail(err, MD_ERR_ARG, "%s: preview range must be finite", path);
-    int automatic = vmin == 0.0f && vmax == 0.0f;
-    if (!automatic && !(vmax > vmin))
-        return md_fail(err, MD_ERR_ARG, "%s: preview range needs vmin < vmax (got %g, %g)", path,
-                       (double)vmin, (double)vmax);
-    size_t n = (size_t)depth->width * (size_t)depth->height, bytes;
-    if (!md_mul_size(n, 3, &bytes))
-        return md_fail(err, MD_ERR_NOMEM, "%s: depth map too large", path);
-
-    if (automatic) {
-        float *vals = md_malloc(n * sizeof *vals, "preview range", err);
-        if (!vals)
-            return MD_ERR_NOMEM;
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++)
-            if (md_depth_valid_at(depth, i))
-                vals[m++] = depth->data[i];
-        if (m > 0) {
-            vmin = percentile(vals, m, 0.02);
-            vmax = percentile(vals, m, 0.98);
-        }
-        free(vals);
-    }
-
-    md_image img;
-    img.width = depth->width;
-    img.height = depth->height;
-    img.pixels = md_calloc(bytes, 1, "preview image", err); /* black = invalid */
-    if (!img.pixels)
-        return MD_ERR_NOMEM;
-    double range = (double)vmax - (double)vmin;
-    for (size_t i = 0; i < n; i++) {
-        if (!md_depth_valid_at(depth, i))
-            continue;
-        /* A constant map (empty range) is drawn with the middle colour. */
-        float t = range > 0 ? (float)(((double)depth->data[i] - vmin) / range) : 0.5f;
-        md_colormap_lookup(cmap, t, img.pixels + 3 * i);
-    }
-    md_status st = md_image_save_png(path, &img, err);
-    free(img.pixels);
-    return st;
+    md_preview_options o = md_preview_defaults();
+    o.cmap = cmap;
+    o.vmin = vmin;
+    o.vmax = vmax;
+    o.colorbar = 0;
+    return md_depth_save_preview_ex(path, depth, &o, NULL, err);
 }

@@ -364,6 +364,8 @@ md_status md_pairs_read_list(const char *path, md_pair_list *list, md_error *err
 
     size_t start = list->count;
     char *p = (char *)data, *end = (char *)data + size;
+    if (size >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3; /* a UTF-8 byte-order mark (Windows editors) is not part of the first path */
     int lineno = 0;
     while (p < end && st == MD_OK) {
         lineno++;

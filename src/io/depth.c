@@ -49,8 +49,11 @@ static md_status from_pnm(const char *path, const uint8_t *data, size_t size, co
         return st;
     const uint8_t *s = data + h.data_offset;
     size_t n = (size_t)h.width * (size_t)h.height;
-    for (size_t i = 0; i < n; i++)
-        out->data[i] = raw_to_metres((uint32_t)s[2 * i] << 8 | s[2 * i + 1], o);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)s[2 * i] << 8 | s[2 * i + 1];
+        /* a sample above maxval has no meaning in Netpbm: the pixel is invalid */
+        out->data[i] = v > h.maxval ? 0.0f : raw_to_metres(v, o);
+    }
     return MD_OK;
 }
 
@@ -101,6 +104,10 @@ static md_status from_npy(const char *path, const uint8_t *data, size_t size, co
     if (hh < 1 || ww < 1 || hh > MD_MAX_DIM || ww > MD_MAX_DIM)
         return md_fail(err, MD_ERR_FORMAT, "%s: depth .npy size %lldx%lld outside 1..%d", path,
                        (long long)ww, (long long)hh, MD_MAX_DIM);
+    if ((size_t)hh * (size_t)ww > MD_MAX_PIXELS)
+        return md_fail(err, MD_ERR_UNSUPPORTED,
+                       "%s: depth .npy of %lldx%lld pixels is larger than the %zu supported", path,
+                       (long long)ww, (long long)hh, MD_MAX_PIXELS);
     int is_u16 = v.kind == MD_NPY_UINT && v.itemsize == 2;
     if (v.kind == MD_NPY_BOOL)
         return md_fail(err, MD_ERR_UNSUPPORTED, "%s: a boolean .npy is not a depth map", path);
@@ -207,18 +214,20 @@ static md_status check_depth(const char *path, const md_depth *d, md_error *err)
     return MD_OK;
 }
 
-static md_status save_png(const char *path, const md_depth *d, md_error *err)
+static md_status save_png(const char *path, const md_depth *d, double divisor, size_t *clipped,
+                          md_error *err)
 {
-    size_t n = (size_t)d->width * (size_t)d->height;
+    size_t n = (size_t)d->width * (size_t)d->height, nclip = 0;
     uint8_t *buf = md_malloc(n * 2, path, err);
     if (!buf)
         return MD_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
         uint32_t mm = 0;
         if (md_depth_valid_at(d, i)) {
-            double r = floor((double)d->data[i] * 1000.0 + 0.5);
+            double r = floor((double)d->data[i] * divisor + 0.5);
             /* 65534, not 65535: readers treat 65535 as the 7-Scenes
              * "invalid" marker, so a far depth must not turn into it. */
+            nclip += r > 65534.0;
             mm = r >= 65534.0 ? 65534u : (uint32_t)r;
         }
         buf[2 * i] = (uint8_t)(mm >> 8);
@@ -226,7 +235,22 @@ static md_status save_png(const char *path, const md_depth *d, md_error *err)
     }
     md_status st = md_io_png_write(path, d->width, d->height, 1, 16, buf, err);
     free(buf);
+    if (clipped)
+        *clipped = nclip;
     return st;
+}
+
+md_status md_depth_save_png16(const char *path, const md_depth *depth, double divisor,
+                              size_t *clipped, md_error *err)
+{
+    if (clipped)
+        *clipped = 0;
+    md_status st = check_depth(path, depth, err);
+    if (st != MD_OK)
+        return st;
+    if (!(divisor > 0.0) || !isfinite(divisor))
+        return md_fail(err, MD_ERR_ARG, "%s: PNG divisor must be positive, got %g", path, divisor);
+    return save_png(path, depth, divisor, clipped, err);
 }
 
 static md_status save_npy(const char *path, const md_depth *d, md_error *err)
@@ -276,7 +300,7 @@ md_status md_depth_save(const char *path, const md_depth *depth, md_error *err)
     if (st != MD_OK)
         return st;
     if (md_path_has_ext(path, "png"))
-        return save_png(path, depth, err);
+        return save_png(path, depth, 1000.0, NULL, err);
     if (md_path_has_ext(path, "npy"))
         return save_npy(path, depth, err);
     if (md_path_has_ext(path, "pfm"))

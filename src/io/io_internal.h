@@ -23,7 +23,10 @@ typedef enum {
     MD_FILE_PNM_ASCII, /* P1..P4, P7: recognised but unsupported */
     MD_FILE_NPY,
     MD_FILE_PFM,  /* Pf, one channel */
-    MD_FILE_PFM3  /* PF, three channels */
+    MD_FILE_PFM3, /* PF, three channels */
+    MD_FILE_WEBP, /* RIFF....WEBP */
+    MD_FILE_TIFF, /* II*\0 or MM\0* */
+    MD_FILE_BMP   /* BM */
 } md_file_kind;
 
 md_file_kind md_io_sniff(const uint8_t *data, size_t size);
@@ -63,6 +66,16 @@ md_status md_io_png_write(const char *path, int w, int h, int channels, int bit_
 
 md_status md_io_jpeg_decode_rgb8(const char *path, const uint8_t *data, size_t size, int *w,
                                  int *h, uint8_t **pixels, md_error *err);
+
+md_status md_io_webp_decode_rgb8(const char *path, const uint8_t *data, size_t size, int *w,
+                                 int *h, uint8_t **pixels, md_error *err);
+/* *orientation: the TIFF orientation tag (EXIF numbering), not yet applied. */
+md_status md_io_tiff_decode_rgb8(const char *path, const uint8_t *data, size_t size, int *w,
+                                 int *h, uint8_t **pixels, int *orientation, md_error *err);
+md_status md_io_bmp_decode_rgb8(const char *path, const uint8_t *data, size_t size, int *w,
+                                int *h, uint8_t **pixels, md_error *err);
+/* The EXIF orientation (1..8) of a JPEG file's bytes; 1 when it has none. */
+int md_io_jpeg_orientation(const uint8_t *data, size_t size);
 
 /* Parsed .npy file: a view into the file bytes. */
 typedef enum { MD_NPY_FLOAT, MD_NPY_INT, MD_NPY_UINT, MD_NPY_BOOL } md_npy_kind;

@@ -80,6 +80,13 @@ static int decode(jpeg_read_ctx *c)
                  (unsigned)cinfo->image_width, (unsigned)cinfo->image_height, MD_MAX_DIM);
         return -1;
     }
+    if ((size_t)cinfo->image_width * cinfo->image_height > MD_MAX_PIXELS) {
+        c->status = MD_ERR_UNSUPPORTED;
+        snprintf(c->jerr.msg, sizeof c->jerr.msg,
+                 "image of %ux%u pixels is larger than the %zu supported",
+                 (unsigned)cinfo->image_width, (unsigned)cinfo->image_height, MD_MAX_PIXELS);
+        return -1;
+    }
     if (cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK) {
         c->status = MD_ERR_UNSUPPORTED;
         snprintf(c->jerr.msg, sizeof c->jerr.msg, "CMYK/YCCK JPEGs are not supported");

@@ -11,6 +11,12 @@ md_file_kind md_io_sniff(const uint8_t *d, size_t n)
         return MD_FILE_PNG;
     if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
         return MD_FILE_JPEG;
+    if (n >= 12 && memcmp(d, "RIFF", 4) == 0 && memcmp(d + 8, "WEBP", 4) == 0)
+        return MD_FILE_WEBP;
+    if (n >= 4 && (memcmp(d, "II*\0", 4) == 0 || memcmp(d, "MM\0*", 4) == 0))
+        return MD_FILE_TIFF;
+    if (n >= 14 && d[0] == 'B' && d[1] == 'M')
+        return MD_FILE_BMP;
     if (n >= 6 && memcmp(d, "\x93NUMPY", 6) == 0)
         return MD_FILE_NPY;
     if (n >= 2 && d[0] == 'P') {
@@ -72,9 +78,10 @@ static md_status check_dims(const char *path, const char *what, unsigned long w,
     if (w > MD_MAX_DIM || h > MD_MAX_DIM)
         return md_fail(err, MD_ERR_UNSUPPORTED, "%s: %s is %lux%lu, larger than the %d limit", path,
                        what, w, h, MD_MAX_DIM);
-    if ((size_t)w * (size_t)h > MD_MAX_ELEMENTS)
-        return md_fail(err, MD_ERR_UNSUPPORTED, "%s: %s has too many pixels (%lux%lu)", path, what,
-                       w, h);
+    if ((size_t)w * (size_t)h > MD_MAX_PIXELS)
+        return md_fail(err, MD_ERR_UNSUPPORTED,
+                       "%s: %s of %lux%lu pixels is larger than the %zu supported", path, what, w,
+                       h, MD_MAX_PIXELS);
     return MD_OK;
 }
 

@@ -69,6 +69,12 @@ static int decode(png_structp png, png_infop info, png_read_ctx *c)
         c->status = MD_ERR_UNSUPPORTED;
         png_error(png, "image size outside 1..32768");
     }
+    if ((size_t)w * h > MD_MAX_PIXELS) {
+        c->status = MD_ERR_UNSUPPORTED;
+        snprintf(c->msg, sizeof c->msg, "image of %ux%u pixels is larger than the %zu supported",
+                 (unsigned)w, (unsigned)h, MD_MAX_PIXELS);
+        return -2;
+    }
     int channels = png_get_channels(png, info);
     /* Deflate cannot compress better than about 1032:1, so a file far smaller
      * than its pixels must be truncated: reject before allocating for it. */

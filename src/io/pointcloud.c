@@ -47,9 +47,12 @@ md_status md_pointcloud_save_ply(const char *path, const md_depth *depth, const 
         return st;
     fprintf(af.fp,
             "ply\nformat binary_little_endian 1.0\ncomment metricdepth %s\n"
+            "comment intrinsics fx %.6f fy %.6f cx %.6f cy %.6f (pixel centres at integers)\n"
+            "comment image %dx%d, stride %d, camera frame x right y down z forward, metres\n"
             "element vertex %zu\nproperty float x\nproperty float y\nproperty float z\n"
             "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n",
-            MD_VERSION_STRING, count);
+            MD_VERSION_STRING, K->fx, K->fy, K->cx, K->cy, depth->width, depth->height, stride,
+            count);
     uint8_t rec[15];
     for (size_t v = 0; v < (size_t)depth->height; v += (size_t)stride) {
         for (size_t u = 0; u < w; u += (size_t)stride) {

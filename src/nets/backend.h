@@ -24,6 +24,7 @@ typedef struct md_model_backend {
     /* predict's input to the network, as run_tensor takes it; may be NULL */
     md_status (*preprocess)(const void *impl, const md_image *img, md_tensor *out,
                             md_error *err);
+    void (*info)(const void *impl, md_model_info *info); /* may be NULL */
 } md_model_backend;
 
 /* opts is never NULL; pool is the model's (never NULL: a one-thread pool runs

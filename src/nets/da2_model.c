@@ -14,6 +14,7 @@
 #include "ops/cnn_ops.h"
 #include "ops/cpu.h"
 #include "ops/gemm.h"
+#include "nets/da2_names.h"
 #include "ops/resize_ops.h"
 #include "ops/tensor_ops.h"
 #include "ops/transformer_ops.h"
@@ -72,6 +73,7 @@ typedef struct {
     float max_depth;
     int input_size_opt; /* preprocessing target side (518) */
     char describe[128];
+    md_model_info info; /* what the loader decided about the head, and why */
 
     /* encoder (pretrained.*) */
     const float *cls_token; /* [C] */
@@ -179,6 +181,16 @@ static const float *take(loader *L, int ndim, const int64_t *dims, const char *f
     float *dst = L->arena + L->used;
     L->used += (n + 15) & ~(size_t)15; /* keep every tensor 64-byte aligned */
     md_weight_to_f32(t, dst);
+    /* A NaN or infinite weight would run and give a plausible-looking
+     * (constant) depth map: refuse the checkpoint instead. */
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(dst[i])) {
+            L->status = md_fail(L->err, MD_ERR_FORMAT,
+                                "%s: tensor '%s' holds a non-finite value (%g at element %zu)",
+                                L->path, name, (double)dst[i], i);
+            return NULL;
+        }
+    }
     return dst;
 }
 
@@ -924,7 +936,7 @@ done:
 static md_status check_input_size(int H, int W, md_error *err)
 {
     if (H < DA2_PATCH || W < DA2_PATCH || H > DA2_MAX_SIDE || W > DA2_MAX_SIDE)
-        return md_fail(err, MD_ERR_ARG,
+        return md_fail(err, MD_ERR_DATA,
                        "depth anything v2: input %dx%d outside the supported %d..%d pixels", W, H,
                        DA2_PATCH, DA2_MAX_SIDE);
     return MD_OK;
@@ -977,7 +989,21 @@ static md_status forward(const da2_model *m, const float *chw, int H, int W, flo
     md_status s = encode_feats(m, chw, H, W, feats, true, err);
     if (s != MD_OK)
         return s;
-    s = head(m, feats, H / DA2_PATCH, W / DA2_PATCH, depth, err);
+    /* A NaN or Inf in the input (or an overflow) reaches every token through
+     * attention, and the head's ReLUs would turn it into 0 and then into a
+     * plausible constant depth: the whole map is NaN (invalid) instead. */
+    size_t n_feat = ((size_t)(H / DA2_PATCH) * (W / DA2_PATCH) + 1) * (size_t)m->embed;
+    bool finite = true;
+    for (int k = 0; k < 4 && finite; k++)
+        for (size_t i = 0; i < n_feat && finite; i++)
+            finite = isfinite(feats[k][i]);
+    if (!finite) {
+        size_t n = (size_t)(H / DA2_PATCH) * DA2_PATCH * (size_t)(W / DA2_PATCH) * DA2_PATCH;
+        for (size_t i = 0; i < n; i++)
+            depth[i] = NAN;
+    } else {
+        s = head(m, feats, H / DA2_PATCH, W / DA2_PATCH, depth, err);
+    }
     for (int k = 0; k < 4; k++)
         ws_put(m, feats[k]);
     return s;
@@ -989,7 +1015,7 @@ static md_status da2_run_tensor(const void *impl, const md_tensor *in, md_tensor
     const da2_model *m = impl;
     int nd = in->ndim;
     if (!((nd == 3 && in->shape[0] == 3) || (nd == 4 && in->shape[0] == 1 && in->shape[1] == 3)))
-        return md_fail(err, MD_ERR_ARG,
+        return md_fail(err, MD_ERR_DATA,
                        "depth anything v2: input tensor must be [1, 3, H, W] or [3, H, W]");
     int64_t H = in->shape[nd - 2], W = in->shape[nd - 1];
     if (H > DA2_MAX_SIDE || W > DA2_MAX_SIDE)
@@ -1156,6 +1182,11 @@ static void da2_destroy(void *impl)
     free(m);
 }
 
+static void da2_info(const void *impl, md_model_info *info)
+{
+    *info = ((const da2_model *)impl)->info;
+}
+
 static md_status da2_preprocess_tensor(const void *impl, const md_image *img, md_tensor *out,
                                        md_error *err)
 {
@@ -1180,7 +1211,7 @@ static md_precision da2_precision(const void *impl)
 
 static const md_model_backend da2_backend = {
     "depth-anything-v2", da2_predict, da2_run_tensor, da2_describe, da2_gflop,
-    da2_destroy,         NULL,        da2_precision,  da2_preprocess_tensor,
+    da2_destroy,         NULL,        da2_precision,  da2_preprocess_tensor, da2_info,
 };
 
 static const char *encoder_name(int embed)
@@ -1204,12 +1235,32 @@ md_status md_da2_model_open(const char *path, const md_model_options *opts, md_t
         o = *opts;
     if (o.threads < 0 || o.input_size < 0 || o.max_depth < 0)
         return md_fail(err, MD_ERR_ARG, "%s: negative model option", path);
-    md_weights w;
+    if (o.relative < MD_HEAD_AUTO || o.relative > MD_HEAD_METRIC)
+        return md_fail(err, MD_ERR_ARG, "%s: head kind %d is not auto, relative or metric", path,
+                       o.relative);
+    md_weights w, renamed;
     md_status s = md_weights_open(path, &w, err);
     if (s != MD_OK)
         return s;
+    md_da2_hf_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.relative = -1;
+    const md_weights *named = &w;
+    int hf = md_da2_is_hf_layout(&w);
+    memset(&renamed, 0, sizeof renamed);
+    if (hf) {
+        s = md_da2_read_hf_config(path, &cfg, err);
+        if (s == MD_OK)
+            s = md_da2_hf_rename(&w, path, &renamed, err);
+        if (s != MD_OK) {
+            md_weights_free(&w);
+            return s;
+        }
+        named = &renamed;
+    }
     da2_model *m = md_calloc(1, sizeof *m, "model", err);
     if (!m) {
+        md_weights_free(&renamed);
         md_weights_free(&w);
         return MD_ERR_NOMEM;
     }
@@ -1218,9 +1269,20 @@ md_status md_da2_model_open(const char *path, const md_model_options *opts, md_t
                       (o.precision == MD_PRECISION_AUTO && (cpu.avx512_bf16 || cpu.amx_bf16))
                   ? MD_GEMM_BF16
                   : MD_GEMM_F32;
-    s = read_config(&w, path, m, err);
+    s = read_config(named, path, m, err);
+    if (s == MD_OK && cfg.has_out_indices) {
+        /* transformers counts hidden states from 1 (0 is the embedding) */
+        for (int i = 0; i < 4 && s == MD_OK; i++) {
+            if (cfg.out_indices[i] < 1 || cfg.out_indices[i] > m->depth)
+                s = md_fail(err, MD_ERR_FORMAT, "%s: out_indices[%d] = %d, but the encoder has %d "
+                            "layers", cfg.path, i, cfg.out_indices[i], m->depth);
+            else
+                m->layers[i] = cfg.out_indices[i] - 1;
+        }
+    }
     if (s == MD_OK)
-        s = load_weights(&w, path, m, err);
+        s = load_weights(named, path, m, err);
+    md_weights_free(&renamed);
     md_weights_free(&w);
     if (s == MD_OK)
         s = prepare(m, err);
@@ -1228,13 +1290,36 @@ md_status md_da2_model_open(const char *path, const md_model_options *opts, md_t
         da2_destroy(m);
         return s;
     }
-    m->relative = o.relative != 0;
+    /* Relative and metric checkpoints hold the same tensors: the kind comes
+     * from config.json, else the official file names, else a flag; metric
+     * when nothing says. A flag that contradicts the file wins, with a note. */
+    double name_depth = 0;
+    int from_name = md_da2_head_from_name(path, &name_depth);
+    int file_rel = cfg.relative >= 0 ? cfg.relative : from_name;
+    const char *why = cfg.relative >= 0 ? "config.json's depth_estimation_type" : "its file name";
+    m->info.note[0] = '\0';
+    if (o.relative == MD_HEAD_AUTO) {
+        m->relative = file_rel == 1;
+        if (file_rel < 0)
+            snprintf(m->info.note, sizeof m->info.note,
+                     "nothing in %s tells a metric from a relative head: assuming metric "
+                     "(--relative if it is relative)",
+                     path);
+    } else {
+        m->relative = o.relative == MD_HEAD_RELATIVE;
+        if (file_rel >= 0 && file_rel != m->relative)
+            snprintf(m->info.note, sizeof m->info.note,
+                     "%s is a %s checkpoint by %s, but it is run as %s, as asked", path,
+                     file_rel ? "relative" : "metric", why, m->relative ? "relative" : "metric");
+    }
+    double file_depth = cfg.max_depth > 0 && cfg.relative == 0 ? cfg.max_depth : name_depth;
     if (o.max_depth > 0)
         m->max_depth = (float)o.max_depth;
-    else {
-        const char *base = strrchr(path, '/');
-        m->max_depth = strstr(base ? base + 1 : path, "vkitti") ? 80.0f : 20.0f;
-    }
+    else
+        m->max_depth = file_depth > 0 ? (float)file_depth : 20.0f;
+    m->info.output = m->relative ? MD_OUTPUT_RELATIVE : MD_OUTPUT_METRIC;
+    m->info.max_depth = m->relative ? 0.0 : m->max_depth;
+    m->info.indoor = m->relative ? -1 : m->max_depth <= 20.0f ? 1 : 0;
     m->input_size_opt = o.input_size > 0 ? o.input_size : 518;
     m->pool = pool;
     m->cache = md_bufcache_create((size_t)256 << 20);
@@ -1252,10 +1337,11 @@ md_status md_da2_model_open(const char *path, const md_model_options *opts, md_t
     if (m->type == MD_GEMM_BF16)
         snprintf(prec, sizeof prec, ", bf16 (%s)", md_gemm_isa_name(md_gemm_isa_best(MD_GEMM_BF16)));
     if (m->relative)
-        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s relative%s", enc, prec);
+        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s relative%s%s", enc,
+                 hf ? " (transformers layout)" : "", prec);
     else
-        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s metric (max %g m)%s", enc,
-                 (double)m->max_depth, prec);
+        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s metric (max %g m)%s%s",
+                 enc, (double)m->max_depth, hf ? " (transformers layout)" : "", prec);
     *backend = &da2_backend;
     *impl = m;
     return MD_OK;

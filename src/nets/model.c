@@ -17,9 +17,6 @@ struct md_model {
     char file_name[256]; /* the file's name without its folder */
 };
 
-/* Chooses the backend from the file's first bytes, falling back to the
- * extension: a zip is a PyTorch checkpoint, a safetensors file starts with a
- * little-endian header length followed by '{'. */
 int md_precision_parse(const char *name)
 {
     if (!name)
@@ -43,50 +40,57 @@ const char *md_precision_name(md_precision precision)
     return "unknown";
 }
 
-static md_status pick_opener(const char *path, md_model_opener *open, md_error *err)
+/* Chooses the backend from the file's first bytes, falling back to the
+ * extension: a zip is a PyTorch checkpoint, a safetensors file starts with a
+ * little-endian header length followed by '{'. */
+static md_status pick_opener(const char *path, md_model_opener *opener, md_error *err)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return md_fail(err, MD_ERR_IO, "%s: cannot open model file", path);
+    *opener = NULL;
+    int fd = md_open_regular(path, NULL, err);
+    if (fd < 0)
+        return MD_ERR_IO;
     uint8_t head[9] = {0};
-    size_t n = fread(head, 1, sizeof head, fp);
-    fclose(fp);
-    *open = NULL;
+    ssize_t got = read(fd, head, sizeof head);
+    close(fd);
+    size_t n = got > 0 ? (size_t)got : 0;
     if (n >= 4 && memcmp(head, "PK\x03\x04", 4) == 0)
-        *open = md_da2_model_open;
+        *opener = md_da2_model_open;
     else if (n == 9 && head[8] == '{')
-        *open = md_da2_model_open;
+        *opener = md_da2_model_open;
     else if (md_path_has_ext(path, "onnx"))
-        *open = md_onnx_model_open;
+        *opener = md_onnx_model_open;
     else if (md_path_has_ext(path, "pth") || md_path_has_ext(path, "safetensors"))
-        *open = md_da2_model_open;
-    if (*open)
-        return MD_OK;
-    return md_fail(err, MD_ERR_UNSUPPORTED,
-                   "%s: unknown model format (expected .onnx, a PyTorch .pth zip or .safetensors)",
-                   path);
+        *opener = md_da2_model_open;
+    else
+        return md_fail(err, MD_ERR_UNSUPPORTED,
+                       "%s: unknown model format (expected .onnx, a PyTorch .pth zip or "
+                       ".safetensors)",
+                       path);
+    return MD_OK;
 }
 
 md_status md_model_load(const char *path, const md_model_options *opts, md_model **out,
                         md_error *err)
 {
+    if (!out)
+        return md_fail(err, MD_ERR_ARG, "md_model_load: out is NULL");
     *out = NULL;
     if (!path)
         return md_fail(err, MD_ERR_ARG, "no model path given");
     md_model_options defaults = {0};
     md_model_opener open;
-    md_status pst = pick_opener(path, &open, err);
-    if (pst != MD_OK)
-        return pst;
+    md_status st = pick_opener(path, &open, err);
+    if (st != MD_OK)
+        return st;
     if (!opts)
         opts = &defaults;
     if (opts->threads < 0)
         return md_fail(err, MD_ERR_ARG, "%s: negative thread count %d", path, opts->threads);
     if (opts->precision < MD_PRECISION_FP32 || opts->precision > MD_PRECISION_AUTO)
         return md_fail(err, MD_ERR_ARG, "%s: unknown precision %d", path, (int)opts->precision);
-    md_model *m = md_calloc(1, sizeof *m, "model", err);
+    md_model *m = calloc(1, sizeof *m);
     if (!m)
-        return MD_ERR_NOMEM;
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
     const char *slash = strrchr(path, '/');
     snprintf(m->file_name, sizeof m->file_name, "%s", slash ? slash + 1 : path);
     m->pool = opts->pool;
@@ -98,12 +102,12 @@ md_status md_model_load(const char *path, const md_model_options *opts, md_model
             return md_fail(err, MD_ERR_NOMEM, "%s: out of memory for the thread pool", path);
         }
     }
-    md_status st = open(path, opts, m->pool, &m->backend, &m->impl, err);
+    st = open(path, opts, m->pool, &m->backend, &m->impl, err);
     if (st != MD_OK) {
         if (m->owns_pool)
             md_pool_destroy(m->pool);
         free(m);
-        return st;
+        return md_name_file(err, st, path);
     }
     *out = m;
     return MD_OK;
@@ -142,6 +146,8 @@ void md_features_free(md_features *f)
 md_status md_model_run_tensor(const md_model *model, const md_tensor *input, md_tensor *output,
                               md_error *err)
 {
+    if (!output)
+        return md_fail(err, MD_ERR_ARG, "run: output is NULL");
     memset(output, 0, sizeof *output);
     if (!model || !input || !input->data)
         return md_fail(err, MD_ERR_ARG, "run: no model or empty input tensor");
@@ -188,6 +194,14 @@ size_t md_model_features(const md_model *model, uint64_t *signature)
     if (!model || !model->backend->features)
         return 0;
     return model->backend->features(model->impl, signature);
+}
+
+void md_model_get_info(const md_model *model, md_model_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->indoor = -1;
+    if (model && model->backend->info)
+        model->backend->info(model->impl, info);
 }
 
 const char *md_model_file_name(const md_model *model)

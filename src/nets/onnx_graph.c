@@ -107,7 +107,8 @@ typedef struct {
     md_onnx_graph *g;
     const md_onnx_model *m;
     const char *path;
-    md_error *err;
+    md_error *err;  /* may be NULL: the status lives in st */
+    md_status st;   /* the first failure, MD_OK until then */
     name_entry *tab;
     size_t tab_cap;
     size_t max_floats;
@@ -144,9 +145,23 @@ static name_entry *lookup(builder *b, const char *name, bool insert)
 
 static md_status fail_node(builder *b, const md_onnx_node *n, md_status code, const char *what)
 {
-    return md_fail(b->err, code, "%s: node '%s' (%s): %s", b->path,
-                   n->name && *n->name ? n->name : (n->n_outputs ? n->outputs[0] : "?"),
-                   n->op_type, what);
+    return b->st = md_fail(b->err, code, "%s: node '%s' (%s): %s", b->path,
+                           n->name && *n->name ? n->name : (n->n_outputs ? n->outputs[0] : "?"),
+                           n->op_type, what);
+}
+
+static md_status fail_nomem(builder *b)
+{
+    return b->st = md_fail(b->err, MD_ERR_NOMEM, "%s: out of memory building the graph", b->path);
+}
+
+/* malloc that records a failure in the builder (and names the file). */
+static void *b_alloc(builder *b, size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p)
+        fail_nomem(b);
+    return p;
 }
 
 static bool shape_numel(int ndim, const int64_t *dims, size_t *numel)
@@ -168,7 +183,7 @@ static int new_value(builder *b)
         int nc = g->cap_vals ? g->cap_vals * 2 : 64;
         gval *nv = realloc(g->vals, sizeof *nv * (size_t)nc);
         if (!nv) {
-            md_fail(b->err, MD_ERR_NOMEM, "%s: out of memory building the graph", b->path);
+            fail_nomem(b);
             return -1;
         }
         g->vals = nv;
@@ -189,7 +204,7 @@ static gop *new_op(builder *b, op_kind kind, int n_in)
         int nc = g->cap_ops ? g->cap_ops * 2 : 64;
         gop *no = realloc(g->ops, sizeof *no * (size_t)nc);
         if (!no) {
-            md_fail(b->err, MD_ERR_NOMEM, "%s: out of memory building the graph", b->path);
+            fail_nomem(b);
             return NULL;
         }
         g->ops = no;
@@ -201,7 +216,7 @@ static gop *new_op(builder *b, op_kind kind, int n_in)
     op->out = -1;
     op->in = calloc((size_t)(n_in > 0 ? n_in : 1), sizeof(int));
     if (!op->in) {
-        md_fail(b->err, MD_ERR_NOMEM, "%s: out of memory building the graph", b->path);
+        fail_nomem(b);
         return NULL;
     }
     op->n_in = n_in;
@@ -326,11 +341,65 @@ static md_status attr_ints(builder *b, const md_onnx_node *n, const char *name, 
     return MD_OK;
 }
 
-static md_status need_float_runtime(builder *b, const md_onnx_node *n, int v)
+/* Every operand an op computes with: float, every dimension >= 1 (so no
+ * product or quotient of dimensions can overflow or divide by zero later),
+ * and, for constants, finite values (a NaN weight would make believable
+ * output from nothing). name names it in messages. */
+static md_status need_data(builder *b, const md_onnx_node *n, int v, const char *name)
 {
-    if (b->g->vals[v].cint)
-        return fail_node(b, n, MD_ERR_UNSUPPORTED, "integer tensor used as data");
+    const gval *x = &b->g->vals[v];
+    char msg[300];
+    if (x->cint || (x->is_const && !x->cdata)) {
+        snprintf(msg, sizeof msg, "integer tensor '%.200s' used as data", name);
+        return fail_node(b, n, MD_ERR_UNSUPPORTED, msg);
+    }
+    for (int i = 0; i < x->ndim; i++) {
+        if (x->dims[i] < 1) {
+            snprintf(msg, sizeof msg, "operand '%.200s' is empty (dimension %d is %lld)", name, i,
+                     (long long)x->dims[i]);
+            return fail_node(b, n, MD_ERR_FORMAT, msg);
+        }
+    }
+    if (x->numel < 1 || x->numel > b->max_floats) {
+        snprintf(msg, sizeof msg, "operand '%.200s' is empty or too large", name);
+        return fail_node(b, n, MD_ERR_FORMAT, msg);
+    }
+    if (x->is_const) {
+        for (size_t i = 0; i < x->numel; i++) {
+            if (!isfinite(x->cdata[i])) {
+                snprintf(msg, sizeof msg, "constant '%.200s' holds a non-finite value (%g at %zu)",
+                         name, (double)x->cdata[i], i);
+                return fail_node(b, n, MD_ERR_FORMAT, msg);
+            }
+        }
+    }
     return MD_OK;
+}
+
+/* input_value + need_data: the value of data input i, or -1 (status set). */
+static int data_input(builder *b, const md_onnx_node *n, size_t i)
+{
+    int v = input_value(b, n, i, false);
+    if (v >= 0 && need_data(b, n, v, n->inputs[i]) != MD_OK)
+        return -1;
+    return v;
+}
+
+/* Data inputs 0 and 1 (both required) into *a and *c. */
+static md_status two_data_inputs(builder *b, const md_onnx_node *n, int *a, int *c)
+{
+    *a = data_input(b, n, 0);
+    *c = *a < 0 ? -1 : data_input(b, n, 1);
+    return *c < 0 ? b->st : MD_OK;
+}
+
+/* An optional data input: its value, -2 when absent, -1 on error (status set). */
+static int optional_data_input(builder *b, const md_onnx_node *n, size_t i)
+{
+    int v = input_value(b, n, i, true);
+    if (v >= 0 && need_data(b, n, v, n->inputs[i]) != MD_OK)
+        return -1;
+    return v;
 }
 
 static md_status need_4d(builder *b, const md_onnx_node *n, int v)
@@ -340,7 +409,7 @@ static md_status need_4d(builder *b, const md_onnx_node *n, int v)
         return fail_node(b, n, MD_ERR_UNSUPPORTED, "only 4-D (NCHW) inputs are supported");
     if (x->dims[0] != 1)
         return fail_node(b, n, MD_ERR_UNSUPPORTED, "only batch size 1 is supported");
-    return need_float_runtime(b, n, v);
+    return MD_OK;
 }
 
 /* A new runtime value with this shape, produced by the last op. */
@@ -430,18 +499,21 @@ static md_status spatial_params(builder *b, const md_onnx_node *n, int in_h, int
 
 static md_status build_conv(builder *b, const md_onnx_node *n)
 {
-    int xv = input_value(b, n, 0, false), wv = input_value(b, n, 1, false);
-    if (xv < 0 || wv < 0)
-        return b->err ? b->err->code : MD_ERR_FORMAT;
-    int bv = input_value(b, n, 2, true);
+    int xv, wv;
+    if (two_data_inputs(b, n, &xv, &wv) != MD_OK)
+        return b->st;
+    int bv = optional_data_input(b, n, 2);
     if (bv == -1)
-        return b->err ? b->err->code : MD_ERR_FORMAT;
+        return b->st;
     md_status st = need_4d(b, n, xv);
     if (st != MD_OK)
         return st;
     const gval *x = &b->g->vals[xv], *w = &b->g->vals[wv];
     if (!w->is_const || !w->cdata || w->ndim != 4)
         return fail_node(b, n, MD_ERR_UNSUPPORTED, "weights must be a constant 4-D float tensor");
+    /* the unfolded depth (C/group x kh x kw) is an int in the kernels */
+    if (w->dims[1] * w->dims[2] * w->dims[3] > (int64_t)1 << 28)
+        return fail_node(b, n, MD_ERR_UNSUPPORTED, "convolution weights too large");
     int64_t group;
     if ((st = attr_int(b, n, "group", 1, &group)) != MD_OK)
         return st;
@@ -491,11 +563,12 @@ static md_status build_conv(builder *b, const md_onnx_node *n)
     op->cp = p;
     op->lo = -FLT_MAX;
     op->hi = FLT_MAX;
-    op->w = md_malloc(w->numel * sizeof(float), "conv weights", b->err);
-    op->b = md_calloc((size_t)M, sizeof(float), "conv bias", b->err);
+    op->w = b_alloc(b, w->numel * sizeof(float));
+    op->b = b_alloc(b, (size_t)M * sizeof(float));
     if (!op->w || !op->b)
-        return MD_ERR_NOMEM;
+        return b->st;
     memcpy(op->w, w->cdata, w->numel * sizeof(float));
+    memset(op->b, 0, (size_t)M * sizeof(float));
     if (bv >= 0)
         memcpy(op->b, b->g->vals[bv].cdata, (size_t)M * sizeof(float));
     if (scratch > b->g->scratch_floats)
@@ -503,13 +576,13 @@ static md_status build_conv(builder *b, const md_onnx_node *n)
     b->g->info.n_conv++;
     b->g->info.flop += 2.0 * (double)M * oh * ow * (double)(C / group) * p.kernel_h * p.kernel_w;
     int64_t od[4] = {1, M, oh, ow};
-    return out_value(b, n, 4, od) < 0 ? b->err->code : MD_OK;
+    return out_value(b, n, 4, od) < 0 ? b->st : MD_OK;
 }
 
 /* Per-channel constant of length C for BatchNormalization. */
 static const float *bn_param(builder *b, const md_onnx_node *n, size_t i, int64_t C)
 {
-    int v = input_value(b, n, i, false);
+    int v = data_input(b, n, i);
     if (v < 0)
         return NULL;
     const gval *p = &b->g->vals[v];
@@ -522,15 +595,13 @@ static const float *bn_param(builder *b, const md_onnx_node *n, size_t i, int64_
 
 static md_status build_bn(builder *b, const md_onnx_node *n)
 {
-    int xv = input_value(b, n, 0, false);
+    int xv = data_input(b, n, 0);
     if (xv < 0)
-        return b->err->code;
+        return b->st;
     const gval *x = &b->g->vals[xv];
     if (x->ndim < 2 || x->dims[0] != 1)
         return fail_node(b, n, MD_ERR_UNSUPPORTED, "needs an NC... input with batch 1");
-    md_status st = need_float_runtime(b, n, xv);
-    if (st != MD_OK)
-        return st;
+    md_status st;
     int64_t C = x->dims[1], spatial;
     float eps;
     if ((st = attr_float(b, n, "epsilon", 1e-5f, &eps)) != MD_OK ||
@@ -544,18 +615,26 @@ static md_status build_bn(builder *b, const md_onnx_node *n)
     const float *gamma = bn_param(b, n, 1, C), *beta = bn_param(b, n, 2, C),
                 *mean = bn_param(b, n, 3, C), *var = bn_param(b, n, 4, C);
     if (!gamma || !beta || !mean || !var)
-        return b->err->code;
-    float *scale = md_malloc((size_t)C * sizeof(float), "bn", b->err);
-    float *shift = md_malloc((size_t)C * sizeof(float), "bn", b->err);
+        return b->st;
+    if (!isfinite(eps))
+        return fail_node(b, n, MD_ERR_FORMAT, "epsilon is not finite");
+    float *scale = b_alloc(b, (size_t)C * sizeof(float));
+    float *shift = b_alloc(b, (size_t)C * sizeof(float));
     if (!scale || !shift) {
         free(scale);
         free(shift);
-        return MD_ERR_NOMEM;
+        return b->st;
     }
     for (int64_t c = 0; c < C; c++) {
         double s = gamma[c] / sqrt((double)var[c] + eps);
         scale[c] = (float)s;
         shift[c] = (float)(beta[c] - mean[c] * s);
+        if (!isfinite(scale[c]) || !isfinite(shift[c])) {
+            free(scale);
+            free(shift);
+            return fail_node(b, n, MD_ERR_FORMAT,
+                             "variance + epsilon is not positive (or the folded scale overflows)");
+        }
     }
     /* Fold into the producing Conv when nothing else reads the conv output. */
     int pi = x->producer;
@@ -581,7 +660,7 @@ static md_status build_bn(builder *b, const md_onnx_node *n)
     op->in[0] = xv;
     op->scale = scale;
     op->shift = shift;
-    return out_value(b, n, x->ndim, x->dims) < 0 ? b->err->code : MD_OK;
+    return out_value(b, n, x->ndim, x->dims) < 0 ? b->st : MD_OK;
 }
 
 static float const_scalar(builder *b, const md_onnx_node *n, size_t i, float def, bool *ok)
@@ -594,8 +673,8 @@ static float const_scalar(builder *b, const md_onnx_node *n, size_t i, float def
         return def;
     }
     const gval *c = &b->g->vals[v];
-    if (!c->is_const || !c->cdata || c->numel != 1) {
-        fail_node(b, n, MD_ERR_UNSUPPORTED, "min/max must be constant scalars");
+    if (!c->is_const || !c->cdata || c->numel != 1 || isnan(c->cdata[0])) {
+        fail_node(b, n, MD_ERR_UNSUPPORTED, "min/max must be constant scalars (not NaN)");
         *ok = false;
         return def;
     }
@@ -604,12 +683,10 @@ static float const_scalar(builder *b, const md_onnx_node *n, size_t i, float def
 
 static md_status build_clamp(builder *b, const md_onnx_node *n, int64_t opset, bool relu)
 {
-    int xv = input_value(b, n, 0, false);
+    int xv = data_input(b, n, 0);
     if (xv < 0)
-        return b->err->code;
-    md_status st = need_float_runtime(b, n, xv);
-    if (st != MD_OK)
-        return st;
+        return b->st;
+    md_status st;
     float lo = 0.0f, hi = FLT_MAX;
     if (!relu) {
         if (opset < 11) {
@@ -621,8 +698,10 @@ static md_status build_clamp(builder *b, const md_onnx_node *n, int64_t opset, b
             lo = const_scalar(b, n, 1, -FLT_MAX, &ok);
             hi = const_scalar(b, n, 2, FLT_MAX, &ok);
             if (!ok)
-                return b->err->code;
+                return b->st;
         }
+        if (isnan(lo) || isnan(hi))
+            return fail_node(b, n, MD_ERR_FORMAT, "min/max is NaN");
     }
     const gval *x = &b->g->vals[xv];
     int pi = x->producer;
@@ -639,18 +718,15 @@ static md_status build_clamp(builder *b, const md_onnx_node *n, int64_t opset, b
     op->in[0] = xv;
     op->lo = lo;
     op->hi = hi;
-    return out_value(b, n, x->ndim, x->dims) < 0 ? b->err->code : MD_OK;
+    return out_value(b, n, x->ndim, x->dims) < 0 ? b->st : MD_OK;
 }
 
 static md_status build_unary_copy(builder *b, const md_onnx_node *n, op_kind kind, int ndim,
                                   const int64_t *dims)
 {
-    int xv = input_value(b, n, 0, false);
+    int xv = data_input(b, n, 0);
     if (xv < 0)
-        return b->err->code;
-    md_status st = need_float_runtime(b, n, xv);
-    if (st != MD_OK)
-        return st;
+        return b->st;
     const gval *x = &b->g->vals[xv];
     size_t numel;
     if (!dims) {
@@ -663,17 +739,14 @@ static md_status build_unary_copy(builder *b, const md_onnx_node *n, op_kind kin
     if (!op)
         return MD_ERR_NOMEM;
     op->in[0] = xv;
-    return out_value(b, n, ndim, dims) < 0 ? b->err->code : MD_OK;
+    return out_value(b, n, ndim, dims) < 0 ? b->st : MD_OK;
 }
 
 static md_status build_binary(builder *b, const md_onnx_node *n, md_binary_op bop)
 {
-    int av = input_value(b, n, 0, false), bv = input_value(b, n, 1, false);
-    if (av < 0 || bv < 0)
-        return b->err->code;
-    md_status st;
-    if ((st = need_float_runtime(b, n, av)) != MD_OK || (st = need_float_runtime(b, n, bv)) != MD_OK)
-        return st;
+    int av, bv;
+    if (two_data_inputs(b, n, &av, &bv) != MD_OK)
+        return b->st;
     const gval *A = &b->g->vals[av], *B = &b->g->vals[bv];
     int nd = A->ndim > B->ndim ? A->ndim : B->ndim;
     int64_t od[MAX_DIMS];
@@ -682,7 +755,7 @@ static md_status build_binary(builder *b, const md_onnx_node *n, md_binary_op bo
         int64_t da = ia >= 0 ? A->dims[ia] : 1, db = ib >= 0 ? B->dims[ib] : 1;
         if (da != db && da != 1 && db != 1)
             return fail_node(b, n, MD_ERR_FORMAT, "shapes cannot be broadcast");
-        od[i] = da > db ? da : db;
+        od[i] = da == 1 ? db : da; /* numpy's rule (a size-1 axis takes the other's size) */
     }
     gop *op = new_op(b, OP_BINARY, 2);
     if (!op)
@@ -690,7 +763,7 @@ static md_status build_binary(builder *b, const md_onnx_node *n, md_binary_op bo
     op->in[0] = av;
     op->in[1] = bv;
     op->bop = bop;
-    return out_value(b, n, nd, od) < 0 ? b->err->code : MD_OK;
+    return out_value(b, n, nd, od) < 0 ? b->st : MD_OK;
 }
 
 static md_status build_concat(builder *b, const md_onnx_node *n)
@@ -703,9 +776,9 @@ static md_status build_concat(builder *b, const md_onnx_node *n)
         return st;
     if (axis == INT64_MIN)
         return fail_node(b, n, MD_ERR_FORMAT, "missing axis");
-    int first = input_value(b, n, 0, false);
+    int first = data_input(b, n, 0);
     if (first < 0)
-        return b->err->code;
+        return b->st;
     int nd = b->g->vals[first].ndim;
     if (axis < 0)
         axis += nd;
@@ -718,11 +791,9 @@ static md_status build_concat(builder *b, const md_onnx_node *n)
     if (!op)
         return MD_ERR_NOMEM;
     for (size_t i = 0; i < n->n_inputs; i++) {
-        int v = input_value(b, n, i, false);
+        int v = data_input(b, n, i);
         if (v < 0)
-            return b->err->code;
-        if ((st = need_float_runtime(b, n, v)) != MD_OK)
-            return st;
+            return b->st;
         const gval *x = &b->g->vals[v];
         if (x->ndim != nd)
             return fail_node(b, n, MD_ERR_FORMAT, "inputs differ in rank");
@@ -735,14 +806,14 @@ static md_status build_concat(builder *b, const md_onnx_node *n)
         op->in[i] = v;
     }
     op->axis = (int)axis;
-    return out_value(b, n, nd, od) < 0 ? b->err->code : MD_OK;
+    return out_value(b, n, nd, od) < 0 ? b->st : MD_OK;
 }
 
 static md_status build_pool(builder *b, const md_onnx_node *n, bool is_max)
 {
-    int xv = input_value(b, n, 0, false);
+    int xv = data_input(b, n, 0);
     if (xv < 0)
-        return b->err->code;
+        return b->st;
     md_status st = need_4d(b, n, xv);
     if (st != MD_OK)
         return st;
@@ -765,6 +836,10 @@ static md_status build_pool(builder *b, const md_onnx_node *n, bool is_max)
         return st;
     if (dil[0] != 1 || dil[1] != 1)
         return fail_node(b, n, MD_ERR_UNSUPPORTED, "dilated pooling is not supported");
+    /* A pad as large as the kernel makes windows of padding only (nothing to
+     * take the maximum or mean of); ONNX requires pads smaller than the kernel. */
+    if (pads[0] >= ks[0] || pads[2] >= ks[0] || pads[1] >= ks[1] || pads[3] >= ks[1])
+        return fail_node(b, n, MD_ERR_FORMAT, "pads must be smaller than the kernel");
     md_pool2d_params p = {(int)ks[0], (int)ks[1], strides[0], strides[1], pads[0], pads[1],
                           pads[2], pads[3], (int)(cip != 0)};
     int64_t in[2] = {x->dims[2], x->dims[3]}, out[2];
@@ -784,14 +859,14 @@ static md_status build_pool(builder *b, const md_onnx_node *n, bool is_max)
     op->in[0] = xv;
     op->pp = p;
     int64_t od[4] = {1, x->dims[1], out[0], out[1]};
-    return out_value(b, n, 4, od) < 0 ? b->err->code : MD_OK;
+    return out_value(b, n, 4, od) < 0 ? b->st : MD_OK;
 }
 
 static md_status build_global_pool(builder *b, const md_onnx_node *n, bool is_max)
 {
-    int xv = input_value(b, n, 0, false);
+    int xv = data_input(b, n, 0);
     if (xv < 0)
-        return b->err->code;
+        return b->st;
     md_status st = need_4d(b, n, xv);
     if (st != MD_OK)
         return st;
@@ -800,16 +875,16 @@ static md_status build_global_pool(builder *b, const md_onnx_node *n, bool is_ma
         return MD_ERR_NOMEM;
     op->in[0] = xv;
     int64_t od[4] = {1, b->g->vals[xv].dims[1], 1, 1};
-    return out_value(b, n, 4, od) < 0 ? b->err->code : MD_OK;
+    return out_value(b, n, 4, od) < 0 ? b->st : MD_OK;
 }
 
 /* Upsample (opset 7: scales attribute; 9: scales input) and Resize (10: scales
  * input, asymmetric; 11+: roi, scales, sizes and the coordinate attributes). */
 static md_status build_resize(builder *b, const md_onnx_node *n, int64_t opset, bool upsample)
 {
-    int xv = input_value(b, n, 0, false);
+    int xv = data_input(b, n, 0);
     if (xv < 0)
-        return b->err->code;
+        return b->st;
     md_status st = need_4d(b, n, xv);
     if (st != MD_OK)
         return st;
@@ -829,7 +904,7 @@ static md_status build_resize(builder *b, const md_onnx_node *n, int64_t opset, 
         int sv = input_value(b, n, si, true);
         int zv = (upsample || opset < 11) ? -2 : input_value(b, n, 3, true);
         if (sv == -1 || zv == -1)
-            return b->err->code;
+            return b->st;
         if (sv >= 0 && b->g->vals[sv].numel > 0) {
             const gval *s = &b->g->vals[sv];
             if (!s->is_const || !s->cdata || s->numel != 4)
@@ -918,20 +993,18 @@ static md_status build_resize(builder *b, const md_onnx_node *n, int64_t opset, 
         return MD_ERR_NOMEM;
     op->in[0] = xv;
     op->rp = rp;
-    return out_value(b, n, 4, od) < 0 ? b->err->code : MD_OK;
+    return out_value(b, n, 4, od) < 0 ? b->st : MD_OK;
 }
 
 static md_status build_gemm(builder *b, const md_onnx_node *n, bool matmul)
 {
-    int av = input_value(b, n, 0, false), bv = input_value(b, n, 1, false);
-    if (av < 0 || bv < 0)
-        return b->err->code;
-    int cv = matmul ? -2 : input_value(b, n, 2, true);
+    int av, bv;
+    if (two_data_inputs(b, n, &av, &bv) != MD_OK)
+        return b->st;
+    int cv = matmul ? -2 : optional_data_input(b, n, 2);
     if (cv == -1)
-        return b->err->code;
+        return b->st;
     md_status st;
-    if ((st = need_float_runtime(b, n, av)) != MD_OK || (st = need_float_runtime(b, n, bv)) != MD_OK)
-        return st;
     const gval *A = &b->g->vals[av], *B = &b->g->vals[bv];
     int64_t ta = 0, tb = 0;
     float alpha = 1.0f, beta = 1.0f;
@@ -940,6 +1013,8 @@ static md_status build_gemm(builder *b, const md_onnx_node *n, bool matmul)
                     (st = attr_float(b, n, "alpha", 1.0f, &alpha)) != MD_OK ||
                     (st = attr_float(b, n, "beta", 1.0f, &beta)) != MD_OK))
         return st;
+    if (!isfinite(alpha) || !isfinite(beta))
+        return fail_node(b, n, MD_ERR_FORMAT, "alpha and beta must be finite");
     if (B->ndim != 2 || A->ndim < 2 || (!matmul && A->ndim != 2))
         return fail_node(b, n, MD_ERR_UNSUPPORTED, "needs a 2-D second operand (and 2-D A for Gemm)");
     int64_t K = ta ? A->dims[0] : A->dims[A->ndim - 1];
@@ -979,14 +1054,14 @@ static md_status build_gemm(builder *b, const md_onnx_node *n, bool matmul)
     op->gn = (int)N;
     op->gk = (int)K;
     b->g->info.flop += 2.0 * (double)M * (double)N * (double)K;
-    return out_value(b, n, matmul ? nd : 2, od) < 0 ? b->err->code : MD_OK;
+    return out_value(b, n, matmul ? nd : 2, od) < 0 ? b->st : MD_OK;
 }
 
 static md_status build_flatten(builder *b, const md_onnx_node *n)
 {
-    int xv = input_value(b, n, 0, false);
+    int xv = data_input(b, n, 0); /* non-empty, so the products below stay bounded */
     if (xv < 0)
-        return b->err->code;
+        return b->st;
     const gval *x = &b->g->vals[xv];
     int64_t axis;
     md_status st = attr_int(b, n, "axis", 1, &axis);
@@ -1004,9 +1079,12 @@ static md_status build_flatten(builder *b, const md_onnx_node *n)
 
 static md_status build_reshape(builder *b, const md_onnx_node *n)
 {
-    int xv = input_value(b, n, 0, false), sv = input_value(b, n, 1, false);
-    if (xv < 0 || sv < 0)
-        return b->err->code;
+    int xv = data_input(b, n, 0);
+    if (xv < 0)
+        return b->st;
+    int sv = input_value(b, n, 1, false);
+    if (sv < 0)
+        return b->st;
     const gval *x = &b->g->vals[xv], *s = &b->g->vals[sv];
     if (!s->is_const || !s->cint || s->ndim != 1 || s->numel > MAX_DIMS)
         return fail_node(b, n, MD_ERR_UNSUPPORTED, "shape must be a constant 1-D int64 tensor");
@@ -1045,12 +1123,10 @@ static md_status build_reshape(builder *b, const md_onnx_node *n)
 
 static md_status build_transpose(builder *b, const md_onnx_node *n)
 {
-    int xv = input_value(b, n, 0, false);
+    int xv = data_input(b, n, 0);
     if (xv < 0)
-        return b->err->code;
-    md_status st = need_float_runtime(b, n, xv);
-    if (st != MD_OK)
-        return st;
+        return b->st;
+    md_status st;
     const gval *x = &b->g->vals[xv];
     int64_t perm[MAX_DIMS];
     int cnt;
@@ -1077,7 +1153,7 @@ static md_status build_transpose(builder *b, const md_onnx_node *n)
     op->in[0] = xv;
     for (int i = 0; i < cnt; i++)
         op->perm[i] = (int)perm[i];
-    return out_value(b, n, cnt, od) < 0 ? b->err->code : MD_OK;
+    return out_value(b, n, cnt, od) < 0 ? b->st : MD_OK;
 }
 
 /* A constant value from a tensor (initializer or Constant node). */
@@ -1092,7 +1168,7 @@ static int const_value(builder *b, const md_onnx_tensor *t)
     memcpy(x->dims, t->dims, sizeof(int64_t) * (size_t)t->ndim);
     x->numel = t->numel;
     size_t bytes = (t->numel ? t->numel : 1) * (t->f32 ? sizeof(float) : sizeof(int64_t));
-    void *p = md_malloc(bytes, "constant", b->err);
+    void *p = b_alloc(b, bytes);
     if (!p)
         return -1;
     if (t->f32) {
@@ -1114,7 +1190,7 @@ static md_status build_constant(builder *b, const md_onnx_node *n)
         return fail_node(b, n, MD_ERR_UNSUPPORTED, "only the 'value' tensor form is supported");
     int v = const_value(b, a->t);
     if (v < 0)
-        return b->err->code;
+        return b->st;
     return define(b, n, n->outputs[0], v);
 }
 
@@ -1124,8 +1200,8 @@ static md_status build_node(builder *b, const md_onnx_node *n, int64_t opset)
     if (n->n_outputs < 1)
         return fail_node(b, n, MD_ERR_FORMAT, "node has no output");
     if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx") != 0) {
-        return md_fail(b->err, MD_ERR_UNSUPPORTED, "%s: unsupported operator %s::%s", b->path,
-                       n->domain, op);
+        return b->st = md_fail(b->err, MD_ERR_UNSUPPORTED, "%s: unsupported operator %s::%s",
+                               b->path, n->domain, op);
     }
     if (!strcmp(op, "Conv"))
         return build_conv(b, n);
@@ -1183,7 +1259,7 @@ static md_status build_node(builder *b, const md_onnx_node *n, int64_t opset)
     }
     if (!strcmp(op, "Constant"))
         return build_constant(b, n);
-    return md_fail(b->err, MD_ERR_UNSUPPORTED,
+    return b->st = md_fail(b->err, MD_ERR_UNSUPPORTED,
                    "%s: unsupported ONNX operator '%s' (node '%s'); supported: Conv, "
                    "BatchNormalization, Relu, Clip, Sigmoid, Add, Sub, Mul, Div, Concat, MaxPool, "
                    "AveragePool, GlobalAveragePool, GlobalMaxPool, Upsample, Resize, Gemm, MatMul, "
@@ -1443,7 +1519,7 @@ md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t m
     md_onnx_graph *g = calloc(1, sizeof *g);
     if (!g)
         return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
-    builder b = {g, m, path, err, NULL, 0, 0};
+    builder b = {g, m, path, err, MD_OK, NULL, 0, 0};
     b.max_floats = (max_arena_bytes ? max_arena_bytes : (size_t)4 << 30) / sizeof(float);
     g->input = g->output = -1;
     g->info.opset = m->opset;
@@ -1474,7 +1550,7 @@ md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t m
         }
         e->value = const_value(&b, t);
         if (e->value < 0) {
-            st = err ? err->code : MD_ERR_NOMEM;
+            st = b.st;
             goto done;
         }
         g->info.n_params += t->numel;
@@ -1502,7 +1578,7 @@ md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t m
         }
         int v = new_value(&b);
         if (v < 0) {
-            st = MD_ERR_NOMEM;
+            st = b.st;
             goto done;
         }
         gval *x = &g->vals[v];

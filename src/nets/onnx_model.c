@@ -129,7 +129,9 @@ static int nearest_src(int i, int in, int out)
 
 /* Steps 1-4 at once: both resizes are nearest and the crop an offset, so
  * each network pixel copies one image pixel, found by composing the index
- * maps (the same pixel the step-by-step resizes pick). net: 3 x in_h x in_w. */
+ * maps (the same pixel the step-by-step resizes pick), never the resized
+ * image itself (a 1x10000 image would resize to 250x2500000).
+ * net: 3 x in_h x in_w. */
 static md_status fd_preprocess(const onnx_impl *m, const md_image *img, float *net, md_error *err)
 {
     int w = img->width, h = img->height;
@@ -310,7 +312,7 @@ static md_status onnx_run_tensor(const void *impl, const md_tensor *in, md_tenso
         for (int i = 0; i < info->in_ndim && len < sizeof want - 24; i++)
             len += (size_t)snprintf(want + len, sizeof want - len, "%s%lld", i ? "x" : "",
                                     (long long)info->in_dims[i]);
-        return md_fail(err, MD_ERR_ARG, "%s: input tensor shape does not match the network (%s)",
+        return md_fail(err, MD_ERR_DATA, "input tensor shape does not match the network %s (%s)",
                        m->desc, want);
     }
     out->data = malloc(sizeof(float) * info->out_numel);
@@ -361,9 +363,24 @@ static size_t onnx_features(const void *impl, uint64_t *signature)
     return m->depth_like ? md_onnx_graph_features(m->graph, signature) : 0;
 }
 
+/* A FastDepth-like graph is run with NYU's preprocessing: an indoor metric
+ * network (NYU Depth V2 reaches 10 m) that sees the 228x304 (3:4) centre crop. */
+static void onnx_info(const void *impl, md_model_info *info)
+{
+    const onnx_impl *m = impl;
+    info->output = MD_OUTPUT_METRIC;
+    if (m->depth_like) {
+        info->max_depth = 10.0;
+        info->indoor = 1;
+        info->crop_aspect_w = FD_CROP_W;
+        info->crop_aspect_h = FD_CROP_H;
+    }
+}
+
 static const md_model_backend onnx_backend = {"onnx",        onnx_predict, onnx_run_tensor,
                                               onnx_describe, onnx_gflop,   onnx_destroy,
-                                              onnx_features, NULL,         onnx_preprocess};
+                                              onnx_features, NULL,         onnx_preprocess,
+                                              onnx_info};
 
 md_status md_onnx_model_open(const char *path, const md_model_options *opts, md_threadpool *pool,
                              const md_model_backend **backend, void **impl, md_error *err)

@@ -28,12 +28,16 @@ void md_layernorm(const float *x, int rows, int dim, const float *gamma, const f
 }
 
 /* e^x as 2^n * p(r), x = n ln2 + r, |r| <= ln2/2; p a degree-6 Taylor
- * polynomial. Written branch-free so the compiler vectorises the loops. */
+ * polynomial. Written branch-free so the compiler vectorises the loops.
+ * Defined for every input: the reduction runs on a clamped copy that is
+ * never NaN (a comparison with NaN is false, so NaN takes the lower bound),
+ * so n always fits an int; then NaN stays NaN, +inf gives +inf and -inf 0. */
 static inline float exp_approx(float x)
 {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693145751953125f;   /* ln2 split in a high part ... */
+    float xc = x > -87.0f ? x : -87.0f;
+    xc = xc < 88.0f ? xc : 88.0f;
+    float n = floorf(xc * 1.44269504088896341f + 0.5f);
+    float r = xc - n * 0.693145751953125f;  /* ln2 split in a high part ... */
     r = r - n * 1.42860682030941723212e-6f; /* ... and the rest */
     float p = 1.0f / 720.0f;
     p = p * r + 1.0f / 120.0f;
@@ -42,19 +46,24 @@ static inline float exp_approx(float x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    int32_t bits = ((int32_t)n + 127) * (1 << 23);
     float scale;
     memcpy(&scale, &bits, 4);
-    return p * scale;
+    float y = p * scale;
+    y = x == INFINITY ? INFINITY : y;
+    y = x == -INFINITY ? 0.0f : y;
+    return x != x ? x : y;
 }
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
-/* The same range reduction and polynomial, 16 lanes at a time. */
-static inline __m512 exp512(__m512 x)
+/* The same range reduction and polynomial, 16 lanes at a time, and the same
+ * special cases (min/max return their second operand for a NaN lane, which
+ * would turn NaN into e^88: the lanes are put back afterwards). */
+static inline __m512 exp512(__m512 x_in)
 {
-    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f));
+    __m512 x = _mm512_max_ps(_mm512_min_ps(x_in, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
@@ -66,7 +75,12 @@ static inline __m512 exp512(__m512 x)
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
+    __m512 y = _mm512_scalef_ps(p, n);
+    y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x_in, _mm512_set1_ps(INFINITY), _CMP_EQ_OQ), y,
+                             _mm512_set1_ps(INFINITY));
+    y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x_in, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), y,
+                             _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x_in, x_in, _CMP_UNORD_Q), y, x_in);
 }
 
 static inline __mmask16 tail_mask(size_t left)

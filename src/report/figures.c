@@ -3,6 +3,7 @@
 #include "base/base.h"
 #include "report/figures.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +25,12 @@ md_status md_fig_write_surface(cairo_surface_t *surf, const char *path, md_error
     md_status st = md_atomic_open(&af, path, err);
     if (st != MD_OK)
         return st;
+    errno = 0;
     if (cairo_surface_write_to_png_stream(surf, write_stream, af.fp) != CAIRO_STATUS_SUCCESS) {
+        int e = errno; /* the failed fwrite's reason (a full disk: ENOSPC) */
         md_atomic_abort(&af);
-        return md_fail(err, MD_ERR_IO, "%s: cannot write the PNG", path);
+        return md_fail(err, MD_ERR_IO, "%s: cannot write the PNG%s%s", path, e ? ": " : "",
+                       e ? strerror(e) : "");
     }
     return md_atomic_commit(&af, err);
 }

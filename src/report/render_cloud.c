@@ -60,7 +60,7 @@ md_status md_raster_init(md_raster *r, int width, int height, const uint8_t back
     r->z = md_malloc(n * sizeof(float), "z-buffer", err);
     if (!r->rgb || !r->z) {
         md_raster_free(r);
-        return err ? err->code : MD_ERR_NOMEM;
+        return MD_ERR_NOMEM; /* md_malloc set err; never read it back: it may be NULL */
     }
     r->width = width;
     r->height = height;

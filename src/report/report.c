@@ -451,7 +451,7 @@ md_status md_eval_read_loss_log(const char *path, double **train_loss, double **
     char *text = md_malloc(size + 1, "loss log", err);
     if (!text) {
         free(data);
-        return err ? err->code : MD_ERR_NOMEM;
+        return MD_ERR_NOMEM; /* md_malloc set err; never read it back: it may be NULL */
     }
     memcpy(text, data, size);
     text[size] = '\0';
@@ -464,7 +464,7 @@ md_status md_eval_read_loss_log(const char *path, double **train_loss, double **
     if (!tr || !va) {
         free(tr);
         free(text);
-        return err ? err->code : MD_ERR_NOMEM;
+        return MD_ERR_NOMEM; /* md_malloc set err; never read it back: it may be NULL */
     }
     int n = 0, line_no = 0;
     char *save = NULL;

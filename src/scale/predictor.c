@@ -33,9 +33,10 @@
  *   near: random 5-fold CV (seeded), each fold predicted by a model of the
  *         other four; t0 = the 95th percentile of their r (images of real
  *         sequences, groups >= MD_ENC_MIN_GROUP, not the merged "misc");
- *   far:  leave-one-group-out, each group predicted by a model of the rest;
- *         t1 = max(min(2 t0, the 5th percentile of their r), 1.25 t0), or 2 t0
- *         without far groups;
+ *   far:  leave-one-group-out, each group predicted by a model of the rest
+ *         (with a single group: its contiguous fifths, parts of the run the
+ *         model has not seen); t1 = max(min(2 t0, the 5th percentile of their
+ *         r), 1.25 t0), or 2 t0 without any;
  *   then, while a far group would be worse gated than unscaled (AbsRel, RMSE
  *   or delta1), t0 and t1 shrink by 0.8 (at most 20 times).
  * The predictive spread: sigma = sqrt(spread^2 + (s_near + (s_far - s_near)
@@ -438,17 +439,19 @@ static void mean_metrics(const md_enc_sample *s, const size_t *rows, size_t k, c
 /* ------------------------------------------------------------ training */
 
 /* One held-out prediction of the calibration: its ln s, distance ratio and
- * the group it came from (or -1 for the near set). */
+ * the held-out set it belongs to (-1: the near set; else a far set: a group,
+ * or a block of the only group). */
 typedef struct {
     size_t row;
     double pred, r;
+    int set;
 } held;
 
 /* Fits an ensemble on the samples fit[0..nf) and predicts out[0..no),
  * appending to h. */
 static md_status hold_out(const md_enc_sample *s, size_t p, const size_t *fit, size_t nf,
-                          const size_t *out, size_t no, double lambda, uint64_t *rng, held *h,
-                          size_t *nh, md_error *err)
+                          const size_t *out, size_t no, double lambda, uint64_t *rng, int set,
+                          held *h, size_t *nh, md_error *err)
 {
     design d;
     md_status st = design_init(&d, s, fit, nf, p, err);
@@ -469,6 +472,7 @@ static md_status hold_out(const md_enc_sample *s, size_t p, const size_t *fit, s
     for (size_t i = 0; st == MD_OK && i < no; i++) {
         double zz = standardise(&d, s[out[i]].features, z), spread;
         h[*nh].row = out[i];
+        h[*nh].set = set;
         ensemble_predict(&e, z, &h[*nh].pred, &spread);
         h[*nh].r = knn_distance(&d, z, zz, (size_t)-1) / d_in;
         ++*nh;
@@ -638,10 +642,10 @@ md_status md_enc_train(const md_enc_sample *s, size_t n, size_t p, const md_enc_
                 fit[nf++] = perm[i];
         }
         if (no && nf)
-            st = hold_out(s, p, fit, nf, fold, no, lambda, &crng, h, &nh, err);
+            st = hold_out(s, p, fit, nf, fold, no, lambda, &crng, -1, h, &nh, err);
     }
     n_near = nh;
-    int n_far_groups = 0;
+    int n_far = 0; /* far sets */
     for (int g = 0; g < groups && st == MD_OK; g++) {
         size_t nf = 0, no = 0;
         int rest_has_sequence = 0;
@@ -657,8 +661,25 @@ md_status md_enc_train(const md_enc_sample *s, size_t n, size_t p, const md_enc_
         /* without a real sequence in the rest its d_in means nothing */
         if (!no || !rest_has_sequence)
             continue;
-        st = hold_out(s, p, fit, nf, fold, no, lambda, &crng, h, &nh, err);
-        n_far_groups++;
+        st = hold_out(s, p, fit, nf, fold, no, lambda, &crng, n_far++, h, &nh, err);
+    }
+    /* One sequence has no other group to stand for a new scene: its
+     * contiguous fifths (in the training list's order, a run's frames in
+     * time) do, parts of the run the model has not seen. They are nearer
+     * than a new scene would be, so t1 comes out lower: a stricter gate. */
+    const char *far_kind = "held-out groups";
+    if (n_far == 0 && n >= 2 * MD_ENC_MIN_GROUP) {
+        far_kind = "held-out fifths of the only sequence";
+        for (int b = 0; b < 5 && st == MD_OK; b++) {
+            size_t a0 = n * (size_t)b / 5, a1 = n * (size_t)(b + 1) / 5, nf = 0, no = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (i >= a0 && i < a1)
+                    fold[no++] = i;
+                else
+                    fit[nf++] = i;
+            }
+            st = hold_out(s, p, fit, nf, fold, no, lambda, &crng, n_far++, h, &nh, err);
+        }
     }
     free(fold);
     if (st != MD_OK)
@@ -684,15 +705,15 @@ md_status md_enc_train(const md_enc_sample *s, size_t n, size_t p, const md_enc_
         if (isfinite(p5))
             t1 = fmax(fmin(t1, p5), 1.25 * t0);
     }
-    say(&t, "gate: t0 %.3f (95th percentile of r over %zu near images), t1 %.3f (%d far groups)\n",
-        t0, n_near, t1, n_far_groups);
-    /* no held-out training group may get worse through the gate */
+    say(&t, "gate: t0 %.3f (95th percentile of r over %zu near images), t1 %.3f (%d %s)\n", t0,
+        n_near, t1, n_far, far_kind);
+    /* no held-out far set may get worse through the gate */
     for (int iter = 0; iter < 20; iter++) {
         int bad = 0;
-        for (int g = 0; g < groups && !bad; g++) {
+        for (int g = 0; g < n_far && !bad; g++) {
             size_t nt = 0;
             for (size_t i = n_near; i < nh; i++)
-                if (s[h[i].row].group == g) {
+                if (h[i].set == g) {
                     test[nt] = h[i].row;
                     ls[nt] = gate_weight(h[i].r, t0, t1) * h[i].pred;
                     nt++;
@@ -711,7 +732,7 @@ md_status md_enc_train(const md_enc_sample *s, size_t n, size_t p, const md_enc_
             break;
         t0 *= 0.8;
         t1 *= 0.8;
-        say(&t, "gate: a held-out group got worse: lowered to t0 %.3f, t1 %.3f\n", t0, t1);
+        say(&t, "gate: a held-out set got worse: lowered to t0 %.3f, t1 %.3f\n", t0, t1);
     }
     /* the residual spread of ln s near and far */
     double sn = 0, sf = 0;
@@ -738,11 +759,11 @@ md_status md_enc_train(const md_enc_sample *s, size_t n, size_t p, const md_enc_
     }
     say(&t, "distance scale d_in %.4f; RMS error of ln s near %.3f, far %.3f\n", d_in,
         sigma_near, sigma_far);
-    for (int g = 0; g < groups; g++) {
+    for (int g = 0; g < n_far; g++) {
         size_t nt = 0;
         double rsum = 0, wsum = 0;
         for (size_t i = n_near; i < nh; i++)
-            if (s[h[i].row].group == g) {
+            if (h[i].set == g) {
                 test[nt] = h[i].row;
                 ls[nt] = h[i].pred;
                 rsum += h[i].r;
@@ -756,7 +777,7 @@ md_status md_enc_train(const md_enc_sample *s, size_t n, size_t p, const md_enc_
         for (size_t i = 0; i < nt; i++)
             ls[i] = 0;
         mean_metrics(s, test, nt, ls, &un);
-        say(&t, "  held-out group %d (%zu images): mean r %.2f, mean gate weight %.2f, %s %.4f "
+        say(&t, "  held-out set %d (%zu images): mean r %.2f, mean gate weight %.2f, %s %.4f "
                 "unscaled, %.4f predicted\n",
             g, nt, rsum / (double)nt, wsum / (double)nt, s[0].curve ? "AbsRel" : "sq. ln error",
             un.abs_rel, ad.abs_rel);

@@ -276,7 +276,7 @@ md_status md_cnn_work_init(md_cnn_work *w, const md_cnn_spec *s, int batch, bool
     return MD_OK;
 fail:
     md_cnn_work_free(w);
-    return err ? err->code : MD_ERR_NOMEM;
+    return MD_ERR_NOMEM; /* only allocations fail here (err may be NULL) */
 }
 
 /* ------------------------------------------------------------ init */
@@ -551,8 +551,11 @@ md_status md_cnn_model_predict(md_cnn_model *m, const md_image *img, double *log
     if (!img->pixels || img->width < 1 || img->height < 1 || img->width > MD_MAX_DIM ||
         img->height > MD_MAX_DIM)
         return md_fail(err, MD_ERR_ARG, "scale CNN predict: empty or invalid image");
-    if (!m->infer.act[0] && md_cnn_work_init(&m->infer, &m->spec, 1, false, 1, err) != MD_OK)
-        return err ? err->code : MD_ERR_NOMEM;
+    if (!m->infer.act[0]) {
+        md_status s = md_cnn_work_init(&m->infer, &m->spec, 1, false, 1, err);
+        if (s != MD_OK)
+            return s;
+    }
     size_t need = (size_t)3 * img->width * img->height;
     if (need > m->tmp_cap) {
         float *t = md_malloc(sizeof(float) * need, "scale CNN image buffer", err);
