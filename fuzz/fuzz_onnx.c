@@ -41,14 +41,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* Keep runs cheap: small inputs and modest arithmetic only. */
         if (info->in_numel <= 4096 && info->flop < 5e7) {
             float *in = malloc(sizeof(float) * info->in_numel);
-            if (in) {
+            md_onnx_ws *ws = md_onnx_ws_create(g, 1);
+            if (in && ws) {
                 for (size_t i = 0; i < info->in_numel; i++)
                     in[i] = (float)(i % 17) * 0.125f - 1.0f;
-                const float *out = md_onnx_graph_run(g, in);
+                const float *out = md_onnx_graph_run(g, ws, NULL, in, NULL);
                 volatile float sink = info->out_numel ? out[info->out_numel - 1] : 0.0f;
                 (void)sink;
-                free(in);
             }
+            free(in);
+            md_onnx_ws_free(ws);
         }
         md_onnx_graph_free(g);
     } else if (!err.message[0]) {

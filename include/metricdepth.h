@@ -12,6 +12,11 @@
  *  - Every file writer writes a temporary file beside the target and renames it,
  *    so a failure never leaves a partial output.
  *  - No global mutable state: all state lives in the objects you pass.
+ *  - Thread safety: functions without a handle are reentrant. Plain structs
+ *    (md_image, md_depth, md_tensor, md_pair_list, ...) are data: any number of
+ *    threads may read one, none may write it meanwhile. Each handle states its
+ *    own contract: md_threadpool, md_model and md_scale_model are shared
+ *    freely between threads once loaded.
  */
 #ifndef METRICDEPTH_H
 #define METRICDEPTH_H
@@ -599,9 +604,78 @@ const char *md_scale_model_describe(const md_scale_model *model);
 const char *md_scale_model_base(const md_scale_model *model);
 void md_scale_model_free(md_scale_model *model);
 
+/* ----------------------------------------------------------- thread pools */
+
+/* A team of worker threads the library's kernels split their work over.
+ * Every model has one: its own (md_model_options.threads) or the
+ * application's (md_model_options.pool), which several models may share.
+ *
+ * Thread safety: md_threadpool_threads may be called from any thread. Any
+ * number of threads (and models) may use one pool at once: one parallel
+ * region owns the team at a time and a caller that finds it busy runs its
+ * work on its own thread instead of waiting, with the same results.
+ * md_threadpool_free must not race with any use, and comes after every model
+ * using the pool is freed. */
+typedef struct md_threadpool md_threadpool;
+
+/* threads: the team's size, the calling thread included (0 = one per online
+ * CPU; 1 = no extra threads: everything runs on the caller). */
+md_status md_threadpool_create(int threads, md_threadpool **out, md_error *err);
+int md_threadpool_threads(const md_threadpool *pool);
+void md_threadpool_free(md_threadpool *pool);
+
+/* -------------------------------------------------------------- runtime */
+
+/* What the kernels run on, for benchmarks and bug reports. */
+typedef struct {
+    char cpu[64];             /* the processor's brand string */
+    int cpus;                 /* online CPUs */
+    const char *fp32_kernels; /* "avx512" or "generic C" */
+    const char *bf16_kernels; /* "avx512_bf16" or "bf16 emulated in C" */
+    int amx_bf16;             /* the CPU has AMX-BF16 tiles (not used by the kernels yet) */
+} md_runtime_info;
+
+void md_runtime_describe(md_runtime_info *out);
+
+/* Measured on the calling thread in about 0.1 s of its CPU time: the clock
+ * (a chain of dependent integer additions, one per cycle) and how many
+ * float32 FMA and bf16 dot-product flops the kernels' instructions retire
+ * per cycle (16 independent chains). Peak GFLOP/s of n cores = n x ghz x
+ * flop_per_cycle. Zero where the CPU lacks the instructions. */
+typedef struct {
+    double ghz, fp32_flop_per_cycle, bf16_flop_per_cycle;
+} md_cpu_throughput;
+
+void md_cpu_measure(md_cpu_throughput *out);
+
 /* ---------------------------------------------------------------- models */
 
+/* A depth network: weights, immutable after md_model_load, and a thread pool.
+ *
+ * Thread safety: every function taking a const md_model * (predict,
+ * predict_ex, run_tensor, features, gflop, describe) may be called from any
+ * number of threads at once on one model (each call has its own activations:
+ * DA2 allocates them per call, the
+ * ONNX backend takes a workspace from a small cache behind a mutex, as ONNX
+ * Runtime's Run), and give the same bits as on one thread. This is the
+ * model/state split of llama.cpp and whisper.cpp without a handle to manage:
+ * weights are shared, state is per call. md_model_free must not race with
+ * any other use. */
 typedef struct md_model md_model;
+
+/* The arithmetic of the matrix products (the bulk of a network's work). */
+typedef enum {
+    MD_PRECISION_FP32 = 0, /* float32 throughout: matches the reference implementations */
+    MD_PRECISION_BF16 = 1, /* Depth Anything V2: weights converted to bfloat16 once at load,
+                              products of bf16 values summed in float32; LayerNorm, softmax,
+                              GELU and residual sums stay float32. Native on CPUs with
+                              AVX512_BF16, emulated (slowly) elsewhere */
+    MD_PRECISION_AUTO = 2  /* bf16 where the CPU multiplies bf16 natively, else fp32 */
+} md_precision;
+
+/* "fp32" | "bf16" | "auto"; -1 if unknown. */
+int md_precision_parse(const char *name);
+const char *md_precision_name(md_precision precision);
 
 /* Depth Anything V2's head: relative and metric checkpoints hold the same
  * tensors, so the kind is read from config.json's depth_estimation_type (the
@@ -611,13 +685,16 @@ typedef struct md_model md_model;
 enum { MD_HEAD_AUTO = 0, MD_HEAD_RELATIVE = 1, MD_HEAD_METRIC = 2 };
 
 typedef struct {
-    int threads;       /* 0 = all cores */
+    int threads;       /* own pool of this many (0 = all cores); ignored when pool is set */
+    md_threadpool *pool; /* the application's pool (borrowed: must outlive the model), or NULL */
     int input_size;    /* DA2: shorter side target (default 518); 0 = model default */
     double max_depth;  /* DA2 metric head: 0 = from config.json or the file name (20 indoor
                           hypersim, 80 outdoor vkitti; 20 when neither says) */
     int relative;      /* DA2 head: MD_HEAD_AUTO (0, from the file), MD_HEAD_RELATIVE (1:
                           ReLU, relative disparity) or MD_HEAD_METRIC (2: sigmoid x max_depth).
                           A kind that contradicts the file is used, with a note in md_model_info */
+    md_precision precision; /* default fp32; bf16 is for Depth Anything V2 (an ONNX model
+                               refuses it; auto keeps ONNX models in fp32) */
 } md_model_options;
 
 /* What a model outputs. */
@@ -643,23 +720,30 @@ md_status md_model_load(const char *path, const md_model_options *opts, md_model
                         md_error *err);
 /* Full pipeline: preprocess, run, map back to the image size. out->mask marks the
  * pixels the network actually saw (e.g. FastDepth's centre crop). */
-md_status md_model_predict(md_model *model, const md_image *img, md_depth *out, md_error *err);
+md_status md_model_predict(const md_model *model, const md_image *img, md_depth *out,
+                           md_error *err);
 
 /* The length of the features this model gives (0: none) and their signature. */
 size_t md_model_features(const md_model *model, uint64_t *signature);
 /* md_model_predict that also returns the encoder features (features may be
  * NULL); they come from the same forward pass, at the cost of a few
  * additions. */
-md_status md_model_predict_ex(md_model *model, const md_image *img, md_depth *out,
+md_status md_model_predict_ex(const md_model *model, const md_image *img, md_depth *out,
                               md_features *features, md_error *err);
+/* The network input md_model_predict makes of img (what run_tensor takes):
+ * with md_model_run_tensor, the network alone, e.g. to time it. */
+md_status md_model_preprocess(const md_model *model, const md_image *img, md_tensor *out,
+                              md_error *err);
 /* Raw network on an already preprocessed NCHW (or CHW) tensor. */
-md_status md_model_run_tensor(md_model *model, const md_tensor *input, md_tensor *output,
+md_status md_model_run_tensor(const md_model *model, const md_tensor *input, md_tensor *output,
                               md_error *err);
 /* Arithmetic of one forward pass at this image size in GFLOP (multiply-add = 2),
  * 0 if the backend cannot tell. For benchmarks. */
 double md_model_gflop(const md_model *model, int width, int height);
 /* "fastdepth (onnx)", "depth-anything-v2 vits metric", ... */
 const char *md_model_describe(const md_model *model);
+/* The precision the model runs in: fp32 or bf16 (auto resolved at load). */
+md_precision md_model_precision(const md_model *model);
 /* What the model outputs and where it was trained (see md_model_info). */
 void md_model_get_info(const md_model *model, md_model_info *info);
 void md_model_free(md_model *model);

@@ -710,5 +710,41 @@ contains "4x1"
 contains "5x1"
 expect 1 "$MD" scale --pred "$T/pred.pgm" --gt "$T/five.pgm"
 
+# --- under a memory limit (ulimit -v) predict finishes or fails cleanly, never hangs:
+# the kernels are metricdepth's own and start no BLAS thread pool (issue 14). The
+# limits count from what the binary's shared libraries alone map (FFmpeg, cairo:
+# about 200 MB here), found by bisection on --help: FastDepth must run within 150 MB
+# more, and fail with "out of memory" (exit 1) within 20 MB more. The sanitizer
+# builds reserve terabytes of address space, so only a plain build runs this.
+fd="$SHARED/models/fastdepth/fastdepth_7.onnx"
+img="$SHARED/data/nyu_demo_metric3d/rgb/rgb_00000.jpg"
+if [ -f "$fd" ] && [ -f "$img" ] && ! ldd "$MD" 2>/dev/null | grep -q -E 'libasan|libtsan'; then
+  lo=0; hi=4000000
+  while [ $((hi - lo)) -gt 5000 ]; do
+    mid=$(((lo + hi) / 2))
+    # (a limit below what the loader needs kills --help itself: the outer
+    # subshell keeps bash's crash notice out of the log)
+    if ( (ulimit -v "$mid"; "$MD" --help) >/dev/null 2>&1 ) 2>/dev/null; then hi=$mid; else lo=$mid; fi
+  done
+  for extra in 150000 20000; do
+    lim=$((hi + extra))
+    ( ulimit -v "$lim"; timeout 120 "$MD" predict --model "$fd" --scale none "$img" \
+        -o "$T/lim$extra" ) >"$T/out" 2>&1
+    rc=$?
+    if [ "$extra" -eq 150000 ]; then
+      if [ "$rc" -eq 0 ] && [ -f "$T/lim$extra/rgb_00000.depth.png" ]; then ok
+      else bad "predict under ulimit -v $lim (libraries + $extra): exit $rc (124 = hung)"
+        sed 's/^/    /' "$T/out" >&2; fi
+    elif [ "$rc" -eq 1 ] && grep -q "out of memory" "$T/out"; then ok
+    else bad "predict under ulimit -v $lim (libraries + $extra): exit $rc (wanted 1, out of memory)"
+      sed 's/^/    /' "$T/out" >&2; fi
+  done
+  # --precision: bf16 is for Depth Anything V2; an ONNX model says so (exit 1)
+  expect 1 "$MD" predict --model "$fd" --precision bf16 "$img" -o "$T/bf"
+  contains "bf16"
+  expect 2 "$MD" predict --model "$fd" --precision fp64 "$img" -o "$T/bf"
+  contains "fp32, bf16 or auto"
+fi
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

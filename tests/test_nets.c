@@ -130,6 +130,34 @@ static void test_default_model_lookup(void)
     rmdir(dir);
 }
 
+/* Precision: names round-trip; an ONNX model refuses bf16 (auto keeps it
+ * fp32); unknown values are refused. */
+static void test_precision(const char *shared)
+{
+    CHECK(md_precision_parse("fp32") == MD_PRECISION_FP32);
+    CHECK(md_precision_parse("bf16") == MD_PRECISION_BF16);
+    CHECK(md_precision_parse("auto") == MD_PRECISION_AUTO);
+    CHECK(md_precision_parse("fp16") == -1 && md_precision_parse(NULL) == -1);
+    CHECK(strcmp(md_precision_name(MD_PRECISION_BF16), "bf16") == 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/models/fastdepth/fastdepth_7.onnx", shared);
+    md_error err = {0};
+    md_model *m = NULL;
+    md_model_options opts = {0};
+    opts.precision = MD_PRECISION_BF16;
+    CHECK(md_model_load(path, &opts, &m, &err) == MD_ERR_UNSUPPORTED && m == NULL);
+    CHECK(strstr(err.message, "bf16") != NULL);
+    opts.precision = MD_PRECISION_AUTO;
+    CHECK_OK(md_model_load(path, &opts, &m, &err), &err);
+    CHECK(md_model_precision(m) == MD_PRECISION_FP32);
+    md_model_free(m);
+    opts.precision = (md_precision)7;
+    CHECK(md_model_load(path, &opts, &m, &err) == MD_ERR_ARG && m == NULL);
+    md_runtime_info info;
+    md_runtime_describe(&info);
+    CHECK(info.cpus >= 1 && info.cpu[0] && info.fp32_kernels && info.bf16_kernels);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/md_test_models_XXXXXX");
@@ -141,8 +169,10 @@ int main(void)
     const char *shared = check_shared_dir();
     char probe[512];
     snprintf(probe, sizeof probe, "%s/models/fastdepth/fastdepth_7.onnx", shared);
-    if (access(probe, R_OK) == 0)
+    if (access(probe, R_OK) == 0) {
         test_backends_by_content(shared);
+        test_precision(shared);
+    }
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)

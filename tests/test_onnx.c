@@ -15,6 +15,16 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+/* One run on a fresh single-threaded workspace; the output stays valid until
+ * the next run_once. */
+static md_onnx_ws *last_ws;
+static const float *run_once(const md_onnx_graph *g, const float *x)
+{
+    md_onnx_ws_free(last_ws);
+    last_ws = md_onnx_ws_create(g, 1);
+    return md_onnx_graph_run(g, last_ws, NULL, x, NULL);
+}
+
 /* Model: Y = Relu?(Conv(X[1,1,3,3], W[1,1,2,2] (raw_data), B[1] (packed float_data)))
  * followed by op_type (a unary op) when given. */
 static buf tiny_model(int64_t opset, const char *extra_op)
@@ -111,12 +121,14 @@ static void expect_run(const char *what, buf *m, const float *x, int ynd, const 
             same = info->out_dims[i] == ydims[i];
         CHECK_MSG(same, "%s: output shape", what);
         if (same) {
-            const float *y = md_onnx_graph_run(g, x);
+            const float *y = run_once(g, x);
             size_t n = dims_numel(ynd, ydims);
             for (size_t i = 0; i < n; i++)
                 CHECK_MSG(fabs((double)y[i] - want[i]) <= tol, "%s: y[%zu] = %g, want %g", what,
                           i, (double)y[i], (double)want[i]);
         }
+        md_onnx_ws_free(last_ws);
+        last_ws = NULL;
         md_onnx_graph_free(g);
     }
     free(m->d);
@@ -673,14 +685,16 @@ static void test_tiny_model(void)
         CHECK_OK(md_onnx_graph_build(&om, "tiny", 0, &g, &err), &err);
         if (g) {
             float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
-            const float *y = md_onnx_graph_run(g, x);
+            const float *y = run_once(g, x);
             /* by hand: windows (1 2 4 5), (2 3 5 6), (4 5 7 8), (5 6 8 9) . (1 2 3 4) + 0.5 */
             CHECK_NEAR(y[0], 37.5, 1e-5);
             CHECK_NEAR(y[1], 47.5, 1e-5);
             CHECK_NEAR(y[2], 67.5, 1e-5);
             CHECK_NEAR(y[3], 77.5, 1e-5);
             CHECK(md_onnx_graph_get_info(g)->flop == 2.0 * 4 * 4);
-            md_onnx_graph_free(g);
+            md_onnx_ws_free(last_ws);
+        last_ws = NULL;
+        md_onnx_graph_free(g);
         }
         md_onnx_free(&om);
     }
@@ -693,11 +707,13 @@ static void test_tiny_model(void)
         CHECK_OK(md_onnx_graph_build(&om, "clip", 0, &g, &err), &err);
         if (g) {
             float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
-            const float *y = md_onnx_graph_run(g, x);
+            const float *y = run_once(g, x);
             CHECK_NEAR(y[0], 37.5, 1e-5);
             CHECK_NEAR(y[1], 40.0, 1e-5);
             CHECK_NEAR(y[3], 40.0, 1e-5);
-            md_onnx_graph_free(g);
+            md_onnx_ws_free(last_ws);
+        last_ws = NULL;
+        md_onnx_graph_free(g);
         }
         md_onnx_free(&om);
     }
@@ -843,7 +859,9 @@ static void test_real_model_corrupt(void)
             md_onnx_graph *g = NULL;
             if (md_onnx_graph_build(&om, "flip", (size_t)256 << 20, &g, &err) == MD_OK) {
                 loaded++;
-                md_onnx_graph_free(g);
+                md_onnx_ws_free(last_ws);
+        last_ws = NULL;
+        md_onnx_graph_free(g);
             }
             md_onnx_free(&om);
         }

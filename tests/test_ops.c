@@ -1,8 +1,14 @@
-/* The shared kernels against brute force: md_conv2d (im2col + GEMM, the
- * depthwise and pointwise fast paths) against a direct 7-loop convolution in
- * double, over random shapes, strides, dilations, asymmetric pads and groups;
- * md_sgemm's transposes against a triple loop. */
+/* The shared kernels against brute force in double: the GEMM engine (every
+ * operand kind, transposes, epilogue, K blocking, edge tiles, every kernel
+ * family the CPU runs, any thread count giving the same bits) and the
+ * convolution driver (random shapes, strides, dilations, asymmetric pads,
+ * groups, depthwise; ReLU'd and upsampled sources, residuals, clamps, bands
+ * handed to a callback). */
 #include "check.h"
+#include "base/pool.h"
+#include "ops/cnn_ops.h"
+#include "ops/cpu.h"
+#include "ops/gemm.h"
 #include "ops/tensor_ops.h"
 #include "ops/transformer_ops.h"
 
@@ -20,15 +26,292 @@ static double uniform(void) /* [-1, 1) */
 }
 static int randint(int lo, int hi) { return lo + (int)((uniform() + 1.0) * 0.5 * (hi - lo + 1)) % (hi - lo + 1); }
 
+static float *rand_floats(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)uniform();
+    return p;
+}
+
+/* ------------------------------------------------------------ GEMM */
+
+/* op(A)[i][k] for A stored M x K (or K x M when trans) with row stride ld. */
+static double at(const float *a, size_t ld, bool trans, int r, int c)
+{
+    return trans ? a[(size_t)c * ld + r] : a[(size_t)r * ld + c];
+}
+
+static double bf(double v) /* rounded to bfloat16 */
+{
+    return md_bf16_to_f32(md_bf16_from_f32((float)v));
+}
+
+typedef struct {
+    int M, N, K;
+    bool ta, tb;
+    int a_kind, b_kind; /* md_operand_kind */
+    float alpha, beta;
+    bool bias_row, bias_col, row_scale, clamp, add;
+} gemm_case;
+
+/* Against sums in double of the operands as the arithmetic sees them: for
+ * bf16, each operand value rounded to bf16 (alpha folded in first when it
+ * goes into a raw operand). */
+static void check_gemm(const gemm_case *g, md_gemm_isa isa, md_threadpool *pool)
+{
+    int M = g->M, N = g->N, K = g->K;
+    md_gemm_type type = md_gemm_isa_type(isa);
+    bool bf16 = type == MD_GEMM_BF16;
+    size_t lda = g->ta ? (size_t)M : (size_t)K, ldb = g->tb ? (size_t)K : (size_t)N;
+    float *A = rand_floats((size_t)M * K), *B = rand_floats((size_t)K * N);
+    float *C = rand_floats((size_t)M * N), *C0 = malloc(sizeof(float) * ((size_t)M * N + 1));
+    memcpy(C0, C, sizeof(float) * (size_t)M * N);
+    float *br = rand_floats((size_t)M), *bc = rand_floats((size_t)N), *rs = rand_floats((size_t)M);
+    float *ad = rand_floats((size_t)M * N);
+    md_gemm_packed pa = {0}, pb = {0};
+    md_gemm_operand oa = md_gemm_raw(A, lda, g->ta), ob = md_gemm_raw(B, ldb, g->tb);
+    void *direct_a = NULL;
+    float *direct_b = NULL;
+    int a_kind = g->a_kind;
+    if (a_kind == MD_OPERAND_PACKED) {
+        CHECK(md_gemm_pack_a(&pa, type, A, lda, g->ta, M, K));
+        oa = md_gemm_prepacked(&pa);
+    } else if (a_kind == MD_OPERAND_DIRECT) {
+        /* row-major copy; bf16 rows padded to an even length with a zero */
+        size_t ld = bf16 ? (size_t)(K + 2) & ~(size_t)1 : (size_t)K + 3;
+        direct_a = calloc((size_t)M * ld + 1, bf16 ? 2 : 4);
+        for (int i = 0; i < M; i++)
+            for (int k = 0; k < K; k++) {
+                float v = (float)at(A, lda, g->ta, i, k);
+                if (bf16)
+                    ((uint16_t *)direct_a)[(size_t)i * ld + k] = md_bf16_from_f32(v);
+                else
+                    ((float *)direct_a)[(size_t)i * ld + k] = v;
+            }
+        oa = md_gemm_direct(direct_a, ld);
+    }
+    if (g->b_kind == MD_OPERAND_PACKED) {
+        CHECK(md_gemm_pack_b(&pb, type, B, ldb, g->tb, K, N));
+        ob = md_gemm_prepacked(&pb);
+    } else if (g->b_kind == MD_OPERAND_DIRECT) {
+        size_t ld = (size_t)N + 5;
+        direct_b = calloc((size_t)K * ld + 1, sizeof(float));
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < N; j++)
+                direct_b[(size_t)k * ld + j] = (float)at(B, ldb, g->tb, k, j);
+        ob = md_gemm_direct(direct_b, ld);
+    }
+    /* alpha != 1 needs a raw operand to fold into */
+    bool a_raw = a_kind == MD_OPERAND_RAW;
+    bool b_raw = g->b_kind == MD_OPERAND_RAW || (bf16 && g->b_kind == MD_OPERAND_DIRECT);
+    float alpha = a_raw || b_raw ? g->alpha : 1.0f;
+    md_gemm_epilogue e = md_gemm_epilogue_none();
+    e.beta = g->beta;
+    e.bias_row = g->bias_row ? br : NULL;
+    e.bias_col = g->bias_col ? bc : NULL;
+    e.row_scale = g->row_scale ? rs : NULL;
+    if (g->clamp) {
+        e.lo = -0.5f;
+        e.hi = 0.75f;
+    }
+    if (g->add) {
+        e.add = ad;
+        e.ld_add = (size_t)N;
+    }
+    if (pool == NULL)
+        md_gemm_block(isa, M, N, K, alpha, oa, ob, C, (size_t)N, &e, 0, M, 0, N);
+    else
+        md_gemm(pool, type, M, N, K, alpha, oa, ob, C, (size_t)N, &e);
+    double worst = 0, scale = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0, mag = 0;
+            for (int k = 0; k < K; k++) {
+                double a = at(A, lda, g->ta, i, k), b = at(B, ldb, g->tb, k, j);
+                if (bf16) {
+                    a = a_raw ? bf(alpha * a) : bf(a);
+                    b = !a_raw && b_raw ? bf(alpha * b) : bf(b);
+                } else {
+                    a *= a_raw ? alpha : 1.0;
+                    b *= !a_raw && b_raw ? alpha : 1.0;
+                }
+                s += a * b;
+                mag += fabs(a * b);
+            }
+            double v = s + g->beta * C0[(size_t)i * N + j];
+            if (g->bias_row)
+                v += br[i];
+            if (g->bias_col)
+                v += bc[j];
+            if (g->row_scale)
+                v *= rs[i];
+            if (g->clamp)
+                v = v < -0.5 ? -0.5 : v > 0.75 ? 0.75 : v;
+            if (g->add)
+                v += ad[(size_t)i * N + j];
+            double d = fabs(v - C[(size_t)i * N + j]);
+            worst = d > worst ? d : worst;
+            scale = mag > scale ? mag : scale;
+        }
+    /* float32 accumulation: rounding grows with the sum of |terms| */
+    CHECK_MSG(worst <= 1e-6 * (scale + 4) * 4, "gemm %s M %d N %d K %d ta %d tb %d kinds %d/%d: max err %g",
+              md_gemm_isa_name(isa), M, N, K, g->ta, g->tb, a_kind, g->b_kind, worst);
+    md_gemm_packed_free(&pa);
+    md_gemm_packed_free(&pb);
+    free(direct_a);
+    free(direct_b);
+    free(A);
+    free(B);
+    free(C);
+    free(C0);
+    free(br);
+    free(bc);
+    free(rs);
+    free(ad);
+}
+
+/* Every kernel family the CPU runs: float32 (portable, AVX-512) and bf16
+ * (emulated, AVX512_BF16). */
+static int isas(md_gemm_isa *out)
+{
+    int n = 0;
+    out[n++] = MD_ISA_GENERIC;
+    if (md_gemm_isa_best(MD_GEMM_F32) != MD_ISA_GENERIC)
+        out[n++] = md_gemm_isa_best(MD_GEMM_F32);
+    out[n++] = MD_ISA_BF16_EMU;
+    if (md_gemm_isa_best(MD_GEMM_BF16) != MD_ISA_BF16_EMU)
+        out[n++] = md_gemm_isa_best(MD_GEMM_BF16);
+    return n;
+}
+
+static void test_gemm_random(void)
+{
+    md_gemm_isa list[4];
+    int n_isa = isas(list);
+    for (int t = 0; t < 600; t++) {
+        gemm_case g;
+        memset(&g, 0, sizeof g);
+        g.M = randint(1, 40);
+        g.N = randint(1, 75);
+        g.K = t % 25 == 0 ? randint(1025, 2300) : randint(0, 50); /* K blocks past 1024 / 2048 */
+        g.ta = randint(0, 1);
+        g.tb = randint(0, 1);
+        g.a_kind = randint(0, 2);
+        g.b_kind = randint(0, 2);
+        g.alpha = t % 3 ? 1.0f : 0.5f;
+        g.beta = t % 4 == 1 ? 0.0f : (float)uniform();
+        g.bias_row = randint(0, 1);
+        g.bias_col = randint(0, 1);
+        g.row_scale = randint(0, 1);
+        g.clamp = randint(0, 1);
+        g.add = randint(0, 1);
+        check_gemm(&g, list[t % n_isa], NULL);
+    }
+}
+
+/* The bf16 kernels match the emulation's arithmetic: the same bits on a
+ * product whose sums are exact neither way (AVX512_BF16 CPUs only). */
+static void test_bf16_native_vs_emulated(void)
+{
+    if (md_gemm_isa_best(MD_GEMM_BF16) != MD_ISA_AVX512_BF16)
+        return;
+    int M = 30, N = 70, K = 300;
+    float *A = rand_floats((size_t)M * K), *B = rand_floats((size_t)K * N);
+    float *C1 = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N);
+    md_gemm_packed pb;
+    CHECK(md_gemm_pack_b(&pb, MD_GEMM_BF16, B, (size_t)N, false, K, N));
+    md_gemm_block(MD_ISA_AVX512_BF16, M, N, K, 1.0f, md_gemm_raw(A, (size_t)K, false),
+                  md_gemm_prepacked(&pb), C1, (size_t)N, NULL, 0, M, 0, N);
+    md_gemm_block(MD_ISA_BF16_EMU, M, N, K, 1.0f, md_gemm_raw(A, (size_t)K, false),
+                  md_gemm_prepacked(&pb), C2, (size_t)N, NULL, 0, M, 0, N);
+    double worst = 0;
+    for (int i = 0; i < M * N; i++)
+        worst = fmax(worst, fabs((double)C1[i] - C2[i]));
+    fprintf(stderr, "  native vs emulated bf16: max diff %g\n", worst);
+    CHECK(worst < 1e-4);
+    md_gemm_packed_free(&pb);
+    free(A);
+    free(B);
+    free(C1);
+    free(C2);
+}
+
+/* Round to nearest even, by hand. */
+static void test_bf16_rounding(void)
+{
+    CHECK(md_bf16_from_f32(1.0f) == 0x3f80);
+    CHECK(md_bf16_from_f32(1.0f + 1.0f / 256) == 0x3f80);          /* halfway: to even (down) */
+    CHECK(md_bf16_from_f32(1.0f + 3.0f / 256) == 0x3f82);          /* halfway: to even (up) */
+    CHECK(md_bf16_from_f32(1.0f + 1.0f / 256 + 1.0f / 4096) == 0x3f81); /* past halfway */
+    CHECK(md_bf16_from_f32(-2.0f) == 0xc000);
+    CHECK(isnan(md_bf16_to_f32(md_bf16_from_f32(NAN))));
+    CHECK(md_bf16_to_f32(md_bf16_from_f32(INFINITY)) == INFINITY);
+    float v[37];
+    uint16_t h[37];
+    for (int i = 0; i < 37; i++)
+        v[i] = (float)uniform() * 100.0f;
+    md_f32_to_bf16(v, h, 37); /* the vector path and the tail */
+    for (int i = 0; i < 37; i++)
+        CHECK(h[i] == md_bf16_from_f32(v[i]));
+}
+
+/* md_sgemm (C = alpha op(A) op(B) + beta C) on a pool: every transpose. */
+static void test_sgemm_transposes(void)
+{
+    md_threadpool *pool = md_pool_create(3);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            gemm_case g = {97, 131, 70, ta, tb, 0, 0, 2.0f, 0.5f, false, false, false, false, false};
+            check_gemm(&g, md_gemm_isa_best(MD_GEMM_F32), pool);
+            check_gemm(&g, md_gemm_isa_best(MD_GEMM_BF16), pool);
+        }
+    md_pool_destroy(pool);
+}
+
+/* Sharing the work among threads never changes a bit, in either arithmetic. */
+static void test_gemm_threads_bit_identical(void)
+{
+    int M = 150, N = 300, K = 2200;
+    float *A = rand_floats((size_t)M * K), *B = rand_floats((size_t)K * N);
+    float *C1 = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N);
+    md_threadpool *pools[3] = {NULL, md_pool_create(2), md_pool_create(5)};
+    for (int type = 0; type < 2; type++) {
+        md_gemm_packed pb;
+        CHECK(md_gemm_pack_b(&pb, type, B, (size_t)N, false, K, N));
+        for (int kind = 0; kind < 2; kind++) {
+            md_gemm_operand ob = kind ? md_gemm_prepacked(&pb) : md_gemm_raw(B, (size_t)N, false);
+            md_gemm(NULL, type, M, N, K, 1.0f, md_gemm_raw(A, (size_t)K, false), ob, C1,
+                    (size_t)N, NULL);
+            for (int p = 1; p < 3; p++) {
+                md_gemm(pools[p], type, M, N, K, 1.0f, md_gemm_raw(A, (size_t)K, false), ob, C2,
+                        (size_t)N, NULL);
+                CHECK_MSG(memcmp(C1, C2, sizeof(float) * M * N) == 0, "type %d kind %d pool %d",
+                          type, kind, p);
+            }
+        }
+        md_gemm_packed_free(&pb);
+    }
+    for (int p = 1; p < 3; p++)
+        md_pool_destroy(pools[p]);
+    free(A);
+    free(B);
+    free(C1);
+    free(C2);
+}
+
+/* ------------------------------------------------------------ convolution */
+
+/* In double; mag (may be NULL) gets the sum of |terms| of each output. */
 static void conv_direct(const md_conv2d_params *p, const float *in, int H, int W, const float *w,
-                        const float *b, double *out, int OH, int OW)
+                        const float *b, double *out, int OH, int OW, double *mag)
 {
     int cin_g = p->in_channels / p->groups, cout_g = p->out_channels / p->groups;
     for (int oc = 0; oc < p->out_channels; oc++) {
         int g = oc / cout_g;
         for (int oy = 0; oy < OH; oy++)
             for (int ox = 0; ox < OW; ox++) {
-                double acc = b ? b[oc] : 0.0;
+                double acc = b ? b[oc] : 0.0, m = 0.0;
                 for (int ic = 0; ic < cin_g; ic++)
                     for (int ky = 0; ky < p->kernel_h; ky++)
                         for (int kx = 0; kx < p->kernel_w; kx++) {
@@ -36,53 +319,140 @@ static void conv_direct(const md_conv2d_params *p, const float *in, int H, int W
                             int ix = ox * p->stride_w - p->pad_left + kx * p->dilation_w;
                             if (iy < 0 || iy >= H || ix < 0 || ix >= W)
                                 continue;
-                            acc += (double)in[((size_t)(g * cin_g + ic) * H + iy) * W + ix] *
-                                   w[(((size_t)oc * cin_g + ic) * p->kernel_h + ky) * p->kernel_w + kx];
+                            double t = (double)in[((size_t)(g * cin_g + ic) * H + iy) * W + ix] *
+                                       w[(((size_t)oc * cin_g + ic) * p->kernel_h + ky) * p->kernel_w + kx];
+                            acc += t;
+                            m += fabs(t);
                         }
                 out[((size_t)oc * OH + oy) * OW + ox] = acc;
+                if (mag)
+                    mag[((size_t)oc * OH + oy) * OW + ox] = m;
             }
     }
 }
 
-static void check_conv(const md_conv2d_params *p, int H, int W, int with_bias)
+/* PyTorch's bilinear align_corners=True, in double. */
+static void upsample_ac(const float *in, int C, int h, int w, float *out, int H, int W)
+{
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                double fy = H > 1 ? (double)y * (h - 1) / (H - 1) : 0.0;
+                double fx = W > 1 ? (double)x * (w - 1) / (W - 1) : 0.0;
+                int y0 = (int)fy, x0 = (int)fx;
+                int y1 = y0 + 1 < h ? y0 + 1 : y0, x1 = x0 + 1 < w ? x0 + 1 : x0;
+                double ly = fy - y0, lx = fx - x0;
+                const float *p = in + (size_t)c * h * w;
+                double v = (1 - ly) * ((1 - lx) * p[y0 * w + x0] + lx * p[y0 * w + x1]) +
+                           ly * ((1 - lx) * p[y1 * w + x0] + lx * p[y1 * w + x1]);
+                out[((size_t)c * H + y) * W + x] = (float)v;
+            }
+}
+
+typedef struct {
+    double *got;
+    int ow, cout, oh;
+    int bands;
+} band_sink;
+
+static void sink_band(void *user, const float *band, int y0, int y1, int worker)
+{
+    (void)worker;
+    band_sink *s = user;
+    size_t plane = (size_t)(y1 - y0) * s->ow;
+    for (int c = 0; c < s->cout; c++)
+        for (size_t i = 0; i < plane; i++)
+            s->got[((size_t)c * s->oh + y0) * s->ow + i] = band[(size_t)c * plane + i];
+    __atomic_add_fetch(&s->bands, 1, __ATOMIC_RELAXED);
+}
+
+/* mode: 0 plain, 1 ReLU'd source, 2 upsampled source, 3 residual + clamp,
+ * 4 bands to a callback. bf16: against the convolution of the bf16-rounded
+ * input and weights. */
+static void check_conv(const md_conv2d_params *p, int H, int W, bool with_bias, int mode,
+                       md_threadpool *pool, md_gemm_type type)
 {
     int OH, OW;
     if (!md_conv2d_output_size(p, H, W, &OH, &OW))
         return;
+    int uh = H > 2 ? H / 2 + 1 : H, uw = W > 2 ? W / 2 + 1 : W;
     size_t nin = (size_t)p->in_channels * H * W;
     size_t nw = (size_t)p->out_channels * (p->in_channels / p->groups) * p->kernel_h * p->kernel_w;
     size_t nout = (size_t)p->out_channels * OH * OW;
-    float *in = malloc(nin * sizeof *in), *w = malloc(nw * sizeof *w);
-    float *b = malloc((size_t)p->out_channels * sizeof *b), *out = malloc(nout * sizeof *out);
-    double *want = malloc(nout * sizeof *want);
-    size_t ns = md_conv2d_scratch_floats(p, H, W);
-    float *scratch = malloc((ns ? ns : 1) * sizeof *scratch);
-    for (size_t i = 0; i < nin; i++) in[i] = (float)uniform();
-    for (size_t i = 0; i < nw; i++) w[i] = (float)uniform();
-    for (int i = 0; i < p->out_channels; i++) b[i] = (float)uniform();
-    md_conv2d(p, in, H, W, w, with_bias ? b : NULL, out, scratch);
-    conv_direct(p, in, H, W, w, with_bias ? b : NULL, want, OH, OW);
+    float *in = rand_floats(mode == 2 ? (size_t)p->in_channels * uh * uw : nin);
+    float *w = rand_floats(nw), *b = rand_floats((size_t)p->out_channels);
+    float *out = malloc(nout * sizeof *out), *res = rand_floats(nout);
+    float *eff = malloc(nin * sizeof *eff); /* the input the convolution should see */
+    double *want = malloc(nout * sizeof *want), *got = malloc(nout * sizeof *got);
+    if (mode == 2)
+        upsample_ac(in, p->in_channels, uh, uw, eff, H, W);
+    else
+        for (size_t i = 0; i < nin; i++)
+            eff[i] = mode == 1 && in[i] < 0 ? 0.0f : in[i];
+    md_conv conv;
+    CHECK(md_conv_init(&conv, p, type, w, with_bias ? b : NULL));
+    bool bf16 = type == MD_GEMM_BF16 && !md_conv_is_depthwise(p); /* depthwise runs float32 */
+    float *wr = malloc(nw * sizeof *wr), *er = malloc(nin * sizeof *er);
+    for (size_t i = 0; i < nw; i++)
+        wr[i] = bf16 ? (float)bf(w[i]) : w[i];
+    for (size_t i = 0; i < nin; i++)
+        er[i] = bf16 ? (float)bf(eff[i]) : eff[i];
+    md_conv_src src = md_conv_plain_src(in, H, W);
+    if (mode == 1)
+        src.relu = true;
+    if (mode == 2) {
+        src.up_h = uh;
+        src.up_w = uw;
+    }
+    md_conv_dst dst = md_conv_to(out, -INFINITY, INFINITY);
+    band_sink sink = {got, OW, p->out_channels, OH, 0};
+    if (mode == 3) {
+        dst.lo = -0.25f;
+        dst.hi = 0.5f;
+        dst.add = res;
+    }
+    if (mode == 4) {
+        dst.out = NULL;
+        dst.band_fn = sink_band;
+        dst.user = &sink;
+    }
+    CHECK(md_conv_forward(&conv, pool, &src, &dst, NULL));
+    double *mag = malloc(nout * sizeof *mag);
+    conv_direct(p, er, H, W, wr, with_bias ? b : NULL, want, OH, OW, mag);
     double worst = 0;
     for (size_t i = 0; i < nout; i++) {
-        double e = fabs(out[i] - want[i]);
+        double v = want[i];
+        if (mode == 3)
+            v = (v < -0.25 ? -0.25 : v > 0.5 ? 0.5 : v) + res[i];
+        double g = mode == 4 ? got[i] : out[i];
+        /* float sums of up to a few hundred terms of size <= 1; bf16 of an
+         * upsampled value may round the other way than the reference's */
+        double tol = 1e-4 + (bf16 && mode == 2 ? mag[i] / 256 : 0);
+        double e = fabs(g - v) - tol;
         worst = e > worst ? e : worst;
     }
-    /* float sums of up to a few hundred terms of size <= 1 */
-    CHECK_MSG(worst < 1e-4, "conv cin %d cout %d k %dx%d s %d,%d d %d,%d pad %d,%d,%d,%d g %d on %dx%d: "
-              "max err %g", p->in_channels, p->out_channels, p->kernel_h, p->kernel_w, p->stride_h,
-              p->stride_w, p->dilation_h, p->dilation_w, p->pad_top, p->pad_left, p->pad_bottom,
-              p->pad_right, p->groups, H, W, worst);
-    free(in); free(w); free(b); free(out); free(want); free(scratch);
+    CHECK_MSG(worst <= 0, "%s conv mode %d cin %d cout %d k %dx%d s %d,%d d %d,%d pad %d,%d,%d,%d g %d on %dx%d: "
+              "max err %g past tolerance", type ? "bf16" : "fp32", mode, p->in_channels, p->out_channels, p->kernel_h, p->kernel_w,
+              p->stride_h, p->stride_w, p->dilation_h, p->dilation_w, p->pad_top, p->pad_left,
+              p->pad_bottom, p->pad_right, p->groups, H, W, worst);
+    free(wr);
+    free(er);
+    free(mag);
+    if (mode == 4)
+        CHECK(sink.bands >= 1);
+    md_conv_free(&conv);
+    free(in); free(w); free(b); free(out); free(res); free(eff); free(want); free(got);
 }
 
 static void test_conv_random(void)
 {
-    for (int t = 0; t < 300; t++) {
+    md_threadpool *pool = md_pool_create(3);
+    for (int t = 0; t < 400; t++) {
         md_conv2d_params p;
         memset(&p, 0, sizeof p);
         int kind = t % 4; /* general, depthwise, pointwise, grouped */
         p.groups = kind == 3 ? randint(2, 3) : 1;
-        int cin_g = randint(1, 6), cout_g = randint(1, 6);
+        int cin_g = randint(1, 6), cout_g = randint(1, 14);
         if (kind == 1) {
             p.groups = randint(2, 8);
             cin_g = cout_g = 1;
@@ -101,8 +471,10 @@ static void test_conv_random(void)
             p.pad_bottom = randint(0, 2);
             p.pad_right = randint(0, 2);
         }
-        check_conv(&p, randint(1, 40), randint(1, 70), t % 3 != 0);
+        check_conv(&p, randint(1, 40), randint(1, 70), t % 3 != 0, (t / 4) % 5,
+                   t % 2 ? pool : NULL, t % 3 == 1 ? MD_GEMM_BF16 : MD_GEMM_F32);
     }
+    md_pool_destroy(pool);
 }
 
 static void test_conv_by_hand(void)
@@ -111,11 +483,20 @@ static void test_conv_by_hand(void)
      * each 2x2 window = 12 16 / 24 28; with bias 0.5. */
     md_conv2d_params p = {1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1, 1};
     float in[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w[4] = {1, 1, 1, 1}, b = 0.5f, out[4];
-    float scratch[16];
     int oh, ow;
     CHECK(md_conv2d_output_size(&p, 3, 3, &oh, &ow) && oh == 2 && ow == 2);
-    md_conv2d(&p, in, 3, 3, w, &b, out, scratch);
+    md_conv conv;
+    CHECK(md_conv_init(&conv, &p, MD_GEMM_F32, w, &b));
+    md_conv_src src = md_conv_plain_src(in, 3, 3);
+    md_conv_dst dst = md_conv_to(out, -INFINITY, INFINITY);
+    CHECK(md_conv_forward(&conv, NULL, &src, &dst, NULL));
     CHECK(out[0] == 12.5f && out[1] == 16.5f && out[2] == 24.5f && out[3] == 28.5f);
+    /* ReLU as the clamp keeps NaN (as PyTorch) */
+    in[0] = NAN;
+    dst.lo = 0.0f;
+    CHECK(md_conv_forward(&conv, NULL, &src, &dst, NULL));
+    CHECK(isnan(out[0]) && out[3] == 28.5f);
+    md_conv_free(&conv);
     /* invalid parameters give no output size */
     md_conv2d_params bad = p;
     bad.stride_h = 0;
@@ -125,34 +506,53 @@ static void test_conv_by_hand(void)
     CHECK(!md_conv2d_output_size(&bad, 3, 3, &oh, &ow));
 }
 
-static void test_sgemm_transposes(void)
+/* A wide image splits into many bands over a pool: the same bits as one thread. */
+static void test_conv_threads_bit_identical(void)
 {
-    enum { M = 7, N = 5, K = 9 };
-    float A[M * K], At[K * M], B[K * N], Bt[N * K], C[M * N];
-    for (int i = 0; i < M; i++)
-        for (int k = 0; k < K; k++)
-            At[k * M + i] = A[i * K + k] = (float)uniform();
-    for (int k = 0; k < K; k++)
-        for (int j = 0; j < N; j++)
-            Bt[j * K + k] = B[k * N + j] = (float)uniform();
-    for (int ta = 0; ta < 2; ta++)
-        for (int tb = 0; tb < 2; tb++) {
-            for (int i = 0; i < M * N; i++)
-                C[i] = 1.0f;
-            /* C = 2 op(A) op(B) + 0.5 C */
-            md_sgemm(ta, tb, M, N, K, 2.0f, ta ? At : A, ta ? M : K, tb ? Bt : B, tb ? K : N,
-                     0.5f, C, N);
-            double worst = 0;
-            for (int i = 0; i < M; i++)
-                for (int j = 0; j < N; j++) {
-                    double acc = 0;
-                    for (int k = 0; k < K; k++)
-                        acc += (double)A[i * K + k] * B[k * N + j];
-                    double e = fabs(C[i * N + j] - (2 * acc + 0.5));
-                    worst = e > worst ? e : worst;
-                }
-            CHECK_MSG(worst < 1e-5, "sgemm ta %d tb %d: max err %g", ta, tb, worst);
+    md_conv2d_params p = {16, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    int H = 61, W = 83;
+    float *in = rand_floats((size_t)16 * H * W), *w = rand_floats((size_t)24 * 16 * 9);
+    float *b = rand_floats(24), *o1 = malloc(sizeof(float) * 24 * H * W),
+          *o2 = malloc(sizeof(float) * 24 * H * W);
+    md_conv conv;
+    CHECK(md_conv_init(&conv, &p, MD_GEMM_F32, w, b));
+    md_conv_src src = md_conv_plain_src(in, H, W);
+    md_conv_dst d1 = md_conv_to(o1, 0.0f, INFINITY), d2 = md_conv_to(o2, 0.0f, INFINITY);
+    md_threadpool *pool = md_pool_create(4);
+    CHECK(md_conv_forward(&conv, NULL, &src, &d1, NULL));
+    CHECK(md_conv_forward(&conv, pool, &src, &d2, NULL));
+    CHECK(memcmp(o1, o2, sizeof(float) * 24 * H * W) == 0);
+    md_pool_destroy(pool);
+    md_conv_free(&conv);
+    free(in); free(w); free(b); free(o1); free(o2);
+}
+
+/* The one max pool: first maximum, NaN wins, padding ignored, argmax. */
+static void test_maxpool(void)
+{
+    md_pool2d_params p = {3, 3, 2, 2, 1, 1, 1, 1, 0};
+    float in[16];
+    for (int i = 0; i < 16; i++)
+        in[i] = (float)((i * 7) % 16);
+    float out[4];
+    int32_t arg[4];
+    md_maxpool2d(&p, in, 1, 4, 4, out, 2, 2, arg);
+    /* windows: rows -1..1 / 1..3, cols -1..1 / 1..3 */
+    for (int oy = 0; oy < 2; oy++)
+        for (int ox = 0; ox < 2; ox++) {
+            float m = -INFINITY;
+            int mi = -1;
+            for (int y = 2 * oy - 1; y <= 2 * oy + 1; y++)
+                for (int x = 2 * ox - 1; x <= 2 * ox + 1; x++)
+                    if (y >= 0 && y < 4 && x >= 0 && x < 4 && in[y * 4 + x] > m) {
+                        m = in[y * 4 + x];
+                        mi = y * 4 + x;
+                    }
+            CHECK(out[oy * 2 + ox] == m && arg[oy * 2 + ox] == mi);
         }
+    in[0] = NAN; /* only the first window sees it */
+    md_maxpool2d(&p, in, 1, 4, 4, out, 2, 2, NULL);
+    CHECK(isnan(out[0]) && !isnan(out[1]) && !isnan(out[2]) && !isnan(out[3]));
 }
 
 /* The fast exponential under GELU and softmax is defined for NaN and Inf:
@@ -180,29 +580,47 @@ static void test_nonfinite_math(void)
     /* attention: one NaN key poisons every row (softmax over it) instead of
      * taking all the weight with a finite value */
     enum { T = 20, D = 4 };
-    float qkv[T * 3 * D], out[T * D], scores[MD_ATTENTION_BLOCK * T];
+    float qkv[T * 3 * D], out[T * D];
+    size_t kv_bytes = (md_attention_kv_bytes(MD_GEMM_F32, T, D) + 63) / 64 * 64;
+    size_t s_bytes = (md_attention_scratch_bytes(MD_GEMM_F32, T) + 63) / 64 * 64;
+    void *kv = aligned_alloc(64, kv_bytes), *scratch = aligned_alloc(64, s_bytes);
+    CHECK(kv && scratch);
     for (int i = 0; i < T * 3 * D; i++)
         qkv[i] = (float)((i * 37) % 11) * 0.1f - 0.5f;
     for (int pos = 0; pos < 2; pos++) {
         float saved = qkv[(pos ? 18 : 5) * 3 * D + D + 1];
         qkv[(pos ? 18 : 5) * 3 * D + D + 1] = NAN; /* token 5 (or 18)'s key */
-        md_attention_rows(qkv, T, 1, D, 0, 0, T, out, scores);
+        md_attention_pack_kv(MD_GEMM_F32, qkv, NULL, T, 1, D, 0, kv);
+        md_attention_rows(MD_GEMM_F32, qkv, NULL, kv, T, 1, D, 0, 0, T, out, scratch);
         int finite = 0;
         for (int i = 0; i < T * D; i++)
             finite += isfinite(out[i]) != 0;
         CHECK_MSG(finite == 0, "%d of %d attention outputs finite with a NaN key", finite, T * D);
         qkv[(pos ? 18 : 5) * 3 * D + D + 1] = saved;
     }
-    md_attention_rows(qkv, T, 1, D, 0, 0, T, out, scores);
+    md_attention_pack_kv(MD_GEMM_F32, qkv, NULL, T, 1, D, 0, kv);
+    md_attention_rows(MD_GEMM_F32, qkv, NULL, kv, T, 1, D, 0, 0, T, out, scratch);
     for (int i = 0; i < T * D; i++)
         CHECK(isfinite(out[i]));
+    free(kv);
+    free(scratch);
 }
 
 int main(void)
 {
+    md_cpu_features f = md_cpu_detect();
+    fprintf(stderr, "kernels: %s, %s (avx512 %d, avx512_bf16 %d, amx %d)\n",
+            md_gemm_isa_name(md_gemm_isa_best(MD_GEMM_F32)),
+            md_gemm_isa_name(md_gemm_isa_best(MD_GEMM_BF16)), f.avx512, f.avx512_bf16, f.amx_bf16);
+    RUN_TEST(test_bf16_rounding);
+    RUN_TEST(test_gemm_random);
+    RUN_TEST(test_bf16_native_vs_emulated);
+    RUN_TEST(test_sgemm_transposes);
+    RUN_TEST(test_gemm_threads_bit_identical);
     RUN_TEST(test_nonfinite_math);
     RUN_TEST(test_conv_by_hand);
     RUN_TEST(test_conv_random);
-    RUN_TEST(test_sgemm_transposes);
+    RUN_TEST(test_conv_threads_bit_identical);
+    RUN_TEST(test_maxpool);
     return check_finish();
 }

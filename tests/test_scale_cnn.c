@@ -10,8 +10,10 @@
  *    malformed model files, determinism, and PyTorch's init ranges. */
 #include "check.h"
 #include "base/base.h"
+#include "base/pool.h"
 #include "formats/weights.h"
 #include "scale/scale_cnn.h"
+#include "ops/cnn_ops.h"
 #include "ops/train_ops.h"
 
 #include <stdint.h>
@@ -80,8 +82,12 @@ typedef struct {
 static double conv_loss(void *v)
 {
     conv_ctx *c = v;
-    md_train_conv_forward(&c->p, c->in, c->in_h, c->in_w, c->w, c->b, false, c->out, c->out_h,
-                          c->out_w, c->col);
+    md_conv conv;
+    CHECK(md_conv_init(&conv, &c->p, MD_GEMM_F32, c->w, c->b));
+    md_conv_src src = md_conv_plain_src(c->in, c->in_h, c->in_w);
+    md_conv_dst dst = md_conv_to(c->out, -INFINITY, INFINITY);
+    CHECK(md_conv_forward(&conv, NULL, &src, &dst, NULL));
+    md_conv_free(&conv);
     return dot(c->out, c->r, (size_t)c->p.out_channels * c->out_h * c->out_w);
 }
 
@@ -135,14 +141,14 @@ static void conv_case(int cin, int cout, int h, int w, int stride, int pad)
                     worst = d;
             }
     CHECK_MSG(worst < 1e-4, "conv forward vs direct loop: max diff %g", worst);
-    md_train_conv_backward(&c.p, c.in, h, w, c.w, c.r, c.out_h, c.out_w, dw, db, din, c.col, dcol);
+    md_conv_backward(&c.p, c.in, h, w, c.w, c.r, c.out_h, c.out_w, dw, db, din, c.col, dcol);
     grad_check("conv dW", c.w, dw, nw, 60, 1e-2f, 1e-3, 1e-4, conv_loss, &c);
     grad_check("conv db", c.b, db, (size_t)cout, 1000, 1e-2f, 1e-3, 1e-4, conv_loss, &c);
     grad_check("conv dX", c.in, din, ni, 1000, 1e-2f, 1e-3, 1e-4, conv_loss, &c);
     /* Accumulation: a second backward adds the same weight gradient again. */
     float *dw2 = malloc(nw * 4);
     memcpy(dw2, dw, nw * 4);
-    md_train_conv_backward(&c.p, c.in, h, w, c.w, c.r, c.out_h, c.out_w, dw, db, NULL, c.col,
+    md_conv_backward(&c.p, c.in, h, w, c.w, c.r, c.out_h, c.out_w, dw, db, NULL, c.col,
                            dcol);
     double accum_err = 0.0;
     for (size_t i = 0; i < nw; i++)
@@ -202,7 +208,7 @@ static void test_relu(void)
     grad_check("relu", x, g, N, N, 1e-2f, 1e-3, 1e-5, relu_loss, &c);
     /* And the fused ReLU of md_linear_forward clamps exactly. */
     float w1 = 1.0f, in[3] = {-2, 0.5f, 3}, out[3];
-    md_linear_forward(in, 3, 1, 1, &w1, NULL, true, out);
+    md_linear_forward(in, 3, 1, 1, &w1, NULL, true, out, NULL);
     CHECK(out[0] == 0.0f && out[1] == 0.5f && out[2] == 3.0f);
 }
 
@@ -210,14 +216,15 @@ typedef struct {
     float *in, *out, *r;
     int32_t *arg;
     size_t planes;
-    int h, w, oh, ow, threads, k, s;
+    int h, w, oh, ow, k, s;
+    md_threadpool *pool;
 } pool_ctx;
 
 static double pool_loss(void *v)
 {
     pool_ctx *c = v;
     md_maxpool_forward(c->in, c->planes, c->h, c->w, c->k, c->s, c->out, c->oh, c->ow, c->arg,
-                       c->threads);
+                       c->pool);
     return dot(c->out, c->r, c->planes * (size_t)c->oh * c->ow);
 }
 
@@ -231,7 +238,7 @@ static void maxpool_case(int h, int k, int st, int threads)
     c.s = st;
     c.oh = (h - k) / st + 1;
     c.ow = (6 - k) / st + 1;
-    c.threads = threads;
+    c.pool = md_pool_create(threads);
     size_t ni = c.planes * (size_t)h * 6, no = c.planes * (size_t)c.oh * c.ow;
     c.in = malloc(ni * 4);
     c.out = malloc(no * 4);
@@ -257,13 +264,14 @@ static void maxpool_case(int h, int k, int st, int threads)
                 wrong += c.out[(p * (size_t)c.oh + oy) * c.ow + ox] != m;
             }
     CHECK_MSG(wrong == 0, "maxpool forward: %d wrong", wrong);
-    md_maxpool_backward(c.r, c.arg, c.planes, c.h, c.w, k, st, c.oh, c.ow, din, threads);
+    md_maxpool_backward(c.r, c.arg, c.planes, c.h, c.w, k, st, c.oh, c.ow, din, c.pool);
     grad_check("maxpool dX", c.in, din, ni, ni, 1e-2f, 1e-3, 1e-5, pool_loss, &c);
     free(c.in);
     free(c.out);
     free(c.r);
     free(c.arg);
     free(din);
+    md_pool_destroy(c.pool);
 }
 
 static void test_maxpool(void)
@@ -274,7 +282,7 @@ static void test_maxpool(void)
     /* Ties go to the first maximum in scan order, as PyTorch. */
     float tie[4] = {1, 1, 1, 1}, o;
     int32_t a;
-    md_maxpool_forward(tie, 1, 2, 2, 2, 2, &o, 1, 1, &a, 1);
+    md_maxpool_forward(tie, 1, 2, 2, 2, 2, &o, 1, 1, &a, NULL);
     CHECK(a == 0 && o == 1.0f);
 }
 
@@ -286,7 +294,7 @@ typedef struct {
 static double gap_loss(void *v)
 {
     gap_ctx *c = v;
-    md_gap_forward(c->in, c->planes, c->hw, c->out);
+    md_global_avgpool(c->in, c->planes, c->hw, c->out);
     return dot(c->out, c->r, c->planes);
 }
 
@@ -319,7 +327,7 @@ typedef struct {
 static double lin_loss(void *v)
 {
     lin_ctx *c = v;
-    md_linear_forward(c->x, c->batch, c->in_f, c->out_f, c->w, c->b, c->relu, c->y);
+    md_linear_forward(c->x, c->batch, c->in_f, c->out_f, c->w, c->b, c->relu, c->y, NULL);
     return dot(c->y, c->r, (size_t)c->batch * c->out_f);
 }
 
@@ -346,7 +354,7 @@ static void test_linear(void)
             worst = fmax(worst, fabs(s - y[bb * 5 + o]));
         }
     CHECK_MSG(worst < 1e-5, "linear forward: %g", worst);
-    md_linear_backward(x, 3, 7, 5, w, r, dw, db, dx);
+    md_linear_backward(x, 3, 7, 5, w, r, dw, db, dx, NULL);
     grad_check("linear dW", w, dw, 35, 35, 1e-2f, 1e-3, 1e-5, lin_loss, &c);
     grad_check("linear db", b, db, 5, 5, 1e-2f, 1e-3, 1e-5, lin_loss, &c);
     grad_check("linear dX", x, dx, 21, 21, 1e-2f, 1e-3, 1e-5, lin_loss, &c);
@@ -573,17 +581,17 @@ static void test_adam(void)
      * Step 3, g = (-1, 0.25, 0): same formula, p = (0.8075649, -1.9203978, 0.3680643). */
     float p[3] = {1.0f, -2.0f, 0.5f}, m[3] = {0}, v[3] = {0};
     float g1[3] = {0.5f, -1.0f, 0.0f}, g2[3] = {0.5f, 1.0f, 2.0f}, g3[3] = {-1.0f, 0.25f, 0.0f};
-    md_adam_step(p, g1, m, v, 3, 0.1, 0.9, 0.999, 1e-8, 1, 1);
+    md_adam_step(p, g1, m, v, 3, 0.1, 0.9, 0.999, 1e-8, 1, NULL);
     CHECK_NEAR(p[0], 0.9, 1e-6);
     CHECK_NEAR(p[1], -1.9, 1e-6);
     CHECK_NEAR(p[2], 0.5, 1e-7);
     CHECK_NEAR(m[1], -0.1, 1e-7);
     CHECK_NEAR(v[1], 0.001, 1e-10); /* (1 - beta2) formed in double, as PyTorch */
-    md_adam_step(p, g2, m, v, 3, 0.1, 0.9, 0.999, 1e-8, 2, 1);
+    md_adam_step(p, g2, m, v, 3, 0.1, 0.9, 0.999, 1e-8, 2, NULL);
     CHECK_NEAR(p[0], 0.8, 1e-6);
     CHECK_NEAR(p[1], -1.9052632, 1e-6);
     CHECK_NEAR(p[2], 0.4255863, 1e-6);
-    md_adam_step(p, g3, m, v, 3, 0.1, 0.9, 0.999, 1e-8, 3, 1);
+    md_adam_step(p, g3, m, v, 3, 0.1, 0.9, 0.999, 1e-8, 3, NULL);
     CHECK_NEAR(p[0], 0.8075649, 2e-6);
     CHECK_NEAR(p[1], -1.9203978, 2e-6);
     CHECK_NEAR(p[2], 0.3680643, 2e-6);
@@ -599,9 +607,9 @@ static void test_adam(void)
             G2[i] = g2[i % 3];
             G3[i] = g3[i % 3];
         }
-        md_adam_step(P, G1, M, V, 19, 0.1, 0.9, 0.999, 1e-8, 1, 1);
-        md_adam_step(P, G2, M, V, 19, 0.1, 0.9, 0.999, 1e-8, 2, 1);
-        md_adam_step(P, G3, M, V, 19, 0.1, 0.9, 0.999, 1e-8, 3, 1);
+        md_adam_step(P, G1, M, V, 19, 0.1, 0.9, 0.999, 1e-8, 1, NULL);
+        md_adam_step(P, G2, M, V, 19, 0.1, 0.9, 0.999, 1e-8, 2, NULL);
+        md_adam_step(P, G3, M, V, 19, 0.1, 0.9, 0.999, 1e-8, 3, NULL);
         for (int i = 0; i < 19; i++)
             CHECK_NEAR(P[i], want[i % 3], 2e-6);
     }
@@ -613,8 +621,10 @@ static void test_adam(void)
     fill(pa, n, -1, 1);
     memcpy(pb, pa, n * 4);
     fill(g, n, -1, 1);
-    md_adam_step(pa, g, ma, va, n, 1e-3, 0.9, 0.999, 1e-8, 1, 1);
-    md_adam_step(pb, g, mb, vb, n, 1e-3, 0.9, 0.999, 1e-8, 1, 2);
+    md_adam_step(pa, g, ma, va, n, 1e-3, 0.9, 0.999, 1e-8, 1, NULL);
+    md_threadpool *two = md_pool_create(2);
+    md_adam_step(pb, g, mb, vb, n, 1e-3, 0.9, 0.999, 1e-8, 1, two);
+    md_pool_destroy(two);
     CHECK(memcmp(pa, pb, n * 4) == 0 && memcmp(va, vb, n * 4) == 0);
     free(pa);
     free(pb);

@@ -1,4 +1,5 @@
 #include "base/pool.h"
+#include "base/base.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -6,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define POOL_MAX 64
 #define SPIN_ROUNDS 20000
@@ -13,14 +15,18 @@
 /* Tasks are claimed from one 64-bit word: region number (high 32 bits) and
  * next task (low 32). A worker that wakes late, after its region ended, fails
  * the compare-exchange and simply waits again, so the caller only ever waits
- * for tasks actually running, never for a worker that is not scheduled. */
-struct md_pool {
+ * for tasks actually running, never for a worker that is not scheduled.
+ * `busy` gives the team to one region at a time; fn, ctx, n and region are
+ * written only by its holder, and published to the workers by the release
+ * store of the claim word. */
+struct md_threadpool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     atomic_uint gen;             /* wake-up counter, bumped under mu */
     atomic_uint_least64_t claim; /* region << 32 | next task */
     atomic_int done;             /* tasks finished in the current region */
     atomic_bool stop;
+    atomic_bool busy;            /* a region owns the team */
     md_task_fn fn;
     void *ctx;
     atomic_int n;                /* tasks in the current region */
@@ -36,7 +42,13 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static void take_tasks(md_pool *p, int worker)
+int md_cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > POOL_MAX ? POOL_MAX : (int)n;
+}
+
+static void take_tasks(md_threadpool *p, int worker)
 {
     for (;;) {
         uint_least64_t c = atomic_load_explicit(&p->claim, memory_order_acquire);
@@ -52,13 +64,13 @@ static void take_tasks(md_pool *p, int worker)
 }
 
 typedef struct {
-    md_pool *p;
+    md_threadpool *p;
     int worker;
 } start_arg;
 
 static void *worker_main(void *arg)
 {
-    md_pool *p = ((start_arg *)arg)->p;
+    md_threadpool *p = ((start_arg *)arg)->p;
     int worker = ((start_arg *)arg)->worker;
     free(arg);
     unsigned seen = 0; /* gen starts at 0 and no region runs before the team exists */
@@ -84,13 +96,13 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-md_pool *md_pool_create(int threads)
+md_threadpool *md_pool_create(int threads)
 {
-    if (threads <= 1)
-        return NULL;
+    if (threads <= 0)
+        threads = md_cpu_count();
     if (threads > POOL_MAX)
         threads = POOL_MAX;
-    md_pool *p = calloc(1, sizeof *p);
+    md_threadpool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
     if (pthread_mutex_init(&p->mu, NULL) != 0) {
@@ -106,6 +118,7 @@ md_pool *md_pool_create(int threads)
     atomic_init(&p->claim, 0);
     atomic_init(&p->done, 0);
     atomic_init(&p->stop, false);
+    atomic_init(&p->busy, false);
     atomic_init(&p->n, 0); /* claim idx 0 >= n: nothing to take until the first region */
     for (int w = 1; w < threads; w++) {
         start_arg *a = malloc(sizeof *a);
@@ -119,18 +132,17 @@ md_pool *md_pool_create(int threads)
         }
         p->workers++;
     }
-    if (p->workers == 0) {
-        md_pool_destroy(p);
-        return NULL;
-    }
     return p;
 }
 
-void md_pool_run(md_pool *p, int n, md_task_fn fn, void *ctx)
+void md_pool_run(md_threadpool *p, int n, md_task_fn fn, void *ctx)
 {
     if (n <= 0)
         return;
-    if (!p || n == 1) {
+    bool expected = false;
+    if (!p || p->workers == 0 || n == 1 ||
+        !atomic_compare_exchange_strong_explicit(&p->busy, &expected, true,
+                                                 memory_order_acquire, memory_order_relaxed)) {
         for (int i = 0; i < n; i++)
             fn(ctx, i, 0);
         return;
@@ -157,14 +169,15 @@ void md_pool_run(md_pool *p, int n, md_task_fn fn, void *ctx)
         else
             sched_yield();
     }
+    atomic_store_explicit(&p->busy, false, memory_order_release);
 }
 
-int md_pool_threads(const md_pool *p)
+int md_pool_threads(const md_threadpool *p)
 {
     return p ? p->workers + 1 : 1;
 }
 
-void md_pool_destroy(md_pool *p)
+void md_pool_destroy(md_threadpool *p)
 {
     if (!p)
         return;
@@ -177,4 +190,30 @@ void md_pool_destroy(md_pool *p)
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     free(p);
+}
+
+/* ------------------------------------------------------------ public API */
+
+md_status md_threadpool_create(int threads, md_threadpool **out, md_error *err)
+{
+    if (!out)
+        return md_fail(err, MD_ERR_ARG, "thread pool: no output pointer");
+    *out = NULL;
+    if (threads < 0)
+        return md_fail(err, MD_ERR_ARG, "thread pool: negative thread count %d", threads);
+    md_threadpool *p = md_pool_create(threads);
+    if (!p)
+        return md_fail(err, MD_ERR_NOMEM, "thread pool: out of memory");
+    *out = p;
+    return MD_OK;
+}
+
+int md_threadpool_threads(const md_threadpool *pool)
+{
+    return md_pool_threads(pool);
+}
+
+void md_threadpool_free(md_threadpool *pool)
+{
+    md_pool_destroy(pool);
 }

@@ -8,20 +8,27 @@
 static int run(int argc, char **argv);
 
 const cli_command cmd_bench = {
-    "bench", "time a depth network on an image of a given size",
+    "bench", "time a depth network: the network alone and the whole predict path",
     "usage: metricdepth bench [options]\n\n"
-    "Times the whole predict path (preprocess, network, map back) on the built-in\n"
-    "sample scene rendered at --size, and reports the median and best time per\n"
-    "image, the network's GFLOP/s and the process's peak memory.\n\n"
+    "Renders the built-in sample scene at --size and, for 1 thread and for --threads,\n"
+    "times the network alone (md_model_run_tensor on the preprocessed input) and the\n"
+    "whole predict path (preprocess, network, map back), reporting median and best\n"
+    "times, the network's GFLOP/s and its share of the machine's peak. It prints the\n"
+    "CPU and the kernels it dispatched to. The peak is measured, not looked up: the\n"
+    "clock from a chain of dependent additions and the fp32 FMA / bf16 dot-product\n"
+    "throughput per cycle from independent chains of those instructions, times the\n"
+    "cores used (each figure the best of five short runs).\n\n"
     "options:\n"
     "  --model FILE         network (default: the installed FastDepth)\n"
     "  --size HxW           image size (default 480x640)\n"
-    "  --threads N          worker threads (default: all cores)\n"
-    "  --runs N             timed runs after one warm-up (default 10)\n"
+    "  --threads N          the multi-threaded row (default: all cores)\n"
+    "  --runs N             timed runs per row after one warm-up (default 30, 3 for\n"
+    "                       networks over 5 GFLOP)\n"
     "  --input-size N       DA2 network input's shorter side (default 518)\n"
+    "  --precision P        fp32 (default), bf16 or auto (see predict --help)\n"
     "  -h, --help           this text\n\n"
     "example:\n"
-    "  metricdepth bench --model ../shared/reference/da2/vits/model.safetensors --threads 2\n",
+    "  metricdepth bench --model ../shared/reference/da2/vits/model.safetensors --precision bf16\n",
     run};
 
 int cli_open_model(const char *path, const md_model_options *opts, md_model **model);
@@ -39,15 +46,61 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static double median(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+typedef struct {
+    double net_median, net_best, whole_median, whole_best;
+} row_times;
+
+/* One thread count: the network alone, then the whole path. */
+static int time_row(const md_model *model, const md_image *img, const md_tensor *input, int runs,
+                    double *times, row_times *out)
+{
+    md_error err = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = -1; i < runs; i++) {
+            double t0 = seconds();
+            md_status st;
+            if (pass == 0) {
+                md_tensor y = {0};
+                st = md_model_run_tensor(model, input, &y, &err);
+                md_tensor_free(&y);
+            } else {
+                md_depth d = {0};
+                st = md_model_predict(model, img, &d, &err);
+                md_depth_free(&d);
+            }
+            if (st != MD_OK)
+                return cli_report(&err);
+            if (i >= 0)
+                times[i] = seconds() - t0;
+        }
+        double med = median(times, runs);
+        if (pass == 0) {
+            out->net_median = med;
+            out->net_best = times[0];
+        } else {
+            out->whole_median = med;
+            out->whole_best = times[0];
+        }
+    }
+    return CLI_EXIT_OK;
+}
+
 static int run(int argc, char **argv)
 {
-    const char *model_path = NULL, *size_s = "480x640", *threads_s = "0", *runs_s = "10";
-    const char *input_size_s = "0";
+    const char *model_path = NULL, *size_s = "480x640", *threads_s = "0", *runs_s = NULL;
+    const char *input_size_s = "0", *precision_s = "fp32";
     cli_option options[] = {{"model", 0, true, &model_path, NULL},
                             {"size", 0, true, &size_s, NULL},
                             {"threads", 0, true, &threads_s, NULL},
                             {"runs", 0, true, &runs_s, NULL},
                             {"input-size", 0, true, &input_size_s, NULL},
+                            {"precision", 0, true, &precision_s, NULL},
                             {NULL, 0, false, NULL, NULL}};
     char *pos[64];
     int npos = 0;
@@ -56,62 +109,114 @@ static int run(int argc, char **argv)
     int rc = cli_parse(&cmd_bench, argc, argv, options, pos, &npos);
     if (rc != 0)
         return rc < 0 ? CLI_EXIT_OK : rc;
-    int height, width, runs;
+    int height, width, runs = 0, threads = 0;
     md_model_options mo = {0};
     if (npos > 0)
         return cli_usage_error(&cmd_bench, "unexpected argument '%s'", pos[0]);
     if (!cli_parse_size(size_s, &height, &width))
         return cli_usage_error(&cmd_bench, "--size wants HxW, e.g. 480x640");
-    if (!cli_parse_int(runs_s, &runs) || runs < 1 || runs > 100000)
+    if (runs_s && (!cli_parse_int(runs_s, &runs) || runs < 1 || runs > 100000))
         return cli_usage_error(&cmd_bench, "--runs wants a number >= 1");
-    if (!cli_parse_int(threads_s, &mo.threads) || mo.threads < 0 ||
+    if (!cli_parse_int(threads_s, &threads) || threads < 0 ||
         !cli_parse_int(input_size_s, &mo.input_size) || mo.input_size < 0)
         return cli_usage_error(&cmd_bench, "--threads and --input-size want numbers >= 0");
+    int prec = md_precision_parse(precision_s);
+    if (prec < 0)
+        return cli_usage_error(&cmd_bench, "--precision is fp32, bf16 or auto (got '%s')",
+                               precision_s);
+    mo.precision = (md_precision)prec;
+
+    md_runtime_info info;
+    md_runtime_describe(&info);
+    if (threads == 0)
+        threads = info.cpus;
+    md_cpu_throughput peak;
+    md_cpu_measure(&peak);
+    printf("cpu: %s, %d online CPUs\n", info.cpu, info.cpus);
+    printf("kernels: fp32 %s, bf16 %s (AMX-BF16: %s)\n", info.fp32_kernels, info.bf16_kernels,
+           info.amx_bf16 ? "present, not used" : "no");
+    double fp32_core = peak.ghz * peak.fp32_flop_per_cycle, bf16_core = peak.ghz * peak.bf16_flop_per_cycle;
+    if (peak.ghz > 0)
+        printf("peak per core (measured: %.2f GHz x %.0f fp32 / %.0f bf16 flop per cycle): "
+               "fp32 %.0f GFLOP/s, bf16 %.0f GFLOP/s\n",
+               peak.ghz, peak.fp32_flop_per_cycle, peak.bf16_flop_per_cycle, fp32_core,
+               bf16_core);
 
     md_error err = {0};
     md_image img = {0};
-    md_depth gt = {0}, out = {0};
+    md_depth gt = {0};
+    md_tensor input = {0};
     md_intrinsics K;
     md_model *model = NULL;
-    double *times = calloc((size_t)runs, sizeof *times);
-    int status = CLI_EXIT_OK;
-    if (!times)
-        return CLI_EXIT_FAILURE;
+    md_threadpool *pool = NULL;
+    int counts[2] = {1, threads}, rows = threads > 1 ? 2 : 1, status = CLI_EXIT_OK;
+    row_times res[2];
+    double *times = NULL;
     if (md_render_sample_scene(width, height, 0, &img, &gt, &K, &err) != MD_OK) {
         status = cli_report(&err);
         goto done;
     }
-    status = cli_open_model(model_path, &mo, &model);
-    if (status != CLI_EXIT_OK)
-        goto done;
-    printf("model: %s\n", md_model_describe(model));
-    printf("image: %dx%d, threads: %d, runs: %d (+1 warm-up)\n", width, height, mo.threads,
-           runs);
-    for (int i = -1; i < runs; i++) {
-        double t0 = seconds();
-        if (md_model_predict(model, &img, &out, &err) != MD_OK) {
+    for (int r = 0; r < rows; r++) {
+        if (md_threadpool_create(counts[r], &pool, &err) != MD_OK) {
             status = cli_report(&err);
             goto done;
         }
-        double t = seconds() - t0;
-        md_depth_free(&out);
-        if (i >= 0)
-            times[i] = t;
+        mo.pool = pool;
+        status = cli_open_model(model_path, &mo, &model);
+        if (status != CLI_EXIT_OK)
+            goto done;
+        if (r == 0) {
+            if (md_model_preprocess(model, &img, &input, &err) != MD_OK) {
+                status = cli_report(&err);
+                goto done;
+            }
+            double gflop = md_model_gflop(model, width, height);
+            if (runs == 0)
+                runs = gflop > 5 ? 3 : 30;
+            times = calloc((size_t)runs, sizeof *times);
+            if (!times) {
+                status = CLI_EXIT_FAILURE;
+                goto done;
+            }
+            printf("model: %s\n", md_model_describe(model));
+            printf("image: %dx%d -> network input", width, height);
+            for (int i = 0; i < input.ndim; i++)
+                printf("%s%lld", i ? "x" : " ", (long long)input.shape[i]);
+            printf(", %.2f GFLOP per image; %d runs per row (+1 warm-up)\n", gflop, runs);
+            printf("threads | network: median  best | GFLOP/s  of peak | whole predict: median  best\n");
+        }
+        status = time_row(model, &img, &input, runs, times, &res[r]);
+        if (status != CLI_EXIT_OK)
+            goto done;
+        double gflop = md_model_gflop(model, width, height);
+        int cores = counts[r] < info.cpus ? counts[r] : info.cpus;
+        double core_peak = md_model_precision(model) == MD_PRECISION_BF16 ? bf16_core : fp32_core;
+        double rate = gflop > 0 ? gflop / res[r].net_median : 0;
+        printf("%7d | %10.2f ms %6.2f ms | ", counts[r], 1e3 * res[r].net_median,
+               1e3 * res[r].net_best);
+        if (rate > 0 && core_peak > 0)
+            printf("%7.1f  %6.1f %% | ", rate, 100.0 * rate / (core_peak * cores));
+        else if (rate > 0)
+            printf("%7.1f       -   | ", rate);
+        else
+            printf("      -        -   | ");
+        printf("%14.2f ms %6.2f ms\n", 1e3 * res[r].whole_median, 1e3 * res[r].whole_best);
+        md_model_free(model);
+        model = NULL;
+        md_threadpool_free(pool);
+        pool = NULL;
     }
-    qsort(times, (size_t)runs, sizeof *times, cmp_double);
-    double median = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
-    double gflop = md_model_gflop(model, width, height);
+    if (rows == 2)
+        printf("%d threads vs 1: network %.2fx, whole predict %.2fx\n", threads,
+               res[0].net_median / res[1].net_median, res[0].whole_median / res[1].whole_median);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("time per image: median %.2f ms, best %.2f ms, worst %.2f ms\n", 1e3 * median,
-           1e3 * times[0], 1e3 * times[runs - 1]);
-    if (gflop > 0)
-        printf("network: %.2f GFLOP per image, %.1f GFLOP/s at the median\n", gflop,
-               gflop / median);
     printf("peak memory (max RSS): %.1f MB\n", (double)ru.ru_maxrss / 1024.0);
 done:
     free(times);
     md_model_free(model);
+    md_threadpool_free(pool);
+    md_tensor_free(&input);
     md_image_free(&img);
     md_depth_free(&gt);
     return status;

@@ -59,6 +59,8 @@ const cli_command cmd_eval = {
     "                       Slurm array, sharing --cache); then one run without\n"
     "                       --shard writes the report from the cache\n"
     "  --threads N          threads of the base model (default: all cores)\n"
+    "  --precision P        fp32 (default), bf16 or auto: the base model's arithmetic\n"
+    "                       (see predict --help); cached per precision\n"
     "  -h, --help           this text\n\n"
     "examples:\n"
     "  metricdepth eval --data ../shared/data/sun3d_studyroom/fragment-1-rgbd-frames \\\n"
@@ -139,6 +141,7 @@ static int run(int argc, char **argv)
     const char *data_s = NULL, *test_s = NULL, *split_s = NULL, *out_s = NULL, *model_s = NULL;
     const char *scale_model_s = NULL, *protocol_s = "seed", *range_s = "0.1,2", *panels_s = "3";
     const char *title_s = NULL, *cache_s = NULL, *threads_s = NULL, *shard_s = NULL;
+    const char *precision_s = "fp32";
     bool no_cache = false;
     int shard_k = 1, shard_n = 1;
     cli_option options[] = {{"data", 0, true, &data_s, NULL},
@@ -154,6 +157,7 @@ static int run(int argc, char **argv)
                             {"cache", 0, true, &cache_s, NULL},
                             {"no-cache", 0, false, NULL, &no_cache},
                             {"threads", 0, true, &threads_s, NULL},
+                            {"precision", 0, true, &precision_s, NULL},
                             {"shard", 0, true, &shard_s, NULL},
                             {NULL, 0, false, NULL, NULL}};
     const char **src[2] = {NULL, NULL};
@@ -178,6 +182,9 @@ static int run(int argc, char **argv)
         rc = cli_usage_error(&cmd_eval, "--panels wants a number in 0..20");
     else if (threads_s && (!cli_parse_int(threads_s, &threads) || threads < 0))
         rc = cli_usage_error(&cmd_eval, "--threads wants a number >= 0");
+    else if (md_precision_parse(precision_s) < 0)
+        rc = cli_usage_error(&cmd_eval, "--precision is fp32, bf16 or auto (got '%s')",
+                             precision_s);
     else if (shard_s && !cli_parse_shard(shard_s, &shard_k, &shard_n))
         rc = cli_usage_error(&cmd_eval, "--shard wants K/N with 1 <= K <= N (got '%s')", shard_s);
     else if (shard_s && no_cache)
@@ -201,6 +208,7 @@ static int run(int argc, char **argv)
     }
     eo.protocol = (md_protocol)protocol;
     eo.model_options.threads = threads;
+    eo.model_options.precision = (md_precision)md_precision_parse(precision_s);
 
     md_error err = {0};
     md_pair_list lists[2] = {{0}, {0}}, given = {0};

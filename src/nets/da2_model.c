@@ -7,11 +7,15 @@
  * Sigmoid x max_depth, the relative one in ReLU. */
 #include "backend.h"
 #include "base/base.h"
+#include "base/bufcache.h"
+#include "base/pool.h"
 #include "formats/weights.h"
 #include "nets/da2_model.h"
+#include "ops/cnn_ops.h"
+#include "ops/cpu.h"
+#include "ops/gemm.h"
 #include "nets/da2_names.h"
 #include "ops/resize_ops.h"
-#include "base/parallel.h"
 #include "ops/tensor_ops.h"
 #include "ops/transformer_ops.h"
 
@@ -24,8 +28,6 @@
 #define DA2_PATCH 14
 #define DA2_LN_EPS 1e-6f
 #define DA2_MAX_SIDE 8192
-/* Largest im2col scratch of one convolution strip (floats). */
-#define DA2_CONV_SCRATCH ((size_t)1 << 20)
 
 typedef struct {
     const float *norm1_w, *norm1_b; /* [C] */
@@ -40,12 +42,15 @@ typedef struct {
     const float *fc2_w;             /* [C, M] */
     const float *fc2_b;             /* [C] */
     const float *ls2;               /* [C] */
+    /* the four matrices packed (in place) as B operands of x W^T */
+    md_gemm_packed qkv, proj, fc1, fc2;
 } da2_block;
 
 /* ResidualConvUnit: x + conv2(relu(conv1(relu(x)))). */
 typedef struct {
     const float *conv1_w, *conv1_b; /* [F, F, 3, 3], [F] */
     const float *conv2_w, *conv2_b; /* [F, F, 3, 3], [F] */
+    md_conv conv1, conv2;
 } da2_rcu;
 
 /* FeatureFusionBlock: out_conv(upsample(rcu2(x0 + rcu1(x1)))). */
@@ -53,6 +58,7 @@ typedef struct {
     da2_rcu rcu1; /* unused (and not loaded) in refinenet4, which has one input */
     da2_rcu rcu2;
     const float *out_w, *out_b; /* [F, F, 1, 1], [F] */
+    md_conv out;
 } da2_fusion;
 
 typedef struct {
@@ -65,7 +71,6 @@ typedef struct {
     int layers[4];                /* blocks whose outputs feed the head */
     int relative;
     float max_depth;
-    int threads;
     int input_size_opt; /* preprocessing target side (518) */
     char describe[128];
     md_model_info info; /* what the loader decided about the head, and why */
@@ -90,6 +95,19 @@ typedef struct {
     const float *out3_w, *out3_b;       /* output_conv2.2 [1, head2, 1, 1], [1] */
 
     float *arena; /* every weight above, float32 */
+
+    /* Ready to run (prepare()): the matrices and convolution weights packed
+     * in place in the arena, so the raw pointers of those tensors are stale.
+     * Nothing here changes after the open: calls share the model freely. */
+    md_threadpool *pool;
+    md_bufcache *cache;                  /* activations between calls (thread-safe) */
+    md_gemm_type type;                   /* the matrix products' arithmetic */
+    md_conv patch;                       /* patch embedding, 14x14 stride 14 */
+    md_gemm_packed proj_p[4];            /* projects as A [oc_i, C] */
+    md_gemm_packed resize0_p, resize1_p; /* ConvTranspose as A [(co, ky, kx), ci] */
+    md_conv resize3, rn[4], out1, out2;
+    float *extra[128]; /* packed operands that did not fit their arena slot */
+    int n_extra;
 } da2_model;
 
 /* --------------------------------------------------------------- loading */
@@ -320,24 +338,152 @@ static md_status load_weights(const md_weights *w, const char *path, da2_model *
     return L.status;
 }
 
-/* ------------------------------------------------------------- encoder */
+/* ------------------------------------------------------------- prepare */
 
-/* All parallelism is ours (md_parallel_for); the GEMM library runs
- * single-threaded inside each worker. Its own pool would compete with ours
- * (and idle pool threads spin). */
-static void set_threads(const da2_model *m)
+/* Packs the weights for the kernels, in place: each packed operand has the
+ * size of its tensor (a B operand whose width is no multiple of the panel
+ * width gets its own buffer), so loading needs no second copy of the model. */
+typedef struct {
+    da2_model *m;
+    float *tmp; /* a copy of the tensor being packed */
+    size_t tmp_cap;
+    md_status status;
+    md_error *err;
+} packer;
+
+static float *stash(packer *P, const float *w, size_t n)
 {
-    (void)m;
-    md_gemm_set_threads(1);
+    if (n > P->tmp_cap) {
+        float *t = realloc(P->tmp, n * sizeof(float));
+        if (!t) {
+            P->status = md_fail(P->err, MD_ERR_NOMEM, "out of memory packing the weights");
+            return NULL;
+        }
+        P->tmp = t;
+        P->tmp_cap = n;
+    }
+    memcpy(P->tmp, w, n * sizeof(float));
+    return P->tmp;
 }
 
-/* y[rows, out] = x[rows, in] W^T + b, W [out, in]. */
-static void linear(const float *x, int rows, int in, const float *w, const float *b, int out,
-                   float *y)
+/* The memory a packed operand of `bytes` goes to: the tensor's own slot of
+ * n floats when it fits (always for A operands and for bf16), else a buffer of
+ * its own. */
+static void *pack_target(packer *P, const float *slot, size_t n, size_t bytes)
 {
-    for (int r = 0; r < rows; r++)
-        memcpy(y + (size_t)r * out, b, sizeof(float) * (size_t)out);
-    md_sgemm(false, true, rows, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
+    if (bytes <= n * sizeof(float))
+        return (void *)(uintptr_t)slot;
+    void *dst = NULL;
+    if (P->m->n_extra == (int)(sizeof P->m->extra / sizeof P->m->extra[0]) ||
+        !(dst = aligned_alloc(64, (bytes + 63) / 64 * 64))) {
+        P->status = md_fail(P->err, MD_ERR_NOMEM, "out of memory packing the weights");
+        return NULL;
+    }
+    P->m->extra[P->m->n_extra++] = dst;
+    return dst;
+}
+
+/* rows x cols of a tensor (trans: stored transposed, ld = rows; else ld =
+ * cols) packed over its own slot as the A operand, or as B = its transpose
+ * (W [N, K] of x W^T: rows N, cols K). */
+static void pack_slot(packer *P, const float *slot, int rows, int cols, bool trans, bool as_a,
+                      md_gemm_packed *out)
+{
+    if (P->status != MD_OK)
+        return;
+    md_gemm_type t = P->m->type;
+    size_t n = (size_t)rows * cols;
+    size_t bytes = as_a ? md_gemm_packed_bytes(t, true, rows, cols)
+                        : md_gemm_packed_bytes(t, false, cols, rows);
+    void *dst = pack_target(P, slot, n, bytes);
+    float *src = dst ? stash(P, slot, n) : NULL;
+    if (!src)
+        return;
+    if (as_a) {
+        md_gemm_pack_a_into(t, dst, src, trans ? (size_t)rows : (size_t)cols, trans, rows, cols);
+        *out = md_gemm_packed_view(t, dst, true, rows, cols);
+    } else {
+        md_gemm_pack_b_into(t, dst, src, (size_t)cols, true, cols, rows);
+        *out = md_gemm_packed_view(t, dst, false, cols, rows);
+    }
+}
+
+static void pack_a(packer *P, const float *slot, int M, int K, bool trans, md_gemm_packed *out)
+{
+    pack_slot(P, slot, M, K, trans, true, out);
+}
+
+/* The B operand W^T of x W^T, W [N, K]. */
+static void pack_linear(packer *P, const float *slot, int N, int K, md_gemm_packed *out)
+{
+    pack_slot(P, slot, N, K, false, false, out);
+}
+
+static void prep_conv(packer *P, md_conv *c, const float *w, const float *b, int cin, int cout,
+                      int k, int stride, int pad)
+{
+    if (P->status != MD_OK)
+        return;
+    md_conv2d_params p = {cin, cout, k, k, stride, stride, pad, pad, pad, pad, 1, 1, 1};
+    size_t n = (size_t)cout * cin * k * k;
+    void *dst = pack_target(P, w, n, md_conv_packed_bytes(&p, P->m->type));
+    float *src = dst ? stash(P, w, n) : NULL;
+    if (!src)
+        return;
+    md_conv_init_into(c, &p, P->m->type, src, b, dst);
+    c->weight = NULL; /* src is scratch; the packed copy is all that is read */
+}
+
+static md_status prepare(da2_model *m, md_error *err)
+{
+    packer P = {m, NULL, 0, MD_OK, err};
+    int C = m->embed, M = m->mlp, F = m->features, F2 = m->features / 2;
+    prep_conv(&P, &m->patch, m->patch_w, m->patch_b, 3, C, DA2_PATCH, DA2_PATCH, 0);
+    for (int i = 0; i < m->depth; i++) {
+        da2_block *b = &m->blocks[i];
+        pack_linear(&P, b->qkv_w, 3 * C, C, &b->qkv);
+        pack_linear(&P, b->proj_w, C, C, &b->proj);
+        pack_linear(&P, b->fc1_w, M, C, &b->fc1);
+        pack_linear(&P, b->fc2_w, C, M, &b->fc2);
+    }
+    for (int i = 0; i < 4; i++)
+        pack_a(&P, m->proj_w[i], m->out_ch[i], C, false, &m->proj_p[i]);
+    int oc0 = m->out_ch[0], oc1 = m->out_ch[1], oc3 = m->out_ch[3];
+    pack_a(&P, m->resize0_w, oc0 * 16, oc0, true, &m->resize0_p);
+    pack_a(&P, m->resize1_w, oc1 * 4, oc1, true, &m->resize1_p);
+    prep_conv(&P, &m->resize3, m->resize3_w, m->resize3_b, oc3, oc3, 3, 2, 1);
+    for (int i = 0; i < 4; i++)
+        prep_conv(&P, &m->rn[i], m->rn_w[i], NULL, m->out_ch[i], F, 3, 1, 1);
+    for (int i = 0; i < 4; i++) {
+        da2_fusion *f = &m->fusion[i];
+        for (int u = i == 3 ? 2 : 1; u <= 2; u++) {
+            da2_rcu *r = u == 1 ? &f->rcu1 : &f->rcu2;
+            prep_conv(&P, &r->conv1, r->conv1_w, r->conv1_b, F, F, 3, 1, 1);
+            prep_conv(&P, &r->conv2, r->conv2_w, r->conv2_b, F, F, 3, 1, 1);
+        }
+        prep_conv(&P, &f->out, f->out_w, f->out_b, F, F, 1, 1, 0);
+    }
+    prep_conv(&P, &m->out1, m->out1_w, m->out1_b, F, F2, 3, 1, 1);
+    prep_conv(&P, &m->out2, m->out2_w, m->out2_b, F2, m->head2, 3, 1, 1);
+    free(P.tmp);
+    return P.status;
+}
+
+/* ------------------------------------------------------------- encoder */
+
+/* Activation buffers come from the model's cache (no page faults in the
+ * steady state) and go back to it. */
+static void *ws_get(const da2_model *m, size_t bytes, const char *what, md_error *err)
+{
+    void *p = md_bufcache_get(m->cache, bytes);
+    if (!p)
+        md_fail(err, MD_ERR_NOMEM, "depth anything v2: out of memory for the %s", what);
+    return p;
+}
+
+static void ws_put(const da2_model *m, void *p)
+{
+    md_bufcache_put(m->cache, p);
 }
 
 /* x += gamma * y, row-wise. */
@@ -351,12 +497,35 @@ static void add_scaled(float *x, const float *y, const float *gamma, int rows, i
     }
 }
 
+/* y [rows, N] = x [rows, K] W^T + b on this thread (the caller splits rows).
+ * bf16: x goes through xb (rows x K bf16) first, read in place by the kernel. */
+static void linear(md_gemm_isa isa, const float *x, uint16_t *xb, int rows,
+                   const md_gemm_packed *w, const float *b, float *y)
+{
+    int K = w->rows, N = w->cols;
+    md_gemm_epilogue e = md_gemm_epilogue_none();
+    e.bias_col = b;
+    md_gemm_operand a = md_gemm_direct(x, (size_t)K);
+    if (md_gemm_isa_type(isa) == MD_GEMM_BF16) {
+        md_f32_to_bf16(x, xb, (size_t)rows * K);
+        a = md_gemm_direct(xb, (size_t)K);
+    }
+    md_gemm_block(isa, rows, N, K, 1.0f, a, md_gemm_prepacked(w), y, (size_t)N, &e, 0, rows, 0,
+                  N);
+}
+
 /* Work shared by the encoder's parallel phases. Token-local work (LayerNorm,
  * the linear layers, GELU, residuals) is split by rows; attention by (block
- * of query rows, head). */
+ * of query rows, head), after each head's keys and values are packed.
+ * LayerNorm, softmax, GELU and the residual stream X stay float32 in both
+ * precisions; bf16 only feeds the matrix products. */
 typedef struct {
     const da2_model *m;
-    float *X, *Y, *A, *P, *QKV, *Hid, *S; /* S: one score block per worker */
+    md_gemm_isa isa;
+    float *X, *Y, *A, *P, *QKV, *Hid; /* float32 activations */
+    uint16_t *B16, *QKV16;            /* bf16: a matrix product's input rows; q k v rounded */
+    char *S, *KV;                     /* per worker attention scratch; per head packed k, v */
+    size_t s_bytes, kv_bytes;
     int T, C, M, chunk;
     int finish;  /* block whose MLP half runs in this row phase, or -1 */
     int start;   /* block whose attention input is prepared, or -1 */
@@ -375,24 +544,36 @@ static void enc_rows_task(void *vctx, int task, int worker)
     int C = c->C, M = c->M;
     size_t o = (size_t)r0 * C;
     float *X = c->X + o, *Y = c->Y + o, *A = c->A + o, *P = c->P + o;
+    uint16_t *xb = c->B16 ? c->B16 + (size_t)r0 * M : NULL; /* M >= C columns per row */
     if (c->finish >= 0) {
         const da2_block *b = &c->m->blocks[c->finish];
         float *Hid = c->Hid + (size_t)r0 * M;
-        linear(A, n, C, b->proj_w, b->proj_b, C, P);
+        linear(c->isa, A, xb, n, &b->proj, b->proj_b, P);
         add_scaled(X, P, b->ls1, n, C);
         md_layernorm(X, n, C, b->norm2_w, b->norm2_b, DA2_LN_EPS, Y);
-        linear(Y, n, C, b->fc1_w, b->fc1_b, M, Hid);
+        linear(c->isa, Y, xb, n, &b->fc1, b->fc1_b, Hid);
         md_gelu_erf(Hid, (size_t)n * M);
-        linear(Hid, n, M, b->fc2_w, b->fc2_b, C, P);
+        linear(c->isa, Hid, xb, n, &b->fc2, b->fc2_b, P);
         add_scaled(X, P, b->ls2, n, C);
         if (c->feat)
             md_layernorm(X, n, C, c->m->norm_w, c->m->norm_b, DA2_LN_EPS, c->feat + o);
     }
     if (c->start >= 0) {
         const da2_block *b = &c->m->blocks[c->start];
+        float *qkv = c->QKV + (size_t)r0 * 3 * C;
         md_layernorm(X, n, C, b->norm1_w, b->norm1_b, DA2_LN_EPS, Y);
-        linear(Y, n, C, b->qkv_w, b->qkv_b, 3 * C, c->QKV + (size_t)r0 * 3 * C);
+        linear(c->isa, Y, xb, n, &b->qkv, b->qkv_b, qkv);
+        if (c->QKV16)
+            md_f32_to_bf16(qkv, c->QKV16 + (size_t)r0 * 3 * C, (size_t)n * 3 * C);
     }
+}
+
+static void enc_kv_task(void *vctx, int head, int worker)
+{
+    enc_ctx *c = vctx;
+    (void)worker;
+    md_attention_pack_kv(md_gemm_isa_type(c->isa), c->QKV, c->QKV16, c->T, c->m->heads,
+                         c->C / c->m->heads, head, c->KV + (size_t)head * c->kv_bytes);
 }
 
 static void enc_attn_task(void *vctx, int task, int worker)
@@ -401,34 +582,47 @@ static void enc_attn_task(void *vctx, int task, int worker)
     int heads = c->m->heads;
     int r0 = (task / heads) * MD_ATTENTION_BLOCK, h = task % heads;
     int r1 = r0 + MD_ATTENTION_BLOCK < c->T ? r0 + MD_ATTENTION_BLOCK : c->T;
-    md_attention_rows(c->QKV, c->T, heads, c->C / heads, h, r0, r1, c->A,
-                      c->S + (size_t)worker * MD_ATTENTION_BLOCK * c->T);
+    md_attention_rows(md_gemm_isa_type(c->isa), c->QKV, c->QKV16,
+                      c->KV + (size_t)h * c->kv_bytes, c->T, heads, c->C / heads, h, r0, r1,
+                      c->A, c->S + (size_t)worker * c->s_bytes);
 }
 
 static md_status encode(const da2_model *m, const float *img, int H, int W, float *feats[4],
                         md_error *err)
 {
     int ph = H / DA2_PATCH, pw = W / DA2_PATCH, np = ph * pw, T = np + 1;
-    int C = m->embed, M = m->mlp, G = m->pos_grid, nt = m->threads;
+    int C = m->embed, M = m->mlp, G = m->pos_grid, nt = md_pool_threads(m->pool);
+    bool bf = m->type == MD_GEMM_BF16;
     size_t TC = (size_t)T * C;
-    md_conv2d_params pe = {3, C, DA2_PATCH, DA2_PATCH, DA2_PATCH, DA2_PATCH, 0, 0, 0, 0, 1, 1, 1};
-    size_t patch_scratch = md_conv2d_scratch_floats(&pe, H, W);
+    size_t kv_bytes = (md_attention_kv_bytes(m->type, T, C / m->heads) + 63) / 64 * 64;
+    size_t s_bytes = md_attention_scratch_bytes(m->type, T);
     size_t pos_tmp = (size_t)G * pw;
-    size_t big = (size_t)nt * MD_ATTENTION_BLOCK * T;
-    size_t small = (size_t)C * np + patch_scratch + (size_t)C * np + pos_tmp + (size_t)C * G * G;
+    /* floats of: X Y A P, QKV, Hid, packed k v, then the bigger of the
+     * attention scratch and the patch embedding's buffers */
+    size_t big = s_bytes * (size_t)nt / sizeof(float);
+    size_t small = (size_t)C * np + (size_t)C * np + pos_tmp + (size_t)C * G * G;
     if (small > big)
         big = small;
-    size_t total = TC * 4 + (size_t)T * 3 * C + (size_t)T * M + big;
-    float *buf = md_malloc(total * sizeof(float), "encoder activations", err);
+    size_t n16 = bf ? (size_t)T * M + (size_t)T * 3 * C : 0; /* B16, QKV16 */
+    size_t total = TC * 4 + (size_t)T * 3 * C + (size_t)T * M + kv_bytes * m->heads / 4 + big +
+                   (n16 + 1) / 2 + 16;
+    float *buf = ws_get(m, total * sizeof(float), "encoder activations", err);
     if (!buf)
         return MD_ERR_NOMEM;
     float *X = buf, *Y = X + TC, *A = Y + TC, *P = A + TC, *QKV = P + TC;
-    float *Hid = QKV + (size_t)T * 3 * C, *S = Hid + (size_t)T * M;
+    float *Hid = QKV + (size_t)T * 3 * C;
+    char *KV = (char *)(Hid + (size_t)T * M);
+    float *S = (float *)(KV + kv_bytes * m->heads);
+    uint16_t *B16 = bf ? (uint16_t *)(S + big) : NULL, *QKV16 = bf ? B16 + (size_t)T * M : NULL;
 
     /* Patch embedding [C, np] and (interpolated) position embedding. */
-    float *patches = S, *scratch = S + (size_t)C * np, *posi = scratch + patch_scratch;
-    float *postmp = posi + (size_t)C * np;
-    md_conv2d(&pe, img, H, W, m->patch_w, m->patch_b, patches, scratch);
+    float *patches = S, *posi = S + (size_t)C * np, *postmp = posi + (size_t)C * np;
+    md_conv_src src = md_conv_plain_src(img, H, W);
+    md_conv_dst dst = md_conv_to(patches, -INFINITY, INFINITY);
+    if (!md_conv_forward(&m->patch, m->pool, &src, &dst, NULL)) {
+        ws_put(m, buf);
+        return md_fail(err, MD_ERR_NOMEM, "depth anything v2: out of memory in the patch embedding");
+    }
     bool same_grid = np == G * G && H == W;
     if (!same_grid) {
         /* pos_embed[1:] as planar [C, G, G], bicubic with DINOv2's offset of
@@ -449,203 +643,113 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
                      (same_grid ? m->pos_embed[(size_t)(1 + i) * C + c] : posi[(size_t)c * np + i]);
     }
 
-    /* Each worker runs its GEMMs single-threaded: the split is ours. */
-    enc_ctx c = {m, X, Y, A, P, QKV, Hid, S, T, C, M, (T + nt - 1) / nt, -1, 0, NULL};
+    /* Row chunks in whole register tiles, four per worker (a worker the
+     * system pauses leaves its chunks to the others); each runs its matrix
+     * products on its own thread. */
+    int chunk = nt > 1 ? (T + 4 * nt - 1) / (4 * nt) : T;
+    chunk = (chunk + MD_GEMM_MR - 1) / MD_GEMM_MR * MD_GEMM_MR;
+    int row_tasks = (T + chunk - 1) / chunk;
+    enc_ctx c = {m,      md_gemm_isa_best(m->type), X,  Y, A, P, QKV, Hid, B16, QKV16,
+                 (char *)S, KV, s_bytes, kv_bytes, T, C, M, chunk, -1, 0, NULL};
     int last = m->layers[3], next = 0;
     int n_attn = ((T + MD_ATTENTION_BLOCK - 1) / MD_ATTENTION_BLOCK) * m->heads;
     for (int l = 0; l <= last; l++) {
-        md_parallel_for(nt, nt, enc_rows_task, &c);
-        md_parallel_for(nt, n_attn, enc_attn_task, &c);
+        md_pool_run(m->pool, row_tasks, enc_rows_task, &c);
+        md_pool_run(m->pool, m->heads, enc_kv_task, &c);
+        md_pool_run(m->pool, n_attn, enc_attn_task, &c);
         c.finish = l;
         c.start = l < last ? l + 1 : -1;
         c.feat = l == m->layers[next] ? feats[next] : NULL;
         if (c.feat)
             next++;
     }
-    md_parallel_for(nt, nt, enc_rows_task, &c);
-    free(buf);
+    md_pool_run(m->pool, row_tasks, enc_rows_task, &c);
+    ws_put(m, buf);
     return MD_OK;
 }
 
 /* ----------------------------------------------------------------- head */
 
-/* 3x3 stride-1 pad-1 convolution of [cin, H, W] into [cout, H, W] in strips
- * of rows, so the im2col scratch stays bounded. relu_in applies ReLU to the
- * input on the fly (the input itself is left alone). When head_w is given,
- * each strip goes on through ReLU, a 1x1 convolution to one channel
- * (head_w [cout], head_b) and the final activation, into out [H, W]. */
+static md_status conv_run(const md_conv *c, md_threadpool *pool, const md_conv_src *src,
+                          const md_conv_dst *dst, md_error *err)
+{
+    if (md_conv_forward(c, pool, src, dst, NULL))
+        return MD_OK;
+    return md_fail(err, MD_ERR_NOMEM, "depth anything v2: out of memory in a head convolution");
+}
+
+/* output_conv2's 1x1 convolution to one channel and the final activation,
+ * applied to each band of output_conv2.0's (ReLU'd) output as it is made. */
 typedef struct {
     const float *w, *b; /* [1, cout], [1] */
-    int relative;
+    int cout, W, relative;
     float max_depth;
+    float *depth;
 } final_stage;
 
-typedef struct {
-    const float *in, *w, *b;
-    int cin, H, W, cout, R;
-    int up_h, up_w; /* > 0: `in` is [cin, up_h, up_w], bilinearly upsampled to H x W on the fly */
-    float *out;
-    bool relu_in;
-    const final_stage *fin;
-    float *bufs;
-    size_t per_worker;
-} conv_job;
-
-static void conv_strip_task(void *vctx, int task, int worker)
+static void final_band(void *user, const float *band, int y0, int y1, int worker)
 {
-    const conv_job *j = vctx;
-    int cin = j->cin, H = j->H, W = j->W, cout = j->cout;
-    int r0 = task * j->R, r1 = r0 + j->R < H ? r0 + j->R : H, rows = r1 - r0;
-    if (rows <= 0)
-        return;
-    float *sin = j->bufs + (size_t)worker * j->per_worker;
-    float *sout = sin + (size_t)cin * (j->R + 2) * W;
-    float *scratch = sout + (size_t)cout * j->R * W;
-    int a = r0 > 0 ? r0 - 1 : 0, e = r1 < H ? r1 + 1 : H, rin = e - a;
-    if (j->up_h > 0) {
-        md_resize_bilinear_ac_rows(j->in, cin, j->up_h, j->up_w, sin, H, W, a, e);
-    } else {
-        for (int c = 0; c < cin; c++) {
-            const float *src = j->in + ((size_t)c * H + a) * W;
-            float *dst = sin + (size_t)c * rin * W;
-            size_t n = (size_t)rin * W;
-            if (j->relu_in)
-                for (size_t i = 0; i < n; i++)
-                    dst[i] = src[i] > 0.0f ? src[i] : 0.0f;
-            else
-                memcpy(dst, src, n * sizeof(float));
-        }
-    }
-    md_conv2d_params p = {cin, cout, 3, 3, 1, 1, r0 == 0, 1, r1 == H, 1, 1, 1, 1};
-    md_conv2d(&p, sin, rin, W, j->w, j->b, sout, scratch);
-    size_t plane = (size_t)rows * W;
-    const final_stage *fin = j->fin;
-    if (!fin) {
-        for (int c = 0; c < cout; c++)
-            memcpy(j->out + ((size_t)c * H + r0) * W, sout + (size_t)c * plane,
-                   plane * sizeof(float));
-        return;
-    }
-    float *dst = j->out + (size_t)r0 * W;
+    (void)worker;
+    const final_stage *f = user;
+    size_t plane = (size_t)(y1 - y0) * f->W;
+    float *dst = f->depth + (size_t)y0 * f->W;
     for (size_t i = 0; i < plane; i++)
-        dst[i] = fin->b[0];
-    for (int c = 0; c < cout; c++) {
-        const float *sp = sout + (size_t)c * plane;
-        float wc = fin->w[c];
+        dst[i] = f->b[0];
+    for (int c = 0; c < f->cout; c++) {
+        const float *sp = band + (size_t)c * plane;
+        float wc = f->w[c];
         for (size_t i = 0; i < plane; i++)
-            dst[i] += wc * (sp[i] > 0.0f ? sp[i] : 0.0f);
+            dst[i] += wc * sp[i];
     }
     for (size_t i = 0; i < plane; i++) {
         float v = dst[i];
-        dst[i] = fin->relative ? (v > 0.0f ? v : 0.0f) : fin->max_depth / (1.0f + expf(-v));
+        dst[i] = f->relative ? (v > 0.0f ? v : 0.0f) : f->max_depth / (1.0f + expf(-v));
     }
 }
 
-static md_status conv3x3_up(const float *in, int up_h, int up_w, int cin, int H, int W,
-                            const float *w, const float *b, int cout, float *out, bool relu_in,
-                            const final_stage *fin, int nt, md_error *err);
-
-static md_status conv3x3(const float *in, int cin, int H, int W, const float *w, const float *b,
-                         int cout, float *out, bool relu_in, const final_stage *fin, int nt,
-                         md_error *err)
-{
-    return conv3x3_up(in, 0, 0, cin, H, W, w, b, cout, out, relu_in, fin, nt, err);
-}
-
-/* As conv3x3; with up_h > 0 the input is [cin, up_h, up_w] and is upsampled
- * (bilinear, align_corners) to H x W strip by strip, never in full. */
-static md_status conv3x3_up(const float *in, int up_h, int up_w, int cin, int H, int W,
-                            const float *w, const float *b, int cout, float *out, bool relu_in,
-                            const final_stage *fin, int nt, md_error *err)
-{
-    size_t per_row = (size_t)9 * cin * W;
-    int R = (int)(DA2_CONV_SCRATCH / per_row);
-    int share = (H + nt - 1) / nt; /* at least one strip per worker */
-    if (R > share)
-        R = share;
-    if (R < 1)
-        R = 1;
-    if (!relu_in && !fin && up_h <= 0 && R >= H) {
-        md_conv2d_params p = {cin, cout, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-        float *scratch = md_malloc(md_conv2d_scratch_floats(&p, H, W) * sizeof(float),
-                                   "convolution scratch", err);
-        if (!scratch)
-            return MD_ERR_NOMEM;
-        md_conv2d(&p, in, H, W, w, b, out, scratch);
-        free(scratch);
-        return MD_OK;
-    }
-    int strips = (H + R - 1) / R;
-    int workers = nt < strips ? nt : strips;
-    size_t per_worker = (size_t)cin * (R + 2) * W + (size_t)cout * R * W + per_row * R;
-    float *bufs = md_malloc(per_worker * workers * sizeof(float), "convolution strips", err);
-    if (!bufs)
-        return MD_ERR_NOMEM;
-    conv_job j = {in, w, b, cin, H, W, cout, R, up_h, up_w, out, relu_in, fin, bufs, per_worker};
-    md_parallel_for(workers, strips, conv_strip_task, &j);
-    free(bufs);
-    return MD_OK;
-}
-
 typedef struct {
-    const float *in, *w, *b;
-    int cin, cout, chunk;
-    size_t n;
-    float *out;
-} pw_job;
-
-static void conv1x1_task(void *vctx, int task, int worker)
-{
-    const pw_job *j = vctx;
-    (void)worker;
-    size_t c0 = (size_t)task * j->chunk, c1 = c0 + (size_t)j->chunk < j->n ? c0 + j->chunk : j->n;
-    if (c1 <= c0)
-        return;
-    for (int c = 0; c < j->cout; c++)
-        for (size_t i = c0; i < c1; i++)
-            j->out[(size_t)c * j->n + i] = j->b[c];
-    md_sgemm(false, false, j->cout, (int)(c1 - c0), j->cin, 1.0f, j->w, j->cin, j->in + c0,
-             (int)j->n, 1.0f, j->out + c0, (int)j->n);
-}
-
-/* 1x1 convolution [cin, n] -> [cout, n], columns split over the workers. */
-static void conv1x1(const float *in, int cin, size_t n, const float *w, const float *b, int cout,
-                    float *out, int nt)
-{
-    int chunk = (int)((n + (size_t)nt - 1) / (size_t)nt);
-    pw_job j = {in, w, b, cin, cout, chunk, n, out};
-    md_parallel_for(nt, nt, conv1x1_task, &j);
-}
-
-typedef struct {
+    const md_resize_tables *t;
     const float *src;
-    int sh, sw, dh, dw;
+    int sh, sw, channels, tasks;
     float *dst;
 } bl_job;
 
-static void bilinear_task(void *vctx, int c, int worker)
+static void bilinear_task(void *vctx, int task, int worker)
 {
     const bl_job *j = vctx;
     (void)worker;
-    md_resize_bilinear_ac(j->src + (size_t)c * j->sh * j->sw, 1, j->sh, j->sw,
-                          j->dst + (size_t)c * j->dh * j->dw, j->dh, j->dw);
+    int c0 = (int)((long)j->channels * task / j->tasks);
+    int c1 = (int)((long)j->channels * (task + 1) / j->tasks);
+    md_resize2d(j->t, j->src, j->sh, j->sw, j->dst, NULL, c0, c1);
 }
 
-static void bilinear(const float *src, int channels, int sh, int sw, float *dst, int dh, int dw,
-                     int nt)
+/* PyTorch's bilinear align_corners=True of [channels, sh, sw] to dh x dw. */
+static md_status bilinear(md_threadpool *pool, const float *src, int channels, int sh, int sw,
+                          float *dst, int dh, int dw, md_error *err)
 {
-    bl_job j = {src, sh, sw, dh, dw, dst};
-    md_parallel_for(nt, channels, bilinear_task, &j);
+    md_resize_params rp = {true, MD_COORD_ALIGN_CORNERS, MD_NEAREST_FLOOR, 0.0f, 0.0f};
+    md_resize_tables t;
+    if (!md_resize_tables_init(&t, &rp, sh, sw, dh, dw))
+        return md_fail(err, MD_ERR_NOMEM, "depth anything v2: out of memory for a resize");
+    int tasks = 2 * md_pool_threads(pool);
+    tasks = tasks < channels ? tasks : channels;
+    bl_job j = {&t, src, sh, sw, channels, tasks, dst};
+    md_pool_run(pool, tasks, bilinear_task, &j);
+    md_resize_tables_free(&t);
+    return MD_OK;
 }
 
-/* ConvTranspose2d with kernel == stride == k (no overlap): in [c, h, w],
- * weight [c, c, k, k] (in, out, ky, kx) -> out [c, h*k, w*k]. tmp: c*k*k*h*w. */
-static void conv_transpose_k(const float *in, int c, int h, int w, const float *weight,
-                             const float *bias, int k, float *out, float *tmp)
+/* ConvTranspose2d with kernel == stride == k (no overlap): in [c, h, w] ->
+ * out [c, h*k, w*k], weight packed as A [(co, ky, kx), ci]. tmp: c*k*k*h*w. */
+static void conv_transpose_k(md_threadpool *pool, const float *in, int c, int h, int w,
+                             const md_gemm_packed *weight, const float *bias, int k, float *out,
+                             float *tmp)
 {
     int n = h * w, ck = c * k * k;
     /* tmp[(co, ky, kx), (y, x)] = sum_ci weight[ci, (co, ky, kx)] in[ci, (y, x)] */
-    md_sgemm(true, false, ck, n, c, 1.0f, weight, ck, in, n, 0.0f, tmp, n);
+    md_gemm(pool, weight->type, ck, n, c, 1.0f, md_gemm_prepacked(weight),
+            md_gemm_raw(in, (size_t)n, false),
+            tmp, (size_t)n, NULL);
     int ow = w * k;
     for (int co = 0; co < c; co++)
         for (int ky = 0; ky < k; ky++)
@@ -661,18 +765,14 @@ static void conv_transpose_k(const float *in, int c, int h, int w, const float *
 }
 
 /* x + conv2(relu(conv1(relu(x)))) into out (may not alias x). t: c*H*W floats. */
-static md_status rcu(const da2_rcu *u, const float *x, int c, int H, int W, float *out, float *t,
-                     int nt, md_error *err)
+static md_status rcu(md_threadpool *pool, const da2_rcu *u, const float *x, int H, int W,
+                     float *out, float *t, md_error *err)
 {
-    md_status s = conv3x3(x, c, H, W, u->conv1_w, u->conv1_b, c, t, true, NULL, nt, err);
-    if (s == MD_OK)
-        s = conv3x3(t, c, H, W, u->conv2_w, u->conv2_b, c, out, true, NULL, nt, err);
-    if (s == MD_OK) {
-        size_t n = (size_t)c * H * W;
-        for (size_t i = 0; i < n; i++)
-            out[i] += x[i];
-    }
-    return s;
+    md_conv_src s1 = {x, H, W, true, 0, 0}, s2 = {t, H, W, true, 0, 0};
+    md_conv_dst d1 = md_conv_to(t, -INFINITY, INFINITY), d2 = md_conv_to(out, -INFINITY, INFINITY);
+    d2.add = x;
+    md_status s = conv_run(&u->conv1, pool, &s1, &d1, err);
+    return s == MD_OK ? conv_run(&u->conv2, pool, &s2, &d2, err) : s;
 }
 
 typedef struct {
@@ -684,43 +784,46 @@ typedef struct {
  * The 1x1 out_conv commutes with the bilinear upsampling (both linear, the
  * interpolation weights sum to 1, so the bias passes through): it runs at
  * the lower resolution, up(out_conv(.)), a quarter of the work. */
-static md_status fusion(const da2_fusion *f, int F, const fmap *x0, const fmap *x1, int oh, int ow,
-                        fmap *out, int nt, md_error *err)
+static md_status fusion(const da2_model *m, const da2_fusion *f, int F, const fmap *x0,
+                        const fmap *x1, int oh, int ow, fmap *out, md_error *err)
 {
+    md_threadpool *pool = m->pool;
     int H = x0->h, W = x0->w;
     size_t n = (size_t)F * H * W, no = (size_t)F * oh * ow;
-    float *buf = md_malloc(3 * n * sizeof(float), "refinenet", err);
+    float *buf = ws_get(m, 3 * n * sizeof(float), "refinenet", err);
     if (!buf)
         return MD_ERR_NOMEM;
     float *a = buf, *b = a + n, *t = b + n;
     md_status s = MD_OK;
     const float *cur = x0->data;
     if (x1) {
-        s = rcu(&f->rcu1, x1->data, F, H, W, a, t, nt, err);
+        s = rcu(pool, &f->rcu1, x1->data, H, W, a, t, err);
         for (size_t i = 0; s == MD_OK && i < n; i++)
             a[i] += x0->data[i];
         cur = a;
     }
     if (s == MD_OK)
-        s = rcu(&f->rcu2, cur, F, H, W, b, t, nt, err);
+        s = rcu(pool, &f->rcu2, cur, H, W, b, t, err);
     if (s == MD_OK) {
-        conv1x1(b, F, (size_t)H * W, f->out_w, f->out_b, F, t, nt);
-        out->data = md_malloc(no * sizeof(float), "refinenet output", err);
-        if (!out->data)
-            s = MD_ERR_NOMEM;
-        else
-            bilinear(t, F, H, W, out->data, oh, ow, nt);
+        md_conv_src src = md_conv_plain_src(b, H, W);
+        md_conv_dst dst = md_conv_to(t, -INFINITY, INFINITY);
+        s = conv_run(&f->out, pool, &src, &dst, err);
+    }
+    if (s == MD_OK) {
+        out->data = ws_get(m, no * sizeof(float), "refinenet output", err);
+        s = out->data ? bilinear(pool, t, F, H, W, out->data, oh, ow, err) : MD_ERR_NOMEM;
         out->h = oh;
         out->w = ow;
     }
-    free(buf);
+    ws_put(m, buf);
     return s;
 }
 
 static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float *depth,
                       md_error *err)
 {
-    int C = m->embed, F = m->features, np = ph * pw, nt = m->threads;
+    int C = m->embed, F = m->features, np = ph * pw;
+    md_threadpool *pool = m->pool;
     md_status s = MD_OK;
     fmap rn[4] = {{0}}, path[4] = {{0}};
     float *proj = NULL, *tmp = NULL, *layer = NULL;
@@ -735,10 +838,9 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
     size_t n3 = (size_t)hs[3] * ws[3];
     size_t n_up = oc0 * 16 * np > oc1 * 4 * np ? oc0 * 16 * np : oc1 * 4 * np;
     size_t n_layer = n_up > oc3 * n3 ? n_up : oc3 * n3;
-    size_t n_tmp = n_up > oc3 * 9 * n3 ? n_up : oc3 * 9 * n3;
-    proj = md_malloc(maxc * np * sizeof(float), "projection", err);
-    tmp = md_malloc(n_tmp * sizeof(float), "resize", err);
-    layer = md_malloc(n_layer * sizeof(float), "resized layer", err);
+    proj = ws_get(m, maxc * np * sizeof(float), "projection", err);
+    tmp = ws_get(m, n_up * sizeof(float), "resize", err);
+    layer = ws_get(m, n_layer * sizeof(float), "resized layer", err);
     if (!proj || !tmp || !layer) {
         s = MD_ERR_NOMEM;
         goto done;
@@ -746,76 +848,85 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
     for (int i = 0; i < 4 && s == MD_OK; i++) {
         int oc = m->out_ch[i];
         const float *tokens = feats[i] + C; /* drop the class token */
-        for (int c = 0; c < oc; c++)
-            for (int j = 0; j < np; j++)
-                proj[(size_t)c * np + j] = m->proj_b[i][c];
-        md_sgemm(false, true, oc, np, C, 1.0f, m->proj_w[i], C, tokens, C, 1.0f, proj, np);
+        /* proj [oc, np] = W [oc, C] tokens^T + b */
+        md_gemm_epilogue e = md_gemm_epilogue_none();
+        e.bias_row = m->proj_b[i];
+        md_gemm(pool, m->type, oc, np, C, 1.0f, md_gemm_prepacked(&m->proj_p[i]),
+                md_gemm_raw(tokens, (size_t)C, true), proj, (size_t)np, &e);
         const float *lay = layer;
-        if (i == 0)
-            conv_transpose_k(proj, oc, ph, pw, m->resize0_w, m->resize0_b, 4, layer, tmp);
-        else if (i == 1)
-            conv_transpose_k(proj, oc, ph, pw, m->resize1_w, m->resize1_b, 2, layer, tmp);
-        else if (i == 2)
+        if (i == 0) {
+            conv_transpose_k(pool, proj, oc, ph, pw, &m->resize0_p, m->resize0_b, 4, layer, tmp);
+        } else if (i == 1) {
+            conv_transpose_k(pool, proj, oc, ph, pw, &m->resize1_p, m->resize1_b, 2, layer, tmp);
+        } else if (i == 2) {
             lay = proj;
-        else {
-            md_conv2d_params p = {oc, oc, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1};
-            md_conv2d(&p, proj, ph, pw, m->resize3_w, m->resize3_b, layer, tmp);
+        } else {
+            md_conv_src src = md_conv_plain_src(proj, ph, pw);
+            md_conv_dst dst = md_conv_to(layer, -INFINITY, INFINITY);
+            if ((s = conv_run(&m->resize3, pool, &src, &dst, err)) != MD_OK)
+                break;
         }
         rn[i].h = hs[i];
         rn[i].w = ws[i];
-        rn[i].data = md_malloc((size_t)F * hs[i] * ws[i] * sizeof(float), "layer_rn", err);
+        rn[i].data = ws_get(m, (size_t)F * hs[i] * ws[i] * sizeof(float), "layer_rn", err);
         if (!rn[i].data) {
             s = MD_ERR_NOMEM;
             break;
         }
-        s = conv3x3(lay, oc, hs[i], ws[i], m->rn_w[i], NULL, F, rn[i].data, false, NULL, nt, err);
+        md_conv_src src = md_conv_plain_src(lay, hs[i], ws[i]);
+        md_conv_dst dst = md_conv_to(rn[i].data, -INFINITY, INFINITY);
+        s = conv_run(&m->rn[i], pool, &src, &dst, err);
     }
-    free(proj);
-    free(tmp);
-    free(layer);
+    ws_put(m, proj);
+    ws_put(m, tmp);
+    ws_put(m, layer);
     proj = tmp = layer = NULL;
     if (s != MD_OK)
         goto done;
-    s = fusion(&m->fusion[3], F, &rn[3], NULL, hs[2], ws[2], &path[3], nt, err);
+    s = fusion(m, &m->fusion[3], F, &rn[3], NULL, hs[2], ws[2], &path[3], err);
     if (s == MD_OK)
-        s = fusion(&m->fusion[2], F, &path[3], &rn[2], hs[1], ws[1], &path[2], nt, err);
+        s = fusion(m, &m->fusion[2], F, &path[3], &rn[2], hs[1], ws[1], &path[2], err);
     if (s == MD_OK)
-        s = fusion(&m->fusion[1], F, &path[2], &rn[1], hs[0], ws[0], &path[1], nt, err);
+        s = fusion(m, &m->fusion[1], F, &path[2], &rn[1], hs[0], ws[0], &path[1], err);
     if (s == MD_OK)
-        s = fusion(&m->fusion[0], F, &path[1], &rn[0], hs[0] * 2, ws[0] * 2, &path[0], nt, err);
+        s = fusion(m, &m->fusion[0], F, &path[1], &rn[0], hs[0] * 2, ws[0] * 2, &path[0], err);
     if (s != MD_OK)
         goto done;
     for (int i = 0; i < 4; i++) {
-        free(rn[i].data);
+        ws_put(m, rn[i].data);
         rn[i].data = NULL;
     }
     {
         int h1 = path[0].h, w1 = path[0].w, Hn = ph * DA2_PATCH, Wn = pw * DA2_PATCH;
         int F2 = F / 2;
-        float *o1 = md_malloc((size_t)F2 * h1 * w1 * sizeof(float), "output_conv1", err);
+        float *o1 = ws_get(m, (size_t)F2 * h1 * w1 * sizeof(float), "output_conv1", err);
         if (!o1) {
             s = MD_ERR_NOMEM;
             goto done;
         }
-        s = conv3x3(path[0].data, F, h1, w1, m->out1_w, m->out1_b, F2, o1, false, NULL, nt, err);
-        free(path[0].data);
+        md_conv_src src = md_conv_plain_src(path[0].data, h1, w1);
+        md_conv_dst dst = md_conv_to(o1, -INFINITY, INFINITY);
+        s = conv_run(&m->out1, pool, &src, &dst, err);
+        ws_put(m, path[0].data);
         path[0].data = NULL;
         if (s == MD_OK) {
             /* upsample to the network size, output_conv2 (3x3, ReLU, 1x1) and
-               the final activation, one strip at a time */
-            final_stage fin = {m->out3_w, m->out3_b, m->relative, m->max_depth};
-            s = conv3x3_up(o1, h1, w1, F2, Hn, Wn, m->out2_w, m->out2_b, m->head2, depth, false,
-                           &fin, nt, err);
+               the final activation, one band of rows at a time */
+            final_stage fin = {m->out3_w, m->out3_b, m->head2, Wn, m->relative, m->max_depth,
+                               depth};
+            md_conv_src up = {o1, Hn, Wn, false, h1, w1};
+            md_conv_dst band = {NULL, 0.0f, INFINITY, NULL, final_band, &fin};
+            s = conv_run(&m->out2, pool, &up, &band, err);
         }
-        free(o1);
+        ws_put(m, o1);
     }
 done:
-    free(proj);
-    free(tmp);
-    free(layer);
+    ws_put(m, proj);
+    ws_put(m, tmp);
+    ws_put(m, layer);
     for (int i = 0; i < 4; i++) {
-        free(rn[i].data);
-        free(path[i].data);
+        ws_put(m, rn[i].data);
+        ws_put(m, path[i].data);
     }
     return s;
 }
@@ -831,36 +942,43 @@ static md_status check_input_size(int H, int W, md_error *err)
     return MD_OK;
 }
 
-md_status md_da2_encode(void *impl, const float *chw, int height, int width, float *feats[4],
-                        int *tokens, int *embed, md_error *err)
+/* The encoder's four feature maps into feats (new buffers, from the model's
+ * cache when cached, else plain malloc for the caller to free). */
+static md_status encode_feats(const da2_model *m, const float *chw, int height, int width,
+                              float *feats[4], bool cached, md_error *err)
 {
-    const da2_model *m = impl;
     for (int k = 0; k < 4; k++)
         feats[k] = NULL;
     md_status s = check_input_size(height, width, err);
     if (s != MD_OK)
         return s;
-    int T = (height / DA2_PATCH) * (width / DA2_PATCH) + 1;
-    for (int k = 0; k < 4; k++) {
-        feats[k] = md_malloc((size_t)T * m->embed * sizeof(float), "encoder features", err);
-        if (!feats[k]) {
-            for (int j = 0; j < k; j++) {
-                free(feats[j]);
-                feats[j] = NULL;
-            }
-            return MD_ERR_NOMEM;
-        }
+    size_t bytes = (size_t)((height / DA2_PATCH) * (width / DA2_PATCH) + 1) * m->embed * sizeof(float);
+    for (int k = 0; k < 4 && s == MD_OK; k++) {
+        feats[k] = cached ? ws_get(m, bytes, "encoder features", err)
+                          : md_malloc(bytes, "encoder features", err);
+        if (!feats[k])
+            s = MD_ERR_NOMEM;
     }
-    set_threads(m);
-    s = encode(m, chw, height, width, feats, err);
+    if (s == MD_OK)
+        s = encode(m, chw, height, width, feats, err);
     if (s != MD_OK)
         for (int k = 0; k < 4; k++) {
-            free(feats[k]);
+            if (cached)
+                ws_put(m, feats[k]);
+            else
+                free(feats[k]);
             feats[k] = NULL;
         }
-    *tokens = T;
-    *embed = m->embed;
     return s;
+}
+
+md_status md_da2_encode(const void *impl, const float *chw, int height, int width, float *feats[4],
+                        int *tokens, int *embed, md_error *err)
+{
+    const da2_model *m = impl;
+    *tokens = (height / DA2_PATCH) * (width / DA2_PATCH) + 1;
+    *embed = m->embed;
+    return encode_feats(m, chw, height, width, feats, false, err);
 }
 
 /* depth [14*ph, 14*pw] from a preprocessed [3, H, W] input. */
@@ -868,16 +986,16 @@ static md_status forward(const da2_model *m, const float *chw, int H, int W, flo
                          md_error *err)
 {
     float *feats[4];
-    int T, C;
-    md_status s = md_da2_encode((void *)(uintptr_t)m, chw, H, W, feats, &T, &C, err);
+    md_status s = encode_feats(m, chw, H, W, feats, true, err);
     if (s != MD_OK)
         return s;
     /* A NaN or Inf in the input (or an overflow) reaches every token through
      * attention, and the head's ReLUs would turn it into 0 and then into a
      * plausible constant depth: the whole map is NaN (invalid) instead. */
+    size_t n_feat = ((size_t)(H / DA2_PATCH) * (W / DA2_PATCH) + 1) * (size_t)m->embed;
     bool finite = true;
     for (int k = 0; k < 4 && finite; k++)
-        for (size_t i = 0; i < (size_t)T * C && finite; i++)
+        for (size_t i = 0; i < n_feat && finite; i++)
             finite = isfinite(feats[k][i]);
     if (!finite) {
         size_t n = (size_t)(H / DA2_PATCH) * DA2_PATCH * (size_t)(W / DA2_PATCH) * DA2_PATCH;
@@ -887,11 +1005,12 @@ static md_status forward(const da2_model *m, const float *chw, int H, int W, flo
         s = head(m, feats, H / DA2_PATCH, W / DA2_PATCH, depth, err);
     }
     for (int k = 0; k < 4; k++)
-        free(feats[k]);
+        ws_put(m, feats[k]);
     return s;
 }
 
-static md_status da2_run_tensor(void *impl, const md_tensor *in, md_tensor *out, md_error *err)
+static md_status da2_run_tensor(const void *impl, const md_tensor *in, md_tensor *out,
+                                md_error *err)
 {
     const da2_model *m = impl;
     int nd = in->ndim;
@@ -976,8 +1095,8 @@ md_status md_da2_preprocess(const md_image *img, int input_size, float **chw, in
     return MD_OK;
 }
 
-static md_status da2_predict(void *impl, const md_image *img, md_depth *out, md_features *features,
-                             md_error *err)
+static md_status da2_predict(const void *impl, const md_image *img, md_depth *out,
+                             md_features *features, md_error *err)
 {
     const da2_model *m = impl;
     (void)features; /* no encoder features yet: the predictor's models are trained on FastDepth */
@@ -988,23 +1107,27 @@ static md_status da2_predict(void *impl, const md_image *img, md_depth *out, md_
     if (s != MD_OK)
         return s;
     int Hn = (H / DA2_PATCH) * DA2_PATCH, Wn = (W / DA2_PATCH) * DA2_PATCH;
-    float *net = md_malloc((size_t)Hn * Wn * sizeof(float), "depth", err);
+    float *net = ws_get(m, (size_t)Hn * Wn * sizeof(float), "depth", err);
     float *res = md_malloc((size_t)img->width * img->height * sizeof(float), "depth map", err);
     if (!net || !res) {
         free(chw);
-        free(net);
+        ws_put(m, net);
         free(res);
         return MD_ERR_NOMEM;
     }
     s = forward(m, chw, H, W, net, err);
     free(chw);
     if (s != MD_OK) {
-        free(net);
+        ws_put(m, net);
         free(res);
         return s;
     }
-    md_resize_bilinear_ac(net, 1, Hn, Wn, res, img->height, img->width);
-    free(net);
+    s = bilinear(m->pool, net, 1, Hn, Wn, res, img->height, img->width, err);
+    ws_put(m, net);
+    if (s != MD_OK) {
+        free(res);
+        return s;
+    }
     out->width = img->width;
     out->height = img->height;
     out->data = res;
@@ -1051,6 +1174,9 @@ static void da2_destroy(void *impl)
     da2_model *m = impl;
     if (!m)
         return;
+    for (int i = 0; i < m->n_extra; i++)
+        free(m->extra[i]);
+    md_bufcache_free(m->cache);
     free(m->blocks);
     free(m->arena);
     free(m);
@@ -1061,9 +1187,31 @@ static void da2_info(const void *impl, md_model_info *info)
     *info = ((const da2_model *)impl)->info;
 }
 
+static md_status da2_preprocess_tensor(const void *impl, const md_image *img, md_tensor *out,
+                                       md_error *err)
+{
+    const da2_model *m = impl;
+    int H, W;
+    md_status s = md_da2_preprocess(img, m->input_size_opt, &out->data, &H, &W, err);
+    if (s != MD_OK)
+        return s;
+    out->ndim = 4;
+    out->shape[0] = 1;
+    out->shape[1] = 3;
+    out->shape[2] = H;
+    out->shape[3] = W;
+    return MD_OK;
+}
+
+static md_precision da2_precision(const void *impl)
+{
+    return ((const da2_model *)impl)->type == MD_GEMM_BF16 ? MD_PRECISION_BF16
+                                                           : MD_PRECISION_FP32;
+}
+
 static const md_model_backend da2_backend = {
-    "depth-anything-v2", da2_predict, da2_run_tensor, da2_describe, da2_gflop, da2_destroy, NULL,
-    da2_info,
+    "depth-anything-v2", da2_predict, da2_run_tensor, da2_describe, da2_gflop,
+    da2_destroy,         NULL,        da2_precision,  da2_preprocess_tensor, da2_info,
 };
 
 static const char *encoder_name(int embed)
@@ -1077,7 +1225,7 @@ static const char *encoder_name(int embed)
     }
 }
 
-md_status md_da2_model_open(const char *path, const md_model_options *opts,
+md_status md_da2_model_open(const char *path, const md_model_options *opts, md_threadpool *pool,
                             const md_model_backend **backend, void **impl, md_error *err)
 {
     *backend = NULL;
@@ -1116,6 +1264,11 @@ md_status md_da2_model_open(const char *path, const md_model_options *opts,
         md_weights_free(&w);
         return MD_ERR_NOMEM;
     }
+    md_cpu_features cpu = md_cpu_detect();
+    m->type = o.precision == MD_PRECISION_BF16 ||
+                      (o.precision == MD_PRECISION_AUTO && (cpu.avx512_bf16 || cpu.amx_bf16))
+                  ? MD_GEMM_BF16
+                  : MD_GEMM_F32;
     s = read_config(named, path, m, err);
     if (s == MD_OK && cfg.has_out_indices) {
         /* transformers counts hidden states from 1 (0 is the embedding) */
@@ -1131,6 +1284,8 @@ md_status md_da2_model_open(const char *path, const md_model_options *opts,
         s = load_weights(named, path, m, err);
     md_weights_free(&renamed);
     md_weights_free(&w);
+    if (s == MD_OK)
+        s = prepare(m, err);
     if (s != MD_OK) {
         da2_destroy(m);
         return s;
@@ -1166,22 +1321,27 @@ md_status md_da2_model_open(const char *path, const md_model_options *opts,
     m->info.max_depth = m->relative ? 0.0 : m->max_depth;
     m->info.indoor = m->relative ? -1 : m->max_depth <= 20.0f ? 1 : 0;
     m->input_size_opt = o.input_size > 0 ? o.input_size : 518;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    m->threads = o.threads > 0 ? o.threads : (ncpu > 0 ? (int)ncpu : 1);
-    if (m->threads > 64)
-        m->threads = 64; /* md_parallel_for's limit */
+    m->pool = pool;
+    m->cache = md_bufcache_create((size_t)256 << 20);
+    if (!m->cache) {
+        da2_destroy(m);
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
+    }
     const char *enc = encoder_name(m->embed);
     char encbuf[32];
     if (!enc) {
         snprintf(encbuf, sizeof encbuf, "vit-%d", m->embed);
         enc = encbuf;
     }
+    char prec[48] = "";
+    if (m->type == MD_GEMM_BF16)
+        snprintf(prec, sizeof prec, ", bf16 (%s)", md_gemm_isa_name(md_gemm_isa_best(MD_GEMM_BF16)));
     if (m->relative)
-        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s relative%s", enc,
-                 hf ? " (transformers layout)" : "");
+        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s relative%s%s", enc,
+                 hf ? " (transformers layout)" : "", prec);
     else
-        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s metric (max %g m)%s", enc,
-                 (double)m->max_depth, hf ? " (transformers layout)" : "");
+        snprintf(m->describe, sizeof m->describe, "depth-anything-v2 %s metric (max %g m)%s%s",
+                 enc, (double)m->max_depth, hf ? " (transformers layout)" : "", prec);
     *backend = &da2_backend;
     *impl = m;
     return MD_OK;

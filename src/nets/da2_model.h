@@ -14,7 +14,7 @@ md_status md_da2_preprocess(const md_image *img, int input_size, float **chw, in
 /* Runs the ViT encoder of an opened DA2 backend (impl from md_da2_model_open)
  * on a preprocessed [3, height, width] input. feats[k] (k = 0..3) receive new
  * [1 + patches, embed] arrays (class token first) after the final LayerNorm. */
-md_status md_da2_encode(void *impl, const float *chw, int height, int width, float *feats[4],
+md_status md_da2_encode(const void *impl, const float *chw, int height, int width, float *feats[4],
                         int *tokens, int *embed, md_error *err);
 
 #endif

@@ -1,16 +1,44 @@
 #include "backend.h"
 #include "base/base.h"
+#include "base/pool.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* Immutable after md_model_load: every field is read-only while predictions
+ * run (the backends' contract, backend.h). */
 struct md_model {
     const md_model_backend *backend;
     void *impl;
+    md_threadpool *pool;
+    bool owns_pool;
     char file_name[256]; /* the file's name without its folder */
 };
+
+int md_precision_parse(const char *name)
+{
+    if (!name)
+        return -1;
+    if (strcmp(name, "fp32") == 0)
+        return MD_PRECISION_FP32;
+    if (strcmp(name, "bf16") == 0)
+        return MD_PRECISION_BF16;
+    if (strcmp(name, "auto") == 0)
+        return MD_PRECISION_AUTO;
+    return -1;
+}
+
+const char *md_precision_name(md_precision precision)
+{
+    switch (precision) {
+    case MD_PRECISION_FP32: return "fp32";
+    case MD_PRECISION_BF16: return "bf16";
+    case MD_PRECISION_AUTO: return "auto";
+    }
+    return "unknown";
+}
 
 /* Chooses the backend from the file's first bytes, falling back to the
  * extension: a zip is a PyTorch checkpoint, a safetensors file starts with a
@@ -54,13 +82,30 @@ md_status md_model_load(const char *path, const md_model_options *opts, md_model
     md_status st = pick_opener(path, &open, err);
     if (st != MD_OK)
         return st;
+    if (!opts)
+        opts = &defaults;
+    if (opts->threads < 0)
+        return md_fail(err, MD_ERR_ARG, "%s: negative thread count %d", path, opts->threads);
+    if (opts->precision < MD_PRECISION_FP32 || opts->precision > MD_PRECISION_AUTO)
+        return md_fail(err, MD_ERR_ARG, "%s: unknown precision %d", path, (int)opts->precision);
     md_model *m = calloc(1, sizeof *m);
     if (!m)
         return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
     const char *slash = strrchr(path, '/');
     snprintf(m->file_name, sizeof m->file_name, "%s", slash ? slash + 1 : path);
-    st = open(path, opts ? opts : &defaults, &m->backend, &m->impl, err);
+    m->pool = opts->pool;
+    if (!m->pool) {
+        m->pool = md_pool_create(opts->threads);
+        m->owns_pool = true;
+        if (!m->pool) {
+            free(m);
+            return md_fail(err, MD_ERR_NOMEM, "%s: out of memory for the thread pool", path);
+        }
+    }
+    st = open(path, opts, m->pool, &m->backend, &m->impl, err);
     if (st != MD_OK) {
+        if (m->owns_pool)
+            md_pool_destroy(m->pool);
         free(m);
         return md_name_file(err, st, path);
     }
@@ -68,12 +113,13 @@ md_status md_model_load(const char *path, const md_model_options *opts, md_model
     return MD_OK;
 }
 
-md_status md_model_predict(md_model *model, const md_image *img, md_depth *out, md_error *err)
+md_status md_model_predict(const md_model *model, const md_image *img, md_depth *out,
+                           md_error *err)
 {
     return md_model_predict_ex(model, img, out, NULL, err);
 }
 
-md_status md_model_predict_ex(md_model *model, const md_image *img, md_depth *out,
+md_status md_model_predict_ex(const md_model *model, const md_image *img, md_depth *out,
                               md_features *features, md_error *err)
 {
     if (!out)
@@ -97,7 +143,7 @@ void md_features_free(md_features *f)
     memset(f, 0, sizeof *f);
 }
 
-md_status md_model_run_tensor(md_model *model, const md_tensor *input, md_tensor *output,
+md_status md_model_run_tensor(const md_model *model, const md_tensor *input, md_tensor *output,
                               md_error *err)
 {
     if (!output)
@@ -118,6 +164,27 @@ double md_model_gflop(const md_model *model, int width, int height)
 const char *md_model_describe(const md_model *model)
 {
     return model ? model->backend->describe(model->impl) : "";
+}
+
+md_status md_model_preprocess(const md_model *model, const md_image *img, md_tensor *out,
+                              md_error *err)
+{
+    if (!out)
+        return md_fail(err, MD_ERR_ARG, "preprocess: NULL output");
+    memset(out, 0, sizeof *out);
+    if (!model || !img || !img->pixels || img->width <= 0 || img->height <= 0)
+        return md_fail(err, MD_ERR_ARG, "preprocess: no model or empty image");
+    if (!model->backend->preprocess)
+        return md_fail(err, MD_ERR_UNSUPPORTED, "%s: no image preprocessing",
+                       model->backend->describe(model->impl));
+    return model->backend->preprocess(model->impl, img, out, err);
+}
+
+md_precision md_model_precision(const md_model *model)
+{
+    if (!model || !model->backend->precision)
+        return MD_PRECISION_FP32;
+    return model->backend->precision(model->impl);
 }
 
 size_t md_model_features(const md_model *model, uint64_t *signature)
@@ -147,6 +214,8 @@ void md_model_free(md_model *model)
     if (!model)
         return;
     model->backend->destroy(model->impl);
+    if (model->owns_pool)
+        md_pool_destroy(model->pool);
     free(model);
 }
 

@@ -1,7 +1,8 @@
 #include "nets/onnx_graph.h"
 #include "base/base.h"
-#include "ops/cnn_ops.h"
 #include "base/pool.h"
+#include "ops/cnn_ops.h"
+#include "ops/gemm.h"
 #include "ops/tensor_ops.h"
 
 #include <float.h>
@@ -41,8 +42,8 @@ typedef struct {
     int producer;  /* op index, -1 for constants and the input */
     int last_use;
     bool is_output, released;
-    int slot;
-    float *data; /* where the values live at run time */
+    int slot;    /* runtime values: activation buffer of a workspace */
+    float *data; /* constants: cdata */
 } gval;
 
 typedef struct {
@@ -53,7 +54,7 @@ typedef struct {
     /* Conv (+ folded BN and activation) */
     md_conv2d_params cp;
     float *w, *b; /* owned */
-    float *packed; /* pointwise convs: w packed for md_gemm_packed */
+    md_conv conv;  /* w and b ready to run (packed once the graph is final) */
     bool has_act;
     float lo, hi;
     /* standalone BN */
@@ -84,16 +85,22 @@ struct md_onnx_graph {
     gop *ops;
     int n_ops, cap_ops;
     int input, output;
-    float **slots;
-    size_t *slot_cap;
+    size_t *slot_cap; /* floats of each activation buffer of a workspace */
     int n_slots;
-    float *scratch;
-    size_t scratch_floats;
-    md_pool *pool; /* NULL: single-threaded */
+    size_t scratch_floats; /* largest whole-image im2col: the build-time size check */
     md_onnx_graph_info info;
     int n_taps;             /* ops 0..n_taps-1: the encoder, whose outputs are pooled as features */
     size_t n_features;      /* sum of their channel counts */
     uint64_t feature_signature;
+};
+
+/* Per-run state: the activation buffers and the kernels' scratch. */
+struct md_onnx_ws {
+    float **slots;
+    int n_slots;
+    float *scratch;
+    size_t scratch_floats;
+    int workers;
 };
 
 typedef struct {
@@ -1399,8 +1406,7 @@ static md_status plan_memory(builder *b)
     /* At most one slot per runtime value. */
     g->slot_cap = calloc((size_t)g->n_vals + 1, sizeof(size_t));
     bool *busy = calloc((size_t)g->n_vals + 1, sizeof(bool));
-    g->slots = calloc((size_t)g->n_vals + 1, sizeof(float *));
-    if (!g->slot_cap || !busy || !g->slots) {
+    if (!g->slot_cap || !busy) {
         free(busy);
         return md_fail(b->err, MD_ERR_NOMEM, "%s: out of memory planning buffers", b->path);
     }
@@ -1427,20 +1433,6 @@ static md_status plan_memory(builder *b)
         return md_fail(b->err, MD_ERR_UNSUPPORTED,
                        "%s: the graph needs %zu MB of activations, more than the %zu MB allowed",
                        b->path, total * 4 >> 20, b->max_floats * 4 >> 20);
-    for (int i = 0; i < g->n_slots; i++) {
-        size_t bytes = (g->slot_cap[i] * sizeof(float) + 63) / 64 * 64;
-        g->slots[i] = aligned_alloc(64, bytes ? bytes : 64);
-        if (!g->slots[i])
-            return md_fail(b->err, MD_ERR_NOMEM, "%s: out of memory for activations", b->path);
-    }
-    if (g->scratch_floats) {
-        g->scratch = aligned_alloc(64, (g->scratch_floats * sizeof(float) + 63) / 64 * 64);
-        if (!g->scratch)
-            return md_fail(b->err, MD_ERR_NOMEM, "%s: out of memory for scratch", b->path);
-    }
-    for (int i = 0; i < g->n_vals; i++)
-        if (!g->vals[i].is_const && g->vals[i].slot >= 0)
-            g->vals[i].data = g->slots[g->vals[i].slot];
     g->info.arena_bytes = total * sizeof(float);
     return MD_OK;
 }
@@ -1497,11 +1489,11 @@ size_t md_onnx_graph_features(const md_onnx_graph *g, uint64_t *signature)
 
 /* Per-channel means of an op output (1 x C x H x W): a float sum in eight
  * lanes per channel, finished in double. */
-static void channel_means(const gval *o, float *out)
+static void channel_means(const gval *o, const float *data, float *out)
 {
     size_t hw = (size_t)o->dims[2] * (size_t)o->dims[3];
     for (int64_t c = 0; c < o->dims[1]; c++) {
-        const float *p = o->data + (size_t)c * hw;
+        const float *p = data + (size_t)c * hw;
         float lane[8] = {0};
         size_t k = 0;
         for (; k + 8 <= hw; k += 8)
@@ -1634,20 +1626,13 @@ md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t m
     }
     if ((st = optimise(&b)) != MD_OK)
         goto done;
-    /* Ungrouped convolutions run on packed weights (after BN folding):
-     * pointwise ones straight on the activation, others after im2col. */
+    /* Convolutions run on weights packed once (after BN folding). */
     for (int i = 0; i < g->n_ops; i++) {
         gop *op = &g->ops[i];
-        const md_conv2d_params *p = &op->cp;
-        if (op->kind != OP_CONV || p->groups != 1)
-            continue;
-        int K = p->in_channels * p->kernel_h * p->kernel_w;
-        op->packed = b_alloc(&b, sizeof(float) * md_gemm_packed_floats(p->out_channels, K));
-        if (!op->packed) {
-            st = b.st;
+        if (op->kind == OP_CONV && !md_conv_init(&op->conv, &op->cp, MD_GEMM_F32, op->w, op->b)) {
+            st = md_fail(err, MD_ERR_NOMEM, "%s: out of memory for packed weights", path);
             goto done;
         }
-        md_gemm_pack_a(op->w, p->out_channels, K, op->packed);
     }
     for (int i = 0; i < g->n_ops; i++) {
         gop *op = &g->ops[i];
@@ -1695,20 +1680,14 @@ void md_onnx_graph_free(md_onnx_graph *g)
     }
     for (int i = 0; i < g->n_ops; i++) {
         free(g->ops[i].in);
+        md_conv_free(&g->ops[i].conv);
         free(g->ops[i].w);
-        free(g->ops[i].packed);
         free(g->ops[i].b);
         free(g->ops[i].scale);
         free(g->ops[i].shift);
         md_resize_tables_free(&g->ops[i].rt);
     }
-    if (g->slots)
-        for (int i = 0; i < g->n_slots; i++)
-            free(g->slots[i]);
-    free(g->slots);
     free(g->slot_cap);
-    free(g->scratch);
-    md_pool_destroy(g->pool);
     free(g->vals);
     free(g->ops);
     free(g);
@@ -1716,89 +1695,84 @@ void md_onnx_graph_free(md_onnx_graph *g)
 
 /* ---------------------------------------------------------------- run */
 
-/* ---------------------------------------------- parallel kernel slices */
+/* Scratch floats of a convolution op for this many workers. */
+static size_t conv_scratch(const md_onnx_graph *g, const gop *op, int workers)
+{
+    const gval *x = &g->vals[op->in[0]];
+    md_conv_src src = md_conv_plain_src(NULL, (int)x->dims[2], (int)x->dims[3]);
+    return md_conv_scratch_floats(&op->conv, &src, workers);
+}
+
+md_onnx_ws *md_onnx_ws_create(const md_onnx_graph *g, int workers)
+{
+    md_onnx_ws *ws = calloc(1, sizeof *ws);
+    if (!ws)
+        return NULL;
+    ws->workers = workers < 1 ? 1 : workers;
+    ws->slots = calloc((size_t)g->n_slots + 1, sizeof(float *));
+    if (!ws->slots) {
+        free(ws);
+        return NULL;
+    }
+    ws->n_slots = g->n_slots;
+    for (int i = 0; i < g->n_slots; i++) {
+        size_t bytes = (g->slot_cap[i] * sizeof(float) + 63) / 64 * 64;
+        ws->slots[i] = aligned_alloc(64, bytes ? bytes : 64);
+        if (!ws->slots[i]) {
+            md_onnx_ws_free(ws);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < g->n_ops; i++)
+        if (g->ops[i].kind == OP_CONV) {
+            size_t n = conv_scratch(g, &g->ops[i], ws->workers);
+            ws->scratch_floats = n > ws->scratch_floats ? n : ws->scratch_floats;
+        }
+    if (ws->scratch_floats) {
+        ws->scratch = aligned_alloc(64, (ws->scratch_floats * sizeof(float) + 63) / 64 * 64);
+        if (!ws->scratch) {
+            md_onnx_ws_free(ws);
+            return NULL;
+        }
+    }
+    return ws;
+}
+
+void md_onnx_ws_free(md_onnx_ws *ws)
+{
+    if (!ws)
+        return;
+    if (ws->slots)
+        for (int i = 0; i < ws->n_slots; i++)
+            free(ws->slots[i]);
+    free(ws->slots);
+    free(ws->scratch);
+    free(ws);
+}
+
+int md_onnx_ws_workers(const md_onnx_ws *ws)
+{
+    return ws->workers;
+}
+
+/* Where value v lives in this run. */
+static float *val(const md_onnx_graph *g, const md_onnx_ws *ws, int v)
+{
+    const gval *x = &g->vals[v];
+    return x->is_const ? x->cdata : ws->slots[x->slot];
+}
 
 typedef struct {
     const md_onnx_graph *g;
+    const md_onnx_ws *ws;
     const gop *op;
-    const float *in;  /* conv: activation or im2col columns */
-    int h, w, N, K;
     int n_tasks;
-    bool split_m;     /* GEMM: tasks take row panels instead of column blocks */
 } slice_ctx;
 
-static void range_of(int total, int tasks, int t, int align, int *begin, int *end)
+static void range_of(int total, int tasks, int t, int *begin, int *end)
 {
-    int units = (total + align - 1) / align;
-    int b = (int)((long)units * t / tasks), e = (int)((long)units * (t + 1) / tasks);
-    *begin = b * align < total ? b * align : total;
-    *end = e * align < total ? e * align : total;
-}
-
-static void depthwise_task(void *arg, int t, int worker)
-{
-    (void)worker;
-    const slice_ctx *c = arg;
-    const gop *op = c->op;
-    int c0, c1;
-    range_of(op->cp.in_channels, c->n_tasks, t, 1, &c0, &c1);
-    if (c0 < c1)
-        md_depthwise_conv2d(&op->cp, c->in, c->h, c->w, op->w, op->b, op->lo, op->hi,
-                            c->g->vals[op->out].data, c0, c1);
-}
-
-static void gemm_task(void *arg, int t, int worker)
-{
-    (void)worker;
-    const slice_ctx *c = arg;
-    const gop *op = c->op;
-    float *out = c->g->vals[op->out].data;
-    int M = op->cp.out_channels;
-    if (c->split_m) {
-        int m0, m1;
-        range_of(M, c->n_tasks, t, 8, &m0, &m1); /* 8 = the packed panel height */
-        if (m0 < m1)
-            md_gemm_packed(m1 - m0, c->N, c->K, op->packed + (size_t)m0 * c->K, c->in,
-                           (size_t)c->N, op->b + m0, op->lo, op->hi, out + (size_t)m0 * c->N,
-                           (size_t)c->N, 0, c->N);
-    } else {
-        int n0, n1;
-        range_of(c->N, c->n_tasks, t, 32, &n0, &n1);
-        if (n0 < n1)
-            md_gemm_packed(M, c->N, c->K, op->packed, c->in, (size_t)c->N, op->b, op->lo, op->hi,
-                           out, (size_t)c->N, n0, n1);
-    }
-}
-
-/* A non-pointwise ungrouped conv in bands of output rows: each band unfolds
- * its own columns (im2col of the input rows it needs, kept small enough for
- * L2) into its slice of the scratch, then multiplies. */
-static void im2col_gemm_task(void *arg, int t, int worker)
-{
-    (void)worker;
-    const slice_ctx *c = arg;
-    const gop *op = c->op;
-    const md_conv2d_params *p = &op->cp;
-    const gval *o = &c->g->vals[op->out];
-    int oh = (int)o->dims[2], ow = (int)o->dims[3];
-    int y0, y1;
-    range_of(oh, c->n_tasks, t, 1, &y0, &y1);
-    if (y0 >= y1)
-        return;
-    int rows = y1 - y0, n = rows * ow;
-    int kk = p->kernel_h * p->kernel_w;
-    float *col = c->g->scratch + (size_t)c->K * y0 * ow;
-    /* This band reads input rows from base = y0*stride - pad_top on. */
-    int base = y0 * p->stride_h - p->pad_top;
-    md_conv2d_params band = *p;
-    band.pad_top = base < 0 ? -base : 0;
-    int skip = base > 0 ? base : 0;
-    for (int ch = 0; ch < p->in_channels; ch++) {
-        const float *plane = c->in + ((size_t)ch * c->h + skip) * c->w;
-        md_im2col(&band, plane, 1, c->h - skip, c->w, rows, ow, col + (size_t)ch * kk * n);
-    }
-    md_gemm_packed(p->out_channels, n, c->K, op->packed, col, (size_t)n, op->b, op->lo, op->hi,
-                   o->data + (size_t)y0 * ow, (size_t)c->N, 0, n);
+    *begin = (int)((long)total * t / tasks);
+    *end = (int)((long)total * (t + 1) / tasks);
 }
 
 static void resize_task(void *arg, int t, int worker)
@@ -1806,70 +1780,42 @@ static void resize_task(void *arg, int t, int worker)
     (void)worker;
     const slice_ctx *c = arg;
     const gop *op = c->op;
-    const gval *x = &c->g->vals[op->in[0]], *o = &c->g->vals[op->out];
+    const gval *x = &c->g->vals[op->in[0]];
     int c0, c1;
-    range_of((int)x->dims[1], c->n_tasks, t, 1, &c0, &c1);
+    range_of((int)x->dims[1], c->n_tasks, t, &c0, &c1);
     if (c0 < c1)
-        md_resize2d(&op->rt, x->data, (int)x->dims[2], (int)x->dims[3], o->data,
-                    op->n_in > 1 ? c->g->vals[op->in[1]].data : NULL, c0, c1);
+        md_resize2d(&op->rt, val(c->g, c->ws, op->in[0]), (int)x->dims[2], (int)x->dims[3],
+                    val(c->g, c->ws, op->out), op->n_in > 1 ? val(c->g, c->ws, op->in[1]) : NULL,
+                    c0, c1);
 }
 
-static void run_op(md_onnx_graph *g, const gop *op)
+static void run_op(const md_onnx_graph *g, const md_onnx_ws *ws, md_threadpool *pool,
+                   const gop *op)
 {
-    int threads = md_pool_threads(g->pool);
-    gval *o = &g->vals[op->out];
-    const gval *x = &g->vals[op->in[0]];
+    int threads = md_pool_threads(pool);
+    const gval *o = &g->vals[op->out], *x = &g->vals[op->in[0]];
+    float *od = val(g, ws, op->out);
+    const float *xd = val(g, ws, op->in[0]);
     switch (op->kind) {
     case OP_CONV: {
-        int h = (int)x->dims[2], w = (int)x->dims[3];
-        const md_conv2d_params *p = &op->cp;
-        slice_ctx sc = {g, op, x->data, h, w, 0, 0, 1, false};
-        if (p->groups == p->in_channels && p->groups == p->out_channels) {
-            sc.n_tasks = threads > 1 ? 4 * threads : 1;
-            if (sc.n_tasks > p->in_channels)
-                sc.n_tasks = p->in_channels;
-            md_pool_run(g->pool, sc.n_tasks, depthwise_task, &sc);
-        } else if (op->packed) {
-            sc.N = (int)(o->dims[2] * o->dims[3]);
-            sc.K = p->in_channels * p->kernel_h * p->kernel_w;
-            if (!is_pointwise(p)) {
-                /* bands whose unfolded columns stay near 256 KB (L2) */
-                int oh = (int)o->dims[2], ow = (int)o->dims[3];
-                long band_cols = 65536 / (sc.K > 0 ? sc.K : 1);
-                if (band_cols < ow)
-                    band_cols = ow;
-                int bands = (int)((sc.N + band_cols - 1) / band_cols);
-                if (bands < 4 * threads && threads > 1)
-                    bands = 4 * threads;
-                sc.n_tasks = bands < oh ? bands : oh;
-                md_pool_run(g->pool, sc.n_tasks, im2col_gemm_task, &sc);
-                break;
-            }
-            /* Wide outputs split by column blocks, narrow ones by row panels. */
-            int col_blocks = (sc.N + 31) / 32, panels = (p->out_channels + 7) / 8;
-            sc.split_m = col_blocks < 4 * threads && panels > col_blocks;
-            int units = sc.split_m ? panels : col_blocks;
-            sc.n_tasks = threads > 1 ? (units < 4 * threads ? units : 4 * threads) : 1;
-            md_pool_run(g->pool, sc.n_tasks, gemm_task, &sc);
-        } else {
-            md_conv2d(p, x->data, h, w, op->w, op->b, o->data, g->scratch);
-            if (op->has_act)
-                md_clamp_inplace(o->data, o->numel, op->lo, op->hi);
-        }
+        md_conv_src src = md_conv_plain_src(xd, (int)x->dims[2], (int)x->dims[3]);
+        md_conv_dst dst = md_conv_to(od, op->lo, op->hi);
+        /* the workspace was sized for at least this pool's workers */
+        md_conv_forward(&op->conv, ws->workers >= threads ? pool : NULL, &src, &dst, ws->scratch);
         break;
     }
     case OP_AFFINE:
-        memcpy(o->data, x->data, x->numel * sizeof(float));
-        md_channel_affine_inplace(o->data, (int)x->dims[1], x->numel / (size_t)x->dims[1],
-                                  op->scale, op->shift);
+        memcpy(od, xd, x->numel * sizeof(float));
+        md_channel_affine_inplace(od, (int)x->dims[1], x->numel / (size_t)x->dims[1], op->scale,
+                                  op->shift);
         break;
     case OP_CLAMP:
-        memcpy(o->data, x->data, x->numel * sizeof(float));
-        md_clamp_inplace(o->data, o->numel, op->lo, op->hi);
+        memcpy(od, xd, x->numel * sizeof(float));
+        md_clamp_inplace(od, o->numel, op->lo, op->hi);
         break;
     case OP_SIGMOID:
-        memcpy(o->data, x->data, x->numel * sizeof(float));
-        md_sigmoid_inplace(o->data, o->numel);
+        memcpy(od, xd, x->numel * sizeof(float));
+        md_sigmoid_inplace(od, o->numel);
         break;
     case OP_BINARY: {
         const gval *y = &g->vals[op->in[1]];
@@ -1879,7 +1825,7 @@ static void run_op(md_onnx_graph *g, const gop *op)
             ad[i] = ia >= 0 ? x->dims[ia] : 1;
             bd[i] = ib >= 0 ? y->dims[ib] : 1;
         }
-        md_binary_broadcast(op->bop, o->ndim, o->dims, x->data, ad, y->data, bd, o->data);
+        md_binary_broadcast(op->bop, o->ndim, o->dims, xd, ad, val(g, ws, op->in[1]), bd, od);
         break;
     }
     case OP_CONCAT: {
@@ -1888,119 +1834,74 @@ static void run_op(md_onnx_graph *g, const gop *op)
             outer *= (size_t)o->dims[i];
         for (int i = op->axis + 1; i < o->ndim; i++)
             inner *= (size_t)o->dims[i];
-        float *dst = o->data;
+        float *dst = od;
         for (size_t k = 0; k < outer; k++) {
             for (int j = 0; j < op->n_in; j++) {
                 const gval *s = &g->vals[op->in[j]];
                 size_t chunk = (size_t)s->dims[op->axis] * inner;
-                memcpy(dst, s->data + k * chunk, chunk * sizeof(float));
+                memcpy(dst, val(g, ws, op->in[j]) + k * chunk, chunk * sizeof(float));
                 dst += chunk;
             }
         }
         break;
     }
     case OP_MAXPOOL:
+        md_maxpool2d(&op->pp, xd, (int)x->dims[1], (int)x->dims[2], (int)x->dims[3], od,
+                     (int)o->dims[2], (int)o->dims[3], NULL);
+        break;
     case OP_AVGPOOL:
-        (op->kind == OP_MAXPOOL ? md_maxpool2d : md_avgpool2d)(
-            &op->pp, x->data, (int)x->dims[1], (int)x->dims[2], (int)x->dims[3], o->data,
-            (int)o->dims[2], (int)o->dims[3]);
+        md_avgpool2d(&op->pp, xd, (int)x->dims[1], (int)x->dims[2], (int)x->dims[3], od,
+                     (int)o->dims[2], (int)o->dims[3]);
         break;
     case OP_GAP:
+        md_global_avgpool(xd, (size_t)x->dims[1], (size_t)x->dims[2] * (size_t)x->dims[3], od);
+        break;
     case OP_GMP:
-        (op->kind == OP_GAP ? md_global_avgpool : md_global_maxpool)(
-            x->data, (int)x->dims[1], (size_t)x->dims[2] * (size_t)x->dims[3], o->data);
+        md_global_maxpool(xd, (int)x->dims[1], (size_t)x->dims[2] * (size_t)x->dims[3], od);
         break;
     case OP_RESIZE: {
-        slice_ctx sc = {g, op, x->data, 0, 0, 0, 0, 1, false};
-        sc.n_tasks = threads > 1 ? 2 * threads : 1;
+        slice_ctx sc = {g, ws, op, threads > 1 ? 2 * threads : 1};
         if (sc.n_tasks > (int)x->dims[1])
             sc.n_tasks = (int)x->dims[1];
-        md_pool_run(g->pool, sc.n_tasks, resize_task, &sc);
+        md_pool_run(pool, sc.n_tasks, resize_task, &sc);
         break;
     }
     case OP_GEMM:
     case OP_MATMUL: {
-        const gval *B = &g->vals[op->in[1]];
         float beta = 0.0f;
         int M = op->gm, N = op->gn, K = op->gk;
         if (op->n_in > 2) {
             const gval *C = &g->vals[op->in[2]];
+            const float *cd = val(g, ws, op->in[2]);
             size_t rs = C->ndim == 2 && C->dims[0] != 1 ? (size_t)C->dims[1] : 0;
             size_t cs = C->ndim >= 1 && C->dims[C->ndim - 1] != 1 ? 1 : 0;
             for (int i = 0; i < M; i++)
                 for (int j = 0; j < N; j++)
-                    o->data[(size_t)i * N + j] = op->beta * C->data[i * rs + j * cs];
+                    od[(size_t)i * N + j] = op->beta * cd[i * rs + j * cs];
             beta = 1.0f;
         }
-        md_sgemm(op->trans_a, op->trans_b, M, N, K, op->kind == OP_GEMM ? op->alpha : 1.0f,
-                 x->data, op->trans_a ? M : K, B->data, op->trans_b ? K : N, beta, o->data, N);
+        md_sgemm(pool, op->trans_a, op->trans_b, M, N, K, op->kind == OP_GEMM ? op->alpha : 1.0f,
+                 xd, op->trans_a ? M : K, val(g, ws, op->in[1]), op->trans_b ? K : N, beta, od, N);
         break;
     }
-    case OP_COPY: memcpy(o->data, x->data, x->numel * sizeof(float)); break;
-    case OP_TRANSPOSE: md_transpose(x->data, x->ndim, x->dims, op->perm, o->data); break;
+    case OP_COPY: memcpy(od, xd, x->numel * sizeof(float)); break;
+    case OP_TRANSPOSE: md_transpose(xd, x->ndim, x->dims, op->perm, od); break;
     }
 }
 
-const float *md_onnx_graph_run(md_onnx_graph *g, const float *in)
+const float *md_onnx_graph_run(const md_onnx_graph *g, md_onnx_ws *ws, md_threadpool *pool,
+                               const float *in, float *features)
 {
-    return md_onnx_graph_run_ex(g, in, NULL, NULL);
-}
-
-const float *md_onnx_graph_run_timed(md_onnx_graph *g, const float *in, double *op_seconds)
-{
-    return md_onnx_graph_run_ex(g, in, NULL, op_seconds);
-}
-
-const float *md_onnx_graph_run_ex(md_onnx_graph *g, const float *in, float *features,
-                                  double *op_seconds)
-{
-    gval *iv = &g->vals[g->input];
-    memcpy(iv->data, in, iv->numel * sizeof(float));
+    memcpy(val(g, ws, g->input), in, g->vals[g->input].numel * sizeof(float));
     size_t f = 0;
     for (int i = 0; i < g->n_ops; i++) {
-        double t0 = op_seconds ? md_now_seconds() : 0.0;
-        run_op(g, &g->ops[i]);
+        run_op(g, ws, pool, &g->ops[i]);
         /* pooled now: the memory plan reuses this buffer for later ops */
         if (features && i < g->n_taps) {
             const gval *o = &g->vals[g->ops[i].out];
-            channel_means(o, features + f);
+            channel_means(o, val(g, ws, g->ops[i].out), features + f);
             f += (size_t)o->dims[1];
         }
-        if (op_seconds)
-            op_seconds[i] += md_now_seconds() - t0;
     }
-    return g->vals[g->output].data;
-}
-
-void md_onnx_graph_set_threads(md_onnx_graph *g, int threads)
-{
-    if (md_pool_threads(g->pool) == (threads > 1 ? threads : 1))
-        return;
-    md_pool_destroy(g->pool);
-    g->pool = md_pool_create(threads);
-}
-
-int md_onnx_graph_op_count(const md_onnx_graph *g)
-{
-    return g->n_ops;
-}
-
-void md_onnx_graph_op_describe(const md_onnx_graph *g, int i, char *buf, size_t size)
-{
-    static const char *const names[] = {"Conv",    "BatchNorm", "Clamp",   "Sigmoid",
-                                        "Binary",  "Concat",    "MaxPool", "AveragePool",
-                                        "GAP",     "GMP",       "Resize",  "Gemm",
-                                        "MatMul",  "Copy",      "Transpose"};
-    const gop *op = &g->ops[i];
-    const gval *x = &g->vals[op->in[0]], *o = &g->vals[op->out];
-    int len = snprintf(buf, size, "%s", names[op->kind]);
-    if (op->kind == OP_CONV && len >= 0 && (size_t)len < size)
-        snprintf(buf + len, size - (size_t)len, " %dx%d g%d s%d", op->cp.kernel_h,
-                 op->cp.kernel_w, op->cp.groups, op->cp.stride_h);
-    len = (int)strlen(buf);
-    if ((size_t)len < size)
-        snprintf(buf + len, size - (size_t)len, " %lldx%lldx%lld -> %lldx%lldx%lld",
-                 (long long)(x->ndim > 1 ? x->dims[1] : 0), (long long)(x->ndim > 2 ? x->dims[2] : 0),
-                 (long long)(x->ndim > 3 ? x->dims[3] : 0), (long long)(o->ndim > 1 ? o->dims[1] : 0),
-                 (long long)(o->ndim > 2 ? o->dims[2] : 0), (long long)(o->ndim > 3 ? o->dims[3] : 0));
+    return val(g, ws, g->output);
 }

@@ -29,29 +29,28 @@ typedef struct {
 md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t max_arena_bytes,
                               md_onnx_graph **out, md_error *err);
 const md_onnx_graph_info *md_onnx_graph_get_info(const md_onnx_graph *g);
-/* Runs on in (in_numel floats, C order); returns the first graph output
- * (out_numel floats), valid until the next run or free. One run at a time
- * per graph: activations live in the graph. */
-const float *md_onnx_graph_run(md_onnx_graph *g, const float *in);
 void md_onnx_graph_free(md_onnx_graph *g);
-/* Threads for the convolution, GEMM and resize kernels (the caller counts as
- * one; 1 = none started). Keeps its own persistent team. */
-void md_onnx_graph_set_threads(md_onnx_graph *g, int threads);
 
-/* As run; features (may be NULL) receives the per-channel means of the
- * encoder's op outputs (md_onnx_graph_features of them), op_seconds (may be
- * NULL) each op's seconds added. */
-const float *md_onnx_graph_run_ex(md_onnx_graph *g, const float *in, float *features,
-                                  double *op_seconds);
+/* The graph holds only what never changes after the build (weights packed,
+ * shapes, the buffer plan), so any number of threads may run it at once, each
+ * with its own workspace: the activation buffers and kernel scratch of one
+ * run, for pools of up to `workers` threads (a bigger pool runs single-
+ * threaded). NULL when out of memory. */
+typedef struct md_onnx_ws md_onnx_ws;
+md_onnx_ws *md_onnx_ws_create(const md_onnx_graph *g, int workers);
+int md_onnx_ws_workers(const md_onnx_ws *ws);
+void md_onnx_ws_free(md_onnx_ws *ws);
+
+/* Runs on in (in_numel floats, C order) with ws, parallel over pool (may be
+ * NULL); returns the first graph output (out_numel floats) inside ws, valid
+ * until ws is used again or freed. features (may be NULL) receives the
+ * per-channel means of the encoder's op outputs (md_onnx_graph_features of
+ * them). */
+const float *md_onnx_graph_run(const md_onnx_graph *g, md_onnx_ws *ws, md_threadpool *pool,
+                               const float *in, float *features);
 /* Length of the feature vector (0 when the graph has no encoder) and its
  * signature (tap count and channel counts hashed: equal for the same
  * architecture, different otherwise). */
 size_t md_onnx_graph_features(const md_onnx_graph *g, uint64_t *signature);
-
-/* Profiling: as run, adding each op's seconds to op_seconds[i] (may be NULL). */
-const float *md_onnx_graph_run_timed(md_onnx_graph *g, const float *in, double *op_seconds);
-int md_onnx_graph_op_count(const md_onnx_graph *g);
-/* "Conv 3x3 g16 s1 16x112x112 -> 16x112x112" */
-void md_onnx_graph_op_describe(const md_onnx_graph *g, int i, char *buf, size_t size);
 
 #endif

@@ -20,8 +20,7 @@
  *  4. divide by 255.
  * Both resizes are PIL NEAREST: source index floor((i + 0.5) * in / out).
  * (Measured on the three NYU images in shared/, AbsRel on the crop: nearest
- * 0.086, plain half-pixel bilinear 0.093, PIL's antialiased bilinear 0.101;
- * md_resize_pil_bilinear stays available for models trained that way.)
+ * 0.086, plain half-pixel bilinear 0.093, PIL's antialiased bilinear 0.101.)
  * Map back: every image pixel centre is carried through steps 1-3 (a pure
  * scale and offset per axis) into network-output coordinates and sampled
  * bilinearly (half-pixel centres), coordinates clamped to the output. This
@@ -30,27 +29,60 @@
  * get the nearest edge value (edge extension) and mask 0. */
 #include "backend.h"
 #include "base/base.h"
+#include "base/pool.h"
 #include "formats/onnx.h"
 #include "nets/onnx_graph.h"
 #include "ops/cnn_ops.h"
-#include "ops/tensor_ops.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define FD_RESIZE_H 250
 #define FD_CROP_H 228
 #define FD_CROP_W 304
+#define WS_CACHE 8 /* idle workspaces kept for the next runs */
 
+/* The graph is immutable after the build; each run takes a workspace
+ * (activations and scratch) from a small free list under `mu`, or makes one,
+ * and gives it back after (as ONNX Runtime's thread-safe Run). So concurrent
+ * runs never share buffers, and a lone caller reuses one workspace. */
 typedef struct {
     md_onnx_graph *graph;
-    int threads;
+    md_threadpool *pool;
     bool depth_like; /* FastDepth-like input/output shapes */
     int in_h, in_w, out_h, out_w;
     char desc[256];
+    pthread_mutex_t mu;
+    md_onnx_ws *idle[WS_CACHE];
+    int n_idle;
 } onnx_impl;
+
+/* The workspace cache is the only state a run changes; it sits behind the
+ * mutex, so runs take the model as const. */
+static md_onnx_ws *ws_take(const onnx_impl *cm)
+{
+    onnx_impl *m = (onnx_impl *)(uintptr_t)cm;
+    md_onnx_ws *ws = NULL;
+    pthread_mutex_lock(&m->mu);
+    if (m->n_idle > 0)
+        ws = m->idle[--m->n_idle];
+    pthread_mutex_unlock(&m->mu);
+    return ws ? ws : md_onnx_ws_create(m->graph, md_pool_threads(m->pool));
+}
+
+static void ws_give(const onnx_impl *cm, md_onnx_ws *ws)
+{
+    onnx_impl *m = (onnx_impl *)(uintptr_t)cm;
+    pthread_mutex_lock(&m->mu);
+    if (m->n_idle < WS_CACHE) {
+        m->idle[m->n_idle++] = ws;
+        ws = NULL;
+    }
+    pthread_mutex_unlock(&m->mu);
+    md_onnx_ws_free(ws);
+}
 
 
 static int round_half_even(double v)
@@ -61,10 +93,99 @@ static int round_half_even(double v)
     return (int)r;
 }
 
-static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md_features *features,
-                              md_error *err)
+/* Where the preprocessing takes the network input from (FastDepth's steps
+ * 1-3 above): the resized size, the crop offsets. */
+typedef struct {
+    int rh, rw, cy, cx;
+} fd_geometry;
+
+static fd_geometry fd_geometry_of(int w, int h)
 {
-    onnx_impl *m = impl;
+    /* Step 1 sizes (Python: int(size * scale) in double). */
+    fd_geometry g;
+    double s = (double)FD_RESIZE_H / h;
+    g.rh = (int)(h * s);
+    g.rw = (int)(w * s);
+    if (g.rw < FD_CROP_W) {
+        s = (double)FD_CROP_W / w;
+        g.rh = (int)(h * s);
+        g.rw = (int)(w * s);
+    }
+    if (g.rh < FD_CROP_H)
+        g.rh = FD_CROP_H;
+    if (g.rw < FD_CROP_W)
+        g.rw = FD_CROP_W;
+    g.cy = round_half_even((g.rh - FD_CROP_H) / 2.0);
+    g.cx = round_half_even((g.rw - FD_CROP_W) / 2.0);
+    return g;
+}
+
+/* PIL NEAREST's source index (md_resize_pil_nearest's rule). */
+static int nearest_src(int i, int in, int out)
+{
+    int v = (int)floor((i + 0.5) * ((double)in / out));
+    return v < 0 ? 0 : v >= in ? in - 1 : v;
+}
+
+/* Steps 1-4 at once: both resizes are nearest and the crop an offset, so
+ * each network pixel copies one image pixel, found by composing the index
+ * maps (the same pixel the step-by-step resizes pick), never the resized
+ * image itself (a 1x10000 image would resize to 250x2500000).
+ * net: 3 x in_h x in_w. */
+static md_status fd_preprocess(const onnx_impl *m, const md_image *img, float *net, md_error *err)
+{
+    int w = img->width, h = img->height;
+    fd_geometry g = fd_geometry_of(w, h);
+    int *xs = malloc(sizeof(int) * (size_t)m->in_w);
+    if (!xs)
+        return md_fail(err, MD_ERR_NOMEM, "predict: out of memory");
+    for (int x = 0; x < m->in_w; x++)
+        xs[x] = nearest_src(g.cx + nearest_src(x, FD_CROP_W, m->in_w), w, g.rw);
+    size_t plane = (size_t)m->in_h * m->in_w;
+    for (int y = 0; y < m->in_h; y++) {
+        int sy = nearest_src(g.cy + nearest_src(y, FD_CROP_H, m->in_h), h, g.rh);
+        const uint8_t *row = img->pixels + (size_t)sy * w * 3;
+        for (int c = 0; c < 3; c++) {
+            float *dst = net + (size_t)c * plane + (size_t)y * m->in_w;
+            for (int x = 0; x < m->in_w; x++)
+                dst[x] = (float)row[(size_t)xs[x] * 3 + (size_t)c] * (1.0f / 255.0f);
+        }
+    }
+    free(xs);
+    return MD_OK;
+}
+
+static md_status onnx_preprocess(const void *impl, const md_image *img, md_tensor *out,
+                                 md_error *err)
+{
+    const onnx_impl *m = impl;
+    if (!m->depth_like)
+        return md_fail(err, MD_ERR_UNSUPPORTED, "%s: no image preprocessing for this graph",
+                       m->desc);
+    if (img->width > MD_MAX_DIM || img->height > MD_MAX_DIM)
+        return md_fail(err, MD_ERR_ARG, "predict: image %dx%d too large", img->width,
+                       img->height);
+    out->data = malloc(sizeof(float) * 3 * (size_t)m->in_h * m->in_w);
+    if (!out->data)
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory for the input", m->desc);
+    md_status st = fd_preprocess(m, img, out->data, err);
+    if (st != MD_OK) {
+        free(out->data);
+        out->data = NULL;
+        return st;
+    }
+    out->ndim = 4;
+    out->shape[0] = 1;
+    out->shape[1] = 3;
+    out->shape[2] = m->in_h;
+    out->shape[3] = m->in_w;
+    return MD_OK;
+}
+
+static md_status onnx_predict(const void *impl, const md_image *img, md_depth *out,
+                              md_features *features, md_error *err)
+{
+    const onnx_impl *m = impl;
     if (!m->depth_like)
         return md_fail(err, MD_ERR_UNSUPPORTED,
                        "%s: predict needs a depth network with a 1x3xHxW input and a 1x1xHxW "
@@ -73,63 +194,32 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
     int w = img->width, h = img->height;
     if (w > MD_MAX_DIM || h > MD_MAX_DIM)
         return md_fail(err, MD_ERR_ARG, "predict: image %dx%d too large", w, h);
-    /* Step 1 sizes (Python: int(size * scale) in double). */
-    double s = (double)FD_RESIZE_H / h;
-    int rh = (int)(h * s), rw = (int)(w * s);
-    if (rw < FD_CROP_W) {
-        s = (double)FD_CROP_W / w;
-        rh = (int)(h * s);
-        rw = (int)(w * s);
-    }
-    if (rh < FD_CROP_H)
-        rh = FD_CROP_H;
-    if (rw < FD_CROP_W)
-        rw = FD_CROP_W;
-    int cy = round_half_even((rh - FD_CROP_H) / 2.0), cx = round_half_even((rw - FD_CROP_W) / 2.0);
-    size_t npix = (size_t)w * h;
-    size_t n_net = (size_t)3 * m->in_h * m->in_w;
-    /* Steps 1-3 are two nearest resizes and a crop: each network pixel copies
-     * one image pixel, so only the indices are composed (network -> crop ->
-     * resized image -> image), never the resized image itself (a 1x10000
-     * image would resize to 250x2500000). Same formula and clamping as
-     * md_resize_pil_nearest. */
+    fd_geometry g = fd_geometry_of(w, h);
+    int rh = g.rh, rw = g.rw, cy = g.cy, cx = g.cx;
+    size_t npix = (size_t)w * h, n_net = (size_t)3 * m->in_h * m->in_w;
     float *net = malloc(sizeof(float) * n_net);
-    int *src_y = malloc(sizeof(int) * (size_t)(m->in_h + m->in_w));
+    md_onnx_ws *ws = NULL;
     uint64_t signature = 0;
     size_t n_feat = md_onnx_graph_features(m->graph, &signature);
     float *feat = features && n_feat ? malloc(sizeof(float) * n_feat) : NULL;
     md_status st = MD_OK;
-    if ((features && n_feat && !feat) || !net || !src_y) {
-        free(net);
-        free(src_y);
-        free(feat);
-        return md_fail(err, MD_ERR_NOMEM, "predict: out of memory for a %dx%d image", w, h);
+    if (features && n_feat && !feat) {
+        st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for the features");
+        goto done;
     }
-    int *src_x = src_y + m->in_h;
-    for (int a = 0; a < 2; a++) {
-        int n_out = a ? m->in_w : m->in_h, crop = a ? FD_CROP_W : FD_CROP_H;
-        int resized = a ? rw : rh, off = a ? cx : cy, in = a ? w : h;
-        double s_crop = (double)crop / n_out, s_img = (double)in / resized;
-        for (int i = 0; i < n_out; i++) {
-            int c = (int)floor((i + 0.5) * s_crop);
-            c = c < 0 ? 0 : c >= crop ? crop - 1 : c;
-            int v = (int)floor((off + c + 0.5) * s_img);
-            (a ? src_x : src_y)[i] = v < 0 ? 0 : v >= in ? in - 1 : v;
-        }
+    if (!net) {
+        st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for a %dx%d image", w, h);
+        goto done;
     }
-    size_t plane = (size_t)m->in_h * m->in_w;
-    for (int y = 0; y < m->in_h; y++) {
-        const uint8_t *row = img->pixels + (size_t)src_y[y] * w * 3;
-        for (int x = 0; x < m->in_w; x++)
-            for (int c = 0; c < 3; c++)
-                net[c * plane + (size_t)y * m->in_w + x] =
-                    (float)row[(size_t)src_x[x] * 3 + (size_t)c] * (1.0f / 255.0f);
+    if ((st = fd_preprocess(m, img, net, err)) != MD_OK)
+        goto done;
+    ws = ws_take(m);
+    if (!ws) {
+        st = md_fail(err, MD_ERR_NOMEM, "%s: out of memory for the network's activations",
+                     m->desc);
+        goto done;
     }
-    free(src_y);
-    /* OpenBLAS's thread count is process-wide and other backends (DA2) set
-     * their own, so claim ours for every run rather than once at open. */
-    md_gemm_set_threads(m->threads);
-    const float *d = md_onnx_graph_run_ex(m->graph, net, feat, NULL);
+    const float *d = md_onnx_graph_run(m->graph, ws, m->pool, net, feat);
     if ((st = md_depth_alloc(out, w, h, err)) != MD_OK)
         goto done;
     out->mask = calloc(npix, 1);
@@ -193,14 +283,17 @@ static md_status onnx_predict(void *impl, const md_image *img, md_depth *out, md
         feat = NULL;
     }
 done:
+    if (ws)
+        ws_give(m, ws);
     free(feat);
     free(net);
     return st;
 }
 
-static md_status onnx_run_tensor(void *impl, const md_tensor *in, md_tensor *out, md_error *err)
+static md_status onnx_run_tensor(const void *impl, const md_tensor *in, md_tensor *out,
+                                 md_error *err)
 {
-    onnx_impl *m = impl;
+    const onnx_impl *m = impl;
     const md_onnx_graph_info *info = md_onnx_graph_get_info(m->graph);
     /* Accept the graph's shape, or it without a leading 1 (CHW for NCHW). */
     bool ok = false;
@@ -223,11 +316,16 @@ static md_status onnx_run_tensor(void *impl, const md_tensor *in, md_tensor *out
                        m->desc, want);
     }
     out->data = malloc(sizeof(float) * info->out_numel);
-    if (!out->data)
-        return md_fail(err, MD_ERR_NOMEM, "run: out of memory for the output");
-    md_gemm_set_threads(m->threads);
-    const float *r = md_onnx_graph_run(m->graph, in->data);
+    md_onnx_ws *ws = out->data ? ws_take(m) : NULL;
+    if (!ws) {
+        free(out->data);
+        out->data = NULL;
+        return md_fail(err, MD_ERR_NOMEM, "%s: out of memory for the network's activations",
+                       m->desc);
+    }
+    const float *r = md_onnx_graph_run(m->graph, ws, m->pool, in->data, NULL);
     memcpy(out->data, r, sizeof(float) * info->out_numel);
+    ws_give(m, ws);
     out->ndim = info->out_ndim;
     for (int i = 0; i < info->out_ndim; i++)
         out->shape[i] = info->out_dims[i];
@@ -252,6 +350,9 @@ static void onnx_destroy(void *impl)
     onnx_impl *m = impl;
     if (!m)
         return;
+    for (int i = 0; i < m->n_idle; i++)
+        md_onnx_ws_free(m->idle[i]);
+    pthread_mutex_destroy(&m->mu);
     md_onnx_graph_free(m->graph);
     free(m);
 }
@@ -278,9 +379,10 @@ static void onnx_info(const void *impl, md_model_info *info)
 
 static const md_model_backend onnx_backend = {"onnx",        onnx_predict, onnx_run_tensor,
                                               onnx_describe, onnx_gflop,   onnx_destroy,
-                                              onnx_features, onnx_info};
+                                              onnx_features, NULL,         onnx_preprocess,
+                                              onnx_info};
 
-md_status md_onnx_model_open(const char *path, const md_model_options *opts,
+md_status md_onnx_model_open(const char *path, const md_model_options *opts, md_threadpool *pool,
                              const md_model_backend **backend, void **impl, md_error *err)
 {
     *backend = NULL;
@@ -294,19 +396,27 @@ md_status md_onnx_model_open(const char *path, const md_model_options *opts,
         md_onnx_free(&om);
         return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
     }
+    if (opts->precision == MD_PRECISION_BF16) {
+        md_onnx_free(&om);
+        free(m);
+        return md_fail(err, MD_ERR_UNSUPPORTED,
+                       "%s: bf16 precision is for Depth Anything V2; ONNX models run in fp32 "
+                       "(use --precision fp32 or auto)",
+                       path);
+    }
+    if (pthread_mutex_init(&m->mu, NULL) != 0) {
+        md_onnx_free(&om);
+        free(m);
+        return md_fail(err, MD_ERR_NOMEM, "%s: cannot create a mutex", path);
+    }
     st = md_onnx_graph_build(&om, path, 0, &m->graph, err);
     md_onnx_free(&om);
     if (st != MD_OK) {
+        pthread_mutex_destroy(&m->mu);
         free(m);
         return st;
     }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    m->threads = opts && opts->threads > 0 ? opts->threads : (cores > 0 ? (int)cores : 1);
-    /* Convolutions, resizes and the packed GEMM run on the graph's own team;
-     * OpenBLAS (process-wide, only used by Gemm/MatMul and grouped convs) is
-     * set once here rather than on every run. */
-    md_onnx_graph_set_threads(m->graph, m->threads);
-    md_gemm_set_threads(m->threads);
+    m->pool = pool;
     const md_onnx_graph_info *info = md_onnx_graph_get_info(m->graph);
     if (info->in_ndim == 4 && info->in_dims[0] == 1 && info->in_dims[1] == 3 &&
         ((info->out_ndim == 4 && info->out_dims[0] == 1 && info->out_dims[1] == 1) ||

@@ -13,20 +13,6 @@ void md_clamp_inplace(float *x, size_t n, float lo, float hi)
     }
 }
 
-void md_bias_clamp_inplace(float *x, int channels, size_t hw, const float *bias, float lo,
-                           float hi)
-{
-    for (int c = 0; c < channels; c++) {
-        float b = bias ? bias[c] : 0.0f;
-        float *p = x + (size_t)c * hw;
-        for (size_t i = 0; i < hw; i++) {
-            float v = p[i] + b;
-            v = v < lo ? lo : v;
-            p[i] = v > hi ? hi : v;
-        }
-    }
-}
-
 void md_sigmoid_inplace(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -112,8 +98,8 @@ void md_binary_broadcast(md_binary_op op, int ndim, const int64_t *out_dims, con
     }
 }
 
-static void pool2d(const md_pool2d_params *p, bool is_max, const float *in, int channels,
-                   int in_h, int in_w, float *out, int out_h, int out_w)
+static void avgpool(const md_pool2d_params *p, const float *in, int channels, int in_h, int in_w,
+                    float *out, int out_h, int out_w)
 {
     for (int c = 0; c < channels; c++) {
         const float *plane = in + (size_t)c * in_h * in_w;
@@ -126,19 +112,14 @@ static void pool2d(const md_pool2d_params *p, bool is_max, const float *in, int 
                 int x0 = ox * p->stride_w - p->pad_left;
                 int x1 = x0 + p->kernel_w;
                 int cx0 = x0 < 0 ? 0 : x0, cx1 = x1 > in_w ? in_w : x1;
-                float acc = is_max ? -FLT_MAX : 0.0f;
+                float acc = 0.0f;
                 int n = 0;
                 for (int y = cy0; y < cy1; y++)
-                    for (int x = cx0; x < cx1; x++, n++) {
-                        float v = plane[(size_t)y * in_w + x];
-                        if (is_max)
-                            acc = v > acc ? v : acc;
-                        else
-                            acc += v;
-                    }
+                    for (int x = cx0; x < cx1; x++, n++)
+                        acc += plane[(size_t)y * in_w + x];
                 if (n == 0) {
                     acc = 0.0f;
-                } else if (!is_max) {
+                } else {
                     int count = n;
                     if (p->count_include_pad) {
                         /* Cells inside the padded extent count; ceil_mode overhang does not. */
@@ -154,21 +135,84 @@ static void pool2d(const md_pool2d_params *p, bool is_max, const float *in, int 
     }
 }
 
-void md_maxpool2d(const md_pool2d_params *p, const float *in, int channels, int in_h, int in_w,
-                  float *out, int out_h, int out_w)
+/* Branch-free 2x2 stride-2 windows without padding (on real data the
+ * comparisons are coin flips; branches on them mispredict half the time).
+ * Scan order and NaN rule as the general loop. */
+static void maxpool_2x2(const float *ip, int in_w, float *op, int out_h, int out_w,
+                        int32_t *ap)
 {
-    pool2d(p, true, in, channels, in_h, in_w, out, out_h, out_w);
+    for (int oy = 0; oy < out_h; oy++) {
+        const float *r0 = ip + (size_t)(2 * oy) * in_w, *r1 = r0 + in_w;
+        float *orow = op + (size_t)oy * out_w;
+        int32_t base0 = 2 * oy * in_w;
+        for (int ox = 0; ox < out_w; ox++) {
+            float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+            float bv = a;
+            int32_t bi = base0 + 2 * ox;
+            bool u = b > bv || b != b;
+            bv = u ? b : bv;
+            bi = u ? base0 + 2 * ox + 1 : bi;
+            u = c > bv || c != c;
+            bv = u ? c : bv;
+            bi = u ? base0 + in_w + 2 * ox : bi;
+            u = d > bv || d != d;
+            bv = u ? d : bv;
+            bi = u ? base0 + in_w + 2 * ox + 1 : bi;
+            orow[ox] = bv;
+            if (ap)
+                ap[(size_t)oy * out_w + ox] = bi;
+        }
+    }
+}
+
+void md_maxpool2d(const md_pool2d_params *p, const float *in, int channels, int in_h, int in_w,
+                  float *out, int out_h, int out_w, int32_t *argmax)
+{
+    size_t ihw = (size_t)in_h * in_w, ohw = (size_t)out_h * out_w;
+    bool fast = p->kernel_h == 2 && p->kernel_w == 2 && p->stride_h == 2 && p->stride_w == 2 &&
+                !p->pad_top && !p->pad_left && 2 * out_h <= in_h && 2 * out_w <= in_w;
+    for (int c = 0; c < channels; c++) {
+        const float *plane = in + (size_t)c * ihw;
+        float *o = out + (size_t)c * ohw;
+        int32_t *am = argmax ? argmax + (size_t)c * ohw : NULL;
+        if (fast) {
+            maxpool_2x2(plane, in_w, o, out_h, out_w, am);
+            continue;
+        }
+        for (int oy = 0; oy < out_h; oy++) {
+            int y0 = oy * p->stride_h - p->pad_top, y1 = y0 + p->kernel_h;
+            int cy0 = y0 < 0 ? 0 : y0, cy1 = y1 > in_h ? in_h : y1;
+            for (int ox = 0; ox < out_w; ox++) {
+                int x0 = ox * p->stride_w - p->pad_left, x1 = x0 + p->kernel_w;
+                int cx0 = x0 < 0 ? 0 : x0, cx1 = x1 > in_w ? in_w : x1;
+                float best = 0.0f;
+                int32_t bi = -1;
+                for (int y = cy0; y < cy1; y++)
+                    for (int x = cx0; x < cx1; x++) {
+                        int32_t idx = y * in_w + x;
+                        float v = plane[idx];
+                        if (bi < 0 || v > best || (v != v && best == best)) {
+                            best = v;
+                            bi = idx;
+                        }
+                    }
+                o[(size_t)oy * out_w + ox] = best;
+                if (am)
+                    am[(size_t)oy * out_w + ox] = bi;
+            }
+        }
+    }
 }
 
 void md_avgpool2d(const md_pool2d_params *p, const float *in, int channels, int in_h, int in_w,
                   float *out, int out_h, int out_w)
 {
-    pool2d(p, false, in, channels, in_h, in_w, out, out_h, out_w);
+    avgpool(p, in, channels, in_h, in_w, out, out_h, out_w);
 }
 
-void md_global_avgpool(const float *in, int channels, size_t hw, float *out)
+void md_global_avgpool(const float *in, size_t channels, size_t hw, float *out)
 {
-    for (int c = 0; c < channels; c++) {
+    for (size_t c = 0; c < channels; c++) {
         double s = 0.0;
         const float *p = in + (size_t)c * hw;
         for (size_t i = 0; i < hw; i++)
@@ -278,18 +322,24 @@ void md_resize_tables_free(md_resize_tables *t)
 void md_resize2d(const md_resize_tables *t, const float *in, int in_h, int in_w, float *out,
                  const float *addend, int c_begin, int c_end)
 {
-    int out_h = t->out_h, out_w = t->out_w, fx_int = t->fx_int;
+    md_resize2d_rows(t, in, in_h, in_w, out, addend, c_begin, c_end, 0, t->out_h);
+}
+
+void md_resize2d_rows(const md_resize_tables *t, const float *in, int in_h, int in_w, float *out,
+                      const float *addend, int c_begin, int c_end, int y0, int y1)
+{
+    int out_w = t->out_w, fx_int = t->fx_int, rows = y1 - y0;
     const int *iy0 = t->iy0, *iy1 = t->iy1, *ix0 = t->ix0, *ix1 = t->ix1;
     const float *fy = t->fy, *fx = t->fx;
     for (int c = c_begin; c < c_end; c++) {
         const float *plane = in + (size_t)c * in_h * in_w;
-        float *o = out + (size_t)c * out_h * out_w;
-        const float *add = addend ? addend + (size_t)c * out_h * out_w : NULL;
-        for (int y = 0; y < out_h; y++) {
+        float *o = out + (size_t)c * rows * out_w;
+        const float *add = addend ? addend + (size_t)c * rows * out_w : NULL;
+        for (int y = y0; y < y1; y++) {
             const float *r0 = plane + (size_t)iy0[y] * in_w;
             const float *r1 = plane + (size_t)iy1[y] * in_w;
-            float *orow = o + (size_t)y * out_w;
-            const float *arow = add ? add + (size_t)y * out_w : NULL;
+            float *orow = o + (size_t)(y - y0) * out_w;
+            const float *arow = add ? add + (size_t)(y - y0) * out_w : NULL;
             if (fx_int == 2) {
                 if (arow)
                     for (int x = 0; x < in_w; x++) {
@@ -320,111 +370,6 @@ void md_resize2d(const md_resize_tables *t, const float *in, int in_h, int in_w,
             }
         }
     }
-}
-
-/* One PIL-style pass: coefficient windows for each output index. */
-typedef struct {
-    int *start, *len;
-    float *w;
-    int ksize;
-} pil_coeffs;
-
-static bool pil_precompute(int in_len, int out_len, pil_coeffs *k)
-{
-    double scale = (double)in_len / out_len;
-    double filterscale = scale < 1.0 ? 1.0 : scale;
-    double support = 1.0 * filterscale; /* triangle filter support 1 */
-    k->ksize = (int)ceil(support) * 2 + 1;
-    k->start = malloc(sizeof(int) * (size_t)out_len * 2);
-    k->w = malloc(sizeof(float) * (size_t)out_len * (size_t)k->ksize);
-    if (!k->start || !k->w) {
-        free(k->start);
-        free(k->w);
-        return false;
-    }
-    k->len = k->start + out_len;
-    for (int x = 0; x < out_len; x++) {
-        double center = (x + 0.5) * scale;
-        double ss = 1.0 / filterscale;
-        int xmin = (int)(center - support + 0.5);
-        if (xmin < 0)
-            xmin = 0;
-        int xmax = (int)(center + support + 0.5);
-        if (xmax > in_len)
-            xmax = in_len;
-        xmax -= xmin;
-        if (xmax > k->ksize)
-            xmax = k->ksize;
-        double ww = 0.0;
-        float *wrow = k->w + (size_t)x * k->ksize;
-        for (int pass = 0; pass < 2; pass++) {
-            for (int i = 0; i < xmax; i++) {
-                double d = fabs((i + xmin - center + 0.5) * ss);
-                double v = d < 1.0 ? 1.0 - d : 0.0;
-                if (pass == 0)
-                    ww += v;
-                else
-                    wrow[i] = ww != 0.0 ? (float)(v / ww) : 0.0f;
-            }
-        }
-        k->start[x] = xmin;
-        k->len[x] = xmax;
-    }
-    return true;
-}
-
-static inline float round_u8(float v)
-{
-    v = floorf(v + 0.5f);
-    return v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v;
-}
-
-void md_resize_pil_bilinear(const float *in, int channels, int in_h, int in_w, float *out,
-                            int out_h, int out_w, bool round_u8_flag, float *scratch)
-{
-    pil_coeffs kx = {0}, ky = {0};
-    if (!pil_precompute(in_w, out_w, &kx) || !pil_precompute(in_h, out_h, &ky)) {
-        free(kx.start);
-        free(kx.w);
-        memset(out, 0, sizeof(float) * (size_t)channels * out_h * out_w);
-        return;
-    }
-    for (int c = 0; c < channels; c++) {
-        const float *plane = in + (size_t)c * in_h * in_w;
-        float *mid = scratch + (size_t)c * in_h * out_w;
-        for (int y = 0; y < in_h; y++) {
-            const float *row = plane + (size_t)y * in_w;
-            for (int x = 0; x < out_w; x++) {
-                const float *w = kx.w + (size_t)x * kx.ksize;
-                const float *src = row + kx.start[x];
-                float acc = 0.0f;
-                for (int i = 0; i < kx.len[x]; i++)
-                    acc += src[i] * w[i];
-                mid[(size_t)y * out_w + x] = round_u8_flag ? round_u8(acc) : acc;
-            }
-        }
-        /* Vertical pass row by row (taps outer, columns inner: unit stride). */
-        float *o = out + (size_t)c * out_h * out_w;
-        for (int y = 0; y < out_h; y++) {
-            const float *w = ky.w + (size_t)y * ky.ksize;
-            float *orow = o + (size_t)y * out_w;
-            for (int x = 0; x < out_w; x++)
-                orow[x] = 0.0f;
-            for (int i = 0; i < ky.len[y]; i++) {
-                const float *src = mid + (size_t)(ky.start[y] + i) * out_w;
-                float wi = w[i];
-                for (int x = 0; x < out_w; x++)
-                    orow[x] += src[x] * wi;
-            }
-            if (round_u8_flag)
-                for (int x = 0; x < out_w; x++)
-                    orow[x] = round_u8(orow[x]);
-        }
-    }
-    free(kx.start);
-    free(kx.w);
-    free(ky.start);
-    free(ky.w);
 }
 
 void md_resize_pil_nearest(const float *in, int channels, int in_h, int in_w, float *out,

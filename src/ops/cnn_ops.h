@@ -1,7 +1,8 @@
-/* CNN kernels beside tensor_ops.h: activations, element-wise broadcasting,
- * pooling, resizes (ONNX Resize/Upsample semantics and a PIL-style
- * antialiased bilinear for image preprocessing) and transposes. Planar CHW
- * float32, single image, like tensor_ops.h. */
+/* CNN kernels beside tensor_ops.h: depthwise convolution, activations,
+ * element-wise broadcasting, pooling, resizes (ONNX Resize/Upsample
+ * semantics, which include PyTorch's align_corners bilinear, and PIL's
+ * nearest for image preprocessing) and transposes. Planar CHW float32, single
+ * image, like tensor_ops.h. */
 #ifndef MD_TENSOR_CNN_OPS_H
 #define MD_TENSOR_CNN_OPS_H
 
@@ -14,32 +15,16 @@
 /* Depthwise convolution (groups == in_channels == out_channels) of channels
  * [c_begin, c_end), with bias (may be NULL) and the result clamped to [lo, hi]
  * (pass -FLT_MAX, FLT_MAX for none). Fast paths: 3x3 and 5x5, stride 1 or 2,
- * no dilation; anything else runs a bounds-checked direct loop. */
+ * no dilation; anything else runs a bounds-checked direct loop. scratch holds
+ * md_depthwise_scratch_floats floats (a zero-padded plane), or is NULL to
+ * allocate it here. */
+size_t md_depthwise_scratch_floats(const md_conv2d_params *p, int in_h, int in_w);
 void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, int in_w,
                          const float *weight, const float *bias, float lo, float hi, float *out,
-                         int c_begin, int c_end);
-
-/* Unfolds channels of one group into rows (c, ky, kx) x columns (oy, ox) of
- * col (channels*kh*kw x out_h*out_w), zeros where the kernel hits padding:
- * the B operand of a convolution GEMM. (The im2col of md_conv2d.) */
-void md_im2col(const md_conv2d_params *p, const float *in, int channels, int in_h, int in_w,
-               int out_h, int out_w, float *col);
-
-/* Convolution GEMM: C (M x N, row stride ldc) = clamp(A . B + bias, lo, hi)
- * over columns [n_begin, n_end), A (M x K) packed once by md_gemm_pack_a into
- * md_gemm_packed_floats(M, K) floats, B row-major K x N with row stride ldb.
- * bias (M) may be NULL. Single-threaded: callers split columns among threads. */
-size_t md_gemm_packed_floats(int M, int K);
-void md_gemm_pack_a(const float *A, int M, int K, float *packed);
-void md_gemm_packed(int M, int N, int K, const float *packed, const float *B, size_t ldb,
-                    const float *bias, float lo, float hi, float *C, size_t ldc, int n_begin,
-                    int n_end);
+                         int c_begin, int c_end, float *scratch);
 
 /* x[i] = min(max(x[i], lo), hi). ReLU is lo = 0, hi = +inf. */
 void md_clamp_inplace(float *x, size_t n, float lo, float hi);
-/* x[c][i] = clamp(x[c][i] + bias[c], lo, hi) over channels of hw values (bias may be NULL). */
-void md_bias_clamp_inplace(float *x, int channels, size_t hw, const float *bias, float lo,
-                           float hi);
 void md_sigmoid_inplace(float *x, size_t n);
 /* x[c][i] = x[c][i] * scale[c] + shift[c]. */
 void md_channel_affine_inplace(float *x, int channels, size_t hw, const float *scale,
@@ -62,12 +47,16 @@ typedef struct {
 
 /* out (C, out_h, out_w); padded cells are ignored by max and by average unless
  * count_include_pad (then they count as zeros, as ONNX AveragePool). Windows
- * that fall wholly into padding (possible with ceil_mode) give 0. */
+ * that fall wholly into padding (possible with ceil_mode) give 0. Max takes
+ * the first maximum of each window in row-major order, NaN winning (as
+ * PyTorch); argmax (may be NULL) gets its index inside the plane (-1 for an
+ * empty window), for the backward pass. */
 void md_maxpool2d(const md_pool2d_params *p, const float *in, int channels, int in_h, int in_w,
-                  float *out, int out_h, int out_w);
+                  float *out, int out_h, int out_w, int32_t *argmax);
 void md_avgpool2d(const md_pool2d_params *p, const float *in, int channels, int in_h, int in_w,
                   float *out, int out_h, int out_w);
-void md_global_avgpool(const float *in, int channels, size_t hw, float *out);
+/* out[c] = mean of plane c (hw values, double accumulation). */
+void md_global_avgpool(const float *in, size_t channels, size_t hw, float *out);
 void md_global_maxpool(const float *in, int channels, size_t hw, float *out);
 
 /* ONNX Resize coordinate transformation modes (Upsample = asymmetric). */
@@ -113,14 +102,10 @@ void md_resize_tables_free(md_resize_tables *t);
  * "Add(Resize(x), skip)"). */
 void md_resize2d(const md_resize_tables *t, const float *in, int in_h, int in_w, float *out,
                  const float *addend, int c_begin, int c_end);
-
-/* Antialiased bilinear resize as PIL's Image.resize(BILINEAR) computes it (and
- * so scipy.misc.imresize): a triangle filter widened by the scale factor when
- * shrinking, pixel centres at +0.5, horizontal pass then vertical pass. With
- * round_u8 each pass rounds and clamps to 0..255 as PIL does on 8-bit images.
- * scratch holds channels * in_h * out_w floats. */
-void md_resize_pil_bilinear(const float *in, int channels, int in_h, int in_w, float *out,
-                            int out_h, int out_w, bool round_u8, float *scratch);
+/* Output rows [y0, y1) only, into out laid out [channels][y1 - y0][out_w]
+ * (plane c at out + c * (y1 - y0) * out_w). */
+void md_resize2d_rows(const md_resize_tables *t, const float *in, int in_h, int in_w, float *out,
+                      const float *addend, int c_begin, int c_end, int y0, int y1);
 
 /* Nearest-neighbour resize as PIL's Image.resize(NEAREST) computes it (and so
  * scipy.misc.imresize(..., 'nearest')): out[y][x] = in[floor((y + 0.5) *

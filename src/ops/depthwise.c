@@ -11,14 +11,8 @@
  * columns out. Stride 2: a scalar loop the compiler vectorises with stride-2
  * loads (measured faster here than splitting rows into even and odd
  * columns). Anything else runs a bounds-checked direct loop. */
-/* -std=c11 turns off a*b+c contraction; these loops want fused multiply-adds. */
-#if defined(__clang__)
-#pragma clang fp contract(fast)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=fast")
-#endif
-
 #include "ops/cnn_ops.h"
+#include "ops/simd.h"
 
 #include <float.h>
 #include <stdlib.h>
@@ -49,17 +43,9 @@ static inline float dw_point(const md_conv2d_params *p, const float *plane, int 
     return acc;
 }
 
-typedef float vf16 __attribute__((vector_size(64)));
-
-/* Vectors never cross a function boundary by value (that would depend on
- * the target's ABI); loads and stores go through memcpy. */
-static inline vf16 *vload(vf16 *v, const float *p)
-{
-    memcpy(v, p, sizeof *v);
-    return v;
-}
-#define LOAD16(p) (*vload(&(vf16){0}, (p)))
-#define STORE16(p, v) memcpy((p), &(v), sizeof(vf16))
+typedef md_vf16 vf16;
+#define LOAD16 MD_LOAD16
+#define STORE16 MD_STORE16
 
 /* Stride 1: row[ox] = b + sum_ky,kx rows[ky][ox + kx] * w[ky][kx] for ox in
  * [0, round_up(n, 16)); rows must be readable that far (buffers have slack). */
@@ -215,9 +201,18 @@ DW_ROW_S2(5)
 
 #define SLACK 64 /* floats readable past any row start + its width */
 
+size_t md_depthwise_scratch_floats(const md_conv2d_params *p, int in_h, int in_w)
+{
+    int out_h, out_w;
+    if (!md_conv2d_output_size(p, in_h, in_w, &out_h, &out_w))
+        return 0;
+    size_t ph = (size_t)in_h + p->pad_top + p->pad_bottom, pw = (size_t)in_w + p->pad_left + p->pad_right;
+    return ph * pw + SLACK + 2 * ((size_t)(out_w + 31) / 32 * 32) + SLACK;
+}
+
 void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, int in_w,
                          const float *weight, const float *bias, float lo, float hi, float *out,
-                         int c_begin, int c_end)
+                         int c_begin, int c_end, float *scratch)
 {
     int out_h, out_w;
     if (!md_conv2d_output_size(p, in_h, in_w, &out_h, &out_w))
@@ -231,7 +226,23 @@ void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, i
     int row_w = (out_w + 31) / 32 * 32;
     size_t n_pad = (size_t)ph * pw + SLACK;
     dw_row_fn kernel = kh == 3 ? dw_row_k3_s1 : dw_row_k5_s1;
-    float *buf = fast ? calloc(n_pad + 2 * (size_t)row_w + SLACK, sizeof(float)) : NULL;
+    float *buf = NULL, *own = NULL;
+    if (fast && scratch) {
+        /* reused memory: zero the padding (the interior is written per channel) */
+        buf = scratch;
+        for (int y = 0; y < ph; y++) {
+            float *r = buf + (size_t)y * pw;
+            if (y < pt || y >= pt + in_h) {
+                memset(r, 0, sizeof(float) * (size_t)pw);
+            } else {
+                memset(r, 0, sizeof(float) * (size_t)pl);
+                memset(r + pl + in_w, 0, sizeof(float) * (size_t)(pw - pl - in_w));
+            }
+        }
+        memset(buf + (size_t)ph * pw, 0, sizeof(float) * (n_pad - (size_t)ph * pw));
+    } else if (fast) {
+        buf = own = calloc(n_pad + 2 * (size_t)row_w + SLACK, sizeof(float));
+    }
     for (int c = c_begin; c < c_end; c++) {
         const float *plane = in + (size_t)c * in_h * in_w;
         const float *w = weight + (size_t)c * kh * kw;
@@ -281,5 +292,5 @@ void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, i
                 orow[x] = clampf(row[x], lo, hi);
         }
     }
-    free(buf);
+    free(own);
 }

@@ -1,6 +1,7 @@
 /* Image resampling that matches the reference implementations the models
- * were trained with: OpenCV's INTER_CUBIC, PyTorch's bicubic and bilinear
- * (align_corners=True) interpolate. */
+ * were trained with: OpenCV's INTER_CUBIC and PyTorch's bicubic interpolate.
+ * (PyTorch's bilinear align_corners=True is md_resize2d with
+ * MD_COORD_ALIGN_CORNERS, cnn_ops.h.) */
 #ifndef MD_RESIZE_OPS_H
 #define MD_RESIZE_OPS_H
 
@@ -20,14 +21,5 @@ void md_resize_cubic_opencv(const double *src, int sh, int sw, int channels, dou
  * 1/scale); 0 means "from the sizes". tmp needs sh * dw floats. */
 void md_resize_bicubic_torch(const float *src, int channels, int sh, int sw, float *dst, int dh,
                              int dw, double scale_h, double scale_w, float *tmp);
-
-/* PyTorch F.interpolate(mode="bilinear", align_corners=True) on planar
- * [channels, sh, sw] -> [channels, dh, dw]. */
-void md_resize_bilinear_ac(const float *src, int channels, int sh, int sw, float *dst, int dh,
-                           int dw);
-
-/* Rows [y0, y1) of that output only, into dst [channels, y1 - y0, dw]. */
-void md_resize_bilinear_ac_rows(const float *src, int channels, int sh, int sw, float *dst, int dh,
-                                int dw, int y0, int y1);
 
 #endif

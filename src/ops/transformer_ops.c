@@ -1,6 +1,6 @@
 #include "ops/transformer_ops.h"
 
-#include "ops/tensor_ops.h"
+#include "ops/gemm.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -110,19 +110,6 @@ static inline __m512 gelu512(__m512 v)
 }
 #endif
 
-void md_exp_inplace(float *x, size_t n)
-{
-#if defined(__AVX512F__)
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 k = tail_mask(n - i);
-        _mm512_mask_storeu_ps(x + i, k, exp512(_mm512_maskz_loadu_ps(k, x + i)));
-    }
-#else
-    for (size_t i = 0; i < n; i++)
-        x[i] = exp_approx(x[i]);
-#endif
-}
-
 void md_gelu_erf(float *x, size_t n)
 {
 #if defined(__AVX512F__)
@@ -147,8 +134,21 @@ void md_gelu_erf(float *x, size_t n)
     }
 }
 
-/* Softmax numerators of each row (e^(x - max)) in place; returns 1 / sum in inv[r]. */
-static void softmax_unnormalised(float *x, int rows, int cols, float *inv)
+/* Softmax numerators of each row of scale * x (e^(scale (x - max))) in
+ * place, scale > 0; returns 1 / sum in inv[r]. With out16, each row is also
+ * rounded to bf16 into out16 (row stride ld16, padded with a zero to an even
+ * length) while it is still in L1. */
+static void softmax_rows_finish(float *row, int cols, uint16_t *out16)
+{
+    if (!out16)
+        return;
+    md_f32_to_bf16(row, out16, (size_t)cols);
+    if (cols & 1)
+        out16[cols] = 0;
+}
+
+static void softmax_unnormalised(float *x, int rows, int cols, float scale, float *inv,
+                                 uint16_t *out16, size_t ld16)
 {
 #if defined(__AVX512F__)
     for (int r = 0; r < rows; r++) {
@@ -158,15 +158,16 @@ static void softmax_unnormalised(float *x, int rows, int cols, float *inv)
             __mmask16 k = tail_mask((size_t)(cols - i));
             vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, k, row + i));
         }
-        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), sc = _mm512_set1_ps(scale);
         __m512 vsum = _mm512_setzero_ps();
         for (int i = 0; i < cols; i += 16) {
             __mmask16 k = tail_mask((size_t)(cols - i));
-            __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), m));
+            __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), m), sc));
             _mm512_mask_storeu_ps(row + i, k, e);
             vsum = _mm512_mask_add_ps(vsum, k, vsum, e);
         }
         inv[r] = 1.0f / _mm512_reduce_add_ps(vsum);
+        softmax_rows_finish(row, cols, out16 ? out16 + (size_t)r * ld16 : NULL);
     }
     return;
 #endif
@@ -191,60 +192,112 @@ static void softmax_unnormalised(float *x, int rows, int cols, float *inv)
             part[j] = 0.0f;
         for (i = 0; i + 16 <= cols; i += 16)
             for (int j = 0; j < 16; j++) {
-                float e = exp_approx(row[i + j] - m);
+                float e = exp_approx((row[i + j] - m) * scale);
                 row[i + j] = e;
                 part[j] += e;
             }
         float sum = 0.0f;
         for (; i < cols; i++) {
-            row[i] = exp_approx(row[i] - m);
+            row[i] = exp_approx((row[i] - m) * scale);
             sum += row[i];
         }
         for (int j = 0; j < 16; j++)
             sum += part[j];
         inv[r] = 1.0f / sum;
+        softmax_rows_finish(row, cols, out16 ? out16 + (size_t)r * ld16 : NULL);
     }
 }
 
-void md_softmax_rows(float *x, int rows, int cols)
+size_t md_attention_kv_bytes(md_gemm_type type, int tokens, int head_dim)
 {
-    for (int r = 0; r < rows; r++) {
-        float inv;
-        float *row = x + (size_t)r * cols;
-        softmax_unnormalised(row, 1, cols, &inv);
-        for (int i = 0; i < cols; i++)
-            row[i] *= inv;
+    return md_gemm_packed_bytes(type, false, head_dim, tokens) +
+           md_gemm_packed_bytes(type, false, tokens, head_dim);
+}
+
+size_t md_attention_scratch_bytes(md_gemm_type type, int tokens)
+{
+    size_t n = (size_t)MD_ATTENTION_BLOCK * (size_t)tokens * sizeof(float);
+    if (type == MD_GEMM_BF16) /* the probabilities again as bf16, rows padded to even */
+        n += (size_t)MD_ATTENTION_BLOCK * (size_t)((tokens + 1) & ~1) * sizeof(uint16_t);
+    return (n + 63) / 64 * 64;
+}
+
+/* K^T as a packed bf16 B operand, straight from the bf16 copy of qkv: the
+ * pair (k[t][2j], k[t][2j+1]) is already adjacent in token t's row, so each
+ * panel of NR tokens is a transpose of 32-bit pairs. */
+static void pack_kt_bf16(const uint16_t *k16, size_t ld, int tokens, int head_dim, uint32_t *dst)
+{
+    int pairs = head_dim / 2;
+    for (int t0 = 0; t0 < tokens; t0 += MD_GEMM_NR) {
+        uint32_t *panel = dst + (size_t)t0 * pairs;
+        int n = tokens - t0 < MD_GEMM_NR ? tokens - t0 : MD_GEMM_NR;
+        for (int j = 0; j < MD_GEMM_NR; j++) {
+            if (j >= n) {
+                for (int p = 0; p < pairs; p++)
+                    panel[(size_t)p * MD_GEMM_NR + j] = 0;
+                continue;
+            }
+            const uint16_t *row = k16 + (size_t)(t0 + j) * ld;
+            for (int p = 0; p < pairs; p++) {
+                uint32_t pr;
+                memcpy(&pr, row + 2 * p, sizeof pr);
+                panel[(size_t)p * MD_GEMM_NR + j] = pr;
+            }
+        }
     }
 }
 
-void md_attention_rows(const float *qkv, int tokens, int heads, int head_dim, int head, int r0,
-                       int r1, float *out, float *scores)
+void md_attention_pack_kv(md_gemm_type type, const float *qkv, const uint16_t *qkv_bf16,
+                          int tokens, int heads, int head_dim, int head, void *kv)
+{
+    size_t dim = (size_t)heads * head_dim, ld = 3 * dim;
+    const float *k = qkv + dim + (size_t)head * head_dim;
+    const float *v = qkv + 2 * dim + (size_t)head * head_dim;
+    /* K^T (head_dim x tokens): k stored transposed; V (tokens x head_dim) as is */
+    if (type == MD_GEMM_BF16 && qkv_bf16 && head_dim % 2 == 0)
+        pack_kt_bf16(qkv_bf16 + dim + (size_t)head * head_dim, ld, tokens, head_dim, kv);
+    else
+        md_gemm_pack_b_into(type, kv, k, ld, true, head_dim, tokens);
+    md_gemm_pack_b_into(type, (char *)kv + md_gemm_packed_bytes(type, false, head_dim, tokens), v,
+                        ld, false, tokens, head_dim);
+}
+
+void md_attention_rows(md_gemm_type type, const float *qkv, const uint16_t *qkv_bf16,
+                       const void *kv, int tokens, int heads, int head_dim, int head, int r0,
+                       int r1, float *out, void *scratch)
 {
     int dim = heads * head_dim, ld = 3 * dim, rows = r1 - r0;
     if (rows <= 0)
         return;
+    bool bf = type == MD_GEMM_BF16;
+    md_gemm_isa isa = md_gemm_isa_best(type);
     float scale = 1.0f / sqrtf((float)head_dim);
-    const float *q = qkv + (size_t)r0 * ld + (size_t)head * head_dim;
-    const float *k = qkv + dim + (size_t)head * head_dim;
-    const float *v = qkv + 2 * (size_t)dim + (size_t)head * head_dim;
-    float *o = out + (size_t)r0 * dim + (size_t)head * head_dim;
+    md_gemm_packed kt = md_gemm_packed_view(type, (void *)(uintptr_t)kv, false, head_dim, tokens);
+    md_gemm_packed vv = md_gemm_packed_view(
+        type, (char *)(uintptr_t)kv + md_gemm_packed_bytes(type, false, head_dim, tokens), false,
+        tokens, head_dim);
+    float *scores = scratch;
+    int tp = (tokens + 1) & ~1;
+    uint16_t *probs = (uint16_t *)(scores + (size_t)MD_ATTENTION_BLOCK * tokens);
     float inv[MD_ATTENTION_BLOCK];
     for (int b0 = 0; b0 < rows; b0 += MD_ATTENTION_BLOCK) {
         int n = rows - b0 < MD_ATTENTION_BLOCK ? rows - b0 : MD_ATTENTION_BLOCK;
-        md_sgemm(false, true, n, tokens, head_dim, scale, q + (size_t)b0 * ld, ld, k, ld, 0.0f,
-                 scores, tokens);
-        softmax_unnormalised(scores, n, tokens, inv);
-        float *ob = o + (size_t)b0 * dim;
-        md_sgemm(false, false, n, head_dim, tokens, 1.0f, scores, tokens, v, ld, 0.0f, ob, dim);
-        for (int r = 0; r < n; r++)
-            for (int j = 0; j < head_dim; j++)
-                ob[(size_t)r * dim + j] *= inv[r];
+        size_t qoff = (size_t)(r0 + b0) * ld + (size_t)head * head_dim;
+        /* q and the probabilities are read in place (no packing copies);
+         * the 1/sqrt(d) scale is applied inside the softmax */
+        md_gemm_operand q = md_gemm_direct(qkv + qoff, (size_t)ld);
+        if (bf)
+            q = qkv_bf16 ? md_gemm_direct(qkv_bf16 + qoff, (size_t)ld)
+                         : md_gemm_raw(qkv + qoff, (size_t)ld, false);
+        md_gemm_block(isa, n, tokens, head_dim, 1.0f, q, md_gemm_prepacked(&kt), scores,
+                      (size_t)tokens, NULL, 0, n, 0, tokens);
+        softmax_unnormalised(scores, n, tokens, scale, inv, bf ? probs : NULL, (size_t)tp);
+        md_gemm_operand p = bf ? md_gemm_direct(probs, (size_t)tp)
+                               : md_gemm_direct(scores, (size_t)tokens);
+        md_gemm_epilogue e = md_gemm_epilogue_none();
+        e.row_scale = inv;
+        float *o = out + (size_t)(r0 + b0) * dim + (size_t)head * head_dim;
+        md_gemm_block(isa, n, head_dim, tokens, 1.0f, p, md_gemm_prepacked(&vv), o, (size_t)dim,
+                      &e, 0, n, 0, head_dim);
     }
-}
-
-void md_attention(const float *qkv, int tokens, int heads, int head_dim, float *out,
-                  float *scores)
-{
-    for (int h = 0; h < heads; h++)
-        md_attention_rows(qkv, tokens, heads, head_dim, h, 0, tokens, out, scores);
 }

@@ -1,10 +1,13 @@
 /* Vision-transformer kernels on row-major token matrices [tokens, dim]:
- * LayerNorm, exact (erf) GELU, row softmax and multi-head self-attention
- * computed one head at a time. */
+ * LayerNorm, exact (erf) GELU and multi-head self-attention computed one head
+ * and one block of query rows at a time on the GEMM engine (gemm.h). */
 #ifndef MD_TRANSFORMER_OPS_H
 #define MD_TRANSFORMER_OPS_H
 
+#include "ops/gemm.h"
+
 #include <stddef.h>
+#include <stdint.h>
 
 /* out[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta, per row of `dim`
  * values; out may alias x. */
@@ -14,26 +17,29 @@ void md_layernorm(const float *x, int rows, int dim, const float *gamma, const f
 /* x = 0.5 x (1 + erf(x / sqrt 2)), in place (max abs error of erf ~2e-7). */
 void md_gelu_erf(float *x, size_t n);
 
-/* e^x for each element, in place (relative error ~2e-7; x below -87 gives 0). */
-void md_exp_inplace(float *x, size_t n);
-
-/* Softmax of each row of `cols` values, in place. */
-void md_softmax_rows(float *x, int rows, int cols);
-
 /* Query rows handled per score block by md_attention_rows. */
-#define MD_ATTENTION_BLOCK 128
+#define MD_ATTENTION_BLOCK 96
 
-/* One head's attention for query rows [r0, r1): writes those rows of the
- * head's columns of out. scores needs MD_ATTENTION_BLOCK * tokens floats
- * (the score matrix is built one block of rows at a time, kept in cache). */
-void md_attention_rows(const float *qkv, int tokens, int heads, int head_dim, int head, int r0,
-                       int r1, float *out, float *scores);
+/* Bytes md_attention_pack_kv writes for one head, and of md_attention_rows'
+ * scratch, for float32 or bf16 products. */
+size_t md_attention_kv_bytes(md_gemm_type type, int tokens, int head_dim);
+size_t md_attention_scratch_bytes(md_gemm_type type, int tokens);
+/* Packs one head's keys and values of qkv [tokens, 3*heads*head_dim] (laid
+ * out q | k | v, each split into heads of head_dim columns) as the GEMM's B
+ * operands of Q K^T and P V, once per head and layer, for every query block
+ * (bf16: from qkv_bf16, qkv rounded to bf16, when given). */
+void md_attention_pack_kv(md_gemm_type type, const float *qkv, const uint16_t *qkv_bf16,
+                          int tokens, int heads, int head_dim, int head, void *kv);
 
-/* Self-attention over qkv [tokens, 3*heads*head_dim] laid out as q | k | v,
- * each split into heads of head_dim columns: out [tokens, heads*head_dim]
- * = concat_h softmax(q_h k_h^T / sqrt(head_dim)) v_h. scores needs
- * MD_ATTENTION_BLOCK * tokens floats. */
-void md_attention(const float *qkv, int tokens, int heads, int head_dim, float *out,
-                  float *scores);
+/* One head's attention softmax(q k^T / sqrt(head_dim)) v for query rows
+ * [r0, r1): writes those rows of the head's columns of out [tokens,
+ * heads*head_dim]. kv from md_attention_pack_kv; scratch holds
+ * md_attention_scratch_bytes (the score matrix is built one block of rows at
+ * a time, kept in cache). bf16: q from qkv_bf16 (qkv rounded to bf16) when
+ * given; the softmax runs in float32 and its probabilities are rounded to
+ * bf16 for the product with v. */
+void md_attention_rows(md_gemm_type type, const float *qkv, const uint16_t *qkv_bf16,
+                       const void *kv, int tokens, int heads, int head_dim, int head, int r0,
+                       int r1, float *out, void *scratch);
 
 #endif

@@ -45,18 +45,14 @@
 #include "scale/predictor.h"
 
 #include "base/base.h"
+#include "ops/dvec.h"
 #include "metricdepth_eval.h"
 #include "scale/scale_cnn.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* LAPACK (in OpenBLAS): solves A X = B for symmetric positive definite A. */
-extern void dposv_(const char *uplo, const int *n, const int *nrhs, double *a, const int *lda,
-                   double *b, const int *ldb, int *info);
 
 static const double alpha_grid[] = {0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100};
 #define N_ALPHA ((int)(sizeof alpha_grid / sizeof alpha_grid[0]))
@@ -215,11 +211,7 @@ static md_status design_init(design *d, const md_enc_sample *s, const size_t *ro
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < p; j++)
             d->Z[i * p + j] = (s[rows[i]].features[j] - d->mu[j]) / d->sd[j];
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)p, 1.0, d->Z, (int)p, 0.0,
-                d->G, (int)m);
-    for (size_t i = 0; i < m; i++)
-        for (size_t k = 0; k < i; k++)
-            d->G[i * m + k] = d->G[k * m + i];
+    md_dgram(m, p, d->Z, d->G);
     return MD_OK;
 }
 
@@ -256,8 +248,7 @@ static md_status ridge(const design *d, const size_t *idx, size_t k, const doubl
         K[i * k + i] += lambda;
         a[i] = y[idx[i]] - ybar;
     }
-    int n = (int)k, one = 1, info = 0;
-    dposv_("U", &n, &one, K, &n, a, &n, &info);
+    int info = md_dposv(k, K, a);
     free(K);
     free(rm);
     if (info != 0) {
@@ -275,12 +266,12 @@ static md_status ridge(const design *d, const size_t *idx, size_t k, const doubl
     double asum = 0;
     memset(b, 0, sizeof(double) * p);
     for (size_t i = 0; i < k; i++) {
-        cblas_daxpy((int)p, a[i], d->Z + idx[i] * p, 1, b, 1);
-        cblas_daxpy((int)p, 1.0 / (double)k, d->Z + idx[i] * p, 1, zbar, 1);
+        md_daxpy(p, a[i], d->Z + idx[i] * p, b);
+        md_daxpy(p, 1.0 / (double)k, d->Z + idx[i] * p, zbar);
         asum += a[i];
     }
-    cblas_daxpy((int)p, -asum, zbar, 1, b, 1);
-    *c = ybar - cblas_ddot((int)p, zbar, 1, b, 1);
+    md_daxpy(p, -asum, zbar, b);
+    *c = ybar - md_ddot(p, zbar, b);
     free(zbar);
     free(a);
     return MD_OK;
@@ -350,7 +341,7 @@ static void ensemble_predict(const ensemble *e, const double *z, double *mean, d
 {
     double s1 = 0, s2 = 0;
     for (int mb = 0; mb < e->B; mb++) {
-        double v = e->c[mb] + cblas_ddot((int)e->p, z, 1, e->b + (size_t)mb * e->p, 1);
+        double v = e->c[mb] + md_ddot(e->p, z, e->b + (size_t)mb * e->p);
         s1 += v;
         s2 += v * v;
     }
@@ -368,7 +359,7 @@ static double knn_distance(const design *d, const double *z, double zz, size_t s
     for (size_t i = 0; i < d->m; i++) {
         if (i == skip)
             continue;
-        double d2 = zz + d->G[i * d->m + i] - 2 * cblas_ddot((int)d->p, z, 1, d->Z + i * d->p, 1);
+        double d2 = zz + d->G[i * d->m + i] - 2 * md_ddot(d->p, z, d->Z + i * d->p);
         double v = sqrt((d2 > 0 ? d2 : 0) / (double)d->p);
         /* insert into the sorted list of the K smallest */
         int j = nb < MD_ENC_KNN ? nb++ : MD_ENC_KNN;
@@ -590,7 +581,7 @@ md_status md_enc_train(const md_enc_sample *s, size_t n, size_t p, const md_enc_
                 double c;
                 st = ridge(&d, fit, nf, y, alpha_grid[a] * (double)p, bb, &c, err);
                 for (size_t i = 0; st == MD_OK && i < nt; i++)
-                    ls[i] = c + cblas_ddot((int)p, d.Z + test[i] * p, 1, bb, 1);
+                    ls[i] = c + md_ddot(p, d.Z + test[i] * p, bb);
                 md_metrics mm;
                 mean_metrics(s, test, nt, ls, &mm);
                 score += mm.abs_rel;

@@ -11,8 +11,8 @@
 
 #include "base/base.h"
 #include "formats/weights.h"
+#include "base/pool.h"
 #include "ops/cnn_ops.h"
-#include "base/parallel.h"
 #include "ops/train_ops.h"
 
 #include <errno.h>
@@ -200,6 +200,8 @@ void md_cnn_work_free(md_cnn_work *w)
     free(w->col);
     free(w->dcol);
     free(w->partial);
+    free(w->wpack);
+    md_pool_destroy(w->pool);
     memset(w, 0, sizeof *w);
 }
 
@@ -237,12 +239,26 @@ md_status md_cnn_work_init(md_cnn_work *w, const md_cnn_spec *s, int batch, bool
                 goto fail;
         }
         if (l->kind == MD_CNN_CONV) {
+            /* backward: the whole unfolded image; forward: the driver's bands */
             size_t col = (size_t)l->in_c * l->k * l->k * l->out_h * l->out_w;
+            md_conv2d_params p = conv_params(l);
+            md_conv probe;
+            md_conv_init_into(&probe, &p, MD_GEMM_F32, NULL, NULL, NULL);
+            md_conv_src src = md_conv_plain_src(NULL, l->in_h, l->in_w);
+            size_t fwd = md_conv_scratch_floats(&probe, &src, 1);
+            col = col > fwd ? col : fwd;
             if (col > max_col)
                 max_col = col;
             if (l->w_n + l->b_n > max_par)
                 max_par = l->w_n + l->b_n;
         }
+    }
+    w->wpack = md_malloc(sizeof(float) * max_par, "scale CNN packed weights", err);
+    if (!w->wpack)
+        goto fail;
+    if (threads > 1 && !(w->pool = md_pool_create(threads))) {
+        md_fail(err, MD_ERR_NOMEM, "scale CNN: out of memory for the thread pool");
+        goto fail;
     }
     w->col_floats = max_col;
     w->col = md_malloc(sizeof(float) * nt * max_col, "scale CNN im2col buffers", err);
@@ -296,6 +312,7 @@ typedef struct {
     float *out;     /* forward: output; backward: output gradient (ReLU applied here) */
     float *din;     /* backward: input gradient or NULL */
     bool backward;
+    const md_conv *conv; /* forward: the layer, weights packed */
 } conv_job;
 
 static void conv_task(void *ctx, int task, int worker)
@@ -309,10 +326,12 @@ static void conv_task(void *ctx, int task, int worker)
     int b0 = (int)((long)j->n * task / j->tasks), b1 = (int)((long)j->n * (task + 1) / j->tasks);
     float *col = w->col + (size_t)task * w->col_floats;
     if (!j->backward) {
-        for (int b = b0; b < b1; b++)
-            md_train_conv_forward(&p, j->in + (size_t)b * isz, l->in_h, l->in_w,
-                                  j->params + l->w_off, j->params + l->b_off, l->relu,
-                                  j->out + (size_t)b * osz, l->out_h, l->out_w, col);
+        md_conv_dst dst = md_conv_to(NULL, l->relu ? 0.0f : -INFINITY, INFINITY);
+        for (int b = b0; b < b1; b++) {
+            md_conv_src src = md_conv_plain_src(j->in + (size_t)b * isz, l->in_h, l->in_w);
+            dst.out = j->out + (size_t)b * osz;
+            md_conv_forward(j->conv, NULL, &src, &dst, col);
+        }
         return;
     }
     float *dcol = w->dcol + (size_t)task * w->col_floats;
@@ -323,7 +342,7 @@ static void conv_task(void *ctx, int task, int worker)
         float *g = j->out + (size_t)b * osz;
         if (l->relu)
             md_relu_backward(y + (size_t)b * osz, g, osz);
-        md_train_conv_backward(&p, j->in + (size_t)b * isz, l->in_h, l->in_w,
+        md_conv_backward(&p, j->in + (size_t)b * isz, l->in_h, l->in_w,
                                j->params + l->w_off, g, l->out_h, l->out_w, part,
                                part + l->w_n, j->din ? j->din + (size_t)b * isz : NULL, col,
                                dcol);
@@ -332,17 +351,20 @@ static void conv_task(void *ctx, int task, int worker)
 
 static void run_conv(conv_job *j)
 {
+    md_conv conv;
+    if (!j->backward) { /* weights packed once for every image of the batch */
+        md_conv2d_params p = conv_params(j->l);
+        md_conv_init_into(&conv, &p, MD_GEMM_F32, j->params + j->l->w_off, j->params + j->l->b_off,
+                          j->w->wpack);
+        j->conv = &conv;
+    }
     j->tasks = j->w->threads < j->n ? j->w->threads : j->n;
     if (j->tasks <= 1) {
         j->tasks = 1;
         conv_task(j, 0, 0);
         return;
     }
-    /* Our workers each run single-threaded GEMMs; OpenBLAS's own pool would
-     * compete with them. */
-    md_gemm_set_threads(1);
-    md_parallel_for(j->tasks, j->tasks, conv_task, j);
-    md_gemm_set_threads(j->w->threads);
+    md_pool_run(j->w->pool, j->tasks, conv_task, j);
 }
 
 const float *md_cnn_forward(const md_cnn_spec *s, const float *params, md_cnn_work *w, int n)
@@ -353,20 +375,20 @@ const float *md_cnn_forward(const md_cnn_spec *s, const float *params, md_cnn_wo
         float *out = w->act[i + 1];
         switch (l->kind) {
         case MD_CNN_CONV: {
-            conv_job j = {l, params, w, n, 0, i, in, out, NULL, false};
+            conv_job j = {l, params, w, n, 0, i, in, out, NULL, false, NULL};
             run_conv(&j);
             break;
         }
         case MD_CNN_MAXPOOL:
             md_maxpool_forward(in, (size_t)n * l->in_c, l->in_h, l->in_w, l->k, l->stride, out,
-                               l->out_h, l->out_w, w->argmax[i], w->threads);
+                               l->out_h, l->out_w, w->argmax[i], w->pool);
             break;
         case MD_CNN_GAP:
-            md_gap_forward(in, (size_t)n * l->in_c, (size_t)l->in_h * l->in_w, out);
+            md_global_avgpool(in, (size_t)n * l->in_c, (size_t)l->in_h * l->in_w, out);
             break;
         case MD_CNN_FC:
             md_linear_forward(in, n, l->in_c, l->out_c, params + l->w_off, params + l->b_off,
-                              l->relu, out);
+                              l->relu, out, w->pool);
             break;
         }
     }
@@ -386,7 +408,7 @@ void md_cnn_backward(const md_cnn_spec *s, const float *params, md_cnn_work *w, 
         bool need_in = i > 0;
         switch (l->kind) {
         case MD_CNN_CONV: {
-            conv_job j = {l, params, w, n, 0, i, w->act[i], g, need_in ? gn : NULL, true};
+            conv_job j = {l, params, w, n, 0, i, w->act[i], g, need_in ? gn : NULL, true, NULL};
             run_conv(&j);
             /* Per-task sums added in task order: independent of scheduling. */
             size_t np = l->w_n + l->b_n;
@@ -401,7 +423,7 @@ void md_cnn_backward(const md_cnn_spec *s, const float *params, md_cnn_work *w, 
         }
         case MD_CNN_MAXPOOL:
             md_maxpool_backward(g, w->argmax[i], (size_t)n * l->in_c, l->in_h, l->in_w, l->k,
-                                l->stride, l->out_h, l->out_w, gn, w->threads);
+                                l->stride, l->out_h, l->out_w, gn, w->pool);
             break;
         case MD_CNN_GAP:
             md_gap_backward(g, (size_t)n * l->in_c, (size_t)l->in_h * l->in_w, gn);
@@ -410,7 +432,7 @@ void md_cnn_backward(const md_cnn_spec *s, const float *params, md_cnn_work *w, 
             if (l->relu)
                 md_relu_backward(w->act[i + 1], g, (size_t)n * osz);
             md_linear_backward(w->act[i], n, l->in_c, l->out_c, params + l->w_off, g,
-                               grads + l->w_off, grads + l->b_off, need_in ? gn : NULL);
+                               grads + l->w_off, grads + l->b_off, need_in ? gn : NULL, w->pool);
             break;
         }
         float *t = g;
@@ -685,7 +707,6 @@ md_status md_cnn_model_train(const md_image *images, const double *log_scales, s
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         threads = ncpu > 0 ? (ncpu > 64 ? 64 : (int)ncpu) : 2;
     }
-    md_gemm_set_threads(threads);
 
     /* Preprocess every image once. */
     size_t isz = md_cnn_layer_in_size(&t.spec.layers[0]), max_pix = 0;
@@ -779,7 +800,7 @@ md_status md_cnn_model_train(const md_image *images, const double *log_scales, s
             md_cnn_backward(&t.spec, model->params, &t.work, nb, t.dout, t.grads);
             step++;
             md_adam_step(model->params, t.grads, t.m, t.v, np, lr, o.beta1, o.beta2, o.eps, step,
-                         threads);
+                         t.work.pool);
             sum_sq += loss * nb;
             seen += (size_t)nb;
             done_batches++;

@@ -48,14 +48,17 @@ static inline size_t md_cnn_layer_out_size(const md_cnn_layer *l)
 /* Activations and scratch for up to `batch` samples, allocated once. act[0]
  * is the input (batch x 3 x S x S), act[l + 1] the output of layer l (after
  * its fused ReLU); with training, the gradient and argmax buffers too.
- * threads > 1: convolutions run images in parallel (fixed image ranges per
- * task, OpenBLAS single-threaded inside them; weight gradients summed over
- * the tasks in order), fully connected layers use OpenBLAS's own threads.
- * Results then depend on the thread count but not on scheduling. */
+ * threads > 1: a pool of that many; convolutions run images in parallel
+ * (fixed image ranges per task, each convolution single-threaded inside;
+ * weight gradients summed over the tasks in order), fully connected layers
+ * and pooling split over the pool. Results then depend on the thread count
+ * but not on scheduling. */
 typedef struct {
     int batch;
     bool training;
     int threads;
+    md_threadpool *pool; /* NULL with one thread */
+    float *wpack;        /* a convolution's weights packed for the forward pass */
     float *act[MD_CNN_MAX_LAYERS + 1];
     int32_t *argmax[MD_CNN_MAX_LAYERS];
     float *grad[2];  /* ping-pong gradient buffers (largest activation) */
