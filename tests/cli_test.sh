@@ -444,10 +444,10 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ]; then
   expect 0 "$MD" convert "$T/anc0/anc.depth.png" --divisor 666.6666666667 -o "$T/anchors.npy"
   for fit in robust median w1 lsq; do
     expect 0 "$MD" predict --model "$model" --anchors "$T/anchors.npy" --anchor-fit "$fit" \
-      "$T/anc.jpg" -o "$T/anc1"
+      "$T/anc.jpg" -o "$T/anc1-$fit"
     contains "anc.jpg: scale 1.50[0-9]* (anchors $fit"
   done
-  grep -q '"fit":[[:space:]]*"lsq"' "$T/anc1/anc.json" && ok || bad "sidecar lacks the anchor fit"
+  grep -q '"fit":[[:space:]]*"lsq"' "$T/anc1-lsq/anc.json" && ok || bad "sidecar lacks the anchor fit"
   expect 0 "$MD" predict --model "$model" --anchors "$T/anchors.npy" --anchor-fit scale-shift \
     "$T/anc.jpg" -o "$T/anc2"
   contains "scale 1.50[0-9]* (anchors scale-shift, inverse-depth shift [-+]0.000"
@@ -499,6 +499,7 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ]; then
   for r in image image_gated image_map image_map_gated; do
     grep -q "^nyu,,,,$r,,3," "$T/ea2/results.csv" && ok || bad "eval-anchors: no $r row for nyu"
   done
+fi
 
 # --- predict as users expect it (issue 15): folders, lists, EXIF, KITTI, names, sidecars
 expect 0 "$MD" predict --help
