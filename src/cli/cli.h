@@ -91,6 +91,11 @@ void cli_sibling_dir(char *buf, size_t size, const char *path, const char *name)
 void cli_stem(char *buf, size_t size, const char *path);
 /* mkdir -p */
 md_status cli_make_dirs(const char *path, md_error *err);
+/* The prediction cache of a report written to out_dir: cache_arg (--cache)
+ * or OUT_DIR/.metricdepth-cache (in buf), created. The folder, or NULL with
+ * err filled. */
+const char *cli_report_cache(const char *out_dir, const char *cache_arg, char *buf, size_t size,
+                             md_error *err);
 
 /* Completes scale options for --scale/--scale-model: the base model's name
  * and, for auto and adaptive, the scale model (--scale-model FILE, else the

@@ -341,6 +341,16 @@ void cli_sibling_dir(char *buf, size_t size, const char *path, const char *name)
         snprintf(buf, size, "%s", name);
 }
 
+const char *cli_report_cache(const char *out_dir, const char *cache_arg, char *buf, size_t size,
+                             md_error *err)
+{
+    if (!cache_arg) {
+        cli_path_join(buf, size, out_dir, ".metricdepth-cache");
+        cache_arg = buf;
+    }
+    return cli_make_dirs(cache_arg, err) == MD_OK ? cache_arg : NULL;
+}
+
 void cli_stem(char *buf, size_t size, const char *path)
 {
     const char *base = strrchr(path, '/');

@@ -112,6 +112,20 @@ static void start(md_scale_filter *f, double t, double z, double r, double level
         f->level = level;
 }
 
+/* A frame that does not update the estimate: the filter restarts from its raw
+ * value z, or keeps the prediction (x, p). */
+static void restart_or_hold(md_scale_filter *f, bool restart, double t, double z, double r,
+                            double level, double x, double p, md_scale_filter_output *out)
+{
+    if (restart) {
+        start(f, t, z, r, level);
+        out->restarted = 1;
+    } else {
+        f->x = x;
+        f->p = p;
+    }
+}
+
 md_status md_scale_filter_update(md_scale_filter *f, double t_s, double raw_log_scale,
                                  double raw_sd, double base_level, md_scale_filter_output *out,
                                  md_error *err)
@@ -152,27 +166,17 @@ md_status md_scale_filter_update(md_scale_filter *f, double t_s, double raw_log_
     if (isfinite(base_level))
         f->level = base_level;
     f->t = t_s;
-    if (!have || !isfinite(p)) {
-        if (have) { /* a gap so long that the past says nothing */
-            start(f, t_s, raw_log_scale, r, base_level);
-            out->restarted = 1;
-        } else {
-            f->x = x;
-            f->p = p;
-        }
+    if (!have || !isfinite(p)) { /* have: a gap so long that the past says nothing */
+        restart_or_hold(f, have, t_s, raw_log_scale, r, base_level, x, p, out);
         goto report;
     }
     /* gate and update */
     double nu = raw_log_scale - x, s = p + r;
     if (fabs(nu) > f->o.gate * sqrt(s)) {
         out->rejected = 1;
-        if (++f->streak >= RESTART_AFTER) {
-            start(f, t_s, raw_log_scale, r, base_level);
-            out->restarted = 1;
-        } else {
-            f->x = x;
-            f->p = p;
-        }
+        f->streak++;
+        restart_or_hold(f, f->streak >= RESTART_AFTER, t_s, raw_log_scale, r, base_level, x, p,
+                        out);
         goto report;
     }
     f->streak = 0;
