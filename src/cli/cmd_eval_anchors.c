@@ -31,7 +31,7 @@ const cli_command cmd_eval_anchors = {
     "  image only               the encoder scale model (ln s from the network's\n"
     "                           features) and one per cell (an image-only scale map),\n"
     "                           each trained on the other datasets, ungated and gated\n"
-    "  anchors robust           the default global fit (Tukey biweight on log ratios)\n"
+    "  anchors robust           the default global fit (skipped median of log ratios)\n"
     "  anchors median, w1, lsq  the plain global fits\n"
     "  anchors scale-shift      scale and shift in inverse depth (K >= 3)\n"
     "  anchors scale map        the pixel-wise scale map from the anchors\n"
