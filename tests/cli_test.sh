@@ -645,6 +645,13 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   contains "wrote 6 frames"
   expect 0 "$MD" predict --model "$model" --scale none "$T/vid/clip.mp4" -o "$T/vid/num" --outputs png16,json
   n=$(ls "$T/vid/num/clip" | grep -c 'depth.png$'); [ "$n" -eq 6 ] && ok || bad "$n numbered frames, wanted 6"
+  # a video as a sequence (issue 12): one anchor file for every frame, each frame's raw and
+  # filtered scale in the video's sidecar
+  printf '320 240 2.0\n300 200 2.1\n340 260 1.9\n' >"$T/vid/anchors.txt"
+  expect 0 "$MD" predict --model "$model" --sequence --anchors "$T/vid/anchors.txt" "$T/vid/clip.mp4" \
+    -o "$T/vid/seq"
+  n=$(grep -o '"raw_scale"' "$T/vid/seq/clip.json" | wc -l); [ "$n" -eq 6 ] && ok || bad "$n frames with a raw scale, wanted 6"
+  n=$(grep -o '"filtered_scale"' "$T/vid/seq/clip.json" | wc -l); [ "$n" -eq 6 ] && ok || bad "$n frames with a filtered scale, wanted 6"
 fi
 
 # --- Depth Anything V2 as users download it: transformers' layout, relative checkpoints
