@@ -304,6 +304,19 @@ uint64_t md_splitmix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
+const char *md_enum_name(const char *const *names, size_t n, int i)
+{
+    return i >= 0 && (size_t)i < n ? names[i] : "unknown";
+}
+
+int md_enum_parse(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; name && i < n; i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
 const char *md_version(void)
 {
     return MD_VERSION_STRING;

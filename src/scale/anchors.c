@@ -86,7 +86,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define MAD_TO_SD 1.4826
 #define X84_SD 3.5          /* Hampel's 5.2 MAD */
@@ -101,19 +100,12 @@ static const char *const fit_names[] = {"robust", "w1", "median", "lsq", "scale-
 
 const char *md_anchor_fit_name(md_anchor_fit fit)
 {
-    if ((unsigned)fit < sizeof fit_names / sizeof *fit_names)
-        return fit_names[fit];
-    return "unknown";
+    return md_enum_name(fit_names, sizeof fit_names / sizeof *fit_names, (int)fit);
 }
 
 int md_anchor_fit_parse(const char *name)
 {
-    if (!name)
-        return -1;
-    for (size_t i = 0; i < sizeof fit_names / sizeof *fit_names; i++)
-        if (strcasecmp(name, fit_names[i]) == 0)
-            return (int)i;
-    return -1;
+    return md_enum_parse(fit_names, sizeof fit_names / sizeof *fit_names, name);
 }
 
 size_t md_anchor_fit_min_count(md_anchor_fit fit)

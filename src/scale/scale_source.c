@@ -8,26 +8,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 static const char *const source_names[] = {"auto", "none", "adaptive", "oracle", "anchors"};
 
 const char *md_scale_source_name(md_scale_source source)
 {
-    if ((unsigned)source < sizeof source_names / sizeof *source_names)
-        return source_names[source];
-    return "unknown";
+    return md_enum_name(source_names, sizeof source_names / sizeof *source_names, (int)source);
 }
 
 int md_scale_source_parse(const char *name)
 {
-    if (!name)
-        return -1;
-    for (size_t i = 0; i < sizeof source_names / sizeof *source_names; i++)
-        if (strcasecmp(name, source_names[i]) == 0)
-            return (int)i;
-    return -1;
+    return md_enum_parse(source_names, sizeof source_names / sizeof *source_names, name);
 }
 
 md_scale_options md_scale_options_default(void)
