@@ -831,7 +831,7 @@ static void run_block(const gemm_job *j, int m0, int m1, int n0, int n1)
             return;
         }
     }
-    char *sa = scratch, *sb = scratch + sa_n * es;
+    char *sa = scratch, *sb = scratch ? scratch + sa_n * es : NULL; /* no arithmetic on NULL */
     float alpha_a = a_raw ? j->alpha : 1.0f, alpha_b = !a_raw && b_raw ? j->alpha : 1.0f;
     const md_gemm_epilogue *ge = &j->e;
     bool clamp = ge->lo > -INFINITY || ge->hi < INFINITY;
