@@ -577,6 +577,25 @@ static void test_nonfinite_math(void)
         CHECK_MSG(fabs(g[i] - want) < 1e-5, "gelu(%g) = %g, want %g", v, (double)g[i], want);
     }
 
+    /* ReLU as the convolution reads its source: NaN passes, -0 becomes +0 */
+    float r[37], rr[37];
+    for (int i = 0; i < 37; i++)
+        r[i] = (float)(i % 7) - 3.0f;
+    r[2] = NAN;
+    r[20] = -0.0f;
+    r[33] = NAN; /* past the last whole 16-lane vector */
+    r[34] = -INFINITY;
+    r[35] = INFINITY;
+    md_relu_copy(r, rr, 37);
+    for (int i = 0; i < 37; i++) {
+        if (i == 2 || i == 33) {
+            CHECK(isnan(rr[i]));
+            continue;
+        }
+        float want = r[i] > 0.0f ? r[i] : 0.0f;
+        CHECK_MSG(rr[i] == want && !signbit(rr[i]), "relu(%g) = %g", (double)r[i], (double)rr[i]);
+    }
+
     /* attention: one NaN key poisons every row (softmax over it) instead of
      * taking all the weight with a finite value */
     enum { T = 20, D = 4 };

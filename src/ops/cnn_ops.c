@@ -13,6 +13,13 @@ void md_clamp_inplace(float *x, size_t n, float lo, float hi)
     }
 }
 
+void md_relu_copy(const float *restrict src, float *restrict dst, size_t n)
+{
+    /* v <= 0 is false for NaN, which passes through; -0 becomes +0 */
+    for (size_t i = 0; i < n; i++)
+        dst[i] = src[i] <= 0.0f ? 0.0f : src[i];
+}
+
 void md_sigmoid_inplace(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -1,0 +1,150 @@
+/* Matrix-product kernels alone, on one thread, at the shapes of Depth
+ * Anything V2 ViT-S (518x686 input: 1814 tokens, width 384, MLP 1536, 6 heads
+ * of 64): GFLOP/s per shape and operand layout, in this thread's CPU time
+ * (median of the runs), for each kernel family the CPU has; then the DPT
+ * head's 3x3 convolutions (implicit GEMM, ReLU'd input).
+ *
+ *   cmake --build build --target bench_gemm && ./build/bench/bench_gemm [runs]
+ */
+#include "ops/gemm.h"
+#include "ops/tensor_ops.h"
+#include "ops/transformer_ops.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct {
+    const char *name;
+    int M, N, K;
+} shape;
+
+int main(int argc, char **argv)
+{
+    int runs = argc > 1 ? atoi(argv[1]) : 5;
+    if (runs < 1)
+        runs = 1;
+    const shape shapes[] = {
+        {"qkv   T x 1152 x 384", 1814, 1152, 384},  {"proj  T x 384 x 384", 1814, 384, 384},
+        {"fc1   T x 1536 x 384", 1814, 1536, 384},  {"fc2   T x 384 x 1536", 1814, 384, 1536},
+        {"q k^T 96 x T x 64", 96, 1814, 64},        {"p v   96 x 64 x T", 96, 64, 1814},
+    };
+    int ns = (int)(sizeof shapes / sizeof shapes[0]);
+    size_t maxa = 0, maxb = 0, maxc = 0;
+    for (int s = 0; s < ns; s++) {
+        size_t a = (size_t)shapes[s].M * shapes[s].K, b = (size_t)shapes[s].K * shapes[s].N,
+               c = (size_t)shapes[s].M * shapes[s].N;
+        maxa = a > maxa ? a : maxa;
+        maxb = b > maxb ? b : maxb;
+        maxc = c > maxc ? c : maxc;
+    }
+    float *A = malloc(maxa * 4), *B = malloc(maxb * 4), *C = malloc(maxc * 4);
+    uint16_t *A16 = malloc(maxa * 2);
+    float *bias = calloc(4096, 4);
+    double *t = malloc(sizeof(double) * (size_t)runs);
+    if (!A || !B || !C || !A16 || !bias || !t)
+        return 1;
+    for (size_t i = 0; i < maxa; i++)
+        A[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    for (size_t i = 0; i < maxb; i++)
+        B[i] = (float)((i * 104729) % 1000) / 1000.0f - 0.5f;
+    md_gemm_isa isas[2] = {md_gemm_isa_best(MD_GEMM_F32), md_gemm_isa_best(MD_GEMM_BF16)};
+    for (int ii = 0; ii < 2; ii++) {
+        md_gemm_isa isa = isas[ii];
+        md_gemm_type type = md_gemm_isa_type(isa);
+        printf("%s (%s), 1 thread, GFLOP/s in thread CPU time, median of %d\n",
+               type == MD_GEMM_BF16 ? "bf16" : "fp32", md_gemm_isa_name(isa), runs);
+        for (int s = 0; s < ns; s++) {
+            const shape *sh = &shapes[s];
+            md_gemm_packed pb;
+            /* weights: B stored as N x K (a linear layer's W), packed once */
+            if (!md_gemm_pack_b(&pb, type, B, (size_t)sh->K, true, sh->K, sh->N))
+                return 1;
+            md_gemm_operand a = md_gemm_direct(A, (size_t)sh->K);
+            if (type == MD_GEMM_BF16) {
+                md_f32_to_bf16(A, A16, (size_t)sh->M * sh->K);
+                a = md_gemm_direct(A16, (size_t)sh->K);
+            }
+            md_gemm_epilogue e = md_gemm_epilogue_none();
+            e.bias_col = bias;
+            for (int r = -1; r < runs; r++) {
+                double t0 = cpu_now();
+                md_gemm_block(isa, sh->M, sh->N, sh->K, 1.0f, a, md_gemm_prepacked(&pb), C,
+                              (size_t)sh->N, &e, 0, sh->M, 0, sh->N);
+                if (r >= 0)
+                    t[r] = cpu_now() - t0;
+            }
+            qsort(t, (size_t)runs, sizeof(double), cmp_double);
+            double fl = 2.0 * sh->M * sh->N * sh->K;
+            printf("  %-22s direct A: %7.1f GFLOP/s (%.3f ms)\n", sh->name, fl / t[runs / 2] * 1e-9,
+                   t[runs / 2] * 1e3);
+            md_gemm_packed_free(&pb);
+        }
+    }
+    /* 3x3 convolutions, pad 1, input ReLU'd as the head's residual units read it */
+    const struct {
+        const char *name;
+        int cin, cout, h, w;
+    } convs[] = {{"rcu   64->64 148x196", 64, 64, 148, 196},
+                 {"out1  64->32 296x392", 64, 32, 296, 392},
+                 {"out2  32->32 518x686", 32, 32, 518, 686}};
+    for (int ii = 0; ii < 2; ii++) {
+        md_gemm_type type = md_gemm_isa_type(isas[ii]);
+        printf("conv 3x3 %s, 1 thread\n", type == MD_GEMM_BF16 ? "bf16" : "fp32");
+        for (int s = 0; s < 3; s++) {
+            md_conv2d_params p = {convs[s].cin, convs[s].cout, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+            size_t nin = (size_t)p.in_channels * convs[s].h * convs[s].w;
+            size_t nout = (size_t)p.out_channels * convs[s].h * convs[s].w;
+            float *w = malloc(sizeof(float) * (size_t)p.out_channels * p.in_channels * 9);
+            float *in = malloc(sizeof(float) * nin), *out = malloc(sizeof(float) * nout);
+            md_conv c;
+            if (!w || !in || !out)
+                return 1;
+            for (size_t i = 0; i < (size_t)p.out_channels * p.in_channels * 9; i++)
+                w[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+            for (size_t i = 0; i < nin; i++)
+                in[i] = (float)((i * 104729) % 1000) / 1000.0f - 0.5f;
+            if (!md_conv_init(&c, &p, type, w, bias))
+                return 1;
+            md_conv_src src = {in, convs[s].h, convs[s].w, true, 0, 0};
+            md_conv_dst dst = md_conv_to(out, -INFINITY, INFINITY);
+            for (int r = -1; r < runs; r++) {
+                double t0 = cpu_now();
+                if (!md_conv_forward(&c, NULL, &src, &dst, NULL))
+                    return 1;
+                if (r >= 0)
+                    t[r] = cpu_now() - t0;
+            }
+            qsort(t, (size_t)runs, sizeof(double), cmp_double);
+            double fl = 2.0 * p.out_channels * p.in_channels * 9 * convs[s].h * convs[s].w;
+            printf("  %-22s %7.1f GFLOP/s (%.3f ms)\n", convs[s].name, fl / t[runs / 2] * 1e-9,
+                   t[runs / 2] * 1e3);
+            md_conv_free(&c);
+            free(w);
+            free(in);
+            free(out);
+        }
+    }
+    printf("checksum %g\n", (double)C[0]);
+    free(A);
+    free(B);
+    free(C);
+    free(A16);
+    free(bias);
+    free(t);
+    return 0;
+}
