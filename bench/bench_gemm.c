@@ -4,15 +4,18 @@
  * (median of the runs), for each kernel family the CPU has; then the DPT
  * head's 3x3 convolutions (implicit GEMM, ReLU'd input).
  *
- *   cmake --build build --target bench_gemm && ./build/bench/bench_gemm [runs]
- */
+ *   cmake --build build --target bench_gemm && ./build/bench/bench_gemm [runs] [part]
+ *
+ * part: gemm, attention or conv (default: all three). */
 #include "ops/gemm.h"
 #include "ops/tensor_ops.h"
 #include "ops/transformer_ops.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static double cpu_now(void)
@@ -36,6 +39,9 @@ typedef struct {
 int main(int argc, char **argv)
 {
     int runs = argc > 1 ? atoi(argv[1]) : 5;
+    const char *part = argc > 2 ? argv[2] : "";
+    bool all = !*part, do_gemm = all || !strcmp(part, "gemm");
+    bool do_attn = all || !strcmp(part, "attention"), do_conv = all || !strcmp(part, "conv");
     if (runs < 1)
         runs = 1;
     const shape shapes[] = {
@@ -63,7 +69,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < maxb; i++)
         B[i] = (float)((i * 104729) % 1000) / 1000.0f - 0.5f;
     md_gemm_isa isas[2] = {md_gemm_isa_best(MD_GEMM_F32), md_gemm_isa_best(MD_GEMM_BF16)};
-    for (int ii = 0; ii < 2; ii++) {
+    for (int ii = 0; ii < 2 && do_gemm; ii++) {
         md_gemm_isa isa = isas[ii];
         md_gemm_type type = md_gemm_isa_type(isa);
         printf("%s (%s), 1 thread, GFLOP/s in thread CPU time, median of %d\n",
@@ -95,6 +101,46 @@ int main(int argc, char **argv)
             md_gemm_packed_free(&pb);
         }
     }
+    /* one head of attention over every query row (packing, both products,
+     * softmax), at 1814 tokens of 6 heads of 64 */
+    if (do_attn) {
+        enum { T = 1814, H = 6, D = 64 };
+        float *qkv = malloc(sizeof(float) * T * 3 * H * D), *out = malloc(sizeof(float) * T * H * D);
+        uint16_t *qkv16 = malloc(sizeof(uint16_t) * T * 3 * H * D);
+        uint16_t *out16 = malloc(sizeof(uint16_t) * T * H * D);
+        if (!qkv || !out || !qkv16 || !out16)
+            return 1;
+        for (size_t i = 0; i < (size_t)T * 3 * H * D; i++)
+            qkv[i] = (float)((i * 7919) % 1000) / 250.0f - 2.0f;
+        md_f32_to_bf16(qkv, qkv16, (size_t)T * 3 * H * D);
+        for (int ii = 0; ii < 2; ii++) {
+            md_gemm_type type = md_gemm_isa_type(isas[ii]);
+            bool bf = type == MD_GEMM_BF16;
+            void *kv = aligned_alloc(64, (md_attention_kv_bytes(type, T, D) + 63) / 64 * 64);
+            void *scr = aligned_alloc(64, md_attention_scratch_bytes(type, T));
+            if (!kv || !scr)
+                return 1;
+            for (int r = -1; r < runs; r++) {
+                double t0 = cpu_now();
+                md_attention_pack_kv(type, qkv, bf ? qkv16 : NULL, T, H, D, 0, kv);
+                md_attention_rows(type, qkv, bf ? qkv16 : NULL, kv, T, H, D, 0, 0, T, out,
+                                  bf ? out16 : NULL, scr);
+                if (r >= 0)
+                    t[r] = cpu_now() - t0;
+            }
+            qsort(t, (size_t)runs, sizeof(double), cmp_double);
+            double fl = 4.0 * T * T * D;
+            printf("attention, one head of 64, %d tokens, %s: %7.1f GFLOP/s (%.3f ms)\n", T,
+                   bf ? "bf16" : "fp32", fl / t[runs / 2] * 1e-9, t[runs / 2] * 1e3);
+            free(kv);
+            free(scr);
+        }
+        free(qkv);
+        free(out);
+        free(qkv16);
+        free(out16);
+    }
+
     /* 3x3 convolutions, pad 1, input ReLU'd as the head's residual units read it */
     const struct {
         const char *name;
@@ -102,7 +148,7 @@ int main(int argc, char **argv)
     } convs[] = {{"rcu   64->64 148x196", 64, 64, 148, 196},
                  {"out1  64->32 296x392", 64, 32, 296, 392},
                  {"out2  32->32 518x686", 32, 32, 518, 686}};
-    for (int ii = 0; ii < 2; ii++) {
+    for (int ii = 0; ii < 2 && do_conv; ii++) {
         md_gemm_type type = md_gemm_isa_type(isas[ii]);
         printf("conv 3x3 %s, 1 thread\n", type == MD_GEMM_BF16 ? "bf16" : "fp32");
         for (int s = 0; s < 3; s++) {
