@@ -95,9 +95,9 @@ void md_gelu_erf(float *x, size_t n)
 }
 
 /* Softmax numerators of each row of scale * x (e^(scale (x - max))) in
- * place, scale > 0; returns 1 / sum in inv[r]. With out16, each row is also
+ * place, scale > 0; returns 1 / sum in inv[r]. With out16, each row goes
  * rounded to bf16 into out16 (row stride ld16, padded with a zero to an even
- * length) while it is still in L1. */
+ * length), and x is left as scratch. */
 static void softmax_rows_finish(float *row, int cols, uint16_t *out16)
 {
     if (!out16)
@@ -120,14 +120,21 @@ static void softmax_unnormalised(float *x, int rows, int cols, float scale, floa
         }
         __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), sc = _mm512_set1_ps(scale);
         __m512 vsum = _mm512_setzero_ps();
+        uint16_t *o16 = out16 ? out16 + (size_t)r * ld16 : NULL;
         for (int i = 0; i < cols; i += 16) {
             __mmask16 k = tail_mask((size_t)(cols - i));
-            __m512 e = md_exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), m), sc));
-            _mm512_mask_storeu_ps(row + i, k, e);
+            /* x - max <= 0 (or NaN, which poisons the row as it should) */
+            __m512 e = md_exp512_nonpos(
+                _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), m), sc));
             vsum = _mm512_mask_add_ps(vsum, k, vsum, e);
+            if (o16) /* bf16 products read only the rounded copy */
+                _mm256_mask_storeu_epi16(o16 + i, k, md_bf16_round16(e));
+            else
+                _mm512_mask_storeu_ps(row + i, k, e);
         }
         inv[r] = 1.0f / _mm512_reduce_add_ps(vsum);
-        softmax_rows_finish(row, cols, out16 ? out16 + (size_t)r * ld16 : NULL);
+        if (o16 && (cols & 1))
+            o16[cols] = 0;
     }
     return;
 #endif

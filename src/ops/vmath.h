@@ -102,6 +102,28 @@ static inline __m512 md_gelu512(__m512 v)
     return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(one, e));
 }
 
+/* md_exp512 for x <= 0 (also -inf and NaN), as softmax needs it: the same
+ * reduction and polynomial without the special-case blends. NaN passes
+ * through min/max (each returns its second operand when one is NaN), and the
+ * lower bound -104 leaves 2^n p(r) below half the least denormal, so -inf
+ * and anything under about -103.3 come out 0 (md_exp512 gives e^-87 there). */
+static inline __m512 md_exp512_nonpos(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_min_ps(_mm512_set1_ps(0.0f), x));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723212e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
 /* 16 floats -> 16 bf16 as md_bf16_from_f32 rounds them (nearest even, NaN
  * kept quiet), in integer operations: no AVX512_BF16 needed. */
 static inline __m256i md_bf16_round16(__m512 v)
