@@ -199,20 +199,19 @@ static void pack_kt_bf16(const uint16_t *k16, size_t ld, int tokens, int head_di
     for (int t0 = 0; t0 < tokens; t0 += MD_GEMM_NR) {
         uint32_t *panel = dst + (size_t)t0 * pairs;
         int n = tokens - t0 < MD_GEMM_NR ? tokens - t0 : MD_GEMM_NR;
-        for (int j = 0; j < MD_GEMM_NR; j++) {
-            if (j >= n) {
-                for (int p = 0; p < pairs; p++)
-                    panel[(size_t)p * MD_GEMM_NR + j] = 0;
-                continue;
+        /* pair-major: the panel is written in order, the NR rows read (a few
+         * KB) stay in L1 */
+        for (int p = 0; p < pairs; p++) {
+            uint32_t *o = panel + (size_t)p * MD_GEMM_NR;
+            for (int j = 0; j < n; j++) {
+                const uint16_t *row = k16 + (size_t)(t0 + j) * ld;
+                uint32_t pr = row[2 * p];
+                if (p < whole)
+                    memcpy(&pr, row + 2 * p, sizeof pr);
+                o[j] = pr;
             }
-            const uint16_t *row = k16 + (size_t)(t0 + j) * ld;
-            for (int p = 0; p < whole; p++) {
-                uint32_t pr;
-                memcpy(&pr, row + 2 * p, sizeof pr);
-                panel[(size_t)p * MD_GEMM_NR + j] = pr;
-            }
-            if (pairs > whole)
-                panel[(size_t)whole * MD_GEMM_NR + j] = row[head_dim - 1];
+            for (int j = n; j < MD_GEMM_NR; j++)
+                o[j] = 0;
         }
     }
 }
