@@ -638,7 +638,9 @@ if [ -f "$fd" ] && [ -f "$img" ] && ! ldd "$MD" 2>/dev/null | grep -q -E 'libasa
   lo=0; hi=4000000
   while [ $((hi - lo)) -gt 5000 ]; do
     mid=$(((lo + hi) / 2))
-    if (ulimit -v "$mid"; "$MD" --help) >/dev/null 2>&1; then hi=$mid; else lo=$mid; fi
+    # (a limit below what the loader needs kills --help itself: the outer
+    # subshell keeps bash's crash notice out of the log)
+    if ( (ulimit -v "$mid"; "$MD" --help) >/dev/null 2>&1 ) 2>/dev/null; then hi=$mid; else lo=$mid; fi
   done
   for extra in 150000 20000; do
     lim=$((hi + extra))

@@ -292,9 +292,9 @@ md_status md_inputs_add(md_input_list *list, const char *arg, md_error *err)
             return md_fail(err, MD_ERR_DATA, "%s: no image or video in this folder", arg);
         return st;
     }
-    if (!S_ISREG(sb.st_mode))
-        return md_fail(err, MD_ERR_IO, "%s: not a regular file", arg);
-    if (md_path_has_ext(arg, "txt") || md_path_has_ext(arg, "lst"))
+    /* A FIFO or device is listed like an image: its reader refuses it without
+     * opening it for reading (it would block), and the batch goes on. */
+    if (S_ISREG(sb.st_mode) && (md_path_has_ext(arg, "txt") || md_path_has_ext(arg, "lst")))
         return read_list(list, arg, err);
     const char *base = strrchr(arg, '/');
     return append(list, arg, base ? base + 1 : arg,
