@@ -124,12 +124,16 @@ static inline __m512 md_exp512_nonpos(__m512 x)
     return _mm512_scalef_ps(p, n);
 }
 
-/* 16 floats -> 16 bf16 as md_bf16_from_f32 rounds them (nearest even, NaN
- * kept quiet), in integer operations: no AVX512_BF16 needed. The halves are
- * gathered with a word permute, not VPMOVDW, which compilers fold into a
- * store that is slow on AMD cores. */
+/* 16 floats -> 16 bf16, nearest even, NaN kept quiet: VCVTNEPS2BF16 where
+ * the build targets AVX512_BF16 (it also flushes denormals to zero), else as
+ * md_bf16_from_f32 rounds them, in integer operations. The integer path
+ * gathers the halves with a word permute, not VPMOVDW, which compilers fold
+ * into a store that is slow on AMD cores. */
 static inline __m256i md_bf16_round16(__m512 v)
 {
+#if defined(__AVX512BF16__)
+    return (__m256i)_mm512_cvtneps_pbh(v);
+#else
     __m512i u = _mm512_castps_si512(v);
     __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
     __m512i r = _mm512_srli_epi32(
@@ -139,6 +143,7 @@ static inline __m256i md_bf16_round16(__m512 v)
     const __m512i even = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 30, 28,
                                           26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     return _mm512_castsi512_si256(_mm512_permutexvar_epi16(even, r));
+#endif
 }
 #endif
 
