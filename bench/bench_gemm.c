@@ -7,6 +7,7 @@
  *   cmake --build build --target bench_gemm && ./build/bench/bench_gemm [runs] [part]
  *
  * part: gemm, attention or conv (default: all three). */
+#include "bench_common.h"
 #include "ops/gemm.h"
 #include "ops/tensor_ops.h"
 #include "ops/transformer_ops.h"
@@ -17,19 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 typedef struct {
     const char *name;
@@ -88,13 +76,13 @@ int main(int argc, char **argv)
             md_gemm_epilogue e = md_gemm_epilogue_none();
             e.bias_col = bias;
             for (int r = -1; r < runs; r++) {
-                double t0 = cpu_now();
+                double t0 = bench_cpu_now();
                 md_gemm_block(isa, sh->M, sh->N, sh->K, 1.0f, a, md_gemm_prepacked(&pb), C,
                               (size_t)sh->N, &e, 0, sh->M, 0, sh->N);
                 if (r >= 0)
-                    t[r] = cpu_now() - t0;
+                    t[r] = bench_cpu_now() - t0;
             }
-            qsort(t, (size_t)runs, sizeof(double), cmp_double);
+            qsort(t, (size_t)runs, sizeof(double), bench_cmp_double);
             double fl = 2.0 * sh->M * sh->N * sh->K;
             printf("  %-22s direct A: %7.1f GFLOP/s (%.3f ms)\n", sh->name, fl / t[runs / 2] * 1e-9,
                    t[runs / 2] * 1e3);
@@ -121,14 +109,14 @@ int main(int argc, char **argv)
             if (!kv || !scr)
                 return 1;
             for (int r = -1; r < runs; r++) {
-                double t0 = cpu_now();
+                double t0 = bench_cpu_now();
                 md_attention_pack_kv(type, qkv, bf ? qkv16 : NULL, T, H, D, 0, kv);
                 md_attention_rows(type, qkv, bf ? qkv16 : NULL, kv, T, H, D, 0, 0, T, out,
                                   bf ? out16 : NULL, scr);
                 if (r >= 0)
-                    t[r] = cpu_now() - t0;
+                    t[r] = bench_cpu_now() - t0;
             }
-            qsort(t, (size_t)runs, sizeof(double), cmp_double);
+            qsort(t, (size_t)runs, sizeof(double), bench_cmp_double);
             double fl = 4.0 * T * T * D;
             printf("attention, one head of 64, %d tokens, %s: %7.1f GFLOP/s (%.3f ms)\n", T,
                    bf ? "bf16" : "fp32", fl / t[runs / 2] * 1e-9, t[runs / 2] * 1e3);
@@ -169,13 +157,13 @@ int main(int argc, char **argv)
             md_conv_src src = {in, convs[s].h, convs[s].w, true, 0, 0};
             md_conv_dst dst = md_conv_to(out, -INFINITY, INFINITY);
             for (int r = -1; r < runs; r++) {
-                double t0 = cpu_now();
+                double t0 = bench_cpu_now();
                 if (!md_conv_forward(&c, NULL, &src, &dst, NULL))
                     return 1;
                 if (r >= 0)
-                    t[r] = cpu_now() - t0;
+                    t[r] = bench_cpu_now() - t0;
             }
-            qsort(t, (size_t)runs, sizeof(double), cmp_double);
+            qsort(t, (size_t)runs, sizeof(double), bench_cmp_double);
             double fl = 2.0 * p.out_channels * p.in_channels * 9 * convs[s].h * convs[s].w;
             printf("  %-22s %7.1f GFLOP/s (%.3f ms)\n", convs[s].name, fl / t[runs / 2] * 1e-9,
                    t[runs / 2] * 1e3);

@@ -653,9 +653,10 @@ static void test_nonfinite_math(void)
     free(scratch);
 }
 
-/* bf16 attention read entirely from the bf16 copy of qkv (odd token count,
- * odd and even head widths, two heads) against softmax(q k^T / sqrt d) v in
- * double on the bf16-rounded values, output as bf16. */
+/* bf16 attention (odd token count, two heads) against softmax(q k^T /
+ * sqrt d) v in double on the bf16-rounded values, output as bf16: an even
+ * head width reads only the bf16 copy of qkv, an odd one the float32 qkv
+ * (its q pairs would straddle heads). */
 static void test_attention_bf16(void)
 {
     for (int D = 4; D <= 5; D++) {
@@ -670,10 +671,11 @@ static void test_attention_bf16(void)
         for (int i = 0; i < T * 3 * dim; i++)
             q16[i] = md_bf16_from_f32(qkv[i]);
         for (int h = 0; h < H; h++) {
-            /* the float32 qkv is poisoned: only the bf16 copy may be read */
+            /* even widths: the float32 qkv is poisoned, only the bf16 copy
+               may be read */
             float *nan_qkv = malloc(sizeof(float) * T * 3 * dim);
             for (int i = 0; i < T * 3 * dim; i++)
-                nan_qkv[i] = NAN;
+                nan_qkv[i] = D % 2 ? qkv[i] : NAN;
             md_attention_pack_kv(MD_GEMM_BF16, nan_qkv, q16, T, H, D, h, kv);
             md_attention_rows(MD_GEMM_BF16, nan_qkv, q16, kv, T, H, D, h, 0, T, out, o16, scratch);
             free(nan_qkv);

@@ -564,7 +564,7 @@ static void enc_rows_task(void *vctx, int task, int worker)
         const da2_block *b = &c->m->blocks[c->start];
         md_layernorm(X, n, C, b->norm1_w, b->norm1_b, DA2_LN_EPS, Y, y16);
         linear(c->isa, yin, n, &b->qkv, b->qkv_b, false, c->QKV + oq,
-               bf ? c->QKV16 + oq : NULL);
+               c->QKV16 ? c->QKV16 + oq : NULL);
     }
 }
 
@@ -616,6 +616,8 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
     uint16_t *Y16 = bf ? (uint16_t *)(S + big) : NULL;
     uint16_t *Hid16 = bf ? Y16 + TC : NULL, *QKV16 = bf ? Hid16 + (size_t)T * M : NULL;
     uint16_t *A16 = bf ? QKV16 + (size_t)T * 3 * C : NULL;
+    if ((C / m->heads) % 2) /* attention reads bf16 q, k, v in whole pairs only */
+        QKV16 = NULL;
 
     /* Patch embedding [C, np] and (interpolated) position embedding. */
     float *patches = S, *posi = S + (size_t)C * np, *postmp = posi + (size_t)C * np;

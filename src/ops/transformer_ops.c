@@ -242,7 +242,7 @@ void md_attention_pack_kv(md_gemm_type type, const float *qkv, const uint16_t *q
     size_t dim = (size_t)heads * head_dim, ld = 3 * dim;
     void *vdst = (char *)kv + md_gemm_packed_bytes(type, false, head_dim, tokens);
     /* K^T (head_dim x tokens): k stored transposed; V (tokens x head_dim) as is */
-    if (type == MD_GEMM_BF16 && qkv_bf16) {
+    if (type == MD_GEMM_BF16 && qkv_bf16 && head_dim % 2 == 0) {
         const uint16_t *k16 = qkv_bf16 + dim + (size_t)head * head_dim;
         pack_kt_bf16(k16, ld, tokens, head_dim, kv);
         pack_v_bf16(qkv_bf16 + 2 * dim + (size_t)head * head_dim, ld, tokens, head_dim, vdst);
@@ -278,7 +278,7 @@ void md_attention_rows(md_gemm_type type, const float *qkv, const uint16_t *qkv_
          * the 1/sqrt(d) scale is applied inside the softmax */
         md_gemm_operand q = md_gemm_direct(qkv + qoff, (size_t)ld);
         if (bf)
-            q = qkv_bf16 ? md_gemm_direct(qkv_bf16 + qoff, (size_t)ld)
+            q = qkv_bf16 && head_dim % 2 == 0 ? md_gemm_direct(qkv_bf16 + qoff, (size_t)ld)
                          : md_gemm_raw(qkv + qoff, (size_t)ld, false);
         md_gemm_block(isa, n, tokens, head_dim, 1.0f, q, md_gemm_prepacked(&kt), scores,
                       (size_t)tokens, NULL, 0, n, 0, tokens);

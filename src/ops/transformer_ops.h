@@ -28,8 +28,8 @@ size_t md_attention_scratch_bytes(md_gemm_type type, int tokens);
 /* Packs one head's keys and values of qkv [tokens, 3*heads*head_dim] (laid
  * out q | k | v, each split into heads of head_dim columns) as the GEMM's B
  * operands of Q K^T and P V, once per head and layer, for every query block
- * (bf16: from qkv_bf16, qkv rounded to bf16, when given; qkv is then not
- * read). */
+ * (bf16: from qkv_bf16, qkv rounded to bf16, when given and head_dim is
+ * even, q's bf16 pairs being whole; qkv is then not read). */
 void md_attention_pack_kv(md_gemm_type type, const float *qkv, const uint16_t *qkv_bf16,
                           int tokens, int heads, int head_dim, int head, void *kv);
 
@@ -38,7 +38,7 @@ void md_attention_pack_kv(md_gemm_type type, const float *qkv, const uint16_t *q
  * heads*head_dim]. kv from md_attention_pack_kv; scratch holds
  * md_attention_scratch_bytes (the score matrix is built one block of rows at
  * a time, kept in cache). bf16: q from qkv_bf16 (qkv rounded to bf16) when
- * given (qkv is then not read); the softmax runs in float32 and its
+ * given and head_dim is even (qkv is then not read); the softmax runs in float32 and its
  * probabilities are rounded to bf16 for the product with v. With out16, the
  * rows go there as bf16 instead (same layout; out then only holds partial
  * sums when the tokens run in K blocks, and must still be given). */

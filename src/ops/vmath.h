@@ -53,15 +53,19 @@ static inline float md_gelu_scalar(float v)
     return 0.5f * v * (1.0f + e);
 }
 
-#if defined(__AVX512F__) || defined(MD_VMATH_AVX512)
+#endif
+
+/* The vector part has its own guard: a file built without AVX-512 includes
+ * this header once at the top (scalar part) and again under its AVX-512
+ * target attribute with MD_VMATH_AVX512 defined. */
+#if (defined(__AVX512F__) || defined(MD_VMATH_AVX512)) && !defined(MD_OPS_VMATH_AVX512_H)
+#define MD_OPS_VMATH_AVX512_H
 #include <immintrin.h>
 
-/* The same range reduction and polynomial, 16 lanes at a time, and the same
- * special cases (min/max return their second operand for a NaN lane, which
- * would turn NaN into e^88: the lanes are put back afterwards). */
-static inline __m512 md_exp512(__m512 x_in)
+/* The same range reduction and polynomial, 16 lanes at a time, on an x
+ * already clamped to the range its caller allows. */
+static inline __m512 md_exp512_reduced(__m512 x)
 {
-    __m512 x = _mm512_max_ps(_mm512_min_ps(x_in, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
@@ -73,7 +77,16 @@ static inline __m512 md_exp512(__m512 x_in)
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    __m512 y = _mm512_scalef_ps(p, n);
+    return _mm512_scalef_ps(p, n);
+}
+
+/* e^x for every input, with md_exp_approx's special cases (min/max return
+ * their second operand for a NaN lane, which would turn NaN into e^88: the
+ * lanes are put back afterwards). */
+static inline __m512 md_exp512(__m512 x_in)
+{
+    __m512 y = md_exp512_reduced(
+        _mm512_max_ps(_mm512_min_ps(x_in, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f)));
     y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x_in, _mm512_set1_ps(INFINITY), _CMP_EQ_OQ), y,
                              _mm512_set1_ps(INFINITY));
     y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x_in, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), y,
@@ -109,19 +122,8 @@ static inline __m512 md_gelu512(__m512 v)
  * and anything under about -103.3 come out 0 (md_exp512 gives e^-87 there). */
 static inline __m512 md_exp512_nonpos(__m512 x)
 {
-    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_min_ps(_mm512_set1_ps(0.0f), x));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723212e-6f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
+    return md_exp512_reduced(
+        _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_min_ps(_mm512_set1_ps(0.0f), x)));
 }
 
 /* 16 floats -> 16 bf16, nearest even, NaN kept quiet: VCVTNEPS2BF16 where
@@ -145,6 +147,4 @@ static inline __m256i md_bf16_round16(__m512 v)
     return _mm512_castsi512_si256(_mm512_permutexvar_epi16(even, r));
 #endif
 }
-#endif
-
 #endif
