@@ -754,6 +754,66 @@ void md_model_free(md_model *model);
  * this library is installed), ~/.local/share/metricdepth, the source tree. */
 md_status md_default_model_path(char *buf, size_t size, md_error *err);
 
+/* ------------------------------------------------ sparse metric anchors */
+
+/* A metric depth measurement at one pixel of the input image: a rangefinder
+ * beam, a LiDAR/ToF point projected into the image, a SLAM/VIO feature with
+ * depth, a tape-measured distance. Pixel (u, v) covers [u, u+1) x [v, v+1):
+ * column u, row v, so 0 <= u < width and 0 <= v < height. */
+typedef struct {
+    float u, v;    /* pixel coordinates of the input image */
+    float depth;   /* metres along the optical axis (z), > 0 */
+    float weight;  /* relative trust, > 0 (1 by default) */
+} md_anchor;
+
+typedef struct {
+    md_anchor *items;
+    size_t count;
+} md_anchor_set;
+
+/* Reads anchors from a text list or a sparse depth image, told apart by the
+ * file's bytes:
+ *  - text: one anchor per line, "u v depth_m [weight]", '#' starts a comment,
+ *    blank lines are skipped;
+ *  - sparse depth image: 16-bit PNG (millimetres, or raw / divisor) or .npy
+ *    (float metres; integer types divided by divisor), 0 = no measurement, the
+ *    size of the input image; every non-zero pixel is an anchor of weight 1.
+ * width and height (both > 0) are the input image's size: every anchor must
+ * lie inside it and a sparse image must have exactly that size. divisor <= 0
+ * means 1000 (millimetres). Errors name the file (and the line for text):
+ * unparsable lines, anchors outside the image, depths that are not finite and
+ * positive, weights that are not finite and positive, no anchor at all. */
+md_status md_anchors_load(const char *path, int width, int height, double divisor,
+                          md_anchor_set *out, md_error *err);
+/* Every valid pixel of a sparse depth map as an anchor of weight 1. */
+md_status md_anchors_from_depth(const md_depth *sparse, md_anchor_set *out, md_error *err);
+/* Checks an anchor set against an image size (name, may be NULL, prefixes messages). */
+md_status md_anchors_check(const md_anchor_set *set, int width, int height, const char *name,
+                           md_error *err);
+void md_anchor_set_free(md_anchor_set *set);
+
+/* How a global fit turns anchors into a scale (r_i = anchor depth / base depth
+ * at the anchor, w_i = its weight). See src/scale/anchors.c for derivations. */
+typedef enum {
+    MD_ANCHOR_FIT_ROBUST = 0,     /* default: Hampel's skipped median: the weighted median of the
+                                     log ratios, anchors beyond 5.2 MAD of it flagged as outliers
+                                     (X84 rule), the weighted median of the rest */
+    MD_ANCHOR_FIT_W1 = 1,         /* argmin W1 between the weighted distributions of s*base and
+                                     anchor depths (the oracle's criterion on the anchors) */
+    MD_ANCHOR_FIT_MEDIAN = 2,     /* weighted median of r_i */
+    MD_ANCHOR_FIT_LSQ = 3,        /* argmin sum w_i (s p_i - g_i)^2: not robust */
+    MD_ANCHOR_FIT_SCALE_SHIFT = 4 /* inverse depth: 1/g = a q + b, q = the base's inverse depth
+                                     (or its disparity for a relative network), least absolute
+                                     relative residual g (a q + b) - 1; X84 outlier flags.
+                                     Needs 3 anchors */
+} md_anchor_fit;
+
+/* "robust", "w1", "median", "lsq", "scale-shift"; parse returns -1 if unknown. */
+const char *md_anchor_fit_name(md_anchor_fit fit);
+int md_anchor_fit_parse(const char *name);
+/* The fewest anchors on valid base pixels a fit needs (1; 3 for scale-shift). */
+size_t md_anchor_fit_min_count(md_anchor_fit fit);
+
 /* ---------------------------------------------------- metric prediction */
 
 /* Where the scale that makes the base network's depth metric comes from. */
@@ -799,7 +859,17 @@ typedef struct {
     /* oracle */
     const md_depth *gt;                /* ground truth, same size as the image */
     md_scale_method oracle_method;     /* default MD_SCALE_W1 */
-    double lo, hi;                     /* allowed scale range, default [0.1, 2] */
+    double lo, hi;                     /* allowed oracle scale range, default [0.1, 2] (anchor
+                                          fits are not clamped: the measurements decide) */
+    /* anchors */
+    const md_anchor_set *anchors;      /* metric measurements in the image's pixel coordinates */
+    const char *anchors_name;          /* names them in messages (their file); may be NULL */
+    md_anchor_fit anchor_fit;          /* default MD_ANCHOR_FIT_ROBUST */
+    int base_is_disparity;             /* 1: the base map holds relative inverse depth (a relative
+                                          network such as DA2's relative head): only
+                                          MD_ANCHOR_FIT_SCALE_SHIFT applies */
+    int scale_map;                     /* 1: a pixel-wise scale map from the anchors (scale-only
+                                          fits) instead of one global scale */
 } md_scale_options;
 
 md_scale_options md_scale_options_default(void);
@@ -809,13 +879,37 @@ typedef struct {
     md_scale_source source;     /* the source that ran (auto resolved to adaptive or none) */
     double scale;               /* the factor the base depth was multiplied by (1: none) */
     double predicted_log_scale; /* the source's ln s before the gate (oracle: the fit); NaN for none */
-    double log_scale_sd;        /* adaptive: predictive spread of ln s; NaN otherwise */
+    double log_scale_sd;        /* adaptive: predictive spread of ln s; anchors: standard error of
+                                   the fitted ln s (NaN with too few anchors); NaN otherwise */
     double distance;            /* adaptive: distance from the training data; NaN otherwise */
-    double confidence;          /* the weight in [0, 1] given to the source's ln s (1 for oracle) */
+    double confidence;          /* the weight in [0, 1] given to the source's ln s (1 for oracle
+                                   and anchors) */
     int applied;                /* 1 when the source's scale was applied, fully or in part */
     int at_range_limit;         /* oracle: the fit sits on lo or hi (the true optimum may lie beyond) */
     char note[160];             /* a sentence on why, "" if nothing to say */
+    /* anchors (zero for other sources) */
+    md_anchor_fit anchor_fit;   /* the fit that ran */
+    double shift;               /* scale-shift fit: inverse-depth shift b in 1/m, so that
+                                   depth = 1 / (1 / (scale * base) + shift) (for a disparity base
+                                   q: depth = 1 / (q / scale + shift)); 0 for scale-only fits */
+    int anchors_total;          /* anchors given */
+    int anchors_used;           /* those on a pixel with a valid base depth */
+    int anchors_inliers;        /* those the fit kept (all used ones for non-robust fits) */
+    double anchor_residual_sd;  /* robust sd of ln(anchor / fitted depth) over the used anchors */
+    /* scale map (anchors with scale_map): ln s per pixel, map_width x map_height = the depth's
+     * size, row-major: depth[i] = base[i] * exp(log_scale_map[i]); scale above is the global
+     * fit the map falls back to far from anchors. NULL when no map was built. Owned by the
+     * record: release with md_scale_record_free before reusing the record. */
+    int map_width, map_height;
+    float *log_scale_map;
+    /* sequences (md_scale_filter_apply; zero otherwise) */
+    int filtered;               /* 1: scale is the filtered one of a sequence */
+    double raw_scale;           /* this frame's own scale, before the filter */
+    int filter_rejected;        /* the filter took this frame's scale for an outlier */
 } md_scale_record;
+
+/* Frees the record's scale map (safe on a zeroed record or one without a map). */
+void md_scale_record_free(md_scale_record *rec);
 
 /* Applies the scale source to a base depth map in place (depth x scale) and
  * records what it did. img and features are what the base network saw and
@@ -831,6 +925,85 @@ md_status md_scale_depth(const md_image *img, const md_features *features, md_de
  * (may be NULL) gets what was applied. This is what `metricdepth predict` does. */
 md_status md_predict_metric(md_model *model, const md_image *img, const md_scale_options *opts,
                             md_depth *out, md_scale_record *rec, md_error *err);
+
+/* --------------------------------------------------- per-cell scale oracle */
+
+/* The oracle of a coarse scale map: the image cut into cells_x x cells_y
+ * equal cells (cell (cx, cy) covers columns [cx W / cells_x, (cx + 1) W / cells_x)
+ * and likewise rows), each with its own optimal scale (md_scale_fit: method,
+ * clamped to [lo, hi]) over its pixels valid in both maps.
+ * log_scales[cy * cells_x + cx] = ln s of the cell; NaN where fewer than
+ * max(min_pixels, 1) pixels are valid. Applied per cell
+ * (md_depth_apply_cell_scales), the upper bound of any predictor of a grid of
+ * scales, and its training target. */
+md_status md_scale_cell_oracle(const md_depth *pred, const md_depth *gt, int cells_x, int cells_y,
+                               md_scale_method method, double lo, double hi, size_t min_pixels,
+                               double *log_scales, md_error *err);
+/* Multiplies each cell of depth (cut as above) by exp(log_scales[cell]), NaN
+ * cells by exp(fallback_log_scale). */
+md_status md_depth_apply_cell_scales(md_depth *depth, int cells_x, int cells_y,
+                                     const double *log_scales, double fallback_log_scale,
+                                     md_error *err);
+
+/* ------------------------------------------------- steady scale over video */
+
+/* Filters ln s over consecutive frames so that the scale does not flicker:
+ * a Kalman filter for a random walk of ln s, tuned by one time constant, with
+ * outlier rejection. See src/scale/sequence.c for the derivation.
+ *  - Each frame gives a raw ln s (from anchors, the scale model, ...) and,
+ *    when known, its standard error sd (NaN: unknown, taken as typical).
+ *  - In steady state with equally precise raw values it is the exponential
+ *    filter x_t = x_{t-1} + alpha (z_t - x_{t-1}), alpha = 1 - exp(-dt / tau):
+ *    tau is the time constant. A raw value more precise than the running
+ *    average counts for more, a less precise one for less.
+ *  - A raw value further than gate standard deviations from the prediction is
+ *    rejected (kept out of the estimate); after 3 rejections in a row the
+ *    filter restarts from the latest value (the scene or the sensor changed).
+ *  - Optional input: the base network's depth level (ln of the median of its
+ *    valid depth) per frame. The metric depth level of a scene moves slowly
+ *    while a network's output level jumps from frame to frame; with the level
+ *    given, the prediction keeps the metric level (ln s + level) steady rather
+ *    than ln s itself, so ln s may follow the network's jumps at once.
+ * Thread safety: a filter is one sequence's state; calls on one filter must
+ * not overlap (use one filter per stream); different filters are independent. */
+typedef struct md_scale_filter md_scale_filter;
+
+typedef struct {
+    double time_constant_s; /* tau, seconds; default 0.2 */
+    double gate;            /* outlier gate in standard deviations; default 3 */
+    int use_level;          /* 1: use the base depth level input (when finite); default 1 */
+} md_scale_filter_options;
+
+md_scale_filter_options md_scale_filter_defaults(void);
+
+typedef struct {
+    double log_scale;    /* filtered ln s for this frame */
+    double log_scale_sd; /* its standard deviation under the filter's model */
+    int rejected;        /* 1: the raw value was rejected as an outlier */
+    int restarted;       /* 1: the filter restarted at this frame */
+} md_scale_filter_output;
+
+md_status md_scale_filter_new(const md_scale_filter_options *opts, md_scale_filter **out,
+                              md_error *err);
+/* One frame at time t_s (seconds, increasing): raw ln s, its sd (NaN if
+ * unknown) and the base depth level (NaN if not given). */
+md_status md_scale_filter_update(md_scale_filter *f, double t_s, double raw_log_scale,
+                                 double raw_sd, double base_level, md_scale_filter_output *out,
+                                 md_error *err);
+/* Forgets the sequence (the next update starts afresh). */
+void md_scale_filter_reset(md_scale_filter *f);
+void md_scale_filter_free(md_scale_filter *f);
+/* ln of the median of the valid pixels of depth (NaN if none): the level input. */
+double md_depth_log_level(const md_depth *depth);
+/* One frame of a sequence, after md_scale_depth (or md_predict_metric) scaled
+ * it: the filter takes the frame's ln s (ln rec->scale, its sd
+ * rec->log_scale_sd) and the base depth's level (the scaled depth's level less
+ * ln rec->scale), then depth and rec's scale map are rescaled to the filtered
+ * scale, rec->scale becomes it, rec->raw_scale keeps the frame's own and
+ * rec->filtered is set. A scale-shift record is refused (MD_ERR_UNSUPPORTED):
+ * its depth is not a multiple of the base. */
+md_status md_scale_filter_apply(md_scale_filter *f, double t_s, md_depth *depth,
+                                md_scale_record *rec, md_error *err);
 
 /* How much of the image got depth, and whether the network suits the scene. */
 typedef struct {

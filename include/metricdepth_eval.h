@@ -153,6 +153,153 @@ typedef struct {
 md_status md_eval_summarize(const md_eval_set *set, int split, md_eval_summary *out,
                             md_error *err);
 
+/* ------------------------------------------ anchors and scale maps, measured */
+
+/* How anchors are drawn from a ground-truth map: a simulated sensor. */
+typedef struct {
+    int k;           /* anchors per image */
+    double noise;    /* relative sd of the depth noise: g (1 + noise N(0,1)) */
+    double outliers; /* probability that an anchor is a gross outlier */
+    uint64_t seed;   /* the draw is a function of the seed alone */
+} md_anchor_sim;
+
+/* K distinct pixels drawn uniformly from those valid in both pred and gt (the
+ * pixels a sensor and the network both see), each given gt's depth times
+ * (1 + noise e), e ~ N(0, 1); with probability `outliers` the depth is instead
+ * multiplied by a gross error factor f, |ln f| uniform in [ln 1.5, ln 4] and
+ * either sign (a wrong return or a mismatched feature: off by 50 % to 4x).
+ * Fewer valid pixels than K: all of them. MD_ERR_DATA when there is none. */
+md_status md_anchor_simulate(const md_depth *pred, const md_depth *gt, const md_anchor_sim *sim,
+                             md_anchor_set *out, md_error *err);
+
+/* The rows of the anchor experiment. */
+enum {
+    MD_ANCHOR_ROW_BASE,   /* the base network as it is */
+    MD_ANCHOR_ROW_ORACLE, /* the global W1 oracle */
+    MD_ANCHOR_ROW_CELLS,  /* the per-cell W1 oracle */
+    MD_ANCHOR_ROW_IMAGE,  /* image only: the encoder scale model's ln s, applied whatever its
+                             confidence (trained on the other datasets) */
+    MD_ANCHOR_ROW_IMAGE_GATED,     /* ... through its gate */
+    MD_ANCHOR_ROW_IMAGE_MAP,       /* image only: one encoder scale model per cell (trained on
+                                      the per-cell oracle ln s* of the other datasets) */
+    MD_ANCHOR_ROW_IMAGE_MAP_GATED, /* ... each cell through its gate */
+    MD_ANCHOR_ROW_ROBUST, /* the anchor fits through md_scale_depth ... */
+    MD_ANCHOR_ROW_MEDIAN,
+    MD_ANCHOR_ROW_W1,
+    MD_ANCHOR_ROW_LSQ,
+    MD_ANCHOR_ROW_SHIFT,
+    MD_ANCHOR_ROW_MAP,    /* ... and the scale map (robust fit + map) */
+    MD_ANCHOR_ROWS
+};
+#define MD_ANCHOR_FIRST_FIT_ROW MD_ANCHOR_ROW_ROBUST
+/* "anchors robust (global)" ... and the short key "robust" ... */
+const char *md_anchor_row_name(int row);
+const char *md_anchor_row_key(int row);
+
+#define MD_ANCHOR_MAX_LIST 16
+#define MD_ANCHOR_MAX_SEEDS 20
+
+typedef struct {
+    int n_k, k[MD_ANCHOR_MAX_LIST];                  /* anchors per image */
+    int n_noise;
+    double noise[MD_ANCHOR_MAX_LIST];                /* relative depth noise levels */
+    int n_outliers;
+    double outliers[MD_ANCHOR_MAX_LIST];             /* gross outlier rates */
+    int seeds;                                       /* draws per condition */
+    int cells_x, cells_y;                            /* the per-cell oracle's grid */
+    double lo, hi;                                   /* the oracles' scale range */
+    /* sequences: anchors drawn every frame under one condition */
+    int n_seq_k, seq_k[MD_ANCHOR_MAX_LIST];
+    double seq_noise, seq_outliers;
+    double fps;                                      /* frame time = frame number / fps */
+    md_scale_filter_options filter;                  /* its time constant and gate */
+    int image_maps;        /* keep each pair's encoder features for md_anchor_eval_image_maps
+                              (the evaluator must compute features) */
+} md_anchor_eval_options;
+
+/* k 1,4,16,64,256; noise 0,0.02,0.05; outliers 0,0.1; 3 seeds; 4x4 cells;
+ * range [0.1, 2]; sequences: k 4,16,64 at 2 % noise and 10 % outliers, 30 fps,
+ * the filter's defaults. */
+md_anchor_eval_options md_anchor_eval_defaults(void);
+
+/* The experiment's results, dataset by dataset. Not thread-safe: one thread
+ * runs and reads it. */
+typedef struct md_anchor_eval md_anchor_eval;
+
+md_status md_anchor_eval_create(const md_anchor_eval_options *opts, md_anchor_eval **out,
+                                md_error *err);
+void md_anchor_eval_free(md_anchor_eval *ae);
+
+/* Evaluates every pair of one dataset (base predictions through ev). For each
+ * pair: the reference rows (base, W1 oracle, per-cell oracle, whose ln s* per
+ * cell are kept as training targets), then for every condition, K and seed
+ * the anchors drawn by md_anchor_simulate and every fit row through
+ * md_scale_depth; AbsRel and delta1 under the seed protocol. With sequence,
+ * consecutive pairs in one folder are a video run: each frame's robust fit is
+ * the raw ln s, filtered by md_scale_filter with and without the level input
+ * (time = the first number in the file name / fps). A pair that fails is
+ * reported through cb's progress and skipped. */
+md_status md_anchor_eval_dataset(md_anchor_eval *ae, md_evaluator *ev, const char *name,
+                                 const md_pair_list *pairs, int sequence,
+                                 const md_eval_callbacks *cb, md_error *err);
+
+const md_anchor_eval_options *md_anchor_eval_get_options(const md_anchor_eval *ae);
+int md_anchor_eval_count(const md_anchor_eval *ae);          /* datasets */
+const char *md_anchor_eval_name(const md_anchor_eval *ae, int set);
+size_t md_anchor_eval_failed(const md_anchor_eval *ae);      /* pairs skipped */
+
+/* One row of one condition: the mean over the dataset's images per seed, then
+ * the mean and sd over the seeds (reference rows: one value, sd NaN). NaN
+ * when some seed has no image where the row exists (e.g. scale-shift with
+ * fewer than 3 anchors). seed >= 0: that seed's mean alone. */
+typedef struct {
+    double abs_rel, abs_rel_sd, delta1, delta1_sd;
+    size_t images;
+} md_anchor_stat;
+
+md_anchor_stat md_anchor_eval_stat(const md_anchor_eval *ae, int set, int noise_i, int outlier_i,
+                                   int k_i, int row, int seed);
+
+/* Sequences: one result per (run, K, seed). */
+enum {
+    MD_SEQ_RAW,            /* the per-frame robust fit */
+    MD_SEQ_FILTERED,       /* md_scale_filter on ln s alone */
+    MD_SEQ_FILTERED_LEVEL, /* md_scale_filter with the depth-level input */
+    MD_SEQ_ORACLE,         /* the per-frame W1 oracle: the truth's own jitter */
+    MD_SEQ_VARIANTS
+};
+typedef struct {
+    int set;                 /* dataset */
+    char run[256];           /* the run's folder */
+    int k, seed;
+    size_t frames, rejected; /* rejected: raw values the ln s filter rejected */
+    double jitter[MD_SEQ_VARIANTS];       /* sd of the frame-to-frame differences of ln s */
+    double level_jitter[MD_SEQ_VARIANTS]; /* the same for ln s + ln median(base depth) */
+    double abs_rel[MD_SEQ_VARIANTS], delta1[MD_SEQ_VARIANTS]; /* means over the frames */
+} md_seq_result;
+
+size_t md_anchor_eval_sequences(const md_anchor_eval *ae, const md_seq_result **out);
+
+/* The per-cell oracle ln s* of every evaluated pair (cells_x * cells_y values,
+ * row-major, NaN for a cell with too few valid pixels): the training targets
+ * of an image-only scale map. */
+typedef struct {
+    int set;
+    char *rgb, *depth;
+    double *log_scales;
+} md_cell_target;
+
+size_t md_anchor_eval_cells(const md_anchor_eval *ae, const md_cell_target **out);
+
+/* The image-only rows, after every dataset was evaluated (with image_maps):
+ * for each dataset, an encoder scale model for ln s* and one per cell for the
+ * per-cell ln s* are trained (md_scale_model_fit, defaults) on the pairs of
+ * all the other datasets, then applied to this dataset's pairs (base
+ * predictions through ev again). Needs two datasets and features; a cell with
+ * fewer than 10 training targets uses the global model. Progress per pair. */
+md_status md_anchor_eval_image_maps(md_anchor_eval *ae, md_evaluator *ev,
+                                    const md_eval_callbacks *cb, md_error *err);
+
 /* ---------------------------------------------------- base predictions */
 
 /* The cache of base predictions: one float32 .npy per (model file, RGB file),

@@ -94,6 +94,44 @@ md_status md_report_finish(md_report *r, const md_eval_set *set, md_eval_summary
 size_t md_report_figure_count(const md_report *r);
 void md_report_free(md_report *r);
 
+/* ---------------------------------------------------------- line plots */
+
+/* One line of md_plot_lines: n points (x[i], y[i]) with optional error bars
+ * y +- y_err[i]; non-finite points leave a gap. */
+typedef struct {
+    const char *label;
+    const double *x, *y, *y_err; /* y_err may be NULL */
+    size_t n;
+    int dashed; /* 1: a reference level, drawn dashed without markers */
+} md_plot_series;
+
+/* A line plot as a PNG (cairo): every series in its own colour (colour-blind
+ * safe palette), markers and error bars, x ticks at the first series' x
+ * values, a logarithmic x axis when log_x, the legend on the right. y_max
+ * (when inside the data's range; NaN: automatic) caps the y axis, cutting
+ * what lies above at the frame. */
+md_status md_plot_lines(const char *path, const char *title, const char *x_label,
+                        const char *y_label, int log_x, double y_max,
+                        const md_plot_series *series, size_t n_series, md_error *err);
+
+/* ------------------------------------------------- the anchor experiment */
+
+/* The report folder of an anchor experiment (md_anchor_eval_dataset):
+ *   report.md        per dataset the main condition's AbsRel and delta1 table
+ *                    (rows x K, mean +- sd over seeds) and its figure; the
+ *                    K = 16 table of every condition relative to the global
+ *                    oracle; the sequence table (jitter of ln s and of the
+ *                    metric level, AbsRel: raw, filtered, oracle)
+ *   results.csv      every row, condition, K and seed
+ *   sequences.csv    every run, K and seed
+ *   cells.csv        the per-cell oracle ln s* of every pair (training targets)
+ *   summary.json     the main tables' numbers
+ *   fig/abs_rel_vs_k_NAME.png  AbsRel against K per dataset (log x axis)
+ * main_noise and main_outliers pick the main condition (it must be one of the
+ * experiment's); model names the base network in the text. */
+md_status md_anchor_report_write(const char *dir, const md_anchor_eval *ae, const char *model,
+                                 double main_noise, double main_outliers, md_error *err);
+
 #ifdef __cplusplus
 }
 #endif

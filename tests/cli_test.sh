@@ -416,6 +416,95 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   [ "$(grep -c '^train,' "$T/ev/r3/per_image.csv")" -eq 2 ] && ok || bad "bad pair: the good ones are missing"
 fi
 
+# --- anchors, scale maps, sequences (issue 12)
+expect 0 "$MD" eval-anchors --help
+contains "usage: metricdepth eval-anchors"
+expect 2 "$MD" eval-anchors -o "$T/ea"
+contains "give at least one dataset"
+expect 2 "$MD" eval-anchors --k 0,4 "$T" -o "$T/ea"
+contains "whole counts"
+expect 2 "$MD" eval-anchors --main 0.5,0.1 "$T" -o "$T/ea"
+contains "not one of the"
+expect 2 "$MD" predict --scale anchors "$T/x.jpg"
+contains "needs --anchors"
+expect 2 "$MD" predict --anchors "$T/a.txt" --anchor-fit ransac "$T/x.jpg"
+contains "anchor-fit is robust"
+expect 2 "$MD" predict --anchors "$T/a.txt" --anchor-fit scale-shift --scale-map "$T/x.jpg"
+contains "scale-only"
+expect 2 "$MD" predict --anchors "$T/a.txt" --scale none "$T/x.jpg"
+contains "go with --scale anchors"
+expect 2 "$MD" predict --fps 10 "$T/x.jpg"
+contains "go with --sequence"
+expect 2 "$MD" predict --anchors "$T/a.txt" --ungated "$T/x.jpg"
+contains "--ungated goes with --scale auto or adaptive, not anchors"
+expect 2 "$MD" predict --anchors "$T/a.txt" --scale-model "$T/m.safetensors" "$T/x.jpg"
+contains "--scale-model goes with --scale auto or adaptive, not anchors"
+if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ]; then
+  model="$SHARED/models/fastdepth/fastdepth_7.onnx"
+  cp "$SHARED/data/nyu_demo_metric3d/rgb/rgb_00000.jpg" "$T/anc.jpg"
+  expect 0 "$MD" predict --model "$model" --scale none "$T/anc.jpg" -o "$T/anc0"
+  # every valid pixel an anchor at exactly 1.5 x the network's depth: the
+  # depth PNG (mm) read with divisor 1000/1.5 is 1.5 x the depth in metres
+  expect 0 "$MD" convert "$T/anc0/anc.depth.png" --divisor 666.6666666667 -o "$T/anchors.npy"
+  for fit in robust median w1 lsq; do
+    expect 0 "$MD" predict --model "$model" --anchors "$T/anchors.npy" --anchor-fit "$fit" \
+      "$T/anc.jpg" -o "$T/anc1-$fit"
+    contains "anc.jpg: scale 1.50[0-9]* (anchors $fit"
+  done
+  grep -q '"fit":[[:space:]]*"lsq"' "$T/anc1-lsq/anc.json" && ok || bad "sidecar lacks the anchor fit"
+  expect 0 "$MD" predict --model "$model" --anchors "$T/anchors.npy" --anchor-fit scale-shift \
+    "$T/anc.jpg" -o "$T/anc2"
+  contains "scale 1.50[0-9]* (anchors scale-shift, inverse-depth shift [-+]0.000"
+  expect 0 "$MD" predict --model "$model" --anchors "$T/anchors.npy" --scale-map \
+    "$T/anc.jpg" -o "$T/anc3"
+  contains "pixel-wise scale map"
+  grep -q '"log_scale_median":[[:space:]]*0.405' "$T/anc3/anc.json" && ok || bad "scale map median is not ln 1.5"
+  # text anchors: errors name the file and line, nothing is written
+  printf '# u v depth\n10 10 2.0\n640 10 2.0\n' >"$T/out.txt"
+  expect 1 "$MD" predict --model "$model" --anchors "$T/out.txt" "$T/anc.jpg" -o "$T/anc4"
+  contains "out.txt:3: anchor at (640, 10) lies outside the 640x480 image"
+  [ ! -e "$T/anc4/anc.depth.png" ] && ok || bad "output written despite bad anchors"
+  printf '10 10 -2\n' >"$T/neg.txt"
+  expect 1 "$MD" predict --model "$model" --anchors "$T/neg.txt" "$T/anc.jpg" -o "$T/anc4"
+  contains "neg.txt:1: depth -2 m is not positive"
+  printf '300 200 2\n320 240 2\n' >"$T/two.txt"
+  expect 1 "$MD" predict --model "$model" --anchors "$T/two.txt" --anchor-fit scale-shift \
+    "$T/anc.jpg" -o "$T/anc4"
+  contains "needs at least 3"
+  # a sequence: one anchor file per frame in a folder; equal frames, equal scales
+  mkdir -p "$T/frames" "$T/fanc"
+  for i in 1 2 3; do
+    cp "$T/anc.jpg" "$T/frames/f$i.jpg"
+    printf '320 240 %s\n300 200 %s\n340 260 %s\n' 2.0 2.0 2.0 >"$T/fanc/f$i.txt"
+  done
+  expect 0 "$MD" predict --model "$model" --sequence --fps 10 --anchors "$T/fanc" \
+    "$T/frames/f1.jpg" "$T/frames/f2.jpg" "$T/frames/f3.jpg" -o "$T/seq"
+  contains "f3.jpg: scale [0-9.]* (anchors robust, filtered from"
+  grep -q '"raw_scale"' "$T/seq/f2.json" && ok || bad "sequence sidecar lacks the raw scale"
+  rm "$T/fanc/f2.txt"
+  expect 3 "$MD" predict --model "$model" --sequence --anchors "$T/fanc" \
+    "$T/frames/f1.jpg" "$T/frames/f2.jpg" "$T/frames/f3.jpg" -o "$T/seq2"
+  contains "no anchors for"
+  # eval-anchors end to end on three NYU pairs: every file of the report
+  expect 0 "$MD" eval-anchors --model "$model" --k 4,16 --noise 0 --outliers 0,0.1 --main 0,0.1 \
+    --seeds 1 --seq-k 4 --sequences nyu nyu="$SHARED/data/nyu_demo_metric3d" -o "$T/ea"
+  for f in report.md results.csv sequences.csv cells.csv summary.json fig/abs_rel_vs_k_nyu.png; do
+    [ -s "$T/ea/$f" ] && ok || bad "eval-anchors did not write $f"
+  done
+  # the reference rows once per dataset, the fit rows once per condition, K and seed
+  [ "$(grep -c '^nyu,,,,oracle,,3,' "$T/ea/results.csv")" -eq 1 ] && ok || bad "eval-anchors: no oracle row"
+  [ "$(grep -c '^nyu,0,0.1,16,robust,0,3,' "$T/ea/results.csv")" -eq 1 ] && ok || bad "eval-anchors: no robust row"
+  [ "$(wc -l <"$T/ea/cells.csv")" -eq 4 ] && ok || bad "cells.csv: want a header and 3 rows"
+  # the image-only rows: nyu held out, the scale models trained on 12 SUN3D pairs
+  "$MD" pairs "$SHARED/data/sun3d_studyroom/fragment-1-rgbd-frames" -o "$T/sun.txt" >/dev/null 2>&1
+  { grep '^#' "$T/sun.txt"; grep -v '^#' "$T/sun.txt" | head -12; } >"$T/sun12.txt"
+  expect 0 "$MD" eval-anchors --model "$model" --k 4 --noise 0 --outliers 0 --main 0,0 --seeds 1 \
+    --cells 2x2 nyu="$SHARED/data/nyu_demo_metric3d" sun="$T/sun12.txt" -o "$T/ea2"
+  for r in image image_gated image_map image_map_gated; do
+    grep -q "^nyu,,,,$r,,3," "$T/ea2/results.csv" && ok || bad "eval-anchors: no $r row for nyu"
+  done
+fi
+
 # --- predict as users expect it (issue 15): folders, lists, EXIF, KITTI, names, sidecars
 expect 0 "$MD" predict --help
 contains "--outputs"
@@ -556,6 +645,13 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   contains "wrote 6 frames"
   expect 0 "$MD" predict --model "$model" --scale none "$T/vid/clip.mp4" -o "$T/vid/num" --outputs png16,json
   n=$(ls "$T/vid/num/clip" | grep -c 'depth.png$'); [ "$n" -eq 6 ] && ok || bad "$n numbered frames, wanted 6"
+  # a video as a sequence (issue 12): one anchor file for every frame, each frame's raw and
+  # filtered scale in the video's sidecar
+  printf '320 240 2.0\n300 200 2.1\n340 260 1.9\n' >"$T/vid/anchors.txt"
+  expect 0 "$MD" predict --model "$model" --sequence --anchors "$T/vid/anchors.txt" "$T/vid/clip.mp4" \
+    -o "$T/vid/seq"
+  n=$(grep -o '"raw_scale"' "$T/vid/seq/clip.json" | wc -l); [ "$n" -eq 6 ] && ok || bad "$n frames with a raw scale, wanted 6"
+  n=$(grep -o '"filtered_scale"' "$T/vid/seq/clip.json" | wc -l); [ "$n" -eq 6 ] && ok || bad "$n frames with a filtered scale, wanted 6"
 fi
 
 # --- Depth Anything V2 as users download it: transformers' layout, relative checkpoints

@@ -67,6 +67,27 @@ static void test_read_file_limits(void)
 }
 
 
+/* splitmix64's published outputs from state 0 (Vigna's reference
+ * implementation): 0xe220a8397b1dcdaf, 0x6e789e6aa1b965f4, 0x06c45d188009454f. */
+static void test_splitmix64(void)
+{
+    uint64_t st = 0;
+    CHECK(md_splitmix64(&st) == 0xe220a8397b1dcdafull);
+    CHECK(md_splitmix64(&st) == 0x6e789e6aa1b965f4ull);
+    CHECK(md_splitmix64(&st) == 0x06c45d188009454full);
+}
+
+static void test_enum_names(void)
+{
+    static const char *const names[] = {"alpha", "beta"};
+    CHECK(strcmp(md_enum_name(names, 2, 1), "beta") == 0);
+    CHECK(strcmp(md_enum_name(names, 2, 2), "unknown") == 0);
+    CHECK(strcmp(md_enum_name(names, 2, -1), "unknown") == 0);
+    CHECK(md_enum_parse(names, 2, "BETA") == 1);
+    CHECK(md_enum_parse(names, 2, "gamma") == -1);
+    CHECK(md_enum_parse(names, 2, NULL) == -1);
+}
+
 /* ------------------------------------------------------------- pipeline */
 
 typedef struct {
@@ -300,6 +321,8 @@ int main(void)
     RUN_TEST(test_extension);
     RUN_TEST(test_atomic_commit_and_abort);
     RUN_TEST(test_read_file_limits);
+    RUN_TEST(test_splitmix64);
+    RUN_TEST(test_enum_names);
     RUN_TEST(test_pipe);
     RUN_TEST(test_fifo_not_blocking);
     RUN_TEST(test_atomic_mode_and_long_names);

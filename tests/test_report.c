@@ -383,6 +383,41 @@ static void test_scatter(void)
     CHECK_NEAR(f.hi, 0.1, 1e-12);
 }
 
+/* Line plot: frame x 80..600, y 50..450 of 900x520; log x over [1, 100] with
+ * 6 % of the log span added each side, y over [0, 1] with 6 % of the span:
+ * the marker at (100, 1) is at x = 80 + (ln 100 + m) / (ln 100 + 2m) * 520,
+ * m = 0.06 ln 100, y = 450 - 1.06 / 1.12 * 400. */
+static void test_plot_lines(void)
+{
+    md_error err = {0};
+    double x[2] = {1, 100}, y[2] = {0, 1}, e[2] = {0, 0}, r[2] = {0.25, 0.25};
+    md_plot_series s[2] = {{"fit", x, y, e, 2, 0}, {"reference", x, r, NULL, 2, 1}};
+    char path[128];
+    path_in(path, sizeof path, "lines.png");
+    CHECK_OK(md_plot_lines(path, "t", "K", "AbsRel", 1, NAN, s, 2, &err), &err);
+    md_image img = {0};
+    CHECK_OK(md_image_load(path, &img, &err), &err);
+    CHECK(img.width == 900 && img.height == 520);
+    if (img.pixels && img.width == 900) {
+        double m = 0.06 * log(100.0);
+        int px = (int)(80 + (log(100.0) + m) / (log(100.0) + 2 * m) * 520);
+        int py = (int)(450 - 1.06 / 1.12 * 400);
+        static const uint8_t blue[3] = {0, 114, 178}; /* the palette's first colour */
+        const uint8_t *c = pixel(&img, px, py);
+        CHECK_MSG(rgb_near(c, blue, 2), "(%d,%d,%d) at (%d,%d)", c[0], c[1], c[2], px, py);
+        CHECK(!rgb_near(pixel(&img, px - 40, py), blue, 20));
+    }
+    md_image_free(&img);
+    /* a y_max inside the data cuts the axis and still draws; no finite
+     * point or no path is an error */
+    CHECK_OK(md_plot_lines(path, NULL, NULL, NULL, 0, 0.5, s, 2, &err), &err);
+    double nan2[2] = {NAN, NAN};
+    md_plot_series bad = {"nothing", x, nan2, NULL, 2, 0};
+    CHECK(md_plot_lines(path, NULL, NULL, NULL, 1, NAN, &bad, 1, &err) == MD_ERR_DATA);
+    CHECK(md_plot_lines(NULL, NULL, NULL, NULL, 1, NAN, s, 2, &err) == MD_ERR_ARG);
+    unlink(path);
+}
+
 /* ------------------------------------------------------------------ report */
 
 static md_metrics metrics_with(double abs_rel, double rmse, double d1)
@@ -610,6 +645,7 @@ int main(void)
     RUN_TEST(test_colorbar_ends);
     RUN_TEST(test_depth_panel);
     RUN_TEST(test_scatter);
+    RUN_TEST(test_plot_lines);
     RUN_TEST(test_summary);
     RUN_TEST(test_writers);
     RUN_TEST(test_loss_log);

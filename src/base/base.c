@@ -296,6 +296,27 @@ md_status md_file_write_atomic(const char *path, const void *data, size_t size, 
     return md_atomic_commit(&af, err);
 }
 
+uint64_t md_splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+const char *md_enum_name(const char *const *names, size_t n, int i)
+{
+    return i >= 0 && (size_t)i < n ? names[i] : "unknown";
+}
+
+int md_enum_parse(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; name && i < n; i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
 const char *md_version(void)
 {
     return MD_VERSION_STRING;

@@ -74,6 +74,15 @@ const char *md_path_extension(const char *path);
 /* Case-insensitive extension test: md_path_has_ext(p, "png"). */
 bool md_path_has_ext(const char *path, const char *ext);
 
+/* splitmix64 (Steele, Lea and Flood): the next value of a 64-bit state; the
+ * one small generator for seeded draws (its state is the caller's). */
+uint64_t md_splitmix64(uint64_t *state);
+
+/* Enum names: names[i] for 0 <= i < n, else "unknown"; the index of name
+ * (case-insensitive) or -1 (also for NULL). */
+const char *md_enum_name(const char *const *names, size_t n, int i);
+int md_enum_parse(const char *const *names, size_t n, const char *name);
+
 /* An installed data file SUB/NAME (e.g. "models", "fastdepth_7.onnx"):
  * $METRICDEPTH_DATA_DIR/SUB/NAME when that is set, else the first readable of
  * PREFIX/share/metricdepth/SUB/NAME (PREFIX: where this library or executable

@@ -91,6 +91,11 @@ void cli_sibling_dir(char *buf, size_t size, const char *path, const char *name)
 void cli_stem(char *buf, size_t size, const char *path);
 /* mkdir -p */
 md_status cli_make_dirs(const char *path, md_error *err);
+/* The prediction cache of a report written to out_dir: cache_arg (--cache)
+ * or OUT_DIR/.metricdepth-cache (in buf), created. The folder, or NULL with
+ * err filled. */
+const char *cli_report_cache(const char *out_dir, const char *cache_arg, char *buf, size_t size,
+                             md_error *err);
 
 /* Completes scale options for --scale/--scale-model: the base model's name
  * and, for auto and adaptive, the scale model (--scale-model FILE, else the
@@ -113,9 +118,17 @@ void cli_print_scale_record(FILE *f, const char *item, const md_scale_record *re
 /* Writes root as pretty JSON to path atomically; -1 with err filled on failure. */
 int cli_write_json(const char *path, struct cJSON *root, md_error *err);
 
+/* The anchors of image_path (width x height) for --anchors ARG: ARG itself
+ * when it is a file, else ARG/STEM.txt, .png or .npy (STEM: the image's file
+ * name without extension). name gets the file used (for messages). 0, or -1
+ * with err filled. */
+int cli_anchors_for_image(const char *arg, double divisor, const char *image_path, int width,
+                          int height, md_anchor_set *out, char *name, size_t name_size,
+                          md_error *err);
+
 /* Subcommands. */
 extern const cli_command cmd_predict, cmd_demo, cmd_run_model, cmd_bench, cmd_pairs, cmd_scale,
     cmd_metrics, cmd_pointcloud, cmd_convert, cmd_preview, cmd_fit_scales, cmd_train, cmd_eval,
-    cmd_merge;
+    cmd_eval_anchors, cmd_merge;
 
 #endif

@@ -341,6 +341,16 @@ void cli_sibling_dir(char *buf, size_t size, const char *path, const char *name)
         snprintf(buf, size, "%s", name);
 }
 
+const char *cli_report_cache(const char *out_dir, const char *cache_arg, char *buf, size_t size,
+                             md_error *err)
+{
+    if (!cache_arg) {
+        cli_path_join(buf, size, out_dir, ".metricdepth-cache");
+        cache_arg = buf;
+    }
+    return cli_make_dirs(cache_arg, err) == MD_OK ? cache_arg : NULL;
+}
+
 void cli_stem(char *buf, size_t size, const char *path)
 {
     const char *base = strrchr(path, '/');
@@ -420,6 +430,42 @@ static void add_number_or_null(cJSON *o, const char *name, double v)
         cJSON_AddNullToObject(o, name);
 }
 
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The anchors' part of a record: the fit, the counts and, for a scale map,
+ * its size and the spread of its ln s (the map itself is in the record). */
+static cJSON *anchors_json(const md_scale_record *rec)
+{
+    cJSON *a = cJSON_CreateObject();
+    cJSON_AddStringToObject(a, "fit", md_anchor_fit_name(rec->anchor_fit));
+    cJSON_AddNumberToObject(a, "given", rec->anchors_total);
+    cJSON_AddNumberToObject(a, "used", rec->anchors_used);
+    cJSON_AddNumberToObject(a, "inliers", rec->anchors_inliers);
+    add_number_or_null(a, "residual_sd", rec->anchor_residual_sd);
+    if (rec->anchor_fit == MD_ANCHOR_FIT_SCALE_SHIFT)
+        cJSON_AddNumberToObject(a, "inverse_depth_shift", rec->shift);
+    if (rec->log_scale_map) {
+        cJSON *m = cJSON_AddObjectToObject(a, "scale_map");
+        cJSON_AddNumberToObject(m, "width", rec->map_width);
+        cJSON_AddNumberToObject(m, "height", rec->map_height);
+        size_t n = (size_t)rec->map_width * (size_t)rec->map_height;
+        float *v = malloc(n * sizeof *v);
+        if (v && n) {
+            memcpy(v, rec->log_scale_map, n * sizeof *v);
+            qsort(v, n, sizeof *v, cmp_float);
+            cJSON_AddNumberToObject(m, "log_scale_p5", v[n / 20]);
+            cJSON_AddNumberToObject(m, "log_scale_median", v[n / 2]);
+            cJSON_AddNumberToObject(m, "log_scale_p95", v[n - 1 - n / 20]);
+        }
+        free(v);
+    }
+    return a;
+}
+
 cJSON *cli_scale_record_json(const md_scale_record *rec)
 {
     cJSON *o = cJSON_CreateObject();
@@ -432,6 +478,16 @@ cJSON *cli_scale_record_json(const md_scale_record *rec)
     add_number_or_null(o, "distance", rec->distance);
     if (rec->source == MD_SCALE_SOURCE_ORACLE)
         cJSON_AddBoolToObject(o, "at_range_limit", rec->at_range_limit != 0);
+    if (rec->source == MD_SCALE_SOURCE_ANCHORS)
+        cJSON_AddItemToObject(o, "anchors", anchors_json(rec));
+    if (rec->filtered) {
+        cJSON *q = cJSON_AddObjectToObject(o, "sequence");
+        cJSON_AddNumberToObject(q, "raw_scale", rec->raw_scale);
+        cJSON_AddNumberToObject(q, "raw_log_scale", log(rec->raw_scale));
+        cJSON_AddNumberToObject(q, "filtered_scale", rec->scale);
+        cJSON_AddNumberToObject(q, "filtered_log_scale", log(rec->scale));
+        cJSON_AddBoolToObject(q, "rejected", rec->filter_rejected != 0);
+    }
     cJSON_AddStringToObject(o, "note", rec->note);
     return o;
 }
@@ -449,6 +505,14 @@ void cli_print_scale_record(FILE *f, const char *item, const md_scale_record *re
                 rec->applied ? (rec->confidence < 1.0 ? "partly applied" : "applied")
                              : "not applied");
     }
+    if (rec->source == MD_SCALE_SOURCE_ANCHORS) {
+        fprintf(f, " %s", md_anchor_fit_name(rec->anchor_fit));
+        if (rec->anchor_fit == MD_ANCHOR_FIT_SCALE_SHIFT)
+            fprintf(f, ", inverse-depth shift %+.4f /m", rec->shift);
+    }
+    if (rec->filtered)
+        fprintf(f, ", filtered from %.4f%s", rec->raw_scale,
+                rec->filter_rejected ? " (rejected as an outlier)" : "");
     fprintf(f, ")%s%s\n", rec->note[0] ? ": " : "", rec->note);
 }
 

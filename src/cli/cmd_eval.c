@@ -234,11 +234,8 @@ static int run(int argc, char **argv)
         model_s = model_buf;
     }
     if (rc == 0 && !no_cache) {
-        if (!cache_s) {
-            cli_path_join(cache_buf, sizeof cache_buf, out_s, ".metricdepth-cache");
-            cache_s = cache_buf;
-        }
-        if (cli_make_dirs(cache_s, &err) != MD_OK)
+        cache_s = cli_report_cache(out_s, cache_s, cache_buf, sizeof cache_buf, &err);
+        if (!cache_s)
             rc = cli_report(&err);
         eo.cache_dir = cache_s;
     }

@@ -75,6 +75,7 @@ const cli_command cmd_predict = {
     "                       adaptive: the scale model's prediction through its\n"
     "                       gate, whatever base model it was trained for;\n"
     "                       oracle: the exact W1-optimal scale against --gt;\n"
+    "                       anchors: fitted to metric measurements (--anchors);\n"
     "                       none: the network's metric output as it is.\n"
     "                       The gate keeps the base network's output (or shrinks\n"
     "                       towards it) where the scale model is unsure.\n"
@@ -85,6 +86,27 @@ const cli_command cmd_predict = {
     "  --gt FILE            ground truth for --scale oracle (one image only)\n"
     "  --gt-divisor D       raw/D = metres for integer gt files (default 1000)\n"
     "  --scale-range LO,HI  allowed oracle scale range (default 0.1,2)\n"
+    "  --anchors FILE|DIR   metric measurements (implies --scale anchors): a text\n"
+    "                       list 'u v depth_m [weight]' per line (pixel column and\n"
+    "                       row of the input image, '#' comments) or a sparse depth\n"
+    "                       image of the image's size (16-bit PNG in mm, .npy in m;\n"
+    "                       0 = no measurement); a folder holds one per image,\n"
+    "                       named like the image (STEM.txt, STEM.png or STEM.npy);\n"
+    "                       a video's frames all use one file\n"
+    "  --anchors-divisor D  raw/D = metres for an integer sparse image (default 1000)\n"
+    "  --anchor-fit F       robust (default: median with outlier rejection), w1,\n"
+    "                       median, lsq, or scale-shift (scale and shift in inverse\n"
+    "                       depth; the default, and the only fit, for a relative\n"
+    "                       network, whose output then becomes metric depth)\n"
+    "  --scale-map          a pixel-wise scale map from the anchors instead of one\n"
+    "                       scale (needs 8 anchors to depart from the global scale)\n"
+    "  --sequence           the images (in the order given, a folder's by name) or a\n"
+    "                       video's frames are consecutive: the scale is filtered over\n"
+    "                       time so that it does not flicker (the sidecar keeps each\n"
+    "                       frame's raw scale)\n"
+    "  --fps F              frame rate of a sequence of images (default 30; a video's\n"
+    "                       own)\n"
+    "  --time-constant S    the filter's time constant (default 0.2 s)\n"
     "  --input-size N       DA2: network input's shorter side (default 518)\n"
     "  --max-depth M        DA2 metric head: max depth (default from config.json or\n"
     "                       the file name: 20 indoor, 80 vkitti/outdoor)\n"
@@ -102,7 +124,9 @@ const cli_command cmd_predict = {
     "  metricdepth predict list.txt --model depth_anything_v2_metric_hypersim_vits.pth\n"
     "  metricdepth predict clip.mp4 -o out               # out/clip.depth.mp4\n"
     "  metricdepth predict photos/ --shard 2/8 -o depth   # one job of eight\n"
-    "  metricdepth predict --scale none photo.jpg -o out   # raw network depth\n",
+    "  metricdepth predict --scale none photo.jpg -o out   # raw network depth\n"
+    "  metricdepth predict --anchors lidar.png --scale-map photo.jpg -o out\n"
+    "  metricdepth predict --sequence --anchors anchors/ frames/ -o out\n",
     run};
 
 /* ------------------------------------------------------------ settings */
@@ -119,7 +143,11 @@ typedef struct {
     md_scale_options scale;
     const char *gt_path;         /* --scale oracle */
     double gt_divisor;
-    int relative_model;          /* the model outputs relative disparity */
+    int relative_model;          /* the written depth is relative disparity */
+    const char *anchors;         /* --anchors FILE|DIR */
+    double anchors_divisor;
+    int sequence;                /* --sequence: filter the scale over frames */
+    double fps;
 } predict_config;
 
 /* Ctrl-C and SIGTERM: the batch stops after the image in flight. A second
@@ -162,6 +190,8 @@ typedef struct {
     char K_how[256];
     md_error err;
     int stage_failed;
+    md_anchor_set anchors;
+    char anchors_name[1024];
 } item;
 
 typedef struct {
@@ -183,6 +213,8 @@ typedef struct {
     cJSON *frames;       /* per-frame records */
     float video_range[2];
     size_t frame_no;
+    md_scale_filter *filter; /* --sequence: one stream at a time (reset per video) */
+    double frame_dt;         /* seconds between frames */
 } batch;
 
 static int load_image(void *user, size_t i, void *slot)
@@ -193,6 +225,11 @@ static int load_image(void *user, size_t i, void *slot)
     it->index = i;
     const md_input *in = &b->inputs[b->todo[i]];
     if (md_image_load_info(in->path, &it->img, &it->info, &it->err) != MD_OK)
+        return -1;
+    if (b->c->anchors &&
+        cli_anchors_for_image(b->c->anchors, b->c->anchors_divisor, in->path, it->img.width,
+                              it->img.height, &it->anchors, it->anchors_name,
+                              sizeof it->anchors_name, &it->err) != 0)
         return -1;
     if (b->c->scale.source == MD_SCALE_SOURCE_ORACLE &&
         cli_load_depth(b->c->gt_path, b->c->gt_divisor, &it->gt, &it->err) != MD_OK)
@@ -208,7 +245,17 @@ static int run_network(void *user, size_t i, void *slot)
     md_scale_options so = b->c->scale;
     if (it->gt.data)
         so.gt = &it->gt;
+    if (it->anchors.count) {
+        so.anchors = &it->anchors;
+        so.anchors_name = it->anchors_name;
+    }
     if (md_predict_metric(b->model, &it->img, &so, &it->depth, &it->rec, &it->err) != MD_OK)
+        return -1;
+    /* the run stage takes the items one at a time, in order: the filter sees
+     * the frames as they come */
+    if (b->filter &&
+        md_scale_filter_apply(b->filter, (double)i * b->frame_dt, &it->depth, &it->rec,
+                              &it->err) != MD_OK)
         return -1;
     md_depth_coverage(b->model, &it->depth, &it->cov);
     return 0;
@@ -400,6 +447,8 @@ static void done_image(void *user, size_t i, void *slot, int failed)
     md_image_free(&it->img);
     md_depth_free(&it->depth);
     md_depth_free(&it->gt);
+    md_anchor_set_free(&it->anchors);
+    md_scale_record_free(&it->rec);
 }
 
 /* ------------------------------------------------------------- videos */
@@ -412,6 +461,11 @@ static int load_frame(void *user, size_t i, void *slot)
     it->index = i;
     int got = 0;
     if (md_video_read(b->reader, &it->img, &got, &it->err) != MD_OK)
+        return -1;
+    if (got && b->c->anchors &&
+        cli_anchors_for_image(b->c->anchors, b->c->anchors_divisor, b->video->path,
+                              it->img.width, it->img.height, &it->anchors, it->anchors_name,
+                              sizeof it->anchors_name, &it->err) != 0)
         return -1;
     return got ? 0 : MD_PIPE_END;
 }
@@ -497,6 +551,8 @@ static void done_frame(void *user, size_t i, void *slot, int failed)
     }
     md_image_free(&it->img);
     md_depth_free(&it->depth);
+    md_anchor_set_free(&it->anchors);
+    md_scale_record_free(&it->rec);
 }
 
 /* One video: frames through the pipeline, then the depth video and the
@@ -525,6 +581,10 @@ static int predict_video(batch *b, const md_input *in)
             b->vinfo.height, b->vinfo.fps, b->vinfo.codec,
             b->vinfo.frames ? "" : ", length unknown");
     cli_progress_start(&b->progress, in->name, (size_t)b->vinfo.frames);
+    if (b->filter) { /* a new stream */
+        md_scale_filter_reset(b->filter);
+        b->frame_dt = 1.0 / (b->vinfo.fps > 0 ? b->vinfo.fps : c->fps);
+    }
     item slots[3];
     memset(slots, 0, sizeof slots);
     md_pipe_config pc = {.count = (size_t)-1, .load_threads = 1, .save_threads = 1,
@@ -654,7 +714,7 @@ int cli_open_model(const char *path, const md_model_options *opts, md_model **mo
 
 static int run(int argc, char **argv)
 {
-    const char *model_path = NULL, *outdir = "out", *k_s = NULL, *scale_s = "auto";
+    const char *model_path = NULL, *outdir = "out", *k_s = NULL, *scale_s = NULL;
     const char *scale_model_s = NULL, *outputs_s = NULL, *fov_s = NULL, *range_s = NULL;
     const char *gt_path = NULL, *gt_div_s = NULL, *scale_range_s = NULL, *cmap_s = NULL;
     const char *input_size_s = NULL, *max_depth_s = NULL, *threads_s = "0";
@@ -662,6 +722,9 @@ static int run(int argc, char **argv)
     const char *png_div_s = NULL, *stride_s = NULL, *ply_max_s = NULL, *shard_s = NULL;
     bool ply = false, relative = false, metric = false, ungated = false, pred_only = false;
     bool overwrite = false, grayscale = false, side_by_side = false;
+    const char *anchors_s = NULL, *anchors_div_s = NULL, *anchor_fit_s = NULL, *fps_s = NULL;
+    const char *tau_s = NULL;
+    bool scale_map = false, sequence = false;
     cli_option options[] = {{"model", 0, true, &model_path, NULL},
                             {"output", 'o', true, &outdir, NULL},
                             {"outputs", 0, true, &outputs_s, NULL},
@@ -689,6 +752,13 @@ static int run(int argc, char **argv)
                             {"relative", 0, false, NULL, &relative},
                             {"metric", 0, false, NULL, &metric},
                             {"threads", 0, true, &threads_s, NULL},
+                            {"anchors", 0, true, &anchors_s, NULL},
+                            {"anchors-divisor", 0, true, &anchors_div_s, NULL},
+                            {"anchor-fit", 0, true, &anchor_fit_s, NULL},
+                            {"scale-map", 0, false, NULL, &scale_map},
+                            {"sequence", 0, false, NULL, &sequence},
+                            {"fps", 0, true, &fps_s, NULL},
+                            {"time-constant", 0, true, &tau_s, NULL},
                             {"precision", 0, true, &precision_s, NULL},
                             {NULL, 0, false, NULL, NULL}};
     char **pos = calloc((size_t)argc + 1, sizeof *pos);
@@ -705,7 +775,13 @@ static int run(int argc, char **argv)
     c.gt_path = gt_path;
     c.gt_divisor = 1000;
     c.scale = md_scale_options_default();
+    if (!scale_s) /* --anchors alone means anchors */
+        scale_s = anchors_s ? "anchors" : "auto";
     int source = md_scale_source_parse(scale_s);
+    int fit = anchor_fit_s ? md_anchor_fit_parse(anchor_fit_s) : MD_ANCHOR_FIT_ROBUST;
+    md_scale_filter_options fo = md_scale_filter_defaults();
+    c.anchors_divisor = 1000;
+    c.fps = 30;
     md_model_options mo = {0};
     int shard_k = 1, shard_n = 1;
     char bad[80];
@@ -719,12 +795,35 @@ static int run(int argc, char **argv)
     else if (outputs_s && md_outputs_parse(outputs_s, &c.write.outputs, bad, sizeof bad) != 0)
         rc = cli_usage_error(cmd, "--outputs: unknown output '%s' (png16, npy, pfm, preview, "
                                   "ply, json, video)", bad);
-    else if (source < 0 || source == MD_SCALE_SOURCE_ANCHORS)
-        rc = cli_usage_error(cmd, "--scale is auto, adaptive, oracle or none (got '%s')", scale_s);
-    else if (scale_model_s && (source == MD_SCALE_SOURCE_NONE || source == MD_SCALE_SOURCE_ORACLE))
+    else if (source < 0)
+        rc = cli_usage_error(cmd, "--scale is auto, adaptive, oracle, anchors or none (got '%s')",
+                             scale_s);
+    else if (source == MD_SCALE_SOURCE_ANCHORS && !anchors_s)
+        rc = cli_usage_error(cmd, "--scale anchors needs --anchors FILE|DIR");
+    else if ((anchors_s || anchors_div_s || anchor_fit_s || scale_map) &&
+             source != MD_SCALE_SOURCE_ANCHORS)
+        rc = cli_usage_error(cmd, "--anchors, --anchors-divisor, --anchor-fit and --scale-map "
+                                  "go with --scale anchors, not %s", scale_s);
+    else if (fit < 0)
+        rc = cli_usage_error(cmd, "--anchor-fit is robust, w1, median, lsq or scale-shift (got "
+                                  "'%s')", anchor_fit_s);
+    else if (scale_map && fit == MD_ANCHOR_FIT_SCALE_SHIFT)
+        rc = cli_usage_error(cmd, "--scale-map refines a scale-only fit, not scale-shift");
+    else if (anchors_div_s &&
+             (!cli_parse_double(anchors_div_s, &c.anchors_divisor) || c.anchors_divisor <= 0))
+        rc = cli_usage_error(cmd, "--anchors-divisor must be positive");
+    else if ((fps_s || tau_s) && !sequence)
+        rc = cli_usage_error(cmd, "--fps and --time-constant go with --sequence");
+    else if (sequence && source == MD_SCALE_SOURCE_ANCHORS && fit == MD_ANCHOR_FIT_SCALE_SHIFT)
+        rc = cli_usage_error(cmd, "--sequence filters one scale; a scale-shift fit has two");
+    else if (fps_s && (!cli_parse_double(fps_s, &c.fps) || c.fps <= 0))
+        rc = cli_usage_error(cmd, "--fps wants a positive number");
+    else if (tau_s && (!cli_parse_double(tau_s, &fo.time_constant_s) || fo.time_constant_s <= 0))
+        rc = cli_usage_error(cmd, "--time-constant wants seconds > 0");
+    else if (scale_model_s && source != MD_SCALE_SOURCE_AUTO && source != MD_SCALE_SOURCE_ADAPTIVE)
         rc = cli_usage_error(cmd, "--scale-model goes with --scale auto or adaptive, not %s",
                              scale_s);
-    else if (ungated && (source == MD_SCALE_SOURCE_NONE || source == MD_SCALE_SOURCE_ORACLE))
+    else if (ungated && source != MD_SCALE_SOURCE_AUTO && source != MD_SCALE_SOURCE_ADAPTIVE)
         rc = cli_usage_error(cmd, "--ungated goes with --scale auto or adaptive, not %s", scale_s);
     else if (source == MD_SCALE_SOURCE_ORACLE && (!gt_path || npos != 1))
         rc = cli_usage_error(cmd, "--scale oracle needs --gt and exactly one image");
@@ -817,6 +916,10 @@ static int run(int argc, char **argv)
     }
     c.scale.source = (md_scale_source)source;
     c.scale.ungated = ungated;
+    c.scale.anchor_fit = (md_anchor_fit)fit;
+    c.scale.scale_map = scale_map;
+    c.anchors = anchors_s;
+    c.sequence = sequence;
     mo.relative = relative ? MD_HEAD_RELATIVE : metric ? MD_HEAD_METRIC : MD_HEAD_AUTO;
     mo.precision = (md_precision)md_precision_parse(precision_s);
 
@@ -883,6 +986,22 @@ static int run(int argc, char **argv)
         goto done;
     }
     c.relative_model = info.output == MD_OUTPUT_RELATIVE;
+    if (c.relative_model && source == MD_SCALE_SOURCE_ANCHORS) {
+        /* anchors turn disparity into metric depth, by scale and shift only */
+        if (anchor_fit_s && fit != MD_ANCHOR_FIT_SCALE_SHIFT) {
+            rc = cli_usage_error(cmd, "%s outputs relative disparity: its anchors need "
+                                      "--anchor-fit scale-shift", md_model_file_name(model));
+            goto done;
+        }
+        if (sequence) {
+            rc = cli_usage_error(cmd, "--sequence filters one scale; a relative network's "
+                                      "anchors fit a scale and a shift");
+            goto done;
+        }
+        c.scale.anchor_fit = MD_ANCHOR_FIT_SCALE_SHIFT;
+        c.scale.base_is_disparity = 1;
+        c.relative_model = 0; /* what is written is metric */
+    }
     if (c.relative_model && (source == MD_SCALE_SOURCE_ORACLE || source == MD_SCALE_SOURCE_ADAPTIVE)) {
         rc = cli_usage_error(cmd, "--scale %s needs metric depth; %s outputs relative disparity",
                              scale_s, md_model_file_name(model));
@@ -928,6 +1047,11 @@ static int run(int argc, char **argv)
     b.inputs = inputs.items;
     b.todo = todo;
     b.n_todo = n_images;
+    b.frame_dt = 1.0 / c.fps;
+    if (c.sequence && md_scale_filter_new(&fo, &b.filter, &err) != MD_OK) {
+        rc = cli_report(&err);
+        goto done;
+    }
     size_t failed = 0, written = 0;
     if (n_images) {
         item slots[4];
@@ -972,6 +1096,7 @@ report:
 done:
     if (rc != CLI_EXIT_OK && status == CLI_EXIT_FAILURE)
         status = rc;
+    md_scale_filter_free(b.filter);
     md_output_dir_close(od);
     md_model_free(model);
     md_scale_model_free(scale_model);

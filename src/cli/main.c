@@ -18,7 +18,7 @@ const char *__lsan_default_suppressions(void)
 static const cli_command *const commands[] = {
     &cmd_demo,  &cmd_predict, &cmd_run_model, &cmd_bench,   &cmd_pairs,
     &cmd_scale, &cmd_metrics, &cmd_pointcloud, &cmd_convert, &cmd_preview,
-    &cmd_fit_scales, &cmd_train, &cmd_eval, &cmd_merge,
+    &cmd_fit_scales, &cmd_train, &cmd_eval, &cmd_eval_anchors, &cmd_merge,
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 

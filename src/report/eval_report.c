@@ -27,7 +27,7 @@ struct md_report {
     md_error fig_err;
 };
 
-static md_status make_dir(const char *path, md_error *err)
+md_status md_report_make_dir(const char *path, md_error *err)
 {
     if (mkdir(path, 0777) == 0)
         return MD_OK;
@@ -60,9 +60,9 @@ md_status md_report_create(const md_report_options *opts, md_report **out, md_er
     memcpy(r->dir, opts->dir, n);
     char path[4096];
     join(path, sizeof path, r->dir, "fig");
-    md_status st = make_dir(r->dir, err);
+    md_status st = md_report_make_dir(r->dir, err);
     if (st == MD_OK)
-        st = make_dir(path, err);
+        st = md_report_make_dir(path, err);
     if (st != MD_OK) {
         md_report_free(r);
         return st;

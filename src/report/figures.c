@@ -73,8 +73,7 @@ void md_fig_text_at(cairo_t *cr, const char *s, double x, double y, double ax, d
     cairo_show_text(cr, s);
 }
 
-/* A "nice" tick step (1, 2 or 5 times a power of ten) giving about n ticks. */
-static double nice_step(double span, int n)
+double md_fig_nice_step(double span, int n)
 {
     if (!(span > 0))
         return 1.0;
@@ -82,7 +81,7 @@ static double nice_step(double span, int n)
     return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
 }
 
-static void tick_label(char *buf, size_t size, double v, double step)
+void md_fig_tick_label(char *buf, size_t size, double v, double step)
 {
     int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
     if (fabs(v) < step * 1e-6)
@@ -119,14 +118,14 @@ void md_fig_draw_colorbar(cairo_t *cr, int x, int y, int w, int h, md_colormap c
     cairo_set_source_rgb(cr, 0, 0, 0);
     cairo_set_line_width(cr, 1.0);
     cairo_set_font_size(cr, 11);
-    double step = nice_step(vmax - vmin, 5);
+    double step = md_fig_nice_step(vmax - vmin, 5);
     char buf[32];
     for (double t = ceil(vmin / step - 1e-9) * step; t <= vmax + step * 1e-9; t += step) {
         double px = x + (t - vmin) / (vmax - vmin) * (w - 1) + 0.5;
         cairo_move_to(cr, px, y + h);
         cairo_line_to(cr, px, y + h + 5);
         cairo_stroke(cr);
-        tick_label(buf, sizeof buf, t, step);
+        md_fig_tick_label(buf, sizeof buf, t, step);
         md_fig_text_at(cr, buf, px, y + h + 7, 0.5, 0.0);
     }
     if (label) {
@@ -335,7 +334,7 @@ md_status md_fig_scatter(const char *path, const double *oracle_log, const doubl
     double xl = MD_SCATTER_LEFT, xr = MD_SCATTER_W - MD_SCATTER_RIGHT;
     double yt = MD_SCATTER_TOP, yb = MD_SCATTER_H - MD_SCATTER_BOTTOM;
     /* grid, ticks and numbers on both axes */
-    double step = nice_step(f.hi - f.lo, 6);
+    double step = md_fig_nice_step(f.hi - f.lo, 6);
     char buf[32];
     cairo_set_font_size(cr, 12);
     cairo_set_line_width(cr, 1.0);
@@ -354,7 +353,7 @@ md_status md_fig_scatter(const char *path, const double *oracle_log, const doubl
         cairo_move_to(cr, xl - 6, py);
         cairo_line_to(cr, xl, py);
         cairo_stroke(cr);
-        tick_label(buf, sizeof buf, t, step);
+        md_fig_tick_label(buf, sizeof buf, t, step);
         md_fig_text_at(cr, buf, px, yb + 9, 0.5, 0.0);
         md_fig_text_at(cr, buf, xl - 9, py, 1.0, 0.5);
     }

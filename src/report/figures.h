@@ -126,6 +126,11 @@ md_status md_fig_begin(int width, int height, const char *path, cairo_surface_t 
  * writes the PNG (atomically) when st is still MD_OK, releases both. */
 md_status md_fig_finish(cairo_surface_t *surf, cairo_t *cr, const char *path, md_status st,
                         md_error *err);
+/* A "nice" tick step (1, 2 or 5 times a power of ten) giving about n ticks
+ * over span (1 when span is not positive). */
+double md_fig_nice_step(double span, int n);
+/* v printed with as many decimals as step needs ("0.25" for step 0.05). */
+void md_fig_tick_label(char *buf, size_t size, double v, double step);
 /* Text (current cairo font) with its ink box anchored: (ax, ay) in [0,1] of the
  * box lands on (x, y); 0.5 = centred. */
 void md_fig_text_at(cairo_t *cr, const char *s, double x, double y, double ax, double ay);

@@ -4,4 +4,7 @@
 
 #include "metricdepth_report.h"
 
+/* mkdir that accepts an existing folder; the error names the path. */
+md_status md_report_make_dir(const char *path, md_error *err);
+
 #endif

@@ -2,31 +2,24 @@
  * adaptive predictor through its confidence gate, the oracle fit against
  * ground truth). One function applies them, for predict and evaluation alike. */
 #include "base/base.h"
+#include "scale/anchors.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 static const char *const source_names[] = {"auto", "none", "adaptive", "oracle", "anchors"};
 
 const char *md_scale_source_name(md_scale_source source)
 {
-    if ((unsigned)source < sizeof source_names / sizeof *source_names)
-        return source_names[source];
-    return "unknown";
+    return md_enum_name(source_names, sizeof source_names / sizeof *source_names, (int)source);
 }
 
 int md_scale_source_parse(const char *name)
 {
-    if (!name)
-        return -1;
-    for (size_t i = 0; i < sizeof source_names / sizeof *source_names; i++)
-        if (strcasecmp(name, source_names[i]) == 0)
-            return (int)i;
-    return -1;
+    return md_enum_parse(source_names, sizeof source_names / sizeof *source_names, name);
 }
 
 md_scale_options md_scale_options_default(void)
@@ -35,6 +28,7 @@ md_scale_options md_scale_options_default(void)
     memset(&o, 0, sizeof o);
     o.source = MD_SCALE_SOURCE_AUTO;
     o.oracle_method = MD_SCALE_W1;
+    o.anchor_fit = MD_ANCHOR_FIT_ROBUST;
     o.lo = 0.1;
     o.hi = 2.0;
     return o;
@@ -175,7 +169,7 @@ md_status md_scale_depth(const md_image *img, const md_features *features, md_de
         }
         break;
     case MD_SCALE_SOURCE_ANCHORS:
-        return md_fail(err, MD_ERR_UNSUPPORTED, "anchors scale source: not available yet");
+        return md_scale_anchors_apply(depth, o, rec, err); /* applies itself (maps, shifts) */
     default:
         return md_fail(err, MD_ERR_ARG, "scale: unknown source %d", (int)src);
     }
