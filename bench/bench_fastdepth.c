@@ -7,32 +7,11 @@
  *
  * The model defaults to md_default_model_path() (scripts/install-models). */
 #include "metricdepth.h"
+#include "bench_common.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* CPU time of the calling thread: with one thread, the run's cost without
- * the time other processes on a shared machine take from it. */
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv)
 {
@@ -75,14 +54,14 @@ int main(int argc, char **argv)
             md_tensor_free(&out);
         }
         for (int r = 0; r < runs; r++) {
-            double t0 = now(), c0 = cpu_now();
+            double t0 = bench_now(), c0 = bench_cpu_now();
             md_model_run_tensor(m, &in, &out, &err);
-            t[r] = now() - t0;
-            ct[r] = cpu_now() - c0;
+            t[r] = bench_now() - t0;
+            ct[r] = bench_cpu_now() - c0;
             md_tensor_free(&out);
         }
-        qsort(t, (size_t)runs, sizeof *t, cmp_double);
-        qsort(ct, (size_t)runs, sizeof *ct, cmp_double);
+        qsort(t, (size_t)runs, sizeof *t, bench_cmp_double);
+        qsort(ct, (size_t)runs, sizeof *ct, bench_cmp_double);
         printf("run_tensor 224x224, %d thread(s): median %.2f ms, min %.2f ms, p90 %.2f ms (%d runs)",
                threads, t[runs / 2] * 1e3, t[0] * 1e3, t[runs * 9 / 10] * 1e3, runs);
         if (threads == 1)
@@ -91,10 +70,10 @@ int main(int argc, char **argv)
         md_image img = {640, 480, calloc((size_t)640 * 480 * 3, 1)};
         md_depth d = {0};
         if (img.pixels) {
-            double t0 = now();
+            double t0 = bench_now();
             if (md_model_predict(m, &img, &d, &err) == MD_OK)
                 printf("predict 640x480 (pre/post-processing included), %d thread(s): %.2f ms\n",
-                       threads, (now() - t0) * 1e3);
+                       threads, (bench_now() - t0) * 1e3);
             md_depth_free(&d);
             free(img.pixels);
         }

@@ -52,7 +52,7 @@ typedef struct {
     bool ta, tb;
     int a_kind, b_kind; /* md_operand_kind */
     float alpha, beta;
-    bool bias_row, bias_col, row_scale, clamp, add;
+    bool bias_row, bias_col, row_scale, clamp, add, gelu, out16;
 } gemm_case;
 
 /* Against sums in double of the operands as the arithmetic sees them: for
@@ -119,6 +119,16 @@ static void check_gemm(const gemm_case *g, md_gemm_isa isa, md_threadpool *pool)
         e.add = ad;
         e.ld_add = (size_t)N;
     }
+    e.gelu = g->gelu;
+    /* bf16 output: rows N + 3 apart, with guards that must stay untouched */
+    size_t ld16 = (size_t)N + 3;
+    uint16_t *o16 = malloc(sizeof(uint16_t) * ((size_t)M * ld16 + 1));
+    for (size_t i = 0; i < (size_t)M * ld16 + 1; i++)
+        o16[i] = 0x7777;
+    if (g->out16) {
+        e.out16 = o16;
+        e.ld16 = ld16;
+    }
     if (pool == NULL)
         md_gemm_block(isa, M, N, K, alpha, oa, ob, C, (size_t)N, &e, 0, M, 0, N);
     else
@@ -146,14 +156,29 @@ static void check_gemm(const gemm_case *g, md_gemm_isa isa, md_threadpool *pool)
                 v += bc[j];
             if (g->row_scale)
                 v *= rs[i];
+            if (g->gelu) /* exact erf: the kernels' polynomial is good to ~1e-7 */
+                v = 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
             if (g->clamp)
                 v = v < -0.5 ? -0.5 : v > 0.75 ? 0.75 : v;
             if (g->add)
                 v += ad[(size_t)i * N + j];
-            double d = fabs(v - C[(size_t)i * N + j]);
+            double got = C[(size_t)i * N + j], d;
+            if (g->out16) {
+                got = md_bf16_to_f32(o16[(size_t)i * ld16 + j]);
+                /* one bf16 rounding (2^-8 relative) of a value within the
+                   float32 tolerance below of v */
+                d = fabs(v - got) - fabs(v) * (1.0 / 256) - 1e-6 * (mag + 4) * 8;
+                d = d > 0 ? d : 0;
+            } else {
+                d = fabs(v - got);
+            }
             worst = d > worst ? d : worst;
             scale = mag > scale ? mag : scale;
         }
+    for (int i = 0; i < M && g->out16; i++)
+        for (size_t j = (size_t)N; j < ld16; j++)
+            CHECK_MSG(o16[(size_t)i * ld16 + j] == 0x7777, "out16 written past column %d", N);
+    CHECK(o16[(size_t)M * ld16] == 0x7777);
     /* float32 accumulation: rounding grows with the sum of |terms| */
     CHECK_MSG(worst <= 1e-6 * (scale + 4) * 4, "gemm %s M %d N %d K %d ta %d tb %d kinds %d/%d: max err %g",
               md_gemm_isa_name(isa), M, N, K, g->ta, g->tb, a_kind, g->b_kind, worst);
@@ -169,6 +194,7 @@ static void check_gemm(const gemm_case *g, md_gemm_isa isa, md_threadpool *pool)
     free(bc);
     free(rs);
     free(ad);
+    free(o16);
 }
 
 /* Every kernel family the CPU runs: float32 (portable, AVX-512) and bf16
@@ -206,6 +232,8 @@ static void test_gemm_random(void)
         g.row_scale = randint(0, 1);
         g.clamp = randint(0, 1);
         g.add = randint(0, 1);
+        g.gelu = t % 5 == 2;
+        g.out16 = t % 3 == 2;
         check_gemm(&g, list[t % n_isa], NULL);
     }
 }
@@ -262,7 +290,7 @@ static void test_sgemm_transposes(void)
     md_threadpool *pool = md_pool_create(3);
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
-            gemm_case g = {97, 131, 70, ta, tb, 0, 0, 2.0f, 0.5f, false, false, false, false, false};
+            gemm_case g = {97, 131, 70, ta, tb, 0, 0, 2.0f, 0.5f, false, false, false, false, false, false, false};
             check_gemm(&g, md_gemm_isa_best(MD_GEMM_F32), pool);
             check_gemm(&g, md_gemm_isa_best(MD_GEMM_BF16), pool);
         }
@@ -577,6 +605,25 @@ static void test_nonfinite_math(void)
         CHECK_MSG(fabs(g[i] - want) < 1e-5, "gelu(%g) = %g, want %g", v, (double)g[i], want);
     }
 
+    /* ReLU as the convolution reads its source: NaN passes, -0 becomes +0 */
+    float r[37], rr[37];
+    for (int i = 0; i < 37; i++)
+        r[i] = (float)(i % 7) - 3.0f;
+    r[2] = NAN;
+    r[20] = -0.0f;
+    r[33] = NAN; /* past the last whole 16-lane vector */
+    r[34] = -INFINITY;
+    r[35] = INFINITY;
+    md_relu_copy(r, rr, 37);
+    for (int i = 0; i < 37; i++) {
+        if (i == 2 || i == 33) {
+            CHECK(isnan(rr[i]));
+            continue;
+        }
+        float want = r[i] > 0.0f ? r[i] : 0.0f;
+        CHECK_MSG(rr[i] == want && !signbit(rr[i]), "relu(%g) = %g", (double)r[i], (double)rr[i]);
+    }
+
     /* attention: one NaN key poisons every row (softmax over it) instead of
      * taking all the weight with a finite value */
     enum { T = 20, D = 4 };
@@ -591,7 +638,7 @@ static void test_nonfinite_math(void)
         float saved = qkv[(pos ? 18 : 5) * 3 * D + D + 1];
         qkv[(pos ? 18 : 5) * 3 * D + D + 1] = NAN; /* token 5 (or 18)'s key */
         md_attention_pack_kv(MD_GEMM_F32, qkv, NULL, T, 1, D, 0, kv);
-        md_attention_rows(MD_GEMM_F32, qkv, NULL, kv, T, 1, D, 0, 0, T, out, scratch);
+        md_attention_rows(MD_GEMM_F32, qkv, NULL, kv, T, 1, D, 0, 0, T, out, NULL, scratch);
         int finite = 0;
         for (int i = 0; i < T * D; i++)
             finite += isfinite(out[i]) != 0;
@@ -599,11 +646,72 @@ static void test_nonfinite_math(void)
         qkv[(pos ? 18 : 5) * 3 * D + D + 1] = saved;
     }
     md_attention_pack_kv(MD_GEMM_F32, qkv, NULL, T, 1, D, 0, kv);
-    md_attention_rows(MD_GEMM_F32, qkv, NULL, kv, T, 1, D, 0, 0, T, out, scratch);
+    md_attention_rows(MD_GEMM_F32, qkv, NULL, kv, T, 1, D, 0, 0, T, out, NULL, scratch);
     for (int i = 0; i < T * D; i++)
         CHECK(isfinite(out[i]));
     free(kv);
     free(scratch);
+}
+
+/* bf16 attention (odd token count, two heads) against softmax(q k^T /
+ * sqrt d) v in double on the bf16-rounded values, output as bf16: an even
+ * head width reads only the bf16 copy of qkv, an odd one the float32 qkv
+ * (its q pairs would straddle heads). */
+static void test_attention_bf16(void)
+{
+    for (int D = 4; D <= 5; D++) {
+        enum { T = 23, H = 2 };
+        int dim = H * D;
+        float *qkv = rand_floats((size_t)T * 3 * dim), *out = malloc(sizeof(float) * T * dim);
+        uint16_t *q16 = malloc(sizeof(uint16_t) * T * 3 * dim), *o16 = malloc(sizeof(uint16_t) * T * dim);
+        size_t kv_bytes = (md_attention_kv_bytes(MD_GEMM_BF16, T, D) + 63) / 64 * 64;
+        size_t s_bytes = (md_attention_scratch_bytes(MD_GEMM_BF16, T) + 63) / 64 * 64;
+        void *kv = aligned_alloc(64, kv_bytes), *scratch = aligned_alloc(64, s_bytes);
+        CHECK(qkv && out && q16 && o16 && kv && scratch);
+        for (int i = 0; i < T * 3 * dim; i++)
+            q16[i] = md_bf16_from_f32(qkv[i]);
+        for (int h = 0; h < H; h++) {
+            /* even widths: the float32 qkv is poisoned, only the bf16 copy
+               may be read */
+            float *nan_qkv = malloc(sizeof(float) * T * 3 * dim);
+            for (int i = 0; i < T * 3 * dim; i++)
+                nan_qkv[i] = D % 2 ? qkv[i] : NAN;
+            md_attention_pack_kv(MD_GEMM_BF16, nan_qkv, q16, T, H, D, h, kv);
+            md_attention_rows(MD_GEMM_BF16, nan_qkv, q16, kv, T, H, D, h, 0, T, out, o16, scratch);
+            free(nan_qkv);
+        }
+        double worst = 0;
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < T; i++) {
+                double sc[T], mx = -1e300, sum = 0;
+                for (int j = 0; j < T; j++) {
+                    double dot = 0;
+                    for (int d = 0; d < D; d++)
+                        dot += (double)md_bf16_to_f32(q16[(size_t)i * 3 * dim + h * D + d]) *
+                               md_bf16_to_f32(q16[(size_t)j * 3 * dim + dim + h * D + d]);
+                    sc[j] = dot / sqrt((double)D);
+                    mx = sc[j] > mx ? sc[j] : mx;
+                }
+                for (int j = 0; j < T; j++)
+                    sum += (sc[j] = exp(sc[j] - mx));
+                for (int d = 0; d < D; d++) {
+                    double v = 0;
+                    for (int j = 0; j < T; j++)
+                        v += sc[j] / sum * md_bf16_to_f32(q16[(size_t)j * 3 * dim + 2 * dim + h * D + d]);
+                    double got = md_bf16_to_f32(o16[(size_t)i * dim + h * D + d]);
+                    double err = fabs(got - v);
+                    worst = err > worst ? err : worst;
+                }
+            }
+        /* probabilities rounded to bf16 (2^-9 relative each), output rounded once */
+        CHECK_MSG(worst < 1.5e-2, "bf16 attention D %d: max err %g", D, worst);
+        free(qkv);
+        free(out);
+        free(q16);
+        free(o16);
+        free(kv);
+        free(scratch);
+    }
 }
 
 int main(void)
@@ -618,6 +726,7 @@ int main(void)
     RUN_TEST(test_sgemm_transposes);
     RUN_TEST(test_gemm_threads_bit_identical);
     RUN_TEST(test_nonfinite_math);
+    RUN_TEST(test_attention_bf16);
     RUN_TEST(test_conv_by_hand);
     RUN_TEST(test_conv_random);
     RUN_TEST(test_conv_threads_bit_identical);

@@ -497,33 +497,34 @@ static void add_scaled(float *x, const float *y, const float *gamma, int rows, i
     }
 }
 
-/* y [rows, N] = x [rows, K] W^T + b on this thread (the caller splits rows).
- * bf16: x goes through xb (rows x K bf16) first, read in place by the kernel. */
-static void linear(md_gemm_isa isa, const float *x, uint16_t *xb, int rows,
-                   const md_gemm_packed *w, const float *b, float *y)
+/* y [rows, N] = x [rows, K] W^T + b on this thread (the caller splits rows),
+ * x float32 or, for bf16 products, bf16 values; with gelu, GELU applied;
+ * with y16, the result goes there as bf16 (y then only holds partial sums
+ * of K blocks). */
+static void linear(md_gemm_isa isa, const void *x, int rows, const md_gemm_packed *w,
+                   const float *b, bool gelu, float *y, uint16_t *y16)
 {
     int K = w->rows, N = w->cols;
     md_gemm_epilogue e = md_gemm_epilogue_none();
     e.bias_col = b;
-    md_gemm_operand a = md_gemm_direct(x, (size_t)K);
-    if (md_gemm_isa_type(isa) == MD_GEMM_BF16) {
-        md_f32_to_bf16(x, xb, (size_t)rows * K);
-        a = md_gemm_direct(xb, (size_t)K);
-    }
-    md_gemm_block(isa, rows, N, K, 1.0f, a, md_gemm_prepacked(w), y, (size_t)N, &e, 0, rows, 0,
-                  N);
+    e.gelu = gelu;
+    e.out16 = y16;
+    e.ld16 = (size_t)N;
+    md_gemm_block(isa, rows, N, K, 1.0f, md_gemm_direct(x, (size_t)K), md_gemm_prepacked(w), y,
+                  (size_t)N, &e, 0, rows, 0, N);
 }
 
 /* Work shared by the encoder's parallel phases. Token-local work (LayerNorm,
  * the linear layers, GELU, residuals) is split by rows; attention by (block
  * of query rows, head), after each head's keys and values are packed.
  * LayerNorm, softmax, GELU and the residual stream X stay float32 in both
- * precisions; bf16 only feeds the matrix products. */
+ * precisions; bf16 only feeds the matrix products, whose inputs are written
+ * as bf16 by the step before (LayerNorm, the GELU'd fc1, attention, qkv). */
 typedef struct {
     const da2_model *m;
     md_gemm_isa isa;
     float *X, *Y, *A, *P, *QKV, *Hid; /* float32 activations */
-    uint16_t *B16, *QKV16;            /* bf16: a matrix product's input rows; q k v rounded */
+    uint16_t *Y16, *Hid16, *QKV16, *A16; /* bf16: the products' inputs (NULL in fp32) */
     char *S, *KV;                     /* per worker attention scratch; per head packed k, v */
     size_t s_bytes, kv_bytes;
     int T, C, M, chunk;
@@ -542,29 +543,28 @@ static void enc_rows_task(void *vctx, int task, int worker)
     if (n <= 0)
         return;
     int C = c->C, M = c->M;
-    size_t o = (size_t)r0 * C;
-    float *X = c->X + o, *Y = c->Y + o, *A = c->A + o, *P = c->P + o;
-    uint16_t *xb = c->B16 ? c->B16 + (size_t)r0 * M : NULL; /* M >= C columns per row */
+    size_t o = (size_t)r0 * C, oh = (size_t)r0 * M, oq = (size_t)r0 * 3 * C;
+    float *X = c->X + o, *Y = c->Y + o, *A = c->A + o, *P = c->P + o, *Hid = c->Hid + oh;
+    bool bf = c->Y16 != NULL;
+    uint16_t *y16 = bf ? c->Y16 + o : NULL, *h16 = bf ? c->Hid16 + oh : NULL;
+    const void *ain = bf ? (const void *)(c->A16 + o) : A, *yin = bf ? (const void *)y16 : Y;
+    const void *hin = bf ? (const void *)h16 : Hid;
     if (c->finish >= 0) {
         const da2_block *b = &c->m->blocks[c->finish];
-        float *Hid = c->Hid + (size_t)r0 * M;
-        linear(c->isa, A, xb, n, &b->proj, b->proj_b, P);
+        linear(c->isa, ain, n, &b->proj, b->proj_b, false, P, NULL);
         add_scaled(X, P, b->ls1, n, C);
-        md_layernorm(X, n, C, b->norm2_w, b->norm2_b, DA2_LN_EPS, Y);
-        linear(c->isa, Y, xb, n, &b->fc1, b->fc1_b, Hid);
-        md_gelu_erf(Hid, (size_t)n * M);
-        linear(c->isa, Hid, xb, n, &b->fc2, b->fc2_b, P);
+        md_layernorm(X, n, C, b->norm2_w, b->norm2_b, DA2_LN_EPS, Y, y16);
+        linear(c->isa, yin, n, &b->fc1, b->fc1_b, true, Hid, h16);
+        linear(c->isa, hin, n, &b->fc2, b->fc2_b, false, P, NULL);
         add_scaled(X, P, b->ls2, n, C);
         if (c->feat)
-            md_layernorm(X, n, C, c->m->norm_w, c->m->norm_b, DA2_LN_EPS, c->feat + o);
+            md_layernorm(X, n, C, c->m->norm_w, c->m->norm_b, DA2_LN_EPS, c->feat + o, NULL);
     }
     if (c->start >= 0) {
         const da2_block *b = &c->m->blocks[c->start];
-        float *qkv = c->QKV + (size_t)r0 * 3 * C;
-        md_layernorm(X, n, C, b->norm1_w, b->norm1_b, DA2_LN_EPS, Y);
-        linear(c->isa, Y, xb, n, &b->qkv, b->qkv_b, qkv);
-        if (c->QKV16)
-            md_f32_to_bf16(qkv, c->QKV16 + (size_t)r0 * 3 * C, (size_t)n * 3 * C);
+        md_layernorm(X, n, C, b->norm1_w, b->norm1_b, DA2_LN_EPS, Y, y16);
+        linear(c->isa, yin, n, &b->qkv, b->qkv_b, false, c->QKV + oq,
+               c->QKV16 ? c->QKV16 + oq : NULL);
     }
 }
 
@@ -584,7 +584,7 @@ static void enc_attn_task(void *vctx, int task, int worker)
     int r1 = r0 + MD_ATTENTION_BLOCK < c->T ? r0 + MD_ATTENTION_BLOCK : c->T;
     md_attention_rows(md_gemm_isa_type(c->isa), c->QKV, c->QKV16,
                       c->KV + (size_t)h * c->kv_bytes, c->T, heads, c->C / heads, h, r0, r1,
-                      c->A, c->S + (size_t)worker * c->s_bytes);
+                      c->A, c->A16, c->S + (size_t)worker * c->s_bytes);
 }
 
 static md_status encode(const da2_model *m, const float *img, int H, int W, float *feats[4],
@@ -603,7 +603,7 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
     size_t small = (size_t)C * np + (size_t)C * np + pos_tmp + (size_t)C * G * G;
     if (small > big)
         big = small;
-    size_t n16 = bf ? (size_t)T * M + (size_t)T * 3 * C : 0; /* B16, QKV16 */
+    size_t n16 = bf ? TC + (size_t)T * M + (size_t)T * 3 * C + TC : 0; /* Y16 Hid16 QKV16 A16 */
     size_t total = TC * 4 + (size_t)T * 3 * C + (size_t)T * M + kv_bytes * m->heads / 4 + big +
                    (n16 + 1) / 2 + 16;
     float *buf = ws_get(m, total * sizeof(float), "encoder activations", err);
@@ -613,7 +613,11 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
     float *Hid = QKV + (size_t)T * 3 * C;
     char *KV = (char *)(Hid + (size_t)T * M);
     float *S = (float *)(KV + kv_bytes * m->heads);
-    uint16_t *B16 = bf ? (uint16_t *)(S + big) : NULL, *QKV16 = bf ? B16 + (size_t)T * M : NULL;
+    uint16_t *Y16 = bf ? (uint16_t *)(S + big) : NULL;
+    uint16_t *Hid16 = bf ? Y16 + TC : NULL, *QKV16 = bf ? Hid16 + (size_t)T * M : NULL;
+    uint16_t *A16 = bf ? QKV16 + (size_t)T * 3 * C : NULL;
+    if ((C / m->heads) % 2) /* attention reads bf16 q, k, v in whole pairs only */
+        QKV16 = NULL;
 
     /* Patch embedding [C, np] and (interpolated) position embedding. */
     float *patches = S, *posi = S + (size_t)C * np, *postmp = posi + (size_t)C * np;
@@ -649,8 +653,9 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
     int chunk = nt > 1 ? (T + 4 * nt - 1) / (4 * nt) : T;
     chunk = (chunk + MD_GEMM_MR - 1) / MD_GEMM_MR * MD_GEMM_MR;
     int row_tasks = (T + chunk - 1) / chunk;
-    enc_ctx c = {m,      md_gemm_isa_best(m->type), X,  Y, A, P, QKV, Hid, B16, QKV16,
-                 (char *)S, KV, s_bytes, kv_bytes, T, C, M, chunk, -1, 0, NULL};
+    enc_ctx c = {m,     md_gemm_isa_best(m->type), X,     Y,        A,        P, QKV, Hid, Y16,
+                 Hid16, QKV16, A16, (char *)S, KV, s_bytes, kv_bytes, T, C, M, chunk, -1, 0,
+                 NULL};
     int last = m->layers[3], next = 0;
     int n_attn = ((T + MD_ATTENTION_BLOCK - 1) / MD_ATTENTION_BLOCK) * m->heads;
     for (int l = 0; l <= last; l++) {

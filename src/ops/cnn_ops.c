@@ -13,6 +13,13 @@ void md_clamp_inplace(float *x, size_t n, float lo, float hi)
     }
 }
 
+void md_relu_copy(const float *restrict src, float *restrict dst, size_t n)
+{
+    /* v <= 0 is false for NaN, which passes through; -0 becomes +0 */
+    for (size_t i = 0; i < n; i++)
+        dst[i] = src[i] <= 0.0f ? 0.0f : src[i];
+}
+
 void md_sigmoid_inplace(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -325,9 +332,69 @@ void md_resize2d(const md_resize_tables *t, const float *in, int in_h, int in_w,
     md_resize2d_rows(t, in, in_h, in_w, out, addend, c_begin, c_end, 0, t->out_h);
 }
 
+/* One input row interpolated along x (the gathers of bilinear resizing,
+ * done once per input row rather than twice per output row). */
+static void resize_row_x(const md_resize_tables *t, const float *r, float *h)
+{
+    const int *ix0 = t->ix0, *ix1 = t->ix1;
+    const float *fx = t->fx;
+    for (int x = 0; x < t->out_w; x++)
+        h[x] = r[ix0[x]] + (r[ix1[x]] - r[ix0[x]]) * fx[x];
+}
+
+/* Bilinear rows through a cache of two x-interpolated input rows (rows
+ * advance monotonically, so each input row is interpolated about once);
+ * the same arithmetic as the direct loop below. false: no memory. */
+static bool resize_linear_cached(const md_resize_tables *t, const float *in, int in_h, int in_w,
+                                 float *out, const float *addend, int c_begin, int c_end, int y0,
+                                 int y1)
+{
+    int out_w = t->out_w, rows = y1 - y0;
+    float *buf = malloc(sizeof(float) * 2 * (size_t)out_w);
+    if (!buf)
+        return false;
+    for (int c = c_begin; c < c_end; c++) {
+        const float *plane = in + (size_t)c * in_h * in_w;
+        float *o = out + (size_t)c * rows * out_w;
+        const float *add = addend ? addend + (size_t)c * rows * out_w : NULL;
+        float *hb[2] = {buf, buf + out_w};
+        int have[2] = {-1, -1};
+        for (int y = y0; y < y1; y++) {
+            int ya = t->iy0[y], yb = t->iy1[y];
+            int sa = have[0] == ya ? 0 : have[1] == ya ? 1 : -1;
+            if (sa < 0) {
+                sa = have[0] == yb ? 1 : 0;
+                resize_row_x(t, plane + (size_t)ya * in_w, hb[sa]);
+                have[sa] = ya;
+            }
+            int sb = have[0] == yb ? 0 : have[1] == yb ? 1 : -1;
+            if (sb < 0) {
+                sb = 1 - sa;
+                resize_row_x(t, plane + (size_t)yb * in_w, hb[sb]);
+                have[sb] = yb;
+            }
+            const float *top = hb[sa], *bot = hb[sb];
+            float wy = t->fy[y];
+            float *orow = o + (size_t)(y - y0) * out_w;
+            const float *arow = add ? add + (size_t)(y - y0) * out_w : NULL;
+            if (arow)
+                for (int x = 0; x < out_w; x++)
+                    orow[x] = top[x] + (bot[x] - top[x]) * wy + arow[x];
+            else
+                for (int x = 0; x < out_w; x++)
+                    orow[x] = top[x] + (bot[x] - top[x]) * wy;
+        }
+    }
+    free(buf);
+    return true;
+}
+
 void md_resize2d_rows(const md_resize_tables *t, const float *in, int in_h, int in_w, float *out,
                       const float *addend, int c_begin, int c_end, int y0, int y1)
 {
+    if (t->linear && t->fx_int == 0 &&
+        resize_linear_cached(t, in, in_h, in_w, out, addend, c_begin, c_end, y0, y1))
+        return;
     int out_w = t->out_w, fx_int = t->fx_int, rows = y1 - y0;
     const int *iy0 = t->iy0, *iy1 = t->iy1, *ix0 = t->ix0, *ix1 = t->ix1;
     const float *fy = t->fy, *fx = t->fx;

@@ -25,6 +25,8 @@ void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, i
 
 /* x[i] = min(max(x[i], lo), hi). ReLU is lo = 0, hi = +inf. */
 void md_clamp_inplace(float *x, size_t n, float lo, float hi);
+/* dst[i] = max(src[i], 0) with NaN kept (src and dst do not overlap). */
+void md_relu_copy(const float *restrict src, float *restrict dst, size_t n);
 void md_sigmoid_inplace(float *x, size_t n);
 /* x[c][i] = x[c][i] * scale[c] + shift[c]. */
 void md_channel_affine_inplace(float *x, int channels, size_t hw, const float *scale,

@@ -346,12 +346,9 @@ static void implicit_task(const conv_plan *pl, int band, int worker)
                     continue;
                 row[t] = src->up_h > 0 ? rows_buf + ((size_t)ch * (ie - ia) + (iy - ia)) * W
                                        : src->data + ((size_t)ch * H + iy) * W;
-                if (src->relu || bf) {
+                if (src->relu) {
                     float *t_row = bf ? tmp + (size_t)t * W : padded + off + p->pad_left;
-                    for (int x = 0; x < W; x++) {
-                        float v = row[t][x];
-                        t_row[x] = src->relu ? (v > 0.0f ? v : (v == v ? 0.0f : v)) : v;
-                    }
+                    md_relu_copy(row[t], t_row, (size_t)W);
                     row[t] = t_row;
                 }
             }

@@ -24,6 +24,14 @@ static inline float clampf(float v, float lo, float hi)
     return v > hi ? hi : v;
 }
 
+/* dst[x] = clampf(src[x], lo, hi): restrict lets the compiler vectorise it
+ * (the row loops below otherwise run one float at a time). */
+static void clamp_copy(const float *restrict src, float *restrict dst, int n, float lo, float hi)
+{
+    for (int x = 0; x < n; x++)
+        dst[x] = clampf(src[x], lo, hi);
+}
+
 /* One output with every bounds check (generic shapes). */
 static inline float dw_point(const md_conv2d_params *p, const float *plane, int in_h, int in_w,
                              const float *w, int oy, int ox, float b)
@@ -271,11 +279,9 @@ void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, i
                     dw_row2_k3(rows, w, b, row, row + row_w, out_w);
                 else
                     (out_w <= 16 ? dw_row2_k5 : dw_row2w_k5)(rows, w, b, row, row + row_w, out_w);
-                float *oa = o + (size_t)oy * out_w, *ob = oa + out_w;
-                for (int x = 0; x < out_w; x++) {
-                    oa[x] = clampf(row[x], lo, hi);
-                    ob[x] = clampf(row[row_w + x], lo, hi);
-                }
+                float *oa = o + (size_t)oy * out_w;
+                clamp_copy(row, oa, out_w, lo, hi);
+                clamp_copy(row + row_w, oa + out_w, out_w, lo, hi);
             }
         }
         for (; oy < out_h; oy++) {
@@ -288,8 +294,7 @@ void md_depthwise_conv2d(const md_conv2d_params *p, const float *in, int in_h, i
                 continue;
             }
             kernel(rows, w, b, row, out_w);
-            for (int x = 0; x < out_w; x++)
-                orow[x] = clampf(row[x], lo, hi);
+            clamp_copy(row, orow, out_w, lo, hi);
         }
     }
     free(own);

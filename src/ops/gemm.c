@@ -14,6 +14,7 @@
 #include "base/pool.h"
 #include "ops/cpu.h"
 #include "ops/simd.h"
+#include "ops/vmath.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,6 +40,9 @@ typedef struct {
     float lo, hi;
     const float *add;
     size_t ld_add;
+    bool gelu;
+    uint16_t *out16; /* offset to the tile; NULL: C */
+    size_t ld16;
 } tile_epi;
 
 /* kc: k steps (float32) or pairs (bf16). a: a packed panel (mr values or
@@ -62,6 +66,8 @@ static inline float finish(float v, float old, int i, int j, const tile_epi *e)
         v += e->bias_col[j];
     if (e->row_scale)
         v *= e->row_scale[i];
+    if (e->gelu)
+        v = md_gelu_scalar(v);
     if (e->clamp) {
         v = v < e->lo ? e->lo : v;
         v = v > e->hi ? e->hi : v;
@@ -71,6 +77,16 @@ static inline float finish(float v, float old, int i, int j, const tile_epi *e)
     return v;
 }
 
+/* Element (i, j) of the tile whose C is at c: to C, or to out16 when this
+ * is the last K block of a product that wants bf16. */
+static inline void store(float v, float *c, int i, int j, size_t ldc, const tile_epi *e)
+{
+    if (e->last && e->out16)
+        e->out16[(size_t)i * e->ld16 + (size_t)j] = md_bf16_from_f32(v);
+    else
+        c[(size_t)i * ldc + (size_t)j] = v;
+}
+
 static void write_tile(float acc[MR][NR], int mr, float *c, size_t ldc, int nr,
                        const tile_epi *e)
 {
@@ -78,7 +94,7 @@ static void write_tile(float acc[MR][NR], int mr, float *c, size_t ldc, int nr,
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++) {
             float *p = c + (size_t)i * ldc + (size_t)j;
-            *p = finish(acc[i][j], read ? *p : 0.0f, i, j, e);
+            store(finish(acc[i][j], read ? *p : 0.0f, i, j, e), c, i, j, ldc, e);
         }
 }
 
@@ -171,11 +187,17 @@ static const kernel_fn emu_kernels[K_MODES][MR + 1] = {TABLE_ROW(kemu), TABLE_RO
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
 #endif
 
-/* Writes one row of a tile: v0, v1 (columns 0-15, 16-31) finished as e says. */
-static inline __attribute__((always_inline)) void avx512_row_out(__m512 v0, __m512 v1, int i,
-                                                                  float *ci, __mmask16 m0,
-                                                                  __mmask16 m1,
-                                                                  const tile_epi *e)
+#define MD_VMATH_AVX512 1
+#include "ops/vmath.h"
+
+/* One row of a tile: v0, v1 (columns 0-15, 16-31) finished as e says.
+ * ext: the epilogue has a GELU or a bf16 output (the rare cases, compiled
+ * out of the common path). */
+static inline __attribute__((always_inline)) void avx512_row_finish(__m512 v0, __m512 v1, int i,
+                                                                     float *ci, __mmask16 m0,
+                                                                     __mmask16 m1,
+                                                                     const tile_epi *e,
+                                                                     const bool ext)
 {
     if (e->accumulate) {
         v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ci));
@@ -200,6 +222,10 @@ static inline __attribute__((always_inline)) void avx512_row_out(__m512 v0, __m5
             v0 = _mm512_mul_ps(v0, s);
             v1 = _mm512_mul_ps(v1, s);
         }
+        if (ext && e->gelu) {
+            v0 = md_gelu512(v0);
+            v1 = md_gelu512(v1);
+        }
         if (e->clamp) {
             /* max/min return their second operand when either is NaN */
             __m512 lo = _mm512_set1_ps(e->lo), hi = _mm512_set1_ps(e->hi);
@@ -211,10 +237,45 @@ static inline __attribute__((always_inline)) void avx512_row_out(__m512 v0, __m5
             v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ad));
             v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ad + 16));
         }
+        if (ext && e->out16) {
+            uint16_t *o = e->out16 + (size_t)i * e->ld16;
+            _mm256_mask_storeu_epi16(o, m0, md_bf16_round16(v0));
+            _mm256_mask_storeu_epi16(o + 16, m1, md_bf16_round16(v1));
+            return;
+        }
     }
     _mm512_mask_storeu_ps(ci, m0, v0);
     _mm512_mask_storeu_ps(ci + 16, m1, v1);
 }
+
+/* A tile's rows whose epilogue has a GELU or bf16 output: one shared copy,
+ * fed from memory (passing the accumulators' addresses would keep them out
+ * of registers in every kernel). */
+static __attribute__((noinline)) void avx512_tile_out_ext(const float *acc, int mr, float *c,
+                                                          size_t ldc, __mmask16 m0,
+                                                          __mmask16 m1, const tile_epi *e)
+{
+    for (int i = 0; i < mr; i++)
+        avx512_row_finish(_mm512_load_ps(acc + i * NR), _mm512_load_ps(acc + i * NR + 16), i,
+                          c + (size_t)i * ldc, m0, m1, e, true);
+}
+
+#define TILE_OUT(c0, c1, mr, c, ldc, m0, m1, e)                                                \
+    do {                                                                                       \
+        if ((e)->last && ((e)->gelu || (e)->out16)) {                                          \
+            float buf_[MR * NR] __attribute__((aligned(64)));                                  \
+            _Pragma("GCC unroll 12") for (int i_ = 0; i_ < (mr); i_++)                         \
+            {                                                                                  \
+                _mm512_store_ps(buf_ + i_ * NR, (c0)[i_]);                                     \
+                _mm512_store_ps(buf_ + i_ * NR + 16, (c1)[i_]);                                \
+            }                                                                                  \
+            avx512_tile_out_ext(buf_, (mr), (c), (ldc), (m0), (m1), (e));                      \
+        } else {                                                                               \
+            _Pragma("GCC unroll 12") for (int i_ = 0; i_ < (mr); i_++)                         \
+                avx512_row_finish((c0)[i_], (c1)[i_], i_, (c) + (size_t)i_ * (ldc), (m0), (m1), \
+                                  (e), false);                                                 \
+        }                                                                                      \
+    } while (0)
 
 static inline __attribute__((always_inline)) void tile_masks(int nr, __mmask16 *m0,
                                                               __mmask16 *m1)
@@ -263,9 +324,7 @@ kernel_avx512(const int mr, const int mode, int kc, const float *a, size_t lda, 
         KERNEL_LOOP(_mm512_maskz_loadu_ps(m0, bk), _mm512_maskz_loadu_ps(m1, bk + 16))
     }
 #undef KERNEL_LOOP
-#pragma GCC unroll 12
-    for (int i = 0; i < mr; i++)
-        avx512_row_out(c0[i], c1[i], i, c + (size_t)i * ldc, m0, m1, e);
+    TILE_OUT(c0, c1, mr, c, ldc, m0, m1, e);
 }
 
 #define KERNEL_ARGS                                                                            \
@@ -349,9 +408,7 @@ kernel_avx512bf16(const int mr, const int mode, int kc, const uint32_t *a, size_
         KERNEL_LOOP(_mm512_maskz_loadu_epi32(m0, bk), _mm512_maskz_loadu_epi32(m1, bk + 16))
     }
 #undef KERNEL_LOOP
-#pragma GCC unroll 12
-    for (int i = 0; i < mr; i++)
-        avx512_row_out(c0[i], c1[i], i, c + (size_t)i * ldc, m0, m1, e);
+    TILE_OUT(c0, c1, mr, c, ldc, m0, m1, e);
 }
 
 #define AVX512BF16_MR(R)                                                                       \
@@ -798,9 +855,12 @@ static void block_unpacked(const gemm_job *j, int m0, int m1, int n0, int n1)
                                j->e.lo,
                                j->e.hi,
                                j->e.add ? j->e.add + (size_t)i * j->e.ld_add + (size_t)n : NULL,
-                               j->e.ld_add};
+                               j->e.ld_add,
+                               j->e.gelu,
+                               j->e.out16 ? j->e.out16 + (size_t)i * j->e.ld16 + (size_t)n : NULL,
+                               0};
                 bool read = te.accumulate || te.beta != 0.0f;
-                *c = finish(acc, read ? *c : 0.0f, 0, 0, &te);
+                store(finish(acc, read ? *c : 0.0f, 0, 0, &te), c, 0, 0, 0, &te);
             }
         }
 }
@@ -903,7 +963,12 @@ static void run_block(const gemm_job *j, int m0, int m1, int n0, int n1)
                                        ge->hi,
                                        ge->add ? ge->add + (size_t)row * ge->ld_add + (size_t)col
                                                : NULL,
-                                       ge->ld_add};
+                                       ge->ld_add,
+                                       ge->gelu,
+                                       ge->out16
+                                           ? ge->out16 + (size_t)row * ge->ld16 + (size_t)col
+                                           : NULL,
+                                       ge->ld16};
                         j->kern[mode][mr](kcp / ku, ap, a_direct ? j->A.ld / (size_t)ku : 0, bp,
                                           ldb, b_off ? j->B.koff + pc / ku : NULL,
                                           j->C + (size_t)row * j->ldc + (size_t)col, j->ldc, nr,
@@ -942,7 +1007,8 @@ static void job_init(gemm_job *j, md_gemm_isa isa, int M, int N, int K, float al
 static void empty_product(const gemm_job *j, int m0, int m1, int n0, int n1)
 {
     tile_epi te = {false, j->e.beta, true, NULL, NULL, NULL,
-                   j->e.lo > -INFINITY || j->e.hi < INFINITY, j->e.lo, j->e.hi, NULL, 0};
+                   j->e.lo > -INFINITY || j->e.hi < INFINITY, j->e.lo, j->e.hi, NULL, 0,
+                   j->e.gelu, NULL, 0};
     for (int i = m0; i < m1; i++)
         for (int n = n0; n < n1; n++) {
             float *c = j->C + (size_t)i * j->ldc + (size_t)n;
@@ -950,7 +1016,8 @@ static void empty_product(const gemm_job *j, int m0, int m1, int n0, int n1)
             te.bias_col = j->e.bias_col ? j->e.bias_col + n : NULL;
             te.row_scale = j->e.row_scale ? j->e.row_scale + i : NULL;
             te.add = j->e.add ? j->e.add + (size_t)i * j->e.ld_add + (size_t)n : NULL;
-            *c = finish(0.0f, j->e.beta != 0.0f ? *c : 0.0f, 0, 0, &te);
+            te.out16 = j->e.out16 ? j->e.out16 + (size_t)i * j->e.ld16 + (size_t)n : NULL;
+            store(finish(0.0f, j->e.beta != 0.0f ? *c : 0.0f, 0, 0, &te), c, 0, 0, 0, &te);
         }
 }
 

@@ -152,20 +152,25 @@ static inline md_gemm_operand md_gemm_offsets(const void *data, const int32_t *k
 
 /* Applied to each element of the product P = alpha op(A) op(B), in order:
  *   v = P + beta * C (C is not read when beta == 0)
- *   v += bias_row[i] + bias_col[j]; v *= row_scale[i]; v = clamp(v, lo, hi)
- *   (NaN stays NaN); v += add[i * ld_add + j]; C = v.
- * Pointers may be NULL. */
+ *   v += bias_row[i] + bias_col[j]; v *= row_scale[i]; v = gelu(v) when
+ *   gelu (exact-erf GELU, vmath.h); v = clamp(v, lo, hi) (NaN stays NaN);
+ *   v += add[i * ld_add + j]; then C = v, or with out16, out16[i * ld16 + j]
+ *   = bf16(v) instead (C then only holds the partial sums of K blocks, so
+ *   it must still be given). Pointers may be NULL. */
 typedef struct {
     float beta;
     const float *bias_row, *bias_col, *row_scale;
     float lo, hi;
     const float *add;
     size_t ld_add;
+    bool gelu;
+    uint16_t *out16;
+    size_t ld16;
 } md_gemm_epilogue;
 
 static inline md_gemm_epilogue md_gemm_epilogue_none(void)
 {
-    md_gemm_epilogue e = {0.0f, NULL, NULL, NULL, -INFINITY, INFINITY, NULL, 0};
+    md_gemm_epilogue e = {0.0f, NULL, NULL, NULL, -INFINITY, INFINITY, NULL, 0, false, NULL, 0};
     return e;
 }
 

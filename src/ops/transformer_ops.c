@@ -1,17 +1,64 @@
 #include "ops/transformer_ops.h"
 
 #include "ops/gemm.h"
+#include "ops/vmath.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__AVX512F__)
+static inline __mmask16 tail_mask(size_t left)
+{
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+}
+
+/* Sum of n floats, or of their squared distances to mean, in double, 8
+ * lanes at a time. */
+static double sum_pd(const float *x, int n, bool centred, double mean)
+{
+    __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd(), m = _mm512_set1_pd(mean);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 k = tail_mask((size_t)(n - i));
+        __mmask8 klo = (__mmask8)(k & 0xff), khi = (__mmask8)(k >> 8);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        __m512d hi = _mm512_cvtps_pd(
+            _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        if (centred) {
+            lo = _mm512_maskz_sub_pd(klo, lo, m);
+            hi = _mm512_maskz_sub_pd(khi, hi, m);
+            lo = _mm512_mul_pd(lo, lo);
+            hi = _mm512_mul_pd(hi, hi);
+        }
+        acc0 = _mm512_add_pd(acc0, lo);
+        acc1 = _mm512_add_pd(acc1, hi);
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+}
+#endif
+
 void md_layernorm(const float *x, int rows, int dim, const float *gamma, const float *beta,
-                  float eps, float *out)
+                  float eps, float *out, uint16_t *out16)
 {
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim;
-        float *o = out + (size_t)r * dim;
+#if defined(__AVX512F__)
+        float mean = (float)(sum_pd(xr, dim, false, 0.0) / dim);
+        double var = sum_pd(xr, dim, true, (double)mean);
+        float inv = (float)(1.0 / sqrt(var / dim + (double)eps));
+        __m512 vm = _mm512_set1_ps(mean), vi = _mm512_set1_ps(inv);
+        for (int i = 0; i < dim; i += 16) {
+            __mmask16 k = tail_mask((size_t)(dim - i));
+            __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + i), vm), vi);
+            v = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(k, gamma + i),
+                                _mm512_maskz_loadu_ps(k, beta + i));
+            if (out16)
+                _mm256_mask_storeu_epi16(out16 + (size_t)r * dim + i, k, md_bf16_round16(v));
+            else
+                _mm512_mask_storeu_ps(out + (size_t)r * dim + i, k, v);
+        }
+#else
         double sum = 0.0;
         for (int i = 0; i < dim; i++)
             sum += xr[i];
@@ -22,122 +69,35 @@ void md_layernorm(const float *x, int rows, int dim, const float *gamma, const f
             var += d * d;
         }
         float inv = (float)(1.0 / sqrt(var / dim + (double)eps));
-        for (int i = 0; i < dim; i++)
-            o[i] = (xr[i] - mean) * inv * gamma[i] + beta[i];
+        for (int i = 0; i < dim; i++) {
+            float v = (xr[i] - mean) * inv * gamma[i] + beta[i];
+            if (out16)
+                out16[(size_t)r * dim + i] = md_bf16_from_f32(v);
+            else
+                out[(size_t)r * dim + i] = v;
+        }
+#endif
     }
 }
 
-/* e^x as 2^n * p(r), x = n ln2 + r, |r| <= ln2/2; p a degree-6 Taylor
- * polynomial. Written branch-free so the compiler vectorises the loops.
- * Defined for every input: the reduction runs on a clamped copy that is
- * never NaN (a comparison with NaN is false, so NaN takes the lower bound),
- * so n always fits an int; then NaN stays NaN, +inf gives +inf and -inf 0. */
-static inline float exp_approx(float x)
-{
-    float xc = x > -87.0f ? x : -87.0f;
-    xc = xc < 88.0f ? xc : 88.0f;
-    float n = floorf(xc * 1.44269504088896341f + 0.5f);
-    float r = xc - n * 0.693145751953125f;  /* ln2 split in a high part ... */
-    r = r - n * 1.42860682030941723212e-6f; /* ... and the rest */
-    float p = 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) * (1 << 23);
-    float scale;
-    memcpy(&scale, &bits, 4);
-    float y = p * scale;
-    y = x == INFINITY ? INFINITY : y;
-    y = x == -INFINITY ? 0.0f : y;
-    return x != x ? x : y;
-}
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-
-/* The same range reduction and polynomial, 16 lanes at a time, and the same
- * special cases (min/max return their second operand for a NaN lane, which
- * would turn NaN into e^88: the lanes are put back afterwards). */
-static inline __m512 exp512(__m512 x_in)
-{
-    __m512 x = _mm512_max_ps(_mm512_min_ps(x_in, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723212e-6f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    __m512 y = _mm512_scalef_ps(p, n);
-    y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x_in, _mm512_set1_ps(INFINITY), _CMP_EQ_OQ), y,
-                             _mm512_set1_ps(INFINITY));
-    y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x_in, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), y,
-                             _mm512_setzero_ps());
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x_in, x_in, _CMP_UNORD_Q), y, x_in);
-}
-
-static inline __mmask16 tail_mask(size_t left)
-{
-    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
-}
-
-static inline __m512 gelu512(__m512 v)
-{
-    const __m512 one = _mm512_set1_ps(1.0f);
-    __m512 z = _mm512_mul_ps(_mm512_abs_ps(v), _mm512_set1_ps(0.70710678118654752f));
-    __m512 d = _mm512_fmadd_ps(z, _mm512_set1_ps(0.3275911f), one);
-    __m512 t = _mm512_rcp14_ps(d); /* one Newton step: ~1e-8 relative */
-    t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f)));
-    __m512 poly = _mm512_set1_ps(1.061405429f);
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-1.453152027f));
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(1.421413741f));
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-0.284496736f));
-    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.254829592f));
-    poly = _mm512_mul_ps(poly, t);
-    __m512 e = _mm512_fnmadd_ps(poly, exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z)),
-                                one);
-    /* erf is odd: give e the sign of v */
-    __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u));
-    e = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(e), sign));
-    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(one, e));
-}
-#endif
 
 void md_gelu_erf(float *x, size_t n)
 {
 #if defined(__AVX512F__)
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 k = tail_mask(n - i);
-        _mm512_mask_storeu_ps(x + i, k, gelu512(_mm512_maskz_loadu_ps(k, x + i)));
+        _mm512_mask_storeu_ps(x + i, k, md_gelu512(_mm512_maskz_loadu_ps(k, x + i)));
     }
     return;
 #endif
-    /* erf(z) = 1 - (a1 t + ... + a5 t^5) e^{-z^2}, t = 1 / (1 + p z), z >= 0
-       (Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7); odd symmetry for z < 0. */
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float z = fabsf(v) * 0.70710678118654752f;
-        float t = 1.0f / (1.0f + 0.3275911f * z);
-        float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
-                      0.254829592f) *
-                     t;
-        float e = 1.0f - poly * exp_approx(-z * z);
-        e = v < 0.0f ? -e : e;
-        x[i] = 0.5f * v * (1.0f + e);
-    }
+    for (size_t i = 0; i < n; i++)
+        x[i] = md_gelu_scalar(x[i]);
 }
 
 /* Softmax numerators of each row of scale * x (e^(scale (x - max))) in
- * place, scale > 0; returns 1 / sum in inv[r]. With out16, each row is also
+ * place, scale > 0; returns 1 / sum in inv[r]. With out16, each row goes
  * rounded to bf16 into out16 (row stride ld16, padded with a zero to an even
- * length) while it is still in L1. */
+ * length), and x is left as scratch. */
 static void softmax_rows_finish(float *row, int cols, uint16_t *out16)
 {
     if (!out16)
@@ -160,14 +120,21 @@ static void softmax_unnormalised(float *x, int rows, int cols, float scale, floa
         }
         __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), sc = _mm512_set1_ps(scale);
         __m512 vsum = _mm512_setzero_ps();
+        uint16_t *o16 = out16 ? out16 + (size_t)r * ld16 : NULL;
         for (int i = 0; i < cols; i += 16) {
             __mmask16 k = tail_mask((size_t)(cols - i));
-            __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), m), sc));
-            _mm512_mask_storeu_ps(row + i, k, e);
+            /* x - max <= 0 (or NaN, which poisons the row as it should) */
+            __m512 e = md_exp512_nonpos(
+                _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), m), sc));
             vsum = _mm512_mask_add_ps(vsum, k, vsum, e);
+            if (o16) /* bf16 products read only the rounded copy */
+                _mm256_mask_storeu_epi16(o16 + i, k, md_bf16_round16(e));
+            else
+                _mm512_mask_storeu_ps(row + i, k, e);
         }
         inv[r] = 1.0f / _mm512_reduce_add_ps(vsum);
-        softmax_rows_finish(row, cols, out16 ? out16 + (size_t)r * ld16 : NULL);
+        if (o16 && (cols & 1))
+            o16[cols] = 0;
     }
     return;
 #endif
@@ -192,13 +159,13 @@ static void softmax_unnormalised(float *x, int rows, int cols, float scale, floa
             part[j] = 0.0f;
         for (i = 0; i + 16 <= cols; i += 16)
             for (int j = 0; j < 16; j++) {
-                float e = exp_approx((row[i + j] - m) * scale);
+                float e = md_exp_approx((row[i + j] - m) * scale);
                 row[i + j] = e;
                 part[j] += e;
             }
         float sum = 0.0f;
         for (; i < cols; i++) {
-            row[i] = exp_approx((row[i] - m) * scale);
+            row[i] = md_exp_approx((row[i] - m) * scale);
             sum += row[i];
         }
         for (int j = 0; j < 16; j++)
@@ -224,24 +191,46 @@ size_t md_attention_scratch_bytes(md_gemm_type type, int tokens)
 
 /* K^T as a packed bf16 B operand, straight from the bf16 copy of qkv: the
  * pair (k[t][2j], k[t][2j+1]) is already adjacent in token t's row, so each
- * panel of NR tokens is a transpose of 32-bit pairs. */
+ * panel of NR tokens is a transpose of 32-bit pairs (an odd head_dim pairs
+ * its last dimension with zero). */
 static void pack_kt_bf16(const uint16_t *k16, size_t ld, int tokens, int head_dim, uint32_t *dst)
 {
-    int pairs = head_dim / 2;
+    int pairs = (head_dim + 1) / 2, whole = head_dim / 2;
     for (int t0 = 0; t0 < tokens; t0 += MD_GEMM_NR) {
         uint32_t *panel = dst + (size_t)t0 * pairs;
         int n = tokens - t0 < MD_GEMM_NR ? tokens - t0 : MD_GEMM_NR;
-        for (int j = 0; j < MD_GEMM_NR; j++) {
-            if (j >= n) {
-                for (int p = 0; p < pairs; p++)
-                    panel[(size_t)p * MD_GEMM_NR + j] = 0;
-                continue;
+        /* pair-major: the panel is written in order, the NR rows read (a few
+         * KB) stay in L1 */
+        for (int p = 0; p < pairs; p++) {
+            uint32_t *o = panel + (size_t)p * MD_GEMM_NR;
+            for (int j = 0; j < n; j++) {
+                const uint16_t *row = k16 + (size_t)(t0 + j) * ld;
+                uint32_t pr = row[2 * p];
+                if (p < whole)
+                    memcpy(&pr, row + 2 * p, sizeof pr);
+                o[j] = pr;
             }
-            const uint16_t *row = k16 + (size_t)(t0 + j) * ld;
-            for (int p = 0; p < pairs; p++) {
-                uint32_t pr;
-                memcpy(&pr, row + 2 * p, sizeof pr);
-                panel[(size_t)p * MD_GEMM_NR + j] = pr;
+            for (int j = n; j < MD_GEMM_NR; j++)
+                o[j] = 0;
+        }
+    }
+}
+
+/* V as a packed bf16 B operand (tokens x head_dim) from the bf16 copy of
+ * qkv: pairs of consecutive tokens, an odd last token paired with zero. */
+static void pack_v_bf16(const uint16_t *v16, size_t ld, int tokens, int head_dim, uint16_t *dst)
+{
+    int pairs = (tokens + 1) / 2;
+    for (int d0 = 0; d0 < head_dim; d0 += MD_GEMM_NR) {
+        uint16_t *panel = dst + (size_t)d0 * 2 * pairs;
+        int n = head_dim - d0 < MD_GEMM_NR ? head_dim - d0 : MD_GEMM_NR;
+        for (int p = 0; p < pairs; p++) {
+            const uint16_t *r0 = v16 + (size_t)(2 * p) * ld + d0;
+            const uint16_t *r1 = 2 * p + 1 < tokens ? r0 + ld : NULL;
+            uint16_t *o = panel + (size_t)p * 2 * MD_GEMM_NR;
+            for (int j = 0; j < MD_GEMM_NR; j++) {
+                o[2 * j] = j < n ? r0[j] : 0;
+                o[2 * j + 1] = j < n && r1 ? r1[j] : 0;
             }
         }
     }
@@ -251,20 +240,22 @@ void md_attention_pack_kv(md_gemm_type type, const float *qkv, const uint16_t *q
                           int tokens, int heads, int head_dim, int head, void *kv)
 {
     size_t dim = (size_t)heads * head_dim, ld = 3 * dim;
-    const float *k = qkv + dim + (size_t)head * head_dim;
-    const float *v = qkv + 2 * dim + (size_t)head * head_dim;
+    void *vdst = (char *)kv + md_gemm_packed_bytes(type, false, head_dim, tokens);
     /* K^T (head_dim x tokens): k stored transposed; V (tokens x head_dim) as is */
-    if (type == MD_GEMM_BF16 && qkv_bf16 && head_dim % 2 == 0)
-        pack_kt_bf16(qkv_bf16 + dim + (size_t)head * head_dim, ld, tokens, head_dim, kv);
-    else
-        md_gemm_pack_b_into(type, kv, k, ld, true, head_dim, tokens);
-    md_gemm_pack_b_into(type, (char *)kv + md_gemm_packed_bytes(type, false, head_dim, tokens), v,
-                        ld, false, tokens, head_dim);
+    if (type == MD_GEMM_BF16 && qkv_bf16 && head_dim % 2 == 0) {
+        const uint16_t *k16 = qkv_bf16 + dim + (size_t)head * head_dim;
+        pack_kt_bf16(k16, ld, tokens, head_dim, kv);
+        pack_v_bf16(qkv_bf16 + 2 * dim + (size_t)head * head_dim, ld, tokens, head_dim, vdst);
+        return;
+    }
+    md_gemm_pack_b_into(type, kv, qkv + dim + (size_t)head * head_dim, ld, true, head_dim, tokens);
+    md_gemm_pack_b_into(type, vdst, qkv + 2 * dim + (size_t)head * head_dim, ld, false, tokens,
+                        head_dim);
 }
 
 void md_attention_rows(md_gemm_type type, const float *qkv, const uint16_t *qkv_bf16,
                        const void *kv, int tokens, int heads, int head_dim, int head, int r0,
-                       int r1, float *out, void *scratch)
+                       int r1, float *out, uint16_t *out16, void *scratch)
 {
     int dim = heads * head_dim, ld = 3 * dim, rows = r1 - r0;
     if (rows <= 0)
@@ -287,7 +278,7 @@ void md_attention_rows(md_gemm_type type, const float *qkv, const uint16_t *qkv_
          * the 1/sqrt(d) scale is applied inside the softmax */
         md_gemm_operand q = md_gemm_direct(qkv + qoff, (size_t)ld);
         if (bf)
-            q = qkv_bf16 ? md_gemm_direct(qkv_bf16 + qoff, (size_t)ld)
+            q = qkv_bf16 && head_dim % 2 == 0 ? md_gemm_direct(qkv_bf16 + qoff, (size_t)ld)
                          : md_gemm_raw(qkv + qoff, (size_t)ld, false);
         md_gemm_block(isa, n, tokens, head_dim, 1.0f, q, md_gemm_prepacked(&kt), scores,
                       (size_t)tokens, NULL, 0, n, 0, tokens);
@@ -296,7 +287,12 @@ void md_attention_rows(md_gemm_type type, const float *qkv, const uint16_t *qkv_
                                : md_gemm_direct(scores, (size_t)tokens);
         md_gemm_epilogue e = md_gemm_epilogue_none();
         e.row_scale = inv;
-        float *o = out + (size_t)(r0 + b0) * dim + (size_t)head * head_dim;
+        size_t ooff = (size_t)(r0 + b0) * dim + (size_t)head * head_dim;
+        float *o = out + ooff;
+        if (out16) {
+            e.out16 = out16 + ooff;
+            e.ld16 = (size_t)dim;
+        }
         md_gemm_block(isa, n, head_dim, tokens, 1.0f, p, md_gemm_prepacked(&vv), o, (size_t)dim,
                       &e, 0, n, 0, head_dim);
     }

@@ -10,9 +10,10 @@
 #include <stdint.h>
 
 /* out[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta, per row of `dim`
- * values; out may alias x. */
+ * values (mean and variance summed in double); out may alias x. With out16,
+ * the rows go there as bf16 (row stride dim) instead, and out is unused. */
 void md_layernorm(const float *x, int rows, int dim, const float *gamma, const float *beta,
-                  float eps, float *out);
+                  float eps, float *out, uint16_t *out16);
 
 /* x = 0.5 x (1 + erf(x / sqrt 2)), in place (max abs error of erf ~2e-7). */
 void md_gelu_erf(float *x, size_t n);
@@ -27,7 +28,8 @@ size_t md_attention_scratch_bytes(md_gemm_type type, int tokens);
 /* Packs one head's keys and values of qkv [tokens, 3*heads*head_dim] (laid
  * out q | k | v, each split into heads of head_dim columns) as the GEMM's B
  * operands of Q K^T and P V, once per head and layer, for every query block
- * (bf16: from qkv_bf16, qkv rounded to bf16, when given). */
+ * (bf16: from qkv_bf16, qkv rounded to bf16, when given and head_dim is
+ * even, q's bf16 pairs being whole; qkv is then not read). */
 void md_attention_pack_kv(md_gemm_type type, const float *qkv, const uint16_t *qkv_bf16,
                           int tokens, int heads, int head_dim, int head, void *kv);
 
@@ -36,10 +38,12 @@ void md_attention_pack_kv(md_gemm_type type, const float *qkv, const uint16_t *q
  * heads*head_dim]. kv from md_attention_pack_kv; scratch holds
  * md_attention_scratch_bytes (the score matrix is built one block of rows at
  * a time, kept in cache). bf16: q from qkv_bf16 (qkv rounded to bf16) when
- * given; the softmax runs in float32 and its probabilities are rounded to
- * bf16 for the product with v. */
+ * given and head_dim is even (qkv is then not read); the softmax runs in float32 and its
+ * probabilities are rounded to bf16 for the product with v. With out16, the
+ * rows go there as bf16 instead (same layout; out then only holds partial
+ * sums when the tokens run in K blocks, and must still be given). */
 void md_attention_rows(md_gemm_type type, const float *qkv, const uint16_t *qkv_bf16,
                        const void *kv, int tokens, int heads, int head_dim, int head, int r0,
-                       int r1, float *out, void *scratch);
+                       int r1, float *out, uint16_t *out16, void *scratch);
 
 #endif

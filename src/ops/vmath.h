@@ -1,0 +1,150 @@
+/* Vector math shared by the transformer operations and the GEMM epilogue:
+ * e^x and GELU (exact-erf form), scalar and, where AVX-512 is compiled in
+ * (-march with AVX-512, or a file that includes this under an AVX-512 target
+ * attribute after defining MD_VMATH_AVX512), 16 lanes at a time. The vector
+ * and scalar forms use the same range reduction and polynomials. */
+#ifndef MD_OPS_VMATH_H
+#define MD_OPS_VMATH_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* e^x as 2^n * p(r), x = n ln2 + r, |r| <= ln2/2; p a degree-6 Taylor
+ * polynomial. Written branch-free so the compiler vectorises the loops.
+ * Defined for every input: the reduction runs on a clamped copy that is
+ * never NaN (a comparison with NaN is false, so NaN takes the lower bound),
+ * so n always fits an int; then NaN stays NaN, +inf gives +inf and -inf 0. */
+static inline float md_exp_approx(float x)
+{
+    float xc = x > -87.0f ? x : -87.0f;
+    xc = xc < 88.0f ? xc : 88.0f;
+    float n = floorf(xc * 1.44269504088896341f + 0.5f);
+    float r = xc - n * 0.693145751953125f;  /* ln2 split in a high part ... */
+    r = r - n * 1.42860682030941723212e-6f; /* ... and the rest */
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) * (1 << 23);
+    float scale;
+    memcpy(&scale, &bits, 4);
+    float y = p * scale;
+    y = x == INFINITY ? INFINITY : y;
+    y = x == -INFINITY ? 0.0f : y;
+    return x != x ? x : y;
+}
+
+/* GELU with the exact erf: erf(z) = 1 - (a1 t + ... + a5 t^5) e^{-z^2},
+ * t = 1 / (1 + p z), z >= 0 (Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7);
+ * odd symmetry for z < 0. */
+static inline float md_gelu_scalar(float v)
+{
+    float z = fabsf(v) * 0.70710678118654752f;
+    float t = 1.0f / (1.0f + 0.3275911f * z);
+    float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
+                  0.254829592f) *
+                 t;
+    float e = 1.0f - poly * md_exp_approx(-z * z);
+    e = v < 0.0f ? -e : e;
+    return 0.5f * v * (1.0f + e);
+}
+
+#endif
+
+/* The vector part has its own guard: a file built without AVX-512 includes
+ * this header once at the top (scalar part) and again under its AVX-512
+ * target attribute with MD_VMATH_AVX512 defined. */
+#if (defined(__AVX512F__) || defined(MD_VMATH_AVX512)) && !defined(MD_OPS_VMATH_AVX512_H)
+#define MD_OPS_VMATH_AVX512_H
+#include <immintrin.h>
+
+/* The same range reduction and polynomial, 16 lanes at a time, on an x
+ * already clamped to the range its caller allows. */
+static inline __m512 md_exp512_reduced(__m512 x)
+{
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723212e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* e^x for every input, with md_exp_approx's special cases (min/max return
+ * their second operand for a NaN lane, which would turn NaN into e^88: the
+ * lanes are put back afterwards). */
+static inline __m512 md_exp512(__m512 x_in)
+{
+    __m512 y = md_exp512_reduced(
+        _mm512_max_ps(_mm512_min_ps(x_in, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f)));
+    y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x_in, _mm512_set1_ps(INFINITY), _CMP_EQ_OQ), y,
+                             _mm512_set1_ps(INFINITY));
+    y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x_in, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), y,
+                             _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x_in, x_in, _CMP_UNORD_Q), y, x_in);
+}
+
+static inline __m512 md_gelu512(__m512 v)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 z = _mm512_mul_ps(_mm512_abs_ps(v), _mm512_set1_ps(0.70710678118654752f));
+    __m512 d = _mm512_fmadd_ps(z, _mm512_set1_ps(0.3275911f), one);
+    __m512 t = _mm512_rcp14_ps(d); /* one Newton step: ~1e-8 relative */
+    t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f)));
+    __m512 poly = _mm512_set1_ps(1.061405429f);
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-1.453152027f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(1.421413741f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-0.284496736f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.254829592f));
+    poly = _mm512_mul_ps(poly, t);
+    __m512 e = _mm512_fnmadd_ps(poly, md_exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z)),
+                                one);
+    /* erf is odd: give e the sign of v */
+    __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u));
+    e = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(e), sign));
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(one, e));
+}
+
+/* md_exp512 for x <= 0 (also -inf and NaN), as softmax needs it: the same
+ * reduction and polynomial without the special-case blends. NaN passes
+ * through min/max (each returns its second operand when one is NaN), and the
+ * lower bound -104 leaves 2^n p(r) below half the least denormal, so -inf
+ * and anything under about -103.3 come out 0 (md_exp512 gives e^-87 there). */
+static inline __m512 md_exp512_nonpos(__m512 x)
+{
+    return md_exp512_reduced(
+        _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_min_ps(_mm512_set1_ps(0.0f), x)));
+}
+
+/* 16 floats -> 16 bf16, nearest even, NaN kept quiet: VCVTNEPS2BF16 where
+ * the build targets AVX512_BF16 (it also flushes denormals to zero), else as
+ * md_bf16_from_f32 rounds them, in integer operations. The integer path
+ * gathers the halves with a word permute, not VPMOVDW, which compilers fold
+ * into a store that is slow on AMD cores. */
+static inline __m256i md_bf16_round16(__m512 v)
+{
+#if defined(__AVX512BF16__)
+    return (__m256i)_mm512_cvtneps_pbh(v);
+#else
+    __m512i u = _mm512_castps_si512(v);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(
+        _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+    __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    const __m512i even = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 30, 28,
+                                          26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    return _mm512_castsi512_si256(_mm512_permutexvar_epi16(even, r));
+#endif
+}
+#endif
