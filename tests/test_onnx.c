@@ -97,6 +97,19 @@ static const char *shared_path(char *out, size_t size, const char *rel)
     return out;
 }
 
+/* The real FastDepth from ../shared (NULL, with the failure counted, when it
+ * cannot be loaded). */
+static md_model *load_fastdepth(const md_model_options *opts)
+{
+    char path[512];
+    md_error err = {0};
+    md_model *model = NULL;
+    CHECK_OK(md_model_load(shared_path(path, sizeof path, "models/fastdepth/fastdepth_7.onnx"), opts,
+                           &model, &err),
+             &err);
+    return model;
+}
+
 
 /* ----------------------------------------- one-node models, hand results */
 
@@ -873,14 +886,11 @@ static void test_real_model_corrupt(void)
 
 static void test_reference_output(void)
 {
-    char mpath[512], rpath[512], ppath[512];
+    char rpath[512], ppath[512];
     md_error err = {0};
-    md_model *model = NULL;
     md_model_options opts = {0};
     opts.threads = 1;
-    CHECK_OK(md_model_load(shared_path(mpath, sizeof mpath, "models/fastdepth/fastdepth_7.onnx"),
-                           &opts, &model, &err),
-             &err);
+    md_model *model = load_fastdepth(&opts);
     if (!model)
         return;
     const char *desc = md_model_describe(model);
@@ -914,9 +924,9 @@ static void test_reference_output(void)
             /* timing, for the report */
             int runs = getenv("MD_ONNX_BENCH") ? 100 : 5;
             for (int threads = 1; threads <= 2; threads++) {
-                md_model *mt = NULL;
                 opts.threads = threads;
-                if (md_model_load(mpath, &opts, &mt, &err) != MD_OK)
+                md_model *mt = load_fastdepth(&opts);
+                if (!mt)
                     break;
                 double t[100];
                 md_tensor o2 = {0};
@@ -954,12 +964,8 @@ static void test_reference_output(void)
  * output of this encoder ends in a ReLU, so every mean is >= 0. */
 static void test_encoder_features(void)
 {
-    char mpath[512];
     md_error err = {0};
-    md_model *model = NULL;
-    CHECK_OK(md_model_load(shared_path(mpath, sizeof mpath, "models/fastdepth/fastdepth_7.onnx"),
-                           NULL, &model, &err),
-             &err);
+    md_model *model = load_fastdepth(NULL);
     if (!model)
         return;
     static const int channels[28] = {16,  16,  56,  56,  88,  88,  120, 120, 144, 144,
@@ -999,12 +1005,9 @@ static void test_encoder_features(void)
 
 static void test_nyu_predict(void)
 {
-    char mpath[512], ipath[512], dpath[512];
+    char ipath[512], dpath[512];
     md_error err = {0};
-    md_model *model = NULL;
-    CHECK_OK(md_model_load(shared_path(mpath, sizeof mpath, "models/fastdepth/fastdepth_7.onnx"),
-                           NULL, &model, &err),
-             &err);
+    md_model *model = load_fastdepth(NULL);
     if (!model)
         return;
     const char *ids[] = {"00000", "00050", "00100"};
