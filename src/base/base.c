@@ -52,6 +52,17 @@ void *md_malloc(size_t bytes, const char *what, md_error *err)
     return p;
 }
 
+char *md_strdup(const char *s, const char *what, md_error *err)
+{
+    if (!s)
+        s = "";
+    size_t n = strlen(s);
+    char *d = md_malloc(n + 1, what, err);
+    if (d)
+        memcpy(d, s, n + 1);
+    return d;
+}
+
 void *md_calloc(size_t count, size_t size, const char *what, md_error *err)
 {
     void *p = calloc(count ? count : 1, size ? size : 1);

@@ -33,6 +33,8 @@ bool md_mul_size(size_t a, size_t b, size_t *out);
 
 /* malloc/calloc that report through err on failure (message names what). */
 void *md_malloc(size_t bytes, const char *what, md_error *err);
+/* A copy of s (NULL reads as ""), or NULL with an out-of-memory error naming what. */
+char *md_strdup(const char *s, const char *what, md_error *err);
 void *md_calloc(size_t count, size_t size, const char *what, md_error *err);
 
 /* Largest file name (one path component) we create; the atomic writer keeps

@@ -73,11 +73,7 @@
 
 static char *dup_str(const char *s, md_error *err)
 {
-    size_t n = strlen(s);
-    char *p = md_malloc(n + 1, "string", err);
-    if (p)
-        memcpy(p, s, n + 1);
-    return p;
+    return md_strdup(s, "string", err);
 }
 
 /* dir + "/" + name; name as is when dir is empty or name is absolute. */

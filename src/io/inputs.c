@@ -50,11 +50,7 @@ static int sniff_image_file(const char *path)
 
 static char *dup_str(const char *s, md_error *err)
 {
-    size_t n = strlen(s);
-    char *d = md_malloc(n + 1, "path", err);
-    if (d)
-        memcpy(d, s, n + 1);
-    return d;
+    return md_strdup(s, "path", err);
 }
 
 static char *join(const char *dir, const char *name, md_error *err)

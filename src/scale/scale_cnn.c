@@ -483,13 +483,7 @@ struct md_cnn_model {
 
 static char *dup_str(const char *s, md_error *err)
 {
-    if (!s)
-        s = "";
-    size_t n = strlen(s);
-    char *d = md_malloc(n + 1, "string", err);
-    if (d)
-        memcpy(d, s, n + 1);
-    return d;
+    return md_strdup(s, "string", err);
 }
 
 void md_cnn_model_free(md_cnn_model *m)

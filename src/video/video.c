@@ -23,11 +23,7 @@ static const char *av_msg(int code, char *buf, size_t n)
 
 static char *copy_path(const char *path, md_error *err)
 {
-    size_t n = strlen(path);
-    char *p = md_malloc(n + 1, "path", err);
-    if (p)
-        memcpy(p, path, n + 1);
-    return p;
+    return md_strdup(path, "path", err);
 }
 
 /* ------------------------------------------------------------- reading */
