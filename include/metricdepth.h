@@ -797,7 +797,9 @@ void md_anchor_set_free(md_anchor_set *set);
 typedef enum {
     MD_ANCHOR_FIT_ROBUST = 0,     /* default: Hampel's skipped median: the weighted median of the
                                      log ratios, anchors beyond 5.2 MAD of it flagged as outliers
-                                     (X84 rule), the weighted median of the rest */
+                                     (X84 rule), the weighted median of the rest; then moved by
+                                     half their robust variance towards the scale of least
+                                     relative error */
     MD_ANCHOR_FIT_W1 = 1,         /* argmin W1 between the weighted distributions of s*base and
                                      anchor depths (the oracle's criterion on the anchors) */
     MD_ANCHOR_FIT_MEDIAN = 2,     /* weighted median of r_i */

@@ -21,10 +21,33 @@
  * flags do not change the L1 estimate (it is already insensitive to them);
  * they count the inliers and keep outliers out of the scale map.
  *
- * ROBUST (the default): Hampel's skipped median of y. The weighted median of
- * y, X84 flags about it, then the weighted median of the inliers, so that a
- * cluster of gross outliers on one side cannot pull the estimate by the ranks
- * it occupies. Standard error: under Laplace noise of scale b (estimated by
+ * ROBUST (the default): Hampel's skipped median of y, moved to where the
+ * relative error is least. The weighted median of y, X84 flags about it, then
+ * the weighted median of the inliers, so that a cluster of gross outliers on
+ * one side cannot pull the estimate by the ranks it occupies. Then the move:
+ * depth is judged by its relative error (AbsRel, the report's first column),
+ * and sum_i |s p_i - g_i| / g_i = sum_i e^-y_i |s - e^y_i| is least at the
+ * median of y tilted by weights e^-y, not at the median itself. For y with
+ * median m, spread sigma and density f(m) at the median, to first order the
+ * tilted median is m - E|y - m| / (2 f(m)): m - sigma^2 for Gaussian y,
+ * m - b^2 for Laplace y of scale b (about sigma^2 again with the MAD-based
+ * sigma). On the whole images (FastDepth, 363 RGB-D pairs of SUN3D,
+ * 7-Scenes, NYU, TUM and Kinect; sigma from the population's MAD) the exact
+ * tilted median lies 1.05-1.4 sigma^2 below the median, and it lowers AbsRel
+ * below the global W1 oracle's. The sample tilted median itself (weights
+ * e^-y on the anchors) is too noisy to use (+6.3 % below); the fit instead
+ * moves the skipped median by KAPPA sigma^2, sigma the anchors' robust sd.
+ * KAPPA = 1/2, half the theory: the anchors' sigma also carries the sensor's
+ * noise and the outliers' inflation of the MAD, and a smaller move costs
+ * little when it is too small. Measured on those datasets (2 % noise, 10 %
+ * outliers, 6-10 seeds; AbsRel relative to the global W1 oracle's), it gains
+ * at every K, 1-3 points at K = 16 (SUN3D f1 +2.6 -> +0.6 %, f2 +3.7 ->
+ * +1.9 %, 7-Scenes +3.2 -> +1.6 %, NYU/TUM/Kinect +2.6 -> +1.7 %) and 3-5 at
+ * K = 4; KAPPA = 1 gains less at K = 16-64 (+1.3, +2.5, +2.5, +3.4 %) and
+ * the same at 256. With MAD 0 (more than half the anchors agree exactly)
+ * there is no spread to move by. The scale map starts from the moved scale
+ * (its value far from every anchor) and follows the anchors near them.
+ * Standard error: under Laplace noise of scale b (estimated by
  * the inliers' mean absolute deviation, at least 1 %: no sensor is more
  * precise) a weighted median has sd b sqrt(sum w^2) / sum w (b / sqrt(K) with
  * unit weights); unknown (NaN) below 3 anchors.
@@ -95,6 +118,9 @@
  * per anchor (it keeps a sequence filter from trusting three lucky anchors
  * absolutely). */
 #define MIN_RELATIVE_NOISE 0.01
+/* The robust fit's move towards the relative-error optimum, in units of the
+ * anchors' robust variance of ln r (derivation above). */
+#define KAPPA 0.5
 
 static const char *const fit_names[] = {"robust", "w1", "median", "lsq", "scale-shift"};
 
@@ -347,7 +373,8 @@ static md_status fit_robust(const md_anchor_samples *s, md_anchor_result *out,
             wi[k++] = s->w[i];
         }
     double m = md_weighted_median(yi, wi, k); /* k >= half the anchors: the MAD's own half */
-    out->scale = exp(m);
+    double spread = n >= 3 && sigma > SIGMA_FLOOR ? sigma : 0.0;
+    out->scale = exp(m - KAPPA * spread * spread);
     out->shift = 0.0;
     out->inliers = kept;
     out->residual_sd = n >= 3 ? sigma : NAN;
