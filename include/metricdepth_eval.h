@@ -382,8 +382,9 @@ typedef struct {
 } md_training_set;
 
 /* For the CNNs the evaluator is not used (it may be NULL). A row whose files
- * cannot be read is reported through cb's progress and skipped; running out
- * of memory fails the whole build. */
+ * cannot be read (corrupt, truncated, or a kind or size this library does not
+ * read) is reported through cb's progress and skipped; running out of memory,
+ * or a base network that gives no encoder features, fails the whole build. */
 md_status md_training_set_build(md_evaluator *ev, const md_scales_table *t, md_scale_arch arch,
                                 const md_eval_callbacks *cb, md_training_set *out, md_error *err);
 void md_training_set_free(md_training_set *set);

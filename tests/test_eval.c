@@ -462,6 +462,76 @@ static void test_evaluator_cache(void)
     rmdir(cache);
 }
 
+/* A training set for the CNNs (images only, no network): an image the library
+ * cannot read (an ASCII PPM is refused as unsupported) is reported through
+ * the progress callback and skipped like a corrupt file; the rows around it
+ * are kept in order. */
+typedef struct {
+    int failed;
+    char message[sizeof ((md_error *)0)->message];
+} progress_log;
+
+static void log_progress(void *user, const md_eval_progress *p)
+{
+    progress_log *l = user;
+    if (p->error) {
+        l->failed++;
+        snprintf(l->message, sizeof l->message, "%s", p->error->message);
+    }
+}
+
+static void test_training_set_skips_unreadable(void)
+{
+    char a[512], b[512], c[512];
+    path_in_tmp(a, sizeof a, "ts_a.ppm");
+    path_in_tmp(b, sizeof b, "ts_b.ppm");
+    path_in_tmp(c, sizeof c, "ts_c.ppm");
+    FILE *f = fopen(a, "wb");
+    if (f) {
+        fputs("P6\n2 2\n255\n", f);
+        for (int i = 0; i < 12; i++)
+            fputc(40 * (i % 4), f);
+        fclose(f);
+    }
+    f = fopen(b, "wb");
+    if (f) {
+        fputs("P6\n2 1\n255\n", f);
+        for (int i = 0; i < 6; i++)
+            fputc(200, f);
+        fclose(f);
+    }
+    write_text(c, "P3\n1 1\n255\n0 0 0\n");
+    md_error err = {0};
+    md_scales_table t = {0};
+    const char *rgb[3] = {a, c, b};
+    for (int i = 0; i < 3; i++) {
+        md_scales_row row = {0};
+        row.rgb = (char *)rgb[i];
+        row.depth = (char *)rgb[i];
+        row.divisor = 1000;
+        row.log_scale = 0.1 * (i + 1);
+        row.scale = exp(row.log_scale);
+        CHECK_OK(md_scales_append(&t, &row, &err), &err);
+    }
+    progress_log log = {0};
+    md_eval_callbacks cb = {log_progress, NULL, &log};
+    md_training_set set;
+    CHECK_OK(md_training_set_build(NULL, &t, MD_SCALE_ARCH_COMPACT, &cb, &set, &err), &err);
+    CHECK(set.count == 2 && set.skipped == 1 && set.used.count == 2);
+    CHECK(log.failed == 1 && strstr(log.message, "ts_c.ppm") && strstr(log.message, "ASCII"));
+    if (set.count == 2) {
+        CHECK_NEAR(set.samples[0].log_scale, 0.1, 1e-12);
+        CHECK_NEAR(set.samples[1].log_scale, 0.3, 1e-12);
+        CHECK(set.samples[1].image && set.samples[1].image->width == 2 &&
+              set.samples[1].image->height == 1);
+    }
+    md_training_set_free(&set);
+    md_scales_free(&t);
+    unlink(a);
+    unlink(b);
+    unlink(c);
+}
+
 static void remove_tmp(void)
 {
     const char *names[] = {"model.onnx", "a.png",     "b.png",       "cache.npy",  "hand.csv",
@@ -492,6 +562,7 @@ int main(void)
     RUN_TEST(test_gap_closed);
     RUN_TEST(test_split_random);
     RUN_TEST(test_evaluator_cache);
+    RUN_TEST(test_training_set_skips_unreadable);
     remove_tmp();
     return check_finish();
 }

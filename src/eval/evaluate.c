@@ -644,13 +644,16 @@ md_status md_training_set_build(md_evaluator *ev, const md_scales_table *t, md_s
         size_t k = out->count;
         md_error e = {0};
         md_status rs;
+        int whole_set = 0; /* a failure that every other row would repeat */
         if (encoder) {
             md_depth pred = {0}, gt = {0};
             int cached;
             rs = md_eval_base(ev, &pair, &pred, &out->features[k], &cached, &e);
-            if (rs == MD_OK && out->features[k].n == 0)
+            if (rs == MD_OK && out->features[k].n == 0) {
                 rs = md_fail(&e, MD_ERR_UNSUPPORTED,
                              "%s: the base network gives no encoder features", row->rgb);
+                whole_set = 1;
+            }
             if (rs == MD_OK)
                 rs = md_pair_load_depth(&pair, &gt, &e);
             if (rs == MD_OK)
@@ -670,8 +673,10 @@ md_status md_training_set_build(md_evaluator *ev, const md_scales_table *t, md_s
                              row->rgb, k + 1, kept / 1e9, budget / 0.75 / 1e9);
             }
         }
-        if (rs == MD_ERR_NOMEM || rs == MD_ERR_UNSUPPORTED) {
-            /* not a bad file: every other row would fail the same way */
+        if (rs == MD_ERR_NOMEM || whole_set) {
+            /* not a bad file: every other row would fail the same way (an
+             * image this library cannot read, e.g. one over its size limit,
+             * is a bad file: skipped like a corrupt one) */
             if (err)
                 *err = e;
             st = rs;
