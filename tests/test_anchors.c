@@ -154,6 +154,15 @@ static void test_fits_hand_made(void)
     CHECK(r.inliers == 5);
     CHECK_NEAR(fit(&s, MD_ANCHOR_FIT_MEDIAN, NULL, NULL), 2.0, 1e-12);
     md_anchor_samples_free(&s);
+    /* ten times the spread: MAD 1, robust sd 1.4826, and the move capped at
+     * 0.35^2 / 2 (X84 at 5.19 keeps all five) */
+    for (int i = 0; i < 5; i++)
+        g5[i] = p5[i] * 2.0 * exp(1.0 * (i - 2));
+    s = make_samples(p5, g5, NULL, 5);
+    CHECK_NEAR(log(fit(&s, MD_ANCHOR_FIT_ROBUST, &r, NULL)), log(2.0) - 0.5 * 0.35 * 0.35, 1e-12);
+    CHECK(r.inliers == 5);
+    CHECK_NEAR(r.residual_sd, 1.4826, 1e-12);
+    md_anchor_samples_free(&s);
 
     /* one anchor: every scale-only fit is its ratio */
     double p1 = 2.0, g1 = 3.0;
@@ -276,7 +285,8 @@ static void test_fits_brute_force(void)
         md_anchor_result res;
         double rob = fit(&s, MD_ANCHOR_FIT_ROBUST, &res, NULL);
         /* ... moved down by half the robust variance towards the relative-error optimum */
-        double move = n >= 3 && sd > 1e-6 ? 0.5 * sd * sd : 0.0;
+        double sdm = fmin(sd, 0.35); /* the move's sd is capped at 0.35 */
+        double move = n >= 3 && sd > 1e-6 ? 0.5 * sdm * sdm : 0.0;
         CHECK_NEAR(log(rob), 0.5 * (lo + hi) - move, 1e-12);
         CHECK(res.inliers == k);
         /* W1 with integer weights = unweighted W1 of the replicated anchors */
