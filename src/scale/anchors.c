@@ -40,13 +40,14 @@
  * KAPPA = 1/2, half the theory: the anchors' sigma also carries the sensor's
  * noise and the outliers' inflation of the MAD, and a smaller move costs
  * little when it is too small. Measured on those datasets (2 % noise, 10 %
- * outliers, 6-10 seeds; AbsRel relative to the global W1 oracle's), it gains
- * at every K, 1-3 points at K = 16 (SUN3D f1 +2.6 -> +0.6 %, f2 +3.7 ->
- * +1.9 %, 7-Scenes +3.2 -> +1.6 %, NYU/TUM/Kinect +2.6 -> +1.7 %) and 3-5 at
- * K = 4; KAPPA = 1 gains less at K = 16-64 (+1.3, +2.5, +2.5, +3.4 %) and
+ * outliers, 10 seeds; AbsRel relative to the global W1 oracle's), it gains
+ * at every K: at K = 16 from +2.8, +4.2, +3.1, +2.6 % (SUN3D f1, f2,
+ * 7-Scenes, NYU/TUM/Kinect) to +0.9, +2.3, +1.5, +1.9 %, at K = 4 by 1.5-4.5
+ * points; KAPPA = 1 gains less at K = 16-64 (+1.3, +2.5, +2.5, +3.4 %) and
  * the same at 256. With MAD 0 (more than half the anchors agree exactly)
- * there is no spread to move by; the sd is capped (MOVE_MAX_SD). The scale map starts from the moved scale
- * (its value far from every anchor) and follows the anchors near them.
+ * there is no spread to move by; the sd is capped (MOVE_MAX_SD). The scale
+ * map starts from the moved scale (its value far from every anchor) and
+ * follows the anchors near them.
  * Standard error: under Laplace noise of scale b (estimated by
  * the inliers' mean absolute deviation, at least 1 %: no sensor is more
  * precise) a weighted median has sd b sqrt(sum w^2) / sum w (b / sqrt(K) with
