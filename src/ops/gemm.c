@@ -87,6 +87,28 @@ static inline void store(float v, float *c, int i, int j, size_t ldc, const tile
         c[(size_t)i * ldc + (size_t)j] = v;
 }
 
+/* The epilogue of the tile (or element) at (row, col): its pointers offset
+ * there. accumulate: a later K block; last: the last one. */
+static inline tile_epi epi_at(const md_gemm_epilogue *ge, size_t row, size_t col, bool accumulate,
+                              bool last)
+{
+    tile_epi te = {accumulate,
+                   ge->beta,
+                   last,
+                   ge->bias_row ? ge->bias_row + row : NULL,
+                   ge->bias_col ? ge->bias_col + col : NULL,
+                   ge->row_scale ? ge->row_scale + row : NULL,
+                   ge->lo > -INFINITY || ge->hi < INFINITY,
+                   ge->lo,
+                   ge->hi,
+                   ge->add ? ge->add + row * ge->ld_add + col : NULL,
+                   ge->ld_add,
+                   ge->gelu,
+                   ge->out16 ? ge->out16 + row * ge->ld16 + col : NULL,
+                   ge->ld16};
+    return te;
+}
+
 static void write_tile(float acc[MR][NR], int mr, float *c, size_t ldc, int nr,
                        const tile_epi *e)
 {
@@ -835,7 +857,6 @@ static void block_unpacked(const gemm_job *j, int m0, int m1, int n0, int n1)
     int step = kc_step(j->type, j->K);
     float alpha_a = j->A.kind == MD_OPERAND_RAW ? j->alpha : 1.0f;
     float alpha_b = j->A.kind != MD_OPERAND_RAW && j->B.kind == MD_OPERAND_RAW ? j->alpha : 1.0f;
-    bool clamp = j->e.lo > -INFINITY || j->e.hi < INFINITY;
     for (int i = m0; i < m1; i++)
         for (int n = n0; n < n1; n++) {
             float *c = j->C + (size_t)i * j->ldc + (size_t)n;
@@ -845,20 +866,7 @@ static void block_unpacked(const gemm_job *j, int m0, int m1, int n0, int n1)
                 for (int k = pc; k < pc + kc; k++)
                     acc = fmaf(elem(j, &j->A, true, i, k, alpha_a),
                                elem(j, &j->B, false, k, n, alpha_b), acc);
-                tile_epi te = {pc > 0,
-                               j->e.beta,
-                               pc + kc == j->K,
-                               j->e.bias_row ? j->e.bias_row + i : NULL,
-                               j->e.bias_col ? j->e.bias_col + n : NULL,
-                               j->e.row_scale ? j->e.row_scale + i : NULL,
-                               clamp,
-                               j->e.lo,
-                               j->e.hi,
-                               j->e.add ? j->e.add + (size_t)i * j->e.ld_add + (size_t)n : NULL,
-                               j->e.ld_add,
-                               j->e.gelu,
-                               j->e.out16 ? j->e.out16 + (size_t)i * j->e.ld16 + (size_t)n : NULL,
-                               0};
+                tile_epi te = epi_at(&j->e, (size_t)i, (size_t)n, pc > 0, pc + kc == j->K);
                 bool read = te.accumulate || te.beta != 0.0f;
                 store(finish(acc, read ? *c : 0.0f, 0, 0, &te), c, 0, 0, 0, &te);
             }
@@ -894,7 +902,6 @@ static void run_block(const gemm_job *j, int m0, int m1, int n0, int n1)
     char *sa = scratch, *sb = scratch ? scratch + sa_n * es : NULL; /* no arithmetic on NULL */
     float alpha_a = a_raw ? j->alpha : 1.0f, alpha_b = !a_raw && b_raw ? j->alpha : 1.0f;
     const md_gemm_epilogue *ge = &j->e;
-    bool clamp = ge->lo > -INFINITY || ge->hi < INFINITY;
     /* rows of A in blocks that stay in L2 while every B panel passes (direct A too) */
     int nc_step = b_raw ? NC_BLOCK : n1 - n0, mc_step = a_raw || a_direct ? MC_BLOCK : m1 - m0;
     const char *adata = j->A.kind == MD_OPERAND_PACKED ? j->A.packed->data : j->A.data;
@@ -952,23 +959,8 @@ static void run_block(const gemm_job *j, int m0, int m1, int n0, int n1)
                             ap = adata + ((size_t)gp * h * Kp + (size_t)pc * gmr) * es;
                             mr = gmr < mr ? gmr : mr;
                         }
-                        tile_epi te = {pc > 0,
-                                       ge->beta,
-                                       pc + kc == K,
-                                       ge->bias_row ? ge->bias_row + row : NULL,
-                                       ge->bias_col ? ge->bias_col + col : NULL,
-                                       ge->row_scale ? ge->row_scale + row : NULL,
-                                       clamp,
-                                       ge->lo,
-                                       ge->hi,
-                                       ge->add ? ge->add + (size_t)row * ge->ld_add + (size_t)col
-                                               : NULL,
-                                       ge->ld_add,
-                                       ge->gelu,
-                                       ge->out16
-                                           ? ge->out16 + (size_t)row * ge->ld16 + (size_t)col
-                                           : NULL,
-                                       ge->ld16};
+                        tile_epi te = epi_at(ge, (size_t)row, (size_t)col, pc > 0,
+                                             pc + kc == K);
                         j->kern[mode][mr](kcp / ku, ap, a_direct ? j->A.ld / (size_t)ku : 0, bp,
                                           ldb, b_off ? j->B.koff + pc / ku : NULL,
                                           j->C + (size_t)row * j->ldc + (size_t)col, j->ldc, nr,
@@ -1006,17 +998,10 @@ static void job_init(gemm_job *j, md_gemm_isa isa, int M, int N, int K, float al
 /* K == 0: the product is zero; the epilogue still applies. */
 static void empty_product(const gemm_job *j, int m0, int m1, int n0, int n1)
 {
-    tile_epi te = {false, j->e.beta, true, NULL, NULL, NULL,
-                   j->e.lo > -INFINITY || j->e.hi < INFINITY, j->e.lo, j->e.hi, NULL, 0,
-                   j->e.gelu, NULL, 0};
     for (int i = m0; i < m1; i++)
         for (int n = n0; n < n1; n++) {
             float *c = j->C + (size_t)i * j->ldc + (size_t)n;
-            te.bias_row = j->e.bias_row ? j->e.bias_row + i : NULL;
-            te.bias_col = j->e.bias_col ? j->e.bias_col + n : NULL;
-            te.row_scale = j->e.row_scale ? j->e.row_scale + i : NULL;
-            te.add = j->e.add ? j->e.add + (size_t)i * j->e.ld_add + (size_t)n : NULL;
-            te.out16 = j->e.out16 ? j->e.out16 + (size_t)i * j->e.ld16 + (size_t)n : NULL;
+            tile_epi te = epi_at(&j->e, (size_t)i, (size_t)n, false, true);
             store(finish(0.0f, j->e.beta != 0.0f ? *c : 0.0f, 0, 0, &te), c, 0, 0, 0, &te);
         }
 }
