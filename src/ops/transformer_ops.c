@@ -191,11 +191,11 @@ size_t md_attention_scratch_bytes(md_gemm_type type, int tokens)
 
 /* K^T as a packed bf16 B operand, straight from the bf16 copy of qkv: the
  * pair (k[t][2j], k[t][2j+1]) is already adjacent in token t's row, so each
- * panel of NR tokens is a transpose of 32-bit pairs (an odd head_dim pairs
- * its last dimension with zero). */
+ * panel of NR tokens is a transpose of 32-bit pairs (head_dim even: the
+ * caller packs odd widths from the float32 qkv). */
 static void pack_kt_bf16(const uint16_t *k16, size_t ld, int tokens, int head_dim, uint32_t *dst)
 {
-    int pairs = (head_dim + 1) / 2, whole = head_dim / 2;
+    int pairs = head_dim / 2;
     for (int t0 = 0; t0 < tokens; t0 += MD_GEMM_NR) {
         uint32_t *panel = dst + (size_t)t0 * pairs;
         int n = tokens - t0 < MD_GEMM_NR ? tokens - t0 : MD_GEMM_NR;
@@ -205,9 +205,8 @@ static void pack_kt_bf16(const uint16_t *k16, size_t ld, int tokens, int head_di
             uint32_t *o = panel + (size_t)p * MD_GEMM_NR;
             for (int j = 0; j < n; j++) {
                 const uint16_t *row = k16 + (size_t)(t0 + j) * ld;
-                uint32_t pr = row[2 * p];
-                if (p < whole)
-                    memcpy(&pr, row + 2 * p, sizeof pr);
+                uint32_t pr;
+                memcpy(&pr, row + 2 * p, sizeof pr);
                 o[j] = pr;
             }
             for (int j = n; j < MD_GEMM_NR; j++)
