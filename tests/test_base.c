@@ -1,8 +1,12 @@
 #include "check.h"
 #include "base/base.h"
 #include "base/pipe.h"
+#include "base/pool.h"
 
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <errno.h>
 #include <pthread.h>
 
@@ -315,6 +319,162 @@ static void test_name_file(void)
     CHECK(strstr(err.message, "other") == NULL);
 }
 
+/* ------------------------------------------------------------ the pool */
+
+typedef struct {
+    atomic_int *count;
+    atomic_int bad_worker;
+    int threads;
+} once_ctx;
+
+static void count_task(void *ctx, int t, int worker)
+{
+    once_ctx *c = ctx;
+    atomic_fetch_add(&c->count[t], 1);
+    if (worker < 0 || worker >= c->threads)
+        atomic_store(&c->bad_worker, 1);
+}
+
+/* Every task runs exactly once, on a worker index below md_pool_threads, for
+ * task counts below, at and above the team size, region after region. */
+static void test_pool_every_task_once(void)
+{
+    const int teams[] = {1, 2, 3, 5}, counts[] = {0, 1, 2, 3, 7, 64, 1000};
+    atomic_int *count = malloc(sizeof(atomic_int) * 1000);
+    for (size_t a = 0; a < sizeof teams / sizeof *teams; a++) {
+        md_threadpool *pool = md_pool_create(teams[a]);
+        CHECK(pool && md_pool_threads(pool) == teams[a]);
+        for (int rep = 0; rep < 30; rep++)
+            for (size_t b = 0; b < sizeof counts / sizeof *counts; b++) {
+                int n = counts[b];
+                for (int i = 0; i < n; i++)
+                    atomic_init(&count[i], 0);
+                once_ctx c = {count, 0, teams[a]};
+                md_pool_run(pool, n, count_task, &c);
+                int wrong = 0;
+                for (int i = 0; i < n; i++)
+                    wrong += atomic_load(&count[i]) != 1;
+                CHECK(wrong == 0 && atomic_load(&c.bad_worker) == 0);
+            }
+        md_pool_destroy(pool);
+    }
+    free(count);
+}
+
+typedef struct {
+    int n, threads;
+    atomic_int arrived;
+    atomic_int first[8]; /* first task each worker ran, -1 before */
+    atomic_int timed_out;
+} range_ctx;
+
+/* Each worker's first task waits until every worker has started one: no
+ * worker can finish its range and steal before all have claimed, so each
+ * first task is the front of its worker's range. */
+static void range_task(void *ctx, int t, int worker)
+{
+    range_ctx *c = ctx;
+    int none = -1;
+    if (!atomic_compare_exchange_strong(&c->first[worker], &none, t))
+        return;
+    atomic_fetch_add(&c->arrived, 1);
+    time_t start = time(NULL);
+    while (atomic_load(&c->arrived) < c->threads) {
+        if (time(NULL) - start > 30) { /* a worker never came: fail, don't hang */
+            atomic_store(&c->timed_out, 1);
+            return;
+        }
+        sched_yield();
+    }
+}
+
+static void test_pool_deals_ranges(void)
+{
+    for (int threads = 2; threads <= 4; threads++) {
+        md_threadpool *pool = md_pool_create(threads);
+        CHECK(pool && md_pool_threads(pool) == threads);
+        for (int n = threads; n <= 4 * threads + 1; n += threads + 1) {
+            range_ctx c = {.n = n, .threads = threads};
+            for (int w = 0; w < 8; w++)
+                atomic_init(&c.first[w], -1);
+            md_pool_run(pool, n, range_task, &c);
+            CHECK(atomic_load(&c.timed_out) == 0);
+            for (int w = 0; w < threads; w++)
+                CHECK(atomic_load(&c.first[w]) == (int)((long)n * w / threads));
+        }
+        md_pool_destroy(pool);
+    }
+}
+
+typedef struct {
+    md_threadpool *pool;
+    int regions;
+    atomic_int failures;
+} caller_ctx;
+
+static void *pool_caller(void *arg)
+{
+    caller_ctx *cc = arg;
+    atomic_int count[97];
+    for (int r = 0; r < cc->regions; r++) {
+        for (int i = 0; i < 97; i++)
+            atomic_init(&count[i], 0);
+        once_ctx c = {count, 0, md_pool_threads(cc->pool)};
+        md_pool_run(cc->pool, 97, count_task, &c);
+        for (int i = 0; i < 97; i++)
+            if (atomic_load(&count[i]) != 1)
+                atomic_fetch_add(&cc->failures, 1);
+        if (atomic_load(&c.bad_worker))
+            atomic_fetch_add(&cc->failures, 1);
+    }
+    return NULL;
+}
+
+typedef struct {
+    md_threadpool *pool;
+    atomic_int inner_bad;
+} nest_ctx;
+
+static void nested_task(void *ctx, int t, int worker)
+{
+    (void)t;
+    nest_ctx *nc = ctx;
+    atomic_int count[5];
+    for (int i = 0; i < 5; i++)
+        atomic_init(&count[i], 0);
+    once_ctx c = {count, 0, md_pool_threads(nc->pool)};
+    md_pool_run(nc->pool, 5, count_task, &c); /* the team is busy: runs inline */
+    for (int i = 0; i < 5; i++)
+        if (atomic_load(&count[i]) != 1)
+            atomic_store(&nc->inner_bad, 1);
+    if (worker >= md_pool_threads(nc->pool) || atomic_load(&c.bad_worker))
+        atomic_store(&nc->inner_bad, 1);
+}
+
+/* Four application threads share one pool (a region at a time, the others
+ * inline), and a task that itself calls md_pool_run runs its region inline. */
+static void test_pool_shared_and_nested(void)
+{
+    md_threadpool *pool = md_pool_create(3);
+    CHECK(pool != NULL);
+    caller_ctx cc = {pool, 200, 0};
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_create(&t[i], NULL, pool_caller, &cc) == 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    CHECK(atomic_load(&cc.failures) == 0);
+    nest_ctx nc = {pool, 0};
+    md_pool_run(pool, 9, nested_task, &nc);
+    CHECK(atomic_load(&nc.inner_bad) == 0);
+    md_pool_destroy(pool);
+    /* no pool: everything inline on worker 0 */
+    atomic_int count[3] = {0, 0, 0};
+    once_ctx c = {count, 0, 1};
+    md_pool_run(NULL, 3, count_task, &c);
+    CHECK(count[0] == 1 && count[1] == 1 && count[2] == 1 && c.bad_worker == 0);
+}
+
 int main(void)
 {
     RUN_TEST(test_mul_size);
@@ -327,5 +487,8 @@ int main(void)
     RUN_TEST(test_fifo_not_blocking);
     RUN_TEST(test_atomic_mode_and_long_names);
     RUN_TEST(test_name_file);
+    RUN_TEST(test_pool_every_task_once);
+    RUN_TEST(test_pool_deals_ranges);
+    RUN_TEST(test_pool_shared_and_nested);
     return check_finish();
 }

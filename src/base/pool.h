@@ -23,7 +23,11 @@ typedef void (*md_task_fn)(void *ctx, int task, int worker);
  * smaller. */
 md_threadpool *md_pool_create(int threads);
 /* Runs every task and returns when all have finished. pool may be NULL
- * (everything inline, worker 0). */
+ * (everything inline, worker 0). With T = md_pool_threads(pool) workers,
+ * worker w starts on tasks [n w / T, n (w + 1) / T) in order, the caller
+ * being worker 0; a worker done with its own range takes tasks from the back
+ * of the others'. Splitting data in the same order in consecutive regions
+ * keeps each part on the core that wrote it. */
 void md_pool_run(md_threadpool *pool, int n, md_task_fn fn, void *ctx);
 /* Workers a task may be given (1 for NULL): the size of per-worker scratch. */
 int md_pool_threads(const md_threadpool *pool);
