@@ -505,6 +505,29 @@ static void test_conv_random(void)
     md_pool_destroy(pool);
 }
 
+/* Depthwise 3x3 and 5x5, stride 1, across the widths where the row kernels
+ * change (16 / 32 / 64 columns a step): the 64-column kernel writes whole
+ * steps past the last column, which must land in slack, not in the next
+ * row's results. Odd heights end on a single row. */
+static void test_depthwise_widths(void)
+{
+    const int widths[] = {15, 16, 17, 31, 32, 33, 63, 64, 65, 70, 97, 112, 129};
+    md_threadpool *pool = md_pool_create(2);
+    for (int k = 3; k <= 5; k += 2)
+        for (size_t i = 0; i < sizeof widths / sizeof *widths; i++) {
+            int pad = k / 2;
+            md_conv2d_params p = {3, 3, k, k, 1, 1, pad, pad, pad, pad, 1, 1, 3};
+            check_conv(&p, 7 + (int)i % 4, widths[i], true, 0, i % 2 ? pool : NULL,
+                       MD_GEMM_F32);
+            check_conv(&p, 6, widths[i], true, 3, NULL, MD_GEMM_F32); /* clamp + residual */
+            md_conv2d_params q = p; /* uneven padding: the padded row is not out_w + k - 1 */
+            q.pad_left = 0;
+            q.pad_right = k - 1;
+            check_conv(&q, 5, widths[i], false, 1, NULL, MD_GEMM_F32);
+        }
+    md_pool_destroy(pool);
+}
+
 static void test_conv_by_hand(void)
 {
     /* 1 channel 3x3 input 1..9, 2x2 kernel of ones, stride 1, no pad: sums of
@@ -729,6 +752,7 @@ int main(void)
     RUN_TEST(test_attention_bf16);
     RUN_TEST(test_conv_by_hand);
     RUN_TEST(test_conv_random);
+    RUN_TEST(test_depthwise_widths);
     RUN_TEST(test_conv_threads_bit_identical);
     RUN_TEST(test_maxpool);
     return check_finish();
