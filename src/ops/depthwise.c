@@ -8,9 +8,10 @@
  * extensions: one zmm register with AVX-512), two output rows at a time
  * sharing their input loads, with enough blocks in flight that the
  * multiply-adds form independent chains; full vectors go to a row buffer
- * with slack and the clamp copies the valid columns out. Stride 2: a scalar loop the compiler vectorises with stride-2
- * loads (measured faster here than splitting rows into even and odd
- * columns). Anything else runs a bounds-checked direct loop. */
+ * with slack and the clamp copies the valid columns out. Stride 2: a scalar
+ * loop the compiler vectorises with stride-2 loads (measured faster here than
+ * splitting rows into even and odd columns). Anything else runs a
+ * bounds-checked direct loop. */
 #include "ops/cnn_ops.h"
 #include "ops/simd.h"
 
