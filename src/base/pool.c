@@ -12,6 +12,7 @@
 
 #define POOL_MAX 64
 #define SPIN_ROUNDS 20000
+#define POOL_MAX_TASKS 0xffffff /* tasks of one region: a range word's 24-bit fields */
 
 /* Tasks are dealt in contiguous ranges, range w to worker w (the caller of
  * md_pool_run is worker 0), so a layer split the same way as the layer
@@ -25,13 +26,16 @@
  * worker the system does not schedule delays nothing: the caller only ever
  * waits for tasks that are running.
  *
- * Each range is one 64-bit word, back << 32 | front, claimed by
+ * Each range is one 64-bit word, tag << 48 | back << 24 | front, claimed by
  * compare-exchange: owner from the front, thieves from the back. A word
  * only changes to a new region's range after the old region's tasks were
  * all claimed and finished (front == back), so a compare-exchange that
  * succeeds claims a task of the current region, and the fn and ctx read
  * after it (acquire) are the ones the caller published with the range
- * (release). `busy` gives the team to one region at a time. */
+ * (release). The tag (the region's wake-up count, low 16 bits) only keeps
+ * the dealing: a worker still scanning the last region's ranges as thief
+ * cannot take the new region's tasks before their owners start. `busy`
+ * gives the team to one region at a time. */
 typedef struct {
     _Alignas(64) atomic_uint_least64_t word; /* own cache line: claims do not collide */
 } task_range;
@@ -63,34 +67,35 @@ int md_cpu_count(void)
     return n < 1 ? 1 : n > POOL_MAX ? POOL_MAX : (int)n;
 }
 
-static inline uint_least64_t range_word(uint32_t front, uint32_t back)
+static inline uint_least64_t range_word(uint32_t front, uint32_t back, uint16_t tag)
 {
-    return (uint_least64_t)back << 32 | front;
+    return (uint_least64_t)tag << 48 | (uint_least64_t)back << 24 | front;
 }
 
-/* Claims one task of range v (owner: its front; thief: its back); -1 when
- * the range is empty. */
-static int claim(md_threadpool *p, int v, bool own)
+/* Claims one task of range v of the region tagged tag (owner: its front;
+ * thief: its back); -1 when the range is empty or belongs to another region. */
+static int claim(md_threadpool *p, int v, bool own, uint16_t tag)
 {
     atomic_uint_least64_t *w = &p->range[v].word;
     uint_least64_t c = atomic_load_explicit(w, memory_order_acquire);
     for (;;) {
-        uint32_t front = (uint32_t)c, back = (uint32_t)(c >> 32);
-        if (front >= back)
+        uint32_t front = (uint32_t)(c & POOL_MAX_TASKS), back = (uint32_t)(c >> 24 & POOL_MAX_TASKS);
+        if ((uint16_t)(c >> 48) != tag || front >= back)
             return -1;
-        uint_least64_t next = own ? range_word(front + 1, back) : range_word(front, back - 1);
+        uint_least64_t next = own ? range_word(front + 1, back, tag)
+                                  : range_word(front, back - 1, tag);
         if (atomic_compare_exchange_weak_explicit(w, &c, next, memory_order_acq_rel,
                                                   memory_order_acquire))
             return (int)(own ? front : back - 1);
     }
 }
 
-static void take_tasks(md_threadpool *p, int worker)
+static void take_tasks(md_threadpool *p, int worker, uint16_t tag)
 {
     int team = p->workers + 1;
     for (int k = 0; k < team; k++) {
         int v = (worker + k) % team, idx;
-        while ((idx = claim(p, v, k == 0)) >= 0) {
+        while ((idx = claim(p, v, k == 0, tag)) >= 0) {
             p->fn(p->ctx, idx, worker);
             atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
         }
@@ -125,7 +130,7 @@ static void *worker_main(void *arg)
         if (atomic_load(&p->stop))
             break;
         seen = atomic_load_explicit(&p->gen, memory_order_acquire);
-        take_tasks(p, worker);
+        take_tasks(p, worker, (uint16_t)seen);
     }
     return NULL;
 }
@@ -170,10 +175,29 @@ md_threadpool *md_pool_create(int threads)
     return p;
 }
 
+typedef struct {
+    md_task_fn fn;
+    void *ctx;
+    int offset;
+} offset_ctx;
+
+static void offset_task(void *ctx, int task, int worker)
+{
+    const offset_ctx *o = ctx;
+    o->fn(o->ctx, o->offset + task, worker);
+}
+
 void md_pool_run(md_threadpool *p, int n, md_task_fn fn, void *ctx)
 {
     if (n <= 0)
         return;
+    if (n > POOL_MAX_TASKS) { /* more than a range word holds: regions in turn */
+        for (int o = 0; o < n; o += POOL_MAX_TASKS) {
+            offset_ctx oc = {fn, ctx, o};
+            md_pool_run(p, n - o < POOL_MAX_TASKS ? n - o : POOL_MAX_TASKS, offset_task, &oc);
+        }
+        return;
+    }
     bool expected = false;
     if (!p || p->workers == 0 || n == 1 ||
         !atomic_compare_exchange_strong_explicit(&p->busy, &expected, true,
@@ -185,19 +209,21 @@ void md_pool_run(md_threadpool *p, int n, md_task_fn fn, void *ctx)
     /* Every range of the previous region is empty (its tasks all finished),
      * so no worker can claim until the stores below publish fn and ctx. */
     int team = p->workers + 1;
+    /* gen changes only here, under busy: the region's tag is its next value */
+    uint16_t tag = (uint16_t)(atomic_load_explicit(&p->gen, memory_order_relaxed) + 1u);
     p->fn = fn;
     p->ctx = ctx;
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     for (int w = 0; w < team; w++)
         atomic_store_explicit(&p->range[w].word,
                               range_word((uint32_t)((long long)n * w / team),
-                                         (uint32_t)((long long)n * (w + 1) / team)),
+                                         (uint32_t)((long long)n * (w + 1) / team), tag),
                               memory_order_release);
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    take_tasks(p, 0);
+    take_tasks(p, 0, tag);
     int spins = 0;
     while (atomic_load_explicit(&p->done, memory_order_acquire) < n) {
         if (++spins < SPIN_ROUNDS)
