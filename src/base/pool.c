@@ -79,7 +79,8 @@ static int claim(md_threadpool *p, int v, bool own, uint16_t tag)
     atomic_uint_least64_t *w = &p->range[v].word;
     uint_least64_t c = atomic_load_explicit(w, memory_order_acquire);
     for (;;) {
-        uint32_t front = (uint32_t)(c & POOL_MAX_TASKS), back = (uint32_t)(c >> 24 & POOL_MAX_TASKS);
+        uint32_t front = (uint32_t)(c & POOL_MAX_TASKS);
+        uint32_t back = (uint32_t)(c >> 24 & POOL_MAX_TASKS);
         if ((uint16_t)(c >> 48) != tag || front >= back)
             return -1;
         uint_least64_t next = own ? range_word(front + 1, back, tag)
