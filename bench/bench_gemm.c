@@ -105,7 +105,7 @@ int main(int argc, char **argv)
             md_gemm_type type = md_gemm_isa_type(isas[ii]);
             bool bf = type == MD_GEMM_BF16;
             void *kv = aligned_alloc(64, (md_attention_kv_bytes(type, T, D) + 63) / 64 * 64);
-            void *scr = aligned_alloc(64, md_attention_scratch_bytes(type, T));
+            void *scr = aligned_alloc(64, md_attention_scratch_bytes(type, T, D));
             if (!kv || !scr)
                 return 1;
             for (int r = -1; r < runs; r++) {

@@ -652,7 +652,7 @@ static void test_nonfinite_math(void)
     enum { T = 20, D = 4 };
     float qkv[T * 3 * D], out[T * D];
     size_t kv_bytes = (md_attention_kv_bytes(MD_GEMM_F32, T, D) + 63) / 64 * 64;
-    size_t s_bytes = (md_attention_scratch_bytes(MD_GEMM_F32, T) + 63) / 64 * 64;
+    size_t s_bytes = (md_attention_scratch_bytes(MD_GEMM_F32, T, D) + 63) / 64 * 64;
     void *kv = aligned_alloc(64, kv_bytes), *scratch = aligned_alloc(64, s_bytes);
     CHECK(kv && scratch);
     for (int i = 0; i < T * 3 * D; i++)
@@ -676,65 +676,81 @@ static void test_nonfinite_math(void)
     free(scratch);
 }
 
-/* bf16 attention (odd token count, two heads) against softmax(q k^T /
- * sqrt d) v in double on the bf16-rounded values, output as bf16: an even
+/* Attention against softmax(q k^T / sqrt d) v in double, float32 and bf16
+ * (on the bf16-rounded values, output as bf16), 97 tokens of two heads,
+ * queries in two calls [0, 52) and [52, 97): blocks of 36, 16 (whose packed
+ * q has 8-row panels) and 36, 9 rows. q is scaled so the scores span about
+ * +-20 and the exponential runs over its whole reduced range. bf16: an even
  * head width reads only the bf16 copy of qkv, an odd one the float32 qkv
  * (its q pairs would straddle heads). */
-static void test_attention_bf16(void)
+static void test_attention_vs_double(void)
 {
-    for (int D = 4; D <= 5; D++) {
-        enum { T = 23, H = 2 };
-        int dim = H * D;
-        float *qkv = rand_floats((size_t)T * 3 * dim), *out = malloc(sizeof(float) * T * dim);
-        uint16_t *q16 = malloc(sizeof(uint16_t) * T * 3 * dim), *o16 = malloc(sizeof(uint16_t) * T * dim);
-        size_t kv_bytes = (md_attention_kv_bytes(MD_GEMM_BF16, T, D) + 63) / 64 * 64;
-        size_t s_bytes = (md_attention_scratch_bytes(MD_GEMM_BF16, T) + 63) / 64 * 64;
-        void *kv = aligned_alloc(64, kv_bytes), *scratch = aligned_alloc(64, s_bytes);
-        CHECK(qkv && out && q16 && o16 && kv && scratch);
-        for (int i = 0; i < T * 3 * dim; i++)
-            q16[i] = md_bf16_from_f32(qkv[i]);
-        for (int h = 0; h < H; h++) {
-            /* even widths: the float32 qkv is poisoned, only the bf16 copy
-               may be read */
+    for (int bf = 0; bf < 2; bf++)
+        for (int D = 4; D <= 5; D++) {
+            enum { T = 97, H = 2 };
+            md_gemm_type type = bf ? MD_GEMM_BF16 : MD_GEMM_F32;
+            int dim = H * D;
+            float *qkv = rand_floats((size_t)T * 3 * dim), *out = malloc(sizeof(float) * T * dim);
+            uint16_t *q16 = malloc(sizeof(uint16_t) * T * 3 * dim);
+            uint16_t *o16 = malloc(sizeof(uint16_t) * T * dim);
+            size_t kv_bytes = (md_attention_kv_bytes(type, T, D) + 63) / 64 * 64;
+            size_t s_bytes = (md_attention_scratch_bytes(type, T, D) + 63) / 64 * 64;
+            void *kv = aligned_alloc(64, kv_bytes), *scratch = aligned_alloc(64, s_bytes);
             float *nan_qkv = malloc(sizeof(float) * T * 3 * dim);
-            for (int i = 0; i < T * 3 * dim; i++)
-                nan_qkv[i] = D % 2 ? qkv[i] : NAN;
-            md_attention_pack_kv(MD_GEMM_BF16, nan_qkv, q16, T, H, D, h, kv);
-            md_attention_rows(MD_GEMM_BF16, nan_qkv, q16, kv, T, H, D, h, 0, T, out, o16, scratch);
+            CHECK(qkv && out && q16 && o16 && kv && scratch && nan_qkv);
+            for (int t = 0; t < T; t++)
+                for (int c = 0; c < dim; c++)
+                    qkv[(size_t)t * 3 * dim + c] *= 6.0f;
+            for (int i = 0; i < T * 3 * dim; i++) {
+                q16[i] = md_bf16_from_f32(qkv[i]);
+                /* bf16, even widths: only the bf16 copy may be read */
+                nan_qkv[i] = bf && D % 2 == 0 ? NAN : qkv[i];
+            }
+            for (int h = 0; h < H; h++) {
+                md_attention_pack_kv(type, nan_qkv, bf ? q16 : NULL, T, H, D, h, kv);
+                md_attention_rows(type, nan_qkv, bf ? q16 : NULL, kv, T, H, D, h, 0, 52, out,
+                                  bf ? o16 : NULL, scratch);
+                md_attention_rows(type, nan_qkv, bf ? q16 : NULL, kv, T, H, D, h, 52, T, out,
+                                  bf ? o16 : NULL, scratch);
+            }
+            double worst = 0;
+            for (int h = 0; h < H; h++)
+                for (int i = 0; i < T; i++) {
+#define QKV(t, c) (bf ? (double)md_bf16_to_f32(q16[(size_t)(t) * 3 * dim + (c)]) \
+                      : (double)qkv[(size_t)(t) * 3 * dim + (c)])
+                    double sc[T], mx = -1e300, sum = 0;
+                    for (int j = 0; j < T; j++) {
+                        double dot = 0;
+                        for (int d = 0; d < D; d++)
+                            dot += QKV(i, h * D + d) * QKV(j, dim + h * D + d);
+                        sc[j] = dot / sqrt((double)D);
+                        mx = sc[j] > mx ? sc[j] : mx;
+                    }
+                    for (int j = 0; j < T; j++)
+                        sum += (sc[j] = exp(sc[j] - mx));
+                    for (int d = 0; d < D; d++) {
+                        double v = 0;
+                        for (int j = 0; j < T; j++)
+                            v += sc[j] / sum * QKV(j, 2 * dim + h * D + d);
+                        size_t o = (size_t)i * dim + h * D + d;
+                        double got = bf ? md_bf16_to_f32(o16[o]) : out[o];
+                        double err = fabs(got - v);
+                        worst = err > worst ? err : worst;
+                    }
+#undef QKV
+                }
+            /* float32: a few roundings of values up to 6; bf16: probabilities
+             * rounded to bf16 (2^-9 relative each), output rounded once */
+            double tol = bf ? 6e-3 : 2e-6;
+            CHECK_MSG(worst < tol, "%s attention D %d: max err %g", bf ? "bf16" : "fp32", D, worst);
+            free(qkv);
+            free(out);
+            free(q16);
+            free(o16);
+            free(kv);
+            free(scratch);
             free(nan_qkv);
         }
-        double worst = 0;
-        for (int h = 0; h < H; h++)
-            for (int i = 0; i < T; i++) {
-                double sc[T], mx = -1e300, sum = 0;
-                for (int j = 0; j < T; j++) {
-                    double dot = 0;
-                    for (int d = 0; d < D; d++)
-                        dot += (double)md_bf16_to_f32(q16[(size_t)i * 3 * dim + h * D + d]) *
-                               md_bf16_to_f32(q16[(size_t)j * 3 * dim + dim + h * D + d]);
-                    sc[j] = dot / sqrt((double)D);
-                    mx = sc[j] > mx ? sc[j] : mx;
-                }
-                for (int j = 0; j < T; j++)
-                    sum += (sc[j] = exp(sc[j] - mx));
-                for (int d = 0; d < D; d++) {
-                    double v = 0;
-                    for (int j = 0; j < T; j++)
-                        v += sc[j] / sum * md_bf16_to_f32(q16[(size_t)j * 3 * dim + 2 * dim + h * D + d]);
-                    double got = md_bf16_to_f32(o16[(size_t)i * dim + h * D + d]);
-                    double err = fabs(got - v);
-                    worst = err > worst ? err : worst;
-                }
-            }
-        /* probabilities rounded to bf16 (2^-9 relative each), output rounded once */
-        CHECK_MSG(worst < 1.5e-2, "bf16 attention D %d: max err %g", D, worst);
-        free(qkv);
-        free(out);
-        free(q16);
-        free(o16);
-        free(kv);
-        free(scratch);
-    }
 }
 
 int main(void)
@@ -749,7 +765,7 @@ int main(void)
     RUN_TEST(test_sgemm_transposes);
     RUN_TEST(test_gemm_threads_bit_identical);
     RUN_TEST(test_nonfinite_math);
-    RUN_TEST(test_attention_bf16);
+    RUN_TEST(test_attention_vs_double);
     RUN_TEST(test_conv_by_hand);
     RUN_TEST(test_conv_random);
     RUN_TEST(test_depthwise_widths);

@@ -595,7 +595,7 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
     bool bf = m->type == MD_GEMM_BF16;
     size_t TC = (size_t)T * C;
     size_t kv_bytes = (md_attention_kv_bytes(m->type, T, C / m->heads) + 63) / 64 * 64;
-    size_t s_bytes = md_attention_scratch_bytes(m->type, T);
+    size_t s_bytes = md_attention_scratch_bytes(m->type, T, C / m->heads);
     size_t pos_tmp = (size_t)G * pw;
     /* floats of: X Y A P, QKV, Hid, packed k v, then the bigger of the
      * attention scratch and the patch embedding's buffers */

@@ -118,14 +118,18 @@ static void softmax_unnormalised(float *x, int rows, int cols, float scale, floa
             __mmask16 k = tail_mask((size_t)(cols - i));
             vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, k, row + i));
         }
-        __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), sc = _mm512_set1_ps(scale);
+        /* e^(scale (x - max)) = 2^(x c - max c), c = scale log2(e): the
+         * rounding of max c is common to the row and cancels in 1 / sum */
+        float c = scale * 1.44269504088896341f;
+        __m512 vc = _mm512_set1_ps(c), mc = _mm512_set1_ps(_mm512_reduce_max_ps(vmax) * c);
         __m512 vsum = _mm512_setzero_ps();
         uint16_t *o16 = out16 ? out16 + (size_t)r * ld16 : NULL;
         for (int i = 0; i < cols; i += 16) {
             __mmask16 k = tail_mask((size_t)(cols - i));
-            /* x - max <= 0 (or NaN, which poisons the row as it should) */
-            __m512 e = md_exp512_nonpos(
-                _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), m), sc));
+            /* x c - max c <= 0 up to one rounding (or NaN, which poisons the
+             * row as it should) */
+            __m512 e =
+                md_exp2_512_nonpos(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, row + i), vc, mc));
             vsum = _mm512_mask_add_ps(vsum, k, vsum, e);
             if (o16) /* bf16 products read only the rounded copy */
                 _mm256_mask_storeu_epi16(o16 + i, k, md_bf16_round16(e));
@@ -181,12 +185,37 @@ size_t md_attention_kv_bytes(md_gemm_type type, int tokens, int head_dim)
            md_gemm_packed_bytes(type, false, tokens, head_dim);
 }
 
-size_t md_attention_scratch_bytes(md_gemm_type type, int tokens)
+/* The scratch: a block's packed q (64-byte aligned), its scores, and for
+ * bf16 its probabilities again as bf16, rows padded to even. */
+static size_t q_pack_bytes(md_gemm_type type, int head_dim)
 {
-    size_t n = (size_t)MD_ATTENTION_BLOCK * (size_t)tokens * sizeof(float);
-    if (type == MD_GEMM_BF16) /* the probabilities again as bf16, rows padded to even */
+    return (md_gemm_packed_bytes(type, true, MD_ATTENTION_BLOCK, head_dim) + 63) / 64 * 64;
+}
+
+size_t md_attention_scratch_bytes(md_gemm_type type, int tokens, int head_dim)
+{
+    size_t n = q_pack_bytes(type, head_dim) +
+               (size_t)MD_ATTENTION_BLOCK * (size_t)tokens * sizeof(float);
+    if (type == MD_GEMM_BF16)
         n += (size_t)MD_ATTENTION_BLOCK * (size_t)((tokens + 1) & ~1) * sizeof(uint16_t);
     return (n + 63) / 64 * 64;
+}
+
+/* Rows of q as a packed bf16 A operand straight from the bf16 copy of qkv
+ * (head_dim even): panels of md_gemm_panel_rows(rows) rows, each k-pair
+ * (q[i][2p], q[i][2p+1]) already adjacent in row i. */
+static void pack_q_bf16(const uint16_t *q16, size_t ld, int rows, int head_dim, uint32_t *dst)
+{
+    int pairs = head_dim / 2, h = md_gemm_panel_rows(rows);
+    for (int r0 = 0; r0 < rows; r0 += h) {
+        int mr = rows - r0 < h ? rows - r0 : h;
+        uint32_t *panel = dst + (size_t)r0 * pairs;
+        for (int i = 0; i < mr; i++) {
+            const uint16_t *row = q16 + (size_t)(r0 + i) * ld;
+            for (int p = 0; p < pairs; p++)
+                memcpy(panel + (size_t)p * mr + i, row + 2 * p, sizeof(uint32_t));
+        }
+    }
 }
 
 /* K^T as a packed bf16 B operand, straight from the bf16 copy of qkv: the
@@ -266,21 +295,26 @@ void md_attention_rows(md_gemm_type type, const float *qkv, const uint16_t *qkv_
     md_gemm_packed vv = md_gemm_packed_view(
         type, (char *)(uintptr_t)kv + md_gemm_packed_bytes(type, false, head_dim, tokens), false,
         tokens, head_dim);
-    float *scores = scratch;
+    void *qpack = scratch;
+    float *scores = (float *)((char *)scratch + q_pack_bytes(type, head_dim));
     int tp = (tokens + 1) & ~1;
     uint16_t *probs = (uint16_t *)(scores + (size_t)MD_ATTENTION_BLOCK * tokens);
     float inv[MD_ATTENTION_BLOCK];
     for (int b0 = 0; b0 < rows; b0 += MD_ATTENTION_BLOCK) {
         int n = rows - b0 < MD_ATTENTION_BLOCK ? rows - b0 : MD_ATTENTION_BLOCK;
         size_t qoff = (size_t)(r0 + b0) * ld + (size_t)head * head_dim;
-        /* q and the probabilities are read in place (no packing copies);
-         * the 1/sqrt(d) scale is applied inside the softmax */
-        md_gemm_operand q = md_gemm_direct(qkv + qoff, (size_t)ld);
-        if (bf)
-            q = qkv_bf16 && head_dim % 2 == 0 ? md_gemm_direct(qkv_bf16 + qoff, (size_t)ld)
-                         : md_gemm_raw(qkv + qoff, (size_t)ld, false);
-        md_gemm_block(isa, n, tokens, head_dim, 1.0f, q, md_gemm_prepacked(&kt), scores,
-                      (size_t)tokens, NULL, 0, n, 0, tokens);
+        /* The block's q is packed (a few KB): with K = head_dim the tiles
+         * are short, and one A stream beats 12 strided row streams, 7 %
+         * (bf16) and 12 % (fp32) faster q k^T on Zen 5. The probabilities
+         * are read in place; the 1/sqrt(d) scale is applied inside the
+         * softmax. */
+        if (bf && qkv_bf16 && head_dim % 2 == 0)
+            pack_q_bf16(qkv_bf16 + qoff, (size_t)ld, n, head_dim, qpack);
+        else
+            md_gemm_pack_a_into(type, qpack, qkv + qoff, (size_t)ld, false, n, head_dim);
+        md_gemm_packed qp = md_gemm_packed_view(type, qpack, true, n, head_dim);
+        md_gemm_block(isa, n, tokens, head_dim, 1.0f, md_gemm_prepacked(&qp),
+                      md_gemm_prepacked(&kt), scores, (size_t)tokens, NULL, 0, n, 0, tokens);
         softmax_unnormalised(scores, n, tokens, scale, inv, bf ? probs : NULL, (size_t)tp);
         md_gemm_operand p = bf ? md_gemm_direct(probs, (size_t)tp)
                                : md_gemm_direct(scores, (size_t)tokens);

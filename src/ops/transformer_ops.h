@@ -28,7 +28,7 @@ void md_gelu_erf(float *x, size_t n);
 /* Bytes md_attention_pack_kv writes for one head, and of md_attention_rows'
  * scratch, for float32 or bf16 products. */
 size_t md_attention_kv_bytes(md_gemm_type type, int tokens, int head_dim);
-size_t md_attention_scratch_bytes(md_gemm_type type, int tokens);
+size_t md_attention_scratch_bytes(md_gemm_type type, int tokens, int head_dim);
 /* Packs one head's keys and values of qkv [tokens, 3*heads*head_dim] (laid
  * out q | k | v, each split into heads of head_dim columns) as the GEMM's B
  * operands of Q K^T and P V, once per head and layer, for every query block
