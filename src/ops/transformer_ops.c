@@ -201,44 +201,24 @@ size_t md_attention_scratch_bytes(md_gemm_type type, int tokens, int head_dim)
     return (n + 63) / 64 * 64;
 }
 
-/* Rows of q as a packed bf16 A operand straight from the bf16 copy of qkv
- * (head_dim even): panels of md_gemm_panel_rows(rows) rows, each k-pair
- * (q[i][2p], q[i][2p+1]) already adjacent in row i. */
-static void pack_q_bf16(const uint16_t *q16, size_t ld, int rows, int head_dim, uint32_t *dst)
+/* Rows of bf16 values as panels of h rows of 32-bit pairs, for a packed
+ * bf16 operand read straight from the bf16 copy of qkv (head_dim even): the
+ * pair (x[2p], x[2p+1]) is already adjacent in each row, so a panel is a
+ * transpose of pairs, element (p, i) = pair p of row i, written in order (the
+ * h rows read, a few KB, stay in L1). pad: the last panel is h wide, zero
+ * filled (a B operand: K^T's panels of NR tokens), else only as wide as the
+ * rows left (an A operand: q's panels of md_gemm_panel_rows rows). */
+static void pairs_to_panels(const uint16_t *src, size_t ld, int rows, int pairs, int h, bool pad,
+                            uint32_t *dst)
 {
-    int pairs = head_dim / 2, h = md_gemm_panel_rows(rows);
     for (int r0 = 0; r0 < rows; r0 += h) {
-        int mr = rows - r0 < h ? rows - r0 : h;
+        int n = rows - r0 < h ? rows - r0 : h, w = pad ? h : n;
         uint32_t *panel = dst + (size_t)r0 * pairs;
-        for (int i = 0; i < mr; i++) {
-            const uint16_t *row = q16 + (size_t)(r0 + i) * ld;
-            for (int p = 0; p < pairs; p++)
-                memcpy(panel + (size_t)p * mr + i, row + 2 * p, sizeof(uint32_t));
-        }
-    }
-}
-
-/* K^T as a packed bf16 B operand, straight from the bf16 copy of qkv: the
- * pair (k[t][2j], k[t][2j+1]) is already adjacent in token t's row, so each
- * panel of NR tokens is a transpose of 32-bit pairs (head_dim even: the
- * caller packs odd widths from the float32 qkv). */
-static void pack_kt_bf16(const uint16_t *k16, size_t ld, int tokens, int head_dim, uint32_t *dst)
-{
-    int pairs = head_dim / 2;
-    for (int t0 = 0; t0 < tokens; t0 += MD_GEMM_NR) {
-        uint32_t *panel = dst + (size_t)t0 * pairs;
-        int n = tokens - t0 < MD_GEMM_NR ? tokens - t0 : MD_GEMM_NR;
-        /* pair-major: the panel is written in order, the NR rows read (a few
-         * KB) stay in L1 */
         for (int p = 0; p < pairs; p++) {
-            uint32_t *o = panel + (size_t)p * MD_GEMM_NR;
-            for (int j = 0; j < n; j++) {
-                const uint16_t *row = k16 + (size_t)(t0 + j) * ld;
-                uint32_t pr;
-                memcpy(&pr, row + 2 * p, sizeof pr);
-                o[j] = pr;
-            }
-            for (int j = n; j < MD_GEMM_NR; j++)
+            uint32_t *o = panel + (size_t)p * w;
+            for (int j = 0; j < n; j++)
+                memcpy(o + j, src + (size_t)(r0 + j) * ld + 2 * p, sizeof(uint32_t));
+            for (int j = n; j < w; j++)
                 o[j] = 0;
         }
     }
@@ -272,7 +252,7 @@ void md_attention_pack_kv(md_gemm_type type, const float *qkv, const uint16_t *q
     /* K^T (head_dim x tokens): k stored transposed; V (tokens x head_dim) as is */
     if (type == MD_GEMM_BF16 && qkv_bf16 && head_dim % 2 == 0) {
         const uint16_t *k16 = qkv_bf16 + dim + (size_t)head * head_dim;
-        pack_kt_bf16(k16, ld, tokens, head_dim, kv);
+        pairs_to_panels(k16, ld, tokens, head_dim / 2, MD_GEMM_NR, true, kv);
         pack_v_bf16(qkv_bf16 + 2 * dim + (size_t)head * head_dim, ld, tokens, head_dim, vdst);
         return;
     }
@@ -309,7 +289,8 @@ void md_attention_rows(md_gemm_type type, const float *qkv, const uint16_t *qkv_
          * are read in place; the 1/sqrt(d) scale is applied inside the
          * softmax. */
         if (bf && qkv_bf16 && head_dim % 2 == 0)
-            pack_q_bf16(qkv_bf16 + qoff, (size_t)ld, n, head_dim, qpack);
+            pairs_to_panels(qkv_bf16 + qoff, (size_t)ld, n, head_dim / 2, md_gemm_panel_rows(n),
+                            false, qpack);
         else
             md_gemm_pack_a_into(type, qpack, qkv + qoff, (size_t)ld, false, n, head_dim);
         md_gemm_packed qp = md_gemm_packed_view(type, qpack, true, n, head_dim);
