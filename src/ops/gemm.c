@@ -376,6 +376,19 @@ kernel_avx512(const int mr, const int mode, int kc, const float *a, size_t lda, 
     }
     if (nr == NR) {
         KERNEL_LOOP(_mm512_loadu_ps(bk), _mm512_loadu_ps(bk + 16))
+    } else if (nr <= 16) {
+        /* A narrow last panel (196 pixels = 6 x 32 + 4) needs half the
+         * multiply-adds: FastDepth 0.97-0.99x the time (paired, Zen 5). */
+        for (int k = 0; k < kc; k++) {
+            __m512 b0 = _mm512_maskz_loadu_ps(m0, boff ? b + koff[k] : b);
+#pragma GCC unroll 12
+            for (int i = 0; i < mr; i++)
+                c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(direct ? ar[i][k] : a[i]), b0, c0[i]);
+            if (!direct)
+                a += mr;
+            if (!boff)
+                b += ldb;
+        }
     } else {
         KERNEL_LOOP(_mm512_maskz_loadu_ps(m0, bk), _mm512_maskz_loadu_ps(m1, bk + 16))
     }
@@ -458,7 +471,19 @@ kernel_avx512bf16(const int mr, const int mode, int kc, const uint32_t *a, size_
         if (!boff)                                                                             \
             b += ldb;                                                                          \
     }
-    if (nr == NR || !boff) {
+    if (nr <= 16) { /* as in the float32 kernel */
+        for (int k = 0; k < kc; k++) {
+            __m512bh b0 = (__m512bh)_mm512_maskz_loadu_epi32(m0, boff ? b + koff[k] : b);
+#pragma GCC unroll 12
+            for (int i = 0; i < mr; i++)
+                c0[i] = _mm512_dpbf16_ps(
+                    c0[i], (__m512bh)_mm512_set1_epi32((int)(direct ? ar[i][k] : a[i])), b0);
+            if (!direct)
+                a += mr;
+            if (!boff)
+                b += ldb;
+        }
+    } else if (nr == NR || !boff) {
         KERNEL_LOOP(_mm512_loadu_si512(bk), _mm512_loadu_si512(bk + 16))
     } else {
         KERNEL_LOOP(_mm512_maskz_loadu_epi32(m0, bk), _mm512_maskz_loadu_epi32(m1, bk + 16))
