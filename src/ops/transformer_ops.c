@@ -111,30 +111,47 @@ static void softmax_unnormalised(float *x, int rows, int cols, float scale, floa
                                  uint16_t *out16, size_t ld16)
 {
 #if defined(__AVX512F__)
+    /* Whole vectors unmasked, the tail masked: masked loads and stores in
+     * every step made this loop 1.4x slower on Zen 5. */
+    int full = cols & ~15;
+    __mmask16 kt = tail_mask((size_t)(cols - full));
+    float c = scale * 1.44269504088896341f;
+    __m512 vc = _mm512_set1_ps(c);
     for (int r = 0; r < rows; r++) {
         float *row = x + (size_t)r * cols;
-        __m512 vmax = _mm512_set1_ps(-INFINITY);
-        for (int i = 0; i < cols; i += 16) {
-            __mmask16 k = tail_mask((size_t)(cols - i));
-            vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, k, row + i));
+        __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+        int i = 0;
+        for (; i + 32 <= full; i += 32) {
+            m0 = _mm512_max_ps(m0, _mm512_loadu_ps(row + i));
+            m1 = _mm512_max_ps(m1, _mm512_loadu_ps(row + i + 16));
         }
+        if (i < full)
+            m0 = _mm512_max_ps(m0, _mm512_loadu_ps(row + i));
+        if (kt)
+            m1 = _mm512_max_ps(m1, _mm512_mask_loadu_ps(m1, kt, row + full));
         /* e^(scale (x - max)) = 2^(x c - max c), c = scale log2(e): the
          * rounding of max c is common to the row and cancels in 1 / sum */
-        float c = scale * 1.44269504088896341f;
-        __m512 vc = _mm512_set1_ps(c), mc = _mm512_set1_ps(_mm512_reduce_max_ps(vmax) * c);
+        __m512 mc = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_max_ps(m0, m1)) * c);
         __m512 vsum = _mm512_setzero_ps();
         uint16_t *o16 = out16 ? out16 + (size_t)r * ld16 : NULL;
-        for (int i = 0; i < cols; i += 16) {
-            __mmask16 k = tail_mask((size_t)(cols - i));
-            /* x c - max c <= 0 up to one rounding (or NaN, which poisons the
-             * row as it should) */
-            __m512 e =
-                md_exp2_512_nonpos(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, row + i), vc, mc));
-            vsum = _mm512_mask_add_ps(vsum, k, vsum, e);
-            if (o16) /* bf16 products read only the rounded copy */
-                _mm256_mask_storeu_epi16(o16 + i, k, md_bf16_round16(e));
+        /* x c - max c <= 0 up to one rounding (or NaN, which poisons the row
+         * as it should); bf16 products read only the rounded copy */
+        for (i = 0; i < full; i += 16) {
+            __m512 e = md_exp2_512_nonpos(_mm512_fmsub_ps(_mm512_loadu_ps(row + i), vc, mc));
+            vsum = _mm512_add_ps(vsum, e);
+            if (o16)
+                _mm256_storeu_si256((__m256i *)(o16 + i), md_bf16_round16(e));
             else
-                _mm512_mask_storeu_ps(row + i, k, e);
+                _mm512_storeu_ps(row + i, e);
+        }
+        if (kt) {
+            __m512 e =
+                md_exp2_512_nonpos(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(kt, row + full), vc, mc));
+            vsum = _mm512_mask_add_ps(vsum, kt, vsum, e);
+            if (o16)
+                _mm256_mask_storeu_epi16(o16 + full, kt, md_bf16_round16(e));
+            else
+                _mm512_mask_storeu_ps(row + full, kt, e);
         }
         inv[r] = 1.0f / _mm512_reduce_add_ps(vsum);
         if (o16 && (cols & 1))
