@@ -13,28 +13,56 @@ static inline __mmask16 tail_mask(size_t left)
     return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
 }
 
+/* 16 floats as 8 + 8 doubles, each half minus mean and squared when
+ * centred, added to the accumulators. */
+static inline void sum16_pd(__m512 v, bool centred, __m512d m, __mmask8 klo, __mmask8 khi,
+                            __m512d *acc0, __m512d *acc1)
+{
+    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    if (centred) {
+        lo = _mm512_maskz_sub_pd(klo, lo, m);
+        hi = _mm512_maskz_sub_pd(khi, hi, m);
+        lo = _mm512_mul_pd(lo, lo);
+        hi = _mm512_mul_pd(hi, hi);
+    }
+    *acc0 = _mm512_add_pd(*acc0, lo);
+    *acc1 = _mm512_add_pd(*acc1, hi);
+}
+
 /* Sum of n floats, or of their squared distances to mean, in double, 8
- * lanes at a time. */
+ * lanes at a time. Whole vectors unmasked, the tail masked (masked loads in
+ * every step are slow on Zen 5, see the softmax). */
 static double sum_pd(const float *x, int n, bool centred, double mean)
 {
     __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd(), m = _mm512_set1_pd(mean);
-    for (int i = 0; i < n; i += 16) {
-        __mmask16 k = tail_mask((size_t)(n - i));
-        __mmask8 klo = (__mmask8)(k & 0xff), khi = (__mmask8)(k >> 8);
-        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
-        __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-        __m512d hi = _mm512_cvtps_pd(
-            _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-        if (centred) {
-            lo = _mm512_maskz_sub_pd(klo, lo, m);
-            hi = _mm512_maskz_sub_pd(khi, hi, m);
-            lo = _mm512_mul_pd(lo, lo);
-            hi = _mm512_mul_pd(hi, hi);
-        }
-        acc0 = _mm512_add_pd(acc0, lo);
-        acc1 = _mm512_add_pd(acc1, hi);
+    int full = n & ~15;
+    for (int i = 0; i < full; i += 16)
+        sum16_pd(_mm512_loadu_ps(x + i), centred, m, 0xff, 0xff, &acc0, &acc1);
+    if (full < n) {
+        __mmask16 k = tail_mask((size_t)(n - full));
+        sum16_pd(_mm512_maskz_loadu_ps(k, x + full), centred, m, (__mmask8)(k & 0xff),
+                 (__mmask8)(k >> 8), &acc0, &acc1);
     }
     return _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+}
+
+/* One LayerNorm'd vector of 16 (k: the lanes that exist). */
+static inline void ln16(const float *x, const float *gamma, const float *beta, __m512 vm,
+                        __m512 vi, __mmask16 k, bool full, float *out, uint16_t *out16)
+{
+    __m512 xv = full ? _mm512_loadu_ps(x) : _mm512_maskz_loadu_ps(k, x);
+    __m512 g = full ? _mm512_loadu_ps(gamma) : _mm512_maskz_loadu_ps(k, gamma);
+    __m512 bt = full ? _mm512_loadu_ps(beta) : _mm512_maskz_loadu_ps(k, beta);
+    __m512 v = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_sub_ps(xv, vm), vi), g, bt);
+    if (out16 && full)
+        _mm256_storeu_si256((__m256i *)out16, md_bf16_round16(v));
+    else if (out16)
+        _mm256_mask_storeu_epi16(out16, k, md_bf16_round16(v));
+    else if (full)
+        _mm512_storeu_ps(out, v);
+    else
+        _mm512_mask_storeu_ps(out, k, v);
 }
 #endif
 
@@ -48,16 +76,15 @@ void md_layernorm(const float *x, int rows, int dim, const float *gamma, const f
         double var = sum_pd(xr, dim, true, (double)mean);
         float inv = (float)(1.0 / sqrt(var / dim + (double)eps));
         __m512 vm = _mm512_set1_ps(mean), vi = _mm512_set1_ps(inv);
-        for (int i = 0; i < dim; i += 16) {
-            __mmask16 k = tail_mask((size_t)(dim - i));
-            __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + i), vm), vi);
-            v = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(k, gamma + i),
-                                _mm512_maskz_loadu_ps(k, beta + i));
-            if (out16)
-                _mm256_mask_storeu_epi16(out16 + (size_t)r * dim + i, k, md_bf16_round16(v));
-            else
-                _mm512_mask_storeu_ps(out + (size_t)r * dim + i, k, v);
-        }
+        float *o = out16 ? NULL : out + (size_t)r * dim;
+        uint16_t *o16 = out16 ? out16 + (size_t)r * dim : NULL;
+        int full = dim & ~15, i = 0;
+        for (; i < full; i += 16)
+            ln16(xr + i, gamma + i, beta + i, vm, vi, 0xffff, true, o ? o + i : NULL,
+                 o16 ? o16 + i : NULL);
+        if (i < dim)
+            ln16(xr + i, gamma + i, beta + i, vm, vi, tail_mask((size_t)(dim - i)), false,
+                 o ? o + i : NULL, o16 ? o16 + i : NULL);
 #else
         double sum = 0.0;
         for (int i = 0; i < dim; i++)
