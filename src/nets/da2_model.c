@@ -717,6 +717,7 @@ typedef struct {
     const float *src;
     int sh, sw, channels, tasks;
     float *dst;
+    const float *add;
 } bl_job;
 
 static void bilinear_task(void *vctx, int task, int worker)
@@ -725,12 +726,14 @@ static void bilinear_task(void *vctx, int task, int worker)
     (void)worker;
     int c0 = (int)((long)j->channels * task / j->tasks);
     int c1 = (int)((long)j->channels * (task + 1) / j->tasks);
-    md_resize2d(j->t, j->src, j->sh, j->sw, j->dst, NULL, c0, c1);
+    md_resize2d(j->t, j->src, j->sh, j->sw, j->dst, j->add, c0, c1);
 }
 
-/* PyTorch's bilinear align_corners=True of [channels, sh, sw] to dh x dw. */
+/* PyTorch's bilinear align_corners=True of [channels, sh, sw] to dh x dw,
+ * plus add (may be NULL, or dst itself: each value is read before its own
+ * place is written). */
 static md_status bilinear(md_threadpool *pool, const float *src, int channels, int sh, int sw,
-                          float *dst, int dh, int dw, md_error *err)
+                          float *dst, const float *add, int dh, int dw, md_error *err)
 {
     md_resize_params rp = {true, MD_COORD_ALIGN_CORNERS, MD_NEAREST_FLOOR, 0.0f, 0.0f};
     md_resize_tables t;
@@ -738,7 +741,7 @@ static md_status bilinear(md_threadpool *pool, const float *src, int channels, i
         return md_fail(err, MD_ERR_NOMEM, "depth anything v2: out of memory for a resize");
     int tasks = 2 * md_pool_threads(pool);
     tasks = tasks < channels ? tasks : channels;
-    bl_job j = {&t, src, sh, sw, channels, tasks, dst};
+    bl_job j = {&t, src, sh, sw, channels, tasks, dst, add};
     md_pool_run(pool, tasks, bilinear_task, &j);
     md_resize_tables_free(&t);
     return MD_OK;
@@ -780,48 +783,57 @@ static md_status rcu(md_threadpool *pool, const da2_rcu *u, const float *x, int 
     return s == MD_OK ? conv_run(&u->conv2, pool, &s2, &d2, err) : s;
 }
 
+/* A feature map [F, h, w]; with sh > 0 it is held at [F, sh, sw] and stands
+ * for its bilinear (align_corners) upsampling to h x w, which its reader
+ * computes on the fly instead of a pass writing the big map out. */
 typedef struct {
     float *data;
-    int h, w;
+    int h, w, sh, sw;
 } fmap;
 
 /* refinenet: out = out_conv(up(rcu2(x0 [+ rcu1(x1)]))) with up to (oh, ow).
  * The 1x1 out_conv commutes with the bilinear upsampling (both linear, the
  * interpolation weights sum to 1, so the bias passes through): it runs at
- * the lower resolution, up(out_conv(.)), a quarter of the work. */
+ * the lower resolution, up(out_conv(.)), a quarter of the work; the
+ * upsampling itself is left to out's reader. */
 static md_status fusion(const da2_model *m, const da2_fusion *f, int F, const fmap *x0,
                         const fmap *x1, int oh, int ow, fmap *out, md_error *err)
 {
     md_threadpool *pool = m->pool;
     int H = x0->h, W = x0->w;
-    size_t n = (size_t)F * H * W, no = (size_t)F * oh * ow;
+    size_t n = (size_t)F * H * W;
     float *buf = ws_get(m, 3 * n * sizeof(float), "refinenet", err);
-    if (!buf)
+    float *res = buf ? ws_get(m, n * sizeof(float), "refinenet output", err) : NULL;
+    if (!res) {
+        ws_put(m, buf);
         return MD_ERR_NOMEM;
+    }
     float *a = buf, *b = a + n, *t = b + n;
     md_status s = MD_OK;
     const float *cur = x0->data;
     if (x1) {
         s = rcu(pool, &f->rcu1, x1->data, H, W, a, t, err);
-        for (size_t i = 0; s == MD_OK && i < n; i++)
-            a[i] += x0->data[i];
+        if (s == MD_OK && x0->sh > 0)
+            s = bilinear(pool, x0->data, F, x0->sh, x0->sw, a, a, H, W, err);
+        else
+            for (size_t i = 0; s == MD_OK && i < n; i++)
+                a[i] += x0->data[i];
         cur = a;
     }
     if (s == MD_OK)
         s = rcu(pool, &f->rcu2, cur, H, W, b, t, err);
     if (s == MD_OK) {
         md_conv_src src = md_conv_plain_src(b, H, W);
-        md_conv_dst dst = md_conv_to(t, -INFINITY, INFINITY);
+        md_conv_dst dst = md_conv_to(res, -INFINITY, INFINITY);
         s = conv_run(&f->out, pool, &src, &dst, err);
     }
-    if (s == MD_OK) {
-        out->data = ws_get(m, no * sizeof(float), "refinenet output", err);
-        s = out->data ? bilinear(pool, t, F, H, W, out->data, oh, ow, err) : MD_ERR_NOMEM;
-        out->h = oh;
-        out->w = ow;
-    }
     ws_put(m, buf);
-    return s;
+    if (s != MD_OK) {
+        ws_put(m, res);
+        return s;
+    }
+    *out = (fmap){res, oh, ow, H, W};
+    return MD_OK;
 }
 
 static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float *depth,
@@ -909,7 +921,7 @@ static md_status head(const da2_model *m, float *feats[4], int ph, int pw, float
             s = MD_ERR_NOMEM;
             goto done;
         }
-        md_conv_src src = md_conv_plain_src(path[0].data, h1, w1);
+        md_conv_src src = {path[0].data, h1, w1, false, path[0].sh, path[0].sw};
         md_conv_dst dst = md_conv_to(o1, -INFINITY, INFINITY);
         s = conv_run(&m->out1, pool, &src, &dst, err);
         ws_put(m, path[0].data);
@@ -1127,7 +1139,7 @@ static md_status da2_predict(const void *impl, const md_image *img, md_depth *ou
         free(res);
         return s;
     }
-    s = bilinear(m->pool, net, 1, Hn, Wn, res, img->height, img->width, err);
+    s = bilinear(m->pool, net, 1, Hn, Wn, res, NULL, img->height, img->width, err);
     ws_put(m, net);
     if (s != MD_OK) {
         free(res);
