@@ -216,9 +216,8 @@ static const kernel_fn emu_kernels[K_MODES][MR + 1] = {TABLE_ROW(kemu), TABLE_RO
  * as e says, in md_gemm_epilogue's order. Each option is tested once per
  * tile: testing them once per row (a dozen loads and branches per row) cost
  * an attention head 6 % (bf16) and 3.5 % (fp32), whole networks 1-3 %
- * (paired runs, Zen 5). with_gelu:
- * compiled in only for the shared out-of-line copy below (GELU is long, and
- * only fc1 uses it). */
+ * (paired runs, Zen 5). with_gelu: compiled in only for the shared
+ * out-of-line copy below (GELU is long, and only fc1 uses it). */
 #define TILE_FINISH(c0, c1, mr, c, ldc, m0, m1, e, with_gelu)                                  \
     do {                                                                                       \
         if ((e)->accumulate) {                                                                 \
