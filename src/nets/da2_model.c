@@ -812,12 +812,10 @@ static md_status fusion(const da2_model *m, const da2_fusion *f, int F, const fm
     md_status s = MD_OK;
     const float *cur = x0->data;
     if (x1) {
+        /* x0 is then the last refinenet's output, held at its own size */
         s = rcu(pool, &f->rcu1, x1->data, H, W, a, t, err);
-        if (s == MD_OK && x0->sh > 0)
+        if (s == MD_OK)
             s = bilinear(pool, x0->data, F, x0->sh, x0->sw, a, a, H, W, err);
-        else
-            for (size_t i = 0; s == MD_OK && i < n; i++)
-                a[i] += x0->data[i];
         cur = a;
     }
     if (s == MD_OK)

@@ -121,10 +121,6 @@ void md_gelu_erf(float *x, size_t n)
         x[i] = md_gelu_scalar(x[i]);
 }
 
-/* Softmax numerators of each row of scale * x (e^(scale (x - max))) in
- * place, scale > 0; returns 1 / sum in inv[r]. With out16, each row goes
- * rounded to bf16 into out16 (row stride ld16, padded with a zero to an even
- * length), and x is left as scratch. */
 static void softmax_rows_finish(float *row, int cols, uint16_t *out16)
 {
     if (!out16)
@@ -134,6 +130,10 @@ static void softmax_rows_finish(float *row, int cols, uint16_t *out16)
         out16[cols] = 0;
 }
 
+/* Softmax numerators of each row of scale * x (e^(scale (x - max))) in
+ * place, scale > 0; returns 1 / sum in inv[r]. With out16, each row goes
+ * rounded to bf16 into out16 (row stride ld16, padded with a zero to an even
+ * length), and x is left as scratch. */
 static void softmax_unnormalised(float *x, int rows, int cols, float scale, float *inv,
                                  uint16_t *out16, size_t ld16)
 {
