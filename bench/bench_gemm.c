@@ -136,9 +136,12 @@ int main(int argc, char **argv)
     } convs[] = {{"rcu   64->64 148x196", 64, 64, 148, 196},
                  {"out1  64->32 296x392", 64, 32, 296, 392},
                  {"out2  32->32 518x686", 32, 32, 518, 686}};
-    for (int ii = 0; ii < 2 && do_conv; ii++) {
-        md_gemm_type type = md_gemm_isa_type(isas[ii]);
-        printf("conv 3x3 %s, 1 thread\n", type == MD_GEMM_BF16 ? "bf16" : "fp32");
+    /* fp32 direct, fp32 Winograd F(4x4, 3x3) (GFLOP/s of the direct sum), bf16 direct */
+    for (int ii = 0; ii < 3 && do_conv; ii++) {
+        md_gemm_type type = md_gemm_isa_type(isas[ii == 2]);
+        md_conv_algo algo = ii == 1 ? MD_CONV_FAST : MD_CONV_DIRECT;
+        printf("conv 3x3 %s%s, 1 thread\n", type == MD_GEMM_BF16 ? "bf16" : "fp32",
+               algo == MD_CONV_FAST ? " Winograd (direct-equivalent GFLOP/s)" : "");
         for (int s = 0; s < 3; s++) {
             md_conv2d_params p = {convs[s].cin, convs[s].cout, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
             size_t nin = (size_t)p.in_channels * convs[s].h * convs[s].w;
@@ -152,7 +155,7 @@ int main(int argc, char **argv)
                 w[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
             for (size_t i = 0; i < nin; i++)
                 in[i] = (float)((i * 104729) % 1000) / 1000.0f - 0.5f;
-            if (!md_conv_init(&c, &p, type, w, bias))
+            if (!md_conv_init(&c, &p, type, algo, w, bias))
                 return 1;
             md_conv_src src = {in, convs[s].h, convs[s].w, true, 0, 0};
             md_conv_dst dst = md_conv_to(out, -INFINITY, INFINITY);

@@ -396,13 +396,14 @@ static void sink_band(void *user, const float *band, int y0, int y1, int worker)
 
 /* mode: 0 plain, 1 ReLU'd source, 2 upsampled source, 3 residual + clamp,
  * 4 bands to a callback. bf16: against the convolution of the bf16-rounded
- * input and weights. */
-static void check_conv(const md_conv2d_params *p, int H, int W, bool with_bias, int mode,
-                       md_threadpool *pool, md_gemm_type type)
+ * input and weights. Returns the largest error relative to the sum of the
+ * products' magnitudes. */
+static double check_conv_algo(const md_conv2d_params *p, int H, int W, bool with_bias, int mode,
+                              md_threadpool *pool, md_gemm_type type, md_conv_algo algo)
 {
     int OH, OW;
     if (!md_conv2d_output_size(p, H, W, &OH, &OW))
-        return;
+        return 0.0;
     int uh = H > 2 ? H / 2 + 1 : H, uw = W > 2 ? W / 2 + 1 : W;
     size_t nin = (size_t)p->in_channels * H * W;
     size_t nw = (size_t)p->out_channels * (p->in_channels / p->groups) * p->kernel_h * p->kernel_w;
@@ -418,7 +419,8 @@ static void check_conv(const md_conv2d_params *p, int H, int W, bool with_bias, 
         for (size_t i = 0; i < nin; i++)
             eff[i] = mode == 1 && in[i] < 0 ? 0.0f : in[i];
     md_conv conv;
-    CHECK(md_conv_init(&conv, p, type, w, with_bias ? b : NULL));
+    CHECK(md_conv_init(&conv, p, type, algo, w, with_bias ? b : NULL));
+    CHECK(conv.winograd == md_conv_is_winograd(p, type, algo));
     bool bf16 = type == MD_GEMM_BF16 && !md_conv_is_depthwise(p); /* depthwise runs float32 */
     float *wr = malloc(nw * sizeof *wr), *er = malloc(nin * sizeof *er);
     for (size_t i = 0; i < nw; i++)
@@ -447,17 +449,22 @@ static void check_conv(const md_conv2d_params *p, int H, int W, bool with_bias, 
     CHECK(md_conv_forward(&conv, pool, &src, &dst, NULL));
     double *mag = malloc(nout * sizeof *mag);
     conv_direct(p, er, H, W, wr, with_bias ? b : NULL, want, OH, OW, mag);
-    double worst = 0;
+    double worst = 0, rel = 0;
     for (size_t i = 0; i < nout; i++) {
         double v = want[i];
         if (mode == 3)
             v = (v < -0.25 ? -0.25 : v > 0.5 ? 0.5 : v) + res[i];
         double g = mode == 4 ? got[i] : out[i];
         /* float sums of up to a few hundred terms of size <= 1; bf16 of an
-         * upsampled value may round the other way than the reference's */
-        double tol = 1e-4 + (bf16 && mode == 2 ? mag[i] / 256 : 0);
+         * upsampled value may round the other way than the reference's;
+         * Winograd's transforms add a few roundings of values up to 100x
+         * the inputs (measured up to 4e-6 of the magnitudes' sum) */
+        double tol = 1e-4 + (bf16 && mode == 2 ? mag[i] / 256 : 0) +
+                     (conv.winograd ? 1e-5 * mag[i] : 0);
         double e = fabs(g - v) - tol;
         worst = e > worst ? e : worst;
+        double r = fabs(g - v) / (mag[i] + 1e-30);
+        rel = r > rel ? r : rel;
     }
     CHECK_MSG(worst <= 0, "%s conv mode %d cin %d cout %d k %dx%d s %d,%d d %d,%d pad %d,%d,%d,%d g %d on %dx%d: "
               "max err %g past tolerance", type ? "bf16" : "fp32", mode, p->in_channels, p->out_channels, p->kernel_h, p->kernel_w,
@@ -470,6 +477,13 @@ static void check_conv(const md_conv2d_params *p, int H, int W, bool with_bias, 
         CHECK(sink.bands >= 1);
     md_conv_free(&conv);
     free(in); free(w); free(b); free(out); free(res); free(eff); free(want); free(got);
+    return rel;
+}
+
+static void check_conv(const md_conv2d_params *p, int H, int W, bool with_bias, int mode,
+                       md_threadpool *pool, md_gemm_type type)
+{
+    check_conv_algo(p, H, W, with_bias, mode, pool, type, MD_CONV_DIRECT);
 }
 
 static void test_conv_random(void)
@@ -537,7 +551,7 @@ static void test_conv_by_hand(void)
     int oh, ow;
     CHECK(md_conv2d_output_size(&p, 3, 3, &oh, &ow) && oh == 2 && ow == 2);
     md_conv conv;
-    CHECK(md_conv_init(&conv, &p, MD_GEMM_F32, w, &b));
+    CHECK(md_conv_init(&conv, &p, MD_GEMM_F32, MD_CONV_DIRECT, w, &b));
     md_conv_src src = md_conv_plain_src(in, 3, 3);
     md_conv_dst dst = md_conv_to(out, -INFINITY, INFINITY);
     CHECK(md_conv_forward(&conv, NULL, &src, &dst, NULL));
@@ -557,25 +571,82 @@ static void test_conv_by_hand(void)
     CHECK(!md_conv2d_output_size(&bad, 3, 3, &oh, &ow));
 }
 
-/* A wide image splits into many bands over a pool: the same bits as one thread. */
+/* A wide image splits into many bands over a pool: the same bits as one
+ * thread, direct and Winograd. */
 static void test_conv_threads_bit_identical(void)
 {
     md_conv2d_params p = {16, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-    int H = 61, W = 83;
+    int H = 61, W = 283;
     float *in = rand_floats((size_t)16 * H * W), *w = rand_floats((size_t)24 * 16 * 9);
     float *b = rand_floats(24), *o1 = malloc(sizeof(float) * 24 * H * W),
           *o2 = malloc(sizeof(float) * 24 * H * W);
-    md_conv conv;
-    CHECK(md_conv_init(&conv, &p, MD_GEMM_F32, w, b));
-    md_conv_src src = md_conv_plain_src(in, H, W);
-    md_conv_dst d1 = md_conv_to(o1, 0.0f, INFINITY), d2 = md_conv_to(o2, 0.0f, INFINITY);
     md_threadpool *pool = md_pool_create(4);
-    CHECK(md_conv_forward(&conv, NULL, &src, &d1, NULL));
-    CHECK(md_conv_forward(&conv, pool, &src, &d2, NULL));
-    CHECK(memcmp(o1, o2, sizeof(float) * 24 * H * W) == 0);
+    for (int algo = MD_CONV_DIRECT; algo <= MD_CONV_FAST; algo++) {
+        md_conv conv;
+        CHECK(md_conv_init(&conv, &p, MD_GEMM_F32, (md_conv_algo)algo, w, b));
+        CHECK(conv.winograd == (algo == MD_CONV_FAST));
+        md_conv_src src = md_conv_plain_src(in, H, W);
+        md_conv_dst d1 = md_conv_to(o1, 0.0f, INFINITY), d2 = md_conv_to(o2, 0.0f, INFINITY);
+        CHECK(md_conv_forward(&conv, NULL, &src, &d1, NULL));
+        CHECK(md_conv_forward(&conv, pool, &src, &d2, NULL));
+        CHECK(memcmp(o1, o2, sizeof(float) * 24 * H * W) == 0);
+        md_conv_free(&conv);
+    }
     md_pool_destroy(pool);
-    md_conv_free(&conv);
     free(in); free(w); free(b); free(o1); free(o2);
+}
+
+/* Winograd F(4x4, 3x3) against the direct sum in double: every source and
+ * destination mode, sizes around the 4x4 tiles, the 16-tile vectors, the
+ * 64-tile chunks (256 columns) and the three tile rows an upsampled source
+ * takes per task; and which convolutions take it. */
+static void test_conv_winograd(void)
+{
+    md_threadpool *pool = md_pool_create(3);
+    md_conv2d_params p = {8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    CHECK(md_conv_is_winograd(&p, MD_GEMM_F32, MD_CONV_FAST));
+    CHECK(!md_conv_is_winograd(&p, MD_GEMM_F32, MD_CONV_DIRECT));
+    CHECK(!md_conv_is_winograd(&p, MD_GEMM_BF16, MD_CONV_FAST));
+    md_conv2d_params q = p;
+    q.stride_w = 2;
+    CHECK(!md_conv_is_winograd(&q, MD_GEMM_F32, MD_CONV_FAST));
+    q = p;
+    q.pad_right = 0;
+    CHECK(!md_conv_is_winograd(&q, MD_GEMM_F32, MD_CONV_FAST));
+    q = p;
+    q.groups = 2;
+    CHECK(!md_conv_is_winograd(&q, MD_GEMM_F32, MD_CONV_FAST));
+    const int sizes[][2] = {{1, 1}, {1, 5}, {4, 4}, {5, 3}, {7, 17}, {12, 63}, {13, 64},
+                            {14, 65}, {25, 127}, {3, 256}, {6, 257}, {9, 300}, {2, 520}};
+    double rel = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        for (int mode = 0; mode < 5; mode++) {
+            p.in_channels = 1 + (int)(i * 7 + (size_t)mode * 3) % 70;
+            p.out_channels = 1 + (int)(i * 5 + (size_t)mode) % 40;
+            double r = check_conv_algo(&p, sizes[i][0], sizes[i][1], (i + (size_t)mode) % 2 == 0,
+                                       mode, mode % 2 ? pool : NULL, MD_GEMM_F32, MD_CONV_FAST);
+            rel = r > rel ? r : rel;
+        }
+    fprintf(stderr, "  winograd: max error %.2g of the products' magnitudes\n", rel);
+    /* a NaN reaches its 3x3 neighbours (and may reach the rest of its 4x4
+     * tiles), not outputs two tiles away */
+    int H = 16, W = 16;
+    float *in = rand_floats((size_t)H * W), *w = rand_floats(9), out[16 * 16];
+    in[5 * W + 6] = NAN;
+    md_conv2d_params one = {1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    md_conv conv;
+    CHECK(md_conv_init(&conv, &one, MD_GEMM_F32, MD_CONV_FAST, w, NULL));
+    md_conv_src src = md_conv_plain_src(in, H, W);
+    md_conv_dst dst = md_conv_to(out, -INFINITY, INFINITY);
+    CHECK(md_conv_forward(&conv, NULL, &src, &dst, NULL));
+    for (int y = 4; y <= 6; y++)
+        for (int x = 5; x <= 7; x++)
+            CHECK(isnan(out[y * W + x]));
+    CHECK(!isnan(out[0]) && !isnan(out[15 * W + 15]) && !isnan(out[12 * W + 0]));
+    md_conv_free(&conv);
+    free(in);
+    free(w);
+    md_pool_destroy(pool);
 }
 
 /* The one max pool: first maximum, NaN wins, padding ignored, argmax. */
@@ -770,6 +841,7 @@ int main(void)
     RUN_TEST(test_conv_random);
     RUN_TEST(test_depthwise_widths);
     RUN_TEST(test_conv_threads_bit_identical);
+    RUN_TEST(test_conv_winograd);
     RUN_TEST(test_maxpool);
     return check_finish();
 }

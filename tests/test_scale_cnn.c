@@ -83,7 +83,7 @@ static double conv_loss(void *v)
 {
     conv_ctx *c = v;
     md_conv conv;
-    CHECK(md_conv_init(&conv, &c->p, MD_GEMM_F32, c->w, c->b));
+    CHECK(md_conv_init(&conv, &c->p, MD_GEMM_F32, MD_CONV_DIRECT, c->w, c->b));
     md_conv_src src = md_conv_plain_src(c->in, c->in_h, c->in_w);
     md_conv_dst dst = md_conv_to(c->out, -INFINITY, INFINITY);
     CHECK(md_conv_forward(&conv, NULL, &src, &dst, NULL));

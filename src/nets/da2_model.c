@@ -426,11 +426,11 @@ static void prep_conv(packer *P, md_conv *c, const float *w, const float *b, int
         return;
     md_conv2d_params p = {cin, cout, k, k, stride, stride, pad, pad, pad, pad, 1, 1, 1};
     size_t n = (size_t)cout * cin * k * k;
-    void *dst = pack_target(P, w, n, md_conv_packed_bytes(&p, P->m->type));
+    void *dst = pack_target(P, w, n, md_conv_packed_bytes(&p, P->m->type, MD_CONV_FAST));
     float *src = dst ? stash(P, w, n) : NULL;
     if (!src)
         return;
-    md_conv_init_into(c, &p, P->m->type, src, b, dst);
+    md_conv_init_into(c, &p, P->m->type, MD_CONV_FAST, src, b, dst);
     c->weight = NULL; /* src is scratch; the packed copy is all that is read */
 }
 

@@ -1629,7 +1629,7 @@ md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t m
     /* Convolutions run on weights packed once (after BN folding). */
     for (int i = 0; i < g->n_ops; i++) {
         gop *op = &g->ops[i];
-        if (op->kind == OP_CONV && !md_conv_init(&op->conv, &op->cp, MD_GEMM_F32, op->w, op->b)) {
+        if (op->kind == OP_CONV && !md_conv_init(&op->conv, &op->cp, MD_GEMM_F32, MD_CONV_FAST, op->w, op->b)) {
             st = md_fail(err, MD_ERR_NOMEM, "%s: out of memory for packed weights", path);
             goto done;
         }

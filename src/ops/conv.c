@@ -3,6 +3,7 @@
 
 #include "base/pool.h"
 #include "ops/cnn_ops.h"
+#include "ops/winograd.h"
 
 #include <float.h>
 #include <math.h>
@@ -71,10 +72,20 @@ static int implicit_k(const md_conv2d_params *p, md_gemm_type type)
     return p->kernel_h * p->kernel_w * band_channels(p, type);
 }
 
-size_t md_conv_packed_bytes(const md_conv2d_params *p, md_gemm_type type)
+bool md_conv_is_winograd(const md_conv2d_params *p, md_gemm_type type, md_conv_algo algo)
+{
+    return algo == MD_CONV_FAST && type == MD_GEMM_F32 && p->groups == 1 && p->kernel_h == 3 &&
+           p->kernel_w == 3 && p->stride_h == 1 && p->stride_w == 1 && p->dilation_h == 1 &&
+           p->dilation_w == 1 && p->pad_top == 1 && p->pad_left == 1 && p->pad_bottom == 1 &&
+           p->pad_right == 1;
+}
+
+size_t md_conv_packed_bytes(const md_conv2d_params *p, md_gemm_type type, md_conv_algo algo)
 {
     if (md_conv_is_depthwise(p))
         return 0;
+    if (md_conv_is_winograd(p, type, algo))
+        return 36 * md_gemm_packed_bytes(type, true, p->out_channels, p->in_channels);
     if (md_conv_is_implicit(p))
         return md_gemm_packed_bytes(type, true, p->out_channels, implicit_k(p, type));
     int cout_g = p->out_channels / p->groups;
@@ -98,8 +109,20 @@ static float implicit_weight(const void *ctx, int o, int k)
     return v->w[(((size_t)o * p->in_channels + c) * p->kernel_h + ky) * p->kernel_w + kx];
 }
 
+/* U_xi (o, c): the Winograd transform of filter (o, c) at position xi. */
+typedef struct {
+    const float *w;
+    int cin, xi;
+} wino_view;
+
+static float wino_weight(const void *ctx, int o, int c)
+{
+    const wino_view *v = ctx;
+    return md_wino_weight(v->w, v->cin, v->xi, o, c);
+}
+
 void md_conv_init_into(md_conv *c, const md_conv2d_params *p, md_gemm_type type,
-                       const float *weight, const float *bias, void *packed)
+                       md_conv_algo algo, const float *weight, const float *bias, void *packed)
 {
     memset(c, 0, sizeof *c);
     c->p = *p;
@@ -108,6 +131,17 @@ void md_conv_init_into(md_conv *c, const md_conv2d_params *p, md_gemm_type type,
     c->bias = bias;
     if (md_conv_is_depthwise(p) || !packed)
         return;
+    if (md_conv_is_winograd(p, type, algo)) {
+        size_t bytes = md_gemm_packed_bytes(type, true, p->out_channels, p->in_channels);
+        for (int xi = 0; xi < 36; xi++) {
+            wino_view v = {weight, p->in_channels, xi};
+            md_gemm_pack_a_fn(type, (char *)packed + (size_t)xi * bytes, p->out_channels,
+                              p->in_channels, wino_weight, &v);
+        }
+        c->packed = packed;
+        c->winograd = true;
+        return;
+    }
     if (md_conv_is_implicit(p)) {
         weight_view v = {p, weight, band_channels(p, type)};
         md_gemm_pack_a_fn(type, packed, p->out_channels, implicit_k(p, type), implicit_weight, &v);
@@ -122,12 +156,12 @@ void md_conv_init_into(md_conv *c, const md_conv2d_params *p, md_gemm_type type,
     c->packed = packed;
 }
 
-bool md_conv_init(md_conv *c, const md_conv2d_params *p, md_gemm_type type, const float *weight,
-                  const float *bias)
+bool md_conv_init(md_conv *c, const md_conv2d_params *p, md_gemm_type type, md_conv_algo algo,
+                  const float *weight, const float *bias)
 {
-    size_t n = md_conv_packed_bytes(p, type);
+    size_t n = md_conv_packed_bytes(p, type, algo);
     void *buf = n ? aligned_alloc(64, (n + 63) / 64 * 64) : NULL;
-    md_conv_init_into(c, p, type, weight, bias, buf);
+    md_conv_init_into(c, p, type, algo, weight, bias, buf);
     c->owns_packed = buf != NULL;
     return n == 0 || buf != NULL;
 }
@@ -387,20 +421,6 @@ static void implicit_task(const conv_plan *pl, int band, int worker)
         dst->band_fn(dst->user, bout, y0, y1, worker);
 }
 
-size_t md_conv_scratch_floats(const md_conv *c, const md_conv_src *src, int workers)
-{
-    conv_plan pl;
-    if (workers < 1)
-        workers = 1;
-    if (!md_conv2d_output_size(&c->p, src->h, src->w, &pl.oh, &pl.ow))
-        return 0;
-    if (md_conv_is_depthwise(&c->p))
-        return (md_depthwise_scratch_floats(&c->p, src->h, src->w) + 15) / 16 * 16 *
-               (size_t)workers;
-    plan_bands(&pl, c, src, true, workers);
-    return pl.per_worker * (size_t)workers;
-}
-
 /* Group g's weights as the GEMM's A operand (view: storage for its packed
  * description). */
 static md_gemm_operand weights_of(const md_conv *c, int g, md_gemm_packed *view)
@@ -590,6 +610,160 @@ static bool depthwise_forward(const md_conv *c, md_threadpool *pool, const md_co
     return true;
 }
 
+/* ------------------------------------------------------------ Winograd */
+
+/* A task takes whole rows of 4x4 output tiles (three with an upsampled
+ * source, whose rows it makes with a halo of two), copies their 4 t + 2 input
+ * rows once, zero-padded, then goes along them in chunks of at most
+ * WINO_TB_MAX tiles: the input transform of every channel into V (36 planes
+ * of Cin x tb), the 36 products M_xi = U_xi V_xi, the output transform. */
+#define WINO_TB_MAX 64
+
+typedef struct {
+    const md_conv *c;
+    const md_conv_src *src;
+    const md_conv_dst *dst;
+    md_gemm_isa isa;
+    md_resize_tables up; /* src->up_h > 0 */
+    int oh, ow;
+    int chunks, tb;   /* a row of tiles: chunks of tb tiles (a multiple of 16) */
+    int trows, tasks; /* tile rows per task */
+    int wp, rin;      /* padded input rows: width, count */
+    size_t vstride, mstride; /* floats from one xi plane of V (M) to the next */
+    size_t rows_floats, pad_floats, v_floats, m_floats, band_floats, per_worker;
+    float *scratch;
+} wino_plan;
+
+static void wino_plan_init(wino_plan *w, const md_conv *c, const md_conv_src *src, int oh, int ow)
+{
+    const md_conv2d_params *p = &c->p;
+    int tiles_w = (ow + 3) / 4, tiles_h = (oh + 3) / 4;
+    w->oh = oh;
+    w->ow = ow;
+    w->chunks = (tiles_w + WINO_TB_MAX - 1) / WINO_TB_MAX;
+    w->tb = ((tiles_w + w->chunks - 1) / w->chunks + 15) / 16 * 16;
+    w->trows = src->up_h > 0 ? 3 : 1;
+    w->tasks = (tiles_h + w->trows - 1) / w->trows;
+    w->rin = 4 * w->trows + 2;
+    w->wp = 4 * w->chunks * w->tb + 8; /* the transform reads 8 past a chunk's tiles */
+    w->rows_floats = src->up_h > 0 ? (size_t)p->in_channels * w->rin * src->w : 0;
+    w->pad_floats = (size_t)p->in_channels * w->rin * w->wp;
+    /* planes one cache line off a multiple of 4 KB: the 36 stores (loads) of
+     * a tile's transform do not all fall in one cache set */
+    w->vstride = (size_t)p->in_channels * w->tb + 16;
+    w->mstride = (size_t)p->out_channels * w->tb + 16;
+    w->v_floats = 36 * w->vstride;
+    w->m_floats = 36 * w->mstride;
+    w->band_floats = (size_t)p->out_channels * 4 * w->trows * ow;
+    w->per_worker = (w->rows_floats + w->pad_floats + w->v_floats + w->m_floats +
+                     w->band_floats + 15) / 16 * 16;
+}
+
+/* Input rows a .. a + rin - 1 of every channel, ReLU'd if asked, into pad with
+ * column q holding input column q - 1; zeros outside the image. */
+static void wino_pad_rows(const wino_plan *w, const float *rows_buf, int ia, int ie, int a,
+                          int rin, float *pad)
+{
+    const md_conv_src *src = w->src;
+    int H = src->h, W = src->w;
+    for (int ci = 0; ci < w->c->p.in_channels; ci++)
+        for (int r = 0; r < rin; r++) {
+            float *d = pad + ((size_t)ci * w->rin + r) * w->wp;
+            int iy = a + r;
+            if (iy < 0 || iy >= H) {
+                memset(d, 0, sizeof(float) * (size_t)w->wp);
+                continue;
+            }
+            const float *s = src->up_h > 0 ? rows_buf + ((size_t)ci * (ie - ia) + (iy - ia)) * W
+                                           : src->data + ((size_t)ci * H + iy) * W;
+            d[0] = 0.0f;
+            if (src->relu)
+                md_relu_copy(s, d + 1, (size_t)W);
+            else
+                memcpy(d + 1, s, sizeof(float) * (size_t)W);
+            memset(d + 1 + W, 0, sizeof(float) * (size_t)(w->wp - 1 - W));
+        }
+}
+
+static void wino_task(void *ctx, int task, int worker)
+{
+    const wino_plan *w = ctx;
+    const md_conv *c = w->c;
+    const md_conv_dst *dst = w->dst;
+    int C = c->p.in_channels, Co = c->p.out_channels, H = w->src->h, tb = w->tb;
+    int y0 = 4 * w->trows * task, y1 = y0 + 4 * w->trows < w->oh ? y0 + 4 * w->trows : w->oh;
+    /* whole tiles: rows past the image must be zeros (garbage there, NaN
+     * say, would reach the tile's real outputs through the transforms) */
+    int a = y0 - 1, rin = (y1 - y0 + 3) / 4 * 4 + 2;
+    int ia = a > 0 ? a : 0, ie = a + rin < H ? a + rin : H;
+    float *rows_buf = w->scratch + (size_t)worker * w->per_worker;
+    float *pad = rows_buf + w->rows_floats, *V = pad + w->pad_floats, *M = V + w->v_floats;
+    float *bout = M + w->m_floats;
+    if (w->src->up_h > 0 && ie > ia)
+        md_resize2d_rows(&w->up, w->src->data, w->src->up_h, w->src->up_w, rows_buf, NULL, 0, C,
+                         ia, ie);
+    wino_pad_rows(w, rows_buf, ia, ie, a, rin, pad);
+    size_t abytes = md_gemm_packed_bytes(c->type, true, Co, C), ohw = (size_t)w->oh * w->ow;
+    for (int ty = y0; ty < y1; ty += 4) {
+        int rows = y1 - ty < 4 ? y1 - ty : 4;
+        for (int ch = 0; ch < w->chunks; ch++) {
+            int cx = 4 * tb * ch; /* first output column */
+            for (int ci = 0; ci < C; ci++)
+                md_wino_input(pad + ((size_t)ci * w->rin + (ty - y0)) * w->wp + cx,
+                              (size_t)w->wp, tb, V + (size_t)ci * tb, w->vstride);
+            for (int xi = 0; xi < 36; xi++) {
+                md_gemm_packed u = md_gemm_packed_view(
+                    c->type, (char *)c->packed + (size_t)xi * abytes, true, Co, C);
+                md_gemm_block(w->isa, Co, tb, C, 1.0f, md_gemm_prepacked(&u),
+                              md_gemm_direct(V + (size_t)xi * w->vstride, (size_t)tb),
+                              M + (size_t)xi * w->mstride, (size_t)tb, NULL, 0, Co, 0, tb);
+            }
+            for (int o = 0; o < Co; o++) {
+                size_t at = (size_t)o * ohw + (size_t)ty * w->ow + (size_t)cx;
+                float *out = dst->out ? dst->out + at
+                                      : bout + ((size_t)o * (y1 - y0) + (ty - y0)) * w->ow + cx;
+                md_wino_output(M + (size_t)o * tb, w->mstride, tb, c->bias ? c->bias[o] : 0.0f,
+                               dst->lo, dst->hi, out, (size_t)w->ow,
+                               dst->add ? dst->add + at : NULL, (size_t)w->ow, rows, w->ow - cx);
+            }
+        }
+    }
+    if (!dst->out)
+        dst->band_fn(dst->user, bout, y0, y1, worker);
+}
+
+static bool wino_forward(const md_conv *c, md_threadpool *pool, const md_conv_src *src,
+                         const md_conv_dst *dst, int oh, int ow, float *scratch)
+{
+    wino_plan w;
+    memset(&w, 0, sizeof w);
+    wino_plan_init(&w, c, src, oh, ow);
+    w.c = c;
+    w.src = src;
+    w.dst = dst;
+    w.isa = md_gemm_isa_best(c->type);
+    if (src->up_h > 0) {
+        md_resize_params rp = {true, MD_COORD_ALIGN_CORNERS, MD_NEAREST_FLOOR, 0.0f, 0.0f};
+        if (!md_resize_tables_init(&w.up, &rp, src->up_h, src->up_w, src->h, src->w))
+            return false;
+    }
+    float *own = NULL;
+    if (!scratch) {
+        size_t n = w.per_worker * (size_t)md_pool_threads(pool);
+        own = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+        if (!own) {
+            md_resize_tables_free(&w.up);
+            return false;
+        }
+        scratch = own;
+    }
+    w.scratch = scratch;
+    md_pool_run(pool, w.tasks, wino_task, &w);
+    free(own);
+    md_resize_tables_free(&w.up);
+    return true;
+}
+
 bool md_conv_forward(const md_conv *c, md_threadpool *pool, const md_conv_src *src,
                      const md_conv_dst *dst, float *scratch)
 {
@@ -599,6 +773,8 @@ bool md_conv_forward(const md_conv *c, md_threadpool *pool, const md_conv_src *s
         return true; /* nothing to compute */
     if (md_conv_is_depthwise(&c->p))
         return depthwise_forward(c, pool, src, dst, pl.oh, pl.ow, scratch);
+    if (c->winograd)
+        return wino_forward(c, pool, src, dst, pl.oh, pl.ow, scratch);
     int workers = md_pool_threads(pool);
     plan_bands(&pl, c, src, true, workers);
     pl.c = c;
@@ -650,6 +826,25 @@ bool md_conv_forward(const md_conv *c, md_threadpool *pool, const md_conv_src *s
     free(koff);
     md_resize_tables_free(&pl.up);
     return true;
+}
+
+size_t md_conv_scratch_floats(const md_conv *c, const md_conv_src *src, int workers)
+{
+    conv_plan pl;
+    if (workers < 1)
+        workers = 1;
+    if (!md_conv2d_output_size(&c->p, src->h, src->w, &pl.oh, &pl.ow))
+        return 0;
+    if (md_conv_is_depthwise(&c->p))
+        return (md_depthwise_scratch_floats(&c->p, src->h, src->w) + 15) / 16 * 16 *
+               (size_t)workers;
+    if (c->winograd) {
+        wino_plan w;
+        wino_plan_init(&w, c, src, pl.oh, pl.ow);
+        return w.per_worker * (size_t)workers;
+    }
+    plan_bands(&pl, c, src, true, workers);
+    return pl.per_worker * (size_t)workers;
 }
 
 /* ------------------------------------------------------------ backward */

@@ -28,27 +28,42 @@ bool md_conv2d_output_size(const md_conv2d_params *p, int in_h, int in_w, int *o
  * worker of md_conv_forward unfolds at a time (0 for depthwise). */
 size_t md_conv2d_scratch_floats(const md_conv2d_params *p, int in_h, int in_w);
 
+/* How a convolution may be computed. MD_CONV_DIRECT sums each output's taps
+ * as they are. MD_CONV_FAST lets a float32 3x3 convolution of stride 1 and
+ * padding 1 (ungrouped, undilated) run as Winograd F(4x4, 3x3)
+ * (winograd.h): a quarter of the multiplies, results within a few float32
+ * roundings of the direct sum, but a NaN or infinity in the input reaches
+ * every output of the 4x4 blocks whose 6x6 input patch holds it, not only
+ * its 3x3 neighbours. Inference uses FAST; training (the scale CNN: small
+ * images, results reproduced bit for bit) DIRECT. */
+typedef enum { MD_CONV_DIRECT = 0, MD_CONV_FAST = 1 } md_conv_algo;
+
 /* A convolution ready to run: the weights (out, in/groups, kh, kw) packed as
  * the GEMM's A operand in the arithmetic `type` (float32 or bf16), one block
  * per group (none for depthwise, whose float32 kernel reads them as they
- * are). weight and bias are borrowed and must outlive it. */
+ * are), or as the 36 Winograd products' A operands. weight and bias are
+ * borrowed and must outlive it. */
 typedef struct {
     md_conv2d_params p;
     md_gemm_type type;
     const float *weight, *bias;
     void *packed; /* NULL: depthwise, or packing memory was short (A is packed per call) */
     bool owns_packed;
+    bool winograd; /* packed holds U_xi (Cout x Cin) for xi = 0..35, float32 */
 } md_conv;
 
+/* Whether MD_CONV_FAST runs this convolution as Winograd F(4x4, 3x3). */
+bool md_conv_is_winograd(const md_conv2d_params *p, md_gemm_type type, md_conv_algo algo);
 /* Bytes md_conv_init_into needs for the packed weights (0 for depthwise). */
-size_t md_conv_packed_bytes(const md_conv2d_params *p, md_gemm_type type);
+size_t md_conv_packed_bytes(const md_conv2d_params *p, md_gemm_type type, md_conv_algo algo);
 /* Packs into the caller's buffer (of md_conv_packed_bytes; may be NULL for
  * depthwise). */
 void md_conv_init_into(md_conv *c, const md_conv2d_params *p, md_gemm_type type,
-                       const float *weight, const float *bias, void *packed);
-/* Packs into a new buffer; false when out of memory (c then packs per call). */
-bool md_conv_init(md_conv *c, const md_conv2d_params *p, md_gemm_type type, const float *weight,
-                  const float *bias);
+                       md_conv_algo algo, const float *weight, const float *bias, void *packed);
+/* Packs into a new buffer; false when out of memory (c then packs per call,
+ * directly). */
+bool md_conv_init(md_conv *c, const md_conv2d_params *p, md_gemm_type type, md_conv_algo algo,
+                  const float *weight, const float *bias);
 void md_conv_free(md_conv *c);
 bool md_conv_is_depthwise(const md_conv2d_params *p);
 /* Runs as an implicit GEMM (no unfolding): ungrouped, stride 1, not 1x1. */

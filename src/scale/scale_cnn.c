@@ -243,7 +243,7 @@ md_status md_cnn_work_init(md_cnn_work *w, const md_cnn_spec *s, int batch, bool
             size_t col = (size_t)l->in_c * l->k * l->k * l->out_h * l->out_w;
             md_conv2d_params p = conv_params(l);
             md_conv probe;
-            md_conv_init_into(&probe, &p, MD_GEMM_F32, NULL, NULL, NULL);
+            md_conv_init_into(&probe, &p, MD_GEMM_F32, MD_CONV_DIRECT, NULL, NULL, NULL);
             md_conv_src src = md_conv_plain_src(NULL, l->in_h, l->in_w);
             size_t fwd = md_conv_scratch_floats(&probe, &src, 1);
             col = col > fwd ? col : fwd;
@@ -354,7 +354,7 @@ static void run_conv(conv_job *j)
     md_conv conv;
     if (!j->backward) { /* weights packed once for every image of the batch */
         md_conv2d_params p = conv_params(j->l);
-        md_conv_init_into(&conv, &p, MD_GEMM_F32, j->params + j->l->w_off, j->params + j->l->b_off,
+        md_conv_init_into(&conv, &p, MD_GEMM_F32, MD_CONV_DIRECT, j->params + j->l->w_off, j->params + j->l->b_off,
                           j->w->wpack);
         j->conv = &conv;
     }
