@@ -377,6 +377,48 @@ static void upsample_ac(const float *in, int C, int h, int w, float *out, int H,
             }
 }
 
+/* Bilinear (align_corners) resizes against the double formula: widths on
+ * and off the 16-column groups that read their sources with one load and a
+ * permute, upsamplings by 2, by a little and by a lot, downsamplings (their
+ * groups span too many sources and take the scalar loop), whole planes and
+ * row ranges. */
+static void test_resize_linear(void)
+{
+    const int shapes[][4] = {{3, 5, 6, 10},     {7, 16, 14, 32},   {9, 31, 17, 47},
+                             {148, 196, 296, 392}, {5, 100, 7, 101}, {4, 9, 30, 200},
+                             {20, 64, 9, 33},   {6, 40, 6, 16},    {1, 1, 3, 17}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        int h = shapes[i][0], w = shapes[i][1], H = shapes[i][2], W = shapes[i][3], C = 2;
+        float *in = rand_floats((size_t)C * h * w), *want = malloc(sizeof(float) * C * H * W);
+        float *got = malloc(sizeof(float) * C * H * W), *rows = malloc(sizeof(float) * C * H * W);
+        upsample_ac(in, C, h, w, want, H, W);
+        md_resize_params rp = {true, MD_COORD_ALIGN_CORNERS, MD_NEAREST_FLOOR, 0.0f, 0.0f};
+        md_resize_tables t;
+        CHECK(md_resize_tables_init(&t, &rp, h, w, H, W));
+        md_resize2d(&t, in, h, w, got, NULL, 0, C);
+        int y0 = H / 3, y1 = H - H / 4; /* rows [y0, y1) into [C][y1 - y0][W] */
+        md_resize2d_rows(&t, in, h, w, rows, NULL, 0, C, y0, y1);
+        double worst = 0;
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    double v = want[((size_t)c * H + y) * W + x];
+                    double e = fabs(got[((size_t)c * H + y) * W + x] - v);
+                    if (y >= y0 && y < y1) {
+                        double er = fabs(rows[((size_t)c * (y1 - y0) + (y - y0)) * W + x] - v);
+                        e = er > e ? er : e;
+                    }
+                    worst = e > worst ? e : worst;
+                }
+        CHECK_MSG(worst < 1e-5, "resize %dx%d -> %dx%d: max err %g", h, w, H, W, worst);
+        md_resize_tables_free(&t);
+        free(in);
+        free(want);
+        free(got);
+        free(rows);
+    }
+}
+
 typedef struct {
     double *got;
     int ow, cout, oh;
@@ -842,6 +884,7 @@ int main(void)
     RUN_TEST(test_depthwise_widths);
     RUN_TEST(test_conv_threads_bit_identical);
     RUN_TEST(test_conv_winograd);
+    RUN_TEST(test_resize_linear);
     RUN_TEST(test_maxpool);
     return check_finish();
 }

@@ -92,6 +92,11 @@ typedef struct {
     int fx_int;              /* > 0: nearest upscale by this integer factor along x */
     int *iy0, *iy1, *ix0, *ix1;
     float *fy, *fx;
+    /* linear, per 16 output columns: the first source column, or -1 where the
+     * group's sources do not fit the 16 values read from there; and each
+     * column's two sources relative to it (16 + 16 per group) */
+    int *gbase;
+    int32_t *gidx;
 } md_resize_tables;
 
 /* false when out of memory (t is then empty). */
