@@ -639,9 +639,10 @@ static void test_conv_threads_bit_identical(void)
 }
 
 /* Winograd F(4x4, 3x3) against the direct sum in double: every source and
- * destination mode, sizes around the 4x4 tiles, the 16-tile vectors, the
- * 64-tile chunks (256 columns) and the three tile rows an upsampled source
- * takes per task; and which convolutions take it. */
+ * destination mode, sizes around the 4x4 tiles and the 16-tile vectors,
+ * products whose tiles run across tile rows and end mid-row, tasks of one
+ * to four tile rows (three with an upsampled source); and which
+ * convolutions take it. */
 static void test_conv_winograd(void)
 {
     md_threadpool *pool = md_pool_create(3);
@@ -659,7 +660,8 @@ static void test_conv_winograd(void)
     q.groups = 2;
     CHECK(!md_conv_is_winograd(&q, MD_GEMM_F32, MD_CONV_FAST));
     const int sizes[][2] = {{1, 1}, {1, 5}, {4, 4}, {5, 3}, {7, 17}, {12, 63}, {13, 64},
-                            {14, 65}, {25, 127}, {3, 256}, {6, 257}, {9, 300}, {2, 520}};
+                            {14, 65}, {25, 127}, {3, 256}, {6, 257}, {9, 300}, {2, 520},
+                            {70, 30}, {130, 100}};
     double rel = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
         for (int mode = 0; mode < 5; mode++) {
@@ -669,6 +671,13 @@ static void test_conv_winograd(void)
                                        mode, mode % 2 ? pool : NULL, MD_GEMM_F32, MD_CONV_FAST);
             rel = r > rel ? r : rel;
         }
+    /* many channels: products of fewer tiles, chunks that end mid-row */
+    p.in_channels = 200;
+    p.out_channels = 5;
+    for (int mode = 0; mode < 5; mode += 2) {
+        double r = check_conv_algo(&p, 66, 90, true, mode, pool, MD_GEMM_F32, MD_CONV_FAST);
+        rel = r > rel ? r : rel;
+    }
     fprintf(stderr, "  winograd: max error %.2g of the products' magnitudes\n", rel);
     /* a NaN reaches its 3x3 neighbours (and may reach the rest of its 4x4
      * tiles), not outputs two tiles away */

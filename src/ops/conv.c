@@ -612,23 +612,23 @@ static bool depthwise_forward(const md_conv *c, md_threadpool *pool, const md_co
 
 /* ------------------------------------------------------------ Winograd */
 
-/* A task takes whole rows of 4x4 output tiles (three with an upsampled
- * source, whose rows it makes with a halo of two), copies their 4 t + 2 input
- * rows once, zero-padded, then goes along them in chunks of at most
- * WINO_TB_MAX tiles: the input transform of every channel into V (36 planes
- * of Cin x tb), the 36 products M_xi = U_xi V_xi, the output transform. */
-#define WINO_TB_MAX 64
-
+/* A task takes trows whole rows of 4x4 output tiles (three with an
+ * upsampled source, whose rows it makes with a halo of two), copies their
+ * 4 trows + 2 input rows once, zero-padded, then runs their tiles, row after
+ * row, in chunks of up to `chunk` tiles: the input transform of every channel
+ * into V (36 planes of Cin x chunk), the 36 products M_xi = U_xi V_xi, the
+ * output transform. Chunks run across tile rows, so only a task's last
+ * product has a partial column panel. */
 typedef struct {
     const md_conv *c;
     const md_conv_src *src;
     const md_conv_dst *dst;
     md_gemm_isa isa;
     md_resize_tables up; /* src->up_h > 0 */
-    int oh, ow;
-    int chunks, tb;   /* a row of tiles: chunks of tb tiles (a multiple of 16) */
-    int trows, tasks; /* tile rows per task */
-    int wp, rin;      /* padded input rows: width, count */
+    int oh, ow, tiles_w;
+    int trows, tasks, chunk;
+    int wp, rin;             /* padded input rows: width, count */
+    int ld;                  /* a row of V or M: chunk + 16 (a group's overhang) */
     size_t vstride, mstride; /* floats from one xi plane of V (M) to the next */
     size_t rows_floats, pad_floats, v_floats, m_floats, band_floats, per_worker;
     float *scratch;
@@ -637,21 +637,30 @@ typedef struct {
 static void wino_plan_init(wino_plan *w, const md_conv *c, const md_conv_src *src, int oh, int ow)
 {
     const md_conv2d_params *p = &c->p;
-    int tiles_w = (ow + 3) / 4, tiles_h = (oh + 3) / 4;
+    int tiles_h = (oh + 3) / 4;
     w->oh = oh;
     w->ow = ow;
-    w->chunks = (tiles_w + WINO_TB_MAX - 1) / WINO_TB_MAX;
-    w->tb = ((tiles_w + w->chunks - 1) / w->chunks + 15) / 16 * 16;
-    w->trows = src->up_h > 0 ? 3 : 1;
+    w->tiles_w = (ow + 3) / 4;
+    /* about 96 tiles a task, and eight tasks at least (for balance; not
+     * from the thread count, so that scratch for more workers also holds
+     * what fewer need) */
+    int trows = (96 + w->tiles_w - 1) / w->tiles_w, share = tiles_h / 8;
+    trows = trows < share ? trows : share;
+    trows = trows > 4 ? 4 : trows < 1 ? 1 : trows;
+    w->trows = src->up_h > 0 ? 3 : trows;
     w->tasks = (tiles_h + w->trows - 1) / w->trows;
+    /* V's 36 planes near L2: fewer tiles per product for many channels */
+    int chunk = 6144 / p->in_channels / 32 * 32;
+    w->chunk = chunk > 96 ? 96 : chunk < 32 ? 32 : chunk;
+    w->ld = w->chunk + 16;
     w->rin = 4 * w->trows + 2;
-    w->wp = 4 * w->chunks * w->tb + 8; /* the transform reads 8 past a chunk's tiles */
+    w->wp = (4 * w->tiles_w + 72 + 15) / 16 * 16; /* a row's last group reads 4 x 15 + 8 past it */
     w->rows_floats = src->up_h > 0 ? (size_t)p->in_channels * w->rin * src->w : 0;
     w->pad_floats = (size_t)p->in_channels * w->rin * w->wp;
     /* planes one cache line off a multiple of 4 KB: the 36 stores (loads) of
      * a tile's transform do not all fall in one cache set */
-    w->vstride = (size_t)p->in_channels * w->tb + 16;
-    w->mstride = (size_t)p->out_channels * w->tb + 16;
+    w->vstride = (size_t)p->in_channels * w->ld + 16;
+    w->mstride = (size_t)p->out_channels * w->ld + 16;
     w->v_floats = 36 * w->vstride;
     w->m_floats = 36 * w->mstride;
     w->band_floats = (size_t)p->out_channels * 4 * w->trows * ow;
@@ -685,12 +694,54 @@ static void wino_pad_rows(const wino_plan *w, const float *rows_buf, int ia, int
         }
 }
 
+/* Tiles [k0, k1) of a task (tile k: row k / tiles_w of the task, column k %
+ * tiles_w) through the three steps; y0 is the task's first output row. */
+static void wino_chunk(const wino_plan *w, int k0, int k1, int y0, int y1, const float *pad,
+                       float *V, float *M, float *bout)
+{
+    const md_conv *c = w->c;
+    const md_conv_dst *dst = w->dst;
+    int C = c->p.in_channels, Co = c->p.out_channels, tw = w->tiles_w;
+    int r0 = k0 / tw, r1 = (k1 - 1) / tw;
+    /* the input transform, row segment by row segment: a segment's last
+     * group of 16 writes past its end, over what the next segment (or the
+     * slack) then holds */
+    for (int ci = 0; ci < C; ci++)
+        for (int r = r0; r <= r1; r++) {
+            int ta = k0 > r * tw ? k0 - r * tw : 0, tb = k1 < (r + 1) * tw ? k1 - r * tw : tw;
+            md_wino_input(pad + ((size_t)ci * w->rin + 4 * (size_t)r) * w->wp + 4 * (size_t)ta,
+                          (size_t)w->wp, (tb - ta + 15) / 16 * 16,
+                          V + (size_t)ci * w->ld + (size_t)(r * tw + ta - k0), w->vstride);
+        }
+    size_t abytes = md_gemm_packed_bytes(c->type, true, Co, C), ohw = (size_t)w->oh * w->ow;
+    int n = k1 - k0;
+    for (int xi = 0; xi < 36; xi++) {
+        md_gemm_packed u =
+            md_gemm_packed_view(c->type, (char *)c->packed + (size_t)xi * abytes, true, Co, C);
+        md_gemm_block(w->isa, Co, n, C, 1.0f, md_gemm_prepacked(&u),
+                      md_gemm_direct(V + (size_t)xi * w->vstride, (size_t)w->ld),
+                      M + (size_t)xi * w->mstride, (size_t)w->ld, NULL, 0, Co, 0, n);
+    }
+    for (int r = r0; r <= r1; r++) {
+        int ta = k0 > r * tw ? k0 - r * tw : 0, tb = k1 < (r + 1) * tw ? k1 - r * tw : tw;
+        int ty = y0 + 4 * r, rows = y1 - ty < 4 ? y1 - ty : 4, cx = 4 * ta;
+        int cols = 4 * tb < w->ow ? 4 * tb - cx : w->ow - cx;
+        for (int o = 0; o < Co; o++) {
+            size_t at = (size_t)o * ohw + (size_t)ty * w->ow + (size_t)cx;
+            float *out = dst->out ? dst->out + at
+                                  : bout + ((size_t)o * (y1 - y0) + (ty - y0)) * w->ow + cx;
+            md_wino_output(M + (size_t)o * w->ld + (size_t)(r * tw + ta - k0), w->mstride,
+                           (tb - ta + 15) / 16 * 16, c->bias ? c->bias[o] : 0.0f, dst->lo,
+                           dst->hi, out, (size_t)w->ow, dst->add ? dst->add + at : NULL,
+                           (size_t)w->ow, rows, cols);
+        }
+    }
+}
+
 static void wino_task(void *ctx, int task, int worker)
 {
     const wino_plan *w = ctx;
-    const md_conv *c = w->c;
-    const md_conv_dst *dst = w->dst;
-    int C = c->p.in_channels, Co = c->p.out_channels, H = w->src->h, tb = w->tb;
+    int C = w->c->p.in_channels, H = w->src->h;
     int y0 = 4 * w->trows * task, y1 = y0 + 4 * w->trows < w->oh ? y0 + 4 * w->trows : w->oh;
     /* whole tiles: rows past the image must be zeros (garbage there, NaN
      * say, would reach the tile's real outputs through the transforms) */
@@ -703,33 +754,11 @@ static void wino_task(void *ctx, int task, int worker)
         md_resize2d_rows(&w->up, w->src->data, w->src->up_h, w->src->up_w, rows_buf, NULL, 0, C,
                          ia, ie);
     wino_pad_rows(w, rows_buf, ia, ie, a, rin, pad);
-    size_t abytes = md_gemm_packed_bytes(c->type, true, Co, C), ohw = (size_t)w->oh * w->ow;
-    for (int ty = y0; ty < y1; ty += 4) {
-        int rows = y1 - ty < 4 ? y1 - ty : 4;
-        for (int ch = 0; ch < w->chunks; ch++) {
-            int cx = 4 * tb * ch; /* first output column */
-            for (int ci = 0; ci < C; ci++)
-                md_wino_input(pad + ((size_t)ci * w->rin + (ty - y0)) * w->wp + cx,
-                              (size_t)w->wp, tb, V + (size_t)ci * tb, w->vstride);
-            for (int xi = 0; xi < 36; xi++) {
-                md_gemm_packed u = md_gemm_packed_view(
-                    c->type, (char *)c->packed + (size_t)xi * abytes, true, Co, C);
-                md_gemm_block(w->isa, Co, tb, C, 1.0f, md_gemm_prepacked(&u),
-                              md_gemm_direct(V + (size_t)xi * w->vstride, (size_t)tb),
-                              M + (size_t)xi * w->mstride, (size_t)tb, NULL, 0, Co, 0, tb);
-            }
-            for (int o = 0; o < Co; o++) {
-                size_t at = (size_t)o * ohw + (size_t)ty * w->ow + (size_t)cx;
-                float *out = dst->out ? dst->out + at
-                                      : bout + ((size_t)o * (y1 - y0) + (ty - y0)) * w->ow + cx;
-                md_wino_output(M + (size_t)o * tb, w->mstride, tb, c->bias ? c->bias[o] : 0.0f,
-                               dst->lo, dst->hi, out, (size_t)w->ow,
-                               dst->add ? dst->add + at : NULL, (size_t)w->ow, rows, w->ow - cx);
-            }
-        }
-    }
-    if (!dst->out)
-        dst->band_fn(dst->user, bout, y0, y1, worker);
+    int tiles = (y1 - y0 + 3) / 4 * w->tiles_w;
+    for (int k0 = 0; k0 < tiles; k0 += w->chunk)
+        wino_chunk(w, k0, k0 + w->chunk < tiles ? k0 + w->chunk : tiles, y0, y1, pad, V, M, bout);
+    if (!w->dst->out)
+        w->dst->band_fn(w->dst->user, bout, y0, y1, worker);
 }
 
 static bool wino_forward(const md_conv *c, md_threadpool *pool, const md_conv_src *src,
