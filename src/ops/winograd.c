@@ -31,8 +31,6 @@ float md_wino_weight(const float *w, int cin, int xi, int o, int c)
     return (float)s;
 }
 
-typedef int md_vi16 __attribute__((vector_size(64)));
-
 /* B^T x for six vectors: the input transform along one axis. */
 #define BT6(d, o)                                                                                  \
     do {                                                                                           \
