@@ -553,6 +553,17 @@ static void band_task(void *ctx, int band, int worker)
         dst->band_fn(dst->user, bout, y0, y1, worker);
 }
 
+/* The tables of a source's upsampling (md_conv_src: bilinear, align_corners),
+ * left empty when it has none; false when out of memory. */
+static bool src_up_tables(const md_conv_src *src, md_resize_tables *t)
+{
+    memset(t, 0, sizeof *t);
+    if (src->up_h <= 0)
+        return true;
+    md_resize_params rp = {true, MD_COORD_ALIGN_CORNERS, MD_NEAREST_FLOOR, 0.0f, 0.0f};
+    return md_resize_tables_init(t, &rp, src->up_h, src->up_w, src->h, src->w);
+}
+
 typedef struct {
     const md_conv *c;
     const float *in;
@@ -589,9 +600,8 @@ static bool depthwise_forward(const md_conv *c, md_threadpool *pool, const md_co
         if (!tmp_in)
             return false;
         if (src->up_h > 0) {
-            md_resize_params rp = {true, MD_COORD_ALIGN_CORNERS, MD_NEAREST_FLOOR, 0.0f, 0.0f};
             md_resize_tables t;
-            if (!md_resize_tables_init(&t, &rp, src->up_h, src->up_w, src->h, src->w)) {
+            if (!src_up_tables(src, &t)) {
                 free(tmp_in);
                 return false;
             }
@@ -713,8 +723,16 @@ static void wino_pad_rows(const wino_plan *w, const float *rows_buf, int ia, int
         }
 }
 
-/* Tiles [k0, k1) of a task (tile k: row k / tiles_w of the task, column k %
- * tiles_w) through the three steps; y0 is the task's first output row. */
+/* The tile columns [*ta, *tb) of a task's tile row r that tiles [k0, k1)
+ * cover (tile k: row k / tw, column k % tw). */
+static void row_segment(int tw, int r, int k0, int k1, int *ta, int *tb)
+{
+    *ta = k0 > r * tw ? k0 - r * tw : 0;
+    *tb = k1 < (r + 1) * tw ? k1 - r * tw : tw;
+}
+
+/* Tiles [k0, k1) of a task through the three steps; y0 is the task's first
+ * output row. */
 static void wino_chunk(const wino_plan *w, int k0, int k1, int y0, int y1, const float *pad,
                        float *V, float *M, float *bout)
 {
@@ -727,7 +745,8 @@ static void wino_chunk(const wino_plan *w, int k0, int k1, int y0, int y1, const
      * slack) then holds */
     for (int ci = 0; ci < C; ci++)
         for (int r = r0; r <= r1; r++) {
-            int ta = k0 > r * tw ? k0 - r * tw : 0, tb = k1 < (r + 1) * tw ? k1 - r * tw : tw;
+            int ta, tb;
+            row_segment(tw, r, k0, k1, &ta, &tb);
             md_wino_input(pad + ((size_t)ci * w->rin + 4 * (size_t)r) * w->wp + 4 * (size_t)ta,
                           (size_t)w->wp, (tb - ta + 15) / 16 * 16,
                           V + (size_t)ci * w->ld + (size_t)(r * tw + ta - k0), w->vstride);
@@ -742,7 +761,8 @@ static void wino_chunk(const wino_plan *w, int k0, int k1, int y0, int y1, const
                       M + (size_t)xi * w->mstride, (size_t)w->ld, NULL, 0, Co, 0, n);
     }
     for (int r = r0; r <= r1; r++) {
-        int ta = k0 > r * tw ? k0 - r * tw : 0, tb = k1 < (r + 1) * tw ? k1 - r * tw : tw;
+        int ta, tb;
+        row_segment(tw, r, k0, k1, &ta, &tb);
         int ty = y0 + 4 * r, rows = y1 - ty < 4 ? y1 - ty : 4, cx = 4 * ta;
         int cols = 4 * tb < w->ow ? 4 * tb - cx : w->ow - cx;
         for (int o = 0; o < Co; o++) {
@@ -790,11 +810,8 @@ static bool wino_forward(const md_conv *c, md_threadpool *pool, const md_conv_sr
     w.src = src;
     w.dst = dst;
     w.isa = md_gemm_isa_best(c->type);
-    if (src->up_h > 0) {
-        md_resize_params rp = {true, MD_COORD_ALIGN_CORNERS, MD_NEAREST_FLOOR, 0.0f, 0.0f};
-        if (!md_resize_tables_init(&w.up, &rp, src->up_h, src->up_w, src->h, src->w))
-            return false;
-    }
+    if (!src_up_tables(src, &w.up))
+        return false;
     float *own = NULL;
     if (!scratch) {
         size_t n = w.per_worker * (size_t)md_pool_threads(pool);
@@ -853,10 +870,9 @@ bool md_conv_forward(const md_conv *c, md_threadpool *pool, const md_conv_src *s
         md_pool_run(pool, pl.bands, band_task, &pl);
         return true;
     }
-    if (src->up_h > 0) {
-        md_resize_params rp = {true, MD_COORD_ALIGN_CORNERS, MD_NEAREST_FLOOR, 0.0f, 0.0f};
-        if (!md_resize_tables_init(&pl.up, &rp, src->up_h, src->up_w, src->h, src->w))
-            return false;
+    if (!src_up_tables(src, &pl.up)) {
+        free(koff);
+        return false;
     }
     float *own = NULL;
     if (!scratch) {
