@@ -419,6 +419,57 @@ static void test_resize_linear(void)
     }
 }
 
+/* Integer nearest upsampling by 2 (FastDepth's decoder), with and without
+ * the fused skip addition, against out[y][x] = in[y / 2][x / 2] (+ add):
+ * a copy and one float addition, so exact. Widths on and off the 16-input
+ * groups (whole vectors, a masked tail, only a tail); whole planes and row
+ * ranges. */
+static void test_resize_nearest_x2(void)
+{
+    const int shapes[][2] = {{7, 7}, {14, 14}, {3, 16}, {5, 17}, {4, 31}, {2, 40}, {1, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        int h = shapes[i][0], w = shapes[i][1], H = 2 * h, W = 2 * w, C = 3;
+        size_t n = (size_t)C * H * W;
+        float *in = rand_floats((size_t)C * h * w), *add = rand_floats(n);
+        float *got = malloc(sizeof(float) * n), *rows = malloc(sizeof(float) * n);
+        md_resize_params rp = {false, MD_COORD_ASYMMETRIC, MD_NEAREST_FLOOR, 0.0f, 0.0f};
+        md_resize_tables t;
+        CHECK(md_resize_tables_init(&t, &rp, h, w, H, W));
+        for (int a = 0; a < 2; a++) {
+            const float *ad = a ? add : NULL;
+            md_resize2d(&t, in, h, w, got, ad, 0, C);
+            int y0 = H / 3, y1 = H - H / 4, bad = 0;
+            md_resize2d_rows(&t, in, h, w, rows, ad ? add + (size_t)y0 * W : NULL, 1, 2, y0, y1);
+            for (int c = 0; c < C; c++)
+                for (int y = 0; y < H; y++)
+                    for (int x = 0; x < W; x++) {
+                        size_t o = ((size_t)c * H + y) * W + x;
+                        float v = in[((size_t)c * h + y / 2) * w + x / 2];
+                        if (ad)
+                            v += ad[o];
+                        bad += got[o] != v;
+                    }
+            /* rows [y0, y1) of channel 1 land at channel 1 of a [C][y1 - y0][W] block, the
+             * addend read with the same layout (here: the full addend shifted by y0 rows) */
+            for (int y = y0; y < y1; y++)
+                for (int x = 0; x < W; x++) {
+                    size_t o = ((size_t)1 * (y1 - y0) + (y - y0)) * W + x;
+                    float v = in[((size_t)1 * h + y / 2) * w + x / 2];
+                    if (ad)
+                        v += add[(size_t)y0 * W + o];
+                    bad += rows[o] != v;
+                }
+            CHECK_MSG(bad == 0, "nearest x2 %dx%d (add %d): %d wrong values", h, w, a, bad);
+        }
+        CHECK(t.fx_int == 2);
+        md_resize_tables_free(&t);
+        free(in);
+        free(add);
+        free(got);
+        free(rows);
+    }
+}
+
 typedef struct {
     double *got;
     int ow, cout, oh;
@@ -894,6 +945,7 @@ int main(void)
     RUN_TEST(test_conv_threads_bit_identical);
     RUN_TEST(test_conv_winograd);
     RUN_TEST(test_resize_linear);
+    RUN_TEST(test_resize_nearest_x2);
     RUN_TEST(test_maxpool);
     return check_finish();
 }
