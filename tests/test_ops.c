@@ -612,13 +612,16 @@ static void test_conv_random(void)
     md_pool_destroy(pool);
 }
 
-/* Depthwise 3x3 and 5x5, stride 1, across the widths where the row kernels
- * change (16 / 32 / 64 columns a step): the 64-column kernel writes whole
- * steps past the last column, which must land in slack, not in the next
- * row's results. Odd heights end on a single row. */
+/* Depthwise 3x3 and 5x5, stride 1, across the widths where the kernels
+ * change: the whole-plane kernel takes rows of 1 to 8 vectors (up to 128
+ * columns, lanes past the width masked), the padded path's row kernels step
+ * 16 / 32 / 64 columns (the 64-column kernel writes whole steps past the
+ * last column, which must land in slack, not in the next row's results).
+ * Odd heights end on a single row; uneven padding takes the padded path. */
 static void test_depthwise_widths(void)
 {
-    const int widths[] = {15, 16, 17, 31, 32, 33, 63, 64, 65, 70, 97, 112, 129};
+    const int widths[] = {1,  7,  14, 15, 16, 17,  28,  31,  32,  33,
+                          56, 63, 64, 65, 70, 97, 112, 127, 128, 129};
     md_threadpool *pool = md_pool_create(2);
     for (int k = 3; k <= 5; k += 2)
         for (size_t i = 0; i < sizeof widths / sizeof *widths; i++) {
@@ -633,6 +636,34 @@ static void test_depthwise_widths(void)
             check_conv(&q, 5, widths[i], false, 1, NULL, MD_GEMM_F32);
         }
     md_pool_destroy(pool);
+    /* A NaN reaches exactly the outputs whose window holds it, through the
+     * ReLU6 clamp (as PyTorch), on 14- and 40-wide planes */
+    for (int k = 3; k <= 5; k += 2)
+        for (int W = 14; W <= 40; W += 26) {
+            int H = 9, pad = k / 2, ny = 4, nx = W - 3;
+            md_conv2d_params p = {2, 2, k, k, 1, 1, pad, pad, pad, pad, 1, 1, 2};
+            float *in = rand_floats((size_t)2 * H * W), *w = rand_floats((size_t)2 * k * k);
+            float *out = malloc(sizeof(float) * 2 * H * W);
+            in[(size_t)H * W + (size_t)ny * W + nx] = NAN; /* channel 1 */
+            md_conv conv;
+            CHECK(md_conv_init(&conv, &p, MD_GEMM_F32, MD_CONV_FAST, w, NULL));
+            md_conv_src src = md_conv_plain_src(in, H, W);
+            md_conv_dst dst = md_conv_to(out, 0.0f, 6.0f);
+            CHECK(md_conv_forward(&conv, NULL, &src, &dst, NULL));
+            int bad = 0;
+            for (int c = 0; c < 2; c++)
+                for (int y = 0; y < H; y++)
+                    for (int x = 0; x < W; x++) {
+                        float v = out[((size_t)c * H + y) * W + x];
+                        bool hit = c == 1 && abs(y - ny) <= pad && abs(x - nx) <= pad;
+                        bad += hit ? !isnan(v) : !(v >= 0.0f && v <= 6.0f);
+                    }
+            CHECK_MSG(bad == 0, "depthwise %dx%d NaN on %dx%d: %d outputs wrong", k, k, H, W, bad);
+            md_conv_free(&conv);
+            free(in);
+            free(w);
+            free(out);
+        }
 }
 
 static void test_conv_by_hand(void)
