@@ -635,6 +635,17 @@ static void test_depthwise_widths(void)
             q.pad_right = k - 1;
             check_conv(&q, 5, widths[i], false, 1, NULL, MD_GEMM_F32);
         }
+    /* stride 2, 3x3, one zero row and column before the plane (FastDepth's
+     * downsampling layers): output rows of 1 to 4 vectors, the 64-column
+     * limit from both sides, odd and even sizes, with and without the zeros
+     * after the plane */
+    const int widths2[] = {1, 2, 3, 14, 15, 28, 31, 32, 33, 56, 63, 64, 65, 112, 127, 128, 129, 131};
+    for (size_t i = 0; i < sizeof widths2 / sizeof *widths2; i++)
+        for (int after = 0; after <= 1; after++) {
+            md_conv2d_params p = {3, 3, 3, 3, 2, 2, 1, 1, after, after, 1, 1, 3};
+            check_conv(&p, 5 + (int)i % 4, widths2[i], after == 1, (int)i % 2 ? 0 : 3,
+                       i % 3 ? pool : NULL, MD_GEMM_F32);
+        }
     md_pool_destroy(pool);
     /* A NaN reaches exactly the outputs whose window holds it, through the
      * ReLU6 clamp (as PyTorch), on 14- and 40-wide planes */
