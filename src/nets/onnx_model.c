@@ -127,30 +127,52 @@ static int nearest_src(int i, int in, int out)
     return v < 0 ? 0 : v >= in ? in - 1 : v;
 }
 
+typedef struct {
+    const md_image *img;
+    fd_geometry g;
+    const int *xs;
+    int in_h, in_w, tasks;
+    float *net;
+} fd_pre_job;
+
+static void fd_pre_task(void *ctx, int t, int worker)
+{
+    (void)worker;
+    const fd_pre_job *j = ctx;
+    int w = j->img->width, h = j->img->height, n = j->in_w;
+    size_t plane = (size_t)j->in_h * n;
+    int y0 = (int)((long)j->in_h * t / j->tasks), y1 = (int)((long)j->in_h * (t + 1) / j->tasks);
+    for (int y = y0; y < y1; y++) {
+        int sy = nearest_src(j->g.cy + nearest_src(y, FD_CROP_H, j->in_h), h, j->g.rh);
+        const uint8_t *row = j->img->pixels + (size_t)sy * w * 3;
+        float *d0 = j->net + (size_t)y * n, *d1 = d0 + plane, *d2 = d1 + plane;
+        for (int x = 0; x < n; x++) {
+            const uint8_t *px = row + (size_t)j->xs[x] * 3;
+            d0[x] = (float)px[0] * (1.0f / 255.0f);
+            d1[x] = (float)px[1] * (1.0f / 255.0f);
+            d2[x] = (float)px[2] * (1.0f / 255.0f);
+        }
+    }
+}
+
 /* Steps 1-4 at once: both resizes are nearest and the crop an offset, so
  * each network pixel copies one image pixel, found by composing the index
  * maps (the same pixel the step-by-step resizes pick), never the resized
- * image itself (a 1x10000 image would resize to 250x2500000).
- * net: 3 x in_h x in_w. */
+ * image itself (a 1x10000 image would resize to 250x2500000). Rows split
+ * over the pool. net: 3 x in_h x in_w. */
 static md_status fd_preprocess(const onnx_impl *m, const md_image *img, float *net, md_error *err)
 {
     int w = img->width, h = img->height;
-    fd_geometry g = fd_geometry_of(w, h);
+    fd_pre_job j = {img, fd_geometry_of(w, h), NULL, m->in_h, m->in_w, 1, net};
     int *xs = malloc(sizeof(int) * (size_t)m->in_w);
     if (!xs)
         return md_fail(err, MD_ERR_NOMEM, "predict: out of memory");
     for (int x = 0; x < m->in_w; x++)
-        xs[x] = nearest_src(g.cx + nearest_src(x, FD_CROP_W, m->in_w), w, g.rw);
-    size_t plane = (size_t)m->in_h * m->in_w;
-    for (int y = 0; y < m->in_h; y++) {
-        int sy = nearest_src(g.cy + nearest_src(y, FD_CROP_H, m->in_h), h, g.rh);
-        const uint8_t *row = img->pixels + (size_t)sy * w * 3;
-        for (int c = 0; c < 3; c++) {
-            float *dst = net + (size_t)c * plane + (size_t)y * m->in_w;
-            for (int x = 0; x < m->in_w; x++)
-                dst[x] = (float)row[(size_t)xs[x] * 3 + (size_t)c] * (1.0f / 255.0f);
-        }
-    }
+        xs[x] = nearest_src(j.g.cx + nearest_src(x, FD_CROP_W, m->in_w), w, j.g.rw);
+    j.xs = xs;
+    int threads = md_pool_threads(m->pool);
+    j.tasks = threads > 1 ? (m->in_h < 4 * threads ? m->in_h : 4 * threads) : 1;
+    md_pool_run(m->pool, j.tasks, fd_pre_task, &j);
     free(xs);
     return MD_OK;
 }
@@ -180,6 +202,80 @@ static md_status onnx_preprocess(const void *impl, const md_image *img, md_tenso
     out->shape[2] = m->in_h;
     out->shape[3] = m->in_w;
     return MD_OK;
+}
+
+/* Mapping the network's output back onto the image (bilinear, from the
+ * per-column tables), split into row ranges over the pool. Each output
+ * row blends two network rows interpolated along x; a task keeps the last
+ * two such rows (its rows advance monotonically), so each network row is
+ * interpolated about once instead of four reads per image pixel. */
+typedef struct {
+    const float *d;
+    int out_w, out_h, w, h;
+    const int *cx0, *cx1;
+    const float *cwx;
+    const uint8_t *cin;
+    double sy, oy;
+    int cy;
+    md_depth *out;
+    float *rows; /* per task: two rows of w floats */
+    int tasks;
+} mapback_job;
+
+static void mapback_row_x(const mapback_job *j, const float *r, float *restrict hrow)
+{
+    for (int x = 0; x < j->w; x++) {
+        float a = r[j->cx0[x]];
+        hrow[x] = a + (r[j->cx1[x]] - a) * j->cwx[x];
+    }
+}
+
+/* drow = top + (bot - top) wy where finite and positive, else 0 (the
+ * comparisons are false for NaN; restrict lets the loops vectorise) */
+static void blend_row(const float *restrict top, const float *restrict bot, float wy,
+                      float *restrict drow, int w)
+{
+    for (int x = 0; x < w; x++) {
+        float val = top[x] + (bot[x] - top[x]) * wy;
+        drow[x] = val > 0.0f && val < INFINITY ? val : 0.0f;
+    }
+}
+
+static void mask_row(const uint8_t *restrict cin, uint8_t in_y, uint8_t *restrict mrow, int w)
+{
+    for (int x = 0; x < w; x++)
+        mrow[x] = cin[x] & in_y;
+}
+
+static void mapback_task(void *ctx, int t, int worker)
+{
+    (void)worker;
+    const mapback_job *j = ctx;
+    int w = j->w, ya = (int)((long)j->h * t / j->tasks), yb = (int)((long)j->h * (t + 1) / j->tasks);
+    float *hb[2] = {j->rows + (size_t)t * 2 * w, j->rows + (size_t)t * 2 * w + w};
+    int have[2] = {-1, -1};
+    for (int y = ya; y < yb; y++) {
+        double v = (y + 0.5) * j->sy - j->cy;
+        uint8_t in_y = v >= 0.0 && v < FD_CROP_H;
+        double fy = v * j->oy - 0.5;
+        fy = fy < 0 ? 0 : fy > j->out_h - 1 ? j->out_h - 1 : fy;
+        int y0 = (int)fy, y1 = y0 + 1 < j->out_h ? y0 + 1 : y0;
+        float wy = (float)(fy - y0);
+        int s0 = have[0] == y0 ? 0 : have[1] == y0 ? 1 : -1;
+        if (s0 < 0) {
+            s0 = have[0] == y1 ? 1 : 0;
+            mapback_row_x(j, j->d + (size_t)y0 * j->out_w, hb[s0]);
+            have[s0] = y0;
+        }
+        int s1 = have[0] == y1 ? 0 : have[1] == y1 ? 1 : -1;
+        if (s1 < 0) {
+            s1 = 1 - s0;
+            mapback_row_x(j, j->d + (size_t)y1 * j->out_w, hb[s1]);
+            have[s1] = y1;
+        }
+        blend_row(hb[s0], hb[s1], wy, j->out->data + (size_t)y * w, w);
+        mask_row(j->cin, in_y, j->out->mask + (size_t)y * w, w);
+    }
 }
 
 static md_status onnx_predict(const void *impl, const md_image *img, md_depth *out,
@@ -220,25 +316,32 @@ static md_status onnx_predict(const void *impl, const md_image *img, md_depth *o
         goto done;
     }
     const float *d = md_onnx_graph_run(m->graph, ws, m->pool, net, feat);
-    if ((st = md_depth_alloc(out, w, h, err)) != MD_OK)
-        goto done;
-    out->mask = calloc(npix, 1);
-    if (!out->mask) {
+    /* every value and mask byte is written below: no zeroing */
+    out->data = malloc(sizeof(float) * npix);
+    out->mask = malloc(npix);
+    out->width = w;
+    out->height = h;
+    if (!out->data || !out->mask) {
         md_depth_free(out);
-        st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for the mask");
+        st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for a %dx%d depth map", w, h);
         goto done;
     }
     /* Image pixel centre -> resized (x sx) -> crop (- cx) -> output (x Wo/304),
      * per column and per row once: x0, x1, weight, inside-the-crop flag. */
-    double sx = (double)rw / w, sy = (double)rh / h;
-    double ox = (double)m->out_w / FD_CROP_W, oy = (double)m->out_h / FD_CROP_H;
+    mapback_job mb = {d, m->out_w, m->out_h, w, h, NULL, NULL, NULL, NULL, (double)rh / h,
+                      (double)m->out_h / FD_CROP_H, cy, out, NULL, 0};
+    double sx = (double)rw / w, ox = (double)m->out_w / FD_CROP_W;
+    int threads = md_pool_threads(m->pool);
+    mb.tasks = threads > 1 ? (h < 4 * threads ? h : 4 * threads) : 1;
     int *cx0 = malloc(sizeof(int) * (size_t)w * 2);
     float *cwx = malloc(sizeof(float) * (size_t)w);
     uint8_t *cin = malloc((size_t)w);
-    if (!cx0 || !cwx || !cin) {
+    float *rows = malloc(sizeof(float) * 2 * (size_t)w * (size_t)mb.tasks);
+    if (!cx0 || !cwx || !cin || !rows) {
         free(cx0);
         free(cwx);
         free(cin);
+        free(rows);
         md_depth_free(out);
         st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory");
         goto done;
@@ -253,26 +356,13 @@ static md_status onnx_predict(const void *impl, const md_image *img, md_depth *o
         cwx[x] = (float)(fx - cx0[x]);
         cin[x] = u >= 0.0 && u < FD_CROP_W;
     }
-    for (int y = 0; y < h; y++) {
-        double v = (y + 0.5) * sy - cy;
-        uint8_t in_y = v >= 0.0 && v < FD_CROP_H;
-        double fy = v * oy - 0.5;
-        fy = fy < 0 ? 0 : fy > m->out_h - 1 ? m->out_h - 1 : fy;
-        int y0 = (int)fy, y1 = y0 + 1 < m->out_h ? y0 + 1 : y0;
-        float wy = (float)(fy - y0);
-        const float *r0 = d + (size_t)y0 * m->out_w, *r1 = d + (size_t)y1 * m->out_w;
-        float *drow = out->data + (size_t)y * w;
-        uint8_t *mrow = out->mask + (size_t)y * w;
-        for (int x = 0; x < w; x++) {
-            int x0 = cx0[x], x1 = cx1[x];
-            float wx = cwx[x];
-            float top = r0[x0] + (r0[x1] - r0[x0]) * wx;
-            float bot = r1[x0] + (r1[x1] - r1[x0]) * wx;
-            float val = top + (bot - top) * wy;
-            drow[x] = isfinite(val) && val > 0.0f ? val : 0.0f;
-            mrow[x] = cin[x] & in_y;
-        }
-    }
+    mb.cx0 = cx0;
+    mb.cx1 = cx1;
+    mb.cwx = cwx;
+    mb.cin = cin;
+    mb.rows = rows;
+    md_pool_run(m->pool, mb.tasks, mapback_task, &mb);
+    free(rows);
     free(cx0);
     free(cwx);
     free(cin);
