@@ -677,6 +677,58 @@ static void test_depthwise_widths(void)
         }
 }
 
+/* First layers: 3x3, stride 2, one zero row and column before the image,
+ * 1-4 input channels, 8-24 output channels (FastDepth's 3 -> 16, an
+ * im2col product with K = 27): against the double reference, with and
+ * without the zeros after the image, through a pool and without, then
+ * clamped to [0, 6] with a NaN in the image reaching exactly the outputs
+ * whose 3x3 window holds it. Shapes from one row to 200 wide. */
+static void test_conv_first_layer(void)
+{
+    const int sizes[][2] = {{1, 1}, {2, 2}, {5, 31}, {9, 33}, {37, 41}, {8, 64},
+                            {8, 65}, {8, 66}, {3, 129}, {20, 200}};
+    md_threadpool *pool = md_pool_create(2);
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        for (int ci = 0; ci < 3; ci++)
+            for (int after = 0; after <= 1; after++) {
+                int cin = ci == 0 ? 1 : ci == 1 ? 3 : 4;
+                int cout = 8 * (1 + (int)(i + (size_t)cin) % 3);
+                md_conv2d_params p = {cin, cout, 3, 3, 2, 2, 1, 1, after, after, 1, 1, 1};
+                check_conv_algo(&p, sizes[i][0], sizes[i][1], i % 2 == 0, 0, i % 3 ? pool : NULL,
+                                MD_GEMM_F32, MD_CONV_FAST);
+            }
+    md_pool_destroy(pool);
+    int H = 11, W = 37, OH = 6, OW = 19, ny = 6, nx = 20;
+    md_conv2d_params p = {3, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1};
+    float *in = rand_floats((size_t)3 * H * W), *w = rand_floats((size_t)16 * 27);
+    float *b = rand_floats(16), *out = malloc(sizeof(float) * 16 * OH * OW);
+    double *want = malloc(sizeof(double) * 16 * OH * OW);
+    conv_direct(&p, in, H, W, w, b, want, OH, OW, NULL);
+    in[((size_t)2 * H + ny) * W + nx] = NAN; /* channel 2 */
+    md_conv conv;
+    CHECK(md_conv_init(&conv, &p, MD_GEMM_F32, MD_CONV_FAST, w, b));
+    md_conv_src src = md_conv_plain_src(in, H, W);
+    md_conv_dst dst = md_conv_to(out, 0.0f, 6.0f);
+    CHECK(md_conv_forward(&conv, NULL, &src, &dst, NULL));
+    int bad = 0;
+    for (int c = 0; c < 16; c++)
+        for (int y = 0; y < OH; y++)
+            for (int x = 0; x < OW; x++) {
+                float v = out[((size_t)c * OH + y) * OW + x];
+                double r = want[((size_t)c * OH + y) * OW + x];
+                r = r < 0 ? 0 : r > 6 ? 6 : r;
+                bool hit = abs(2 * y - ny) <= 1 && abs(2 * x - nx) <= 1;
+                bad += hit ? !isnan(v) : !(fabs(v - r) <= 1e-4);
+            }
+    CHECK_MSG(bad == 0, "first layer, ReLU6 and a NaN: %d outputs wrong", bad);
+    md_conv_free(&conv);
+    free(in);
+    free(w);
+    free(b);
+    free(out);
+    free(want);
+}
+
 static void test_conv_by_hand(void)
 {
     /* 1 channel 3x3 input 1..9, 2x2 kernel of ones, stride 1, no pad: sums of
@@ -984,6 +1036,7 @@ int main(void)
     RUN_TEST(test_conv_by_hand);
     RUN_TEST(test_conv_random);
     RUN_TEST(test_depthwise_widths);
+    RUN_TEST(test_conv_first_layer);
     RUN_TEST(test_conv_threads_bit_identical);
     RUN_TEST(test_conv_winograd);
     RUN_TEST(test_resize_linear);
