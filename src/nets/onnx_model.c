@@ -204,41 +204,42 @@ static md_status onnx_preprocess(const void *impl, const md_image *img, md_tenso
     return MD_OK;
 }
 
-/* Mapping the network's output back onto the image (bilinear, from the
- * per-column tables), split into row ranges over the pool. Each output
- * row blends two network rows interpolated along x; a task keeps the last
- * two such rows (its rows advance monotonically), so each network row is
- * interpolated about once instead of four reads per image pixel. */
+/* Mapping the network's output back onto the image: an image pixel's
+ * centre -> resized (x sx) -> crop (- cx) -> network output (x Wo/304), the
+ * same separable map for every row and column, so it is a bilinear resize
+ * with its own tables (md_resize_tables_map), split into row ranges over the
+ * pool; each task then zeroes what is not finite and positive and writes the
+ * mask (inside the crop). */
 typedef struct {
-    const float *d;
-    int out_w, out_h, w, h;
-    const int *cx0, *cx1;
-    const float *cwx;
-    const uint8_t *cin;
-    double sy, oy;
-    int cy;
-    md_depth *out;
-    float *rows; /* per task: two rows of w floats */
-    int tasks;
-} mapback_job;
+    double sx, sy, ox, oy;
+    int cx, cy;
+} mapback_geometry;
 
-static void mapback_row_x(const mapback_job *j, const float *r, float *restrict hrow)
+static double mapback_coord(void *user, int axis, int i)
 {
-    for (int x = 0; x < j->w; x++) {
-        float a = r[j->cx0[x]];
-        hrow[x] = a + (r[j->cx1[x]] - a) * j->cwx[x];
+    const mapback_geometry *g = user;
+    if (axis) {
+        double u = (i + 0.5) * g->sx - g->cx;
+        return u * g->ox - 0.5;
     }
+    double v = (i + 0.5) * g->sy - g->cy;
+    return v * g->oy - 0.5;
 }
 
-/* drow = top + (bot - top) wy where finite and positive, else 0 (the
- * comparisons are false for NaN; restrict lets the loops vectorise) */
-static void blend_row(const float *restrict top, const float *restrict bot, float wy,
-                      float *restrict drow, int w)
+typedef struct {
+    const md_resize_tables *t;
+    const mapback_geometry *g;
+    const float *d;
+    int out_w, out_h, w, h, tasks;
+    const uint8_t *cin; /* per image column: inside the crop */
+    md_depth *out;
+} mapback_job;
+
+/* the comparisons are false for NaN; restrict lets the loops vectorise */
+static void positive_row(float *restrict row, int w)
 {
-    for (int x = 0; x < w; x++) {
-        float val = top[x] + (bot[x] - top[x]) * wy;
-        drow[x] = val > 0.0f && val < INFINITY ? val : 0.0f;
-    }
+    for (int x = 0; x < w; x++)
+        row[x] = row[x] > 0.0f && row[x] < INFINITY ? row[x] : 0.0f;
 }
 
 static void mask_row(const uint8_t *restrict cin, uint8_t in_y, uint8_t *restrict mrow, int w)
@@ -252,29 +253,14 @@ static void mapback_task(void *ctx, int t, int worker)
     (void)worker;
     const mapback_job *j = ctx;
     int w = j->w, ya = (int)((long)j->h * t / j->tasks), yb = (int)((long)j->h * (t + 1) / j->tasks);
-    float *hb[2] = {j->rows + (size_t)t * 2 * w, j->rows + (size_t)t * 2 * w + w};
-    int have[2] = {-1, -1};
+    if (ya >= yb)
+        return;
+    md_resize2d_rows(j->t, j->d, j->out_h, j->out_w, j->out->data + (size_t)ya * w, NULL, 0, 1,
+                     ya, yb);
     for (int y = ya; y < yb; y++) {
-        double v = (y + 0.5) * j->sy - j->cy;
-        uint8_t in_y = v >= 0.0 && v < FD_CROP_H;
-        double fy = v * j->oy - 0.5;
-        fy = fy < 0 ? 0 : fy > j->out_h - 1 ? j->out_h - 1 : fy;
-        int y0 = (int)fy, y1 = y0 + 1 < j->out_h ? y0 + 1 : y0;
-        float wy = (float)(fy - y0);
-        int s0 = have[0] == y0 ? 0 : have[1] == y0 ? 1 : -1;
-        if (s0 < 0) {
-            s0 = have[0] == y1 ? 1 : 0;
-            mapback_row_x(j, j->d + (size_t)y0 * j->out_w, hb[s0]);
-            have[s0] = y0;
-        }
-        int s1 = have[0] == y1 ? 0 : have[1] == y1 ? 1 : -1;
-        if (s1 < 0) {
-            s1 = 1 - s0;
-            mapback_row_x(j, j->d + (size_t)y1 * j->out_w, hb[s1]);
-            have[s1] = y1;
-        }
-        blend_row(hb[s0], hb[s1], wy, j->out->data + (size_t)y * w, w);
-        mask_row(j->cin, in_y, j->out->mask + (size_t)y * w, w);
+        double v = (y + 0.5) * j->g->sy - j->g->cy;
+        positive_row(j->out->data + (size_t)y * w, w);
+        mask_row(j->cin, v >= 0.0 && v < FD_CROP_H, j->out->mask + (size_t)y * w, w);
     }
 }
 
@@ -326,45 +312,25 @@ static md_status onnx_predict(const void *impl, const md_image *img, md_depth *o
         st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory for a %dx%d depth map", w, h);
         goto done;
     }
-    /* Image pixel centre -> resized (x sx) -> crop (- cx) -> output (x Wo/304),
-     * per column and per row once: x0, x1, weight, inside-the-crop flag. */
-    mapback_job mb = {d, m->out_w, m->out_h, w, h, NULL, NULL, NULL, NULL, (double)rh / h,
-                      (double)m->out_h / FD_CROP_H, cy, out, NULL, 0};
-    double sx = (double)rw / w, ox = (double)m->out_w / FD_CROP_W;
-    int threads = md_pool_threads(m->pool);
-    mb.tasks = threads > 1 ? (h < 4 * threads ? h : 4 * threads) : 1;
-    int *cx0 = malloc(sizeof(int) * (size_t)w * 2);
-    float *cwx = malloc(sizeof(float) * (size_t)w);
+    mapback_geometry geo = {(double)rw / w, (double)rh / h, (double)m->out_w / FD_CROP_W,
+                            (double)m->out_h / FD_CROP_H, cx, cy};
+    md_resize_tables tab;
     uint8_t *cin = malloc((size_t)w);
-    float *rows = malloc(sizeof(float) * 2 * (size_t)w * (size_t)mb.tasks);
-    if (!cx0 || !cwx || !cin || !rows) {
-        free(cx0);
-        free(cwx);
+    if (!cin || !md_resize_tables_map(&tab, m->out_h, m->out_w, h, w, mapback_coord, &geo)) {
         free(cin);
-        free(rows);
         md_depth_free(out);
         st = md_fail(err, MD_ERR_NOMEM, "predict: out of memory");
         goto done;
     }
-    int *cx1 = cx0 + w;
     for (int x = 0; x < w; x++) {
-        double u = (x + 0.5) * sx - cx;
-        double fx = u * ox - 0.5;
-        fx = fx < 0 ? 0 : fx > m->out_w - 1 ? m->out_w - 1 : fx;
-        cx0[x] = (int)fx;
-        cx1[x] = cx0[x] + 1 < m->out_w ? cx0[x] + 1 : cx0[x];
-        cwx[x] = (float)(fx - cx0[x]);
+        double u = (x + 0.5) * geo.sx - cx;
         cin[x] = u >= 0.0 && u < FD_CROP_W;
     }
-    mb.cx0 = cx0;
-    mb.cx1 = cx1;
-    mb.cwx = cwx;
-    mb.cin = cin;
-    mb.rows = rows;
+    int threads = md_pool_threads(m->pool);
+    mapback_job mb = {&tab, &geo, d, m->out_w, m->out_h, w, h,
+                      threads > 1 ? (h < 4 * threads ? h : 4 * threads) : 1, cin, out};
     md_pool_run(m->pool, mb.tasks, mapback_task, &mb);
-    free(rows);
-    free(cx0);
-    free(cwx);
+    md_resize_tables_free(&tab);
     free(cin);
     if (feat) {
         features->values = feat;

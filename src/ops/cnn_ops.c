@@ -272,19 +272,20 @@ static int nearest_index(md_nearest_mode mode, double v, int in_len)
     return (int)r;
 }
 
-bool md_resize_tables_init(md_resize_tables *t, const md_resize_params *p, int in_h, int in_w,
-                           int out_h, int out_w)
+/* The tables from each output row's and column's source coordinate
+ * (coord(user, axis, i): axis 0 rows, 1 columns). */
+static bool tables_build(md_resize_tables *t, bool linear, md_nearest_mode nearest, int in_h,
+                         int in_w, int out_h, int out_w, double (*coord)(void *, int, int),
+                         void *user)
 {
     memset(t, 0, sizeof *t);
-    double sh = p->scale_h > 0 ? p->scale_h : (double)out_h / in_h;
-    double sw = p->scale_w > 0 ? p->scale_w : (double)out_w / in_w;
     t->iy0 = malloc(sizeof(int) * (size_t)(2 * out_h + 2 * out_w));
     t->fy = malloc(sizeof(float) * (size_t)(out_h + out_w));
     if (!t->iy0 || !t->fy) {
         md_resize_tables_free(t);
         return false;
     }
-    t->linear = p->linear;
+    t->linear = linear;
     t->out_h = out_h;
     t->out_w = out_w;
     t->iy1 = t->iy0 + out_h;
@@ -293,13 +294,12 @@ bool md_resize_tables_init(md_resize_tables *t, const md_resize_params *p, int i
     t->fx = t->fy + out_h;
     for (int a = 0; a < 2; a++) {
         int n = a ? out_w : out_h, len = a ? in_w : in_h;
-        double s = a ? sw : sh;
         int *i0 = a ? t->ix0 : t->iy0, *i1 = a ? t->ix1 : t->iy1;
         float *fr = a ? t->fx : t->fy;
         for (int i = 0; i < n; i++) {
-            double v = src_coord(p->coord, i, len, n, s);
-            if (!p->linear) {
-                i0[i] = i1[i] = nearest_index(p->nearest, v, len);
+            double v = coord(user, a, i);
+            if (!linear) {
+                i0[i] = i1[i] = nearest_index(nearest, v, len);
                 fr[i] = 0.0f;
                 continue;
             }
@@ -316,7 +316,7 @@ bool md_resize_tables_init(md_resize_tables *t, const md_resize_params *p, int i
     /* An upsampling's 16 output columns read a few neighbouring inputs: one
      * load and two permutes instead of two gathers. */
     int groups = out_w / 16;
-    if (p->linear && groups > 0) {
+    if (linear && groups > 0) {
         t->gbase = malloc(sizeof(int) * (size_t)groups);
         t->gidx = malloc(sizeof(int32_t) * 32 * (size_t)groups);
         if (!t->gbase || !t->gidx) {
@@ -333,13 +333,41 @@ bool md_resize_tables_init(md_resize_tables *t, const md_resize_params *p, int i
         }
     }
     /* Integer nearest upscales (the common x2) copy runs of equal values. */
-    if (!p->linear && out_w % in_w == 0) {
+    if (!linear && out_w % in_w == 0) {
         t->fx_int = out_w / in_w;
         for (int x = 0; x < out_w && t->fx_int; x++)
             if (t->ix0[x] != x / t->fx_int)
                 t->fx_int = 0;
     }
     return true;
+}
+
+typedef struct {
+    const md_resize_params *p;
+    int in_h, in_w, out_h, out_w;
+    double sh, sw;
+} onnx_coords;
+
+static double onnx_coord(void *user, int axis, int i)
+{
+    const onnx_coords *c = user;
+    return axis ? src_coord(c->p->coord, i, c->in_w, c->out_w, c->sw)
+                : src_coord(c->p->coord, i, c->in_h, c->out_h, c->sh);
+}
+
+bool md_resize_tables_init(md_resize_tables *t, const md_resize_params *p, int in_h, int in_w,
+                           int out_h, int out_w)
+{
+    onnx_coords c = {p, in_h, in_w, out_h, out_w,
+                     p->scale_h > 0 ? p->scale_h : (double)out_h / in_h,
+                     p->scale_w > 0 ? p->scale_w : (double)out_w / in_w};
+    return tables_build(t, p->linear, p->nearest, in_h, in_w, out_h, out_w, onnx_coord, &c);
+}
+
+bool md_resize_tables_map(md_resize_tables *t, int in_h, int in_w, int out_h, int out_w,
+                          double (*coord)(void *user, int axis, int i), void *user)
+{
+    return tables_build(t, true, MD_NEAREST_FLOOR, in_h, in_w, out_h, out_w, coord, user);
 }
 
 void md_resize_tables_free(md_resize_tables *t)

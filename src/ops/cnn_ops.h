@@ -102,6 +102,11 @@ typedef struct {
 /* false when out of memory (t is then empty). */
 bool md_resize_tables_init(md_resize_tables *t, const md_resize_params *p, int in_h, int in_w,
                            int out_h, int out_w);
+/* Bilinear tables for any separable map: coord(user, axis, i) is the
+ * source coordinate of output row i (axis 0) or column i (axis 1), clamped
+ * to the input as above. false when out of memory. */
+bool md_resize_tables_map(md_resize_tables *t, int in_h, int in_w, int out_h, int out_w,
+                          double (*coord)(void *user, int axis, int i), void *user);
 void md_resize_tables_free(md_resize_tables *t);
 
 /* Resizes planes [c_begin, c_end) of in (in_h x in_w each) into out with t.
