@@ -677,6 +677,30 @@ static void test_depthwise_widths(void)
         }
 }
 
+/* Pointwise convolutions on planes too small to split by pixels (fewer
+ * than four 32-pixel tiles per worker: FastDepth's 14x14 and 7x7 layers)
+ * are split by output channels in whole panels of the packed weights (8
+ * or 12 rows): counts on both sides of a panel, one to a hundred panels,
+ * grouped, float32 and bf16, through pools of 2 and 3 and none, with bias,
+ * clamp and residual, against the double reference. */
+static void test_pointwise_small_planes(void)
+{
+    const int planes[][2] = {{1, 1}, {7, 7}, {14, 14}, {3, 50}, {9, 21}};
+    const int couts[] = {1, 8, 12, 13, 24, 40, 200, 408};
+    md_threadpool *pools[3] = {NULL, md_pool_create(2), md_pool_create(3)};
+    for (size_t i = 0; i < sizeof planes / sizeof *planes; i++)
+        for (size_t j = 0; j < sizeof couts / sizeof *couts; j++)
+            for (int g = 1; g <= 2; g++) {
+                int cin = 4 + (int)(i + j) % 5;
+                md_conv2d_params p = {cin * g, couts[j] * g, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, g};
+                int k = (int)(i * 3 + j + (size_t)g) % 3;
+                check_conv(&p, planes[i][0], planes[i][1], j % 2 == 0, j % 3 == 0 ? 3 : 0,
+                           pools[k], (i + j) % 2 ? MD_GEMM_BF16 : MD_GEMM_F32);
+            }
+    md_pool_destroy(pools[1]);
+    md_pool_destroy(pools[2]);
+}
+
 /* First layers: 3x3, stride 2, one zero row and column before the image,
  * 1-4 input channels, 8-24 output channels (FastDepth's 3 -> 16, an
  * im2col product with K = 27): against the double reference, with and
@@ -1036,6 +1060,7 @@ int main(void)
     RUN_TEST(test_conv_by_hand);
     RUN_TEST(test_conv_random);
     RUN_TEST(test_depthwise_widths);
+    RUN_TEST(test_pointwise_small_planes);
     RUN_TEST(test_conv_first_layer);
     RUN_TEST(test_conv_threads_bit_identical);
     RUN_TEST(test_conv_winograd);
