@@ -31,9 +31,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     md_onnx_graph *g = NULL;
-    md_status st = md_onnx_graph_build(&m, "fuzz", (size_t)64 << 20, &g, &err);
+    md_status st = md_onnx_graph_build(&m, "fuzz", (size_t)64 << 20, MD_GEMM_F32, &g, &err);
     md_onnx_graph *g2 = NULL;
-    if (md_onnx_graph_build(&m, "fuzz", (size_t)64 << 20, &g2, NULL) != st)
+    if (md_onnx_graph_build(&m, "fuzz", (size_t)64 << 20, MD_GEMM_F32, &g2, NULL) != st)
         __builtin_trap(); /* the status may not depend on err */
     md_onnx_graph_free(g2);
     if (st == MD_OK) {

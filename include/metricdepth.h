@@ -666,10 +666,11 @@ typedef struct md_model md_model;
 /* The arithmetic of the matrix products (the bulk of a network's work). */
 typedef enum {
     MD_PRECISION_FP32 = 0, /* float32 throughout: matches the reference implementations */
-    MD_PRECISION_BF16 = 1, /* Depth Anything V2: weights converted to bfloat16 once at load,
-                              products of bf16 values summed in float32; LayerNorm, softmax,
-                              GELU and residual sums stay float32. Native on CPUs with
-                              AVX512_BF16, emulated (slowly) elsewhere */
+    MD_PRECISION_BF16 = 1, /* weights converted to bfloat16 once at load, products of bf16
+                              values summed in float32. Depth Anything V2: LayerNorm, softmax,
+                              GELU and residual sums stay float32; ONNX models: the
+                              convolutions' products only (depthwise layers stay float32).
+                              Native on CPUs with AVX512_BF16, emulated (slowly) elsewhere */
     MD_PRECISION_AUTO = 2  /* bf16 where the CPU multiplies bf16 natively, else fp32 */
 } md_precision;
 
@@ -693,8 +694,8 @@ typedef struct {
     int relative;      /* DA2 head: MD_HEAD_AUTO (0, from the file), MD_HEAD_RELATIVE (1:
                           ReLU, relative disparity) or MD_HEAD_METRIC (2: sigmoid x max_depth).
                           A kind that contradicts the file is used, with a note in md_model_info */
-    md_precision precision; /* default fp32; bf16 is for Depth Anything V2 (an ONNX model
-                               refuses it; auto keeps ONNX models in fp32) */
+    md_precision precision; /* default fp32; bf16 and auto apply to Depth Anything V2 and to
+                               ONNX models alike */
 } md_model_options;
 
 /* What a model outputs. */

@@ -1509,7 +1509,7 @@ static void channel_means(const gval *o, const float *data, float *out)
 }
 
 md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t max_arena_bytes,
-                              md_onnx_graph **out, md_error *err)
+                              md_gemm_type conv_type, md_onnx_graph **out, md_error *err)
 {
     *out = NULL;
     if (m->opset < OPSET_MIN || m->opset > OPSET_MAX)
@@ -1629,7 +1629,9 @@ md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t m
     /* Convolutions run on weights packed once (after BN folding). */
     for (int i = 0; i < g->n_ops; i++) {
         gop *op = &g->ops[i];
-        if (op->kind == OP_CONV && !md_conv_init(&op->conv, &op->cp, MD_GEMM_F32, MD_CONV_FAST, op->w, op->b)) {
+        /* depthwise convolutions run their float32 kernel whatever the type */
+        if (op->kind == OP_CONV &&
+            !md_conv_init(&op->conv, &op->cp, conv_type, MD_CONV_FAST, op->w, op->b)) {
             st = md_fail(err, MD_ERR_NOMEM, "%s: out of memory for packed weights", path);
             goto done;
         }

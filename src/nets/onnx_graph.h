@@ -9,6 +9,7 @@
 #define MD_MODELS_ONNX_GRAPH_H
 
 #include "formats/onnx.h"
+#include "ops/gemm.h"
 
 typedef struct md_onnx_graph md_onnx_graph;
 
@@ -24,10 +25,13 @@ typedef struct {
 } md_onnx_graph_info;
 
 /* Builds the executor from a parsed model (which may be freed afterwards).
- * max_arena_bytes caps the activation memory (0 = 4 GiB). path names the
- * model in messages. */
+ * max_arena_bytes caps the activation memory (0 = 4 GiB). conv_type is the
+ * arithmetic of the convolutions' products (MD_GEMM_BF16: weights rounded to
+ * bf16 once, activations as they are read, sums in float32; depthwise
+ * convolutions and everything else stay float32). path names the model in
+ * messages. */
 md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t max_arena_bytes,
-                              md_onnx_graph **out, md_error *err);
+                              md_gemm_type conv_type, md_onnx_graph **out, md_error *err);
 const md_onnx_graph_info *md_onnx_graph_get_info(const md_onnx_graph *g);
 void md_onnx_graph_free(md_onnx_graph *g);
 

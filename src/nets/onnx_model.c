@@ -33,6 +33,7 @@
 #include "formats/onnx.h"
 #include "nets/onnx_graph.h"
 #include "ops/cnn_ops.h"
+#include "ops/cpu.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -52,6 +53,7 @@ typedef struct {
     md_onnx_graph *graph;
     md_threadpool *pool;
     bool depth_like; /* FastDepth-like input/output shapes */
+    md_precision precision; /* of the convolutions' products: fp32 or bf16 */
     int in_h, in_w, out_h, out_w;
     char desc[256];
     pthread_mutex_t mu;
@@ -393,6 +395,11 @@ static const char *onnx_describe(const void *impl)
     return ((const onnx_impl *)impl)->desc;
 }
 
+static md_precision onnx_precision(const void *impl)
+{
+    return ((const onnx_impl *)impl)->precision;
+}
+
 /* The network always runs at its fixed input size, whatever the image size. */
 static double onnx_gflop(const void *impl, int width, int height)
 {
@@ -435,7 +442,7 @@ static void onnx_info(const void *impl, md_model_info *info)
 
 static const md_model_backend onnx_backend = {"onnx",        onnx_predict, onnx_run_tensor,
                                               onnx_describe, onnx_gflop,   onnx_destroy,
-                                              onnx_features, NULL,         onnx_preprocess,
+                                              onnx_features, onnx_precision, onnx_preprocess,
                                               onnx_info};
 
 md_status md_onnx_model_open(const char *path, const md_model_options *opts, md_threadpool *pool,
@@ -452,20 +459,23 @@ md_status md_onnx_model_open(const char *path, const md_model_options *opts, md_
         md_onnx_free(&om);
         return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
     }
-    if (opts->precision == MD_PRECISION_BF16) {
-        md_onnx_free(&om);
-        free(m);
-        return md_fail(err, MD_ERR_UNSUPPORTED,
-                       "%s: bf16 precision is for Depth Anything V2; ONNX models run in fp32 "
-                       "(use --precision fp32 or auto)",
-                       path);
-    }
+    /* bf16: the convolutions' products (FastDepth's pointwise layers, most of
+     * its work) run twice as many multiply-adds per instruction; auto takes
+     * it where the CPU multiplies bf16 natively */
+    md_cpu_features cpu = md_cpu_detect();
+    m->precision = opts->precision == MD_PRECISION_BF16 ||
+                           (opts->precision == MD_PRECISION_AUTO &&
+                            (cpu.avx512_bf16 || cpu.amx_bf16))
+                       ? MD_PRECISION_BF16
+                       : MD_PRECISION_FP32;
     if (pthread_mutex_init(&m->mu, NULL) != 0) {
         md_onnx_free(&om);
         free(m);
         return md_fail(err, MD_ERR_NOMEM, "%s: cannot create a mutex", path);
     }
-    st = md_onnx_graph_build(&om, path, 0, &m->graph, err);
+    st = md_onnx_graph_build(&om, path, 0,
+                             m->precision == MD_PRECISION_BF16 ? MD_GEMM_BF16 : MD_GEMM_F32,
+                             &m->graph, err);
     md_onnx_free(&om);
     if (st != MD_OK) {
         pthread_mutex_destroy(&m->mu);
@@ -490,8 +500,11 @@ md_status md_onnx_model_open(const char *path, const md_model_options *opts, md_
     for (int i = 0; i < info->in_ndim && len < sizeof shape - 24; i++)
         len += (size_t)snprintf(shape + len, sizeof shape - len, "%s%lld", i ? "x" : "",
                                 (long long)info->in_dims[i]);
-    snprintf(m->desc, sizeof m->desc, "%.100s: ONNX opset %lld CNN, %d conv, %.2f M params, input %s",
-             base, (long long)info->opset, info->n_conv, (double)info->n_params * 1e-6, shape);
+    snprintf(m->desc, sizeof m->desc,
+             "%.100s: ONNX opset %lld CNN, %d conv%s, %.2f M params, input %s", base,
+             (long long)info->opset, info->n_conv,
+             m->precision == MD_PRECISION_BF16 ? " (bf16 products)" : "",
+             (double)info->n_params * 1e-6, shape);
     *backend = &onnx_backend;
     *impl = m;
     return MD_OK;
