@@ -880,10 +880,13 @@ bool md_conv_forward(const md_conv *c, md_threadpool *pool, const md_conv_src *s
          * 7x7 layers: 7 and 2 tiles) splits unevenly by pixels; split by
          * output channels, it also leaves each channel plane on the core
          * the depthwise layer after it (split by channels) reads it from.
-         * Two threads, Zen 5: FastDepth 0.94-0.95x the time, paired runs. */
+         * Two threads, Zen 5: FastDepth 0.94-0.95x the time, paired runs.
+         * Not in bf16: its products pack B (the activations) per task, so
+         * each task would pack all of it (FastDepth bf16: 1.12-1.19x). */
         int units = (int)(((size_t)pl.oh * pl.ow + MD_GEMM_NR - 1) / MD_GEMM_NR);
         int cout = c->p.out_channels / c->p.groups, pr = md_gemm_panel_rows(cout);
-        if (workers > 1 && units < 4 * workers && (cout + pr - 1) / pr > units) {
+        if (c->type == MD_GEMM_F32 && workers > 1 && units < 4 * workers &&
+            (cout + pr - 1) / pr > units) {
             pl.by_channels = true;
             units = (cout + pr - 1) / pr;
         }
