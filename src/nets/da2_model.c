@@ -587,6 +587,53 @@ static void enc_attn_task(void *vctx, int task, int worker)
                       c->A, c->A16, c->S + (size_t)worker * c->s_bytes);
 }
 
+/* The position embedding for a grid other than the checkpoint's, channels
+ * [c0, c1) per task: pos_embed[1:] as planar [C, G, G], then bicubic with
+ * DINOv2's offset of 0.1: scale_factor = ((ph + 0.1) / G, (pw + 0.1) / G). */
+typedef struct {
+    const float *pos_embed; /* [1 + G G, C] */
+    float *planar, *posi, *tmp; /* [C, G G], [C, ph pw], per worker G pw */
+    int C, G, ph, pw, chunk;
+} pos_job;
+
+static void pos_task(void *ctx, int t, int worker)
+{
+    const pos_job *j = ctx;
+    int C = j->C, G = j->G, c0 = t * j->chunk, c1 = c0 + j->chunk < C ? c0 + j->chunk : C;
+    if (c0 >= c1)
+        return;
+    size_t gg = (size_t)G * G;
+    for (int c = c0; c < c1; c++)
+        for (size_t i = 0; i < gg; i++)
+            j->planar[(size_t)c * gg + i] = j->pos_embed[(1 + i) * (size_t)C + (size_t)c];
+    md_resize_bicubic_torch(j->planar + (size_t)c0 * gg, c1 - c0, G, G,
+                            j->posi + (size_t)c0 * j->ph * j->pw, j->ph, j->pw,
+                            (j->ph + 0.1) / G, (j->pw + 0.1) / G,
+                            j->tmp + (size_t)worker * G * j->pw);
+}
+
+/* Tokens [i0, i1) of X: the patch embedding [C, np] made token-major, plus
+ * the position embedding (the checkpoint's, or posi [C, np] resized). */
+typedef struct {
+    float *X;
+    const float *patches, *pos_embed, *posi;
+    int C, np, chunk;
+} tokens_job;
+
+static void tokens_task(void *ctx, int t, int worker)
+{
+    (void)worker;
+    const tokens_job *j = ctx;
+    int C = j->C, np = j->np, i1 = (t + 1) * j->chunk < np ? (t + 1) * j->chunk : np;
+    for (int i = t * j->chunk; i < i1; i++) {
+        float *row = j->X + (size_t)(1 + i) * C;
+        for (int c = 0; c < C; c++)
+            row[c] = j->patches[(size_t)c * np + i] +
+                     (j->posi ? j->posi[(size_t)c * np + i]
+                              : j->pos_embed[(size_t)(1 + i) * C + c]);
+    }
+}
+
 static md_status encode(const da2_model *m, const float *img, int H, int W, float *feats[4],
                         md_error *err)
 {
@@ -596,7 +643,7 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
     size_t TC = (size_t)T * C;
     size_t kv_bytes = (md_attention_kv_bytes(m->type, T, C / m->heads) + 63) / 64 * 64;
     size_t s_bytes = md_attention_scratch_bytes(m->type, T, C / m->heads);
-    size_t pos_tmp = (size_t)G * pw;
+    size_t pos_tmp = (size_t)G * pw * (size_t)nt; /* the bicubic's rows, per worker */
     /* floats of: X Y A P, QKV, Hid, packed k v, then the bigger of the
      * attention scratch and the patch embedding's buffers */
     size_t big = s_bytes * (size_t)nt / sizeof(float);
@@ -628,24 +675,17 @@ static md_status encode(const da2_model *m, const float *img, int H, int W, floa
         return md_fail(err, MD_ERR_NOMEM, "depth anything v2: out of memory in the patch embedding");
     }
     bool same_grid = np == G * G && H == W;
+    int tasks = nt > 1 ? 4 * nt : 1;
     if (!same_grid) {
-        /* pos_embed[1:] as planar [C, G, G], bicubic with DINOv2's offset of
-           0.1: scale_factor = ((ph + 0.1) / G, (pw + 0.1) / G). */
-        float *planar = postmp + pos_tmp; /* [C, G*G] */
-        for (int i = 0; i < G * G; i++)
-            for (int c = 0; c < C; c++)
-                planar[(size_t)c * G * G + i] = m->pos_embed[(size_t)(1 + i) * C + c];
-        md_resize_bicubic_torch(planar, C, G, G, posi, ph, pw, (ph + 0.1) / G, (pw + 0.1) / G,
-                                postmp);
+        pos_job pj = {m->pos_embed, postmp + pos_tmp, posi, postmp, C, G, ph, pw,
+                      (C + tasks - 1) / tasks};
+        md_pool_run(m->pool, tasks, pos_task, &pj);
     }
     for (int c = 0; c < C; c++)
         X[c] = m->cls_token[c] + m->pos_embed[c];
-    for (int i = 0; i < np; i++) {
-        float *row = X + (size_t)(1 + i) * C;
-        for (int c = 0; c < C; c++)
-            row[c] = patches[(size_t)c * np + i] +
-                     (same_grid ? m->pos_embed[(size_t)(1 + i) * C + c] : posi[(size_t)c * np + i]);
-    }
+    tokens_job tj = {X, patches, m->pos_embed, same_grid ? NULL : posi, C, np,
+                     (np + tasks - 1) / tasks};
+    md_pool_run(m->pool, tasks, tokens_task, &tj);
 
     /* Row chunks in whole register tiles, four per worker (a worker the
      * system pauses leaves its chunks to the others); each runs its matrix
@@ -749,6 +789,33 @@ static md_status bilinear(md_threadpool *pool, const float *src, int channels, i
 
 /* ConvTranspose2d with kernel == stride == k (no overlap): in [c, h, w] ->
  * out [c, h*k, w*k], weight packed as A [(co, ky, kx), ci]. tmp: c*k*k*h*w. */
+typedef struct {
+    const float *tmp, *bias;
+    float *out;
+    int c, h, w, k, chunk;
+} scatter_job;
+
+/* Output channels [co0, co1) of a stride-k ConvTranspose: each (ky, kx)
+ * plane of tmp to every k-th pixel of out, plus the bias. */
+static void scatter_task(void *ctx, int t, int worker)
+{
+    (void)worker;
+    const scatter_job *j = ctx;
+    int k = j->k, h = j->h, w = j->w, n = h * w, ow = w * k;
+    int co1 = (t + 1) * j->chunk < j->c ? (t + 1) * j->chunk : j->c;
+    for (int co = t * j->chunk; co < co1; co++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                const float *src = j->tmp + ((size_t)(co * k + ky) * k + kx) * n;
+                float bb = j->bias[co];
+                for (int y = 0; y < h; y++) {
+                    float *dst = j->out + ((size_t)co * h * k + (size_t)y * k + ky) * ow + kx;
+                    for (int x = 0; x < w; x++)
+                        dst[(size_t)x * k] = src[(size_t)y * w + x] + bb;
+                }
+            }
+}
+
 static void conv_transpose_k(md_threadpool *pool, const float *in, int c, int h, int w,
                              const md_gemm_packed *weight, const float *bias, int k, float *out,
                              float *tmp)
@@ -758,18 +825,10 @@ static void conv_transpose_k(md_threadpool *pool, const float *in, int c, int h,
     md_gemm(pool, weight->type, ck, n, c, 1.0f, md_gemm_prepacked(weight),
             md_gemm_raw(in, (size_t)n, false),
             tmp, (size_t)n, NULL);
-    int ow = w * k;
-    for (int co = 0; co < c; co++)
-        for (int ky = 0; ky < k; ky++)
-            for (int kx = 0; kx < k; kx++) {
-                const float *src = tmp + ((size_t)(co * k + ky) * k + kx) * n;
-                float bb = bias[co];
-                for (int y = 0; y < h; y++) {
-                    float *dst = out + ((size_t)co * h * k + (size_t)y * k + ky) * ow + kx;
-                    for (int x = 0; x < w; x++)
-                        dst[(size_t)x * k] = src[(size_t)y * w + x] + bb;
-                }
-            }
+    int tasks = md_pool_threads(pool) > 1 ? 4 * md_pool_threads(pool) : 1;
+    tasks = tasks < c ? tasks : c;
+    scatter_job j = {tmp, bias, out, c, h, w, k, (c + tasks - 1) / tasks};
+    md_pool_run(pool, tasks, scatter_task, &j);
 }
 
 /* x + conv2(relu(conv1(relu(x)))) into out (may not alias x). t: c*H*W floats. */
