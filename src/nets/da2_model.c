@@ -787,8 +787,6 @@ static md_status bilinear(md_threadpool *pool, const float *src, int channels, i
     return MD_OK;
 }
 
-/* ConvTranspose2d with kernel == stride == k (no overlap): in [c, h, w] ->
- * out [c, h*k, w*k], weight packed as A [(co, ky, kx), ci]. tmp: c*k*k*h*w. */
 typedef struct {
     const float *tmp, *bias;
     float *out;
@@ -816,6 +814,8 @@ static void scatter_task(void *ctx, int t, int worker)
             }
 }
 
+/* ConvTranspose2d with kernel == stride == k (no overlap): in [c, h, w] ->
+ * out [c, h*k, w*k], weight packed as A [(co, ky, kx), ci]. tmp: c*k*k*h*w. */
 static void conv_transpose_k(md_threadpool *pool, const float *in, int c, int h, int w,
                              const md_gemm_packed *weight, const float *bias, int k, float *out,
                              float *tmp)

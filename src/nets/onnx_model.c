@@ -440,9 +440,9 @@ static void onnx_info(const void *impl, md_model_info *info)
     }
 }
 
-static const md_model_backend onnx_backend = {"onnx",        onnx_predict, onnx_run_tensor,
-                                              onnx_describe, onnx_gflop,   onnx_destroy,
-                                              onnx_features, onnx_precision, onnx_preprocess,
+static const md_model_backend onnx_backend = {"onnx",         onnx_predict,   onnx_run_tensor,
+                                              onnx_describe,  onnx_gflop,     onnx_destroy,
+                                              onnx_features,  onnx_precision, onnx_preprocess,
                                               onnx_info};
 
 md_status md_onnx_model_open(const char *path, const md_model_options *opts, md_threadpool *pool,

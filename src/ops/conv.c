@@ -295,7 +295,7 @@ typedef struct {
     bool in_place;
     bool by_pixels;   /* in place into out: tasks take ranges of whole tiles of pixels */
     bool by_channels; /* ... or, on small planes, of output channels (in_place_task) */
-    bool implicit;  /* md_conv_is_implicit: a padded band of input rows, no unfolding */
+    bool implicit;    /* md_conv_is_implicit: a padded band of input rows, no unfolding */
     int oh, ow, R, bands, K, ldb;
     int wp, rin, cp;    /* implicit: padded row width, band input rows, band channels */
     size_t rows_floats, col_floats, band_floats, per_worker;
