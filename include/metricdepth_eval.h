@@ -307,9 +307,13 @@ md_status md_anchor_eval_image_maps(md_anchor_eval *ae, md_evaluator *ev,
  * path, size and mtime (paths made absolute). Invalid pixels (those the
  * network did not see, and any value <= 0 or non-finite) are stored as 0 and
  * read back as invalid, so a cached map evaluates exactly as a fresh one.
- * Encoder features go beside it, KEY.features.SIGNATURE.npy (1-D float32). */
+ * Encoder features go beside it, KEY.features.SIGNATURE.npy (1-D float32).
+ * md_cache_key_variant hashes a variant name in as well (e.g. "bf16": the
+ * same model file run in another precision); NULL or "" gives md_cache_key. */
 md_status md_cache_key(const char *model_path, const char *rgb_path, char key[17],
                        md_error *err);
+md_status md_cache_key_variant(const char *model_path, const char *variant, const char *rgb_path,
+                               char key[17], md_error *err);
 md_status md_cache_store(const char *path, const md_depth *pred, md_error *err);
 /* MD_ERR_IO when the file is absent. */
 md_status md_cache_load(const char *path, md_depth *out, md_error *err);

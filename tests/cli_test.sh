@@ -370,6 +370,15 @@ if [ -n "$SHARED" ] && [ -f "$SHARED/models/fastdepth/fastdepth_7.onnx" ] &&
   ! grep -q "adaptive" "$T/ev/r2/per_image.csv" && ok || bad "adaptive columns without a scale model"
   [ "$(grep -c '^test,' "$T/ev/r2/per_image.csv")" -eq 1 ] && ok || bad "split: one test pair wanted"
   [ ! -e "$T/ev/r2/fig/scatter.png" ] && ok || bad "scatter without a scale model"
+  # --precision bf16 shares a cache with fp32 but not its entries (bf16 evaluations
+  # once failed on their cache key), and a re-run takes its own from it
+  for p in fp32 bf16 bf16; do
+    expect 0 "$MD" eval --data "$T/ev/train.txt" --test "$T/ev/test.txt" --model "$model" \
+      --precision $p --cache "$T/ev/cache" --panels 0 -o "$T/ev/r_$p"
+  done
+  grep -q "(3 base predictions from the cache)" "$T/ev/r_bf16/report.md" && ok ||
+    bad "bf16 re-run missed its cache entries"
+  [ "$(ls "$T/ev/cache" | grep -c '\.npy$')" -eq 6 ] && ok || bad "fp32 and bf16 cache entries: 6 wanted"
   # eigen: the same numbers with and without the cache, and 'metrics' on the
   # .npy that predict writes agrees with eval (the unseen border is left out,
   # not counted as 1e-3 m)

@@ -102,6 +102,18 @@ static void test_cache_key(void)
     path_in_tmp(missing, sizeof missing, "missing.png");
     CHECK(md_cache_key(model, missing, k1, &err) == MD_ERR_IO);
     CHECK(strstr(err.message, "missing.png") != NULL);
+    /* a variant (another precision of the same file) has its own stable key;
+     * none is the plain key. An earlier version hashed "model|bf16" as a
+     * file path, so every bf16 evaluation with a cache failed. */
+    char v1[17], v2[17], v0[17];
+    CHECK_OK(md_cache_key(model, rgb, k1, &err), &err);
+    CHECK_OK(md_cache_key_variant(model, "bf16", rgb, v1, &err), &err);
+    CHECK_OK(md_cache_key_variant(model, "bf16", rgb, v2, &err), &err);
+    CHECK(strcmp(v1, v2) == 0 && strcmp(v1, k1) != 0);
+    CHECK_OK(md_cache_key_variant(model, NULL, rgb, v0, &err), &err);
+    CHECK(strcmp(v0, k1) == 0);
+    CHECK_OK(md_cache_key_variant(model, "", rgb, v0, &err), &err);
+    CHECK(strcmp(v0, k1) == 0);
 }
 
 static void test_cache_store(void)

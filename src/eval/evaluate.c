@@ -89,12 +89,13 @@ static md_status base_prediction(md_evaluator *ev, const md_pair *pair, const md
     uint64_t signature = 0;
     size_t n_feat = features ? md_model_features(ev->o.model, &signature) : 0;
     if (ev->o.cache_dir) {
-        char key[17], model_key[4200];
-        /* bf16 predictions differ from fp32 ones: their own cache entries */
+        char key[17];
+        /* bf16 predictions differ from fp32 ones: their own cache entries
+         * (fp32 keys are those of md_cache_key, as before bf16 existed) */
         md_precision prec = md_model_precision(ev->o.model);
-        snprintf(model_key, sizeof model_key, "%s%s%s", ev->o.model_path,
-                 prec == MD_PRECISION_FP32 ? "" : "|", prec == MD_PRECISION_FP32 ? "" : md_precision_name(prec));
-        md_status st = md_cache_key(model_key, pair->rgb_path, key, err);
+        md_status st = md_cache_key_variant(
+            ev->o.model_path, prec == MD_PRECISION_FP32 ? NULL : md_precision_name(prec),
+            pair->rgb_path, key, err);
         if (st != MD_OK)
             return st;
         snprintf(cache_path, sizeof cache_path, "%s/%s.npy", ev->o.cache_dir, key);

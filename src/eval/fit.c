@@ -319,10 +319,19 @@ static md_status hash_file_identity(uint64_t *h, const char *path, md_error *err
 md_status md_cache_key(const char *model_path, const char *rgb_path, char key[17],
                            md_error *err)
 {
+    return md_cache_key_variant(model_path, NULL, rgb_path, key, err);
+}
+
+md_status md_cache_key_variant(const char *model_path, const char *variant, const char *rgb_path,
+                               char key[17], md_error *err)
+{
     if (!model_path || !rgb_path || !key)
         return md_fail(err, MD_ERR_ARG, "md_cache_key: NULL argument");
     uint64_t h = MD_FNV1A64_INIT;
     md_status st = hash_file_identity(&h, model_path, err);
+    /* after the model, with its terminator: no variant hashes as before */
+    if (st == MD_OK && variant && variant[0])
+        h = md_fnv1a64(h, variant, strlen(variant) + 1);
     if (st == MD_OK)
         st = hash_file_identity(&h, rgb_path, err);
     if (st != MD_OK)
