@@ -33,6 +33,10 @@ typedef md_status (*md_model_opener)(const char *path, const md_model_options *o
                                      md_threadpool *pool, const md_model_backend **backend,
                                      void **impl, md_error *err);
 
+/* fp32 or bf16 for a requested precision: auto is bf16 where the CPU
+ * multiplies bf16 natively (AVX512_BF16 or AMX-BF16), fp32 elsewhere. */
+md_precision md_precision_resolve(md_precision requested);
+
 /* ONNX CNN graphs (FastDepth and the like): onnx_model.c */
 md_status md_onnx_model_open(const char *path, const md_model_options *opts, md_threadpool *pool,
                              const md_model_backend **backend, void **impl, md_error *err);

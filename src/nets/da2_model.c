@@ -12,7 +12,6 @@
 #include "formats/weights.h"
 #include "nets/da2_model.h"
 #include "ops/cnn_ops.h"
-#include "ops/cpu.h"
 #include "ops/gemm.h"
 #include "nets/da2_names.h"
 #include "ops/resize_ops.h"
@@ -1338,11 +1337,7 @@ md_status md_da2_model_open(const char *path, const md_model_options *opts, md_t
         md_weights_free(&w);
         return MD_ERR_NOMEM;
     }
-    md_cpu_features cpu = md_cpu_detect();
-    m->type = o.precision == MD_PRECISION_BF16 ||
-                      (o.precision == MD_PRECISION_AUTO && (cpu.avx512_bf16 || cpu.amx_bf16))
-                  ? MD_GEMM_BF16
-                  : MD_GEMM_F32;
+    m->type = md_precision_resolve(o.precision) == MD_PRECISION_BF16 ? MD_GEMM_BF16 : MD_GEMM_F32;
     s = read_config(named, path, m, err);
     if (s == MD_OK && cfg.has_out_indices) {
         /* transformers counts hidden states from 1 (0 is the embedding) */

@@ -1,6 +1,7 @@
 #include "backend.h"
 #include "base/base.h"
 #include "base/pool.h"
+#include "ops/cpu.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,14 @@ static md_status pick_opener(const char *path, md_model_opener *opener, md_error
                        ".safetensors)",
                        path);
     return MD_OK;
+}
+
+md_precision md_precision_resolve(md_precision requested)
+{
+    if (requested != MD_PRECISION_AUTO)
+        return requested;
+    md_cpu_features cpu = md_cpu_detect();
+    return cpu.avx512_bf16 || cpu.amx_bf16 ? MD_PRECISION_BF16 : MD_PRECISION_FP32;
 }
 
 md_status md_model_load(const char *path, const md_model_options *opts, md_model **out,

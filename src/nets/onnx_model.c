@@ -33,7 +33,6 @@
 #include "formats/onnx.h"
 #include "nets/onnx_graph.h"
 #include "ops/cnn_ops.h"
-#include "ops/cpu.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -460,14 +459,8 @@ md_status md_onnx_model_open(const char *path, const md_model_options *opts, md_
         return md_fail(err, MD_ERR_NOMEM, "%s: out of memory", path);
     }
     /* bf16: the convolutions' products (FastDepth's pointwise layers, most of
-     * its work) run twice as many multiply-adds per instruction; auto takes
-     * it where the CPU multiplies bf16 natively */
-    md_cpu_features cpu = md_cpu_detect();
-    m->precision = opts->precision == MD_PRECISION_BF16 ||
-                           (opts->precision == MD_PRECISION_AUTO &&
-                            (cpu.avx512_bf16 || cpu.amx_bf16))
-                       ? MD_PRECISION_BF16
-                       : MD_PRECISION_FP32;
+     * its work) run twice as many multiply-adds per instruction */
+    m->precision = md_precision_resolve(opts->precision);
     if (pthread_mutex_init(&m->mu, NULL) != 0) {
         md_onnx_free(&om);
         free(m);
