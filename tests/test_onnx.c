@@ -884,9 +884,40 @@ static void test_real_model_corrupt(void)
     free(data);
 }
 
-static void test_reference_output(void)
+/* The FastDepth reference pair from ../shared: its image as the network's
+ * NCHW input (in->data malloc'd) and ONNX Runtime's output for it; false,
+ * with nothing to free, when either is missing or malformed. */
+static bool load_reference(md_tensor *in, md_tensor *pred)
 {
     char rpath[512], ppath[512];
+    md_error err = {0};
+    md_tensor rgb = {0};
+    memset(in, 0, sizeof *in);
+    memset(pred, 0, sizeof *pred);
+    CHECK_OK(md_npy_load(shared_path(rpath, sizeof rpath, "models/fastdepth/rgb.npy"), &rgb, &err),
+             &err);
+    CHECK_OK(md_npy_load(shared_path(ppath, sizeof ppath, "models/fastdepth/pred.npy"), pred,
+                         &err),
+             &err);
+    bool ok = rgb.data && pred->data && rgb.ndim == 3 && rgb.shape[2] == 3;
+    if (ok) {
+        /* HWC -> NCHW */
+        int h = (int)rgb.shape[0], w = (int)rgb.shape[1];
+        float *nchw = malloc(sizeof(float) * 3 * (size_t)h * w);
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < h * w; i++)
+                nchw[(size_t)c * h * w + i] = rgb.data[(size_t)i * 3 + c];
+        md_tensor t = {4, {1, 3, h, w}, nchw};
+        *in = t;
+    } else {
+        md_tensor_free(pred);
+    }
+    md_tensor_free(&rgb);
+    return ok;
+}
+
+static void test_reference_output(void)
+{
     md_error err = {0};
     md_model_options opts = {0};
     opts.threads = 1;
@@ -897,20 +928,9 @@ static void test_reference_output(void)
     fprintf(stderr, "  %s, %.3f GFLOP\n", desc, md_model_gflop(model, 640, 480));
     CHECK(strstr(desc, "38 conv") != NULL);
     CHECK(strstr(desc, "1.38 M params") != NULL);
-    md_tensor rgb = {0}, pred = {0};
-    CHECK_OK(md_npy_load(shared_path(rpath, sizeof rpath, "models/fastdepth/rgb.npy"), &rgb, &err),
-             &err);
-    CHECK_OK(md_npy_load(shared_path(ppath, sizeof ppath, "models/fastdepth/pred.npy"), &pred,
-                         &err),
-             &err);
-    if (rgb.data && pred.data && rgb.ndim == 3 && rgb.shape[2] == 3) {
-        /* HWC -> NCHW */
-        int h = (int)rgb.shape[0], w = (int)rgb.shape[1];
-        float *nchw = malloc(sizeof(float) * 3 * (size_t)h * w);
-        for (int c = 0; c < 3; c++)
-            for (int i = 0; i < h * w; i++)
-                nchw[(size_t)c * h * w + i] = rgb.data[(size_t)i * 3 + c];
-        md_tensor in = {4, {1, 3, h, w}, nchw}, out = {0};
+    md_tensor in, pred;
+    if (load_reference(&in, &pred)) {
+        md_tensor out = {0};
         CHECK_OK(md_model_run_tensor(model, &in, &out, &err), &err);
         if (out.data) {
             CHECK(md_tensor_numel(&out) == md_tensor_numel(&pred));
@@ -950,10 +970,9 @@ static void test_reference_output(void)
             }
         }
         md_tensor_free(&out);
-        free(nchw);
+        md_tensor_free(&in);
+        md_tensor_free(&pred);
     }
-    md_tensor_free(&rgb);
-    md_tensor_free(&pred);
     md_model_free(model);
 }
 
@@ -1012,7 +1031,6 @@ static void test_encoder_features(void)
  * the tolerances leave about twice that. */
 static void test_bf16(void)
 {
-    char rpath[512], ppath[512];
     md_error err = {0};
     md_model_options opts = {0};
     opts.precision = MD_PRECISION_BF16;
@@ -1027,19 +1045,9 @@ static void test_bf16(void)
     CHECK(md_model_precision(m16) == MD_PRECISION_BF16 &&
           md_model_precision(m32) == MD_PRECISION_FP32);
     CHECK(strstr(md_model_describe(m16), "bf16") && !strstr(md_model_describe(m32), "bf16"));
-    md_tensor rgb = {0}, pred = {0};
-    CHECK_OK(md_npy_load(shared_path(rpath, sizeof rpath, "models/fastdepth/rgb.npy"), &rgb, &err),
-             &err);
-    CHECK_OK(md_npy_load(shared_path(ppath, sizeof ppath, "models/fastdepth/pred.npy"), &pred,
-                         &err),
-             &err);
-    if (rgb.data && pred.data && rgb.ndim == 3 && rgb.shape[2] == 3) {
-        int h = (int)rgb.shape[0], w = (int)rgb.shape[1];
-        float *nchw = malloc(sizeof(float) * 3 * (size_t)h * w);
-        for (int c = 0; c < 3; c++)
-            for (int i = 0; i < h * w; i++)
-                nchw[(size_t)c * h * w + i] = rgb.data[(size_t)i * 3 + c];
-        md_tensor in = {4, {1, 3, h, w}, nchw}, out = {0};
+    md_tensor in, pred;
+    if (load_reference(&in, &pred)) {
+        md_tensor out = {0};
         CHECK_OK(md_model_run_tensor(m16, &in, &out, &err), &err);
         if (out.data && md_tensor_numel(&out) == md_tensor_numel(&pred)) {
             double maxd = 0, rel = 0;
@@ -1056,10 +1064,9 @@ static void test_bf16(void)
                       rel);
         }
         md_tensor_free(&out);
-        free(nchw);
+        md_tensor_free(&in);
+        md_tensor_free(&pred);
     }
-    md_tensor_free(&rgb);
-    md_tensor_free(&pred);
     const char *ids[] = {"00000", "00050", "00100"};
     for (int k = 0; k < 3; k++) {
         char rel[128], ipath[512], dpath[512];
