@@ -339,6 +339,32 @@ static inline __attribute__((always_inline)) void tile_masks(int nr, __mmask16 *
     *m1 = nr >= 32 ? (__mmask16)0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : 0;
 }
 
+/* Asks for the lines the tile will write (and an epilogue's addend) before
+ * its k loop, so their misses overlap the products instead of stalling the
+ * tile's stores: a 1814-row product writes C once, from no cache. Depth
+ * Anything V2 0.97-0.98x the time (paired, Zen 4), FastDepth unchanged. */
+static inline __attribute__((always_inline)) void tile_prefetch(int mr, const float *c,
+                                                                 size_t ldc, int nr,
+                                                                 const tile_epi *e)
+{
+    if (e->last && e->out16) {
+        for (int i = 0; i < mr; i++)
+            _mm_prefetch((const char *)(e->out16 + (size_t)i * e->ld16), _MM_HINT_T0);
+    } else {
+        for (int i = 0; i < mr; i++) {
+            _mm_prefetch((const char *)(c + (size_t)i * ldc), _MM_HINT_T0);
+            if (nr > 16)
+                _mm_prefetch((const char *)(c + (size_t)i * ldc + 16), _MM_HINT_T0);
+        }
+    }
+    if (e->last && e->add)
+        for (int i = 0; i < mr; i++) {
+            _mm_prefetch((const char *)(e->add + (size_t)i * e->ld_add), _MM_HINT_T0);
+            if (nr > 16)
+                _mm_prefetch((const char *)(e->add + (size_t)i * e->ld_add + 16), _MM_HINT_T0);
+        }
+}
+
 /* direct: row i of A at a + i * lda (one stream per row), else a packed
  * panel (mr values per k, one stream). */
 static inline __attribute__((always_inline)) void
@@ -357,6 +383,7 @@ kernel_avx512(const int mr, const int mode, int kc, const float *a, size_t lda, 
     /* Columns past nr are neither read nor written: B and C may end there. */
     __mmask16 m0, m1;
     tile_masks(nr, &m0, &m1);
+    tile_prefetch(mr, c, ldc, nr, e);
     /* Full tiles load B unmasked (the common case, kept apart). */
 #define KERNEL_LOOP(LOAD0, LOAD1)                                                              \
     for (int k = 0; k < kc; k++) {                                                             \
@@ -454,6 +481,7 @@ kernel_avx512bf16(const int mr, const int mode, int kc, const uint32_t *a, size_
     }
     __mmask16 m0, m1;
     tile_masks(nr, &m0, &m1);
+    tile_prefetch(mr, c, ldc, nr, e);
     /* Packed B panels are zero-padded; B read in place stops at nr. */
 #define KERNEL_LOOP(LOAD0, LOAD1)                                                              \
     for (int k = 0; k < kc; k++) {                                                             \
