@@ -46,8 +46,8 @@ int main(int argc, char **argv)
         maxb = b > maxb ? b : maxb;
         maxc = c > maxc ? c : maxc;
     }
-    float *A = malloc(maxa * 4), *B = malloc(maxb * 4), *C = malloc(maxc * 4);
-    uint16_t *A16 = malloc(maxa * 2);
+    float *A = bench_alloc(maxa * 4), *B = bench_alloc(maxb * 4), *C = bench_alloc(maxc * 4);
+    uint16_t *A16 = bench_alloc(maxa * 2);
     float *bias = calloc(4096, 4);
     double *t = malloc(sizeof(double) * (size_t)runs);
     if (!A || !B || !C || !A16 || !bias || !t)
@@ -93,9 +93,10 @@ int main(int argc, char **argv)
      * softmax), at 1814 tokens of 6 heads of 64 */
     if (do_attn) {
         enum { T = 1814, H = 6, D = 64 };
-        float *qkv = malloc(sizeof(float) * T * 3 * H * D), *out = malloc(sizeof(float) * T * H * D);
-        uint16_t *qkv16 = malloc(sizeof(uint16_t) * T * 3 * H * D);
-        uint16_t *out16 = malloc(sizeof(uint16_t) * T * H * D);
+        float *qkv = bench_alloc(sizeof(float) * T * 3 * H * D);
+        float *out = bench_alloc(sizeof(float) * T * H * D);
+        uint16_t *qkv16 = bench_alloc(sizeof(uint16_t) * T * 3 * H * D);
+        uint16_t *out16 = bench_alloc(sizeof(uint16_t) * T * H * D);
         if (!qkv || !out || !qkv16 || !out16)
             return 1;
         for (size_t i = 0; i < (size_t)T * 3 * H * D; i++)
@@ -147,7 +148,7 @@ int main(int argc, char **argv)
             size_t nin = (size_t)p.in_channels * convs[s].h * convs[s].w;
             size_t nout = (size_t)p.out_channels * convs[s].h * convs[s].w;
             float *w = malloc(sizeof(float) * (size_t)p.out_channels * p.in_channels * 9);
-            float *in = malloc(sizeof(float) * nin), *out = malloc(sizeof(float) * nout);
+            float *in = bench_alloc(sizeof(float) * nin), *out = bench_alloc(sizeof(float) * nout);
             md_conv c;
             if (!w || !in || !out)
                 return 1;
