@@ -431,7 +431,10 @@ static void test_resize_nearest_x2(void)
         int h = shapes[i][0], w = shapes[i][1], H = 2 * h, W = 2 * w, C = 3;
         size_t n = (size_t)C * H * W;
         float *in = rand_floats((size_t)C * h * w), *add = rand_floats(n);
-        float *got = malloc(sizeof(float) * n), *rows = malloc(sizeof(float) * n);
+        /* 32 guard values after each output block: nothing written past its last row */
+        float *got = malloc(sizeof(float) * (n + 32)), *rows = malloc(sizeof(float) * (n + 32));
+        for (int g = 0; g < 32; g++)
+            got[n + g] = -7.0f;
         md_resize_params rp = {false, MD_COORD_ASYMMETRIC, MD_NEAREST_FLOOR, 0.0f, 0.0f};
         md_resize_tables t;
         CHECK(md_resize_tables_init(&t, &rp, h, w, H, W));
@@ -439,6 +442,9 @@ static void test_resize_nearest_x2(void)
             const float *ad = a ? add : NULL;
             md_resize2d(&t, in, h, w, got, ad, 0, C);
             int y0 = H / 3, y1 = H - H / 4, bad = 0;
+            size_t end = (size_t)2 * (y1 - y0) * W; /* channel 1's block ends there */
+            for (int g = 0; g < 32; g++)
+                rows[end + g] = -7.0f;
             md_resize2d_rows(&t, in, h, w, rows, ad ? add + (size_t)y0 * W : NULL, 1, 2, y0, y1);
             for (int c = 0; c < C; c++)
                 for (int y = 0; y < H; y++)
@@ -460,6 +466,9 @@ static void test_resize_nearest_x2(void)
                     bad += rows[o] != v;
                 }
             CHECK_MSG(bad == 0, "nearest x2 %dx%d (add %d): %d wrong values", h, w, a, bad);
+            for (int g = 0; g < 32; g++)
+                bad += got[n + g] != -7.0f || rows[end + g] != -7.0f;
+            CHECK_MSG(bad == 0, "nearest x2 %dx%d (add %d): written past the end", h, w, a);
         }
         CHECK(t.fx_int == 2);
         md_resize_tables_free(&t);

@@ -475,6 +475,44 @@ void md_resize2d_rows(const md_resize_tables *t, const float *in, int in_h, int 
             float *orow = o + (size_t)(y - y0) * out_w;
             const float *arow = add ? add + (size_t)(y - y0) * out_w : NULL;
             if (fx_int == 2) {
+#if defined(__AVX512F__)
+                /* 16 inputs -> 32 outputs by two permutes: FastDepth 0.993x the
+                 * time in fp32 and 0.983x in bf16 on one thread, 0.996x on two
+                 * (paired, Zen 4; 0.98x / 1.01x on Zen 5) */
+                {
+                    const __m512i lo =
+                        _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+                    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+                    int x = 0;
+                    for (; x + 16 <= in_w; x += 16) {
+                        __m512 v = _mm512_loadu_ps(r0 + x);
+                        __m512 a = _mm512_permutexvar_ps(lo, v);
+                        __m512 b = _mm512_permutexvar_ps(hi, v);
+                        if (arow) {
+                            a = _mm512_add_ps(a, _mm512_loadu_ps(arow + 2 * x));
+                            b = _mm512_add_ps(b, _mm512_loadu_ps(arow + 2 * x + 16));
+                        }
+                        _mm512_storeu_ps(orow + 2 * x, a);
+                        _mm512_storeu_ps(orow + 2 * x + 16, b);
+                    }
+                    if (x < in_w) {
+                        int r = in_w - x; /* 1..15 inputs: 2r outputs */
+                        __mmask16 k = (__mmask16)((1u << r) - 1u);
+                        __mmask16 ka = (__mmask16)(r >= 8 ? 0xffff : (1u << (2 * r)) - 1u);
+                        __mmask16 kb = (__mmask16)(r > 8 ? (1u << (2 * (r - 8))) - 1u : 0);
+                        __m512 v = _mm512_maskz_loadu_ps(k, r0 + x);
+                        __m512 a = _mm512_permutexvar_ps(lo, v);
+                        __m512 b = _mm512_permutexvar_ps(hi, v);
+                        if (arow) {
+                            a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(ka, arow + 2 * x));
+                            b = _mm512_add_ps(b, _mm512_maskz_loadu_ps(kb, arow + 2 * x + 16));
+                        }
+                        _mm512_mask_storeu_ps(orow + 2 * x, ka, a);
+                        _mm512_mask_storeu_ps(orow + 2 * x + 16, kb, b);
+                    }
+                    continue;
+                }
+#endif
                 if (arow)
                     for (int x = 0; x < in_w; x++) {
                         orow[2 * x] = r0[x] + arow[2 * x];
