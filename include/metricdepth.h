@@ -628,7 +628,7 @@ void md_threadpool_free(md_threadpool *pool);
 
 /* What the kernels run on, for benchmarks and bug reports. */
 typedef struct {
-    char cpu[64];             /* the processor's brand string */
+    char cpu[64];             /* the processor's brand string, with its x86 family and model */
     int cpus;                 /* online CPUs */
     const char *fp32_kernels; /* "avx512" or "generic C" */
     const char *bf16_kernels; /* "avx512_bf16" or "bf16 emulated in C" */

@@ -81,7 +81,18 @@ void md_cpu_model_name(char *buf, size_t size)
     size_t n = strlen(p);
     while (n > 0 && p[n - 1] == ' ')
         n--;
-    snprintf(buf, size, "%.*s", (int)n, n ? p : "unknown CPU");
+    /* A VM's brand string may name no model ("AMD EPYC"): the CPUID family
+     * and model tell Zen 4 (25, 17) from Zen 5 (26, 2), for instance. */
+    unsigned a, bx, c, d, fam = 0, mod = 0;
+    if (__get_cpuid(1, &a, &bx, &c, &d)) {
+        fam = (a >> 8) & 0xf;
+        mod = (a >> 4) & 0xf;
+        if (fam == 0xf || fam == 6)
+            mod += ((a >> 16) & 0xf) << 4;
+        if (fam == 0xf)
+            fam += (a >> 20) & 0xff;
+    }
+    snprintf(buf, size, "%.*s (family %u, model %u)", (int)n, n ? p : "unknown CPU", fam, mod);
 }
 #else
 md_cpu_features md_cpu_detect(void)

@@ -15,7 +15,8 @@ typedef struct {
 } md_cpu_features;
 
 md_cpu_features md_cpu_detect(void);
-/* The processor's brand string ("AMD EPYC 9R45 ..."), or "unknown CPU". */
+/* The processor's brand string ("AMD EPYC 9R45 ...", or "unknown CPU")
+ * and, on x86, its CPUID family and model: "AMD EPYC (family 25, model 17)". */
 void md_cpu_model_name(char *buf, size_t size);
 
 #endif
