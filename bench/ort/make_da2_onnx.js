@@ -34,7 +34,7 @@ function f16(h) {
 function T(name) {
   const t = hdr[name];
   if (!t) throw new Error('missing ' + name);
-  const [a, b] = t.data_offsets,
+  const a = t.data_offsets[0],
     n = t.shape.reduce((x, y) => x * y, 1),
     r = new Float32Array(n);
   if (t.dtype === 'F16') for (let i = 0; i < n; i++) r[i] = f16(buf.readUInt16LE(base + a + 2 * i));
@@ -138,7 +138,6 @@ x = node('Concat', [W_('pretrained.cls_token'), x], { axis: 1 });
   for (let c = 0; c < C; c++) pos[c] = pe[c];
   const cub = (t) => {
     const A = -0.75;
-    const w = [];
     const x1 = t + 1,
       x2 = t,
       x3 = 1 - t,
