@@ -339,6 +339,19 @@ static inline __attribute__((always_inline)) void tile_masks(int nr, __mmask16 *
     *m1 = nr >= 32 ? (__mmask16)0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : 0;
 }
 
+/* Prefetches the line at the start of each of mr rows ld_bytes apart, and
+ * the line after it when wide (a tile of more than 16 float columns). */
+static inline __attribute__((always_inline)) void prefetch_rows(const void *p, size_t ld_bytes,
+                                                                 int mr, bool wide)
+{
+    for (int i = 0; i < mr; i++) {
+        const char *r = (const char *)p + (size_t)i * ld_bytes;
+        _mm_prefetch(r, _MM_HINT_T0);
+        if (wide)
+            _mm_prefetch(r + 64, _MM_HINT_T0);
+    }
+}
+
 /* Asks for the lines the tile will write (and an epilogue's addend) before
  * its k loop, so their misses overlap the products instead of stalling the
  * tile's stores: a 1814-row product writes C once, from no cache. Depth
@@ -347,22 +360,12 @@ static inline __attribute__((always_inline)) void tile_prefetch(int mr, const fl
                                                                  size_t ldc, int nr,
                                                                  const tile_epi *e)
 {
-    if (e->last && e->out16) {
-        for (int i = 0; i < mr; i++)
-            _mm_prefetch((const char *)(e->out16 + (size_t)i * e->ld16), _MM_HINT_T0);
-    } else {
-        for (int i = 0; i < mr; i++) {
-            _mm_prefetch((const char *)(c + (size_t)i * ldc), _MM_HINT_T0);
-            if (nr > 16)
-                _mm_prefetch((const char *)(c + (size_t)i * ldc + 16), _MM_HINT_T0);
-        }
-    }
+    if (e->last && e->out16) /* 32 bf16 values: one line */
+        prefetch_rows(e->out16, e->ld16 * sizeof(uint16_t), mr, false);
+    else
+        prefetch_rows(c, ldc * sizeof(float), mr, nr > 16);
     if (e->last && e->add)
-        for (int i = 0; i < mr; i++) {
-            _mm_prefetch((const char *)(e->add + (size_t)i * e->ld_add), _MM_HINT_T0);
-            if (nr > 16)
-                _mm_prefetch((const char *)(e->add + (size_t)i * e->ld_add + 16), _MM_HINT_T0);
-        }
+        prefetch_rows(e->add, e->ld_add * sizeof(float), mr, nr > 16);
 }
 
 /* direct: row i of A at a + i * lda (one stream per row), else a packed
