@@ -4,6 +4,7 @@
  * protobuf bytes, and NYU ground-truth depth. */
 #include "check.h"
 #include "base/base.h"
+#include "base/pool.h"
 #include "formats/onnx.h"
 #include "metricdepth.h"
 #include "nets/onnx_graph.h"
@@ -405,6 +406,101 @@ static void test_ops_by_hand(void)
 
 /* Builds the model (err and err == NULL) and expects a failure with `code`
  * whose message names the node ('Y', its output) and contains `what`. */
+/* The graph's exact rewrites around a nearest x2 Resize R of X (1x3x5x6),
+ * each variant against the same graph computed here in double, on one worker
+ * and on three: 0 Conv(R + S) with S a constant (the Add becomes part of the
+ * resize), 1 Conv(R), 2 Conv(R) + R (R read twice stays whole), and with a
+ * pointwise Conv, 3 Conv(R) (the conv moves before the resize, on the small
+ * image). Conv: depthwise 3x3 pad 1 (0-2) or 1x1 3 -> 2 channels (3), with
+ * bias. */
+static void test_graph_rewrites(void)
+{
+    enum { C = 3, h = 5, w = 6, H = 2 * h, W = 2 * w, CO = 2 };
+    float x[C * h * w], sv[C * H * W], wv[C * 9], bv[C] = {0.5f, -1, 2};
+    for (int i = 0; i < C * h * w; i++)
+        x[i] = (float)((i * 37) % 23) / 7.0f - 1.5f;
+    for (int i = 0; i < C * H * W; i++)
+        sv[i] = (float)((i * 11) % 17) / 5.0f - 1.0f;
+    for (int i = 0; i < C * 9; i++)
+        wv[i] = (float)((i * 5) % 9) / 4.0f - 1.0f;
+    float scales[4] = {1, 1, 2, 2};
+    for (int variant = 0; variant < 4; variant++) {
+        bool pw = variant == 3;
+        buf ra = {0}, ca = {0};
+        a_str(&ra, "mode", "nearest");
+        a_str(&ra, "coordinate_transformation_mode", "asymmetric");
+        a_str(&ra, "nearest_mode", "floor");
+        int64_t k3[2] = {3, 3}, k1[2] = {1, 1}, p1[4] = {1, 1, 1, 1};
+        attr_ints(&ca, "kernel_shape", pw ? k1 : k3, 2);
+        if (!pw) {
+            attr_ints(&ca, "pads", p1, 4);
+            a_int(&ca, "group", C);
+        }
+        tinit inits[4] = {{"scales", 1, {4}, scales, NULL},
+                          {"S", 4, {1, C, H, W}, sv, NULL},
+                          {"Wt", 4, {pw ? CO : C, pw ? C : 1, pw ? 1 : 3, pw ? 1 : 3}, wv, NULL},
+                          {"Bs", 1, {pw ? CO : C}, bv, NULL}};
+        const char *rs[] = {"X", "", "scales"}, *add_s[] = {"R", "S"}, *zr[] = {"Z", "R"};
+        const char *conv_a[] = {"A", "Wt", "Bs"}, *conv_r[] = {"R", "Wt", "Bs"};
+        tnode nodes[3] = {{"Resize", rs, 3, "R", &ra},
+                          {"Add", add_s, 2, "A", NULL},
+                          {"Conv", conv_a, 3, "Y", &ca}};
+        if (variant > 0) {
+            nodes[1] = (tnode){"Conv", conv_r, 3, variant == 2 ? "Z" : "Y", &ca};
+            nodes[2] = (tnode){"Add", zr, 2, "Y", NULL};
+        }
+        buf m = graph_model(11, nodes, variant == 0 || variant == 2 ? 3 : 2, inits, 4,
+                            (int64_t[]){1, C, h, w}, 4);
+        md_error err = {0};
+        md_onnx_model om;
+        md_onnx_graph *g = NULL;
+        CHECK_OK(md_onnx_parse(m.d, m.n, "rewrites", &om, &err), &err);
+        if (err.code == MD_OK) {
+            CHECK_OK(md_onnx_graph_build(&om, "rewrites", 0, MD_GEMM_F32, &g, &err), &err);
+            md_onnx_free(&om);
+        }
+        free(m.d);
+        if (!g)
+            continue;
+        int co = pw ? CO : C;
+        double up[C * H * W], want[C * H * W];
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < H; y++)
+                for (int xx = 0; xx < W; xx++) {
+                    int o = (c * H + y) * W + xx;
+                    up[o] = x[(c * h + y / 2) * w + xx / 2] + (variant ? 0.0 : sv[o]);
+                }
+        for (int c = 0; c < co; c++)
+            for (int y = 0; y < H; y++)
+                for (int xx = 0; xx < W; xx++) {
+                    double a = bv[c];
+                    for (int ci = 0; pw && ci < C; ci++)
+                        a += wv[c * C + ci] * up[(ci * H + y) * W + xx];
+                    for (int ky = 0; !pw && ky < 3; ky++)
+                        for (int kx = 0; kx < 3; kx++) {
+                            int iy = y + ky - 1, ix = xx + kx - 1;
+                            if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                                a += wv[c * 9 + ky * 3 + kx] * up[(c * H + iy) * W + ix];
+                        }
+                    int o = (c * H + y) * W + xx;
+                    want[o] = a + (variant == 2 ? x[(c * h + y / 2) * w + xx / 2] : 0.0);
+                }
+        md_threadpool *pool = md_pool_create(3);
+        for (int workers = 1; workers <= 3; workers += 2) {
+            md_onnx_ws *ws = md_onnx_ws_create(g, workers);
+            const float *y = md_onnx_graph_run(g, ws, workers > 1 ? pool : NULL, x, NULL);
+            int bad = 0;
+            for (int i = 0; i < co * H * W; i++)
+                bad += !(fabs(y[i] - want[i]) <= 1e-5);
+            CHECK_MSG(bad == 0, "graph rewrites, variant %d, %d workers: %d wrong", variant,
+                      workers, bad);
+            md_onnx_ws_free(ws);
+        }
+        md_pool_destroy(pool);
+        md_onnx_graph_free(g);
+    }
+}
+
 static void expect_build_fail(const char *label, buf *m, md_status code, const char *what)
 {
     md_error err = {0};
@@ -1181,6 +1277,7 @@ int main(void)
     RUN_TEST(test_tiny_model);
     RUN_TEST(test_errors);
     RUN_TEST(test_ops_by_hand);
+    RUN_TEST(test_graph_rewrites);
     RUN_TEST(test_shape_validation);
     RUN_TEST(test_crash_files);
     RUN_TEST(test_predict_memory);

@@ -198,25 +198,37 @@ MDW_FN size_t dims_numel(int nd, const int64_t *d)
 
 static int seed_counter;
 
-/* Model with one node op(inputs) -> "Y"; node_attrs holds encoded attribute
- * fields. Graph input "X" of xdims. With $MD_ONNX_SEED_DIR set, each model is
- * also written there (fuzzing seeds). */
-MDW_FN buf one_node(int64_t opset, const char *op, const char *const *inputs, int n_in,
-                    buf *node_attrs, const tinit *inits, int n_inits, const int64_t *xdims,
-                    int xnd)
+/* A node op(inputs) -> output; attrs holds encoded attribute fields (taken). */
+typedef struct {
+    const char *op;
+    const char *const *inputs;
+    int n_in;
+    const char *output;
+    buf *attrs;
+} tnode;
+
+/* Model of nodes in order, the last one's output "Y"; graph input "X" of
+ * xdims. With $MD_ONNX_SEED_DIR set, each model is also written there
+ * (fuzzing seeds, named after the last node's op). */
+MDW_FN buf graph_model(int64_t opset, const tnode *nodes, int n_nodes, const tinit *inits,
+                       int n_inits, const int64_t *xdims, int xnd)
 {
-    buf m = {0}, g = {0}, node = {0}, ops = {0};
+    buf m = {0}, g = {0}, ops = {0};
     f_int(&m, 1, 7);
-    for (int i = 0; i < n_in; i++)
-        f_str(&node, 1, inputs[i]);
-    f_str(&node, 2, "Y");
-    f_str(&node, 4, op);
-    if (node_attrs && node_attrs->n) {
-        put(&node, node_attrs->d, node_attrs->n);
-        free(node_attrs->d);
-        memset(node_attrs, 0, sizeof *node_attrs);
+    for (int k = 0; k < n_nodes; k++) {
+        buf node = {0};
+        for (int i = 0; i < nodes[k].n_in; i++)
+            f_str(&node, 1, nodes[k].inputs[i]);
+        f_str(&node, 2, nodes[k].output);
+        f_str(&node, 4, nodes[k].op);
+        buf *at = nodes[k].attrs;
+        if (at && at->n) {
+            put(&node, at->d, at->n);
+            free(at->d);
+            memset(at, 0, sizeof *at);
+        }
+        f_msg(&g, 1, &node);
     }
-    f_msg(&g, 1, &node);
     for (int k = 0; k < n_inits; k++) {
         buf t = {0}, packed = {0};
         for (int d = 0; d < inits[k].nd; d++)
@@ -249,10 +261,20 @@ MDW_FN buf one_node(int64_t opset, const char *op, const char *const *inputs, in
     const char *dir = getenv("MD_ONNX_SEED_DIR"); /* fuzz seeds */
     if (dir) {
         char path[512];
-        snprintf(path, sizeof path, "%s/seed-%02d-%s.onnx", dir, seed_counter++, op);
+        snprintf(path, sizeof path, "%s/seed-%02d-%s.onnx", dir, seed_counter++,
+                 nodes[n_nodes - 1].op);
         write_file(path, m.d, m.n);
     }
     return m;
+}
+
+/* Model with one node op(inputs) -> "Y". */
+MDW_FN buf one_node(int64_t opset, const char *op, const char *const *inputs, int n_in,
+                    buf *node_attrs, const tinit *inits, int n_inits, const int64_t *xdims,
+                    int xnd)
+{
+    tnode n = {op, inputs, n_in, "Y", node_attrs};
+    return graph_model(opset, &n, 1, inits, n_inits, xdims, xnd);
 }
 
 /* --------------------------------------------------------- safetensors */
