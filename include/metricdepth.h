@@ -741,6 +741,10 @@ md_status md_model_run_tensor(const md_model *model, const md_tensor *input, md_
 /* Arithmetic of one forward pass at this image size in GFLOP (multiply-add = 2),
  * 0 if the backend cannot tell. For benchmarks. */
 double md_model_gflop(const md_model *model, int width, int height);
+/* Of md_model_gflop, the part whose products run in bf16: 0 at fp32; at bf16,
+ * all but what stays float32 (an ONNX model's depthwise convolutions, Gemm and
+ * MatMul). With the machine's two peaks, the least time the arithmetic takes. */
+double md_model_gflop_bf16(const md_model *model, int width, int height);
 /* "fastdepth (onnx)", "depth-anything-v2 vits metric", ... */
 const char *md_model_describe(const md_model *model);
 /* The precision the model runs in: fp32 or bf16 (auto resolved at load). */

@@ -260,6 +260,7 @@ static void test_models(void)
     md_features_free(NULL);
     BOTH(MD_ERR_ARG, md_model_run_tensor(NULL, &t, &o, E));
     CHECK(md_model_gflop(NULL, 10, 10) == 0.0);
+    CHECK(md_model_gflop_bf16(NULL, 10, 10) == 0.0);
     CHECK(md_model_describe(NULL) != NULL);
     md_model_free(NULL);
     BOTH(MD_ERR_ARG, md_default_model_path(NULL, 0, E));

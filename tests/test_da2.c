@@ -342,6 +342,8 @@ static void bf16_case(const char *name, int input_size, double max_tol, double m
     if (m && img.pixels && dref.data) {
         CHECK(md_model_precision(m) == MD_PRECISION_BF16);
         CHECK(strstr(md_model_describe(m), "bf16") != NULL);
+        /* every product of a bf16 Depth Anything V2 runs in bf16 */
+        CHECK(md_model_gflop_bf16(m, 160, 120) == md_model_gflop(m, 160, 120));
         CHECK_OK(md_model_predict(m, &img, &d, &err), &err);
         if (d.data && md_tensor_numel(&dref) == (size_t)d.width * d.height) {
             double mx, mean;
@@ -382,6 +384,7 @@ static void test_public_api(void)
         return;
     CHECK(strstr(md_model_describe(m), "depth-anything-v2") != NULL);
     CHECK(md_model_gflop(m, 160, 120) > 0.0);
+    CHECK(md_model_gflop_bf16(m, 160, 120) == 0.0); /* fp32 */
     md_image img = {0};
     CHECK_OK(md_image_load(ref("tiny", "input.png"), &img, &err), &err);
     md_depth d = {0};

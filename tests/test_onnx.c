@@ -412,7 +412,8 @@ static void test_ops_by_hand(void)
  * resize), 1 Conv(R), 2 Conv(R) + R (R read twice stays whole), and with a
  * pointwise Conv, 3 Conv(R) (the conv moves before the resize, on the small
  * image). Conv: depthwise 3x3 pad 1 (0-2) or 1x1 3 -> 2 channels (3), with
- * bias. */
+ * bias. Also the arithmetic the graph counts, by hand: in a bf16 build the
+ * pointwise conv's products are bf16, the depthwise conv's float32. */
 static void test_graph_rewrites(void)
 {
     enum { C = 3, h = 5, w = 6, H = 2 * h, W = 2 * w, CO = 2 };
@@ -453,15 +454,25 @@ static void test_graph_rewrites(void)
                             (int64_t[]){1, C, h, w}, 4);
         md_error err = {0};
         md_onnx_model om;
-        md_onnx_graph *g = NULL;
+        md_onnx_graph *g = NULL, *g16 = NULL;
         CHECK_OK(md_onnx_parse(m.d, m.n, "rewrites", &om, &err), &err);
         if (err.code == MD_OK) {
             CHECK_OK(md_onnx_graph_build(&om, "rewrites", 0, MD_GEMM_F32, &g, &err), &err);
+            CHECK_OK(md_onnx_graph_build(&om, "rewrites", 0, MD_GEMM_BF16, &g16, &err), &err);
             md_onnx_free(&om);
         }
         free(m.d);
+        if (g16) {
+            /* the moved 1x1 conv at 5x6; the depthwise one at 10x12 */
+            double flop = pw ? 2.0 * CO * C * h * w : 2.0 * C * H * W * 9;
+            const md_onnx_graph_info *i16 = md_onnx_graph_get_info(g16);
+            CHECK_MSG(i16->flop == flop && i16->flop_bf16 == (pw ? flop : 0.0),
+                      "variant %d: flop %g, bf16 %g", variant, i16->flop, i16->flop_bf16);
+            md_onnx_graph_free(g16);
+        }
         if (!g)
             continue;
+        CHECK(md_onnx_graph_get_info(g)->flop_bf16 == 0.0);
         int co = pw ? CO : C;
         double up[C * H * W], want[C * H * W];
         for (int c = 0; c < C; c++)
@@ -1141,6 +1152,10 @@ static void test_bf16(void)
     CHECK(md_model_precision(m16) == MD_PRECISION_BF16 &&
           md_model_precision(m32) == MD_PRECISION_FP32);
     CHECK(strstr(md_model_describe(m16), "bf16") && !strstr(md_model_describe(m32), "bf16"));
+    /* the depthwise layers' products stay float32: about 12 % of the 0.73 GFLOP */
+    double total = md_model_gflop(m16, 640, 480), part = md_model_gflop_bf16(m16, 640, 480);
+    CHECK_MSG(part > 0.8 * total && part < 0.95 * total, "bf16 %g of %g GFLOP", part, total);
+    CHECK(md_model_gflop_bf16(m32, 640, 480) == 0.0 && md_model_gflop(m32, 640, 480) == total);
     md_tensor in, pred;
     if (load_reference(&in, &pred)) {
         md_tensor out = {0};

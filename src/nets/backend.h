@@ -25,6 +25,8 @@ typedef struct md_model_backend {
     md_status (*preprocess)(const void *impl, const md_image *img, md_tensor *out,
                             md_error *err);
     void (*info)(const void *impl, md_model_info *info); /* may be NULL */
+    /* the part of gflop run as bf16 products; may be NULL: all of it at bf16 */
+    double (*gflop_bf16)(const void *impl, int width, int height);
 } md_model_backend;
 
 /* opts is never NULL; pool is the model's (never NULL: a one-thread pool runs

@@ -1285,6 +1285,7 @@ static md_precision da2_precision(const void *impl)
 static const md_model_backend da2_backend = {
     "depth-anything-v2", da2_predict, da2_run_tensor, da2_describe, da2_gflop,
     da2_destroy,         NULL,        da2_precision,  da2_preprocess_tensor, da2_info,
+    NULL, /* every product of a bf16 model runs in bf16 */
 };
 
 static const char *encoder_name(int embed)

@@ -163,6 +163,15 @@ md_status md_model_run_tensor(const md_model *model, const md_tensor *input, md_
     return model->backend->run_tensor(model->impl, input, output, err);
 }
 
+double md_model_gflop_bf16(const md_model *model, int width, int height)
+{
+    if (!model || md_model_precision(model) != MD_PRECISION_BF16)
+        return 0.0;
+    if (model->backend->gflop_bf16)
+        return model->backend->gflop_bf16(model->impl, width, height);
+    return md_model_gflop(model, width, height);
+}
+
 double md_model_gflop(const md_model *model, int width, int height)
 {
     if (!model || !model->backend->gflop)

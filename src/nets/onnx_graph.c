@@ -1635,6 +1635,13 @@ md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t m
             st = md_fail(err, MD_ERR_NOMEM, "%s: out of memory for packed weights", path);
             goto done;
         }
+        if (op->kind == OP_CONV && op->conv.type == MD_GEMM_BF16) {
+            const md_conv2d_params *p = &op->cp;
+            const gval *o = &g->vals[op->out];
+            g->info.flop_bf16 += 2.0 * (double)p->out_channels * (double)o->dims[2] *
+                                 (double)o->dims[3] * (double)(p->in_channels / p->groups) *
+                                 p->kernel_h * p->kernel_w;
+        }
     }
     for (int i = 0; i < g->n_ops; i++) {
         gop *op = &g->ops[i];

@@ -17,6 +17,7 @@ typedef struct {
     int n_conv;
     size_t n_params;      /* values in all initializers */
     double flop;          /* 2 x multiply-adds of Conv, Gemm and MatMul */
+    double flop_bf16;     /* the part of flop whose products run in bf16 (see conv_type) */
     int64_t opset;
     int in_ndim, out_ndim;
     int64_t in_dims[MD_ONNX_MAX_DIMS], out_dims[MD_ONNX_MAX_DIMS];

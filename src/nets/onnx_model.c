@@ -407,6 +407,13 @@ static double onnx_gflop(const void *impl, int width, int height)
     return md_onnx_graph_get_info(((const onnx_impl *)impl)->graph)->flop * 1e-9;
 }
 
+static double onnx_gflop_bf16(const void *impl, int width, int height)
+{
+    (void)width;
+    (void)height;
+    return md_onnx_graph_get_info(((const onnx_impl *)impl)->graph)->flop_bf16 * 1e-9;
+}
+
 static void onnx_destroy(void *impl)
 {
     onnx_impl *m = impl;
@@ -439,10 +446,10 @@ static void onnx_info(const void *impl, md_model_info *info)
     }
 }
 
-static const md_model_backend onnx_backend = {"onnx",         onnx_predict,   onnx_run_tensor,
-                                              onnx_describe,  onnx_gflop,     onnx_destroy,
-                                              onnx_features,  onnx_precision, onnx_preprocess,
-                                              onnx_info};
+static const md_model_backend onnx_backend = {"onnx",          onnx_predict,   onnx_run_tensor,
+                                              onnx_describe,   onnx_gflop,     onnx_destroy,
+                                              onnx_features,   onnx_precision, onnx_preprocess,
+                                              onnx_info,       onnx_gflop_bf16};
 
 md_status md_onnx_model_open(const char *path, const md_model_options *opts, md_threadpool *pool,
                              const md_model_backend **backend, void **impl, md_error *err)
