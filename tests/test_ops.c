@@ -686,6 +686,36 @@ static void test_depthwise_widths(void)
         }
 }
 
+/* The register kernels for stride-1 3x3 and 5x5 planes (K/2 zeros around)
+ * give the padded path's bits: the same convolution with the zeros written
+ * into a bigger input and no padding runs the padded path, whose sums take
+ * the same order. Heights on each side of the kernels' row blocks, widths
+ * one to eight vectors, small and large planes. */
+static void test_depthwise_plane_bits(void)
+{
+    const int sizes[][2] = {{7, 7},   {9, 14},  {14, 14}, {5, 28},  {28, 28}, {13, 33},
+                            {10, 56}, {56, 56}, {11, 97}, {8, 112}, {3, 128}};
+    for (int k = 3; k <= 5; k += 2)
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+            int H = sizes[i][0], W = sizes[i][1], P = k / 2, C = 3;
+            int HP = H + 2 * P, WP = W + 2 * P;
+            float *in = rand_floats((size_t)C * H * W), *w = rand_floats((size_t)C * k * k);
+            float *b = rand_floats(C), *padded = calloc((size_t)C * HP * WP, sizeof(float));
+            float *o1 = malloc(sizeof(float) * C * H * W), *o2 = malloc(sizeof(float) * C * H * W);
+            for (int c = 0; c < C; c++)
+                for (int y = 0; y < H; y++)
+                    memcpy(padded + ((size_t)c * HP + y + P) * WP + P, in + ((size_t)c * H + y) * W,
+                           sizeof(float) * W);
+            md_conv2d_params p = {C, C, k, k, 1, 1, P, P, P, P, 1, 1, C};
+            md_conv2d_params q = {C, C, k, k, 1, 1, 0, 0, 0, 0, 1, 1, C};
+            md_depthwise_conv2d(&p, in, H, W, w, b, -INFINITY, INFINITY, o1, 0, C, NULL);
+            md_depthwise_conv2d(&q, padded, HP, WP, w, b, -INFINITY, INFINITY, o2, 0, C, NULL);
+            CHECK_MSG(memcmp(o1, o2, sizeof(float) * C * H * W) == 0,
+                      "depthwise %dx%d on %dx%d: not the padded path's bits", k, k, H, W);
+            free(in); free(w); free(b); free(padded); free(o1); free(o2);
+        }
+}
+
 /* Pointwise convolutions on planes too small to split by pixels (fewer
  * than four 32-pixel tiles per worker: FastDepth's 14x14 and 7x7 layers)
  * are split by output channels in whole panels of the packed weights (8
@@ -1072,6 +1102,7 @@ int main(void)
     RUN_TEST(test_pointwise_small_planes);
     RUN_TEST(test_conv_first_layer);
     RUN_TEST(test_conv_threads_bit_identical);
+    RUN_TEST(test_depthwise_plane_bits);
     RUN_TEST(test_conv_winograd);
     RUN_TEST(test_resize_linear);
     RUN_TEST(test_resize_nearest_x2);
