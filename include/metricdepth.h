@@ -653,9 +653,9 @@ void md_cpu_measure(md_cpu_throughput *out);
 /* A depth network: weights, immutable after md_model_load, and a thread pool.
  *
  * Thread safety: every function taking a const md_model * (predict,
- * predict_ex, run_tensor, features, gflop, describe) may be called from any
- * number of threads at once on one model (each call has its own activations:
- * DA2 allocates them per call, the
+ * predict_ex, run_tensor, features, gflop, gflop_bf16, describe) may be
+ * called from any number of threads at once on one model (each call has its
+ * own activations: DA2 allocates them per call, the
  * ONNX backend takes a workspace from a small cache behind a mutex, as ONNX
  * Runtime's Run), and give the same bits as on one thread. This is the
  * model/state split of llama.cpp and whisper.cpp without a handle to manage:
