@@ -328,6 +328,59 @@ static void test_gemm_threads_bit_identical(void)
     free(C2);
 }
 
+/* A product N = 16 q + 1..4 columns wide (FastDepth's 7x7 and 14x14 layers)
+ * finishes its last columns as matrix-vector products: the same bits as the
+ * tiles give those columns when the product is wider (every panel whole).
+ * Row counts across panel heights, K in one block and in several
+ * (accumulating), every epilogue option, float32 and bf16 output. */
+static void test_gemm_tail_columns(void)
+{
+    const int Ms[] = {1, 5, 8, 12, 13, 30}, Ks[] = {1, 9, 300, 1100};
+    for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+        for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
+            for (int n = 1; n <= 69; n += (n % 16 == 5) ? 12 : 1) {
+                int M = Ms[mi], K = Ks[ki], NP = 96, ep = (int)(mi + ki + (size_t)n) % 3;
+                float *A = rand_floats((size_t)M * K), *B = rand_floats((size_t)K * NP);
+                float *C0 = rand_floats((size_t)M * NP), *br = rand_floats((size_t)M);
+                float *bc = rand_floats(NP), *rs = rand_floats((size_t)M);
+                float *ad = rand_floats((size_t)M * NP);
+                float *C1 = malloc(sizeof(float) * M * NP), *C2 = malloc(sizeof(float) * M * NP);
+                uint16_t *h1 = calloc((size_t)M * NP, 2), *h2 = calloc((size_t)M * NP, 2);
+                memcpy(C1, C0, sizeof(float) * M * NP);
+                memcpy(C2, C0, sizeof(float) * M * NP);
+                md_gemm_packed pa;
+                CHECK(md_gemm_pack_a(&pa, MD_GEMM_F32, A, (size_t)K, false, M, K));
+                md_gemm_epilogue e = md_gemm_epilogue_none();
+                e.beta = ep == 0 ? 0.5f : 0.0f;
+                e.bias_row = br;
+                e.bias_col = bc;
+                e.row_scale = ep == 1 ? rs : NULL;
+                e.lo = -0.75f;
+                e.hi = ep == 2 ? INFINITY : 0.8f;
+                e.add = ep == 1 ? NULL : ad;
+                e.ld_add = NP;
+                e.gelu = ep == 1;
+                md_gemm_epilogue e1 = e, e2 = e;
+                if (ep == 2) {
+                    e1.out16 = h1;
+                    e2.out16 = h2;
+                    e1.ld16 = e2.ld16 = NP;
+                }
+                md_gemm(NULL, MD_GEMM_F32, M, n, K, 1.0f, md_gemm_prepacked(&pa),
+                        md_gemm_direct(B, NP), C1, NP, &e1);
+                md_gemm(NULL, MD_GEMM_F32, M, NP, K, 1.0f, md_gemm_prepacked(&pa),
+                        md_gemm_direct(B, NP), C2, NP, &e2);
+                int bad = 0;
+                for (int i = 0; i < M; i++)
+                    bad += ep == 2 ? memcmp(h1 + (size_t)i * NP, h2 + (size_t)i * NP, 2 * (size_t)n) != 0
+                                   : memcmp(C1 + (size_t)i * NP, C2 + (size_t)i * NP, 4 * (size_t)n) != 0;
+                CHECK_MSG(bad == 0, "M %d N %d K %d epilogue %d: %d rows differ", M, n, K, ep, bad);
+                md_gemm_packed_free(&pa);
+                free(A); free(B); free(C0); free(br); free(bc); free(rs); free(ad);
+                free(C1); free(C2); free(h1); free(h2);
+            }
+}
+
 /* ------------------------------------------------------------ convolution */
 
 /* In double; mag (may be NULL) gets the sum of |terms| of each output. */
@@ -1094,6 +1147,7 @@ int main(void)
     RUN_TEST(test_bf16_native_vs_emulated);
     RUN_TEST(test_sgemm_transposes);
     RUN_TEST(test_gemm_threads_bit_identical);
+    RUN_TEST(test_gemm_tail_columns);
     RUN_TEST(test_nonfinite_math);
     RUN_TEST(test_attention_vs_double);
     RUN_TEST(test_conv_by_hand);
