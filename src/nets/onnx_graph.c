@@ -497,6 +497,13 @@ static md_status spatial_params(builder *b, const md_onnx_node *n, int in_h, int
     return MD_OK;
 }
 
+/* 2 x the multiply-adds of a convolution with an oh x ow output. */
+static double conv_flop(const md_conv2d_params *p, double oh, double ow)
+{
+    return 2.0 * p->out_channels * oh * ow * (double)(p->in_channels / p->groups) * p->kernel_h *
+           p->kernel_w;
+}
+
 static md_status build_conv(builder *b, const md_onnx_node *n)
 {
     int xv, wv;
@@ -574,7 +581,7 @@ static md_status build_conv(builder *b, const md_onnx_node *n)
     if (scratch > b->g->scratch_floats)
         b->g->scratch_floats = scratch;
     b->g->info.n_conv++;
-    b->g->info.flop += 2.0 * (double)M * oh * ow * (double)(C / group) * p.kernel_h * p.kernel_w;
+    b->g->info.flop += conv_flop(&p, (double)oh, (double)ow);
     int64_t od[4] = {1, M, oh, ow};
     return out_value(b, n, 4, od) < 0 ? b->st : MD_OK;
 }
@@ -1636,11 +1643,8 @@ md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t m
             goto done;
         }
         if (op->kind == OP_CONV && op->conv.type == MD_GEMM_BF16) {
-            const md_conv2d_params *p = &op->cp;
             const gval *o = &g->vals[op->out];
-            g->info.flop_bf16 += 2.0 * (double)p->out_channels * (double)o->dims[2] *
-                                 (double)o->dims[3] * (double)(p->in_channels / p->groups) *
-                                 p->kernel_h * p->kernel_w;
+            g->info.flop_bf16 += conv_flop(&op->cp, (double)o->dims[2], (double)o->dims[3]);
         }
     }
     for (int i = 0; i < g->n_ops; i++) {
