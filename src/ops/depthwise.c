@@ -283,6 +283,24 @@ DW_ROW_S2(5)
  * (7x7 to 28x28 planes) and 1.3-2.2x (56x56, 112x112), one thread, Zen 5.
  * The sums run in the padded path's order, zeros included, so the output is
  * bit-identical to it. */
+/* The lanes of each of a row's n vectors that hold columns (w wide). */
+static inline void dw_row_masks(int w, int n, __mmask16 *m)
+{
+    for (int v = 0; v < n; v++) {
+        int c = w - 16 * v;
+        c = c < 0 ? 0 : c > 16 ? 16 : c;
+        m[v] = (__mmask16)((1u << c) - 1);
+    }
+}
+
+/* The padded path's order for output row y: rows wider than 32 in pairs sum
+ * every tap in one chain from b; the others (and an odd last row) sum each
+ * kernel row from zero and add the rows to b. */
+static inline bool dw_row_chained(int h, int w, int y)
+{
+    return w > 32 && !((h & 1) && y == h - 1);
+}
+
 static inline __attribute__((always_inline)) void dw_plane_small(const int K, const int NV,
                                                                  const float *plane, int h, int w,
                                                                  const float *wt, float b,
@@ -291,16 +309,9 @@ static inline __attribute__((always_inline)) void dw_plane_small(const int K, co
     const __m512 z = _mm512_setzero_ps(), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
     const int P = K / 2;
     __mmask16 m[DW_PLANE_NV];
-    for (int v = 0; v < NV; v++) {
-        int n = w - 16 * v;
-        n = n < 0 ? 0 : n > 16 ? 16 : n;
-        m[v] = (__mmask16)((1u << n) - 1);
-    }
+    dw_row_masks(w, NV, m);
     for (int y = 0; y < h; y++) {
-        /* the padded path's order: rows wider than 32 in pairs sum every tap
-         * in one chain from b; the others (and an odd last row) sum each
-         * kernel row from zero and add the rows to b */
-        const bool chain = w > 32 && !((h & 1) && y == h - 1);
+        const bool chain = dw_row_chained(h, w, y);
         __m512 t[DW_PLANE_NV];
         for (int v = 0; v < NV; v++)
             t[v] = _mm512_set1_ps(b);
@@ -357,19 +368,17 @@ static inline __attribute__((always_inline)) void dw_plane_small(const int K, co
  * extra loads and calls. */
 #define DW_BLK 4
 static inline __attribute__((always_inline)) void
-dw_strip_rows(const int K, const float *plane, int h, int w, int v, __mmask16 mcur,
-              __mmask16 mnext, const float *wt, float b, __m512 vlo, __m512 vhi, float *o, int y0,
-              int rows)
+dw_strip_rows(const float *plane, int h, int w, int v, __mmask16 mcur, __mmask16 mnext,
+              const float *wt, float b, __m512 vlo, __m512 vhi, float *o, int y0, int rows)
 {
-    const int P = K / 2;
+    const int K = 5, P = 2;
     const __m512 z = _mm512_setzero_ps();
     __m512 t[DW_BLK];
     bool chain[DW_BLK];
 #pragma GCC unroll 4
     for (int r = 0; r < DW_BLK; r++) {
         t[r] = _mm512_set1_ps(b);
-        int y = y0 + r;
-        chain[r] = w > 32 && !((h & 1) && y == h - 1);
+        chain[r] = dw_row_chained(h, w, y0 + r);
     }
     /* input rows y0 - P .. y0 + rows - 1 + P; j indexes them from 0 */
 #pragma GCC unroll 8
@@ -394,10 +403,8 @@ dw_strip_rows(const int K, const float *plane, int h, int w, int v, __mmask16 mc
         sh[P] = x;
         sh[P - 1] = _mm512_castsi512_ps(_mm512_alignr_epi32(xi, li, 15));
         sh[P + 1] = _mm512_castsi512_ps(_mm512_alignr_epi32(hi_, xi, 1));
-        if (K == 5) {
-            sh[0] = _mm512_castsi512_ps(_mm512_alignr_epi32(xi, li, 14));
-            sh[4] = _mm512_castsi512_ps(_mm512_alignr_epi32(hi_, xi, 2));
-        }
+        sh[0] = _mm512_castsi512_ps(_mm512_alignr_epi32(xi, li, 14));
+        sh[4] = _mm512_castsi512_ps(_mm512_alignr_epi32(hi_, xi, 2));
         /* output row r takes this input row as its kernel row ky = j - r */
 #pragma GCC unroll 4
         for (int r = 0; r < DW_BLK; r++) {
@@ -427,29 +434,25 @@ dw_strip_rows(const int K, const float *plane, int h, int w, int v, __mmask16 mc
                                   _mm512_min_ps(vhi, _mm512_max_ps(vlo, t[r])));
 }
 
-static inline __attribute__((always_inline)) void dw_plane_strips(const int K, const int NV,
+static inline __attribute__((always_inline)) void dw_plane_strips(const int NV,
                                                                   const float *plane, int h,
                                                                   int w, const float *wt, float b,
                                                                   float lo, float hi, float *o)
 {
     const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
     __mmask16 m[DW_PLANE_NV + 1];
-    for (int v = 0; v <= NV; v++) {
-        int n = w - 16 * v;
-        n = n < 0 ? 0 : n > 16 ? 16 : n;
-        m[v] = (__mmask16)((1u << n) - 1);
-    }
+    dw_row_masks(w, NV + 1, m);
     /* a plane of up to 1024 values strip by strip, a larger one by blocks
      * of rows across the strips (its rows then stay in L1) */
     if ((size_t)h * w <= 1024) {
         for (int v = 0; v < NV; v++)
             for (int y0 = 0; y0 < h; y0 += DW_BLK)
-                dw_strip_rows(K, plane, h, w, v, m[v], m[v + 1], wt, b, vlo, vhi, o, y0,
+                dw_strip_rows(plane, h, w, v, m[v], m[v + 1], wt, b, vlo, vhi, o, y0,
                               h - y0 < DW_BLK ? h - y0 : DW_BLK);
     } else {
         for (int y0 = 0; y0 < h; y0 += DW_BLK)
             for (int v = 0; v < NV; v++)
-                dw_strip_rows(K, plane, h, w, v, m[v], m[v + 1], wt, b, vlo, vhi, o, y0,
+                dw_strip_rows(plane, h, w, v, m[v], m[v + 1], wt, b, vlo, vhi, o, y0,
                               h - y0 < DW_BLK ? h - y0 : DW_BLK);
     }
 }
@@ -459,7 +462,7 @@ static inline __attribute__((always_inline)) void dw_plane_strips(const int K, c
                                       float lo, float hi, float *o)                           \
     {                                                                                         \
         if (K == 5)                                                                           \
-            dw_plane_strips(K, NV, pl, h, w, wt, b, lo, hi, o);                               \
+            dw_plane_strips(NV, pl, h, w, wt, b, lo, hi, o);                                  \
         else                                                                                  \
             dw_plane_small(K, NV, pl, h, w, wt, b, lo, hi, o);                                \
     }
