@@ -1065,11 +1065,16 @@ static void test_nonfinite_math(void)
  * q has 8-row panels) and 36, 9 rows. q is scaled so the scores span about
  * +-20 and the exponential runs over its whole reduced range. bf16: an even
  * head width reads only the bf16 copy of qkv, an odd one the float32 qkv
- * (its q pairs would straddle heads). */
+ * (its q pairs would straddle heads). Widths 4 and 5, and 64 (ViT-S's),
+ * whose bf16 q and K pack by transposed 16 x 16 blocks and whose V panels
+ * are whole (97 tokens: a last K panel of one token, a last V pair of one). */
 static void test_attention_vs_double(void)
 {
+    const int widths[] = {4, 5, 64};
     for (int bf = 0; bf < 2; bf++)
-        for (int D = 4; D <= 5; D++) {
+        for (int wi = 0; wi < 3; wi++) {
+            int D = widths[wi];
+            float amp = D < 16 ? 6.0f : 6.0f * sqrtf(4.0f / (float)D);
             enum { T = 97, H = 2 };
             md_gemm_type type = bf ? MD_GEMM_BF16 : MD_GEMM_F32;
             int dim = H * D;
@@ -1083,7 +1088,7 @@ static void test_attention_vs_double(void)
             CHECK(qkv && out && q16 && o16 && kv && scratch && nan_qkv);
             for (int t = 0; t < T; t++)
                 for (int c = 0; c < dim; c++)
-                    qkv[(size_t)t * 3 * dim + c] *= 6.0f;
+                    qkv[(size_t)t * 3 * dim + c] *= amp;
             for (int i = 0; i < T * 3 * dim; i++) {
                 q16[i] = md_bf16_from_f32(qkv[i]);
                 /* bf16, even widths: only the bf16 copy may be read */
