@@ -19,6 +19,9 @@
 #include <string.h>
 #include <time.h>
 
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
 typedef struct {
     const char *name;
     int M, N, K;
@@ -35,7 +38,9 @@ int main(int argc, char **argv)
     const shape shapes[] = {
         {"qkv   T x 1152 x 384", 1814, 1152, 384},  {"proj  T x 384 x 384", 1814, 384, 384},
         {"fc1   T x 1536 x 384", 1814, 1536, 384},  {"fc2   T x 384 x 1536", 1814, 384, 1536},
-        {"q k^T 96 x T x 64", 96, 1814, 64},        {"p v   96 x 64 x T", 96, 64, 1814},
+        /* one block of query rows, as md_attention_rows multiplies them */
+        {"q k^T " XSTR(MD_ATTENTION_BLOCK) " x T x 64", MD_ATTENTION_BLOCK, 1814, 64},
+        {"p v   " XSTR(MD_ATTENTION_BLOCK) " x 64 x T", MD_ATTENTION_BLOCK, 64, 1814},
     };
     int ns = (int)(sizeof shapes / sizeof shapes[0]);
     size_t maxa = 0, maxb = 0, maxc = 0;
