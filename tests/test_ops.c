@@ -1066,8 +1066,8 @@ static void test_nonfinite_math(void)
  * +-20 and the exponential runs over its whole reduced range. bf16: an even
  * head width reads only the bf16 copy of qkv, an odd one the float32 qkv
  * (its q pairs would straddle heads). Widths 4 and 5, and 64 (ViT-S's),
- * whose bf16 q and K pack by transposed 16 x 16 blocks and whose V panels
- * are whole (97 tokens: a last K panel of one token, a last V pair of one). */
+ * whose bf16 V panels are whole and pack by permutes (97 tokens: a last V
+ * pair of one token, a last K panel of one). */
 static void test_attention_vs_double(void)
 {
     const int widths[] = {4, 5, 64};

@@ -1412,9 +1412,9 @@ static int take_slot(md_onnx_graph *g, bool *busy, size_t need, const bool *avoi
  * cache, and the next op's stores would each first invalidate the other
  * cores' copies. FastDepth's 3x3 depthwise layers on 14x14 and 7x7 planes
  * wrote where the pointwise layer before them had read and ran no faster on
- * two threads than on one; elsewhere they run 1.5-2x faster. FastDepth on
- * two threads, paired runs (Zen 4): fp32 0.983x the time, bf16 0.975x; one
- * thread unchanged; activations 11.4 -> 11.7 MB. */
+ * two threads than on one (now 1.3-1.8x). FastDepth on two threads, paired
+ * runs (Zen 4): fp32 0.983x the time, bf16 0.975x; one thread unchanged;
+ * activations 11.4 -> 11.7 MB. */
 static md_status plan_memory(builder *b)
 {
     md_onnx_graph *g = b->g;
