@@ -108,7 +108,7 @@ typedef struct {
     int fail_load, fail_run, fail_save; /* index that fails at each stage (-1 none) */
     int end_at;             /* load returns END here (unknown count) */
     int stop_after_run;     /* sets *stop after running this index (-1 never) */
-    volatile sig_atomic_t stop;
+    atomic_int stop;
     int in_flight, max_in_flight;
 } pipe_test;
 
@@ -144,7 +144,7 @@ static int p_run(void *user, size_t i, void *slot)
     t->n_run++;
     it->ran = 1;
     if ((int)i == t->stop_after_run)
-        t->stop = 1;
+        atomic_store(&t->stop, 1);
     return (int)i == t->fail_run ? -1 : 0;
 }
 

@@ -41,7 +41,7 @@ static void *slot_mem(const pipe_ctx *p, size_t index)
 
 static int stop_requested(pipe_ctx *p)
 {
-    if (!p->stopping && p->c->stop && *p->c->stop)
+    if (!p->stopping && p->c->stop && atomic_load_explicit(p->c->stop, memory_order_relaxed))
         p->stopping = 1;
     return p->stopping;
 }

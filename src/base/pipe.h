@@ -4,7 +4,7 @@
 #ifndef MD_BASE_PIPE_H
 #define MD_BASE_PIPE_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 /* Stage that failed, passed to done(). */
@@ -30,8 +30,12 @@ typedef struct {
      * came before it ran): report, count, free the slot's contents. */
     void (*done)(void *user, size_t index, void *slot, int failed);
     /* When *stop turns nonzero: no new item is loaded, loaded items that have
-     * not run are dropped, items already run are saved. */
-    volatile sig_atomic_t *stop;
+     * not run are dropped, items already run are saved. May be NULL. Every
+     * stage's thread reads it, so it is atomic: set it with atomic_store,
+     * from any thread or (atomic_int being lock-free) a signal handler; a
+     * plain volatile flag written by one thread and read by another is a
+     * data race. */
+    const atomic_int *stop;
 } md_pipe_config;
 
 typedef struct {

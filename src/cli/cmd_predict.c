@@ -8,6 +8,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,12 +154,15 @@ typedef struct {
 } predict_config;
 
 /* Ctrl-C and SIGTERM: the batch stops after the image in flight. A second
- * signal ends the process at once (its temporaries go at the next run). */
-static volatile sig_atomic_t stop_signal;
+ * signal ends the process at once (its temporaries go at the next run). The
+ * pipeline's threads read the flag too: a lock-free atomic is both safe to
+ * set in a signal handler and free of data races between threads. */
+static atomic_int stop_signal;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal flag must be a lock-free atomic");
 
 static void on_signal(int sig)
 {
-    stop_signal = sig;
+    atomic_store(&stop_signal, sig);
     signal(sig, SIG_DFL);
 }
 
@@ -1072,22 +1076,23 @@ static int run(int argc, char **argv)
         failed += b.failed;
         written += b.written;
     }
-    for (size_t i = 0; i < inputs.count && !stop_signal; i++) {
+    for (size_t i = 0; i < inputs.count && !atomic_load(&stop_signal); i++) {
         if (inputs.items[i].kind != MD_INPUT_VIDEO ||
             (!c.overwrite && outputs_exist(&c, outdir, &inputs.items[i])))
             continue;
         if (predict_video(&b, &inputs.items[i]) == 0)
             written++;
-        else if (!stop_signal)
+        else if (!atomic_load(&stop_signal))
             failed++;
     }
     size_t total = n_images + n_videos;
-    if (stop_signal) {
+    int stopped_by = atomic_load(&stop_signal);
+    if (stopped_by) {
         fprintf(stderr,
                 "metricdepth: stopped by %s: %zu of %zu inputs written to %s/, %zu failed; the "
                 "rest were not started and no unfinished file is left\n",
-                stop_signal == SIGINT ? "SIGINT" : "SIGTERM", written, total, outdir, failed);
-        status = 128 + stop_signal;
+                stopped_by == SIGINT ? "SIGINT" : "SIGTERM", written, total, outdir, failed);
+        status = 128 + stopped_by;
         goto done;
     }
     fprintf(stderr, "wrote %zu of %zu inputs to %s/\n", written, total, outdir);
