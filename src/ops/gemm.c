@@ -640,11 +640,14 @@ static void f32_to_bf16_avx512bf16(const float *src, uint16_t *dst, size_t n)
         dst[i] = md_bf16_from_f32(src[i]);
 }
 
-/* Two rows of 16 floats -> 16 pairs (r0[j], r1[j]) of bf16, j = 0..15. */
-static inline __m512i pairs16(const float *r0, const float *r1)
+/* Two rows of 16 floats -> 16 pairs (r0[j], r1[j]) of bf16, j = 0..15: the
+ * columns in mask m, zeros elsewhere; r1 NULL: a zero row. */
+static inline __m512i pairs16(const float *r0, const float *r1, __mmask16 m)
 {
-    __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(r0)));
-    __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(r1)));
+    __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, r0)));
+    if (!r1)
+        return lo;
+    __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, r1)));
     return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
 }
 
@@ -652,19 +655,9 @@ static void bf16_pairs_avx512(const float *r0, const float *r1, uint32_t *dst, s
 {
     size_t i = 0;
     for (; i + 16 <= n; i += 16)
-        _mm512_storeu_si512(dst + i, pairs16(r0 + i, r1 + i));
+        _mm512_storeu_si512(dst + i, pairs16(r0 + i, r1 + i, 0xffff));
     for (; i < n; i++)
         dst[i] = (uint32_t)md_bf16_from_f32(r0[i]) | (uint32_t)md_bf16_from_f32(r1[i]) << 16;
-}
-
-/* pairs16 of the columns in mask m, zeros elsewhere; r1 NULL: a zero row. */
-static inline __m512i pairs16_masked(const float *r0, const float *r1, __mmask16 m)
-{
-    __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, r0)));
-    if (!r1)
-        return lo;
-    __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, r1)));
-    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
 }
 
 /* A B panel of nr <= NR columns of rows k0..k0+kc of a row-major float32
@@ -674,12 +667,12 @@ static inline __m512i pairs16_masked(const float *r0, const float *r1, __mmask16
  * for it made the bf16 network 2.4 % slower on one thread, 4 % on two (Zen 4). */
 static void pack_b_panel_bf16_avx512(uint32_t *d, const float *src, size_t ld, int kc, int nr)
 {
-    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-    __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    __mmask16 m0, m1;
+    tile_masks(nr, &m0, &m1);
     for (int k = 0; k < kc; k += 2) {
         const float *r0 = src + (size_t)k * ld, *r1 = k + 1 < kc ? r0 + ld : NULL;
-        _mm512_storeu_si512(d, pairs16_masked(r0, r1, m0));
-        _mm512_storeu_si512(d + 16, pairs16_masked(r0 + 16, r1 ? r1 + 16 : NULL, m1));
+        _mm512_storeu_si512(d, pairs16(r0, r1, m0));
+        _mm512_storeu_si512(d + 16, pairs16(r0 + 16, r1 ? r1 + 16 : NULL, m1));
         d += NR;
     }
 }
