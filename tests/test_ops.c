@@ -8,6 +8,7 @@
 #include "base/pool.h"
 #include "ops/cnn_ops.h"
 #include "ops/cpu.h"
+#include "ops/dvec.h"
 #include "ops/gemm.h"
 #include "ops/tensor_ops.h"
 #include "ops/transformer_ops.h"
@@ -1141,6 +1142,35 @@ static void test_attention_vs_double(void)
         }
 }
 
+/* The double-against-float reductions of the scale predictor, on values
+ * whose sums are exact in double: x = i / 2, y = i gives (x - y)^2 = i^2 / 4,
+ * summing to (n - 1) n (2n - 1) / 24; x = 1 gives n (n - 1) / 2. Lengths
+ * below, at and past the eight partial sums, with a tail, and the
+ * predictor's 7280. */
+static void test_dvec_float_rows(void)
+{
+    const size_t ns[] = {0, 1, 7, 8, 13, 64, 7280};
+    for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+        size_t n = ns[t];
+        double *x = malloc(sizeof(double) * (n + 1)), *one = malloc(sizeof(double) * (n + 1));
+        float *y = malloc(sizeof(float) * (n + 1));
+        for (size_t i = 0; i < n; i++) {
+            x[i] = 0.5 * (double)i;
+            one[i] = 1.0;
+            y[i] = (float)i;
+        }
+        double dn = (double)n;
+        double sq = n ? (dn - 1) * dn * (2 * dn - 1) / 24.0 : 0.0, dot = dn * (dn - 1) / 2.0;
+        CHECK_MSG(md_dsqdist_f(n, x, y) == sq, "n %zu: %.17g, want %.17g", n,
+                  md_dsqdist_f(n, x, y), sq);
+        CHECK_MSG(md_ddot_f(n, one, y) == dot, "n %zu: %.17g, want %.17g", n,
+                  md_ddot_f(n, one, y), dot);
+        free(x);
+        free(one);
+        free(y);
+    }
+}
+
 int main(void)
 {
     md_cpu_features f = md_cpu_detect();
@@ -1166,5 +1196,6 @@ int main(void)
     RUN_TEST(test_resize_linear);
     RUN_TEST(test_resize_nearest_x2);
     RUN_TEST(test_maxpool);
+    RUN_TEST(test_dvec_float_rows);
     return check_finish();
 }

@@ -19,6 +19,37 @@ double md_ddot(size_t n, const double *x, const double *y)
     return (s0 + s1) + (s2 + s3);
 }
 
+/* Against float rows: eight partial sums, one 512-bit register of doubles
+ * (the scale predictor's k-NN reads 363 rows of 7280 per image; one
+ * dependent chain made it 1.8 ms, a quarter of FastDepth's network time). */
+double md_ddot_f(size_t n, const double *x, const float *y)
+{
+    double s[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            s[k] += x[i + k] * (double)y[i + k];
+    for (; i < n; i++)
+        s[0] += x[i] * (double)y[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+double md_dsqdist_f(size_t n, const double *x, const float *y)
+{
+    double s[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) {
+            double d = x[i + k] - (double)y[i + k];
+            s[k] += d * d;
+        }
+    for (; i < n; i++) {
+        double d = x[i] - (double)y[i];
+        s[0] += d * d;
+    }
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 void md_daxpy(size_t n, double a, const double *x, double *y)
 {
     for (size_t i = 0; i < n; i++)

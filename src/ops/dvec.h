@@ -8,6 +8,10 @@
 
 /* x . y over n values. */
 double md_ddot(size_t n, const double *x, const double *y);
+/* x . y over n values, y float32 (a model's stored coefficients). */
+double md_ddot_f(size_t n, const double *x, const float *y);
+/* sum (x - y)^2 over n values, y float32 (a stored training row). */
+double md_dsqdist_f(size_t n, const double *x, const float *y);
 /* y += a x over n values. */
 void md_daxpy(size_t n, double a, const double *x, double *y);
 /* G (m x m, row-major, both triangles) = Z Z^T for Z (m x p, row-major). */

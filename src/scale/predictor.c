@@ -902,10 +902,7 @@ md_status md_enc_estimate(const md_enc_model *m, const md_features *f, md_scale_
     }
     double s1 = 0, s2 = 0;
     for (int mb = 0; mb < m->members; mb++) {
-        const float *b = m->b + (size_t)mb * p;
-        double v = m->c[mb];
-        for (size_t j = 0; j < p; j++)
-            v += z[j] * b[j];
+        double v = m->c[mb] + md_ddot_f(p, z, m->b + (size_t)mb * p);
         s1 += v;
         s2 += v * v;
     }
@@ -915,13 +912,7 @@ md_status md_enc_estimate(const md_enc_model *m, const md_features *f, md_scale_
     double best[MD_ENC_KNN];
     int nb = 0;
     for (size_t i = 0; i < m->n; i++) {
-        const float *F = m->F + i * p;
-        double d2 = 0;
-        for (size_t j = 0; j < p; j++) {
-            double dv = z[j] - F[j];
-            d2 += dv * dv;
-        }
-        double v = sqrt(d2 / (double)p);
+        double v = sqrt(md_dsqdist_f(p, z, m->F + i * p) / (double)p);
         int j = nb < MD_ENC_KNN ? nb++ : MD_ENC_KNN;
         if (j == MD_ENC_KNN) {
             if (v >= best[MD_ENC_KNN - 1])
