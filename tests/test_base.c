@@ -110,6 +110,11 @@ typedef struct {
     int stop_after_run;     /* sets *stop after running this index (-1 never) */
     atomic_int stop;
     int in_flight, max_in_flight;
+    int savers;             /* > 1: saves may overlap and end out of order */
+    long next_done;         /* done() must come in item order */
+    int done_order_ok;
+    atomic_int in_done;     /* done() calls running now: never more than one */
+    int done_overlap;
 } pipe_test;
 
 static int p_load(void *user, size_t i, void *slot)
@@ -154,18 +159,28 @@ static int p_save(void *user, size_t i, void *slot)
     pipe_item *it = slot;
     pthread_mutex_lock(&t->mu);
     t->n_save++;
-    if ((long)i <= t->last_save || !it->ran)
+    if ((t->savers == 1 && (long)i <= t->last_save) || !it->ran)
         t->save_order_ok = 0;
     t->last_save = (long)i;
     pthread_mutex_unlock(&t->mu);
+    /* with several savers, every third item is slow: the next ones finish
+     * first and must wait for their turn to be handed back */
+    if (t->savers > 1 && i % 3 == 0)
+        nanosleep(&(struct timespec){0, 3000000}, NULL);
     return (int)i == t->fail_save ? -1 : 0;
 }
 
 static void p_done(void *user, size_t i, void *slot, int failed)
 {
     pipe_test *t = user;
-    (void)i;
     (void)slot;
+    if (atomic_fetch_add(&t->in_done, 1) != 0)
+        t->done_overlap = 1;
+    /* in order and alone: no lock needed for the order check */
+    if ((long)i != t->next_done)
+        t->done_order_ok = 0;
+    t->next_done = (long)i + 1;
+    atomic_fetch_sub(&t->in_done, 1);
     pthread_mutex_lock(&t->mu);
     t->n_done[failed]++;
     t->in_flight--;
@@ -177,7 +192,8 @@ static void pipe_init(pipe_test *t)
     memset(t, 0, sizeof *t);
     pthread_mutex_init(&t->mu, NULL);
     t->last_run = t->last_save = -1;
-    t->order_ok = t->save_order_ok = 1;
+    t->order_ok = t->save_order_ok = t->done_order_ok = 1;
+    t->savers = 1;
     t->fail_load = t->fail_run = t->fail_save = t->end_at = t->stop_after_run = -1;
 }
 
@@ -185,10 +201,12 @@ static md_pipe_stats pipe_go(pipe_test *t, size_t count, int loaders, int depth)
 {
     pipe_item slots[8];
     memset(slots, 0, sizeof slots);
-    md_pipe_config c = {count, loaders, 1, depth, slots, sizeof *slots, t,
+    md_pipe_config c = {count, loaders, t->savers, depth, slots, sizeof *slots, t,
                         p_load, p_run, p_save, p_done, &t->stop};
     md_pipe_stats st;
     CHECK(md_pipe_run(&c, &st) == 0);
+    CHECK_MSG(t->done_order_ok && !t->done_overlap, "%d savers: done() out of order or "
+              "overlapping", t->savers);
     return st;
 }
 
@@ -230,6 +248,24 @@ static void test_pipe(void)
     pipe_init(&t);
     st = pipe_go(&t, 0, 1, 2);
     CHECK(st.done == 0 && t.n_load == 0);
+    /* several savers: saves overlap, done() still in item order (pipe_go
+     * checks), failures and a stop as with one */
+    for (int savers = 2; savers <= 3; savers++) {
+        pipe_init(&t);
+        t.savers = savers;
+        st = pipe_go(&t, 30, 1, 6);
+        CHECK(st.done == 30 && t.n_save == 30 && t.n_done[MD_PIPE_OK] == 30 && t.order_ok);
+        CHECK(t.save_order_ok && t.max_in_flight <= 6);
+        pipe_init(&t);
+        t.savers = savers;
+        t.fail_load = 4;
+        t.fail_save = 9;
+        t.stop_after_run = 14;
+        st = pipe_go(&t, 40, 2, 5);
+        CHECK(st.stopped && t.n_run == 14 && st.failed == 2);
+        CHECK(t.n_done[MD_PIPE_LOAD] == 1 && t.n_done[MD_PIPE_SAVE] == 1);
+        CHECK(t.in_flight == 0);
+    }
 }
 
 /* A FIFO (no writer) must be refused at once, not block the reader: the

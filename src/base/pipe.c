@@ -1,7 +1,8 @@
 /* A three-stage pipeline over a sequence of items: load on worker threads,
- * run on the calling thread in item order, save on worker threads. With the
- * network in the middle stage, decoding and preprocessing of the next images
- * and writing of the previous ones overlap with it.
+ * run on the calling thread in item order, save on worker threads, done() in
+ * item order. With the network in the middle stage, decoding and
+ * preprocessing of the next images and writing of the previous ones overlap
+ * with it.
  *
  * Items live in `depth` slots; item i uses slot i % depth, so at most depth
  * items are in flight and memory stays bounded. One mutex and one condition
@@ -46,9 +47,16 @@ static int stop_requested(pipe_ctx *p)
     return p->stopping;
 }
 
-/* Hands an item back: done() outside the lock, then frees its slot. */
+/* Hands an item back: done() outside the lock, then frees its slot. Savers
+ * take items in order but may finish out of order; each waits for its turn,
+ * so done() runs in item order, one call at a time (callers report and count
+ * there without locks). Item `index` is handed back after items 0..index-1. */
 static void finish(pipe_ctx *p, size_t index, int failed)
 {
+    pthread_mutex_lock(&p->mu);
+    while (p->finished != index)
+        pthread_cond_wait(&p->cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
     if (p->c->done)
         p->c->done(p->c->user, index, slot_mem(p, index), failed);
     pthread_mutex_lock(&p->mu);

@@ -15,7 +15,7 @@ enum { MD_PIPE_OK = 0, MD_PIPE_LOAD = 1, MD_PIPE_RUN = 2, MD_PIPE_SAVE = 3, MD_P
 typedef struct {
     size_t count;      /* items; SIZE_MAX: until load returns MD_PIPE_END (one loader then) */
     int load_threads;  /* 1..16; 1 loads in item order */
-    int save_threads;  /* 1..16; 1 saves in item order */
+    int save_threads;  /* 1..16; 1 saves in item order, more save concurrently */
     int depth;         /* slots, i.e. items in flight (>= 1) */
     void *slots;       /* depth * slot_size bytes, zeroed by the caller */
     size_t slot_size;
@@ -27,7 +27,8 @@ typedef struct {
     int (*save)(void *user, size_t index, void *slot); /* may be NULL */
     /* Called once per item that was loaded, after its last stage, with the
      * stage that failed (MD_PIPE_OK when none; MD_PIPE_DROPPED when a stop
-     * came before it ran): report, count, free the slot's contents. */
+     * came before it ran): report, count, free the slot's contents. Calls
+     * come in item order and never overlap, whatever save_threads is. */
     void (*done)(void *user, size_t index, void *slot, int failed);
     /* When *stop turns nonzero: no new item is loaded, loaded items that have
      * not run are dropped, items already run are saved. May be NULL. Every
