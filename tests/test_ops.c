@@ -1171,6 +1171,32 @@ static void test_dvec_float_rows(void)
     }
 }
 
+/* Per-channel means against the plain mean in double, for channel counts
+ * around the kernel's groups of four and planes shorter than, equal to and
+ * past its eight lanes (FastDepth's 7x7 and 14x14 among them). */
+static void test_channel_means(void)
+{
+    const size_t hws[] = {1, 7, 8, 9, 49, 196, 1000};
+    for (size_t channels = 1; channels <= 9; channels++)
+        for (size_t t = 0; t < sizeof hws / sizeof hws[0]; t++) {
+            size_t hw = hws[t];
+            float *x = malloc(sizeof(float) * channels * hw), out[9];
+            for (size_t i = 0; i < channels * hw; i++)
+                x[i] = (float)(1.0 + uniform()) + (float)(i / hw); /* channel c: c + [0, 2) */
+            md_channel_means(x, channels, hw, out);
+            for (size_t c = 0; c < channels; c++) {
+                double want = 0;
+                for (size_t k = 0; k < hw; k++)
+                    want += x[c * hw + k];
+                want /= (double)hw;
+                CHECK_MSG(fabs(out[c] - want) <= 1e-6 * (double)(c + 2) * (1.0 + (double)hw / 8),
+                          "channels %zu hw %zu c %zu: %.9g, want %.9g", channels, hw, c, out[c],
+                          want);
+            }
+            free(x);
+        }
+}
+
 int main(void)
 {
     md_cpu_features f = md_cpu_detect();
@@ -1197,5 +1223,6 @@ int main(void)
     RUN_TEST(test_resize_nearest_x2);
     RUN_TEST(test_maxpool);
     RUN_TEST(test_dvec_float_rows);
+    RUN_TEST(test_channel_means);
     return check_finish();
 }

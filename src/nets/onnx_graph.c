@@ -1514,27 +1514,6 @@ size_t md_onnx_graph_features(const md_onnx_graph *g, uint64_t *signature)
     return g->n_features;
 }
 
-/* Per-channel means of an op output (1 x C x H x W): a float sum in eight
- * lanes per channel, finished in double. */
-static void channel_means(const gval *o, const float *data, float *out)
-{
-    size_t hw = (size_t)o->dims[2] * (size_t)o->dims[3];
-    for (int64_t c = 0; c < o->dims[1]; c++) {
-        const float *p = data + (size_t)c * hw;
-        float lane[8] = {0};
-        size_t k = 0;
-        for (; k + 8 <= hw; k += 8)
-            for (int j = 0; j < 8; j++)
-                lane[j] += p[k + j];
-        double sum = 0;
-        for (int j = 0; j < 8; j++)
-            sum += lane[j];
-        for (; k < hw; k++)
-            sum += p[k];
-        out[c] = (float)(sum / (double)hw);
-    }
-}
-
 md_status md_onnx_graph_build(const md_onnx_model *m, const char *path, size_t max_arena_bytes,
                               md_gemm_type conv_type, md_onnx_graph **out, md_error *err)
 {
@@ -1932,7 +1911,8 @@ const float *md_onnx_graph_run(const md_onnx_graph *g, md_onnx_ws *ws, md_thread
         /* pooled now: the memory plan reuses this buffer for later ops */
         if (features && i < g->n_taps) {
             const gval *o = &g->vals[g->ops[i].out];
-            channel_means(o, val(g, ws, g->ops[i].out), features + f);
+            md_channel_means(val(g, ws, g->ops[i].out), (size_t)o->dims[1],
+                             (size_t)o->dims[2] * (size_t)o->dims[3], features + f);
             f += (size_t)o->dims[1];
         }
     }

@@ -232,6 +232,56 @@ void md_global_avgpool(const float *in, size_t channels, size_t hw, float *out)
     }
 }
 
+/* One 8-lane vector per channel holds exactly the eight scalar sums the
+ * order above names, so the result does not depend on the vector width;
+ * four channels at a time keep four add chains in flight. A loop of scalar
+ * lanes that the compiler left unvectorised made these means 1.6 ms of a
+ * FastDepth predict (a fifth of its network time, Zen 4). */
+typedef float vf8 __attribute__((vector_size(32)));
+
+static inline vf8 load8(const float *p)
+{
+    vf8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static float finish_mean(vf8 acc, const float *p, size_t k, size_t hw)
+{
+    double sum = 0;
+    for (int j = 0; j < 8; j++)
+        sum += acc[j];
+    for (; k < hw; k++)
+        sum += p[k];
+    return (float)(sum / (double)hw);
+}
+
+void md_channel_means(const float *in, size_t channels, size_t hw, float *out)
+{
+    size_t c = 0, body = hw / 8 * 8;
+    for (; c + 4 <= channels; c += 4) {
+        const float *p0 = in + c * hw, *p1 = p0 + hw, *p2 = p1 + hw, *p3 = p2 + hw;
+        vf8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (size_t k = 0; k < body; k += 8) {
+            a0 += load8(p0 + k);
+            a1 += load8(p1 + k);
+            a2 += load8(p2 + k);
+            a3 += load8(p3 + k);
+        }
+        out[c] = finish_mean(a0, p0, body, hw);
+        out[c + 1] = finish_mean(a1, p1, body, hw);
+        out[c + 2] = finish_mean(a2, p2, body, hw);
+        out[c + 3] = finish_mean(a3, p3, body, hw);
+    }
+    for (; c < channels; c++) {
+        const float *p = in + c * hw;
+        vf8 a = {0};
+        for (size_t k = 0; k < body; k += 8)
+            a += load8(p + k);
+        out[c] = finish_mean(a, p, body, hw);
+    }
+}
+
 void md_global_maxpool(const float *in, int channels, size_t hw, float *out)
 {
     for (int c = 0; c < channels; c++) {

@@ -59,6 +59,11 @@ void md_avgpool2d(const md_pool2d_params *p, const float *in, int channels, int 
                   float *out, int out_h, int out_w);
 /* out[c] = mean of plane c (hw values, double accumulation). */
 void md_global_avgpool(const float *in, size_t channels, size_t hw, float *out);
+/* The mean of each of `channels` planes of hw floats, summed in eight float
+ * lanes (lane j: elements j, j + 8, ...), the lanes and the tail then in
+ * double: the scale predictor's encoder features (its shipped models were
+ * trained on values summed in this order). */
+void md_channel_means(const float *in, size_t channels, size_t hw, float *out);
 void md_global_maxpool(const float *in, int channels, size_t hw, float *out);
 
 /* ONNX Resize coordinate transformation modes (Upsample = asymmetric). */
