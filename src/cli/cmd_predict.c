@@ -208,8 +208,9 @@ typedef struct {
     size_t *todo;        /* indices into inputs of the images to run */
     size_t n_todo;
     cli_progress progress;
-    size_t written, failed, warned_sizes;
+    size_t written, failed;
     int last_w, last_h;
+    int crop_w, crop_h; /* the image size the crop warning was last given for */
     /* video */
     const md_input *video;
     md_video_reader *reader;
@@ -409,8 +410,17 @@ static void warn_item(batch *b, const char *path, item *it)
         fprintf(stderr, "%s: EXIF orientation %d applied (%dx%d as stored, %dx%d upright)\n",
                 path, it->info.orientation, it->info.width0, it->info.height0, it->img.width,
                 it->img.height);
-    if (it->cov.note[0])
+    /* The crop alone depends only on the image size: said once for a run of
+     * images of one size, not on every line of a folder of them. */
+    bool crop_only = it->cov.note[0] && !it->cov.outdoor_like;
+    if (crop_only && (it->depth.width != b->crop_w || it->depth.height != b->crop_h)) {
+        b->crop_w = it->depth.width;
+        b->crop_h = it->depth.height;
+        fprintf(stderr, "warning: %s: %s (said once for images of this size)\n", path,
+                it->cov.note);
+    } else if (it->cov.note[0] && !crop_only) {
         fprintf(stderr, "warning: %s: %s\n", path, it->cov.note);
+    }
     if (it->wrote.clipped)
         fprintf(stderr,
                 "warning: %s: %zu pixels beyond %.3f m clipped in the 16-bit PNG (use "
