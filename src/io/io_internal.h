@@ -31,6 +31,11 @@ typedef enum {
 
 md_file_kind md_io_sniff(const uint8_t *data, size_t size);
 
+/* md_colormap_lookup(cmap, t[k], rgb + 3 k) for k < n where skip[k] is 0;
+ * the other pixels are left as they are. */
+void md_colormap_row(md_colormap cmap, const float *t, const uint8_t *skip, size_t n,
+                     uint8_t *rgb);
+
 /* PNM (P5/P6) header. data_offset is where the samples start; the reader has
  * already checked that w*h*channels*bytes_per_sample bytes follow. */
 typedef struct {

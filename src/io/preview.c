@@ -163,18 +163,35 @@ md_status md_depth_render_preview(const md_depth *depth, const md_preview_option
             memcpy(img.pixels + (size_t)y * img.width * 3, o.rgb->pixels + (size_t)y * W * 3,
                    (size_t)W * 3);
     double span = (double)vmax - (double)vmin;
-    for (int y = 0; y < H; y++)
+    /* a row's positions on the ramp, then its colours in one call */
+    float *t = md_malloc(sizeof(float) * (size_t)W, "preview image", err);
+    uint8_t *skip = md_malloc((size_t)W, "preview image", err);
+    if (!t || !skip) {
+        free(t);
+        free(skip);
+        md_image_free(&img);
+        return MD_ERR_NOMEM;
+    }
+    for (int y = 0; y < H; y++) {
+        uint8_t *row = img.pixels + ((size_t)y * img.width + x_depth) * 3;
         for (int x = 0; x < W; x++) {
             size_t i = (size_t)y * W + x;
-            if (!md_depth_valid_at(depth, i))
-                continue;
-            double v = depth->data[i];
+            skip[x] = !md_depth_valid_at(depth, i);
             /* a constant map (empty range) is drawn with the middle colour */
-            float t = span > 0 ? (float)((v - vmin) / span) : 0.5f;
+            t[x] = span > 0 ? (float)(((double)depth->data[i] - vmin) / span) : 0.5f;
             if (o.disparity)
-                t = 1.0f - t;
-            ramp(&o, t, img.pixels + ((size_t)y * img.width + x_depth + x) * 3);
+                t[x] = 1.0f - t[x];
         }
+        if (o.grayscale) {
+            for (int x = 0; x < W; x++)
+                if (!skip[x])
+                    ramp(&o, t[x], row + 3 * x);
+        } else {
+            md_colormap_row(o.cmap, t, skip, (size_t)W, row);
+        }
+    }
+    free(t);
+    free(skip);
     if (o.colorbar) {
         uint8_t *strip = img.pixels + (size_t)H * img.width * 3;
         memset(strip, 255, (size_t)bar_h * img.width * 3); /* white */
