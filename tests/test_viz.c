@@ -244,6 +244,72 @@ static void test_preview_errors(void)
     CHECK(access("/nonexistent-dir/p.png", F_OK) != 0);
 }
 
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* numpy.percentile(v, 100 p) (linear) of the m values in v, by sorting. */
+static double sorted_percentile(float *v, size_t m, double p)
+{
+    qsort(v, m, sizeof *v, cmp_float);
+    double pos = p * (double)(m - 1);
+    size_t i = (size_t)pos;
+    if (i + 1 >= m)
+        return v[m - 1];
+    return v[i] + ((double)v[i + 1] - v[i]) * (pos - (double)i);
+}
+
+/* md_depth_auto_range against a full sort on maps that put both ends in one
+ * histogram bucket, in neighbouring and in distant ones, with ties, invalid
+ * and masked pixels, and with 1, 2 and 3 valid values. */
+static void test_auto_range_vs_sort(void)
+{
+    uint64_t st = 0x243f6a8885a308d3ull;
+    const int sizes[][2] = {{1, 1}, {2, 1}, {3, 1}, {7, 5}, {64, 48}, {160, 120}};
+    for (int kind = 0; kind < 5; kind++)
+        for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+            md_depth d = {0};
+            d.width = sizes[z][0];
+            d.height = sizes[z][1];
+            size_t n = (size_t)d.width * (size_t)d.height, m = 0;
+            d.data = malloc(n * sizeof(float));
+            d.mask = malloc(n);
+            float *valid = malloc(n * sizeof(float));
+            for (size_t i = 0; i < n; i++) {
+                st ^= st << 13;
+                st ^= st >> 7;
+                st ^= st << 17;
+                double u = (double)(st >> 11) / (double)(1ull << 53); /* [0, 1) */
+                float v = kind == 0   ? (float)(0.5 + 9.5 * u)           /* 0.5-10 m */
+                          : kind == 1 ? (float)(2.0 + 0.001 * u)         /* one bucket */
+                          : kind == 2 ? (float)(1 + (int)(4 * u))        /* ties */
+                          : kind == 3 ? (float)(1e-3 * pow(1e7, u))      /* 1 mm - 10 km */
+                                      : (float)(u < 0.5 ? 1.0 : 3.0);    /* two values */
+                d.data[i] = v;
+                d.mask[i] = 1;
+                if (n > 3 && i % 11 == 3)
+                    d.data[i] = i % 2 ? NAN : 0.0f; /* invalid */
+                else if (n > 3 && i % 13 == 5)
+                    d.mask[i] = 0; /* masked */
+                else
+                    valid[m++] = v;
+            }
+            float lo = -1, hi = -1;
+            md_error err = {0};
+            CHECK_OK(md_depth_auto_range(&d, &lo, &hi, &err), &err);
+            double want_lo = sorted_percentile(valid, m, 0.02);
+            double want_hi = sorted_percentile(valid, m, 0.98);
+            CHECK_MSG(fabs(lo - want_lo) <= 1e-6 * want_lo && fabs(hi - want_hi) <= 1e-6 * want_hi,
+                      "kind %d, %dx%d: %.9g..%.9g, want %.9g..%.9g", kind, d.width, d.height, lo,
+                      hi, want_lo, want_hi);
+            free(d.data);
+            free(d.mask);
+            free(valid);
+        }
+}
+
 int main(void)
 {
     RUN_TEST(test_turbo_published_values);
@@ -253,6 +319,7 @@ int main(void)
     RUN_TEST(test_preview_written);
     RUN_TEST(test_preview_percentiles_large);
     RUN_TEST(test_preview_degenerate);
+    RUN_TEST(test_auto_range_vs_sort);
     RUN_TEST(test_preview_errors);
     return check_finish();
 }

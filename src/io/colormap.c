@@ -346,21 +346,19 @@ static void select_kth(float *v, size_t n, size_t k)
     }
 }
 
-/* Linear-interpolated percentile (numpy's default); reorders v. */
-static float percentile(float *v, size_t n, double p)
+/* The automatic range's order statistics, without copying and selecting
+ * over every pixel twice (that was 1.2 ms of a 640x480 preview, a third of
+ * rendering it). Valid depths are positive finite floats, whose bit patterns
+ * order as their values: a histogram of the top 16 bits (sign, exponent, 7
+ * mantissa bits: 128 buckets per octave) finds the bucket holding each rank,
+ * and only those buckets' values are gathered and selected. */
+enum { AR_BUCKETS = 1 << 16, AR_RANKS = 4 };
+
+static uint32_t float_bits(float v)
 {
-    double pos = p * (double)(n - 1);
-    size_t i = (size_t)pos;
-    select_kth(v, n, i);
-    if (i >= n - 1)
-        return v[i];
-    /* the next order statistic is the smallest value after position i */
-    float next = v[i + 1];
-    for (size_t j = i + 2; j < n; j++)
-        if (v[j] < next)
-            next = v[j];
-    double f = pos - (double)i;
-    return (float)(v[i] + (next - v[i]) * f);
+    uint32_t b;
+    memcpy(&b, &v, sizeof b);
+    return b;
 }
 
 md_status md_depth_auto_range(const md_depth *depth, float *vmin, float *vmax, md_error *err)
@@ -369,19 +367,84 @@ md_status md_depth_auto_range(const md_depth *depth, float *vmin, float *vmax, m
     if (!depth || !depth->data || depth->width < 1 || depth->height < 1)
         return md_fail(err, MD_ERR_ARG, "preview range: no depth map");
     size_t n = (size_t)depth->width * (size_t)depth->height;
-    float *vals = md_malloc(n * sizeof *vals, "preview range", err);
-    if (!vals)
+    uint32_t *hist = md_calloc(AR_BUCKETS, sizeof *hist, "preview range", err);
+    if (!hist)
         return MD_ERR_NOMEM;
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
-        if (md_depth_valid_at(depth, i))
-            vals[m++] = depth->data[i];
-    if (m > 0) {
-        *vmin = percentile(vals, m, 0.02);
-        *vmax = percentile(vals, m, 0.98);
+        if (md_depth_valid_at(depth, i)) {
+            hist[float_bits(depth->data[i]) >> 16]++;
+            m++;
+        }
+    if (m == 0) {
+        free(hist);
+        return MD_OK;
     }
-    free(vals);
-    return MD_OK;
+    /* numpy's linear percentile: v[i] + (v[i + 1] - v[i]) (pos - i), pos =
+     * p (m - 1), from the order statistics i and i + 1 of each end */
+    const double p[2] = {0.02, 0.98};
+    size_t rank[AR_RANKS];
+    for (int e = 0; e < 2; e++) {
+        size_t i = (size_t)(p[e] * (double)(m - 1));
+        rank[2 * e] = i;
+        rank[2 * e + 1] = i + 1 < m ? i + 1 : i;
+    }
+    /* each rank's bucket and its rank among that bucket's values */
+    uint32_t bucket[AR_RANKS];
+    size_t offset[AR_RANKS], size[AR_RANKS];
+    for (int r = 0; r < AR_RANKS; r++) {
+        size_t below = 0;
+        uint32_t b = 0;
+        while (below + hist[b] <= rank[r])
+            below += hist[b++];
+        bucket[r] = b;
+        offset[r] = rank[r] - below;
+        size[r] = hist[b];
+    }
+    free(hist);
+    /* the values of those buckets (a bucket two ranks share is gathered once) */
+    float *vals[AR_RANKS] = {NULL};
+    int owner[AR_RANKS];
+    size_t fill[AR_RANKS] = {0};
+    md_status st = MD_OK;
+    for (int r = 0; r < AR_RANKS; r++) {
+        owner[r] = r;
+        for (int q = 0; q < r; q++)
+            if (bucket[q] == bucket[r]) {
+                owner[r] = owner[q];
+                break;
+            }
+        if (owner[r] == r && !(vals[r] = md_malloc(size[r] * sizeof(float), "preview range", err)))
+            st = MD_ERR_NOMEM;
+    }
+    if (st == MD_OK) {
+        for (size_t i = 0; i < n; i++)
+            if (md_depth_valid_at(depth, i)) {
+                uint32_t b = float_bits(depth->data[i]) >> 16;
+                for (int r = 0; r < AR_RANKS; r++)
+                    if (owner[r] == r && bucket[r] == b) {
+                        vals[r][fill[r]++] = depth->data[i];
+                        break;
+                    }
+            }
+        float v[AR_RANKS];
+        for (int r = 0; r < AR_RANKS; r++) {
+            float *a = vals[owner[r]];
+            select_kth(a, size[r], offset[r]);
+            v[r] = a[offset[r]];
+        }
+        float out[2];
+        for (int e = 0; e < 2; e++) {
+            double pos = p[e] * (double)(m - 1);
+            double f = pos - (double)rank[2 * e];
+            out[e] = (float)(v[2 * e] + (v[2 * e + 1] - v[2 * e]) * f);
+        }
+        *vmin = out[0];
+        *vmax = out[1];
+    }
+    for (int r = 0; r < AR_RANKS; r++)
+        free(vals[r]);
+    return st;
 }
 
 /* The plain preview: the depth alone, no colour bar (eval's panels and the
