@@ -239,18 +239,22 @@ void md_global_avgpool(const float *in, size_t channels, size_t hw, float *out)
  * FastDepth predict (a fifth of its network time, Zen 4). */
 typedef float vf8 __attribute__((vector_size(32)));
 
-static inline vf8 load8(const float *p)
+/* As in simd.h: vectors never cross a function boundary by value (the ABI
+ * would depend on the target), loads go through memcpy. */
+static inline vf8 *load8_into(vf8 *v, const float *p)
 {
-    vf8 v;
-    memcpy(&v, p, sizeof v);
+    memcpy(v, p, sizeof *v);
     return v;
 }
+#define LOAD8(p) (*load8_into(&(vf8){0}, (p)))
 
-static float finish_mean(vf8 acc, const float *p, size_t k, size_t hw)
+static float finish_mean(const vf8 *acc, const float *p, size_t k, size_t hw)
 {
+    float lane[8];
+    memcpy(lane, acc, sizeof lane);
     double sum = 0;
     for (int j = 0; j < 8; j++)
-        sum += acc[j];
+        sum += lane[j];
     for (; k < hw; k++)
         sum += p[k];
     return (float)(sum / (double)hw);
@@ -263,22 +267,22 @@ void md_channel_means(const float *in, size_t channels, size_t hw, float *out)
         const float *p0 = in + c * hw, *p1 = p0 + hw, *p2 = p1 + hw, *p3 = p2 + hw;
         vf8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
         for (size_t k = 0; k < body; k += 8) {
-            a0 += load8(p0 + k);
-            a1 += load8(p1 + k);
-            a2 += load8(p2 + k);
-            a3 += load8(p3 + k);
+            a0 += LOAD8(p0 + k);
+            a1 += LOAD8(p1 + k);
+            a2 += LOAD8(p2 + k);
+            a3 += LOAD8(p3 + k);
         }
-        out[c] = finish_mean(a0, p0, body, hw);
-        out[c + 1] = finish_mean(a1, p1, body, hw);
-        out[c + 2] = finish_mean(a2, p2, body, hw);
-        out[c + 3] = finish_mean(a3, p3, body, hw);
+        out[c] = finish_mean(&a0, p0, body, hw);
+        out[c + 1] = finish_mean(&a1, p1, body, hw);
+        out[c + 2] = finish_mean(&a2, p2, body, hw);
+        out[c + 3] = finish_mean(&a3, p3, body, hw);
     }
     for (; c < channels; c++) {
         const float *p = in + c * hw;
         vf8 a = {0};
         for (size_t k = 0; k < body; k += 8)
-            a += load8(p + k);
-        out[c] = finish_mean(a, p, body, hw);
+            a += LOAD8(p + k);
+        out[c] = finish_mean(&a, p, body, hw);
     }
 }
 
