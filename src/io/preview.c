@@ -177,6 +177,8 @@ md_status md_depth_render_preview(const md_depth *depth, const md_preview_option
         for (int x = 0; x < W; x++) {
             size_t i = (size_t)y * W + x;
             skip[x] = !md_depth_valid_at(depth, i);
+            if (skip[x])
+                continue; /* its t is never read */
             /* a constant map (empty range) is drawn with the middle colour */
             t[x] = span > 0 ? (float)(((double)depth->data[i] - vmin) / span) : 0.5f;
             if (o.disparity)
