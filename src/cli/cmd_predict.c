@@ -115,7 +115,8 @@ const cli_command cmd_predict = {
     "  --relative, --metric DA2: the head kind, when the file does not tell (a flag\n"
     "                       that contradicts config.json or the official file name\n"
     "                       is obeyed, with a warning)\n"
-    "  --threads N          network threads (default: all cores)\n"
+    "  --threads N          network threads (default: all cores); with 1, also one\n"
+    "                       thread writing outputs instead of two\n"
     "  --precision P        fp32 (default), bf16 (the matrix products in bfloat16: faster\n"
     "                       on CPUs with AVX512_BF16; depth within a few cm for Depth\n"
     "                       Anything V2, about 0.1 % for FastDepth) or auto (bf16 where\n"
@@ -1073,10 +1074,13 @@ static int run(int argc, char **argv)
         /* Two savers: the default outputs (two PNGs, .npy, JSON) cost a
          * 640x480 FastDepth image more CPU than its network, and one saver
          * thread was the pipeline's bottleneck (1.3x the throughput on the
-         * two-core VM). Results are still reported in input order. */
+         * two-core VM). Results are still reported in input order. One
+         * when the user keeps the network to one thread (a CPU budget) or
+         * the machine has one core. */
+        int savers = mo.threads == 1 || sysconf(_SC_NPROCESSORS_ONLN) < 2 ? 1 : 2;
         item slots[6];
         memset(slots, 0, sizeof slots);
-        md_pipe_config pc = {.count = n_images, .load_threads = 1, .save_threads = 2,
+        md_pipe_config pc = {.count = n_images, .load_threads = 1, .save_threads = savers,
                              .depth = 6, .slots = slots, .slot_size = sizeof(item), .user = &b,
                              .load = load_image, .run = run_network, .save = save_image,
                              .done = done_image, .stop = &stop_signal};
