@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include "base/pipe.h"
+#include "base/pool.h"
 #include "metricdepth_video.h"
 
 #include <cjson/cJSON.h>
@@ -413,14 +414,14 @@ static void warn_item(batch *b, const char *path, item *it)
                 it->img.height);
     /* The crop alone depends only on the image size: said once for a run of
      * images of one size, not on every line of a folder of them. */
-    bool crop_only = it->cov.note[0] && !it->cov.outdoor_like;
-    if (crop_only && (it->depth.width != b->crop_w || it->depth.height != b->crop_h)) {
+    if (it->cov.outdoor_like) {
+        fprintf(stderr, "warning: %s: %s\n", path, it->cov.note);
+    } else if (it->cov.note[0] &&
+               (it->depth.width != b->crop_w || it->depth.height != b->crop_h)) {
         b->crop_w = it->depth.width;
         b->crop_h = it->depth.height;
         fprintf(stderr, "warning: %s: %s (said once for images of this size)\n", path,
                 it->cov.note);
-    } else if (it->cov.note[0] && !crop_only) {
-        fprintf(stderr, "warning: %s: %s\n", path, it->cov.note);
     }
     if (it->wrote.clipped)
         fprintf(stderr,
@@ -1077,7 +1078,7 @@ static int run(int argc, char **argv)
          * two-core VM). Results are still reported in input order. One
          * when the user keeps the network to one thread (a CPU budget) or
          * the machine has one core. */
-        int savers = mo.threads == 1 || sysconf(_SC_NPROCESSORS_ONLN) < 2 ? 1 : 2;
+        int savers = mo.threads == 1 || md_cpu_count() < 2 ? 1 : 2;
         item slots[6];
         memset(slots, 0, sizeof slots);
         md_pipe_config pc = {.count = n_images, .load_threads = 1, .save_threads = savers,

@@ -233,7 +233,7 @@ void md_global_avgpool(const float *in, size_t channels, size_t hw, float *out)
 }
 
 /* One 8-lane vector per channel holds exactly the eight scalar sums the
- * order above names, so the result does not depend on the vector width;
+ * order in cnn_ops.h names, so the result does not depend on the vector width;
  * four channels at a time keep four add chains in flight. A loop of scalar
  * lanes that the compiler left unvectorised made these means 1.6 ms of a
  * FastDepth predict (a fifth of its network time, Zen 4). */
