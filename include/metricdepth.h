@@ -276,11 +276,16 @@ typedef struct {
     size_t ignored;     /* files in scanned folders that are neither images nor videos */
     size_t duplicates;  /* the same file named twice, kept once */
     char *exclude;      /* canonical path of a folder never scanned (md_inputs_exclude) */
+    int skip_depth_maps;    /* set before md_inputs_add: folder scans leave out 16-bit
+                               greyscale PNG and PGM files (RGB-D datasets' depth maps) */
+    size_t depth_maps;      /* how many they left out */
+    char *first_depth_map;  /* the first of them (freed by md_input_list_free) */
 } md_input_list;
 
 /* Appends arg: a file (named by its file name), a folder (every image and
  * video below it, recursively, in sorted order, hidden entries and symbolic
- * links to folders skipped; named by the path below the folder) or a .txt/.lst
+ * links to folders skipped, and 16-bit grey PNG/PGM depth maps too when
+ * list->skip_depth_maps is set; named by the path below the folder) or a .txt/.lst
  * list (one path per line, '#' comments, relative to the list's folder; named
  * by the path as written). Images are recognised by their bytes, videos by
  * their extension. A folder with nothing usable is an error. */

@@ -1537,6 +1537,72 @@ static void test_inputs(void)
     md_input_list_free(&l);
 }
 
+/* The first bytes of a PNG as far as its IHDR: signature, chunk length 13,
+ * "IHDR", width 2, height 2, bit depth, colour type, then zeros (the CRC is
+ * not checked by a folder scan, which reads no further). */
+static void write_png_head(const char *path, uint8_t bit_depth, uint8_t colour_type)
+{
+    uint8_t b[33] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                     0, 0, 0, 2, 0, 0, 0, 2, bit_depth, colour_type};
+    write_bytes(path, (const char *)b, sizeof b);
+}
+
+/* Folder scans for predict leave out RGB-D datasets' depth maps (16-bit grey
+ * PNG, PGM above 255) and keep every other image, 16-bit colour included. */
+static void test_inputs_depth_maps(void)
+{
+    md_error err = {0};
+    char p[512];
+    const char *dirs[] = {"rgbd", "rgbd/depth", "rgbd/rgb"};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++)
+        mkdir(tmp_path(p, sizeof p, dirs[i]), 0777);
+    write_png_head(tmp_path(p, sizeof p, "rgbd/rgb/1.png"), 8, 2);     /* 8-bit RGB */
+    write_png_head(tmp_path(p, sizeof p, "rgbd/depth/1.png"), 16, 0);  /* 16-bit grey */
+    write_bytes(tmp_path(p, sizeof p, "rgbd/depth/2.pgm"), "P5\n# kinect\n1 1\n65535\n\1\2",
+                sizeof "P5\n# kinect\n1 1\n65535\n\1\2" - 1);
+    write_bytes(tmp_path(p, sizeof p, "rgbd/grey8.pgm"), "P5 1 1 255\n\7", 12);
+    write_png_head(tmp_path(p, sizeof p, "rgbd/rgb16.png"), 16, 2);    /* 16-bit RGB */
+    write_png_head(tmp_path(p, sizeof p, "rgbd/ga16.png"), 16, 4);     /* 16-bit grey + alpha */
+    write_png_head(tmp_path(p, sizeof p, "rgbd/grey8.png"), 8, 0);     /* 8-bit grey */
+
+    md_input_list l;
+    memset(&l, 0, sizeof l);
+    CHECK_OK(md_inputs_add(&l, tmp_path(p, sizeof p, "rgbd"), &err), &err);
+    CHECK(l.count == 7 && l.depth_maps == 0); /* not asked: every image */
+    md_input_list_free(&l);
+
+    memset(&l, 0, sizeof l);
+    l.skip_depth_maps = 1;
+    CHECK_OK(md_inputs_add(&l, tmp_path(p, sizeof p, "rgbd"), &err), &err);
+    CHECK(l.count == 5 && l.depth_maps == 2);
+    CHECK(find_name(&l, "depth/1.png") == NULL && find_name(&l, "depth/2.pgm") == NULL);
+    CHECK(find_name(&l, "rgbd/rgb16.png") && find_name(&l, "rgbd/grey8.pgm"));
+    size_t n = l.first_depth_map ? strlen(l.first_depth_map) : 0;
+    CHECK(n > 11 && strcmp(l.first_depth_map + n - 11, "depth/1.png") == 0);
+    /* named directly, a depth map is the user's choice: kept */
+    CHECK_OK(md_inputs_add(&l, tmp_path(p, sizeof p, "rgbd/depth/1.png"), &err), &err);
+    CHECK(l.count == 6 && l.depth_maps == 2);
+    /* a folder of depth maps alone: an error that says why */
+    CHECK(md_inputs_add(&l, tmp_path(p, sizeof p, "rgbd/depth"), &err) == MD_ERR_DATA &&
+          strstr(err.message, "only 2 16-bit grey images"));
+    md_input_list_free(&l);
+
+    /* real datasets: Kinect PGMs beside 8-bit colour PNGs (slambook2), and
+     * Open3D's NYU PGM, SUN and TUM 16-bit PNGs beside PPM, JPEG and PNG photos */
+    char dir[1024];
+    memset(&l, 0, sizeof l);
+    l.skip_depth_maps = 1;
+    snprintf(dir, sizeof dir, "%s/data/slambook2_kinect/ch5_rgbd", check_shared_dir());
+    CHECK_OK(md_inputs_add(&l, dir, &err), &err);
+    CHECK(l.count == 5 && l.depth_maps == 5);
+    snprintf(dir, sizeof dir, "%s/data/open3d_testdata_rgbd", check_shared_dir());
+    CHECK_OK(md_inputs_add(&l, dir, &err), &err);
+    CHECK(l.count == 8 && l.depth_maps == 8);
+    CHECK(find_name(&l, "TUM_color.png") && find_name(&l, "NYU_color.ppm") &&
+          find_name(&l, "SUN_color.jpg") && !find_name(&l, "TUM_depth.png"));
+    md_input_list_free(&l);
+}
+
 /* ------------------------------------------------------------ output sets */
 
 static int count_files(const char *dir)
@@ -2301,6 +2367,7 @@ int main(void)
     RUN_TEST(test_concurrent_saves_umask);
     RUN_TEST(test_resource_limits);
     RUN_TEST(test_inputs);
+    RUN_TEST(test_inputs_depth_maps);
     RUN_TEST(test_output_sets);
     RUN_TEST(test_orientation);
     RUN_TEST(test_more_formats);

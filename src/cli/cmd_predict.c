@@ -21,8 +21,10 @@ const cli_command cmd_predict = {
     "predict", "metric depth for images, folders, lists and videos (PNG/npy/PFM, preview, PLY)",
     "usage: metricdepth predict [options] INPUT... [-o DIR]\n\n"
     "INPUT is an image (PNG, JPEG, WebP, TIFF, BMP, PPM/PGM; JPEG EXIF orientation\n"
-    "applied), a folder (every image and video below it, sorted), a .txt list (one\n"
-    "path per line, relative to the list) or a video (.mp4, .mkv, .avi, .mov, ...).\n"
+    "applied), a folder (every image and video below it, sorted; 16-bit grey PNG\n"
+    "and PGM files, an RGB-D dataset's depth maps, are left out with a note), a .txt\n"
+    "list (one path per line, relative to the list) or a video (.mp4, .mkv, .avi,\n"
+    ".mov, ...).\n"
     "Per input NAME, written into DIR as one set (all files or none, even if killed):\n"
     "  NAME.depth.png     16-bit depth, metres x --png-divisor (default mm; 0 = invalid)\n"
     "  NAME.depth.npy     float32 depth in metres   (--outputs npy)\n"
@@ -966,6 +968,7 @@ static int run(int argc, char **argv)
     md_scale_model *scale_model = NULL;
     size_t *todo = NULL;
     int status = CLI_EXIT_FAILURE;
+    inputs.skip_depth_maps = 1; /* an RGB-D dataset's folder holds its depth maps too */
     if (md_inputs_exclude(&inputs, outdir, &err) != MD_OK)
         goto report;
     for (int i = 0; i < npos; i++)
@@ -976,6 +979,10 @@ static int run(int argc, char **argv)
     if (inputs.duplicates)
         fprintf(stderr, "note: %zu input%s named twice, predicted once\n", inputs.duplicates,
                 inputs.duplicates == 1 ? "" : "s");
+    if (inputs.depth_maps)
+        fprintf(stderr, "note: left out %zu 16-bit grey image%s found in folders (depth maps, "
+                        "such as %s); name one directly or in a list to predict it as a photo\n",
+                inputs.depth_maps, inputs.depth_maps == 1 ? "" : "s", inputs.first_depth_map);
     if (shard_n > 1) {
         size_t total = inputs.count;
         if (md_inputs_shard(&inputs, shard_k, shard_n, &err) != MD_OK)

@@ -34,18 +34,22 @@ int md_path_is_video(const char *path)
     return 0;
 }
 
-/* Whether the file starts like an image that md_image_load reads. */
+/* What a file's first bytes say: 0 not an image md_image_load reads, 1 an
+ * image, 2 a 16-bit greyscale PNG or PGM (a depth map, as RGB-D datasets
+ * store them). */
 static int sniff_image_file(const char *path)
 {
     FILE *fp = fopen(path, "rb");
     if (!fp)
         return 0;
-    uint8_t head[16] = {0};
+    uint8_t head[512] = {0};
     size_t n = fread(head, 1, sizeof head, fp);
     fclose(fp);
     md_file_kind k = md_io_sniff(head, n);
-    return k == MD_FILE_PNG || k == MD_FILE_JPEG || k == MD_FILE_PGM || k == MD_FILE_PPM ||
-           k == MD_FILE_WEBP || k == MD_FILE_TIFF || k == MD_FILE_BMP;
+    if (k != MD_FILE_PNG && k != MD_FILE_JPEG && k != MD_FILE_PGM && k != MD_FILE_PPM &&
+        k != MD_FILE_WEBP && k != MD_FILE_TIFF && k != MD_FILE_BMP)
+        return 0;
+    return md_io_is_grey16(head, n) ? 2 : 1;
 }
 
 static char *dup_str(const char *s, md_error *err)
@@ -121,6 +125,15 @@ static md_status append(md_input_list *list, const char *path, const char *rel,
     return MD_OK;
 }
 
+/* A depth map left out of a folder scan: counted, the first one kept for the
+ * caller's note. */
+static md_status note_depth_map(md_input_list *list, const char *path, md_error *err)
+{
+    if (list->depth_maps++ == 0 && !(list->first_depth_map = dup_str(path, err)))
+        return MD_ERR_NOMEM;
+    return MD_OK;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -183,9 +196,12 @@ static md_status scan_dir(md_input_list *list, const char *dir, const char *rel,
                 if (!S_ISLNK(lsb.st_mode) && !is_excluded(list, path))
                     st = scan_dir(list, path, r, depth + 1, err);
             } else if (S_ISREG(sb.st_mode)) {
-                if (md_path_is_video(path))
+                int kind = md_path_is_video(path) ? 3 : sniff_image_file(path);
+                if (kind == 3)
                     st = append(list, path, r, MD_INPUT_VIDEO, err);
-                else if (sniff_image_file(path))
+                else if (kind == 2 && list->skip_depth_maps)
+                    st = note_depth_map(list, path, err);
+                else if (kind)
                     st = append(list, path, r, MD_INPUT_IMAGE, err);
                 else
                     list->ignored++;
@@ -282,8 +298,14 @@ md_status md_inputs_add(md_input_list *list, const char *arg, md_error *err)
     if (stat(arg, &sb) != 0)
         return md_fail(err, MD_ERR_IO, "%s: %s", arg, strerror(errno));
     if (S_ISDIR(sb.st_mode)) {
-        size_t before = list->count;
+        size_t before = list->count, maps_before = list->depth_maps;
         md_status st = scan_dir(list, arg, "", 0, err);
+        if (st == MD_OK && list->count == before && list->depth_maps > maps_before)
+            return md_fail(err, MD_ERR_DATA,
+                           "%s: no image or video in this folder, only %zu 16-bit grey "
+                           "images (depth maps, left out of folder scans; name them "
+                           "directly or in a list to predict them as photos)",
+                           arg, list->depth_maps - maps_before);
         if (st == MD_OK && list->count == before)
             return md_fail(err, MD_ERR_DATA, "%s: no image or video in this folder", arg);
         return st;
@@ -505,5 +527,6 @@ void md_input_list_free(md_input_list *list)
     }
     free(list->items);
     free(list->exclude);
+    free(list->first_depth_map);
     memset(list, 0, sizeof *list);
 }

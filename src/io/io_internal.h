@@ -30,6 +30,9 @@ typedef enum {
 } md_file_kind;
 
 md_file_kind md_io_sniff(const uint8_t *data, size_t size);
+/* 16-bit greyscale PNG or PGM (a depth map, as RGB-D datasets store them),
+ * judged from the file's first bytes (512 hold any sane PGM header). */
+int md_io_is_grey16(const uint8_t *data, size_t size);
 
 /* md_colormap_lookup(cmap, t[k], rgb + 3 k) for k < n where skip[k] is 0;
  * the other pixels are left as they are. */

@@ -125,6 +125,27 @@ md_status md_io_pnm_parse(const char *path, const uint8_t *d, size_t n, md_pnm_h
     return MD_OK;
 }
 
+/* Whether a file's first bytes are a 16-bit greyscale PNG (IHDR, which the
+ * PNG specification puts first: bit depth 16, colour type 0) or a PGM whose
+ * maxval is above 255: how RGB-D datasets store depth, not how photos come. */
+int md_io_is_grey16(const uint8_t *d, size_t n)
+{
+    switch (md_io_sniff(d, n)) {
+    case MD_FILE_PNG:
+        return n >= 26 && memcmp(d + 12, "IHDR", 4) == 0 && d[24] == 16 && d[25] == 0;
+    case MD_FILE_PGM: {
+        size_t pos = 2;
+        unsigned long w, h, maxval;
+        return skip_space(d, n, &pos, 1) && read_uint(d, n, &pos, 99999999ul, &w) &&
+               skip_space(d, n, &pos, 1) && read_uint(d, n, &pos, 99999999ul, &h) &&
+               skip_space(d, n, &pos, 1) && read_uint(d, n, &pos, 99999999ul, &maxval) &&
+               maxval > 255 && maxval <= 65535;
+    }
+    default:
+        return 0;
+    }
+}
+
 md_status md_io_pfm_parse(const char *path, const uint8_t *d, size_t n, md_pfm_header *h,
                           md_error *err)
 {
