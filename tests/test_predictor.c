@@ -301,8 +301,8 @@ static void test_train_synthetic(void)
     md_scale_estimate e;
     CHECK_OK(md_scale_model_estimate(m, NULL, &ff, &e, &err), &err);
     CHECK_MSG(e.weight == 0.0, "weight %.3f at distance %.2f", e.weight, e.distance);
-    /* save, load: the same estimates (features stored in half precision move
-     * the distance slightly, the prediction not at all) */
+    /* save, load: the same estimates to the last bit (the training features,
+     * stored in half precision, are rounded so when trained) */
     char path[256];
     snprintf(path, sizeof path, "%s/synthetic.safetensors", tmpdir);
     CHECK_OK(md_scale_model_save(m, path, &err), &err);
@@ -313,8 +313,8 @@ static void test_train_synthetic(void)
         md_scale_estimate a, b;
         CHECK_OK(md_scale_model_estimate(m, NULL, &f, &a, &err), &err);
         CHECK_OK(md_scale_model_estimate(back, NULL, &f, &b, &err), &err);
-        CHECK(a.log_scale == b.log_scale);
-        CHECK_NEAR(a.distance, b.distance, 1e-3 * a.distance);
+        CHECK(a.log_scale == b.log_scale && a.log_scale_sd == b.log_scale_sd);
+        CHECK(a.distance == b.distance && a.weight == b.weight);
         CHECK(strcmp(md_scale_model_base(back), "synthetic.onnx") == 0);
         CHECK(strstr(md_scale_model_describe(back), "encoder") != NULL);
         md_scale_model_free(back);

@@ -166,7 +166,7 @@ const md_weight *md_weights_find(const md_weights *w, const char *name)
     return NULL;
 }
 
-static float half_to_float(uint16_t h)
+float md_f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;
@@ -202,7 +202,7 @@ static float load_elem(const uint8_t *p, md_wdtype dt)
     }
     uint16_t h = (uint16_t)(p[0] | (p[1] << 8));
     if (dt == MD_WDT_F16)
-        return half_to_float(h);
+        return md_f16_to_f32(h);
     uint32_t bits = (uint32_t)h << 16;
     float f;
     memcpy(&f, &bits, 4);

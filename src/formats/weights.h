@@ -87,6 +87,8 @@ md_status md_safetensors_write(const char *path, const md_tensor_out *tensors, s
                                const md_meta_entry *meta, size_t n_meta, md_error *err);
 /* float -> IEEE half, round to nearest even (overflow to infinity). */
 uint16_t md_f32_to_f16(float x);
+/* IEEE half -> float (exact). */
+float md_f16_to_f32(uint16_t h);
 
 /* ------------------------------------------------------------------ zip */
 

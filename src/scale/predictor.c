@@ -816,8 +816,11 @@ md_status md_enc_train(const md_enc_sample *s, size_t n, size_t p, const md_enc_
         m->b[i] = (float)e.b[i];
     for (int mb = 0; mb < B; mb++)
         m->c[mb] = (float)e.c[mb];
+    /* Rounded as the file stores them (half precision), so that the model
+     * just trained and the same model loaded from disk give the same
+     * distances, gate weights and spreads to the last bit. */
     for (size_t i = 0; i < n * p; i++)
-        m->F[i] = (float)d.Z[i];
+        m->F[i] = md_f16_to_f32(md_f32_to_f16((float)d.Z[i]));
     if (!isfinite(d_in) || !isfinite(t0) || !isfinite(t1)) {
         st = md_fail(err, MD_ERR_DATA,
                      "scale predictor: the distance scale cannot be calibrated (%zu images)", n);
