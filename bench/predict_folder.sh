@@ -27,7 +27,7 @@ folder="$1"; shift
 builds=("$@")
 [ -d "$folder" ] || { echo "$0: $folder is not a folder" >&2; exit 2; }
 for b in "${builds[@]}"; do
-  [ -x "$b" ] || { echo "$0: $b is not an executable" >&2; exit 2; }
+  [ -f "$b" ] && [ -x "$b" ] || { echo "$0: $b is not an executable file (a metricdepth binary)" >&2; exit 2; }
 done
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

@@ -1171,6 +1171,42 @@ static void test_dvec_float_rows(void)
     }
 }
 
+/* The bounded distance of the k-NN: the whole sum (bit for bit) unless a
+ * partial sum passes the bound, then a value in (bound, whole]. With x = i / 2,
+ * y = i every partial sum is exact: the first 512 terms (the first block
+ * checked) sum to 511 x 512 x 1023 / 24. */
+static void test_dvec_bounded_distance(void)
+{
+    const size_t ns[] = {0, 7, 511, 512, 513, 1024, 1030, 7280};
+    for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+        size_t n = ns[t];
+        double *x = malloc(sizeof(double) * (n + 1));
+        float *y = malloc(sizeof(float) * (n + 1));
+        for (size_t i = 0; i < n; i++) {
+            x[i] = 0.5 * (double)i;
+            y[i] = (float)i;
+        }
+        double dn = (double)n, sq = n ? (dn - 1) * dn * (2 * dn - 1) / 24.0 : 0.0;
+        double first = 511.0 * 512.0 * 1023.0 / 24.0;
+        CHECK(md_dsqdist_f_below(n, x, y, INFINITY) == sq);
+        CHECK(md_dsqdist_f_below(n, x, y, sq) == sq); /* not past it: the whole sum */
+        if (n > 1) {
+            double v = md_dsqdist_f_below(n, x, y, sq - 1);
+            CHECK_MSG(v > sq - 1 && v <= sq, "n %zu: %.17g past %.17g", n, v, sq - 1);
+        }
+        /* a partial sum equal to the bound is not past it: the next check
+         * (after 1024 terms, or the whole sum) stops */
+        if (n > 512)
+            CHECK(md_dsqdist_f_below(n, x, y, first) ==
+                  (n < 1024 ? sq : 1023.0 * 1024.0 * 2047.0 / 24.0));
+        /* past the bound within the first block: stops there */
+        double v = md_dsqdist_f_below(n, x, y, 1.0);
+        CHECK_MSG(n < 512 ? v == sq : v == first, "n %zu: %.17g", n, v);
+        free(x);
+        free(y);
+    }
+}
+
 /* Per-channel means against the plain mean in double, for channel counts
  * around the kernel's groups of four and planes shorter than, equal to and
  * past its eight lanes (FastDepth's 7x7 and 14x14 among them). */
@@ -1223,6 +1259,7 @@ int main(void)
     RUN_TEST(test_resize_nearest_x2);
     RUN_TEST(test_maxpool);
     RUN_TEST(test_dvec_float_rows);
+    RUN_TEST(test_dvec_bounded_distance);
     RUN_TEST(test_channel_means);
     return check_finish();
 }

@@ -157,6 +157,80 @@ static md_status write_hand_model(const char *path, uint64_t signature, md_error
     return md_safetensors_write(path, t, 5, meta, sizeof meta / sizeof meta[0], err);
 }
 
+/* The k-NN with rows long enough for its early cut-off (1536 features, three
+ * checked blocks), five rows that look nearest on their first values and are
+ * not, and one that looks far and is not: the distance against a brute-force
+ * scan. Integer and half values, exact in half precision, so the stored rows
+ * are the ones written here. */
+static void test_knn_brute_force(void)
+{
+    enum { P = 1536, N = 40 };
+    static float F[N * P], mu[P], sd[P], coef[P], q[P];
+    for (int j = 0; j < P; j++) {
+        sd[j] = 1;
+        q[j] = (float)(j % 3) * 0.5f; /* the query, standardised as is */
+    }
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < P; j++) {
+            float v;
+            if (i < 24)
+                v = (float)(2 + i % 3); /* far */
+            else if (i < 29)
+                v = j < 600 ? q[j] : 4; /* near on their first values only */
+            else if (i == 29)
+                v = j < 600 ? q[j] + 0.5f * (j % 2) : q[j]; /* near, looks far at first */
+            else if (i < 35)
+                v = q[j] + ((j % (i - 27)) == 0 ? 0.5f : 0); /* near, at distinct distances */
+            else
+                v = q[j] + 1; /* between */
+            F[(size_t)i * P + j] = v;
+        }
+    md_tensor_out t[5] = {{"mu", MD_WDT_F32, 1, {P}, mu},
+                          {"sd", MD_WDT_F32, 1, {P}, sd},
+                          {"coef", MD_WDT_F32, 2, {1, P}, coef},
+                          {"intercept", MD_WDT_F32, 1, {1}, (const float[]){0}},
+                          {"train_features", MD_WDT_F16, 2, {N, P}, F}};
+    md_meta_entry meta[] = {{"format", "metricdepth-scale-encoder"}, {"arch", "encoder"},
+                            {"base_model", "wide.onnx"},  {"feature_signature", "0000000000000007"},
+                            {"n_features", "1536"},      {"members", "1"},
+                            {"alpha", "1"},              {"d_in", "1"},
+                            {"gate_t0", "1"},            {"gate_t1", "2"},
+                            {"sigma_near", "0.1"},       {"sigma_far", "0.3"},
+                            {"knn", "5"}};
+    char path[256];
+    snprintf(path, sizeof path, "%s/wide.safetensors", tmpdir);
+    md_error err = {0};
+    CHECK_OK(md_safetensors_write(path, t, 5, meta, sizeof meta / sizeof meta[0], &err), &err);
+    md_scale_model *m = NULL;
+    CHECK_OK(md_scale_model_load(path, &m, &err), &err);
+    unlink(path);
+    if (!m)
+        return;
+    /* brute force: every distance, sorted, the five smallest */
+    double d[N];
+    for (int i = 0; i < N; i++) {
+        double sq = 0;
+        for (int j = 0; j < P; j++) {
+            double e = (double)q[j] - F[(size_t)i * P + j];
+            sq += e * e;
+        }
+        d[i] = sqrt(sq / P);
+    }
+    for (int i = 1; i < N; i++)
+        for (int k = i; k > 0 && d[k - 1] > d[k]; k--) {
+            double tmp = d[k];
+            d[k] = d[k - 1];
+            d[k - 1] = tmp;
+        }
+    double want = (d[0] + d[1] + d[2] + d[3] + d[4]) / 5;
+    md_features f = {P, q, 7};
+    md_scale_estimate e;
+    CHECK_OK(md_scale_model_estimate(m, NULL, &f, &e, &err), &err);
+    CHECK_MSG(fabs(e.distance - want) <= 1e-12 * want, "k-NN distance %.17g, brute force %.17g",
+              e.distance, want);
+    md_scale_model_free(m);
+}
+
 static void test_hand_model(void)
 {
     char path[256];
@@ -388,6 +462,7 @@ int main(void)
     if (!mkdtemp(tmpdir))
         return 1;
     RUN_TEST(test_ridge_vs_primal);
+    RUN_TEST(test_knn_brute_force);
     RUN_TEST(test_hand_model);
     RUN_TEST(test_train_synthetic);
     RUN_TEST(test_scale_curve);

@@ -12,6 +12,10 @@ double md_ddot(size_t n, const double *x, const double *y);
 double md_ddot_f(size_t n, const double *x, const float *y);
 /* sum (x - y)^2 over n values, y float32 (a stored training row). */
 double md_dsqdist_f(size_t n, const double *x, const float *y);
+/* The same sum, the same bits, unless a partial sum of it exceeds bound:
+ * then that partial sum (> bound, <= the whole sum) as soon as it is seen.
+ * For nearest-neighbour searches, which need no distance past the k-th. */
+double md_dsqdist_f_below(size_t n, const double *x, const float *y, double bound);
 /* y += a x over n values. */
 void md_daxpy(size_t n, double a, const double *x, double *y);
 /* G (m x m, row-major, both triangles) = Z Z^T for Z (m x p, row-major). */
