@@ -1492,6 +1492,7 @@ static void test_inputs(void)
     CHECK(b == 6 && e == 10);
     CHECK(md_shard_range(10, 4, 3, &b, &e, &err) == MD_ERR_ARG);
     CHECK(md_shard_range(10, 0, 3, &b, &e, &err) == MD_ERR_ARG);
+    CHECK(md_inputs_shard(NULL, 1, 1, &err) == MD_ERR_ARG); /* not a crash */
     char first[64] = "";
     snprintf(first, sizeof first, "%s", l.items[3].name);
     CHECK_OK(md_inputs_shard(&l, 2, 3, &err), &err);

@@ -501,8 +501,10 @@ md_status md_shard_range(size_t count, int k, int n, size_t *begin, size_t *end,
 
 md_status md_inputs_shard(md_input_list *list, int k, int n, md_error *err)
 {
+    if (!list)
+        return md_fail(err, MD_ERR_ARG, "md_inputs_shard: no list");
     size_t b, e;
-    md_status st = md_shard_range(list ? list->count : 0, k, n, &b, &e, err);
+    md_status st = md_shard_range(list->count, k, n, &b, &e, err);
     if (st != MD_OK)
         return st;
     for (size_t i = 0; i < list->count; i++) {
