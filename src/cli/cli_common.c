@@ -79,6 +79,10 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, const cli_option *o
               char **positional, int *n_positional)
 {
     *n_positional = 0;
+    if (!positional) { /* the caller's calloc failed */
+        fprintf(stderr, "metricdepth: error: out of memory\n");
+        return CLI_EXIT_FAILURE;
+    }
     bool only_positional = false;
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i];

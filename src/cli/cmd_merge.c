@@ -73,11 +73,12 @@ static int run(int argc, char **argv)
         if (status == CLI_EXIT_OK) {
             size_t from = i == 0 ? 0 : hlen, n = size - from;
             char *grown = realloc(all, len + n + 2);
+            if (grown)
+                all = grown; /* ours now, freed below whatever happens next */
             if (!grown || !header) {
                 fprintf(stderr, "metricdepth: error: out of memory\n");
                 status = CLI_EXIT_FAILURE;
             } else {
-                all = grown;
                 memcpy(all + len, text + from, n);
                 len += n;
                 if (len && all[len - 1] != '\n')

@@ -968,6 +968,9 @@ static int run(int argc, char **argv)
     md_scale_model *scale_model = NULL;
     size_t *todo = NULL;
     int status = CLI_EXIT_FAILURE;
+    /* before the first goto: the exit path frees its filter */
+    batch b;
+    memset(&b, 0, sizeof b);
     inputs.skip_depth_maps = 1; /* an RGB-D dataset's folder holds its depth maps too */
     if (md_inputs_exclude(&inputs, outdir, &err) != MD_OK)
         goto report;
@@ -1049,6 +1052,10 @@ static int run(int argc, char **argv)
 
     /* --- what is left to do */
     todo = calloc(inputs.count + 1, sizeof *todo);
+    if (!todo) {
+        fprintf(stderr, "metricdepth: error: out of memory\n");
+        goto done;
+    }
     size_t n_images = 0, n_videos = 0, skipped = 0;
     for (size_t i = 0; i < inputs.count; i++) {
         if (!c.overwrite && outputs_exist(&c, outdir, &inputs.items[i])) {
@@ -1064,8 +1071,6 @@ static int run(int argc, char **argv)
         fprintf(stderr, "%zu input%s already done in %s/ (use --overwrite to redo)\n", skipped,
                 skipped == 1 ? "" : "s", outdir);
 
-    batch b;
-    memset(&b, 0, sizeof b);
     b.c = &c;
     b.model = model;
     b.od = od;
