@@ -308,7 +308,7 @@ static int run(int argc, char **argv)
         ro.info.title = title_s ? title_s : "metricdepth evaluation report";
         ro.info.train_data = train_desc;
         ro.info.test_data = test_desc;
-        ro.info.train_sources = split_s ? src[0] : src[0];
+        ro.info.train_sources = src[0]; /* with --split, the --data sources */
         ro.info.n_train_sources = nsrc[0];
         ro.info.test_sources = src[1];
         ro.info.n_test_sources = nsrc[1];
