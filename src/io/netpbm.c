@@ -135,7 +135,7 @@ int md_io_is_grey16(const uint8_t *d, size_t n)
         return n >= 26 && memcmp(d + 12, "IHDR", 4) == 0 && d[24] == 16 && d[25] == 0;
     case MD_FILE_PGM: {
         size_t pos = 2;
-        unsigned long w, h, maxval;
+        unsigned long w = 0, h = 0, maxval = 0;
         return skip_space(d, n, &pos, 1) && read_uint(d, n, &pos, 99999999ul, &w) &&
                skip_space(d, n, &pos, 1) && read_uint(d, n, &pos, 99999999ul, &h) &&
                skip_space(d, n, &pos, 1) && read_uint(d, n, &pos, 99999999ul, &maxval) &&
