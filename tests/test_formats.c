@@ -159,6 +159,57 @@ static void test_safetensors_bad(void)
 
 /* ------------------------------------------------------------------- zip */
 
+/* The writer: F32, F16 (1, -2, 65504, the smallest subnormal, round-to-even
+ * 1 + 2^-11 -> 1) and BF16 back through our reader; shapes that would read
+ * past the data refused. */
+static void test_safetensors_write(void)
+{
+    char path[] = "/tmp/md_test_st_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return;
+    close(fd);
+    md_error err = {0};
+    const float a[6] = {1, 2, 3, 4, 5, 6.5f};
+    const float h[5] = {1.0f, -2.0f, 65504.0f, 5.9604645e-08f, 1.00048828125f};
+    const float b[2] = {1.0f, -12.0f};
+    md_tensor_out t[3] = {{"a", MD_WDT_F32, 2, {2, 3}, a},
+                          {"h", MD_WDT_F16, 1, {5}, h},
+                          {"b", MD_WDT_BF16, 1, {2}, b}};
+    md_meta_entry meta[] = {{"format", "test"}};
+    CHECK_OK(md_safetensors_write(path, t, 3, meta, 1, &err), &err);
+    md_weights w = {0};
+    CHECK_OK(md_weights_open(path, &w, &err), &err);
+    const md_weight *x = md_weights_find(&w, "a");
+    float out[6] = {0};
+    CHECK(x && x->ndim == 2 && x->shape[0] == 2 && x->shape[1] == 3 && x->dtype == MD_WDT_F32);
+    if (x) {
+        md_weight_to_f32(x, out);
+        CHECK(memcmp(out, a, sizeof a) == 0);
+    }
+    x = md_weights_find(&w, "h");
+    CHECK(x && x->dtype == MD_WDT_F16 && x->shape[0] == 5);
+    if (x) {
+        md_weight_to_f32(x, out);
+        CHECK(out[0] == 1.0f && out[1] == -2.0f && out[2] == 65504.0f &&
+              out[3] == 5.9604645e-08f && out[4] == 1.0f);
+    }
+    x = md_weights_find(&w, "b");
+    if (x) {
+        md_weight_to_f32(x, out);
+        CHECK(x->dtype == MD_WDT_BF16 && out[0] == 1.0f && out[1] == -12.0f);
+    }
+    md_weights_free(&w);
+    /* a negative or absurd dimension: refused, naming the tensor */
+    md_tensor_out bad = {"neg", MD_WDT_F32, 2, {-1, 3}, a};
+    CHECK(md_safetensors_write(path, &bad, 1, NULL, 0, &err) == MD_ERR_ARG &&
+          strstr(err.message, "'neg'"));
+    bad.shape[0] = INT64_C(1) << 40;
+    bad.shape[1] = 1 << 20;
+    CHECK(md_safetensors_write(path, &bad, 1, NULL, 0, &err) == MD_ERR_ARG);
+    unlink(path);
+}
+
 static void test_zip(void)
 {
     uint8_t big[3000];
@@ -539,6 +590,7 @@ int main(void)
 {
     RUN_TEST(test_safetensors_ok);
     RUN_TEST(test_safetensors_bad);
+    RUN_TEST(test_safetensors_write);
     RUN_TEST(test_zip);
     RUN_TEST(test_zip64);
     RUN_TEST(test_pickle);
