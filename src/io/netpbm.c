@@ -85,6 +85,18 @@ static md_status check_dims(const char *path, const char *what, unsigned long w,
     return MD_OK;
 }
 
+/* Width, height and maxval after the two magic bytes, each after whitespace
+ * or comments; *pos ends on the byte after maxval. false when one is missing. */
+static int pnm_numbers(const uint8_t *d, size_t n, size_t *pos, unsigned long *w,
+                       unsigned long *h, unsigned long *maxval)
+{
+    *pos = 2;
+    *w = *h = *maxval = 0;
+    return skip_space(d, n, pos, 1) && read_uint(d, n, pos, 99999999ul, w) &&
+           skip_space(d, n, pos, 1) && read_uint(d, n, pos, 99999999ul, h) &&
+           skip_space(d, n, pos, 1) && read_uint(d, n, pos, 99999999ul, maxval);
+}
+
 md_status md_io_pnm_parse(const char *path, const uint8_t *d, size_t n, md_pnm_header *h,
                           md_error *err)
 {
@@ -92,12 +104,10 @@ md_status md_io_pnm_parse(const char *path, const uint8_t *d, size_t n, md_pnm_h
     if (n < 2 || d[0] != 'P' || (d[1] != '5' && d[1] != '6'))
         return md_fail(err, MD_ERR_FORMAT, "%s: not a binary PGM/PPM (P5/P6) file", path);
     h->channels = d[1] == '6' ? 3 : 1;
-    size_t pos = 2;
+    size_t pos;
     unsigned long w, hh, maxval;
     const char *what = h->channels == 3 ? "PPM" : "PGM";
-    if (!skip_space(d, n, &pos, 1) || !read_uint(d, n, &pos, 99999999ul, &w) ||
-        !skip_space(d, n, &pos, 1) || !read_uint(d, n, &pos, 99999999ul, &hh) ||
-        !skip_space(d, n, &pos, 1) || !read_uint(d, n, &pos, 99999999ul, &maxval))
+    if (!pnm_numbers(d, n, &pos, &w, &hh, &maxval))
         return md_fail(err, MD_ERR_FORMAT, "%s: %s header is truncated or malformed", path, what);
     if (pos >= n || !is_space(d[pos]))
         return md_fail(err, MD_ERR_FORMAT,
@@ -134,12 +144,9 @@ int md_io_is_grey16(const uint8_t *d, size_t n)
     case MD_FILE_PNG:
         return n >= 26 && memcmp(d + 12, "IHDR", 4) == 0 && d[24] == 16 && d[25] == 0;
     case MD_FILE_PGM: {
-        size_t pos = 2;
-        unsigned long w = 0, h = 0, maxval = 0;
-        return skip_space(d, n, &pos, 1) && read_uint(d, n, &pos, 99999999ul, &w) &&
-               skip_space(d, n, &pos, 1) && read_uint(d, n, &pos, 99999999ul, &h) &&
-               skip_space(d, n, &pos, 1) && read_uint(d, n, &pos, 99999999ul, &maxval) &&
-               maxval > 255 && maxval <= 65535;
+        size_t pos;
+        unsigned long w, h, maxval;
+        return pnm_numbers(d, n, &pos, &w, &h, &maxval) && maxval > 255 && maxval <= 65535;
     }
     default:
         return 0;
