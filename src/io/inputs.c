@@ -34,22 +34,24 @@ int md_path_is_video(const char *path)
     return 0;
 }
 
-/* What a file's first bytes say: 0 not an image md_image_load reads, 1 an
- * image, 2 a 16-bit greyscale PNG or PGM (a depth map, as RGB-D datasets
- * store them). */
-static int sniff_image_file(const char *path)
+/* What a file's first bytes say it is. */
+typedef enum { SNIFF_OTHER, SNIFF_IMAGE, SNIFF_DEPTH_MAP } sniff_kind;
+
+/* SNIFF_DEPTH_MAP: a 16-bit greyscale PNG or PGM, as RGB-D datasets store
+ * depth; SNIFF_IMAGE: any other image md_image_load reads. */
+static sniff_kind sniff_image_file(const char *path)
 {
     FILE *fp = fopen(path, "rb");
     if (!fp)
-        return 0;
+        return SNIFF_OTHER;
     uint8_t head[512] = {0};
     size_t n = fread(head, 1, sizeof head, fp);
     fclose(fp);
     md_file_kind k = md_io_sniff(head, n);
     if (k != MD_FILE_PNG && k != MD_FILE_JPEG && k != MD_FILE_PGM && k != MD_FILE_PPM &&
         k != MD_FILE_WEBP && k != MD_FILE_TIFF && k != MD_FILE_BMP)
-        return 0;
-    return md_io_is_grey16(head, n) ? 2 : 1;
+        return SNIFF_OTHER;
+    return md_io_is_grey16(head, n) ? SNIFF_DEPTH_MAP : SNIFF_IMAGE;
 }
 
 static char *dup_str(const char *s, md_error *err)
@@ -196,15 +198,15 @@ static md_status scan_dir(md_input_list *list, const char *dir, const char *rel,
                 if (!S_ISLNK(lsb.st_mode) && !is_excluded(list, path))
                     st = scan_dir(list, path, r, depth + 1, err);
             } else if (S_ISREG(sb.st_mode)) {
-                int kind = md_path_is_video(path) ? 3 : sniff_image_file(path);
-                if (kind == 3)
+                sniff_kind kind;
+                if (md_path_is_video(path))
                     st = append(list, path, r, MD_INPUT_VIDEO, err);
-                else if (kind == 2 && list->skip_depth_maps)
-                    st = note_depth_map(list, path, err);
-                else if (kind)
-                    st = append(list, path, r, MD_INPUT_IMAGE, err);
-                else
+                else if ((kind = sniff_image_file(path)) == SNIFF_OTHER)
                     list->ignored++;
+                else if (kind == SNIFF_DEPTH_MAP && list->skip_depth_maps)
+                    st = note_depth_map(list, path, err);
+                else
+                    st = append(list, path, r, MD_INPUT_IMAGE, err);
             }
         }
         free(path);
