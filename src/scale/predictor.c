@@ -876,6 +876,27 @@ md_status md_enc_fit_once(const md_enc_sample *s, size_t n, size_t p, double alp
 
 /* ------------------------------------------------------------ predict */
 
+/* Keeps the MD_ENC_KNN smallest values seen, ascending in v[0..*n), with
+ * their tags (tag may be NULL); a value equal to the largest kept is not
+ * taken once the list is full. */
+static void keep_smallest(double *v, size_t *tag, size_t *n, double x, size_t t)
+{
+    size_t j = *n < MD_ENC_KNN ? (*n)++ : MD_ENC_KNN;
+    if (j == MD_ENC_KNN) {
+        if (x >= v[MD_ENC_KNN - 1])
+            return;
+        j = MD_ENC_KNN - 1;
+    }
+    for (; j > 0 && v[j - 1] > x; j--) {
+        v[j] = v[j - 1];
+        if (tag)
+            tag[j] = tag[j - 1];
+    }
+    v[j] = x;
+    if (tag)
+        tag[j] = t;
+}
+
 md_status md_enc_estimate(const md_enc_model *m, const md_features *f, md_scale_estimate *out,
                           md_error *err)
 {
@@ -915,54 +936,26 @@ md_status md_enc_estimate(const md_enc_model *m, const md_features *f, md_scale_
      * was most of this function's time, so the rows that look nearest on
      * their first values go first, and a row stops being read as soon as
      * its partial sum shows it cannot be among the K: the same K distances,
-     * to the bit, as a full scan (md_dsqdist_f_below). */
-    double best[MD_ENC_KNN], best_sq[MD_ENC_KNN];
-    int nb = 0;
-    size_t order[MD_ENC_KNN + 1];
-    double lead[MD_ENC_KNN + 1];
-    size_t nc = 0, head = p < 256 ? p : 256;
-    for (size_t i = 0; i < m->n; i++) { /* the K smallest distances on the first values */
-        double v = md_dsqdist_f(head, z, m->F + i * p);
-        size_t j = nc < MD_ENC_KNN ? nc++ : MD_ENC_KNN;
-        if (j == MD_ENC_KNN && v >= lead[MD_ENC_KNN - 1])
-            continue;
-        if (j == MD_ENC_KNN)
-            j = MD_ENC_KNN - 1;
-        for (; j > 0 && lead[j - 1] > v; j--) {
-            lead[j] = lead[j - 1];
-            order[j] = order[j - 1];
-        }
-        lead[j] = v;
-        order[j] = i;
-    }
+     * to the bit, as a full scan (md_dsqdist_f_below). Squared sums order
+     * as the distances sqrt(sum / p) do, so the K are kept as sums. */
+    double best_sq[MD_ENC_KNN], lead[MD_ENC_KNN];
+    size_t order[MD_ENC_KNN], nb = 0, nc = 0, head = p < 256 ? p : 256;
+    for (size_t i = 0; i < m->n; i++) /* the K nearest on the first values */
+        keep_smallest(lead, order, &nc, md_dsqdist_f(head, z, m->F + i * p), i);
     for (size_t c = 0; c < nc + m->n; c++) {
-        size_t i = c < nc ? order[c] : c - nc;
-        int again = 0;
-        for (size_t q = 0; c >= nc && q < nc; q++)
-            again |= order[q] == i;
-        if (again)
-            continue;
-        double sq = md_dsqdist_f_below(p, z, m->F + i * p,
-                                       nb < MD_ENC_KNN ? INFINITY : best_sq[MD_ENC_KNN - 1]);
-        double v = sqrt(sq / (double)p);
-        int j = nb < MD_ENC_KNN ? nb++ : MD_ENC_KNN;
-        if (j == MD_ENC_KNN) {
-            if (v >= best[MD_ENC_KNN - 1])
-                continue; /* a cut-off row lands here: sq > best_sq[K - 1] */
-            j = MD_ENC_KNN - 1;
-        }
-        while (j > 0 && best[j - 1] > v) {
-            best[j] = best[j - 1];
-            best_sq[j] = best_sq[j - 1];
-            j--;
-        }
-        best[j] = v;
-        best_sq[j] = sq;
+        size_t i = c < nc ? order[c] : c - nc, q = 0;
+        while (c >= nc && q < nc && order[q] != i)
+            q++;
+        if (c >= nc && q < nc)
+            continue; /* a lead row, already read */
+        double bound = nb < MD_ENC_KNN ? INFINITY : best_sq[MD_ENC_KNN - 1];
+        /* a row cut off returns a partial sum past the bound: not kept */
+        keep_smallest(best_sq, NULL, &nb, md_dsqdist_f_below(p, z, m->F + i * p, bound), i);
     }
     free(z);
     double dsum = 0;
-    for (int j = 0; j < nb; j++)
-        dsum += best[j];
+    for (size_t j = 0; j < nb; j++)
+        dsum += sqrt(best_sq[j] / (double)p);
     double r = (dsum / nb) / m->d_in;
     double w = gate_weight(r, m->t0, m->t1);
     double sig = m->sigma_near + (m->sigma_far - m->sigma_near) * (1 - w);
