@@ -906,12 +906,13 @@ md_status md_safetensors_write(const char *path, const md_tensor_out *t, size_t 
         for (int d = 0; d < t[i].ndim; d++) {
             /* a negative or overflowing shape would make the copy below read
              * past the caller's data */
-            if (t[i].shape[d] < 0 || (t[i].shape[d] > 0 && numel > (INT64_C(1) << 40) / t[i].shape[d])) {
+            int64_t dim = t[i].shape[d];
+            if (dim < 0 || (dim > 0 && numel > (INT64_C(1) << 40) / dim)) {
                 free(h.p);
                 return md_fail(err, MD_ERR_ARG, "%s: tensor '%s' has a bad shape", path,
                                t[i].name);
             }
-            numel *= t[i].shape[d];
+            numel *= dim;
         }
         size_t bytes = (size_t)numel * md_wdtype_size(t[i].dtype);
         if (n_meta || i)
